@@ -1,0 +1,101 @@
+"""Feature stage: per-file windows (drift checks and scoring of one export) and the training fan-in."""
+
+import numpy as np
+import pandas as pd
+
+import dagster as dg
+from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.domain.training import horizon_filter, union_records
+from mcp_training_dagster.settings import Settings
+
+OWNERS = ["team:ml-platform"]
+
+# Retrain when validated data changes, even while some registered file is missing or failed:
+# eager() alone waits for every partition, so one bad file would stop retraining forever.
+RETRAIN_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+
+def window_spec(settings: Settings) -> WindowSpec:
+    w = settings.model.windows
+    return WindowSpec(
+        length_minutes=w.length_minutes,
+        entities=tuple(w.entities),
+        burst_seconds=w.burst_seconds,
+        silence_cap_hours=w.silence_cap_hours,
+    )
+
+
+def window_metadata(windows: pd.DataFrame) -> dict:
+    by_kind = {str(k): int(v) for k, v in windows["entity_kind"].value_counts().items()}
+    return {
+        "dagster/row_count": len(windows),
+        "windows_by_kind": dg.MetadataValue.json(by_kind),
+        "first_window": str(windows["window_start"].min()) if len(windows) else "",
+        "last_window": str(windows["window_start"].max()) if len(windows) else "",
+        "feature_count": len(FEATURE_COLUMNS),
+    }
+
+
+@dg.asset(
+    partitions_def=export_files,
+    group_name="features",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    tags={"stage": "features"},
+    code_version="1",
+    description="Feature windows of this export alone (same features as training): for drift checks and scoring.",
+)
+def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    windows = build_windows(validated_records, window_spec(settings.get()))
+    return dg.Output(windows, metadata=window_metadata(windows))
+
+
+@dg.asset(
+    group_name="features",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    tags={"stage": "features"},
+    code_version="1",
+    automation_condition=RETRAIN_CONDITION,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "features_finite_nonnegative",
+            asset="training_windows",
+            blocking=True,
+            description="every feature is a finite, non-negative number",
+        )
+    ],
+    description=(
+        "Fan-in: validated records of every export inside the training horizon (measured back from the newest "
+        "record seen), de-duplicated by id ACROSS files because exports overlap, aggregated into feature windows."
+    ),
+)
+def training_windows(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, validated_records: dict[str, pd.DataFrame]
+):
+    cfg = settings.get()
+    records, cross_file_dups = union_records(validated_records)
+    in_horizon, cutoff = horizon_filter(records, cfg.training.training_horizon_days)
+    windows = build_windows(in_horizon, window_spec(cfg))
+    used = sorted(in_horizon["source_file"].unique().tolist()) if len(in_horizon) else []
+    context.log.info(
+        f"{len(validated_records)} exports, {len(records)} unique records ({cross_file_dups} cross-file duplicates), "
+        f"{len(in_horizon)} in the horizon -> {len(windows)} windows"
+    )
+    yield dg.Output(
+        windows,
+        metadata={
+            **window_metadata(windows),
+            "exports_loaded": len(validated_records),
+            "exports_in_horizon": dg.MetadataValue.json(used),
+            "records_unique": len(records),
+            "records_in_horizon": len(in_horizon),
+            "cross_file_duplicates": cross_file_dups,
+            "horizon_cutoff": str(cutoff) if cutoff is not None else "",
+        },
+    )
+    values = windows.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    bad = int((~np.isfinite(values) | (values < 0)).any(axis=1).sum()) if len(values) else 0
+    yield dg.AssetCheckResult(check_name="features_finite_nonnegative", passed=bad == 0, metadata={"bad_rows": bad})

@@ -1,0 +1,162 @@
+"""Ingest stage, one partition per export file: raw_export -> validated_records + quarantined_records."""
+
+import pandas as pd
+
+import dagster as dg
+from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain.exports import ExportFileError, read_export
+from mcp_training_dagster.domain.validation import check_schema, validate_records
+
+OWNERS = ["team:ml-platform"]
+
+
+def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| (none) | 0 |"
+    return dg.MetadataValue.md(f"| {title} | records |\n|---|---|\n{rows}")
+
+
+@dg.asset(
+    partitions_def=export_files,
+    group_name="ingest",
+    kinds={"json", "parquet"},
+    owners=OWNERS,
+    tags={"stage": "ingest"},
+    code_version="1",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "claimed_count_matches",
+            asset="raw_export",
+            description="export_metadata.total_records equals the records in the file (reported, not fatal)",
+        )
+    ],
+    description=(
+        "Every record of one export file exactly as read (no normalisation), plus the file's facts: "
+        "SHA-256, size, container, claimed vs actual record count. A file that is not an export at all "
+        "fails this partition only, with the file and the problem in the error."
+    ),
+)
+def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
+    cfg = settings.get()
+    path = cfg.landing_dir / context.partition_key
+    try:
+        raw = read_export(path)
+    except ExportFileError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"file": dg.MetadataValue.path(str(path)), "problem": exc.problem},
+            allow_retries=False,
+        ) from None
+    f = raw.facts
+    for warning in f.warnings:
+        context.log.warning(f"{f.file_name}: {warning}")
+    yield dg.Output(
+        raw.records,
+        data_version=dg.DataVersion(f.sha256),
+        metadata={
+            "dagster/row_count": f.actual_records,
+            "file": dg.MetadataValue.path(str(path)),
+            "sha256": f.sha256,
+            "size_bytes": f.size_bytes,
+            "container": f.container,
+            "export_created_at": f.created_at or "",
+            "claimed_records": f.claimed_records if f.claimed_records is not None else -1,
+            "file_warnings": dg.MetadataValue.json(list(f.warnings)),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="claimed_count_matches",
+        passed=not f.count_mismatch,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"claimed": f.claimed_records if f.claimed_records is not None else -1, "actual": f.actual_records},
+    )
+
+
+@dg.multi_asset(
+    partitions_def=export_files,
+    group_name="ingest",
+    outs={
+        "validated_records": dg.AssetOut(
+            kinds={"pandas", "parquet"},
+            owners=OWNERS,
+            tags={"stage": "ingest"},
+            code_version="1",
+            description=(
+                "Typed, normalised records of one export: canonical levels, parsed structured_data, naive "
+                "service wall-clock timestamps, event type, station MAC and interface; sorted by (timestamp, id) "
+                "with duplicate ids removed."
+            ),
+        ),
+        "quarantined_records": dg.AssetOut(
+            kinds={"pandas", "parquet"},
+            owners=OWNERS,
+            tags={"stage": "ingest"},
+            code_version="1",
+            description="Every record validation refused, with the reason, the field and the original JSON.",
+        ),
+    },
+    check_specs=[
+        dg.AssetCheckSpec(
+            "schema_invariants",
+            asset="validated_records",
+            blocking=True,
+            description="unique ids, sorted by (timestamp, id), typed non-null timestamps and messages",
+        )
+    ],
+)
+def validate_export(context: dg.AssetExecutionContext, settings: PipelineSettings, raw_export: pd.DataFrame):
+    """Validate one export; a file whose bad-record fraction exceeds the quarantine limit is rejected
+    (its quarantine table is still written, so the rejected records can be inspected)."""
+    cfg = settings.get()
+    result = validate_records(
+        raw_export,
+        context.partition_key,
+        service_timezone=cfg.training.service_timezone,
+        extra_wifi_processes=cfg.model.events.extra_wifi_processes,
+    )
+    rep = result.report
+    yield dg.Output(
+        result.quarantine,
+        output_name="quarantined_records",
+        metadata={
+            "dagster/row_count": rep.quarantined,
+            "by_reason": _md_counts("reason", rep.quarantine_by_reason),
+            "duplicates": rep.duplicates,
+            "bad_fraction": float(round(rep.bad_fraction, 6)),
+        },
+    )
+    limit = cfg.training.quarantine.max_fraction
+    if rep.bad_fraction > limit:
+        raise dg.Failure(
+            description=(
+                f"{context.partition_key}: {rep.bad_fraction:.1%} of records quarantined, over the limit "
+                f"of {limit:.1%} (training.quarantine.max_fraction); file rejected. "
+                f"Reasons: {rep.quarantine_by_reason}. See quarantined_records[{context.partition_key}]."
+            ),
+            metadata={"by_reason": dg.MetadataValue.json(rep.quarantine_by_reason)},
+            allow_retries=False,
+        )
+    yield dg.Output(
+        result.records,
+        output_name="validated_records",
+        metadata={
+            "dagster/row_count": rep.valid,
+            "records_in": rep.records_in,
+            "quarantined": rep.quarantined,
+            "duplicates_removed": rep.duplicates,
+            "time_start": rep.time_start or "",
+            "time_end": rep.time_end or "",
+            "devices": dg.MetadataValue.json(rep.devices),
+            "event_types": _md_counts("event type", rep.event_counts),
+            "levels": dg.MetadataValue.json(rep.level_counts),
+            "processes": dg.MetadataValue.json(rep.process_counts),
+            "unparsed_structured_data": rep.unparsed_structured_data,
+        },
+    )
+    problems = check_schema(result.records)
+    yield dg.AssetCheckResult(
+        check_name="schema_invariants",
+        asset_key="validated_records",
+        passed=not problems,
+        metadata={"problems": dg.MetadataValue.json(problems), "rows": rep.valid},
+    )

@@ -1,0 +1,68 @@
+"""Sensors: new export files start ingestion; new validated data retrains through automation."""
+
+import dagster as dg
+from mcp_training_dagster.defs.jobs import ingest_job
+from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain.landing import scan_landing
+from mcp_training_dagster.settings import get_settings
+
+# SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
+PARTITION_BATCH = 500
+
+
+@dg.sensor(
+    target=ingest_job,
+    minimum_interval_seconds=get_settings().training.sensor.interval_seconds,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Watches the landing folder. A new or changed export file (by content hash) that has stopped changing "
+        "since the previous tick gets a partition and an ingest run; unchanged files never re-run."
+    ),
+)
+def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
+    cfg = settings.get()
+    s = cfg.training.sensor
+    scan = scan_landing(
+        cfg.landing_dir,
+        context.cursor,
+        patterns=tuple(s.file_patterns),
+        ignore=tuple(s.ignore_patterns),
+        max_files=s.max_files_per_tick,
+        max_bytes=s.max_bytes_hashed_per_tick,
+    )
+    for name, why in scan.skipped.items():
+        context.log.warning(f"{name}: {why}")
+    known = set(context.instance.get_dynamic_partitions(export_files.name))  # one query per tick
+    new_keys = [f.name for f in scan.ready if f.name not in known]
+    requests = [
+        export_files.build_add_request(new_keys[i : i + PARTITION_BATCH])
+        for i in range(0, len(new_keys), PARTITION_BATCH)
+    ]
+    runs = [
+        dg.RunRequest(
+            partition_key=f.name,
+            run_key=f"{f.name}:{f.sha256}",
+            tags={"export/sha256": f.sha256, "export/size_bytes": str(f.size)},
+        )
+        for f in scan.ready
+    ]
+    skip = None
+    if not runs:
+        skip = (
+            f"no new or changed exports in {cfg.landing_dir}"
+            + (f"; {len(scan.waiting)} still changing" if scan.waiting else "")
+            + (f"; {scan.deferred} deferred to the next tick" if scan.deferred else "")
+        )
+    return dg.SensorResult(
+        run_requests=runs, dynamic_partitions_requests=requests, cursor=scan.cursor(), skip_reason=skip
+    )
+
+
+retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "retrain_automation_sensor",
+    target=dg.AssetSelection.groups("features", "training") - dg.AssetSelection.assets("export_windows"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
+    description="Retrains (training_windows -> anomaly_model -> model_metadata) when validated data changes.",
+)

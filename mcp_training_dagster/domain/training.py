@@ -1,0 +1,166 @@
+"""Training: feature windows in, a fitted detector with a calibrated threshold out.
+
+Score convention, everywhere in this project: ``score = -pipeline.score_samples(X)``, so a
+HIGHER score means MORE anomalous, and a window is flagged when ``score > threshold``. The
+threshold is the ``1 - contamination`` quantile of the training scores, stored next to the model
+in that same convention (the previous trainer stored a raw ``score_samples`` percentile and then
+compared with the opposite sign, which flagged everything).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS
+from mcp_training_dagster.settings import DetectorConfig
+
+SCORE_CONVENTION = "higher_is_more_anomalous"
+SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
+
+
+class TrainingError(ValueError):
+    """Training cannot produce a trustworthy model from this data."""
+
+
+def build_pipeline(detector: DetectorConfig) -> Pipeline:
+    """Counts are heavy-tailed, so log1p first; scaling matters for LOF's distances."""
+    if detector.kind == "isolation_forest":
+        p = detector.isolation_forest
+        est: Any = IsolationForest(
+            n_estimators=p.n_estimators,
+            max_samples=p.max_samples,
+            max_features=p.max_features,
+            contamination="auto",
+            random_state=detector.random_state,
+            n_jobs=1,
+        )
+    else:
+        q = detector.local_outlier_factor
+        est = LocalOutlierFactor(n_neighbors=q.n_neighbors, metric=q.metric, novelty=True, contamination="auto")
+    return Pipeline(
+        [
+            ("log1p", FunctionTransformer(np.log1p, feature_names_out="one-to-one")),
+            ("scale", StandardScaler()),
+            ("detector", est),
+        ]
+    )
+
+
+@dataclass
+class TrainedModel:
+    """A fitted pipeline plus everything needed to use it correctly."""
+
+    pipeline: Pipeline
+    feature_names: tuple[str, ...]
+    threshold: float
+    detector: DetectorConfig
+    window_minutes: int
+    trained_at: str
+    training_seconds: float
+    n_windows: int
+    windows_by_kind: dict[str, int]
+    training_flag_rate: float
+    score_quantiles: dict[str, float]
+    data_start: str | None
+    data_end: str | None
+    version: str
+    score_convention: str = SCORE_CONVENTION
+    score_definition: str = SCORE_DEFINITION
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+    def score(self, windows: pd.DataFrame) -> np.ndarray:
+        """Anomaly score per window (higher = more anomalous)."""
+        return -self.pipeline.score_samples(feature_matrix(windows, self.feature_names))
+
+    def predict(self, windows: pd.DataFrame) -> np.ndarray:
+        return self.score(windows) > self.threshold
+
+
+def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...] = FEATURE_COLUMNS) -> np.ndarray:
+    missing = [c for c in names if c not in windows.columns]
+    if missing:
+        raise TrainingError(f"feature windows lack columns {missing}")
+    return windows.loc[:, list(names)].to_numpy(dtype=np.float64)
+
+
+def new_version(now: datetime | None = None) -> str:
+    """Sortable and unique even for two trainings in the same second."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
+
+
+def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20) -> TrainedModel:
+    """Fit the configured detector and calibrate its threshold on the training scores."""
+    if len(windows) < min_windows:
+        raise TrainingError(
+            f"only {len(windows)} feature windows in the training horizon; at least {min_windows} are needed "
+            "(model.training.min_training_windows)"
+        )
+    X = feature_matrix(windows)
+    started = time.perf_counter()
+    pipeline = build_pipeline(detector)
+    pipeline.fit(X)
+    scores = -pipeline.score_samples(X)
+    seconds = time.perf_counter() - started
+    threshold = float(np.quantile(scores, 1.0 - detector.contamination))
+    ts = windows["window_start"]
+    return TrainedModel(
+        pipeline=pipeline,
+        feature_names=FEATURE_COLUMNS,
+        threshold=threshold,
+        detector=detector,
+        window_minutes=window_minutes,
+        trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        training_seconds=round(seconds, 4),
+        n_windows=len(windows),
+        windows_by_kind={str(k): int(v) for k, v in windows["entity_kind"].value_counts().items()},
+        training_flag_rate=float(np.mean(scores > threshold)),
+        score_quantiles={f"p{q}": float(np.quantile(scores, q / 100)) for q in (1, 25, 50, 75, 99)},
+        data_start=ts.min().isoformat() if len(ts) else None,
+        data_end=ts.max().isoformat() if len(ts) else None,
+        version=new_version(),
+        library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+    )
+
+
+def score_windows(model: TrainedModel, windows: pd.DataFrame) -> pd.DataFrame:
+    """Window keys with score and verdict, most anomalous first."""
+    out = windows.loc[:, list(KEY_COLUMNS)].copy()
+    out["score"] = model.score(windows) if len(windows) else np.empty(0)
+    out["is_anomaly"] = out["score"] > model.threshold
+    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """Keep the records within ``horizon_days`` of the newest record seen (not of today: exports can be old)."""
+    if records.empty:
+        return records, None
+    newest = records["timestamp"].max()
+    cutoff = newest - pd.Timedelta(days=horizon_days)
+    return records[records["timestamp"] > cutoff], cutoff
+
+
+def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, int]:
+    """Records of several exports with the cross-file duplicates (same ``id``) removed.
+
+    Exports overlap in time and ids; counting a record twice would teach the model double
+    traffic. Files are taken in name order so the kept copy is deterministic."""
+    parts = [frames[k] for k in sorted(frames) if frames[k] is not None and len(frames[k])]
+    if not parts:
+        return pd.DataFrame(), 0
+    allrec = pd.concat(parts, ignore_index=True)
+    dup = allrec["id"].duplicated(keep="first")
+    uniq = allrec[~dup].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    return uniq, int(dup.sum())

@@ -1,0 +1,331 @@
+"""Validation: raw records in, typed records plus a quarantine table and a report out.
+
+Lenient with a report: a record that cannot be used goes to quarantine with its reason, the field
+at fault and its original JSON, so nothing is dropped silently. Everything else is normalised once
+here (the regex work is the expensive part), so that every later stage is pure column work.
+
+Time: naive timestamps are the service's own wall-clock reception times and stay exactly as they
+are, never shifted by this machine's time zone. Timestamps that carry an offset or ``Z`` (older
+upstream fixtures) are converted into ``service_timezone`` and then made naive, so one column
+holds one clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from mcp_training_dagster.domain.events import EVENT_TYPES, classify_events
+from mcp_training_dagster.domain.exports import RECORD_KEYS
+
+# Syslog severities, index = severity code (RFC 5424).
+LEVELS: tuple[str, ...] = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
+LEVEL_CATEGORIES: tuple[str, ...] = (*LEVELS, "unknown")
+_LEVEL_ALIASES = {
+    **{name: name for name in LEVELS},
+    "emerg": "emergency",
+    "panic": "emergency",
+    "crit": "critical",
+    "err": "error",
+    "warn": "warning",
+    "informational": "info",
+    "information": "info",
+}
+
+# Quarantine reasons, in the order they are tested: a record carries the first that applies.
+REASONS: tuple[tuple[str, str], ...] = (
+    ("not_an_object", "record"),
+    ("missing_id", "id"),
+    ("invalid_id", "id"),
+    ("missing_timestamp", "timestamp"),
+    ("invalid_timestamp", "timestamp"),
+    ("missing_message", "message"),
+    ("missing_device", "device_id"),
+    ("duplicate_id", "id"),
+)
+# Duplicates are redundant copies of a kept record, not bad data: they do not count towards the
+# quarantine limit that rejects a file.
+NOT_BAD = frozenset({"duplicate_id"})
+
+VALID_COLUMNS: tuple[str, ...] = (
+    "id",
+    "device",
+    "device_name",
+    "timestamp",
+    "log_level",
+    "severity",
+    "facility",
+    "process_name",
+    "message",
+    "event_type",
+    "station_mac",
+    "interface",
+    "source_file",
+    "record_index",
+)
+QUARANTINE_COLUMNS: tuple[str, ...] = ("source_file", "record_index", "id", "reason", "field", "detail", "record")
+
+_AWARE = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+TIMESTAMP_DTYPE = "datetime64[us]"
+
+
+class ValidationReport(BaseModel):
+    """The per-file summary a person reads in the UI or the CLI."""
+
+    source_file: str
+    records_in: int
+    valid: int
+    quarantined: int
+    duplicates: int
+    bad_fraction: float = Field(description="quarantined records other than duplicates / records_in")
+    quarantine_by_reason: dict[str, int]
+    level_counts: dict[str, int]
+    event_counts: dict[str, int]
+    process_counts: dict[str, int]
+    devices: list[str]
+    time_start: str | None
+    time_end: str | None
+    unparsed_structured_data: int
+    unknown_levels: int
+    warnings: list[str] = []
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    records: pd.DataFrame  # VALID_COLUMNS, sorted by (timestamp, id), unique ids
+    quarantine: pd.DataFrame  # QUARANTINE_COLUMNS
+    report: ValidationReport
+
+
+def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
+    """ISO-8601 text -> naive ``datetime64[us]``; unparseable -> NaT (the caller quarantines)."""
+    text = values.astype("str").str.strip()
+    out = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP_DTYPE)
+    present = text.notna() & (text != "")
+    aware = present & text.str.contains(_AWARE, regex=True, na=False)
+    naive = present & ~aware
+    if naive.any():
+        out[naive] = pd.to_datetime(text[naive], format="ISO8601", errors="coerce").astype(TIMESTAMP_DTYPE)
+    if aware.any():
+        parsed = pd.to_datetime(text[aware], format="ISO8601", errors="coerce", utc=True)
+        out[aware] = parsed.dt.tz_convert(service_timezone).dt.tz_localize(None).astype(TIMESTAMP_DTYPE)
+    return out
+
+
+def _map_unique(values: pd.Series, fn: Any) -> tuple[np.ndarray, list[Any]]:
+    """Apply ``fn`` once per distinct value: levels and structured_data have a handful of values."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, [fn(u) for u in uniques]
+
+
+def _parse_structured(text: Any) -> tuple[int, int, bool]:
+    """-> (severity_code, facility, parsed_ok); -1 where absent."""
+    try:
+        obj = json.loads(text) if isinstance(text, str) else text
+    except (TypeError, ValueError):
+        return -1, -1, False
+    if not isinstance(obj, dict):
+        return -1, -1, False
+
+    def _int(key: str) -> int:
+        v = obj.get(key)
+        try:
+            return int(v) if v is not None and not isinstance(v, bool) else -1
+        except (TypeError, ValueError):
+            return -1
+
+    sev, fac, pri = _int("severity_code"), _int("facility"), _int("priority")
+    if sev < 0 and pri >= 0:
+        sev = pri % 8
+    if fac < 0 and pri >= 0:
+        fac = pri // 8
+    return (sev if 0 <= sev <= 7 else -1), fac, True
+
+
+def _canonical_level(text: Any) -> str:
+    if not isinstance(text, str):
+        return "unknown"
+    return _LEVEL_ALIASES.get(text.strip().lower(), "unknown")
+
+
+def _record_json(raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """The original record, for the quarantine table (only quarantined rows, so few)."""
+    out: list[str] = []
+    sub = raw.iloc[rows]
+    for _, row in sub.iterrows():
+        if isinstance(row["non_object"], str):
+            out.append(row["non_object"])
+            continue
+        rec = {k: (None if pd.isna(row[k]) else row[k]) for k in RECORD_KEYS}
+        rec = {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
+        if isinstance(row["extra"], str):
+            rec.update(json.loads(row["extra"]))
+        out.append(json.dumps(rec, ensure_ascii=False, default=str))
+    return out
+
+
+def _to_int_ids(raw_ids: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """-> (ids as float64 with NaN, mask of values present but not an integer)."""
+    numeric = pd.to_numeric(raw_ids, errors="coerce")
+    as_float = numeric.astype("float64")
+    present = raw_ids.notna() & (raw_ids.astype("str").str.strip() != "")
+    invalid = present & (as_float.isna() | (np.floor(as_float) != as_float) | (as_float.abs() > 2**62))
+    return as_float, invalid
+
+
+def validate_records(
+    raw: pd.DataFrame,
+    source_file: str,
+    *,
+    service_timezone: str = "UTC",
+    extra_wifi_processes: Iterable[str] = (),
+    warnings: Iterable[str] = (),
+) -> ValidationResult:
+    """Normalise, quarantine and de-duplicate the records of one export."""
+    n = len(raw)
+    reason = np.full(n, "", dtype=object)
+    detail = np.full(n, "", dtype=object)
+
+    def flag(mask: Any, name: str, why: Any) -> None:
+        m = np.asarray(mask, dtype=bool) & (reason == "")
+        reason[m] = name
+        detail[m] = why if np.isscalar(why) else np.asarray(why, dtype=object)[m]
+
+    flag(raw["non_object"].notna(), "not_an_object", "entry in 'data' is not a JSON object")
+
+    ids, bad_id = _to_int_ids(raw["id"])
+    flag(raw["id"].isna(), "missing_id", "no 'id'")
+    flag(bad_id, "invalid_id", "'id' is not an integer: " + raw["id"].astype("str").fillna(""))
+
+    ts_text = raw["timestamp"].astype("str")
+    ts = parse_timestamps(ts_text, service_timezone)
+    flag(ts_text.isna() | (ts_text.str.strip() == ""), "missing_timestamp", "no 'timestamp'")
+    flag(ts.isna(), "invalid_timestamp", "unparseable 'timestamp': " + ts_text.fillna(""))
+
+    msg = raw["message"].astype("str")
+    flag(msg.isna() | (msg.str.strip() == ""), "missing_message", "no 'message'")
+
+    device = raw["device_id"].astype("str").str.strip()
+    device = device.where(device.notna() & (device != ""), raw["device_ip"].astype("str").str.strip())
+    flag(device.isna() | (device == ""), "missing_device", "neither 'device_id' nor 'device_ip'")
+
+    # Order by (timestamp, id) before de-duplicating so the kept copy is deterministic.
+    ok = reason == ""
+    order = np.lexsort((ids.to_numpy(na_value=np.inf), ts.to_numpy()))
+    order = order[ok[order]]
+    dup_sorted = pd.Series(ids.to_numpy()[order]).duplicated(keep="first").to_numpy()
+    dup_rows = order[dup_sorted]
+    flag(np.isin(np.arange(n), dup_rows), "duplicate_id", "same 'id' as an earlier record in this file")
+    keep_rows = order[~dup_sorted]
+
+    # ---- the kept records, typed
+    kept = raw.iloc[keep_rows]
+    lvl_codes, lvl_names = _map_unique(kept["log_level"], _canonical_level)
+    level = np.where(lvl_codes >= 0, np.asarray(lvl_names + ["unknown"], dtype=object)[lvl_codes], "unknown")
+    sd_codes, sd_parsed = _map_unique(kept["structured_data"], _parse_structured)
+    sd_table = np.asarray(sd_parsed + [(-1, -1, True)], dtype=np.int64).reshape(-1, 3)
+    sd_rows = sd_table[sd_codes]  # code -1 picks the sentinel row (absent structured_data)
+    sev_from_sd, facility, sd_ok = sd_rows[:, 0], sd_rows[:, 1], sd_rows[:, 2].astype(bool)
+    level_severity = pd.Series(level).map({name: i for i, name in enumerate(LEVELS)}).to_numpy(
+        dtype="float64", na_value=np.nan
+    )
+    # The level string wins; structured_data's severity fills in where the level is unknown.
+    severity = np.where(np.isnan(level_severity), sev_from_sd, level_severity).astype(np.int64)
+    fill = (level == "unknown") & (severity >= 0)
+    level = np.where(fill, np.asarray(LEVEL_CATEGORIES, dtype=object)[np.clip(severity, 0, 8)], level)
+
+    process = kept["process_name"].astype("str").str.strip().fillna("")
+    events = classify_events(kept["message"].astype("str"), process.str.lower())
+    extra = {p.lower() for p in extra_wifi_processes}
+    if extra:
+        other = (events["event_type"] == "other_process").to_numpy() & process.str.lower().isin(extra).to_numpy()
+        events.loc[other, "event_type"] = "other_wifi"
+
+    records = pd.DataFrame(
+        {
+            "id": ids.to_numpy()[keep_rows].astype(np.int64),
+            "device": device.to_numpy()[keep_rows],
+            "device_name": raw["device_ip"].astype("str").to_numpy()[keep_rows],
+            "timestamp": ts.to_numpy()[keep_rows],
+            "log_level": pd.Categorical(level, categories=LEVEL_CATEGORIES),
+            "severity": pd.array(np.where(severity >= 0, severity, -1), dtype="int8"),
+            "facility": pd.array(np.where(facility >= 0, facility, -1), dtype="int16"),
+            "process_name": process.to_numpy(),
+            "message": kept["message"].astype("str").to_numpy(),
+            "event_type": pd.Categorical(events["event_type"].to_numpy(), categories=EVENT_TYPES),
+            "station_mac": events["station_mac"].astype("str").to_numpy(),
+            "interface": events["interface"].astype("str").to_numpy(),
+            "source_file": source_file,
+            "record_index": raw["record_index"].to_numpy()[keep_rows],
+        },
+        columns=list(VALID_COLUMNS),
+    )
+    for col in ("device", "device_name", "process_name", "message", "station_mac", "interface", "source_file"):
+        records[col] = records[col].astype("str")
+
+    # ---- quarantine table
+    q_rows = np.flatnonzero(reason != "")
+    field_of = dict(REASONS)
+    quarantine = pd.DataFrame(
+        {
+            "source_file": pd.Series([source_file] * len(q_rows), dtype="str"),
+            "record_index": raw["record_index"].to_numpy()[q_rows],
+            "id": pd.Series(raw["id"].astype("str").to_numpy()[q_rows], dtype="str"),
+            "reason": pd.Series(reason[q_rows], dtype="str"),
+            "field": pd.Series([field_of[r] for r in reason[q_rows]], dtype="str"),
+            "detail": pd.Series(detail[q_rows], dtype="str"),
+            "record": pd.Series(_record_json(raw, q_rows), dtype="str"),
+        },
+        columns=list(QUARANTINE_COLUMNS),
+    )
+
+    by_reason = {k: int(v) for k, v in pd.Series(reason[q_rows]).value_counts().items()}
+    n_bad = sum(v for k, v in by_reason.items() if k not in NOT_BAD)
+    report = ValidationReport(
+        source_file=source_file,
+        records_in=n,
+        valid=len(records),
+        quarantined=len(q_rows),
+        duplicates=by_reason.get("duplicate_id", 0),
+        bad_fraction=(n_bad / n) if n else 0.0,
+        quarantine_by_reason=by_reason,
+        level_counts=_counts(records["log_level"]),
+        event_counts=_counts(records["event_type"]),
+        process_counts=_counts(records["process_name"]),
+        devices=sorted(records["device"].unique().tolist()),
+        time_start=records["timestamp"].min().isoformat() if len(records) else None,
+        time_end=records["timestamp"].max().isoformat() if len(records) else None,
+        unparsed_structured_data=int((~sd_ok).sum()),
+        unknown_levels=int((records["log_level"] == "unknown").sum()),
+        warnings=list(warnings),
+    )
+    return ValidationResult(records=records.reset_index(drop=True), quarantine=quarantine, report=report)
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    counts = series.value_counts(sort=True)
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
+
+
+def check_schema(records: pd.DataFrame) -> list[str]:
+    """Invariants later stages rely on; returns the broken ones (empty = fine)."""
+    problems: list[str] = []
+    missing = [c for c in VALID_COLUMNS if c not in records.columns]
+    if missing:
+        return [f"missing columns: {missing}"]
+    if not pd.api.types.is_datetime64_dtype(records["timestamp"]) or records["timestamp"].isna().any():
+        problems.append("timestamp must be a non-null naive datetime column")
+    if records["id"].duplicated().any():
+        problems.append("ids are not unique")
+    key = records[["timestamp", "id"]]
+    if not key.equals(key.sort_values(["timestamp", "id"], kind="stable")):
+        problems.append("records are not sorted by (timestamp, id)")
+    if records["message"].isna().any():
+        problems.append("null messages")
+    return problems

@@ -1,0 +1,149 @@
+"""IO managers: Parquet for tables, joblib for models, JSON for metadata documents.
+
+Built on Dagster's ``UPathIOManager`` so ``base_path`` is a local folder by default and an
+object-store URL (``s3://bucket/prefix``, with ``s3fs`` installed) by configuration only.
+
+Two behaviours the library does not give us:
+
+* **Atomic writes.** On a local filesystem each object is written to a temporary sibling and
+  renamed into place, so a crash never leaves a half file that a later step would trust. Object
+  stores publish a PUT atomically already, so there the object is written directly.
+* **Fan-in always yields a mapping.** An unpartitioned asset reading every partition of a
+  partitioned one gets ``{partition_key: value}`` even with exactly one partition (the library
+  returns the bare object then), and registered-but-never-materialised partitions (a file that
+  failed validation) are skipped with a warning instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import dagster as dg
+import joblib
+import pandas as pd
+import pyarrow.parquet as pq
+from upath import UPath
+
+
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def atomic_write_bytes(path: UPath, writer: Any) -> None:
+    """Call ``writer(fileobj)`` so that ``path`` appears complete or not at all."""
+    if _is_local(path):
+        target = os.fspath(path)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as fh:
+                writer(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    else:
+        with path.open("wb") as fh:
+            writer(fh)
+
+
+class _AtomicUPathIOManager(dg.UPathIOManager):
+    def load_partitions(self, context: dg.InputContext) -> Any:
+        keys = list(context.asset_partition_keys)
+        if context.has_partition_key and len(keys) == 1:
+            # partitioned -> same-partition downstream: the object itself
+            return super().load_partitions(context)
+        paths = self._get_paths_for_partitions(context)
+        out: dict[str, Any] = {}
+        missing: list[str] = []
+        for key in keys:
+            try:
+                out[key] = self.load_from_path(context=context, path=paths[key])
+            except FileNotFoundError:
+                missing.append(key)
+        if missing:
+            context.log.warning(
+                f"{len(missing)} of {len(keys)} partitions of {context.asset_key.to_user_string()} have no "
+                f"stored value (never materialised or failed) and are skipped: {missing[:20]}"
+            )
+        return out
+
+
+class _ParquetUPathIOManager(_AtomicUPathIOManager):
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()}: Parquet IO manager expects a DataFrame, got {type(obj)}")
+        atomic_write_bytes(path, lambda fh: obj.to_parquet(fh, index=False, compression="zstd"))
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        if _is_local(path):
+            return pd.read_parquet(os.fspath(path))
+        with path.open("rb") as fh:
+            return pq.read_table(fh).to_pandas()
+
+    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, Any]:
+        return {
+            "dagster/row_count": dg.MetadataValue.int(len(obj)),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(str(c), str(t)) for c, t in obj.dtypes.items()]
+            ),
+        }
+
+
+class _JoblibUPathIOManager(_AtomicUPathIOManager):
+    extension = ".joblib"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        atomic_write_bytes(path, lambda fh: joblib.dump(obj, fh, compress=3))
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        with path.open("rb") as fh:
+            return joblib.load(fh)
+
+
+class _JsonUPathIOManager(_AtomicUPathIOManager):
+    extension = ".json"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        payload = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+        atomic_write_bytes(path, lambda fh: fh.write(payload))
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        with path.open("rb") as fh:
+            return json.loads(fh.read())
+
+
+class _UPathFactory(dg.ConfigurableIOManagerFactory):
+    base_path: str
+    """Local folder or object-store URL; the asset key becomes sub-folders below it."""
+    storage_options: dict[str, Any] = {}
+    """Passed to fsspec, e.g. ``{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}``."""
+
+    _impl: type[_AtomicUPathIOManager]
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
+        return self._impl(base_path=UPath(self.base_path, **self.storage_options))
+
+
+class ParquetIOManager(_UPathFactory):
+    """DataFrames as Parquet (zstd): columnar, typed, readable by any tool."""
+
+    _impl = _ParquetUPathIOManager
+
+
+class JoblibIOManager(_UPathFactory):
+    """Fitted models as joblib files. joblib.load runs pickled code: trusted storage only."""
+
+    _impl = _JoblibUPathIOManager
+
+
+class JsonIOManager(_UPathFactory):
+    """Small documents (model metadata) as pretty JSON, readable without Python."""
+
+    _impl = _JsonUPathIOManager

@@ -1,0 +1,301 @@
+"""Typed settings: ``config/*.yaml`` merged with environment overrides, validated once.
+
+Two files, two concerns: ``model_config.yaml`` says *what* is learnt (detector, windows, events,
+evaluation gates) and ``training_config.yaml`` says *where and when* (folders, horizon, sensor
+cadence, quarantine limits, executor). Every field can be overridden from the environment:
+
+* training fields: ``MCP_TRAINING_<FIELD>``, nested with ``__``  (``MCP_TRAINING_SENSOR__INTERVAL_SECONDS=5``)
+* model fields:    ``MCP_MODEL_<FIELD>``, nested with ``__``     (``MCP_MODEL_DETECTOR__KIND=local_outlier_factor``)
+
+Values are parsed as YAML scalars/lists, so ``5``, ``true`` and ``[a, b]`` mean what they say.
+A bad value fails at load with the file (or variable), the dotted field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_DIR_ENV = "MCP_TRAINING_CONFIG_DIR"
+TRAINING_ENV_PREFIX = "MCP_TRAINING_"
+MODEL_ENV_PREFIX = "MCP_MODEL_"
+MODEL_CONFIG_FILE = "model_config.yaml"
+TRAINING_CONFIG_FILE = "training_config.yaml"
+
+# The repository's own config folder (present in a source checkout / editable install).
+_REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who has to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- model config
+class IsolationForestParams(_Strict):
+    n_estimators: int = Field(200, ge=10, le=5000)
+    max_samples: int | Literal["auto"] = "auto"
+    max_features: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class LocalOutlierFactorParams(_Strict):
+    n_neighbors: int = Field(35, ge=2, le=1000)
+    metric: Literal["euclidean", "manhattan", "minkowski", "chebyshev"] = "euclidean"
+
+
+class DetectorConfig(_Strict):
+    kind: Literal["isolation_forest", "local_outlier_factor"] = "isolation_forest"
+    contamination: float = Field(
+        0.02, gt=0.0, lt=0.5, description="expected anomalous fraction; sets the calibrated threshold"
+    )
+    random_state: int = 42
+    isolation_forest: IsolationForestParams = IsolationForestParams()
+    local_outlier_factor: LocalOutlierFactorParams = LocalOutlierFactorParams()
+
+
+class WindowConfig(_Strict):
+    length_minutes: int = Field(5, ge=1, le=1440)
+    entities: tuple[Literal["device", "station", "interface"], ...] = ("device", "station", "interface")
+    burst_seconds: int = Field(10, ge=1, le=3600)
+    silence_cap_hours: float = Field(24.0, gt=0)
+
+    @field_validator("entities")
+    @classmethod
+    def _non_empty_unique(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one entity is required")
+        if len(set(v)) != len(v):
+            raise ValueError("entities must be unique")
+        return v
+
+
+class EventConfig(_Strict):
+    extra_wifi_processes: tuple[str, ...] = ()
+
+
+class EvaluationConfig(_Strict):
+    min_f1: float = Field(0.5, ge=0, le=1)
+    min_roc_auc: float = Field(0.6, ge=0, le=1)
+
+
+class TrainingGates(_Strict):
+    min_training_windows: int = Field(20, ge=2)
+
+
+class ModelConfig(_Strict):
+    detector: DetectorConfig = DetectorConfig()
+    windows: WindowConfig = WindowConfig()
+    events: EventConfig = EventConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    training: TrainingGates = TrainingGates()
+
+
+# ------------------------------------------------------------------------ training config
+class SensorConfig(_Strict):
+    interval_seconds: int = Field(30, ge=1, le=86400)
+    max_files_per_tick: int = Field(100, ge=1, le=10000)
+    max_bytes_hashed_per_tick: int = Field(2_000_000_000, ge=1)
+    file_patterns: tuple[str, ...] = ("*.json", "*.zip")
+    ignore_patterns: tuple[str, ...] = ("*.part", "*.tmp", "*.partial", "*.crdownload", ".*", "~*")
+
+
+class QuarantineConfig(_Strict):
+    max_fraction: float = Field(
+        0.5, ge=0.0, le=1.0, description="a file with more quarantined records than this is rejected"
+    )
+
+
+class TrainingConfig(_Strict):
+    data_dir: Path = Path("data")
+    landing_dir: Path | None = None
+    asset_storage: str | None = None
+    models_dir: Path | None = None
+    dagster_home: Path | None = None
+    training_horizon_days: float = Field(30.0, gt=0)
+    service_timezone: str = "UTC"
+    executor: Literal["in_process", "multiprocess"] = "in_process"
+    max_concurrent_steps: int = Field(2, ge=1, le=64)
+    model_max_age_hours: float = Field(168.0, gt=0.02)
+    sensor: SensorConfig = SensorConfig()
+    quarantine: QuarantineConfig = QuarantineConfig()
+
+    @field_validator("service_timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {v!r} (e.g. 'UTC', 'Europe/Berlin')") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> "TrainingConfig":
+        # Each folder defaults to a child of data_dir; frozen model, so set through __dict__.
+        root = self.data_dir
+        defaults = {
+            "landing_dir": root / "exports",
+            "models_dir": root / "models",
+            "dagster_home": root / "dagster_home",
+        }
+        for name, default in defaults.items():
+            if getattr(self, name) is None:
+                self.__dict__[name] = default
+        if self.asset_storage is None:
+            self.__dict__["asset_storage"] = str(root / "assets")
+        return self
+
+
+class Settings(_Strict):
+    model: ModelConfig
+    training: TrainingConfig
+    sources: tuple[str, ...] = ()
+
+    @property
+    def landing_dir(self) -> Path:
+        assert self.training.landing_dir is not None
+        return self.training.landing_dir
+
+    @property
+    def models_dir(self) -> Path:
+        assert self.training.models_dir is not None
+        return self.training.models_dir
+
+    @property
+    def asset_storage(self) -> str:
+        assert self.training.asset_storage is not None
+        return self.training.asset_storage
+
+
+# ------------------------------------------------------------------------------- loading
+def config_dir() -> Path | None:
+    """Where the YAML lives: ``$MCP_TRAINING_CONFIG_DIR``, else the repository's ``config/``."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return _REPO_CONFIG_DIR if _REPO_CONFIG_DIR.is_dir() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _env_overrides(prefix: str, env: Mapping[str, str], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``PREFIX_A__B=v`` -> ``{"a": {"b": v}}`` with YAML-parsed values."""
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(prefix) or key in skip:
+            continue
+        parts = [p.lower() for p in key[len(prefix) :].split("__") if p]
+        if not parts:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"${key}: conflicts with another variable setting {part!r} to a scalar")
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _explain(exc: ValidationError, source: str, env_prefix: str, env_keys: set[str]) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        dotted = ".".join(str(p) for p in err["loc"])
+        env_name = env_prefix + "__".join(str(p).upper() for p in err["loc"])
+        where = f"${env_name}" if env_name in env_keys else source
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        lines.append(f"{where}: {dotted}: {err['msg']}{got}")
+    return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _resolve_relative(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in a YAML file are relative to the project root, not to the caller's cwd."""
+    out = dict(cfg)
+    for key in ("data_dir", "landing_dir", "models_dir", "dagster_home", "asset_storage"):
+        value = out.get(key)
+        if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+            out[key] = str((base / value).resolve())
+    return out
+
+
+def load_settings(config_directory: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate both config files plus environment overrides."""
+    env = os.environ if env is None else env
+    cdir = config_directory if config_directory is not None else config_dir()
+    model_raw: dict[str, Any] = {}
+    training_raw: dict[str, Any] = {}
+    sources: list[str] = []
+    if cdir is not None:
+        model_path, training_path = cdir / MODEL_CONFIG_FILE, cdir / TRAINING_CONFIG_FILE
+        model_raw = _read_yaml(model_path)
+        training_raw = _resolve_relative(_read_yaml(training_path), cdir.parent)
+        sources += [str(p) for p in (model_path, training_path) if p.exists()]
+    else:
+        model_path, training_path = Path(MODEL_CONFIG_FILE), Path(TRAINING_CONFIG_FILE)
+
+    model_env = _env_overrides(MODEL_ENV_PREFIX, env)
+    training_env = _env_overrides(TRAINING_ENV_PREFIX, env, skip=(CONFIG_DIR_ENV,))
+    for key in ("data_dir", "landing_dir", "models_dir", "dagster_home"):
+        if isinstance(training_env.get(key), str):
+            training_env[key] = str(Path(training_env[key]).expanduser().resolve())
+    env_keys = {k for k in env if k.startswith((MODEL_ENV_PREFIX, TRAINING_ENV_PREFIX))}
+    sources += sorted(env_keys - {CONFIG_DIR_ENV})
+
+    try:
+        model = ModelConfig.model_validate(_deep_merge(model_raw, model_env))
+    except ValidationError as exc:
+        raise _explain(exc, str(model_path), MODEL_ENV_PREFIX, env_keys) from None
+    try:
+        training = TrainingConfig.model_validate(_deep_merge(training_raw, training_env))
+    except ValidationError as exc:
+        raise _explain(exc, str(training_path), TRAINING_ENV_PREFIX, env_keys) from None
+    return Settings(model=model, training=training, sources=tuple(sources))
+
+
+@lru_cache(maxsize=8)
+def _cached(config_directory: str | None, env_items: tuple[tuple[str, str], ...]) -> Settings:
+    return load_settings(Path(config_directory) if config_directory else None, dict(env_items))
+
+
+def get_settings() -> Settings:
+    """Settings for this process, reloaded whenever the relevant environment changes."""
+    env_items = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("MCP_TRAINING_", "MCP_MODEL_"))))
+    cdir = config_dir()
+    return _cached(str(cdir) if cdir else None, env_items)
