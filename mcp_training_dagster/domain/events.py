@@ -275,27 +275,29 @@ def _first_match(msgs: pa.Array, rows: np.ndarray, rules: list[tuple[int, str]],
         pending.append((rows[~hit], mid, hi))
 
 
-def _classify_unique(msgs: pa.Array, procs: np.ndarray, wifi: frozenset[str]) -> np.ndarray:
-    """Event codes for distinct (message, lower-case process) pairs.
+def _classify_unique(
+    msgs: pa.Array, proc_codes: np.ndarray, proc_names: list[str], wifi: frozenset[str]
+) -> np.ndarray:
+    """Event codes for distinct (message, process) pairs; ``proc_names[proc_codes[i]]`` is line i's process.
 
     Lines are grouped by which catalog rows apply to their process (any / WiFi / acsd ...),
     lines matching no applicable row at all are set aside with one pass, and the rest go
     through ``_first_match``."""
-    codes = np.where(np.isin(procs, list(wifi)), _OTHER_WIFI, _OTHER_PROCESS).astype(np.int16)
+    is_wifi = np.array([p in wifi for p in proc_names], dtype=bool)
+    codes = np.where(is_wifi[proc_codes], _OTHER_WIFI, _OTHER_PROCESS).astype(np.int16)
     valid = pc.is_valid(msgs).to_numpy(zero_copy_only=False)
-    distinct_procs, proc_of_row = np.unique(procs, return_inverse=True)
     groups: dict[tuple[int, ...], list[int]] = {}
-    for i, proc in enumerate(distinct_procs):
+    for i, proc in enumerate(proc_names):
         applies = tuple(
             k for k, row in enumerate(EVENT_CATALOG)
             if row.processes is None or proc in (wifi if row.processes == WIFI_PROCESSES else row.processes)
         )
         groups.setdefault(applies, []).append(i)
-    for applies, proc_ids in groups.items():
-        if not applies:
-            continue
-        rows = np.flatnonzero(np.isin(proc_of_row, proc_ids) & valid)
-        if rows.size == 0:
+    for applies, members in groups.items():
+        in_group = np.zeros(len(proc_names), dtype=bool)
+        in_group[members] = True
+        rows = np.flatnonzero(in_group[proc_codes] & valid)
+        if rows.size == 0 or not applies:
             continue
         rules = _fuse([(_TYPE_CODE[EVENT_CATALOG[k].event_type], EVENT_CATALOG[k].pattern) for k in applies])
         any_hit = _regex_hits(msgs, rows, "|".join(p for _, p in rules))
@@ -340,17 +342,19 @@ def classify_events(
     msg_dict, n_msg = msg_enc.dictionary, len(msg_enc.dictionary)
 
     # Process names: lower-case, without a "[pid]" suffix; null -> "" (not WiFi).
-    procs_clean = pc.replace_substring_regex(pc.utf8_trim_whitespace(pc.utf8_lower(proc_enc.dictionary)), _PID_SUFFIX, "")
-    proc_names = np.asarray(procs_clean.fill_null("").to_pylist(), dtype=object)
+    procs_clean = pc.replace_substring_regex(
+        pc.utf8_trim_whitespace(pc.utf8_lower(proc_enc.dictionary)), _PID_SUFFIX, ""
+    )
+    proc_names = [p or "" for p in procs_clean.to_pylist()]
 
     # Distinct (process, message) pairs; with one process the message code is the pair code.
     if len(proc_names) <= 1:
-        pair_codes, pair_msg, pair_proc = msg_idx, np.arange(n_msg), np.zeros(n_msg, dtype=np.int64)
+        pair_codes, pair_msgs = msg_idx, msg_dict
+        pair_proc = np.zeros(n_msg, dtype=np.int64)
     else:
         pair_codes, pair_keys = pd.factorize(proc_idx * n_msg + msg_idx)
-        pair_msg, pair_proc = pair_keys % n_msg, pair_keys // n_msg
-    pair_msgs = msg_dict if len(pair_msg) == n_msg and len(proc_names) <= 1 else msg_dict.take(pa.array(pair_msg))
-    pair_events = _classify_unique(pair_msgs, proc_names[pair_proc] if len(proc_names) else np.array([], dtype=object), wifi)
+        pair_msgs, pair_proc = msg_dict.take(pa.array(pair_keys % n_msg)), pair_keys // n_msg
+    pair_events = _classify_unique(pair_msgs, pair_proc, proc_names, wifi)
 
     mac_u, iface_u = _extract(msg_dict)
     indices = pa.array(msg_idx)

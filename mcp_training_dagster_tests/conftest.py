@@ -1,0 +1,43 @@
+"""Shared fixtures: the real sample exports (shipped in the package) and an isolated data root."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import mcp_training_dagster
+
+SAMPLES = Path(mcp_training_dagster.__file__).parent / "sample_exports"
+HOSTAPD_1824 = SAMPLES / "export_asus_hostapd_1824.json"
+SYSTEM_35 = SAMPLES / "export_asus_system_35.json"
+SYSTEM_19 = SAMPLES / "export_asus_system_19.json"
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MCP_TRAINING_DATA_DIR with the landing folder created; env overrides cleared."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("MCP_TRAINING_", "MCP_MODEL_")):
+            monkeypatch.delenv(key)
+    root = tmp_path / "data"
+    (root / "exports").mkdir(parents=True)
+    monkeypatch.setenv("MCP_TRAINING_DATA_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def landing(data_dir: Path) -> Path:
+    return data_dir / "exports"
+
+
+def copy_sample(name: str, folder: Path, as_name: str | None = None) -> Path:
+    target = folder / (as_name or name)
+    shutil.copyfile(SAMPLES / name, target)
+    return target
