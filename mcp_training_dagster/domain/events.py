@@ -103,7 +103,7 @@ _WLC_EV = "wlceventd_proc_event(511): eth7: "  # prefix of Broadcom wlceventd ex
 EVENT_CATALOG: tuple[EventPattern, ...] = (
     # --- radio / driver health (kernel and driver lines, any process) ---
     EventPattern("radio_error",
-                 r"\b(?:wl|wlan|eth|wifi|ath|ra|rai)\d+[\w.-]*:.*(?:fatal error|microcode watchdog"
+                 r"\b(?:wl|wlan|wifi|ath|ra|rai)\d+[\w.-]*:.*(?:fatal error|microcode watchdog"
                  r"|psm watchdog|(?:dongle|firmware|fw) trap|firmware (?:has )?(?:crash|halt))",
                  None, "wl0: fatal error, reinitializing"),
     EventPattern("radio_error",
@@ -204,13 +204,14 @@ _MAC_EXTRACT = (
     r"(?:^|[^0-9A-Fa-f:])(?P<mac>[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})(?:$|[^0-9A-Fa-f:]|:(?:$|[^0-9A-Fa-f]))"
 )
 # Interface: the leading "<name>: " token (after an optional kernel time stamp or the
-# "wlceventd_proc_event(N): " prefix) if it contains a digit, or mac80211's "ieee80211 phyN:".
+# "wlceventd_proc_event(N): " prefix) if it has a digit and no underscore (which rules out
+# "WPA:", "RADIUS:", "IEEE 802.11:", "l2_packet_init:"), or mac80211's "ieee80211 phyN:".
 _IFACE_EXTRACT = (
-    r"^(?:\[\s*\d+\.\d+\]\s*)?(?:\w+\(\d+\):\s+)?(?:(?P<iface>[A-Za-z][\w.-]*\d[\w.-]*)"
+    r"^(?:\[\s*\d+\.\d+\]\s*)?(?:\w+\(\d+\):\s+)?(?:(?P<iface>[A-Za-z][A-Za-z0-9.-]*\d[A-Za-z0-9.-]*)"
     r"|ieee80211 (?P<phy>phy\d+)):\s"
 )
 # Leading tokens with a digit that are protocol/module tags, not interfaces.
-_NOT_INTERFACES = ("nl80211", "l2_packet", "p2p", "hs20", "wpa2", "wpa3", "ieee802", "ipv4", "ipv6")
+_NOT_INTERFACES = ("nl80211", "p2p", "hs20", "wpa2", "wpa3", "ieee802", "ipv4", "ipv6")
 _PID_SUFFIX = r"\[\d*\]$"
 
 

@@ -1,0 +1,84 @@
+"""Fixtures for the Dagster-level tests: real definitions, real resources and a throwaway instance.
+
+Everything points into the test's tmp folder: the ``data_dir`` fixture (parent conftest) sets
+``MCP_TRAINING_DATA_DIR`` *before* the settings, definitions and resources are built here.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dagster as dg
+from mcp_training_dagster.definitions import build_definitions
+from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import build_resources
+from mcp_training_dagster.settings import Settings, get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    s = get_settings()
+    # The whole point of the fixture: nothing may be written outside the tmp data root.
+    assert s.landing_dir == data_dir / "exports"
+    assert s.asset_storage.startswith(str(data_dir))
+    return s
+
+
+@pytest.fixture
+def defs(settings: Settings) -> dg.Definitions:
+    return build_definitions(settings)
+
+
+@pytest.fixture
+def resources(settings: Settings) -> dict:
+    return build_resources(settings)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def assets_dir(settings: Settings) -> Path:
+    return Path(settings.asset_storage)
+
+
+def run_ingest(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, *, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
+    """What the daemon does for one sensor request: register the partition, run ingest_job for it."""
+    if not instance.has_dynamic_partition(export_files.name, name):
+        instance.add_dynamic_partitions(export_files.name, [name])
+    return defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=instance, partition_key=name, raise_on_error=raise_on_error
+    )
+
+
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dg.AssetMaterialization]:
+    return [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.step_materialization_data.materialization.asset_key == dg.AssetKey(asset)
+    ]
+
+
+def md(materialization: dg.AssetMaterialization) -> dict:
+    """Metadata as plain values."""
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    """Everything a person reads about the failed steps: error message and Failure description."""
+    parts = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.error is not None:
+            parts.append(data.error.message)
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            parts.append(data.user_failure_data.description)
+    return "\n".join(parts)

@@ -1,0 +1,152 @@
+"""The code location itself: what it contains, how it is wired, and that Dagster's CLI loads it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dagster as dg
+from mcp_training_dagster.definitions import build_definitions
+from mcp_training_dagster.settings import load_settings
+from mcp_training_dagster_tests.defs.conftest import REPO_ROOT
+
+ASSET_KEYS = {
+    "raw_export",
+    "validated_records",
+    "quarantined_records",
+    "export_windows",
+    "training_windows",
+    "anomaly_model",
+    "model_metadata",
+}
+
+
+def _specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
+    return {spec.key.to_user_string(): spec for spec in defs.resolve_all_asset_specs()}
+
+
+def test_definitions_load_and_validate(defs):
+    dg.Definitions.validate_loadable(defs)
+    assert {k.to_user_string() for k in defs.resolve_all_asset_keys()} == ASSET_KEYS
+
+
+def test_module_level_defs_validate(data_dir):
+    from mcp_training_dagster import definitions
+
+    dg.Definitions.validate_loadable(definitions.defs)
+    assert {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()} == ASSET_KEYS
+
+
+def test_lineage(defs):
+    deps = {name: {d.asset_key.to_user_string() for d in spec.deps} for name, spec in _specs(defs).items()}
+    assert deps["raw_export"] == set()
+    assert deps["validated_records"] == {"raw_export"}
+    assert deps["quarantined_records"] == {"raw_export"}
+    assert deps["export_windows"] == {"validated_records"}
+    assert deps["training_windows"] == {"validated_records"}
+    assert deps["anomaly_model"] == {"training_windows"}
+    assert deps["model_metadata"] == {"anomaly_model"}
+
+
+def test_every_asset_is_documented_and_owned(defs):
+    specs = _specs(defs)
+    for name, spec in specs.items():
+        assert spec.group_name and spec.group_name != "default", name
+        assert spec.kinds, f"{name} has no kinds"
+        assert spec.owners, f"{name} has no owners"
+        assert spec.description and len(spec.description) > 20, f"{name} has no real description"
+    assert {n for n, s in specs.items() if s.group_name == "ingest"} == {
+        "raw_export",
+        "validated_records",
+        "quarantined_records",
+    }
+    assert specs["anomaly_model"].group_name == "training"
+    assert specs["model_metadata"].group_name == "training"
+
+
+def test_partitioning_and_automation(defs):
+    specs = _specs(defs)
+    for name in ("raw_export", "validated_records", "quarantined_records", "export_windows"):
+        assert isinstance(specs[name].partitions_def, dg.DynamicPartitionsDefinition), name
+        assert specs[name].partitions_def.name == "export_files"
+    for name in ("training_windows", "anomaly_model", "model_metadata"):
+        assert specs[name].partitions_def is None, name
+        assert specs[name].automation_condition is not None, f"{name} is never retrained automatically"
+
+
+def test_sensors_present_and_running_by_default(defs):
+    for name in ("export_file_sensor", "retrain_automation_sensor"):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, name
+    ingest_sensor = defs.resolve_sensor_def("export_file_sensor")
+    assert ingest_sensor.job_name == "ingest_job"
+    retrain = defs.resolve_sensor_def("retrain_automation_sensor")
+    assert isinstance(retrain, dg.AutomationConditionSensorDefinition)
+    targeted = retrain.asset_selection.resolve(defs.resolve_asset_graph())
+    assert {k.to_user_string() for k in targeted} == {"training_windows", "anomaly_model", "model_metadata"}
+
+
+def test_jobs_resolve(defs):
+    ingest_job = defs.resolve_job_def("ingest_job")
+    train_job = defs.resolve_job_def("train_job")
+    ingest_keys = {k.to_user_string() for k in ingest_job.asset_layer.executable_asset_keys}
+    train_keys = {k.to_user_string() for k in train_job.asset_layer.executable_asset_keys}
+    assert ingest_keys == {"raw_export", "validated_records", "quarantined_records", "export_windows"}
+    assert train_keys == {"training_windows", "anomaly_model", "model_metadata"}
+    assert ingest_job.partitions_def is not None and ingest_job.partitions_def.name == "export_files"
+
+
+def test_executor_in_process_by_default(defs):
+    assert defs.resolve_job_def("ingest_job").executor_def.name == "in_process"
+    assert defs.resolve_job_def("train_job").executor_def.name == "in_process"
+
+
+def test_executor_switches_to_multiprocess(data_dir):
+    env = {"MCP_TRAINING_DATA_DIR": str(data_dir), "MCP_TRAINING_EXECUTOR": "multiprocess"}
+    multi = build_definitions(load_settings(env=env))
+    dg.Definitions.validate_loadable(multi)
+    for job in ("ingest_job", "train_job"):
+        assert multi.resolve_job_def(job).executor_def.name == "multiprocess", job
+
+
+def test_executor_from_environment(data_dir, monkeypatch):
+    from mcp_training_dagster.settings import get_settings
+
+    monkeypatch.setenv("MCP_TRAINING_EXECUTOR", "multiprocess")
+    multi = build_definitions(get_settings())
+    assert multi.resolve_job_def("train_job").executor_def.name == "multiprocess"
+
+
+def _dagster_cli() -> str:
+    exe = Path(sys.executable).parent / "dagster"
+    if exe.exists():
+        return str(exe)
+    import shutil
+
+    found = shutil.which("dagster")
+    if not found:
+        pytest.skip("dagster CLI not installed")
+    return found
+
+
+def test_dagster_cli_validates_the_module(data_dir, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MCP_TRAINING_DATA_DIR": str(data_dir),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [_dagster_cli(), "definitions", "validate", "-m", "mcp_training_dagster.definitions"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert "Validation successful" in proc.stdout + proc.stderr
