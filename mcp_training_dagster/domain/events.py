@@ -110,21 +110,26 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
                  r"\b(?:phy\d+|ath\d+k\w*|ath9k\w*|mt76\w*|mt79\w*|brcmf\w*|dhd\w*|iwlwifi|rtw\w*|mwlwifi"
                  r"|mwifiex\w*)\b.*(?:firmware (?:has )?(?:crash|halt)|fw crash|firmware error"
                  r"|hardware restart was requested|(?:dongle|firmware|fw) trap|device (?:hung|hang))",
-                 None, "ath10k_pci 0000:01:00.0: firmware crashed! (guid 5e1d3c7a-0b7e-4c2e-9a43-2f1b1c0d7a21)"),
+                 None, "ath10k_pci 0000:01:00.0: firmware crashed! "
+                 "(guid 5e1d3c7a-0b7e-4c2e-9a43-2f1b1c0d7a21)"),
     # --- DFS radar / CAC (hostapd DFS-* events, driver "radar detected"; any process) ---
     EventPattern("dfs", r"\bDFS-[A-Z]|\bDFS:|\bradar\b[^,]*\bdetect|\bCAC\b|channel availability check", None,
-                 "wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 cf1=5290 cf2=0"),
+                 "wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 "
+                 "cf1=5290 cf2=0"),
     # --- channel switches (after DFS: DFS-NEW-CHANNEL is a DFS event) ---
     EventPattern("channel_switch", r"CTRL-EVENT-(?:STARTED-)?CHANNEL-SWITCH|\bCSA\b|\bchannel switch", None,
-                 "wlan0: CTRL-EVENT-CHANNEL-SWITCH freq=5180 ht_enabled=1 ch_offset=1 ch_width=80 MHz cf1=5210 cf2=0"),
+                 "wlan0: CTRL-EVENT-CHANNEL-SWITCH freq=5180 ht_enabled=1 ch_offset=1 ch_width=80 MHz "
+                 "cf1=5210 cf2=0"),
     EventPattern("channel_switch", r"\bAP-CSA-FINISHED\b", None, "wlan1: AP-CSA-FINISHED freq=5180 dfs=0"),
-    EventPattern("channel_switch", r"selected channel spec|adjusted channel spec|acs_set_chspec|selected_chspec",
-                 _ACSD, "eth6: selected channel spec: 0x1006 (6)"),
+    EventPattern("channel_switch",
+                 r"selected channel spec|adjusted channel spec|acs_set_chspec|selected_chspec", _ACSD,
+                 "eth6: selected channel spec: 0x1006 (6)"),
     # --- reason codes naming the cause beat the frame kind (802.11 reason 15/16/23) ---
     EventPattern("eapol_timeout", r"\breason=15\b", _W,
                  "wlan0: CTRL-EVENT-DISCONNECTED bssid=c4:41:1e:26:30:43 reason=15"),
     EventPattern("eapol_timeout", r"\breason: [^,]*\(15\)", _W,
-                 _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: 4-Way Handshake timeout (15), rssi:0"),
+                 _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, "
+                 "reason: 4-Way Handshake timeout (15), rssi:0"),
     EventPattern("eapol_timeout", r"EAPOL-Key timeout|4-?way handshake time(?:d )?out", _W,
                  "wl0-ap0: STA c4:41:1e:09:a4:5d WPA: EAPOL-Key timeout"),
     EventPattern("group_key_failure",
@@ -135,7 +140,8 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
                  "wl0-ap0: AP-STA-POSSIBLE-PSK-MISMATCH c4:41:1e:09:a4:5d"),
     EventPattern("psk_mismatch",
                  r"CTRL-EVENT-SSID-TEMP-DISABLED.*\breason=WRONG_KEY|invalid MIC in msg 2/4", _W,
-                 'wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 reason=WRONG_KEY'),
+                 'wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 '
+                 "reason=WRONG_KEY"),
     EventPattern("psk_mismatch", r"pre-shared key may be incorrect", _W,
                  "wlan0: WPA: 4-Way Handshake failed - pre-shared key may be incorrect"),
     # --- authentication / association rejected ---
@@ -143,9 +149,11 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
                  r"CTRL-EVENT-ASSOC-REJECT|CTRL-EVENT-EAP-FAILURE|CTRL-EVENT-SSID-TEMP-DISABLED", _W,
                  "wlan0: CTRL-EVENT-ASSOC-REJECT bssid=c4:41:1e:26:30:43 status_code=17"),
     EventPattern("auth_failure", r"CTRL-EVENT-AUTH-REJECT", _W,
-                 "wlan0: CTRL-EVENT-AUTH-REJECT c4:41:1e:26:30:43 auth_type=0 auth_transaction=2 status_code=1"),
-    EventPattern("auth_failure", r":\s+(?:Auth|Assoc|ReAssoc)\s+" + _MAC + r",\s*status:\s*(?:[1-9]|[^,(]*\(\s*[1-9])",
-                 _W, _WLC_EV + "Auth AB:CD:EF:01:23:45, status: Unspecified failure (1), rssi:0"),
+                 "wlan0: CTRL-EVENT-AUTH-REJECT c4:41:1e:26:30:43 auth_type=0 auth_transaction=2 "
+                 "status_code=1"),
+    EventPattern("auth_failure",  # wlceventd Auth/Assoc/ReAssoc with a non-zero status
+                 r":\s+(?:Auth|Assoc|ReAssoc)\s+" + _MAC + r",\s*status:\s*(?:[1-9]|[^,(]*\(\s*[1-9])", _W,
+                 _WLC_EV + "Auth AB:CD:EF:01:23:45, status: Unspecified failure (1), rssi:0"),
     EventPattern("auth_failure",
                  r"authentication (?:failed|failure|rejected|timed out)|authentication with \S+ timed out"
                  r"|\breason: [^,]*\(23\)", _W,
@@ -155,7 +163,8 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
                  r"|PTKSTART: Retry limit", _W,
                  "eth6: STA 30:d8:75:a2:e2:6a WPA: pairwise key handshake failed (RSN) after 4 tries"),
     EventPattern("pairwise_handshake_success",
-                 r"pairwise key handshake completed|4-?way handshake completed|\bKey negotiation completed", _W,
+                 r"pairwise key handshake completed|4-?way handshake completed"
+                 r"|\bKey negotiation completed", _W,
                  "eth6: STA 56:6c:7e:e5:22:11 WPA: pairwise key handshake completed (RSN)"),
     EventPattern("pairwise_handshake_success", r"\bEAPOL-4WAY-HS-COMPLETED\b", _W,
                  "wl0-ap0: EAPOL-4WAY-HS-COMPLETED c4:41:1e:09:a4:5d"),
@@ -164,21 +173,24 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
     EventPattern("group_key_success", r"group rekeying completed", _W,
                  "wl1-sta0: RSN: Group rekeying completed with c4:41:1e:26:30:43 [GTK=CCMP]"),
     # --- RADIUS accounting (ASUS hostapd starts a session per association) ---
-    EventPattern("radius_accounting", r"\bRADIUS:.*\baccounting|accounting session|\bAccounting-(?:Request|Response)",
-                 _W, "eth6: STA 56:6c:7e:e5:22:11 RADIUS: starting accounting session E0E3FA055456AACA"),
+    EventPattern("radius_accounting",
+                 r"\bRADIUS:.*\baccounting|accounting session|\bAccounting-(?:Request|Response)", _W,
+                 "eth6: STA 56:6c:7e:e5:22:11 RADIUS: starting accounting session E0E3FA055456AACA"),
     # --- station up/down (hostapd AP-STA-*, wpa_supplicant CTRL-EVENT-*) ---
-    EventPattern("ap_sta_disconnected", r"\bAP-STA-DISCONNECTED\b", _W, "wl0-ap0: AP-STA-DISCONNECTED c4:41:1e:09:a4:5d"),
+    EventPattern("ap_sta_disconnected", r"\bAP-STA-DISCONNECTED\b", _W,
+                 "wl0-ap0: AP-STA-DISCONNECTED c4:41:1e:09:a4:5d"),
     EventPattern("ap_sta_disconnected", r"\bCTRL-EVENT-DISCONNECTED\b", _W,
                  "wlan0: CTRL-EVENT-DISCONNECTED bssid=c4:41:1e:26:30:43 reason=3 locally_generated=1"),
-    EventPattern("ap_sta_connected", r"\bAP-STA-CONNECTED\b", _W, "wl0-ap0: AP-STA-CONNECTED c4:41:1e:09:a4:5d auth_alg=open"),
+    EventPattern("ap_sta_connected", r"\bAP-STA-CONNECTED\b", _W,
+                 "wl0-ap0: AP-STA-CONNECTED c4:41:1e:09:a4:5d auth_alg=open"),
     EventPattern("ap_sta_connected", r"\bCTRL-EVENT-CONNECTED\b", _W,
                  "wlan0: CTRL-EVENT-CONNECTED - Connection to c4:41:1e:26:30:43 completed [id=0 id_str=]"),
     # --- Broadcom wlceventd frame events: "<iface>: <Kind> <MAC>, status: ..." ---
     EventPattern("deauthentication", r":\s+Deauth(?:_ind)?\s+" + _MAC, _W,
                  _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0"),
     EventPattern("disassociation", r":\s+Disassoc(?:_ind)?\s+" + _MAC, _W,
-                 _WLC_EV + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because sending station "
-                 "is leaving (or has left) BSS (8), rssi:0"),
+                 _WLC_EV + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because "
+                 "sending station is leaving (or has left) BSS (8), rssi:0"),
     EventPattern("reassociation", r":\s+ReAssoc(?:_ind)?\s+" + _MAC, _W,
                  _WLC_EV + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53"),
     EventPattern("association", r":\s+Assoc(?:_ind)?\s+" + _MAC, _W,
@@ -253,7 +265,8 @@ _OTHER_PROCESS = EVENT_TYPES.index("other_process")
 def _regex_hits(msgs: pa.Array, rows: np.ndarray, pattern: str) -> np.ndarray:
     """Boolean mask over ``rows`` (positions in ``msgs``): does the line match ``pattern``?"""
     sub = msgs if rows.size == len(msgs) else msgs.take(pa.array(rows))
-    return pc.match_substring_regex(sub, pattern, ignore_case=True).fill_null(False).to_numpy(zero_copy_only=False)
+    hit = pc.match_substring_regex(sub, pattern, ignore_case=True)
+    return hit.fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _first_match(msgs: pa.Array, rows: np.ndarray, rules: list[tuple[int, str]], codes: np.ndarray) -> None:
@@ -312,9 +325,21 @@ def _extract(msgs: pa.Array) -> tuple[pa.Array, pa.Array]:
     parts = pc.extract_regex(msgs, _IFACE_EXTRACT)
     iface_tok, phy_tok = pc.struct_field(parts, "iface"), pc.struct_field(parts, "phy")
     iface = pc.if_else(pc.equal(iface_tok, ""), phy_tok, iface_tok)
-    bad = pc.fill_null(pc.is_in(pc.ascii_lower(iface), value_set=pa.array(_NOT_INTERFACES, pa.large_string())), True)
+    not_iface = pa.array(_NOT_INTERFACES, pa.large_string())
+    bad = pc.fill_null(pc.is_in(pc.ascii_lower(iface), value_set=not_iface), True)
     iface = pc.if_else(pc.or_(bad, pc.equal(iface, "")), pa.scalar(None, pa.large_string()), iface)
     return mac, iface
+
+
+def _worth_deduplicating(msgs: pa.Array, sample_size: int = 20_000) -> bool:
+    """Whether hashing the lines pays: router logs repeat lines, but a log with counters or
+    time stamps in every line is all distinct and hashing it costs more than it saves.
+    Decided on an evenly strided sample (its distinct share over-estimates the whole's)."""
+    n = len(msgs)
+    if n <= 4 * sample_size:
+        return True
+    sample = msgs.take(pa.array(np.arange(0, n, n // sample_size)))
+    return len(pc.unique(sample)) < 0.8 * len(sample)
 
 
 def classify_events(
@@ -336,35 +361,43 @@ def classify_events(
         raise ValueError("messages and process_names must have the same length and index")
     wifi = WIFI_PROCESSES if wifi_processes is None else frozenset(p.strip().lower() for p in wifi_processes)
 
-    msg_enc = pc.dictionary_encode(_to_large_string(messages), null_encoding="encode")
+    msgs = _to_large_string(messages)
     proc_enc = pc.dictionary_encode(_to_large_string(process_names), null_encoding="encode")
-    msg_idx = msg_enc.indices.to_numpy().astype(np.int64, copy=False)
     proc_idx = proc_enc.indices.to_numpy().astype(np.int64, copy=False)
-    msg_dict, n_msg = msg_enc.dictionary, len(msg_enc.dictionary)
-
     # Process names: lower-case, without a "[pid]" suffix; null -> "" (not WiFi).
     procs_clean = pc.replace_substring_regex(
         pc.utf8_trim_whitespace(pc.utf8_lower(proc_enc.dictionary)), _PID_SUFFIX, ""
     )
     proc_names = [p or "" for p in procs_clean.to_pylist()]
 
-    # Distinct (process, message) pairs; with one process the message code is the pair code.
-    if len(proc_names) <= 1:
-        pair_codes, pair_msgs = msg_idx, msg_dict
-        pair_proc = np.zeros(n_msg, dtype=np.int64)
+    msg_idx: np.ndarray | None = None  # row -> distinct message; None = rows are their own messages
+    msg_dict = msgs
+    if _worth_deduplicating(msgs):
+        msg_enc = pc.dictionary_encode(msgs, null_encoding="encode")
+        msg_idx, msg_dict = msg_enc.indices.to_numpy().astype(np.int64, copy=False), msg_enc.dictionary
+    n_msg = len(msg_dict)
+
+    # Distinct (process, message) pairs to classify, and each row's pair.
+    if msg_idx is None:
+        pair_codes, pair_msgs, pair_proc = None, msgs, proc_idx
+    elif len(proc_names) <= 1:
+        pair_codes, pair_msgs, pair_proc = msg_idx, msg_dict, np.zeros(n_msg, dtype=np.int64)
     else:
         pair_codes, pair_keys = pd.factorize(proc_idx * n_msg + msg_idx)
         pair_msgs, pair_proc = msg_dict.take(pa.array(pair_keys % n_msg)), pair_keys // n_msg
     pair_events = _classify_unique(pair_msgs, pair_proc, proc_names, wifi)
+    codes = pair_events if pair_codes is None else pair_events[pair_codes]
 
-    mac_u, iface_u = _extract(msg_dict)
-    indices = pa.array(msg_idx)
-    event_type = pd.Categorical.from_codes(pair_events[pair_codes], categories=list(EVENT_TYPES))
+    mac, iface = _extract(msg_dict)
+    if msg_idx is not None:
+        indices = pa.array(msg_idx)
+        mac, iface = mac.take(indices), iface.take(indices)
+    event_type = pd.Categorical.from_codes(codes, categories=list(EVENT_TYPES))
     return pd.DataFrame(
         {
             "event_type": event_type,
-            "station_mac": pd.arrays.ArrowStringArray(mac_u.take(indices)),
-            "interface": pd.arrays.ArrowStringArray(iface_u.take(indices)),
+            "station_mac": pd.arrays.ArrowStringArray(mac),
+            "interface": pd.arrays.ArrowStringArray(iface),
         },
         index=messages.index,
     )

@@ -427,3 +427,15 @@ def test_misaligned_inputs_are_rejected() -> None:
         classify_events(pd.Series(["a", "b"], index=[0, 1]), pd.Series(["x", "y"], index=[1, 0]))
     with pytest.raises(ValueError):
         classify_events(pd.Series(["a", "b"]), pd.Series(["x"]))
+
+
+def test_large_all_distinct_batch_agrees_with_small_batches() -> None:
+    """Big logs whose lines are all distinct skip de-duplication; the answers must not change."""
+    base = [(m, p) for m, p, *_ in DOC_LINES + NEGATIVE_LINES] + [(None, "hostapd"), (None, None)]
+    lines = [(None if m is None else f"{m} seq={i}", p) for i in range(90_000 // len(base) + 1) for m, p in base]
+    big = classify(lines)
+    assert len(big) > 90_000
+    small = pd.concat([classify(lines[i : i + 5_000]) for i in range(0, len(lines), 5_000)])
+    assert big["event_type"].tolist() == small["event_type"].tolist()
+    assert big["station_mac"].tolist() == small["station_mac"].tolist()
+    assert big["interface"].tolist() == small["interface"].tolist()

@@ -1,0 +1,331 @@
+"""Reading export files: the real sample, ZIP containers, broken files and odd records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mcp_training_dagster.domain.exports import (
+    RAW_COLUMNS,
+    RECORD_KEYS,
+    ExportFileError,
+    parse_export_bytes,
+    read_export,
+    sha256_file,
+)
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19
+
+CREATED_AT = "2025-06-27T09:38:14.611774"
+
+
+def record(i: int, **overrides: Any) -> dict[str, Any]:
+    """One record in the service's real shape (13 keys, in its order)."""
+    rec = {
+        "id": i,
+        "device_id": 3,
+        "device_ip": "RT-AX3000-4040-62971F1-C",
+        "timestamp": "2025-06-27T09:16:56",
+        "log_level": "info",
+        "process_name": "hostapd",
+        "message": "eth6: STA 30:d8:75:a2:e2:6a WPA: group key handshake completed (RSN)",
+        "raw_message": "<30>Jun 27 09:16:56 RT-AX3000-4040-62971F1-C hostapd: eth6: STA 30:d8:75:a2:e2:6a "
+        "WPA: group key handshake completed (RSN)\n",
+        "structured_data": '{"priority": 30, "facility": 3, "severity_code": 6}',
+        "pushed_to_ai": False,
+        "pushed_at": None,
+        "push_attempts": 0,
+        "last_push_error": None,
+    }
+    rec.update(overrides)
+    return rec
+
+
+def export_doc(data: list[Any], total_records: int | None = None, fmt: str = "json") -> dict[str, Any]:
+    return {
+        "export_metadata": {
+            "created_at": CREATED_AT,
+            "total_records": len(data) if total_records is None else total_records,
+            "format": fmt,
+        },
+        "data": data,
+    }
+
+
+def write_export(path: Path, data: list[Any], **kw: Any) -> Path:
+    """Write an export exactly like the service: pretty-printed, UTF-8, non-ASCII kept."""
+    path.write_text(json.dumps(export_doc(data, **kw), indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def expect_error(path: Path, *fragments: str) -> ExportFileError:
+    with pytest.raises(ExportFileError) as info:
+        read_export(path)
+    err = info.value
+    assert err.file == path.name
+    assert str(err).startswith(f"{path.name}: ")
+    for fragment in fragments:
+        assert fragment.lower() in err.problem.lower(), (fragment, err.problem)
+    return err
+
+
+# --------------------------------------------------------------------------- the real file
+@pytest.fixture(scope="module")
+def real() -> Any:
+    return read_export(HOSTAPD_1824)
+
+
+def test_real_fixture_reads_all_records(real) -> None:
+    assert len(real.records) == 1824
+    assert list(real.records.columns) == list(RAW_COLUMNS)
+    assert real.records["non_object"].isna().all()
+    assert real.records["extra"].isna().all()
+
+
+def test_real_fixture_facts(real) -> None:
+    f = real.facts
+    assert f.file_name == HOSTAPD_1824.name
+    assert f.sha256 == hashlib.sha256(HOSTAPD_1824.read_bytes()).hexdigest()
+    assert f.sha256 == sha256_file(HOSTAPD_1824)
+    assert f.size_bytes == HOSTAPD_1824.stat().st_size
+    assert f.container == "json"
+    assert f.declared_format == "json"
+    assert f.created_at == "2025-06-27T09:38:14.611774"
+    assert f.claimed_records == f.actual_records == 1824
+    assert not f.count_mismatch
+    assert f.warnings == ()
+
+
+def test_real_fixture_kept_in_file_order(real) -> None:
+    doc = json.loads(HOSTAPD_1824.read_text(encoding="utf-8"))
+    recs = real.records
+    assert recs["record_index"].tolist() == list(range(1824))
+    assert recs["id"].tolist() == [r["id"] for r in doc["data"]]
+    assert recs["timestamp"].tolist() == [r["timestamp"] for r in doc["data"]]
+    # newest first, as the service writes it: nothing re-sorted at read time
+    assert recs["timestamp"].iloc[0] == "2025-06-27T09:16:56"
+    assert recs["timestamp"].iloc[-1] == "2025-05-04T22:05:15"
+    assert recs["timestamp"].is_monotonic_decreasing
+
+
+def test_real_fixture_values_as_read(real) -> None:
+    first = real.records.iloc[0]
+    assert int(first["id"]) == 402462
+    assert int(first["device_id"]) == 3
+    assert first["device_ip"] == "RT-AX3000-4040-62971F1-C"
+    assert first["log_level"] == "info"
+    assert first["structured_data"] == '{"priority": 30, "facility": 3, "severity_code": 6}'
+    assert bool(first["pushed_to_ai"]) is False
+    assert pd.isna(first["pushed_at"])
+    # homogeneous integer columns stay integers
+    assert pd.api.types.is_integer_dtype(real.records["id"])
+
+
+def test_read_is_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    path.write_bytes(SYSTEM_19.read_bytes())
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    read_export(path)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+# ------------------------------------------------------------------------------------ ZIP
+def test_zip_with_data_json_reads_same_records(tmp_path: Path, real) -> None:
+    path = tmp_path / "export_x.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("data.json", HOSTAPD_1824.read_bytes())
+        zf.writestr("data.csv", "id,message\n1,broken, with comma\n")
+    got = read_export(path)
+    assert got.facts.container == "zip"
+    assert got.facts.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert got.facts.size_bytes == path.stat().st_size
+    assert got.facts.actual_records == 1824
+    assert got.facts.created_at == real.facts.created_at
+    pd.testing.assert_frame_equal(got.records, real.records)
+
+
+def test_zip_data_json_in_a_folder_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "nested.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("export/data.json", json.dumps(export_doc([record(1), record(2)], fmt="zip")))
+    got = read_export(path)
+    assert got.facts.container == "zip"
+    assert got.facts.declared_format == "zip"
+    assert got.records["id"].tolist() == [1, 2]
+
+
+def test_zip_without_data_json(tmp_path: Path) -> None:
+    path = tmp_path / "only_csv.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("data.csv", "id\n1\n")
+    err = expect_error(path, "data.json")
+    assert "data.csv" in err.problem  # lists what is there
+
+
+def test_bad_zip(tmp_path: Path) -> None:
+    path = tmp_path / "broken.zip"
+    path.write_bytes(b"PK\x03\x04" + b"\x00garbage" * 20)
+    expect_error(path, "zip")
+
+
+# ------------------------------------------------------------------------- broken files
+def test_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "notes.json"
+    path.write_text("this is not an export\n", encoding="utf-8")
+    expect_error(path, "not valid JSON")
+
+
+def test_truncated_real_file_cut_in_half(tmp_path: Path) -> None:
+    payload = HOSTAPD_1824.read_bytes()
+    path = tmp_path / "half.json"
+    path.write_bytes(payload[: len(payload) // 2])
+    expect_error(path, "truncated")
+
+
+def test_truncated_after_a_complete_record(tmp_path: Path) -> None:
+    payload = HOSTAPD_1824.read_bytes()
+    cut = payload.index(b"},", len(payload) // 2) + 2
+    path = tmp_path / "cut.json"
+    path.write_bytes(payload[:cut])
+    expect_error(path, "truncated")
+
+
+def test_top_level_list(tmp_path: Path) -> None:
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps([record(1)]), encoding="utf-8")
+    expect_error(path, "top level", "object", "list")
+
+
+def test_no_data_key(tmp_path: Path) -> None:
+    path = tmp_path / "nodata.json"
+    path.write_text(json.dumps({"export_metadata": {"total_records": 0}, "records": []}), encoding="utf-8")
+    expect_error(path, "no 'data'")
+
+
+def test_data_not_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "dict.json"
+    path.write_text(json.dumps({"export_metadata": {}, "data": {"id": 1}}), encoding="utf-8")
+    expect_error(path, "'data' must be a list", "dict")
+
+
+def test_empty_data(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "empty_data.json", [])
+    expect_error(path, "'data' is empty")
+
+
+@pytest.mark.parametrize("content", [b"", b"   \n\n"])
+def test_empty_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "empty.json"
+    path.write_bytes(content)
+    expect_error(path, "empty")
+
+
+def test_non_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    text = json.dumps(export_doc([record(1, message="Café ßtation")]), ensure_ascii=False)
+    path.write_bytes(text.encode("latin-1"))
+    expect_error(path, "UTF-8")
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    expect_error(tmp_path / "gone.json", "not found")
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    expect_error(folder, "directory")
+
+
+# ------------------------------------------------------------------------ odd but usable
+def test_total_records_mismatch_is_a_warning(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "claims.json", [record(1), record(2)], total_records=5)
+    got = read_export(path)
+    assert got.facts.claimed_records == 5
+    assert got.facts.actual_records == 2
+    assert got.facts.count_mismatch is True
+    assert any("5" in w and "2" in w for w in got.facts.warnings)
+    assert len(got.records) == 2
+
+
+def test_missing_metadata_is_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps({"data": [record(1)]}), encoding="utf-8")
+    got = read_export(path)
+    assert got.facts.claimed_records is None
+    assert got.facts.created_at is None
+    assert got.facts.count_mismatch is False
+    assert any("export_metadata" in w for w in got.facts.warnings)
+
+
+def test_unknown_record_keys_kept_in_extra(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "extra.json", [record(1, vendor="asus", rssi=-61), record(2)])
+    got = read_export(path).records
+    assert json.loads(got["extra"].iloc[0]) == {"vendor": "asus", "rssi": -61}
+    assert pd.isna(got["extra"].iloc[1])
+    assert "vendor" not in got.columns
+
+
+def test_non_object_entries_kept_verbatim(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "junk.json", [record(1), "just a string", 42, None, [1, 2]])
+    got = read_export(path).records
+    assert len(got) == 5
+    assert pd.isna(got["non_object"].iloc[0])
+    assert [json.loads(v) for v in got["non_object"].iloc[1:]] == ["just a string", 42, None, [1, 2]]
+    assert got["record_index"].tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "structured",
+    [{"priority": 30, "facility": 3, "severity_code": 6}, {}, None],
+    ids=["object", "empty-object", "null"],
+)
+def test_structured_data_variants_tolerated(tmp_path: Path, structured: Any) -> None:
+    data = [record(1), record(2, structured_data=structured)]
+    got = read_export(write_export(tmp_path / "sd.json", data)).records
+    assert len(got) == 2
+    value = got["structured_data"].iloc[1]
+    if structured is None:
+        assert pd.isna(value)
+    else:
+        assert json.loads(value) == structured
+    assert json.loads(got["structured_data"].iloc[0]) == {"priority": 30, "facility": 3, "severity_code": 6}
+
+
+def test_structured_data_all_objects(tmp_path: Path) -> None:
+    data = [record(i, structured_data={"priority": 30, "facility": 3, "severity_code": 6}) for i in range(3)]
+    got = read_export(write_export(tmp_path / "sd_obj.json", data)).records
+    assert [json.loads(v)["facility"] for v in got["structured_data"]] == [3, 3, 3]
+
+
+def test_device_id_int_or_string(tmp_path: Path) -> None:
+    ints = read_export(write_export(tmp_path / "ints.json", [record(1, device_id=3), record(2, device_id=4)]))
+    assert [int(v) for v in ints.records["device_id"]] == [3, 4]
+    mixed = read_export(
+        write_export(tmp_path / "mixed.json", [record(1, device_id=3), record(2, device_id="router-b")])
+    )
+    assert mixed.records["device_id"].tolist() == ["3", "router-b"]
+    strings = read_export(write_export(tmp_path / "strs.json", [record(1, device_id="a"), record(2, device_id="b")]))
+    assert strings.records["device_id"].tolist() == ["a", "b"]
+
+
+def test_non_ascii_kept(tmp_path: Path) -> None:
+    got = read_export(write_export(tmp_path / "utf8.json", [record(1, message="Gerät Küche: STA ✓")])).records
+    assert got["message"].iloc[0] == "Gerät Küche: STA ✓"
+
+
+def test_parse_bytes_matches_read(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "same.json", [record(1), record(2)])
+    a, b = read_export(path), parse_export_bytes(path.name, path.read_bytes())
+    assert a.facts == b.facts
+    pd.testing.assert_frame_equal(a.records, b.records)
+
+
+def test_all_record_keys_present_as_columns(tmp_path: Path) -> None:
+    partial = {"id": 1, "timestamp": "2025-06-27T09:16:56", "message": "x"}
+    got = read_export(write_export(tmp_path / "partial.json", [partial])).records
+    for key in RECORD_KEYS:
+        assert key in got.columns
+    assert pd.isna(got["device_id"].iloc[0])
