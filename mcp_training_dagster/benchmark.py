@@ -390,3 +390,488 @@ def records_for_megabytes(megabytes: float, seed: int, sample: int = 5_000) -> i
     _, pieces = export_text_chunks(sample, seed)
     size = sum(len(p.encode("utf-8")) for p in pieces)
     return max(1, round(megabytes * MIB * sample / size))
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring inside a stage process
+# ---------------------------------------------------------------------------------------------
+
+
+def _rss_now_mb() -> float:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _reset_peak_rss() -> bool:
+    """Lower the kernel's peak-RSS mark to the current RSS (Linux >= 4.0); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _Probe:
+    """Baseline after imports, input size after loading, then wall time and peak RSS of the work."""
+
+    def __init__(self) -> None:
+        self.baseline_mb = _rss_now_mb()
+        self.input_mb = self.baseline_mb
+        self.peak_reset = False
+        self._t0 = 0.0
+        self.marks: dict[str, float] = {}
+
+    def start(self) -> None:
+        gc.collect()
+        self.input_mb = _rss_now_mb()
+        self.peak_reset = _reset_peak_rss()
+        self._t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def stop(self) -> dict[str, Any]:
+        seconds = self.elapsed()
+        peak = _peak_rss_mb()
+        return {
+            "seconds": seconds,
+            "peak_rss_mb": peak,
+            "baseline_rss_mb": self.baseline_mb,
+            "input_rss_mb": self.input_mb,
+            "stage_rss_mb": peak - self.input_mb,
+            "peak_reset": self.peak_reset,
+        }
+
+
+def _write_parquet(df: Any, path: Path) -> None:
+    """As the asset storage does (io_managers.atomic_write_bytes + to_parquet zstd), minus Dagster."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        df.to_parquet(fh, index=False, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stages (each runs in its own fresh process; ``spec`` holds the paths it reads and writes)
+# ---------------------------------------------------------------------------------------------
+
+Spec = dict[str, Any]
+
+
+def _stage_generate(spec: Spec) -> dict[str, Any]:
+    import numpy  # noqa: F401  (part of the baseline)
+
+    probe = _Probe()
+    n = spec["records"] or records_for_megabytes(spec["file_mb"], spec["seed"])
+    probe.start()
+    path = write_export(Path(spec["dir"]), n, spec["seed"])
+    out = probe.stop()
+    return {**out, "records": n, "export": str(path), "seed": spec["seed"]}
+
+
+def _stage_read(spec: Spec) -> dict[str, Any]:
+    from mcp_training_dagster.domain.exports import read_export
+
+    probe = _Probe()
+    probe.start()
+    raw = read_export(spec["export"])
+    out = probe.stop()
+    _write_parquet(raw.records, Path(spec["raw"]))  # untimed: the input of `validate`
+    return {**out, "records": len(raw.records)}
+
+
+def _validate(raw: Any, source_file: str) -> Any:
+    from mcp_training_dagster.domain.validation import validate_records
+
+    return validate_records(raw, source_file, service_timezone="UTC", extra_wifi_processes=())
+
+
+def _stage_validate(spec: Spec) -> dict[str, Any]:
+    import pandas as pd
+
+    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
+
+    probe = _Probe()
+    raw = pd.read_parquet(spec["raw"])
+    probe.start()
+    result = _validate(raw, Path(spec["export"]).name)
+    out = probe.stop()
+    _write_parquet(result.records, Path(spec["validated"]))  # untimed: input of later stages
+    return {**out, "records": len(raw), "valid_records": len(result.records), "quarantined": len(result.quarantine)}
+
+
+def _stage_read_validate(spec: Spec) -> dict[str, Any]:
+    from mcp_training_dagster.domain.exports import read_export
+
+    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
+
+    probe = _Probe()
+    probe.start()
+    raw = read_export(spec["export"])
+    t_read = probe.elapsed()
+    result = _validate(raw.records, raw.facts.file_name)
+    out = probe.stop()
+    steps = {"read": t_read, "validate": out["seconds"] - t_read}
+    return {**out, "records": len(raw.records), "valid_records": len(result.records), "steps": steps}
+
+
+def _stage_write_parquet(spec: Spec) -> dict[str, Any]:
+    import pandas as pd
+
+    probe = _Probe()
+    records = pd.read_parquet(spec["validated"])
+    probe.start()
+    _write_parquet(records, Path(spec["dir"]) / "written.parquet")
+    out = probe.stop()
+    size = (Path(spec["dir"]) / "written.parquet").stat().st_size / MIB
+    return {**out, "records": len(records), "parquet_mb": size}
+
+
+def _stage_windows(spec: Spec) -> dict[str, Any]:
+    import pandas as pd
+
+    from mcp_training_dagster.domain.features import WindowSpec, build_windows
+
+    probe = _Probe()
+    records = pd.read_parquet(spec["validated"])
+    probe.start()
+    windows = build_windows(records, WindowSpec())
+    out = probe.stop()
+    _write_parquet(windows, Path(spec["windows"]))  # untimed: input of `train`
+    return {**out, "records": len(records), "windows": len(windows)}
+
+
+def _stage_train(spec: Spec) -> dict[str, Any]:
+    import pandas as pd
+
+    from mcp_training_dagster.domain.training import train_model
+    from mcp_training_dagster.settings import DetectorConfig
+
+    probe = _Probe()
+    windows = pd.read_parquet(spec["windows"])
+    total = len(windows)
+    cap = spec["train_cap"]
+    if cap and total > cap:
+        windows = windows.sample(n=cap, random_state=spec["seed"]).sort_values("window_start", kind="stable")
+    probe.start()
+    model = train_model(windows, DetectorConfig(), window_minutes=5)
+    out = probe.stop()
+    return {
+        **out,
+        "records": spec["n_records"],
+        "windows": len(windows),
+        "windows_total": total,
+        "subsampled": len(windows) < total,
+        "windows_per_s": len(windows) / out["seconds"],
+        "fit_seconds": model.training_seconds,
+    }
+
+
+def _stage_end_to_end(spec: Spec) -> dict[str, Any]:
+    import pandas as pd
+
+    from mcp_training_dagster.domain.exports import read_export
+    from mcp_training_dagster.domain.features import WindowSpec, build_windows
+
+    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
+
+    folder = Path(spec["dir"])
+    probe = _Probe()
+    probe.start()
+    marks = [probe.elapsed()]
+    raw = read_export(spec["export"])
+    n = len(raw.records)
+    marks.append(probe.elapsed())
+    result = _validate(raw.records, raw.facts.file_name)
+    del raw
+    marks.append(probe.elapsed())
+    _write_parquet(result.records, folder / "validated_records.parquet")
+    _write_parquet(result.quarantine, folder / "quarantined_records.parquet")
+    del result
+    marks.append(probe.elapsed())
+    peak_to_parquet = _peak_rss_mb()
+    records = pd.read_parquet(folder / "validated_records.parquet")
+    marks.append(probe.elapsed())
+    windows = build_windows(records, WindowSpec())
+    out = probe.stop()
+    marks.append(out["seconds"])
+    names = ("read", "validate", "write_parquet", "read_parquet", "windows")
+    steps = {name: b - a for name, a, b in zip(names, marks, marks[1:])}
+    return {
+        **out,
+        "records": n,
+        "valid_records": len(records),
+        "windows": len(windows),
+        "steps": steps,
+        "peak_rss_to_parquet_mb": peak_to_parquet,
+    }
+
+
+_STAGE_FUNCS: dict[str, Callable[[Spec], dict[str, Any]]] = {
+    "generate": _stage_generate,
+    "read": _stage_read,
+    "validate": _stage_validate,
+    "read_validate": _stage_read_validate,
+    "write_parquet": _stage_write_parquet,
+    "windows": _stage_windows,
+    "train": _stage_train,
+    "end_to_end": _stage_end_to_end,
+}
+
+
+def _run_stage_here(stage: str, spec_json: str) -> None:
+    """Entry point of a stage process: run it, write its JSON result to ``spec["result"]``."""
+    spec = json.loads(spec_json)
+    result = _STAGE_FUNCS[stage](spec)
+    Path(spec["result"]).write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration (standard library only, so the stage processes start small)
+# ---------------------------------------------------------------------------------------------
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def _run_stage(stage: str, spec: Spec) -> dict[str, Any]:
+    """Run one stage in a fresh interpreter and return its raw measurements."""
+    result_path = Path(spec["dir"]) / f"result_{stage}.json"
+    spec = {**spec, "result": str(result_path)}
+    cmd = [sys.executable, "-m", "mcp_training_dagster.benchmark", "--_stage", stage, "--_spec", json.dumps(spec)]
+    proc = subprocess.run(cmd, stdout=sys.stderr, check=False)
+    if proc.returncode != 0 or not result_path.exists():
+        raise StageFailed(f"stage {stage!r} failed with exit code {proc.returncode}")
+    return json.loads(result_path.read_text())
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return round(value, 4) if abs(value) < 10 else round(value, 1)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def _stage_line(stage: str, raw: dict[str, Any], file_mb: float, source: str) -> dict[str, Any]:
+    """The printed line: the required fields first, then the extras."""
+    records = int(raw["records"])
+    seconds = float(raw["seconds"])
+    rps: float | None = records / seconds if seconds > 0 else None
+    if raw.get("subsampled"):
+        rps = None  # a capped training run says nothing about records per second
+    line: dict[str, Any] = {
+        "stage": stage,
+        "records": records,
+        "seconds": seconds,
+        "records_per_s": round(rps) if rps is not None else None,
+        "peak_rss_mb": raw["peak_rss_mb"],
+        "baseline_rss_mb": raw["baseline_rss_mb"],
+        "input_rss_mb": raw["input_rss_mb"],
+        "stage_rss_mb": raw["stage_rss_mb"],
+        "file_mb": file_mb,
+        "peak_rss_over_file_size": raw["peak_rss_mb"] / file_mb if file_mb > 0 else None,
+    }
+    skip = {"export", "seconds", "records", "peak_rss_mb", "baseline_rss_mb", "input_rss_mb", "stage_rss_mb"}
+    line.update({k: v for k, v in raw.items() if k not in skip})
+    if "peak_rss_to_parquet_mb" in raw and file_mb > 0:
+        line["peak_rss_to_parquet_over_file_size"] = raw["peak_rss_to_parquet_mb"] / file_mb
+    if stage == "train" and raw.get("subsampled"):
+        line["note"] = f"trained on a random subsample of {raw['windows']} of {raw['windows_total']} windows"
+    line["source"] = source
+    return _rounded(line)
+
+
+def _emit(line: dict[str, Any]) -> None:
+    print(json.dumps(line), flush=True)
+
+
+@dataclass
+class SuiteResult:
+    file_mb: float
+    lines: dict[str, dict[str, Any]]
+
+
+def run_suite(
+    *, export: Path | None, records: int | None, file_mb: float | None, seed: int, train_cap: int
+) -> SuiteResult:
+    """All stages on one export (given, or generated first); prints each stage's line."""
+    with tempfile.TemporaryDirectory(prefix="mcp-bench-") as tmp:
+        folder = Path(tmp)
+        spec: Spec = {
+            "dir": tmp,
+            "seed": seed,
+            "records": records,
+            "file_mb": file_mb,
+            "train_cap": train_cap,
+            "raw": str(folder / "raw.parquet"),
+            "validated": str(folder / "validated.parquet"),
+            "windows": str(folder / "windows.parquet"),
+        }
+        lines: dict[str, dict[str, Any]] = {}
+        if export is None:
+            gen = _run_stage("generate", spec)
+            export = Path(gen["export"])
+            size_mb = export.stat().st_size / MIB
+            lines["generate"] = _stage_line("generate", gen, size_mb, export.name)
+            _emit(lines["generate"])
+        size_mb = export.stat().st_size / MIB
+        spec["export"] = str(export.resolve())
+        for stage in STAGES[1:]:
+            raw = _run_stage(stage, spec)
+            if stage == "read":
+                spec["n_records"] = raw["records"]
+            lines[stage] = _stage_line(stage, raw, size_mb, export.name)
+            _emit(lines[stage])
+        return SuiteResult(file_mb=size_mb, lines=lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------------------
+
+
+def _throughput_target(suite: SuiteResult, stage: str, target: float) -> dict[str, Any]:
+    measured = suite.lines[stage]["records_per_s"]
+    return {
+        "target": target,
+        "measured": measured,
+        "records": suite.lines[stage]["records"],
+        "met": measured is not None and measured >= target,
+    }
+
+
+def _memory_target(suites: list[SuiteResult]) -> dict[str, Any]:
+    """Peak RSS from file to validated Parquet over the file size, judged on the file closest to 100 MB."""
+    by_size = {
+        f"{s.file_mb:.1f}": s.lines["end_to_end"].get("peak_rss_to_parquet_over_file_size") for s in suites
+    }
+    eligible = [s for s in suites if s.file_mb >= MEMORY_TARGET_MIN_FILE_MB]
+    out: dict[str, Any] = {"target": TARGET_PEAK_OVER_FILE, "by_file_mb": by_size}
+    if not eligible:
+        out.update(
+            measured=None,
+            met=None,
+            note=f"not judged: the target is about ~100 MB exports; largest file here is "
+            f"{max(s.file_mb for s in suites):.1f} MB (use --file-mb 100)",
+        )
+        return out
+    best = min(eligible, key=lambda s: abs(math.log(s.file_mb / 100)))
+    e2e = best.lines["end_to_end"]
+    ratio = e2e["peak_rss_to_parquet_over_file_size"]
+    out.update(
+        measured=ratio,
+        file_mb=round(best.file_mb, 1),
+        peak_rss_to_parquet_mb=e2e["peak_rss_to_parquet_mb"],
+        baseline_rss_mb=e2e["baseline_rss_mb"],
+        met=ratio <= TARGET_PEAK_OVER_FILE,
+    )
+    return out
+
+
+def _linearity_target(suites: list[SuiteResult]) -> dict[str, Any]:
+    """Log-log slope of seconds against records between the two largest runs (1.0 = linear)."""
+    out: dict[str, Any] = {"target_max_slope": LINEAR_MAX_SLOPE}
+    if len(suites) < 2:
+        out.update(measured=None, met=None, note="not judged: run --scaling")
+        return out
+    ordered = sorted(suites, key=lambda s: s.lines["read"]["records"])
+    small, big = ordered[-2], ordered[-1]
+    slopes: dict[str, float] = {}
+    for stage in LINEAR_STAGES:
+        a, b = small.lines[stage], big.lines[stage]
+        slopes[stage] = round(math.log(b["seconds"] / a["seconds"]) / math.log(b["records"] / a["records"]), 3)
+    per_record_us = {
+        stage: {str(s.lines[stage]["records"]): round(1e6 * s.lines[stage]["seconds"] / s.lines[stage]["records"], 3)
+                for s in ordered}
+        for stage in LINEAR_STAGES
+    }
+    out.update(
+        between_records=[small.lines["read"]["records"], big.lines["read"]["records"]],
+        measured=slopes,
+        microseconds_per_record=per_record_us,
+        met=all(v <= LINEAR_MAX_SLOPE for v in slopes.values()),
+    )
+    return out
+
+
+def targets_line(suites: list[SuiteResult]) -> dict[str, Any]:
+    largest = max(suites, key=lambda s: s.lines["read"]["records"])
+    return {
+        "stage": "targets",
+        "read_validate_records_per_s": _throughput_target(largest, "read_validate", TARGET_READ_VALIDATE_RPS),
+        "windows_records_per_s": _throughput_target(largest, "windows", TARGET_WINDOWS_RPS),
+        "file_to_parquet_peak_rss_over_file_size": _memory_target(suites),
+        "linear_in_records": _linearity_target(suites),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mcp_training_dagster.benchmark",
+        description="Time every pipeline stage (fresh process each) and print one JSON line per stage.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--records", type=int, metavar="N", help="generate an export of N records")
+    source.add_argument("--export", type=Path, metavar="FILE", help="benchmark an existing export file")
+    source.add_argument("--scaling", action="store_true", help=f"generated runs of {', '.join(map(str, SCALING_SIZES))} records")
+    source.add_argument("--file-mb", type=float, metavar="M", help="generate an export of about M MiB")
+    p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    p.add_argument(
+        "--train-cap", type=int, default=DEFAULT_TRAIN_CAP,
+        help=f"train on at most this many windows, a seeded random subsample (default {DEFAULT_TRAIN_CAP}; 0 = all)",
+    )
+    return p
+
+
+def _stage_parser() -> argparse.ArgumentParser:
+    """The hidden interface of a stage process (started by ``_run_stage``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--_stage", choices=STAGES, required=True)
+    p.add_argument("--_spec", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--_stage" in argv:  # a stage process started by run_suite
+        hidden = _stage_parser().parse_args(argv)
+        _run_stage_here(hidden._stage, hidden._spec)
+        return 0
+    args = _parser().parse_args(argv)
+    if args.records is not None and args.records < 1:
+        raise SystemExit("--records must be at least 1")
+    if args.export is not None and not args.export.is_file():
+        raise SystemExit(f"--export: no such file: {args.export}")
+    common = {"seed": args.seed, "train_cap": args.train_cap}
+    try:
+        if args.scaling:
+            suites = [run_suite(export=None, records=n, file_mb=None, **common) for n in SCALING_SIZES]
+        else:
+            suites = [run_suite(export=args.export, records=args.records, file_mb=args.file_mb, **common)]
+    except StageFailed as exc:
+        print(json.dumps({"stage": "error", "error": str(exc)}), flush=True)
+        return 1
+    _emit(targets_line(suites))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,10 +19,13 @@ Matching rules
   word boundaries and anchoring on ``": "`` keep ``deauthenticated`` apart from
   ``authenticated``, ``disassociated`` from ``associated`` and ``ReAssoc`` from ``Assoc``.
 
-Speed: classification runs on the *distinct* (process, message) pairs only (router logs
-repeat the same line per station all day), each catalog row is one vectorised pyarrow
-regex pass over the still-unmatched distinct lines, and consecutive rows of the same type
-and process set are fused into one alternation. No Python loop per message.
+Speed (no Python loop per message): lines are classified once per *distinct* (process,
+message) pair, because router logs repeat the same line per station all day (skipped when a
+sample shows the lines are nearly all distinct). Rows of the same type in sequence are fused
+into one alternation; one pyarrow regex pass sets aside lines matching nothing, and the rest
+are bisected over the ordered rows (a line matching the first half's alternation has its
+answer there), so each line costs about log2(rows) RE2 passes and first-match-wins holds.
+Rows restricted to ``WIFI_PROCESSES`` follow the per-call ``wifi_processes`` override.
 """
 
 from __future__ import annotations

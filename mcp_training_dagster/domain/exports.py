@@ -137,8 +137,9 @@ def _json_from_bytes(name: str, payload: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ExportFileError(name, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        at_end = exc.pos >= len(payload.rstrip()) - 1
-        kind = "truncated JSON (ends before the export is complete)" if at_end else "not valid JSON"
+        # A complete export is one object, so its last non-blank byte is "}"; anything else was cut off.
+        truncated = not payload.rstrip().endswith(b"}") or exc.pos >= len(payload.rstrip()) - 1
+        kind = "truncated JSON (ends before the export is complete)" if truncated else "not valid JSON"
         raise ExportFileError(name, f"{kind}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 

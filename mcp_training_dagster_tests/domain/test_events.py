@@ -35,11 +35,12 @@ def classify(lines: list[tuple[str | None, str | None]], **kwargs) -> pd.DataFra
 
 
 def reference_type(message: str | None, process: str | None, wifi: frozenset[str] = WIFI_PROCESSES) -> str:
-    """Plain sequential first-match over the catalog with Python's re: the semantics, without the speed tricks."""
+    """Sequential first match over the catalog with Python's re: the semantics, without speed tricks."""
     proc = (process or "").strip().lower()
     if message is not None:
         for row in EVENT_CATALOG:
-            allowed = row.processes is None or proc in (wifi if row.processes == WIFI_PROCESSES else row.processes)
+            applies_to = wifi if row.processes == WIFI_PROCESSES else row.processes
+            allowed = applies_to is None or proc in applies_to
             if allowed and re.search(row.pattern, message, re.IGNORECASE):
                 return row.event_type
     return "other_wifi" if proc in wifi else "other_process"
@@ -100,7 +101,8 @@ def test_wifi_only_rows_do_not_apply_to_other_processes() -> None:
 
 def test_matches_a_plain_sequential_reference_on_many_lines() -> None:
     """Dedup, fusion, process grouping and bisection must not change first-match semantics."""
-    lines = [(row.example, p) for row in EVENT_CATALOG for p in ("hostapd", "acsd", "kernel", "wlceventd", None)]
+    procs = ("hostapd", "acsd", "kernel", "wlceventd", None)
+    lines = [(row.example, p) for row in EVENT_CATALOG for p in procs]
     lines += [(m, p) for m, p, _ in _real_records()]
     lines += [(m, p) for m, p, *_ in DOC_LINES + NEGATIVE_LINES]
     out = classify(lines)
@@ -133,7 +135,8 @@ REAL_SHAPES: dict[str, str] = {
     rf"^eth\d+: STA {_M} RADIUS: starting accounting session [0-9A-F]+$": "radius_accounting",
     r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]retrieve firmware information$": "other_process",
     r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]no need to upgrade firmware$": "other_process",
-    r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]could not retrieve firmware information: .*$": "other_process",
+    r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]could not retrieve firmware information: .*$":
+        "other_process",
     r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]periodic_check [AP]M \d+:\d+$": "other_process",
     r"^time disparity of \d+ minutes detected$": "other_process",
 }
@@ -202,8 +205,10 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
      "pairwise_handshake_failure", MAC1, "wl0-ap0"),
     (f"wl0-ap0: STA {MAC1} WPA: EAPOL-Key timeout", "hostapd", "eapol_timeout", MAC1, "wl0-ap0"),
     ("wlan0: EAPOL-Key timeout", "hostapd", "eapol_timeout", None, "wlan0"),
-    (f"wlan0: STA {MAC1} WPA: invalid MIC in msg 2/4 of 4-Way Handshake", "hostapd", "psk_mismatch", MAC1, "wlan0"),
-    (f"wlan0: STA {MAC1} IEEE 802.11: disassociated due to inactivity", "hostapd", "disassociation", MAC1, "wlan0"),
+    (f"wlan0: STA {MAC1} WPA: invalid MIC in msg 2/4 of 4-Way Handshake", "hostapd",
+     "psk_mismatch", MAC1, "wlan0"),
+    (f"wlan0: STA {MAC1} IEEE 802.11: disassociated due to inactivity", "hostapd",
+     "disassociation", MAC1, "wlan0"),
     (f"wlan0: STA {MAC1} IEEE 802.11: deauthenticated due to inactivity (timer DEAUTH/REMOVE)", "hostapd",
      "deauthentication", MAC1, "wlan0"),
     (f"phy0-ap0: STA {MAC1} IEEE 802.1X: authenticated - EAP type: 25 (PEAP)", "hostapd",
@@ -217,13 +222,16 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
      "ap_sta_connected", MAC2, "wlan0"),
     (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=3 locally_generated=1", "wpa_supplicant",
      "ap_sta_disconnected", MAC2, "wlan0"),
-    (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=15", "wpa_supplicant", "eapol_timeout", MAC2, "wlan0"),
-    (f"wlan0: CTRL-EVENT-ASSOC-REJECT bssid={MAC2} status_code=17", "wpa_supplicant", "auth_failure", MAC2, "wlan0"),
+    (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=15", "wpa_supplicant",
+     "eapol_timeout", MAC2, "wlan0"),
+    (f"wlan0: CTRL-EVENT-ASSOC-REJECT bssid={MAC2} status_code=17", "wpa_supplicant",
+     "auth_failure", MAC2, "wlan0"),
     (f"wlan0: CTRL-EVENT-AUTH-REJECT {MAC2} auth_type=0 auth_transaction=2 status_code=1", "wpa_supplicant",
      "auth_failure", MAC2, "wlan0"),
     ('wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 reason=WRONG_KEY',
      "wpa_supplicant", "psk_mismatch", None, "wlan0"),
-    ('wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=2 duration=20 reason=CONN_FAILED',
+    ('wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=2 duration=20 '
+     "reason=CONN_FAILED",
      "wpa_supplicant", "auth_failure", None, "wlan0"),
     ("wlan0: WPA: 4-Way Handshake failed - pre-shared key may be incorrect", "wpa_supplicant",
      "psk_mismatch", None, "wlan0"),
@@ -236,8 +244,8 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
     # Broadcom wlceventd (upper-case MACs in the line, lower-case out)
     (WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because sending station is leaving "
      "(or has left) BSS (8), rssi:0", "wlceventd", "disassociation", "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Class 3 frame received from nonassociated station (7), "
-     "rssi:0", "wlceventd", "deauthentication", "ab:cd:ef:01:23:45", "eth7"),
+    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Class 3 frame received from nonassociated "
+     "station (7), rssi:0", "wlceventd", "deauthentication", "ab:cd:ef:01:23:45", "eth7"),
     (WLC + "Deauth AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0", "wlceventd",
      "deauthentication", "ab:cd:ef:01:23:45", "eth7"),
     (WLC + "Auth AB:CD:EF:01:23:45, status: Successful (0), rssi:-61", "wlceventd", "authentication",
@@ -246,9 +254,10 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
      "ab:cd:ef:01:23:45", "eth7"),
     (WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-61", "wlceventd", "reassociation",
      "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Assoc AB:CD:EF:01:23:45, status: 17, rssi:-80", "wlceventd", "auth_failure", "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: 4-Way Handshake timeout (15), rssi:0", "wlceventd",
-     "eapol_timeout", "ab:cd:ef:01:23:45", "eth7"),
+    (WLC + "Assoc AB:CD:EF:01:23:45, status: 17, rssi:-80", "wlceventd", "auth_failure",
+     "ab:cd:ef:01:23:45", "eth7"),
+    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: 4-Way Handshake timeout (15), rssi:0",
+     "wlceventd", "eapol_timeout", "ab:cd:ef:01:23:45", "eth7"),
     # radio, DFS and channel switches: any process, including the kernel
     ("wl0: fatal error, reinitializing", "kernel", "radio_error", None, "wl0"),
     ("[ 1234.567890] wl1: PSM microcode watchdog fired at 8123 (seconds). Resetting.", "kernel",
@@ -271,8 +280,12 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("message", "process", "etype", "mac", "iface"), DOC_LINES, ids=lambda v: str(v)[:50])
-def test_documented_phrasings(message: str, process: str, etype: str, mac: str | None, iface: str | None) -> None:
+@pytest.mark.parametrize(
+    ("message", "process", "etype", "mac", "iface"), DOC_LINES, ids=lambda v: str(v)[:50]
+)
+def test_documented_phrasings(
+    message: str, process: str, etype: str, mac: str | None, iface: str | None
+) -> None:
     out = classify([(message, process)]).iloc[0]
     assert out["event_type"] == etype
     assert (out["station_mac"] is pd.NA) if mac is None else (out["station_mac"] == mac)
@@ -294,13 +307,15 @@ NEGATIVE_LINES: list[tuple[str, str, str, str]] = [
      "deauthentication", "authentication"),
     (f"eth6: STA {MAC1} IEEE 802.11: disassociated", "hostapd", "disassociation", "association"),
     (f"wlan0: STA {MAC1} IEEE 802.11: reassociated", "hostapd", "reassociation", "association"),
-    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Deauthenticated because sending station is leaving "
-     "(or has left) IBSS or ESS (3), rssi:0", "wlceventd", "deauthentication", "authentication"),
-    (WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Previous authentication no longer valid (2), rssi:0",
+    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Deauthenticated because sending station "
+     "is leaving (or has left) IBSS or ESS (3), rssi:0", "wlceventd", "deauthentication", "authentication"),
+    (WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Previous authentication no longer valid (2), "
+     "rssi:0",
      "wlceventd", "disassociation", "association"),
     (WLC + "Disassoc_ind AB:CD:EF:01:23:45, status: 0, reason: Disassociated due to inactivity (4), rssi:0",
      "wlceventd", "disassociation", "association"),
-    (WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53", "wlceventd", "reassociation", "association"),
+    (WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53", "wlceventd",
+     "reassociation", "association"),
     (WLC + "Deauth AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0", "wlceventd",
      "deauthentication", "authentication"),
     (f"wl0-ap0: AP-STA-DISCONNECTED {MAC1}", "hostapd", "ap_sta_disconnected", "ap_sta_connected"),
@@ -313,11 +328,14 @@ NEGATIVE_LINES: list[tuple[str, str, str, str]] = [
     (f"DHCPACK(br0) 192.168.1.23 {MAC1} associated-host", "dnsmasq-dhcp", "other_process", "association"),
     ("[FAUPGRADE][auto_firmware_check:(1234)]could not retrieve firmware information: webs_state_update = 0",
      "WATCHDOG", "other_process", "radio_error"),
-    ("eth0: link down, fatal error count 0", "netifd", "other_process", "radio_error"),  # wired port, not a radio
+    # A wired port's "fatal error" is not a radio error.
+    ("eth0: link down, fatal error count 0", "netifd", "other_process", "radio_error"),
 ]
 
 
-@pytest.mark.parametrize(("message", "process", "etype", "not_type"), NEGATIVE_LINES, ids=lambda v: str(v)[:50])
+@pytest.mark.parametrize(
+    ("message", "process", "etype", "not_type"), NEGATIVE_LINES, ids=lambda v: str(v)[:50]
+)
 def test_look_alikes(message: str, process: str, etype: str, not_type: str) -> None:
     assert classify([(message, process)]).iloc[0]["event_type"] == etype
     if process.lower() in WIFI_PROCESSES:
@@ -366,7 +384,9 @@ def test_nulls_do_not_crash() -> None:
                          index=index, dtype=object)
     processes = pd.Series(["hostapd", "crond", None, None, "WLCEVENTD"], index=index, dtype=object)
     out = classify_events(messages, processes)
-    assert list(out["event_type"]) == ["other_wifi", "other_process", "other_process", "other_process", "other_wifi"]
+    assert list(out["event_type"]) == [
+        "other_wifi", "other_process", "other_process", "other_process", "other_wifi"
+    ]
     assert out["station_mac"].tolist() == [pd.NA, pd.NA, pd.NA, "aa:bb:cc:dd:ee:ff", pd.NA]
     assert out["interface"].tolist() == [pd.NA, pd.NA, pd.NA, "eth6", pd.NA]
 
@@ -387,7 +407,8 @@ def test_empty_input() -> None:
 
 def test_process_names_are_normalised() -> None:
     line = "eth6: STA aa:bb:cc:dd:ee:ff IEEE 802.11: associated"
-    out = classify([(line, p) for p in ("HOSTAPD", " hostapd ", "hostapd[1234]", "Wpa_Supplicant", "dnsmasq")])
+    procs = ("HOSTAPD", " hostapd ", "hostapd[1234]", "Wpa_Supplicant", "dnsmasq")
+    out = classify([(line, p) for p in procs])
     assert list(out["event_type"]) == ["association"] * 4 + ["other_process"]
 
 
@@ -419,7 +440,8 @@ def test_output_contract_and_index() -> None:
     assert isinstance(out["interface"].dtype, pd.StringDtype)
     assert out.loc[5, "event_type"] == "other_process" and out.loc[5, "station_mac"] is pd.NA
     assert out.loc[42].tolist() == ["group_key_failure", "c4:41:1e:0a:55:d2", "eth5"]
-    assert out.loc[-3].tolist() == out.loc[1000].tolist() == ["group_key_success", "30:d8:75:a2:e2:6a", "eth6"]
+    expected_rekey = ["group_key_success", "30:d8:75:a2:e2:6a", "eth6"]
+    assert out.loc[-3].tolist() == out.loc[1000].tolist() == expected_rekey
 
 
 def test_misaligned_inputs_are_rejected() -> None:
@@ -432,7 +454,8 @@ def test_misaligned_inputs_are_rejected() -> None:
 def test_large_all_distinct_batch_agrees_with_small_batches() -> None:
     """Big logs whose lines are all distinct skip de-duplication; the answers must not change."""
     base = [(m, p) for m, p, *_ in DOC_LINES + NEGATIVE_LINES] + [(None, "hostapd"), (None, None)]
-    lines = [(None if m is None else f"{m} seq={i}", p) for i in range(90_000 // len(base) + 1) for m, p in base]
+    rounds = range(90_000 // len(base) + 1)
+    lines = [(None if m is None else f"{m} seq={i}", p) for i in rounds for m, p in base]
     big = classify(lines)
     assert len(big) > 90_000
     small = pd.concat([classify(lines[i : i + 5_000]) for i in range(0, len(lines), 5_000)])

@@ -1,0 +1,353 @@
+"""Feature windows: exact values on hand-made records, purity, and the real sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcp_training_dagster.domain.events import EVENT_TYPES
+from mcp_training_dagster.domain.exports import read_export
+from mcp_training_dagster.domain.features import (
+    DEVICE_ENTITY,
+    FEATURE_COLUMNS,
+    KEY_COLUMNS,
+    WindowSpec,
+    build_windows,
+)
+from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824
+
+STA_A = "30:d8:75:a2:e2:6a"  # globally administered (first octet 0x30: bit 1 clear)
+STA_R = "da:a1:19:00:00:01"  # locally administered / randomised (0xda: bit 1 set)
+STA_C = "c4:41:1e:09:a1:83"  # globally administered
+CAP = 24 * 3600.0
+
+
+def make_records(rows: list[tuple], device: str = "3") -> pd.DataFrame:
+    """Validated-record-like table from (timestamp, event_type, station_mac, interface, severity)."""
+    df = pd.DataFrame(rows, columns=["timestamp", "event_type", "station_mac", "interface", "severity"])
+    n = len(df)
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1, dtype=np.int64),
+            "device": pd.Series([device] * n, dtype="str"),
+            "timestamp": pd.to_datetime(df["timestamp"]).astype("datetime64[us]"),
+            "severity": pd.array(df["severity"], dtype="int8"),
+            "event_type": pd.Categorical(df["event_type"], categories=EVENT_TYPES),
+            "station_mac": df["station_mac"].astype("str"),
+            "interface": df["interface"].astype("str"),
+        }
+    )
+
+
+# Three 5-minute windows for device "3": 10:00, 10:05, 10:20.
+ROWS = [
+    ("2025-06-01 10:01:00", "association", STA_A, "eth6", 6),
+    ("2025-06-01 10:01:05", "pairwise_handshake_success", STA_A, "eth6", 6),
+    ("2025-06-01 10:03:20", "deauthentication", STA_R, "eth7", 4),
+    ("2025-06-01 10:06:00", "group_key_success", STA_A, "eth6", 6),
+    ("2025-06-01 10:06:01", "group_key_success", STA_R, "eth6", 6),
+    ("2025-06-01 10:20:00", "other_process", None, None, 0),
+]
+
+
+@pytest.fixture(scope="module")
+def small() -> pd.DataFrame:
+    return build_windows(make_records(ROWS), WindowSpec(length_minutes=5, burst_seconds=10))
+
+
+def win(windows: pd.DataFrame, kind: str, entity: str, start: str) -> pd.Series:
+    sel = windows[
+        (windows["entity_kind"] == kind)
+        & (windows["entity"] == entity)
+        & (windows["window_start"] == pd.Timestamp(start))
+    ]
+    assert len(sel) == 1, (kind, entity, start, len(sel))
+    return sel.iloc[0]
+
+
+def test_columns_and_dtypes(small: pd.DataFrame) -> None:
+    assert list(small.columns) == [*KEY_COLUMNS, *FEATURE_COLUMNS]
+    assert str(small["window_start"].dtype) == "datetime64[us]"
+    for col in FEATURE_COLUMNS:
+        assert small[col].dtype == np.float32, col
+    assert not small.duplicated(list(KEY_COLUMNS)).any()
+    values = small.loc[:, list(FEATURE_COLUMNS)].to_numpy()
+    assert np.isfinite(values).all() and (values >= 0).all()
+
+
+def test_window_counts_per_kind(small: pd.DataFrame) -> None:
+    counts = small["entity_kind"].value_counts().to_dict()
+    # device: 10:00, 10:05, 10:20; station A: 10:00, 10:05; station R: 10:00, 10:05;
+    # interface eth6: 10:00, 10:05; eth7: 10:00 (the 10:20 record has no station/interface)
+    assert counts == {"device": 3, "station": 4, "interface": 3}
+    assert set(small.loc[small["entity_kind"] == "device", "entity"]) == {DEVICE_ENTITY}
+    assert set(small.loc[small["entity_kind"] == "station", "entity"]) == {STA_A, STA_R}
+    assert set(small.loc[small["entity_kind"] == "interface", "entity"]) == {"eth6", "eth7"}
+    assert set(small["device"]) == {"3"}
+
+
+def test_window_start_clock_aligned(small: pd.DataFrame) -> None:
+    starts = sorted(small.loc[small["entity_kind"] == "device", "window_start"])
+    assert starts == [pd.Timestamp("2025-06-01 10:00"), pd.Timestamp("2025-06-01 10:05"), pd.Timestamp("2025-06-01 10:20")]
+    assert (small["window_start"] == small["window_start"].dt.floor("5min")).all()
+
+
+def test_window_alignment_other_lengths() -> None:
+    recs = make_records([("2025-06-01 10:07:59", "association", STA_A, "eth6", 6)])
+    for minutes, expected in [(1, "10:07"), (15, "10:00"), (60, "10:00"), (10, "10:00")]:
+        w = build_windows(recs, WindowSpec(length_minutes=minutes, entities=("device",)))
+        assert w["window_start"].tolist() == [pd.Timestamp(f"2025-06-01 {expected}")], minutes
+
+
+def test_event_and_severity_counts(small: pd.DataFrame) -> None:
+    d0 = win(small, "device", "*", "2025-06-01 10:00")
+    assert d0["n_records"] == 3
+    assert d0["ev_association"] == 1
+    assert d0["ev_pairwise_handshake_success"] == 1
+    assert d0["ev_deauthentication"] == 1
+    assert sum(d0[f"ev_{t}"] for t in EVENT_TYPES) == d0["n_records"]
+    assert (d0["sev_info_debug"], d0["sev_warning"], d0["sev_notice"], d0["sev_error_or_worse"]) == (2, 1, 0, 0)
+    d2 = win(small, "device", "*", "2025-06-01 10:20")
+    assert d2["n_records"] == 1
+    assert d2["ev_other_process"] == 1
+    assert d2["sev_error_or_worse"] == 1  # severity 0 = emergency
+    assert d2["n_stations"] == 0 and d2["n_interfaces"] == 0
+    sta_r = win(small, "station", STA_R, "2025-06-01 10:00")
+    assert sta_r["n_records"] == 1 and sta_r["ev_deauthentication"] == 1 and sta_r["sev_warning"] == 1
+
+
+def test_stations_new_and_random(small: pd.DataFrame) -> None:
+    d0 = win(small, "device", "*", "2025-06-01 10:00")
+    assert (d0["n_stations"], d0["n_new_stations"], d0["n_random_macs"], d0["n_interfaces"]) == (2, 2, 1, 2)
+    d1 = win(small, "device", "*", "2025-06-01 10:05")
+    # both stations were seen in the immediately preceding window: not new
+    assert (d1["n_stations"], d1["n_new_stations"], d1["n_random_macs"], d1["n_interfaces"]) == (2, 0, 1, 1)
+    # per interface: R was on eth7 before, so it is new on eth6
+    e1 = win(small, "interface", "eth6", "2025-06-01 10:05")
+    assert (e1["n_stations"], e1["n_new_stations"], e1["n_random_macs"]) == (2, 1, 1)
+    assert win(small, "station", STA_A, "2025-06-01 10:00")["n_random_macs"] == 0
+    assert win(small, "station", STA_R, "2025-06-01 10:00")["n_random_macs"] == 1
+
+
+def test_station_not_new_only_if_seen_in_immediately_preceding_window() -> None:
+    rows = [
+        ("2025-06-01 10:00:10", "group_key_success", STA_A, "eth6", 6),
+        ("2025-06-01 10:05:10", "group_key_success", STA_C, "eth6", 6),  # A absent here
+        ("2025-06-01 10:10:10", "group_key_success", STA_A, "eth6", 6),  # A back after a gap window
+        ("2025-06-01 10:10:20", "group_key_success", STA_C, "eth6", 6),  # C seen just before
+    ]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",)))
+    assert w["n_new_stations"].tolist() == [1, 1, 1]
+    assert w["n_stations"].tolist() == [1, 1, 2]
+
+
+def test_random_mac_bit() -> None:
+    macs = ["da:a1:19:00:00:01", "30:d8:75:a2:e2:6a", "02:00:00:00:00:01", "c4:41:1e:09:a1:83", "9a:eb:8a:3f:c4:c0"]
+    rows = [("2025-06-01 10:00:00", "association", m, "eth6", 6) for m in macs]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device", "station")))
+    dev = w[w["entity_kind"] == "device"].iloc[0]
+    assert dev["n_stations"] == 5
+    assert dev["n_random_macs"] == 3  # da, 02, 9a have bit 1 of the first octet set
+    per_station = w[w["entity_kind"] == "station"].set_index("entity")["n_random_macs"].to_dict()
+    assert per_station == {"da:a1:19:00:00:01": 1, "30:d8:75:a2:e2:6a": 0, "02:00:00:00:00:01": 1,
+                           "c4:41:1e:09:a1:83": 0, "9a:eb:8a:3f:c4:c0": 1}
+
+
+def test_peak_burst_and_active_buckets() -> None:
+    rows = [
+        # bucket 10:00:00-10:00:09: 3 records
+        ("2025-06-01 10:00:00", "deauthentication", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:04", "deauthentication", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:09", "deauthentication", STA_A, "eth6", 6),
+        # bucket 10:00:10-10:00:19: 1 record
+        ("2025-06-01 10:00:10", "deauthentication", STA_A, "eth6", 6),
+        # bucket 10:02:30-10:02:39: 2 records
+        ("2025-06-01 10:02:31", "deauthentication", STA_A, "eth6", 6),
+        ("2025-06-01 10:02:39", "deauthentication", STA_A, "eth6", 6),
+    ]
+    w = build_windows(make_records(rows), WindowSpec(burst_seconds=10))
+    for kind in ("device", "station", "interface"):
+        row = w[w["entity_kind"] == kind].iloc[0]
+        assert (row["n_records"], row["peak_burst"], row["active_buckets"]) == (6, 3, 3), kind
+    coarse = build_windows(make_records(rows), WindowSpec(burst_seconds=60, entities=("device",))).iloc[0]
+    assert (coarse["peak_burst"], coarse["active_buckets"]) == (4, 2)
+
+
+def test_silence_before(small: pd.DataFrame) -> None:
+    assert win(small, "device", "*", "2025-06-01 10:00")["silence_before_s"] == CAP  # first window gets the cap
+    assert win(small, "device", "*", "2025-06-01 10:05")["silence_before_s"] == 160  # 10:03:20 -> 10:06:00
+    assert win(small, "device", "*", "2025-06-01 10:20")["silence_before_s"] == 839  # 10:06:01 -> 10:20:00
+    assert win(small, "station", STA_A, "2025-06-01 10:05")["silence_before_s"] == 295  # 10:01:05 -> 10:06:00
+    assert win(small, "station", STA_R, "2025-06-01 10:05")["silence_before_s"] == 161
+    assert win(small, "interface", "eth6", "2025-06-01 10:05")["silence_before_s"] == 295
+    assert win(small, "interface", "eth7", "2025-06-01 10:00")["silence_before_s"] == CAP
+
+
+def test_silence_capped() -> None:
+    rows = [
+        ("2025-06-01 10:00:00", "association", STA_A, "eth6", 6),
+        ("2025-06-03 10:00:00", "association", STA_A, "eth6", 6),  # two days later
+        ("2025-06-03 11:00:00", "association", STA_A, "eth6", 6),
+    ]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",), silence_cap_hours=24))
+    assert w["silence_before_s"].tolist() == [CAP, CAP, 3600]
+    w2 = build_windows(make_records(rows), WindowSpec(entities=("device",), silence_cap_hours=0.5))
+    assert w2["silence_before_s"].tolist() == [1800, 1800, 1800]
+
+
+def test_kind_one_hot(small: pd.DataFrame) -> None:
+    for kind in ("device", "station", "interface"):
+        sub = small[small["entity_kind"] == kind]
+        assert (sub[f"kind_{kind}"] == 1).all()
+        others = [k for k in ("device", "station", "interface") if k != kind]
+        assert (sub[[f"kind_{k}" for k in others]] == 0).all().all()
+
+
+def test_device_only_spec() -> None:
+    w = build_windows(make_records(ROWS), WindowSpec(entities=("device",)))
+    assert set(w["entity_kind"]) == {"device"}
+    assert len(w) == 3
+    assert w["n_records"].sum() == len(ROWS)
+    assert (w["kind_device"] == 1).all() and (w["kind_station"] == 0).all()
+
+
+def test_station_only_spec() -> None:
+    w = build_windows(make_records(ROWS), WindowSpec(entities=("station",)))
+    assert set(w["entity_kind"]) == {"station"}
+    assert w["n_records"].sum() == 5  # the record without a MAC belongs to no station
+
+
+def test_empty_input() -> None:
+    empty = make_records(ROWS).iloc[:0]
+    w = build_windows(empty)
+    assert w.empty
+    assert list(w.columns) == [*KEY_COLUMNS, *FEATURE_COLUMNS]
+
+
+def test_input_order_does_not_matter(small: pd.DataFrame) -> None:
+    shuffled = make_records(ROWS).sample(frac=1.0, random_state=3).reset_index(drop=True)
+    w = build_windows(shuffled, WindowSpec(length_minutes=5, burst_seconds=10))
+    key = list(KEY_COLUMNS)
+    pd.testing.assert_frame_equal(
+        w.sort_values(key).reset_index(drop=True), small.sort_values(key).reset_index(drop=True)
+    )
+
+
+def test_event_type_as_plain_text_equals_categorical(small: pd.DataFrame) -> None:
+    recs = make_records(ROWS)
+    recs["event_type"] = recs["event_type"].astype("str")
+    w = build_windows(recs, WindowSpec(length_minutes=5, burst_seconds=10))
+    pd.testing.assert_frame_equal(w, small)
+
+
+def test_event_type_categorical_with_other_categories_counted_by_name(small: pd.DataFrame) -> None:
+    # e.g. a categorical that only holds the categories in use (after remove_unused_categories)
+    recs = make_records(ROWS)
+    recs["event_type"] = recs["event_type"].cat.remove_unused_categories()
+    w = build_windows(recs, WindowSpec(length_minutes=5, burst_seconds=10))
+    d0 = win(w, "device", "*", "2025-06-01 10:00")
+    assert d0["ev_deauthentication"] == 1
+    assert d0["ev_association"] == 1
+    pd.testing.assert_frame_equal(w, small)
+
+
+# ---------------------------------------------------------------------------- purity
+def _sorted(w: pd.DataFrame) -> pd.DataFrame:
+    return w.sort_values([c for c in KEY_COLUMNS if c in w.columns]).reset_index(drop=True)
+
+
+def test_window_features_do_not_depend_on_other_devices() -> None:
+    a = make_records(ROWS, device="A")
+    b = make_records(
+        [
+            ("2025-06-01 10:00:30", "deauthentication", STA_A, "eth6", 3),  # same MAC and interface names
+            ("2025-06-01 10:00:31", "deauthentication", STA_A, "eth6", 3),
+            ("2025-06-01 10:04:59", "association", "02:11:22:33:44:55", "wl0-ap0", 6),
+            ("2025-06-01 12:00:00", "radio_error", None, "eth6", 2),
+        ]
+        * 5,
+        device="B",
+    )
+    b["id"] += 1000
+    alone = build_windows(a)
+    together = build_windows(pd.concat([b, a], ignore_index=True))
+    assert set(together["device"]) == {"A", "B"}
+    pd.testing.assert_frame_equal(_sorted(together[together["device"] == "A"]), _sorted(alone))
+
+
+# ------------------------------------------------------------------------- real sample
+@pytest.fixture(scope="module")
+def real_records() -> pd.DataFrame:
+    raw = read_export(HOSTAPD_1824)
+    return validate_records(raw.records, HOSTAPD_1824.name).records
+
+
+def test_real_fixture_device_windows_sum_to_record_count(real_records: pd.DataFrame) -> None:
+    w = build_windows(real_records)
+    dev = w[w["entity_kind"] == "device"]
+    assert dev["n_records"].sum() == len(real_records) == 1824
+    ev_total = sum(dev[f"ev_{t}"].sum() for t in EVENT_TYPES)
+    assert ev_total == 1824
+    assert dev["ev_group_key_success"].sum() == 1003
+    # every record with a MAC counts once for its station
+    st = w[w["entity_kind"] == "station"]
+    assert st["n_records"].sum() == real_records["station_mac"].notna().sum()
+    assert (w["window_start"] == w["window_start"].dt.floor("5min")).all()
+    assert not w.duplicated(list(KEY_COLUMNS)).any()
+    assert set(w["entity_kind"]) == {"device", "station", "interface"}
+    n_windows = real_records["timestamp"].dt.floor("5min").nunique()
+    assert len(dev) == n_windows
+
+
+def test_real_fixture_device_only(real_records: pd.DataFrame) -> None:
+    full = build_windows(real_records)
+    dev = build_windows(real_records, WindowSpec(entities=("device",)))
+    assert set(dev["entity_kind"]) == {"device"}
+    pd.testing.assert_frame_equal(dev.reset_index(drop=True),
+                                  full[full["entity_kind"] == "device"].reset_index(drop=True))
+
+
+def test_scales_with_copies_of_the_data(real_records: pd.DataFrame) -> None:
+    """Linear-ish sanity: k devices with the same traffic give k times the windows, each device
+    getting exactly the single-device features (no timing assertion)."""
+    single = build_windows(real_records)
+    copies = []
+    for k in range(4):
+        c = real_records.copy()
+        c["device"] = f"dev{k}"
+        c["id"] = c["id"] + k * 10_000_000
+        copies.append(c)
+    many = build_windows(pd.concat(copies, ignore_index=True))
+    assert len(many) == 4 * len(single)
+    ref = _sorted(single.drop(columns=["device"]))
+    for k in range(4):
+        mine = _sorted(many[many["device"] == f"dev{k}"].drop(columns=["device"]))
+        pd.testing.assert_frame_equal(mine, ref)
+
+
+def test_hand_records_through_validation_match_direct(tmp_path: Any) -> None:
+    """Messages classified by the real catalog give the event and station columns features use."""
+    import json
+
+    msgs = [
+        ("2025-06-01T10:00:01", "eth6: STA 30:d8:75:a2:e2:6a IEEE 802.11: associated"),
+        ("2025-06-01T10:00:02", "eth6: STA 30:d8:75:a2:e2:6a WPA: pairwise key handshake completed (RSN)"),
+        ("2025-06-01T10:00:03", "eth6: STA da:a1:19:00:00:01 IEEE 802.11: deauthenticated due to local deauth request"),
+    ]
+    data = [
+        {"id": i, "device_id": 3, "device_ip": "RT", "timestamp": ts, "log_level": "info", "process_name": "hostapd",
+         "message": m, "structured_data": None}
+        for i, (ts, m) in enumerate(msgs, 1)
+    ]
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps({"export_metadata": {}, "data": data}), encoding="utf-8")
+    recs = validate_records(read_export(path).records, path.name).records
+    w = build_windows(recs)
+    dev = win(w, "device", "*", "2025-06-01 10:00")
+    assert (dev["ev_association"], dev["ev_pairwise_handshake_success"], dev["ev_deauthentication"]) == (1, 1, 1)
+    assert (dev["n_stations"], dev["n_random_macs"], dev["n_interfaces"]) == (2, 1, 1)
+    assert dev["peak_burst"] == 3 and dev["active_buckets"] == 1

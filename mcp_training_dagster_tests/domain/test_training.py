@@ -1,0 +1,223 @@
+"""Training: calibrated threshold, score convention, cross-file union, horizon."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcp_training_dagster.domain.exports import read_export
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS, build_windows
+from mcp_training_dagster.domain.training import (
+    SCORE_CONVENTION,
+    TrainedModel,
+    TrainingError,
+    feature_matrix,
+    horizon_filter,
+    new_version,
+    score_windows,
+    train_model,
+    union_records,
+)
+from mcp_training_dagster.domain.validation import check_schema, validate_records
+from mcp_training_dagster.settings import DetectorConfig
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
+
+
+def validated(path) -> pd.DataFrame:
+    return validate_records(read_export(path).records, path.name).records
+
+
+@pytest.fixture(scope="module")
+def windows() -> pd.DataFrame:
+    return build_windows(validated(HOSTAPD_1824))
+
+
+@pytest.fixture(scope="module")
+def model(windows: pd.DataFrame) -> TrainedModel:
+    return train_model(windows, DetectorConfig(), window_minutes=5)
+
+
+def extreme_window(windows: pd.DataFrame) -> pd.DataFrame:
+    """A device window with 500 deauthentications inside one 5-minute window."""
+    w = windows[windows["entity_kind"] == "device"].iloc[[0]].copy()
+    for col in FEATURE_COLUMNS:
+        if col.startswith(("ev_", "sev_", "n_")):
+            w[col] = 0.0
+    w["n_records"] = 500.0
+    w["ev_deauthentication"] = 500.0
+    w["sev_info_debug"] = 500.0
+    w["peak_burst"] = 500.0
+    w["active_buckets"] = 30.0
+    w["n_stations"] = 1.0
+    w["n_interfaces"] = 1.0
+    w["silence_before_s"] = 1.0
+    return w.astype({c: "float32" for c in FEATURE_COLUMNS})
+
+
+def test_threshold_is_quantile_of_training_scores(model: TrainedModel, windows: pd.DataFrame) -> None:
+    scores = -model.pipeline.score_samples(feature_matrix(windows))
+    expected = float(np.quantile(scores, 1.0 - model.detector.contamination))
+    assert model.threshold == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(model.score(windows), scores)
+
+
+def test_training_flag_rate_close_to_contamination(model: TrainedModel, windows: pd.DataFrame) -> None:
+    assert model.training_flag_rate == pytest.approx(0.02, abs=0.01)
+    assert model.training_flag_rate == pytest.approx(float(np.mean(model.predict(windows))))
+
+
+def test_model_metadata(model: TrainedModel, windows: pd.DataFrame) -> None:
+    assert model.n_windows == len(windows)
+    assert model.windows_by_kind == windows["entity_kind"].value_counts().to_dict()
+    assert sum(model.windows_by_kind.values()) == len(windows)
+    assert model.feature_names == FEATURE_COLUMNS
+    assert model.window_minutes == 5
+    assert model.score_convention == SCORE_CONVENTION == "higher_is_more_anomalous"
+    assert model.data_start == windows["window_start"].min().isoformat()
+    assert model.data_end == windows["window_start"].max().isoformat()
+    q = model.score_quantiles
+    assert q["p1"] <= q["p25"] <= q["p50"] <= q["p75"] <= q["p99"]
+    assert {"scikit-learn", "numpy", "pandas"} <= set(model.library_versions)
+
+
+def test_higher_score_is_more_anomalous(model: TrainedModel, windows: pd.DataFrame) -> None:
+    extreme = extreme_window(windows)
+    s_extreme = float(model.score(extreme)[0])
+    scores = model.score(windows)
+    assert s_extreme > model.threshold
+    assert s_extreme > float(np.median(scores))
+    assert bool(model.predict(extreme)[0]) is True
+
+
+def test_predict_consistent_with_score(model: TrainedModel, windows: pd.DataFrame) -> None:
+    both = pd.concat([windows, extreme_window(windows)], ignore_index=True)
+    np.testing.assert_array_equal(model.predict(both), model.score(both) > model.threshold)
+
+
+def test_score_windows_sorted_most_anomalous_first(model: TrainedModel, windows: pd.DataFrame) -> None:
+    both = pd.concat([windows, extreme_window(windows)], ignore_index=True)
+    out = score_windows(model, both)
+    assert list(out.columns) == [*KEY_COLUMNS, "score", "is_anomaly"]
+    assert len(out) == len(both)
+    assert out["score"].is_monotonic_decreasing
+    assert (out["is_anomaly"] == (out["score"] > model.threshold)).all()
+
+
+def test_training_is_deterministic(windows: pd.DataFrame, model: TrainedModel) -> None:
+    again = train_model(windows, DetectorConfig(), window_minutes=5)
+    assert again.threshold == model.threshold
+    np.testing.assert_array_equal(again.score(windows), model.score(windows))
+
+
+def test_local_outlier_factor_trains(windows: pd.DataFrame) -> None:
+    det = DetectorConfig(kind="local_outlier_factor")
+    lof = train_model(windows, det, window_minutes=5)
+    assert type(lof.pipeline.named_steps["detector"]).__name__ == "LocalOutlierFactor"
+    scores = lof.score(windows)
+    assert np.isfinite(scores).all()
+    assert lof.threshold == pytest.approx(float(np.quantile(scores, 1 - det.contamination)))
+    np.testing.assert_array_equal(lof.predict(windows), scores > lof.threshold)
+    assert 0 < lof.training_flag_rate <= det.contamination + 0.01
+
+
+def test_local_outlier_factor_flags_extreme_window(windows: pd.DataFrame) -> None:
+    """Real windows repeat a lot (identical count vectors); the LOF model must still flag a flood."""
+    lof = train_model(windows, DetectorConfig(kind="local_outlier_factor"), window_minutes=5)
+    s_extreme = float(lof.score(extreme_window(windows))[0])
+    assert s_extreme > float(np.median(lof.score(windows)))
+    assert s_extreme > lof.threshold
+
+
+def test_too_few_windows(windows: pd.DataFrame) -> None:
+    with pytest.raises(TrainingError) as info:
+        train_model(windows.iloc[:5], DetectorConfig(), window_minutes=5, min_windows=20)
+    msg = str(info.value)
+    assert "only 5 feature windows" in msg
+    assert "20" in msg
+    assert "min_training_windows" in msg
+
+
+def test_empty_windows_rejected() -> None:
+    with pytest.raises(TrainingError, match="only 0 feature windows"):
+        train_model(build_windows(pd.DataFrame()), DetectorConfig(), window_minutes=5)
+
+
+def test_missing_feature_columns_rejected(windows: pd.DataFrame) -> None:
+    with pytest.raises(TrainingError, match="peak_burst"):
+        train_model(windows.drop(columns=["peak_burst"]), DetectorConfig(), window_minutes=5)
+
+
+# ----------------------------------------------------------------------------- versions
+def test_new_version_unique_within_one_second() -> None:
+    now = datetime(2025, 6, 27, 9, 38, 14, tzinfo=timezone.utc)
+    versions = [new_version(now) for _ in range(200)]
+    assert len(set(versions)) == 200
+    assert all(v.startswith("20250627_093814_") for v in versions)
+
+
+def test_new_version_sorts_by_time() -> None:
+    base = datetime(2025, 6, 27, 9, 59, 58, tzinfo=timezone.utc)
+    versions = [new_version(base + timedelta(seconds=s)) for s in range(0, 7200, 7)]
+    assert sorted(versions) == versions
+    assert new_version() > new_version(datetime(2025, 1, 1, tzinfo=timezone.utc))
+
+
+def test_trained_models_get_distinct_versions(windows: pd.DataFrame) -> None:
+    small = windows.iloc[:40]
+    a = train_model(small, DetectorConfig(), window_minutes=5)
+    b = train_model(small, DetectorConfig(), window_minutes=5)
+    assert a.version != b.version
+
+
+# ----------------------------------------------------------------------- union/horizon
+def test_union_drops_cross_file_duplicates_by_id() -> None:
+    big, small = validated(SYSTEM_35), validated(SYSTEM_19)
+    assert set(small["id"]) <= set(big["id"])  # the 19 overlap the 35
+    union, dups = union_records({SYSTEM_35.name: big, SYSTEM_19.name: small})
+    assert len(union) == 35
+    assert dups == 19
+    assert union["id"].is_unique
+    assert set(union["id"]) == set(big["id"])
+    assert check_schema(union) == []
+    # files in name order: the _19 file comes first, so its copies are the kept ones
+    assert (union["source_file"] == SYSTEM_19.name).sum() == 19
+    again, dups_again = union_records({SYSTEM_19.name: small, SYSTEM_35.name: big})
+    pd.testing.assert_frame_equal(again, union)
+    assert dups_again == dups
+
+
+def test_union_of_disjoint_files_keeps_everything() -> None:
+    a, b = validated(HOSTAPD_1824), validated(SYSTEM_35)
+    union, dups = union_records({"a.json": a, "b.json": b})
+    assert dups == 0
+    assert len(union) == len(a) + len(b)
+    assert check_schema(union) == []
+
+
+def test_union_of_nothing() -> None:
+    union, dups = union_records({})
+    assert union.empty and dups == 0
+    union, dups = union_records({"a.json": validated(SYSTEM_19).iloc[:0]})
+    assert union.empty and dups == 0
+
+
+def test_horizon_measured_from_newest_record() -> None:
+    recs = validated(HOSTAPD_1824)  # 2025-05-04 .. 2025-06-27: far in the past of "today"
+    kept, cutoff = horizon_filter(recs, 7)
+    newest = recs["timestamp"].max()
+    assert cutoff == newest - pd.Timedelta(days=7)
+    assert len(kept) > 0
+    assert kept["timestamp"].max() == newest
+    assert (kept["timestamp"] > cutoff).all()
+    assert len(kept) == int((recs["timestamp"] > cutoff).sum())
+    everything, _ = horizon_filter(recs, 365)
+    assert len(everything) == len(recs)
+
+
+def test_horizon_on_empty() -> None:
+    empty = validated(SYSTEM_19).iloc[:0]
+    kept, cutoff = horizon_filter(empty, 30)
+    assert kept.empty and cutoff is None
