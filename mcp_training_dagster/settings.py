@@ -234,14 +234,29 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
+def _field_path(loc: tuple) -> list[str]:
+    """Pydantic appends union branches (``int``, ``literal['auto']``) to the location; keep only
+    the real field names so the message names the field and its environment variable."""
+    out: list[str] = []
+    for part in loc:
+        p = str(part)
+        if not p.isidentifier() or p in ("int", "str", "float", "bool") or "[" in p:
+            break
+        out.append(p)
+    return out or [str(p) for p in loc]
+
+
 def _explain(exc: ValidationError, source: str, env_prefix: str, env_keys: set[str]) -> ConfigError:
-    lines = []
+    lines: list[str] = []
     for err in exc.errors():
-        dotted = ".".join(str(p) for p in err["loc"])
-        env_name = env_prefix + "__".join(str(p).upper() for p in err["loc"])
+        loc = _field_path(err["loc"])
+        dotted = ".".join(loc)
+        env_name = env_prefix + "__".join(p.upper() for p in loc)
         where = f"${env_name}" if env_name in env_keys else source
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        lines.append(f"{where}: {dotted}: {err['msg']}{got}")
+        line = f"{where}: {dotted}: {err['msg']}{got}"
+        if line not in lines:
+            lines.append(line)
     return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
 
 

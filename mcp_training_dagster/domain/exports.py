@@ -138,7 +138,8 @@ def _json_from_bytes(name: str, payload: bytes) -> Any:
         raise ExportFileError(name, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         # A complete export is one object, so its last non-blank byte is "}"; anything else was cut off.
-        truncated = not payload.rstrip().endswith(b"}") or exc.pos >= len(payload.rstrip()) - 1
+        body = payload.strip()
+        truncated = body.startswith(b"{") and (not body.endswith(b"}") or exc.pos >= len(body) - 1)
         kind = "truncated JSON (ends before the export is complete)" if truncated else "not valid JSON"
         raise ExportFileError(name, f"{kind}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 

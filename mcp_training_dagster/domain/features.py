@@ -74,6 +74,19 @@ def empty_windows() -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def _event_codes(event_type: pd.Series) -> np.ndarray:
+    """Codes by event NAME in catalog order (a categorical's own order may differ); unknown names
+    are an error, not silently some other event."""
+    if isinstance(event_type.dtype, pd.CategoricalDtype) and list(event_type.cat.categories) == list(EVENT_TYPES):
+        codes = event_type.cat.codes.to_numpy(np.int16)
+    else:
+        codes = pd.Categorical(event_type.astype("str"), categories=EVENT_TYPES).codes.astype(np.int16)
+    if (codes < 0).any():
+        unknown = sorted(set(event_type[codes < 0].astype("str")))[:5]
+        raise ValueError(f"event types not in the catalog: {unknown}")
+    return codes
+
+
 def _entity_rows(records: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
     """One row per (record, entity it belongs to): a record counts for its device, its station
     and its interface, each within its own kind."""
@@ -81,9 +94,7 @@ def _entity_rows(records: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
         {
             "device": records["device"].astype("str").to_numpy(),
             "ts": records["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
-            "event": records["event_type"].cat.codes.to_numpy(np.int16)
-            if isinstance(records["event_type"].dtype, pd.CategoricalDtype)
-            else pd.Categorical(records["event_type"], categories=EVENT_TYPES).codes.astype(np.int16),
+            "event": _event_codes(records["event_type"]),
             "severity": records["severity"].to_numpy(dtype=np.int16),
             "mac": records["station_mac"].astype("str").to_numpy(),
             "iface": records["interface"].astype("str").to_numpy(),

@@ -54,8 +54,9 @@ def load_state(cursor: str | None) -> dict:
         state = json.loads(cursor)
     except ValueError:
         return {"v": STATE_VERSION, "files": {}}
-    if not isinstance(state, dict) or state.get("v") != STATE_VERSION:
+    if not isinstance(state, dict) or state.get("v") != STATE_VERSION or not isinstance(state.get("files"), dict):
         return {"v": STATE_VERSION, "files": {}}
+    state["files"] = {k: v for k, v in state["files"].items() if isinstance(v, dict)}
     return state
 
 

@@ -98,7 +98,7 @@ def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...] = FEATURE_COLUM
 def new_version(now: datetime | None = None) -> str:
     """Sortable and unique even for two trainings in the same second."""
     now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
+    return f"{now:%Y%m%d_%H%M%S_%f}_{secrets.token_hex(3)}"
 
 
 def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20) -> TrainedModel:
@@ -111,7 +111,9 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     X = feature_matrix(windows)
     started = time.perf_counter()
     pipeline = build_pipeline(detector)
-    pipeline.fit(X)
+    # LOF on many identical rows (quiet windows repeat exactly) divides by ~zero reachability
+    # distances and produces scores of 1e9; it learns the same density from the distinct rows.
+    pipeline.fit(np.unique(X, axis=0) if detector.kind == "local_outlier_factor" else X)
     scores = -pipeline.score_samples(X)
     seconds = time.perf_counter() - started
     threshold = float(np.quantile(scores, 1.0 - detector.contamination))

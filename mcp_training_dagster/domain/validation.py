@@ -200,7 +200,7 @@ def validate_records(
     flag(raw["non_object"].notna(), "not_an_object", "entry in 'data' is not a JSON object")
 
     ids, bad_id = _to_int_ids(raw["id"])
-    flag(raw["id"].isna(), "missing_id", "no 'id'")
+    flag(raw["id"].isna() | (raw["id"].astype("str").str.strip() == ""), "missing_id", "no 'id'")
     flag(bad_id, "invalid_id", "'id' is not an integer: " + raw["id"].astype("str").fillna(""))
 
     ts_text = raw["timestamp"].astype("str")

@@ -78,7 +78,7 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
     for event in result.get_step_failure_events():
         data = event.step_failure_data
         if data.error is not None:
-            parts.append(data.error.message)
+            parts.append(data.error.to_string())
         if data.user_failure_data is not None and data.user_failure_data.description:
             parts.append(data.user_failure_data.description)
     return "\n".join(parts)

@@ -174,10 +174,22 @@ def test_bad_zip(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------- broken files
-def test_not_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        "this is not an export\n",
+        "id,device_id,message\n1,3,eth6: STA 30:d8:75:a2:e2:6a associated\n",  # a CSV export named .json
+        "<html><body>502 Bad Gateway</body></html>\n",
+        '{"export_metadata": {}, "data": [1, 2,, 3]}\n',  # complete but broken
+    ],
+    ids=["text", "csv", "html", "broken-object"],
+)
+def test_not_json(tmp_path: Path, content: str) -> None:
     path = tmp_path / "notes.json"
-    path.write_text("this is not an export\n", encoding="utf-8")
-    expect_error(path, "not valid JSON")
+    path.write_text(content, encoding="utf-8")
+    err = expect_error(path, "not valid JSON")
+    assert "truncated" not in err.problem  # not cut off: simply not JSON
+    assert "line " in err.problem and "column " in err.problem
 
 
 def test_truncated_real_file_cut_in_half(tmp_path: Path) -> None:
