@@ -418,20 +418,26 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class _Probe:
-    """Baseline after imports, input size after loading, then wall time and peak RSS of the work."""
+    """Baseline after imports, input size after loading, then wall time, CPU time and peak RSS of the work."""
 
     def __init__(self) -> None:
         self.baseline_mb = _rss_now_mb()
         self.input_mb = self.baseline_mb
         self.peak_reset = False
         self._t0 = 0.0
-        self.marks: dict[str, float] = {}
+        self._cpu0 = 0.0
 
     def start(self) -> None:
         gc.collect()
         self.input_mb = _rss_now_mb()
         self.peak_reset = _reset_peak_rss()
+        self._cpu0 = _cpu_seconds()
         self._t0 = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -439,14 +445,17 @@ class _Probe:
 
     def stop(self) -> dict[str, Any]:
         seconds = self.elapsed()
+        cpu = _cpu_seconds() - self._cpu0
         peak = _peak_rss_mb()
         return {
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "peak_rss_mb": peak,
             "baseline_rss_mb": self.baseline_mb,
             "input_rss_mb": self.input_mb,
             "stage_rss_mb": peak - self.input_mb,
             "peak_reset": self.peak_reset,
+            "load_avg_1m": os.getloadavg()[0],
         }
 
 
@@ -571,7 +580,7 @@ def _stage_train(spec: Spec) -> dict[str, Any]:
         "windows": len(windows),
         "windows_total": total,
         "subsampled": len(windows) < total,
-        "windows_per_s": len(windows) / out["seconds"],
+        "windows_per_s": round(len(windows) / out["seconds"]),
         "fit_seconds": model.training_seconds,
     }
 
@@ -655,13 +664,29 @@ def _run_stage(stage: str, spec: Spec) -> dict[str, Any]:
     return json.loads(result_path.read_text())
 
 
+def _run_best_of(stage: str, spec: Spec, repeat: int) -> dict[str, Any]:
+    """Run a stage ``repeat`` times (each in a fresh process) and keep the fastest run.
+
+    The machine may be shared; the fastest run is the least disturbed one. All wall times and the
+    largest peak RSS are kept alongside."""
+    runs = [_run_stage(stage, spec) for _ in range(max(1, repeat))]
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    if len(runs) > 1:
+        best["repeat"] = len(runs)
+        best["seconds_all"] = [r["seconds"] for r in runs]
+        best["peak_rss_mb_max"] = max(r["peak_rss_mb"] for r in runs)
+    return best
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        return round(value, 4) if abs(value) < 10 else round(value, 1)
+        return round(value, 4) if abs(value) < 1 else round(value, 3)
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
     return value
 
 
@@ -705,7 +730,7 @@ class SuiteResult:
 
 
 def run_suite(
-    *, export: Path | None, records: int | None, file_mb: float | None, seed: int, train_cap: int
+    *, export: Path | None, records: int | None, file_mb: float | None, seed: int, train_cap: int, repeat: int = 1
 ) -> SuiteResult:
     """All stages on one export (given, or generated first); prints each stage's line."""
     with tempfile.TemporaryDirectory(prefix="mcp-bench-") as tmp:
@@ -730,7 +755,7 @@ def run_suite(
         size_mb = export.stat().st_size / MIB
         spec["export"] = str(export.resolve())
         for stage in STAGES[1:]:
-            raw = _run_stage(stage, spec)
+            raw = _run_best_of(stage, spec, repeat)
             if stage == "read":
                 spec["n_records"] = raw["records"]
             lines[stage] = _stage_line(stage, raw, size_mb, export.name)
@@ -743,14 +768,22 @@ def run_suite(
 # ---------------------------------------------------------------------------------------------
 
 
+THROUGHPUT_MIN_RECORDS = 100_000  # below this, fixed per-call costs dominate records/s
+
+
 def _throughput_target(suite: SuiteResult, stage: str, target: float) -> dict[str, Any]:
-    measured = suite.lines[stage]["records_per_s"]
-    return {
+    line = suite.lines[stage]
+    measured = line["records_per_s"]
+    out = {
         "target": target,
         "measured": measured,
-        "records": suite.lines[stage]["records"],
+        "records": line["records"],
+        "load_avg_1m": line.get("load_avg_1m"),
         "met": measured is not None and measured >= target,
     }
+    if line["records"] < THROUGHPUT_MIN_RECORDS:
+        out["note"] = f"only {line['records']} records: fixed costs dominate; use --records 1000000 or --scaling"
+    return out
 
 
 def _memory_target(suites: list[SuiteResult]) -> dict[str, Any]:
@@ -835,6 +868,10 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--file-mb", type=float, metavar="M", help="generate an export of about M MiB")
     p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     p.add_argument(
+        "--repeat", type=int, default=1, metavar="K",
+        help="run each measured stage K times (fresh process each) and report the fastest (default 1)",
+    )
+    p.add_argument(
         "--train-cap", type=int, default=DEFAULT_TRAIN_CAP,
         help=f"train on at most this many windows, a seeded random subsample (default {DEFAULT_TRAIN_CAP}; 0 = all)",
     )
@@ -860,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--records must be at least 1")
     if args.export is not None and not args.export.is_file():
         raise SystemExit(f"--export: no such file: {args.export}")
-    common = {"seed": args.seed, "train_cap": args.train_cap}
+    common = {"seed": args.seed, "train_cap": args.train_cap, "repeat": args.repeat}
     try:
         if args.scaling:
             suites = [run_suite(export=None, records=n, file_mb=None, **common) for n in SCALING_SIZES]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from mcp_training_dagster.domain.events import EVENT_TYPES, classify_events
+from mcp_training_dagster.domain.events import EVENT_TYPES, WIFI_PROCESSES, classify_events
 from mcp_training_dagster.domain.exports import RECORD_KEYS
 
 # Syslog severities, index = severity code (RFC 5424).
@@ -241,11 +241,12 @@ def validate_records(
     level = np.where(fill, np.asarray(LEVEL_CATEGORIES, dtype=object)[np.clip(severity, 0, 8)], level)
 
     process = kept["process_name"].astype("str").str.strip().fillna("")
-    events = classify_events(kept["message"].astype("str"), process.str.lower())
     extra = {p.lower() for p in extra_wifi_processes}
-    if extra:
-        other = (events["event_type"] == "other_process").to_numpy() & process.str.lower().isin(extra).to_numpy()
-        events.loc[other, "event_type"] = "other_wifi"
+    events = classify_events(
+        kept["message"].astype("str"),
+        process.str.lower(),
+        wifi_processes=(WIFI_PROCESSES | extra) if extra else None,
+    )
 
     records = pd.DataFrame(
         {

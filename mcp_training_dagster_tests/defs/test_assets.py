@@ -87,6 +87,27 @@ def test_ingest_real_hostapd_export(defs, instance, landing, assets_dir):
     assert path.read_bytes() == HOSTAPD_1824.read_bytes(), "the landing file is never modified"
 
 
+def test_zip_export_and_awkward_file_names(defs, instance, landing, assets_dir):
+    import zipfile
+
+    with zipfile.ZipFile(landing / "export_asus_system_19.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(SYSTEM_19, "data.json")
+    odd = "Export #2 (copy) ü [v2].json"
+    copy_sample(SYSTEM_35.name, landing, as_name=odd)
+
+    zipped = run_ingest(defs, instance, "export_asus_system_19.zip")
+    raw_md = md(materializations(zipped, "raw_export")[0])
+    assert raw_md["container"] == "zip"
+    assert raw_md["dagster/row_count"] == 19
+    assert md(materializations(zipped, "validated_records")[0])["dagster/row_count"] == 19
+
+    awkward = run_ingest(defs, instance, odd)
+    assert md(materializations(awkward, "validated_records")[0])["dagster/row_count"] == 35
+    stored = pd.read_parquet(_stored(assets_dir, "validated_records", odd))
+    assert set(stored["source_file"]) == {odd}
+    assert instance.get_materialized_partitions(dg.AssetKey("validated_records")) == {"export_asus_system_19.zip", odd}
+
+
 # ------------------------------------------------------------------------ ingest: not an export
 def test_not_an_export_fails_only_its_own_partition(defs, instance, landing, assets_dir):
     good = copy_sample(SYSTEM_35.name, landing)

@@ -157,6 +157,17 @@ def test_other_file_types_are_ignored(ticker, landing):
     assert ticker.requested_partitions == []
 
 
+def test_missing_landing_folder_is_not_an_error(ticker, landing):
+    landing.rmdir()
+    result = ticker.tick()
+    assert not result.run_requests
+    assert str(landing) in skip_text(result)
+    landing.mkdir()
+    copy_sample(SYSTEM_19.name, landing)
+    ticker.tick()
+    assert [r.partition_key for r in ticker.tick().run_requests] == [SYSTEM_19.name]
+
+
 def test_bad_file_still_gets_its_own_run(ticker, landing):
     bad = landing / "garbage.json"
     bad.write_text("this is not JSON at all {")
@@ -165,6 +176,36 @@ def test_bad_file_still_gets_its_own_run(ticker, landing):
     result = ticker.tick()
     assert sorted(r.partition_key for r in result.run_requests) == sorted(["garbage.json", SYSTEM_19.name])
     assert sorted(added_keys(result)) == sorted(["garbage.json", SYSTEM_19.name])
+
+
+def test_lost_cursor_reproduces_the_same_run_keys(ticker, landing):
+    """The daemon skips a run_key it already launched, so a reset cursor must not invent new keys."""
+    copy_sample(SYSTEM_35.name, landing)
+    ticker.tick()
+    (original,) = ticker.tick().run_requests
+    ticker.cursor = None  # sensor reset / cursor lost
+    ticker.tick()
+    (again,) = ticker.tick().run_requests
+    assert again.run_key == original.run_key
+    assert again.partition_key == original.partition_key
+
+
+def test_hashing_budget_defers_but_never_starves(ticker, landing, monkeypatch):
+    monkeypatch.setenv("MCP_TRAINING_SENSOR__MAX_BYTES_HASHED_PER_TICK", "30000")
+    order = [HOSTAPD_1824, SYSTEM_35, SYSTEM_19]  # 1.1 MB (over the budget on its own), 23 kB, 13 kB
+    for age, sample in enumerate(order):
+        path = copy_sample(sample.name, landing)
+        t = 1_700_000_000 + age * 60
+        os.utime(path, (t, t))  # oldest first
+    first = ticker.tick()
+    assert not first.run_requests
+    seen = []
+    for _ in range(3):
+        result = ticker.tick()
+        assert len(result.run_requests) == 1, [r.partition_key for r in result.run_requests]
+        seen.append(result.run_requests[0].partition_key)
+    assert seen == [s.name for s in order], "oldest first; a file larger than the budget still goes alone"
+    assert not ticker.tick().run_requests
 
 
 def test_burst_is_spread_over_ticks(ticker, landing, monkeypatch):
