@@ -52,6 +52,18 @@ def atomic_write_bytes(path: UPath, writer: Any) -> None:
 
 
 class _AtomicUPathIOManager(dg.UPathIOManager):
+    def load_input(self, context: dg.InputContext) -> Any:
+        # The library returns None for a fan-in over zero partitions; an empty mapping keeps the
+        # contract (and lets training fail with its own clear message).
+        if (
+            context.has_asset_key
+            and context.has_asset_partitions
+            and not context.has_partition_key
+            and not context.asset_partition_keys
+        ):
+            return {}
+        return super().load_input(context)
+
     def load_partitions(self, context: dg.InputContext) -> Any:
         keys = list(context.asset_partition_keys)
         if context.has_partition_key and len(keys) == 1:

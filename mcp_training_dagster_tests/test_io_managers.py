@@ -180,6 +180,16 @@ def test_fan_in_returns_a_mapping_and_skips_unmaterialised(tmp_path):
     _no_temp_leftovers(base)
 
 
+def test_fan_in_with_no_partitions_yet_is_an_empty_mapping(tmp_path):
+    """Before any file is registered the downstream gets {} (Dagster alone hands over None)."""
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [per_file, all_files], selection=[all_files], instance=instance, resources=_resources(tmp_path)
+        )
+        assert result.success
+        assert result.output_for_node("all_files") == {"type": "dict", "rows": {}}
+
+
 # ---------------------------------------------------------------------------------- atomic writes
 class Boom(RuntimeError):
     pass

@@ -59,7 +59,9 @@ def test_ingest_real_hostapd_export(defs, instance, landing, assets_dir):
     assert valid_md["time_start"] and valid_md["time_end"] and valid_md["time_start"] < valid_md["time_end"]
     assert valid_md["time_start"].startswith("2025-05-04")
     assert valid_md["time_end"].startswith("2025-06-27")
-    assert "| event type | records |" in valid_md["event_types"], "event-type table shown in the UI"
+    table_rows = [line.split("|") for line in valid_md["event_types"].splitlines()[2:]]
+    assert valid_md["event_types"].startswith("| event type | records |"), "event-type table shown in the UI"
+    assert sum(int(cells[2]) for cells in table_rows) == 1824, "every record has exactly one event type"
     assert valid_md["devices"]
 
     (quarantine,) = materializations(result, "quarantined_records")
@@ -69,7 +71,7 @@ def test_ingest_real_hostapd_export(defs, instance, landing, assets_dir):
 
     (windows,) = materializations(result, "export_windows")
     assert md(windows)["dagster/row_count"] > 100
-    assert set(json.loads(json.dumps(md(windows)["windows_by_kind"]))) == {"device", "station", "interface"}
+    assert set(md(windows)["windows_by_kind"]) == {"device", "station", "interface"}
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["schema_invariants"].passed
@@ -186,11 +188,15 @@ def test_file_over_quarantine_limit_is_rejected_but_quarantine_kept(defs, instan
     assert len(stored_q) == 30
     assert set(stored_q["reason"]) == {"missing_timestamp"}
     assert set(stored_q["field"]) == {"timestamp"}
-    assert stored_q["record"].map(lambda s: "timestamp" not in json.loads(s) or json.loads(s)["timestamp"] is None).all()
-    # ... but no validated records exist for the file, neither in storage nor in the catalog.
-    assert not materializations(result, "validated_records")
-    assert not _stored(assets_dir, "validated_records", path.name).exists()
-    assert instance.get_latest_materialization_event(dg.AssetKey("validated_records")) is None
+    originals = [json.loads(text) for text in stored_q["record"]]
+    assert all(rec.get("timestamp") is None for rec in originals)
+    assert sorted(rec["id"] for rec in originals) == sorted(r["id"] for r in records[:30])
+    # ... and the validated table is stored EMPTY and marked rejected, so no earlier version of the
+    # file can keep feeding training.
+    (v,) = materializations(result, "validated_records")
+    assert md(v)["rejected"] is True and md(v)["dagster/row_count"] == 0
+    assert len(pd.read_parquet(_stored(assets_dir, "validated_records", path.name))) == 0
+    assert not materializations(result, "export_windows")
     _no_temp_leftovers(assets_dir)
 
 
@@ -274,3 +280,25 @@ def test_train_job_fails_clearly_with_too_little_data(defs, instance, landing):
     text = failure_text(result)
     assert "min_training_windows" in text, text
     assert instance.get_latest_materialization_event(dg.AssetKey("anomaly_model")) is None
+
+
+def test_train_job_before_any_export_fails_clearly(defs, instance):
+    """Training with nothing ingested yet: a plain 'not enough data' failure, not a type-check error."""
+    result = defs.resolve_job_def("train_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    text = failure_text(result)
+    assert "DagsterTypeCheckDidNotPass" not in text, text
+    assert "min_training_windows" in text, text
+
+
+def test_rejected_new_version_of_a_file_stops_feeding_training(defs, instance, landing, assets_dir):
+    records = json.loads(SYSTEM_35.read_text())["data"]
+    path = _write_export(landing / "changes.json", records)
+    assert run_ingest(defs, instance, path.name).success
+    assert len(pd.read_parquet(_stored(assets_dir, "validated_records", path.name))) == 35
+
+    for r in records[:30]:  # the file is replaced by a mostly broken version
+        del r["timestamp"]
+    _write_export(path, records)
+    assert not run_ingest(defs, instance, path.name, raise_on_error=False).success
+    assert len(pd.read_parquet(_stored(assets_dir, "validated_records", path.name))) == 0

@@ -72,14 +72,17 @@ def _graphql(port: int, query: str) -> dict:
     return body["data"]
 
 
-def _materialized_at(port: int) -> dict[str, float]:
-    """asset name -> timestamp (s) of its latest materialisation, for materialised assets."""
-    out = {}
+def _asset_state(port: int) -> dict[str, float | None]:
+    """asset name -> timestamp (s) of its latest materialisation, or None if never materialised."""
+    out: dict[str, float | None] = {}
     for node in _graphql(port, QUERY)["assetNodes"]:
         mats = node["assetMaterializations"]
-        if mats:
-            out["/".join(node["assetKey"]["path"])] = float(mats[0]["timestamp"]) / 1000.0
+        out["/".join(node["assetKey"]["path"])] = float(mats[0]["timestamp"]) / 1000.0 if mats else None
     return out
+
+
+def _materialized_at(port: int) -> dict[str, float]:
+    return {k: v for k, v in _asset_state(port).items() if v is not None}
 
 
 def _group_alive(pgid: int, wait_s: float) -> bool:
@@ -138,15 +141,15 @@ def test_file_drop_to_model_under_dagster_dev(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                before = _materialized_at(port)
-                names = {"/".join(n["assetKey"]["path"]) for n in _graphql(port, QUERY)["assetNodes"]}
-                if "anomaly_model" in names:
+                before = _asset_state(port)
+                if "anomaly_model" in before:
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError, AssertionError):
                 pass
             assert time.monotonic() < deadline, f"code location never served its assets\n{_tail(log_path)}"
             time.sleep(1)
-        assert "anomaly_model" not in before
+        assert set(before) >= {"raw_export", "validated_records", "training_windows", "anomaly_model", "model_metadata"}
+        assert before["anomaly_model"] is None, "fresh DAGSTER_HOME: nothing materialised yet"
 
         # 2. Drop a real export the way a person would: written elsewhere, then moved in.
         staging = tmp_path / "staging"

@@ -105,8 +105,9 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
     ],
 )
 def validate_export(context: dg.AssetExecutionContext, settings: PipelineSettings, raw_export: pd.DataFrame):
-    """Validate one export; a file whose bad-record fraction exceeds the quarantine limit is rejected
-    (its quarantine table is still written, so the rejected records can be inspected)."""
+    """Validate one export. A file whose bad-record fraction exceeds the quarantine limit is rejected:
+    its quarantine table is written (so the refused records can be inspected), its validated table is
+    stored empty with ``rejected=True``, and the step fails with the file, the fraction and the limit."""
     cfg = settings.get()
     result = validate_records(
         raw_export,
@@ -127,6 +128,13 @@ def validate_export(context: dg.AssetExecutionContext, settings: PipelineSetting
     )
     limit = cfg.training.quarantine.max_fraction
     if rep.bad_fraction > limit:
+        # An empty table replaces whatever an earlier, accepted version of this file stored, so a
+        # rejected file never keeps feeding training with stale records.
+        yield dg.Output(
+            result.records.iloc[0:0],
+            output_name="validated_records",
+            metadata={"dagster/row_count": 0, "rejected": True, "records_in": rep.records_in},
+        )
         raise dg.Failure(
             description=(
                 f"{context.partition_key}: {rep.bad_fraction:.1%} of records quarantined, over the limit "
@@ -151,6 +159,7 @@ def validate_export(context: dg.AssetExecutionContext, settings: PipelineSetting
             "levels": dg.MetadataValue.json(rep.level_counts),
             "processes": dg.MetadataValue.json(rep.process_counts),
             "unparsed_structured_data": rep.unparsed_structured_data,
+            "rejected": False,
         },
     )
     problems = check_schema(result.records)
