@@ -33,6 +33,15 @@ peak (interpreter, libraries and inputs included) and ``stage_rss_mb`` = peak - 
 stage's own share. The orchestrating process imports only the standard library so it does not
 inflate the children's figures. Temporary files are removed at the end.
 
+The machine may be shared: each line also carries ``cpu_seconds`` (user + system time of the
+work) and ``load_avg_1m``; ``--repeat K`` runs every measured stage K times and keeps the fastest.
+
+Targets (reported in the final line, never asserted): read + validate >= 100,000 records/s and
+window aggregation >= 1,000,000 records/s (on the largest export of the run); peak RSS from file
+to validated Parquet <= 12x the file size (judged on the export closest to 100 MB, if one is at
+least 50 MB); cost linear in records (log-log slope of seconds vs records between the two largest
+``--scaling`` sizes at most 1.15, per stage).
+
 The generator is private to this module: records newest first, the 13 keys in the service's
 order, lower-case levels, host names in ``device_ip``, ``structured_data`` as a JSON string, many
 records per second, an event mix modelled on the real ASUS hostapd export, a few OpenWrt
@@ -59,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported lazily: the orchestrator stays small
     import numpy as np
 
+_MODULE = "mcp_training_dagster.benchmark"
 MIB = 2**20
 SCALING_SIZES: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 STAGES: tuple[str, ...] = (
@@ -79,7 +89,9 @@ TARGET_WINDOWS_RPS = 1_000_000
 TARGET_PEAK_OVER_FILE = 12.0
 MEMORY_TARGET_MIN_FILE_MB = 50.0  # below this the interpreter's own baseline dominates the ratio
 LINEAR_MAX_SLOPE = 1.15  # log-log slope of seconds vs records between the two largest sizes
-LINEAR_STAGES: tuple[str, ...] = ("read", "validate", "read_validate", "write_parquet", "windows", "end_to_end")
+LINEAR_STAGES: tuple[str, ...] = (
+    "read", "validate", "read_validate", "write_parquet", "windows", "end_to_end"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +197,8 @@ _check_lines()
 def _structured_data_text(line: _Line) -> str:
     """The JSON-escaped body of the ``structured_data`` string, e.g. ``{\\"priority\\": 30, ...}``."""
     obj: dict[str, int] = {} if line.pid is None else {"pid": line.pid}
-    obj.update(priority=line.facility * 8 + line.severity, facility=line.facility, severity_code=line.severity)
+    priority = line.facility * 8 + line.severity
+    obj.update(priority=priority, facility=line.facility, severity_code=line.severity)
     return json.dumps(json.dumps(obj))[1:-1]
 
 
@@ -195,17 +208,17 @@ class _Fleet:
 
     device_ids: list[int]
     hosts: list[str]
-    openwrt: "np.ndarray"  # bool per device
+    openwrt: np.ndarray  # bool per device
     macs: list[str]  # per station, lower case
     macs_upper: list[str]
-    station_iface: "np.ndarray"  # interface code per station (index into _iface_names())
+    station_iface: np.ndarray  # interface code per station (index into _iface_names())
 
 
 def _iface_names() -> list[str]:
     return [name for name, _ in _ASUS_IFACES] + [name for name, _ in _OPENWRT_IFACES]
 
 
-def _make_fleet(rng: "np.random.Generator") -> _Fleet:
+def _make_fleet(rng: np.random.Generator) -> _Fleet:
     import numpy as np
 
     device_ids = sorted(rng.choice(np.arange(1, 100), _N_DEVICES, replace=False).tolist())
@@ -225,25 +238,26 @@ def _make_fleet(rng: "np.random.Generator") -> _Fleet:
     on_openwrt = openwrt[np.arange(n_st) // _STATIONS_PER_DEVICE]
     asus_if = rng.choice(len(_ASUS_IFACES), n_st, p=[w for _, w in _ASUS_IFACES])
     owrt_if = len(_ASUS_IFACES) + rng.choice(len(_OPENWRT_IFACES), n_st, p=[w for _, w in _OPENWRT_IFACES])
-    return _Fleet(device_ids, hosts, openwrt, macs, [m.upper() for m in macs], np.where(on_openwrt, owrt_if, asus_if))
+    station_iface = np.where(on_openwrt, owrt_if, asus_if)
+    return _Fleet(device_ids, hosts, openwrt, macs, [m.upper() for m in macs], station_iface)
 
 
 @dataclass(frozen=True)
 class _Draws:
     """Everything random about the records, as arrays in chronological order."""
 
-    seconds: "np.ndarray"  # int64 epoch seconds
-    ids: "np.ndarray"
-    device: "np.ndarray"
-    station: "np.ndarray"
-    line: "np.ndarray"
-    session: "np.ndarray"
-    aid: "np.ndarray"
-    rssi: "np.ndarray"
-    minutes: "np.ndarray"
+    seconds: np.ndarray  # int64 epoch seconds
+    ids: np.ndarray
+    device: np.ndarray
+    station: np.ndarray
+    line: np.ndarray
+    session: np.ndarray
+    aid: np.ndarray
+    rssi: np.ndarray
+    minutes: np.ndarray
 
 
-def _draw(rng: "np.random.Generator", n: int) -> _Draws:
+def _draw(rng: np.random.Generator, n: int) -> _Draws:
     import numpy as np
 
     start = int(np.datetime64(_START, "s").astype(np.int64))
@@ -271,7 +285,7 @@ def _draw(rng: "np.random.Generator", n: int) -> _Draws:
     )
 
 
-def _day_stamps(seconds: "np.ndarray") -> tuple["np.ndarray", list[str]]:
+def _day_stamps(seconds: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Syslog date prefix (``Jun  7``) per record, formatted once per distinct day."""
     import numpy as np
 
@@ -284,7 +298,7 @@ def _day_stamps(seconds: "np.ndarray") -> tuple["np.ndarray", list[str]]:
     return inverse, labels
 
 
-def _record_texts(fleet: _Fleet, draws: _Draws, rows: "np.ndarray") -> list[str]:
+def _record_texts(fleet: _Fleet, draws: _Draws, rows: np.ndarray) -> list[str]:
     """The pretty-printed JSON text of the records at ``rows`` (chronological positions)."""
     iso = draws.seconds[rows].astype("datetime64[s]").astype(str).tolist()
     day_idx, day_labels = _day_stamps(draws.seconds[rows])
@@ -332,7 +346,7 @@ def _record_texts(fleet: _Fleet, draws: _Draws, rows: "np.ndarray") -> list[str]
     return out
 
 
-def _created_at(rng: "np.random.Generator", last_second: int) -> str:
+def _created_at(rng: np.random.Generator, last_second: int) -> str:
     """Naive ISO time with microseconds, a few minutes after the newest record."""
     import numpy as np
 
@@ -340,7 +354,7 @@ def _created_at(rng: "np.random.Generator", last_second: int) -> str:
     return str(np.datetime64(micros, "us"))
 
 
-def _export_name(rng: "np.random.Generator", created_at: str) -> str:
+def _export_name(rng: np.random.Generator, created_at: str) -> str:
     """``export_<uuid4>_<YYYYmmdd_HHMMSS>.json`` like the service, derived from the seed."""
     import uuid
 
@@ -350,7 +364,10 @@ def _export_name(rng: "np.random.Generator", created_at: str) -> str:
 
 
 def export_text_chunks(n_records: int, seed: int) -> tuple[str, Iterator[str]]:
-    """-> (file name, the export's text in pieces), exactly ``json.dump(doc, indent=2, ensure_ascii=False)``."""
+    """-> (file name, the export's text in pieces).
+
+    The text is exactly what ``json.dump(doc, fh, indent=2, ensure_ascii=False)`` writes, built
+    per record with format strings (the generic encoder with ``indent`` is pure Python and slow)."""
     import numpy as np
 
     if n_records < 1:
@@ -515,7 +532,8 @@ def _stage_validate(spec: Spec) -> dict[str, Any]:
     result = _validate(raw, Path(spec["export"]).name)
     out = probe.stop()
     _write_parquet(result.records, Path(spec["validated"]))  # untimed: input of later stages
-    return {**out, "records": len(raw), "valid_records": len(result.records), "quarantined": len(result.quarantine)}
+    counts = {"valid_records": len(result.records), "quarantined": len(result.quarantine)}
+    return {**out, "records": len(raw), **counts}
 
 
 def _stage_read_validate(spec: Spec) -> dict[str, Any]:
@@ -654,10 +672,13 @@ class StageFailed(RuntimeError):
 
 
 def _run_stage(stage: str, spec: Spec) -> dict[str, Any]:
-    """Run one stage in a fresh interpreter and return its raw measurements."""
+    """Run one stage in a fresh interpreter and return its raw measurements.
+
+    (A child's ``ru_maxrss`` starts from its parent's peak at fork/exec time on Linux, which is
+    why this orchestrating process must stay small.)"""
     result_path = Path(spec["dir"]) / f"result_{stage}.json"
     spec = {**spec, "result": str(result_path)}
-    cmd = [sys.executable, "-m", "mcp_training_dagster.benchmark", "--_stage", stage, "--_spec", json.dumps(spec)]
+    cmd = [sys.executable, "-m", _MODULE, "--_stage", stage, "--_spec", json.dumps(spec)]
     proc = subprocess.run(cmd, stdout=sys.stderr, check=False)
     if proc.returncode != 0 or not result_path.exists():
         raise StageFailed(f"stage {stage!r} failed with exit code {proc.returncode}")
@@ -730,7 +751,13 @@ class SuiteResult:
 
 
 def run_suite(
-    *, export: Path | None, records: int | None, file_mb: float | None, seed: int, train_cap: int, repeat: int = 1
+    *,
+    export: Path | None,
+    records: int | None,
+    file_mb: float | None,
+    seed: int,
+    train_cap: int,
+    repeat: int = 1,
 ) -> SuiteResult:
     """All stages on one export (given, or generated first); prints each stage's line."""
     with tempfile.TemporaryDirectory(prefix="mcp-bench-") as tmp:
@@ -782,7 +809,7 @@ def _throughput_target(suite: SuiteResult, stage: str, target: float) -> dict[st
         "met": measured is not None and measured >= target,
     }
     if line["records"] < THROUGHPUT_MIN_RECORDS:
-        out["note"] = f"only {line['records']} records: fixed costs dominate; use --records 1000000 or --scaling"
+        out["note"] = f"only {line['records']} records: fixed costs dominate; see --scaling"
     return out
 
 
@@ -814,6 +841,10 @@ def _memory_target(suites: list[SuiteResult]) -> dict[str, Any]:
     return out
 
 
+def _us_per_record(line: dict[str, Any]) -> float:
+    return round(1e6 * line["seconds"] / line["records"], 3)
+
+
 def _linearity_target(suites: list[SuiteResult]) -> dict[str, Any]:
     """Log-log slope of seconds against records between the two largest runs (1.0 = linear)."""
     out: dict[str, Any] = {"target_max_slope": LINEAR_MAX_SLOPE}
@@ -825,12 +856,10 @@ def _linearity_target(suites: list[SuiteResult]) -> dict[str, Any]:
     slopes: dict[str, float] = {}
     for stage in LINEAR_STAGES:
         a, b = small.lines[stage], big.lines[stage]
-        slopes[stage] = round(math.log(b["seconds"] / a["seconds"]) / math.log(b["records"] / a["records"]), 3)
-    per_record_us = {
-        stage: {str(s.lines[stage]["records"]): round(1e6 * s.lines[stage]["seconds"] / s.lines[stage]["records"], 3)
-                for s in ordered}
-        for stage in LINEAR_STAGES
-    }
+        slope = math.log(b["seconds"] / a["seconds"]) / math.log(b["records"] / a["records"])
+        slopes[stage] = round(slope, 3)
+    per_record_us = {stage: {str(s.lines[stage]["records"]): _us_per_record(s.lines[stage]) for s in ordered}
+                     for stage in LINEAR_STAGES}
     out.update(
         between_records=[small.lines["read"]["records"], big.lines["read"]["records"]],
         measured=slopes,
@@ -864,7 +893,8 @@ def _parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--records", type=int, metavar="N", help="generate an export of N records")
     source.add_argument("--export", type=Path, metavar="FILE", help="benchmark an existing export file")
-    source.add_argument("--scaling", action="store_true", help=f"generated runs of {', '.join(map(str, SCALING_SIZES))} records")
+    sizes = ", ".join(map(str, SCALING_SIZES))
+    source.add_argument("--scaling", action="store_true", help=f"generated exports of {sizes} records")
     source.add_argument("--file-mb", type=float, metavar="M", help="generate an export of about M MiB")
     p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     p.add_argument(
@@ -872,8 +902,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run each measured stage K times (fresh process each) and report the fastest (default 1)",
     )
     p.add_argument(
-        "--train-cap", type=int, default=DEFAULT_TRAIN_CAP,
-        help=f"train on at most this many windows, a seeded random subsample (default {DEFAULT_TRAIN_CAP}; 0 = all)",
+        "--train-cap", type=int, default=DEFAULT_TRAIN_CAP, metavar="K",
+        help=f"train on at most K windows, a seeded random subsample (default {DEFAULT_TRAIN_CAP}; 0 = all)",
     )
     return p
 
@@ -895,6 +925,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.records is not None and args.records < 1:
         raise SystemExit("--records must be at least 1")
+    if args.file_mb is not None and args.file_mb <= 0:
+        raise SystemExit("--file-mb must be positive")
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     if args.export is not None and not args.export.is_file():
         raise SystemExit(f"--export: no such file: {args.export}")
     common = {"seed": args.seed, "train_cap": args.train_cap, "repeat": args.repeat}
