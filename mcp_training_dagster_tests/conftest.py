@@ -41,3 +41,17 @@ def copy_sample(name: str, folder: Path, as_name: str | None = None) -> Path:
     target = folder / (as_name or name)
     shutil.copyfile(SAMPLES / name, target)
     return target
+
+
+def dagster_cli() -> str:
+    """The ``dagster`` executable of the interpreter running the tests (skip when absent)."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).parent / "dagster"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("dagster")
+    if not found:
+        pytest.skip("dagster CLI not installed")
+    return found

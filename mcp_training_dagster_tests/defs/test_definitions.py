@@ -2,12 +2,11 @@
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 
 import dagster as dg
+
+from mcp_training_dagster_tests.conftest import dagster_cli
 from mcp_training_dagster.definitions import build_definitions
 from mcp_training_dagster.settings import load_settings
 from mcp_training_dagster_tests.defs.conftest import REPO_ROOT
@@ -119,16 +118,6 @@ def test_executor_from_environment(data_dir, monkeypatch):
     assert multi.resolve_job_def("train_job").executor_def.name == "multiprocess"
 
 
-def _dagster_cli() -> str:
-    exe = Path(sys.executable).parent / "dagster"
-    if exe.exists():
-        return str(exe)
-    import shutil
-
-    found = shutil.which("dagster")
-    if not found:
-        pytest.skip("dagster CLI not installed")
-    return found
 
 
 def test_dagster_cli_validates_the_module(data_dir, tmp_path):
@@ -141,7 +130,7 @@ def test_dagster_cli_validates_the_module(data_dir, tmp_path):
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        [_dagster_cli(), "definitions", "validate", "-m", "mcp_training_dagster.definitions"],
+        [dagster_cli(), "definitions", "validate", "-m", "mcp_training_dagster.definitions"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

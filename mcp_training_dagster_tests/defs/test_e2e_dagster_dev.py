@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_training_dagster_tests.conftest import HOSTAPD_1824
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, dagster_cli
 from mcp_training_dagster_tests.defs.conftest import REPO_ROOT
 
 STARTUP_TIMEOUT_S = 90
@@ -36,14 +35,6 @@ QUERY = """
 """
 
 
-def _dagster_cli() -> str:
-    exe = Path(sys.executable).parent / "dagster"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("dagster")
-    if not found:
-        pytest.skip("dagster CLI not installed")
-    return found
 
 
 def _free_port() -> int:
@@ -116,7 +107,7 @@ def test_file_drop_to_model_under_dagster_dev(tmp_path):
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )
-    cmd = [_dagster_cli(), "dev", "-m", "mcp_training_dagster.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    cmd = [dagster_cli(), "dev", "-m", "mcp_training_dagster.definitions", "-h", "127.0.0.1", "-p", str(port)]
 
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
