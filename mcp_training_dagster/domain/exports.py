@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # The 13 keys the service writes, in its order. Unknown extra keys are kept in ``extra``.
 RECORD_KEYS: tuple[str, ...] = (
@@ -96,8 +97,7 @@ def _to_text(value: Any) -> str | None:
 _NULLABLE = {"integer": "Int64", "boolean": "boolean", "floating": "Float64"}
 
 
-def _column(values: list[Any]) -> pd.Series:
-    """One raw column: its natural type when homogeneous (ids stay integers), JSON text when mixed."""
+def _column_slow(values: list[Any]) -> pd.Series:
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind in _NULLABLE:
         return pd.Series(pd.array(values, dtype=_NULLABLE[kind]))
@@ -106,31 +106,115 @@ def _column(values: list[Any]) -> pd.Series:
     return pd.Series([_to_text(v) for v in values], dtype="str")
 
 
+def _column(values: list[Any]) -> pd.Series:
+    """One raw column: its natural type when homogeneous (ids stay integers), JSON text when mixed."""
+    # Fast path: let Arrow infer the type of the common homogeneous columns; anything it does not
+    # infer cleanly as text / int / bool / all-null goes the general way below.
+    try:
+        arr = pa.array(values)
+    except Exception:  # mixed types, huge ints, odd text: the general path decides
+        return _column_slow(values)
+    typ = arr.type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return pd.Series(pd.array(arr.cast(pa.large_string()), dtype="str"))
+    if pa.types.is_null(typ):
+        return pd.Series(pd.array(pa.nulls(len(values), type=pa.large_string()), dtype="str"))
+    if pa.types.is_int64(typ):
+        if arr.null_count == 0:
+            return pd.Series(pd.arrays.IntegerArray(arr.to_numpy(zero_copy_only=False), np.zeros(len(arr), dtype=bool)))
+        mask = arr.is_null().to_numpy(zero_copy_only=False)
+        data = arr.fill_null(0).to_numpy(zero_copy_only=False)
+        return pd.Series(pd.arrays.IntegerArray(data, mask))
+    if pa.types.is_boolean(typ):
+        return _bool_series(arr)
+    return _column_slow(values)
+
+
+def _bool_series(arr: pa.Array) -> pd.Series:
+    mask = arr.is_null().to_numpy(zero_copy_only=False)
+    data = arr.fill_null(False).to_numpy(zero_copy_only=False)
+    return pd.Series(pd.arrays.BooleanArray(data, mask))
+
+
+def _null_text(n: int) -> pd.Series:
+    return pd.Series(pd.array(pa.nulls(n, type=pa.large_string()), dtype="str"))
+
+
+def _text_columns(objs: list[dict[str, Any]], sample_size: int = 2_000) -> dict[str, pd.Series]:
+    """Fast path for the keys that look like all-text (or all-null) columns: one Arrow conversion of
+    the records, which refuses any value that is not text / null (then the general path decides)."""
+    n = len(objs)
+    sample = objs[:sample_size] + objs[sample_size :: max(1, n // sample_size)]
+    try:
+        sample_type = pa.array(sample).type
+    except Exception:
+        return {}
+    if not pa.types.is_struct(sample_type):
+        return {}
+    fields = []
+    for key in RECORD_KEYS:
+        idx = sample_type.get_field_index(key)
+        if idx < 0:
+            continue
+        typ = sample_type.field(idx).type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            fields.append(pa.field(key, pa.large_string()))
+        elif pa.types.is_null(typ):
+            fields.append(pa.field(key, pa.null()))
+        elif pa.types.is_boolean(typ):  # Arrow refuses non-bool values here (ints are not strict)
+            fields.append(pa.field(key, pa.bool_()))
+    if not fields:
+        return {}
+    try:
+        table = pa.array(objs, type=pa.struct(fields))
+    except Exception:
+        return {}
+    out: dict[str, pd.Series] = {}
+    for fld in fields:
+        col = table.field(fld.name)
+        if pa.types.is_boolean(fld.type):
+            out[fld.name] = _bool_series(col)
+            continue
+        if pa.types.is_null(fld.type):
+            col = pa.nulls(n, type=pa.large_string())
+        out[fld.name] = pd.Series(pd.array(col, dtype="str"))
+    return out
+
+
 def records_to_frame(data: list[Any]) -> pd.DataFrame:
     """Column-wise construction: one pass per key, no per-row DataFrame work."""
     n = len(data)
     is_obj = [isinstance(r, dict) for r in data]
-    objs = [r if ok else {} for r, ok in zip(data, is_obj)]
+    all_obj = all(is_obj)
+    objs = data if all_obj else [r if ok else {} for r, ok in zip(data, is_obj)]
     cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
+    text_cols = _text_columns(objs)
     for key in RECORD_KEYS:
-        cols[key] = _column([r.get(key) for r in objs])
-    known = set(RECORD_KEYS)
+        col = text_cols.get(key)
+        cols[key] = _column([r.get(key) for r in objs]) if col is None else col
+    known = frozenset(RECORD_KEYS)
     extras: list[str | None] = [None] * n
-    for i, r in enumerate(objs):
-        if len(r) > len(known) or not known.issuperset(r):
+    superset = list(map(known.issuperset, objs))
+    if not all(superset):
+        for i in (i for i, ok in enumerate(superset) if not ok):
+            r = objs[i]
             unknown = {k: v for k, v in r.items() if k not in known}
             if unknown:
                 extras[i] = json.dumps(unknown, ensure_ascii=False, default=str)
-    cols["extra"] = pd.Series(extras, dtype="str")
-    cols["non_object"] = pd.Series(
-        [None if ok else json.dumps(r, ensure_ascii=False, default=str) for r, ok in zip(data, is_obj)],
-        dtype="str",
-    )
+    cols["extra"] = pd.Series(extras, dtype="str") if not all(superset) else _null_text(n)
+    if all_obj:
+        cols["non_object"] = _null_text(n)
+    else:
+        cols["non_object"] = pd.Series(
+            [None if ok else json.dumps(r, ensure_ascii=False, default=str) for r, ok in zip(data, is_obj)],
+            dtype="str",
+        )
     return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
 
 
 def _json_from_bytes(name: str, payload: bytes) -> Any:
-    if not payload.strip():
+    # (the cheap test first: stripping a large file would copy it)
+    if not payload or (payload[:1].isspace() and not payload.strip()):
         raise ExportFileError(name, "file is empty")
     try:
         return json.loads(payload)

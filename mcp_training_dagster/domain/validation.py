@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from mcp_training_dagster.domain.events import EVENT_TYPES, WIFI_PROCESSES, classify_events
@@ -72,6 +74,7 @@ VALID_COLUMNS: tuple[str, ...] = (
 QUARANTINE_COLUMNS: tuple[str, ...] = ("source_file", "record_index", "id", "reason", "field", "detail", "record")
 
 _AWARE = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+_PLAIN = r"^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d$"
 TIMESTAMP_DTYPE = "datetime64[us]"
 
 
@@ -108,6 +111,25 @@ def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Ser
     text = values.astype("str").str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP_DTYPE)
     present = text.notna() & (text != "")
+    # Fast path for the common plain form "YYYY-MM-DDTHH:MM:SS" (naive, whole seconds): Arrow parses
+    # it; a rolled-over impossible date (Arrow turns Feb 30 into Mar 1) fails the day check and,
+    # like every other form, goes the general way below.
+    fast = np.zeros(len(text), dtype=bool)
+    if present.any():
+        arr = pa.array(text.array, type=pa.large_string())
+        plain = pc.fill_null(pc.match_substring_regex(arr, _PLAIN), False)
+        if pc.any(plain).as_py():
+            parsed = pc.strptime(arr, format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=True)
+            day_text = pc.utf8_slice_codeunits(pc.if_else(plain, arr, pa.scalar("2000-01-01", pa.large_string())), 8, 10)
+            same_day = pc.equal(pc.day(parsed), pc.cast(day_text, pa.int64()))
+            fast_arr = pc.fill_null(pc.and_(plain, same_day), False)
+            fast = fast_arr.to_numpy(zero_copy_only=False)
+            if fast.any():
+                stamps = parsed.to_numpy(zero_copy_only=False)
+                values_us = out.to_numpy(copy=True)
+                values_us[fast] = stamps[fast].astype(TIMESTAMP_DTYPE)
+                out = pd.Series(values_us, index=values.index, dtype=TIMESTAMP_DTYPE)
+    present = present & ~fast
     aware = present & text.str.contains(_AWARE, regex=True, na=False)
     naive = present & ~aware
     if naive.any():
@@ -170,11 +192,13 @@ def _record_json(raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
     return out
 
 
-def _to_int_ids(raw_ids: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _to_int_ids(raw_ids: pd.Series, text: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
     """-> (ids as float64 with NaN, mask of values present but not an integer)."""
     numeric = pd.to_numeric(raw_ids, errors="coerce")
     as_float = numeric.astype("float64")
-    present = raw_ids.notna() & (raw_ids.astype("str").str.strip() != "")
+    if text is None:
+        text = raw_ids.astype("str")
+    present = raw_ids.notna() & (text.str.strip() != "")
     invalid = present & (as_float.isna() | (np.floor(as_float) != as_float) | (as_float.abs() > 2**62))
     return as_float, invalid
 
@@ -191,77 +215,94 @@ def validate_records(
     n = len(raw)
     reason = np.full(n, "", dtype=object)
     detail = np.full(n, "", dtype=object)
+    unflagged = np.ones(n, dtype=bool)
 
     def flag(mask: Any, name: str, why: Any) -> None:
-        m = np.asarray(mask, dtype=bool) & (reason == "")
+        """``why``: a scalar, or a callable taking the row mask and returning the details of those rows."""
+        m = np.asarray(mask, dtype=bool) & unflagged
+        if not m.any():
+            return
         reason[m] = name
-        detail[m] = why if np.isscalar(why) else np.asarray(why, dtype=object)[m]
+        detail[m] = why if np.isscalar(why) else np.asarray(why(m), dtype=object)
+        unflagged[m] = False
 
     flag(raw["non_object"].notna(), "not_an_object", "entry in 'data' is not a JSON object")
 
-    ids, bad_id = _to_int_ids(raw["id"])
-    flag(raw["id"].isna() | (raw["id"].astype("str").str.strip() == ""), "missing_id", "no 'id'")
-    flag(bad_id, "invalid_id", "'id' is not an integer: " + raw["id"].astype("str").fillna(""))
+    raw_id = raw["id"]
+    id_text = raw_id.astype("str")
+    ids, bad_id = _to_int_ids(raw_id, id_text)
+    if isinstance(raw_id.dtype, pd.StringDtype) or raw_id.dtype == object:
+        missing_id = raw_id.isna() | (id_text.str.strip() == "")
+    else:  # numbers / booleans: their text is never blank
+        missing_id = raw_id.isna()
+    flag(missing_id, "missing_id", "no 'id'")
+    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer: " + id_text[m].fillna(""))
 
     ts_text = raw["timestamp"].astype("str")
     ts = parse_timestamps(ts_text, service_timezone)
     flag(ts_text.isna() | (ts_text.str.strip() == ""), "missing_timestamp", "no 'timestamp'")
-    flag(ts.isna(), "invalid_timestamp", "unparseable 'timestamp': " + ts_text.fillna(""))
+    flag(ts.isna(), "invalid_timestamp", lambda m: "unparseable 'timestamp': " + ts_text[m].fillna(""))
 
     msg = raw["message"].astype("str")
     flag(msg.isna() | (msg.str.strip() == ""), "missing_message", "no 'message'")
 
     device = raw["device_id"].astype("str").str.strip()
-    device = device.where(device.notna() & (device != ""), raw["device_ip"].astype("str").str.strip())
+    device_ip = raw["device_ip"].astype("str")
+    device = device.where(device.notna() & (device != ""), device_ip.str.strip())
     flag(device.isna() | (device == ""), "missing_device", "neither 'device_id' nor 'device_ip'")
 
     # Order by (timestamp, id) before de-duplicating so the kept copy is deterministic.
-    ok = reason == ""
+    ok = unflagged.copy()
     order = np.lexsort((ids.to_numpy(na_value=np.inf), ts.to_numpy()))
     order = order[ok[order]]
     dup_sorted = pd.Series(ids.to_numpy()[order]).duplicated(keep="first").to_numpy()
     dup_rows = order[dup_sorted]
-    flag(np.isin(np.arange(n), dup_rows), "duplicate_id", "same 'id' as an earlier record in this file")
+    is_dup = np.zeros(n, dtype=bool)
+    is_dup[dup_rows] = True
+    flag(is_dup, "duplicate_id", "same 'id' as an earlier record in this file")
     keep_rows = order[~dup_sorted]
 
     # ---- the kept records, typed
-    kept = raw.iloc[keep_rows]
-    lvl_codes, lvl_names = _map_unique(kept["log_level"], _canonical_level)
-    level = np.where(lvl_codes >= 0, np.asarray(lvl_names + ["unknown"], dtype=object)[lvl_codes], "unknown")
-    sd_codes, sd_parsed = _map_unique(kept["structured_data"], _parse_structured)
+    def kept_col(series: pd.Series) -> pd.Series:
+        return series.take(keep_rows).reset_index(drop=True)
+
+    lvl_codes, lvl_names = _map_unique(kept_col(raw["log_level"]), _canonical_level)
+    lvl_table = np.asarray([LEVEL_CATEGORIES.index(name) for name in lvl_names] + [len(LEVELS)], dtype=np.int64)
+    lvl_cat = lvl_table[lvl_codes]  # code -1 picks the sentinel ("unknown")
+    sd_codes, sd_parsed = _map_unique(kept_col(raw["structured_data"]), _parse_structured)
     sd_table = np.asarray(sd_parsed + [(-1, -1, True)], dtype=np.int64).reshape(-1, 3)
     sd_rows = sd_table[sd_codes]  # code -1 picks the sentinel row (absent structured_data)
     sev_from_sd, facility, sd_ok = sd_rows[:, 0], sd_rows[:, 1], sd_rows[:, 2].astype(bool)
-    level_severity = pd.Series(level).map({name: i for i, name in enumerate(LEVELS)}).to_numpy(
-        dtype="float64", na_value=np.nan
-    )
     # The level string wins; structured_data's severity fills in where the level is unknown.
-    severity = np.where(np.isnan(level_severity), sev_from_sd, level_severity).astype(np.int64)
-    fill = (level == "unknown") & (severity >= 0)
-    level = np.where(fill, np.asarray(LEVEL_CATEGORIES, dtype=object)[np.clip(severity, 0, 8)], level)
+    severity = np.where(lvl_cat < len(LEVELS), lvl_cat, sev_from_sd).astype(np.int64)
+    level_codes = np.where(severity >= 0, severity, len(LEVELS))
 
-    process = kept["process_name"].astype("str").str.strip().fillna("")
+    process = kept_col(raw["process_name"]).astype("str").str.strip().fillna("")
+    kept_msg = kept_col(msg)
     extra = {p.lower() for p in extra_wifi_processes}
     events = classify_events(
-        kept["message"].astype("str"),
+        kept_msg,
         process.str.lower(),
         wifi_processes=(WIFI_PROCESSES | extra) if extra else None,
     )
+    event_type = events["event_type"].array
+    if list(event_type.categories) != list(EVENT_TYPES):
+        event_type = pd.Categorical(np.asarray(event_type), categories=EVENT_TYPES)
 
     records = pd.DataFrame(
         {
             "id": ids.to_numpy()[keep_rows].astype(np.int64),
-            "device": device.to_numpy()[keep_rows],
-            "device_name": raw["device_ip"].astype("str").to_numpy()[keep_rows],
+            "device": kept_col(device).array,
+            "device_name": kept_col(device_ip).array,
             "timestamp": ts.to_numpy()[keep_rows],
-            "log_level": pd.Categorical(level, categories=LEVEL_CATEGORIES),
+            "log_level": pd.Categorical.from_codes(level_codes, categories=LEVEL_CATEGORIES),
             "severity": pd.array(np.where(severity >= 0, severity, -1), dtype="int8"),
             "facility": pd.array(np.where(facility >= 0, facility, -1), dtype="int16"),
-            "process_name": process.to_numpy(),
-            "message": kept["message"].astype("str").to_numpy(),
-            "event_type": pd.Categorical(events["event_type"].to_numpy(), categories=EVENT_TYPES),
-            "station_mac": events["station_mac"].astype("str").to_numpy(),
-            "interface": events["interface"].astype("str").to_numpy(),
+            "process_name": process.array,
+            "message": kept_msg.array,
+            "event_type": event_type,
+            "station_mac": events["station_mac"].astype("str").array,
+            "interface": events["interface"].astype("str").array,
             "source_file": source_file,
             "record_index": raw["record_index"].to_numpy()[keep_rows],
         },
@@ -271,13 +312,13 @@ def validate_records(
         records[col] = records[col].astype("str")
 
     # ---- quarantine table
-    q_rows = np.flatnonzero(reason != "")
+    q_rows = np.flatnonzero(~unflagged)
     field_of = dict(REASONS)
     quarantine = pd.DataFrame(
         {
             "source_file": pd.Series([source_file] * len(q_rows), dtype="str"),
             "record_index": raw["record_index"].to_numpy()[q_rows],
-            "id": pd.Series(raw["id"].astype("str").to_numpy()[q_rows], dtype="str"),
+            "id": pd.Series(id_text.to_numpy()[q_rows], dtype="str"),
             "reason": pd.Series(reason[q_rows], dtype="str"),
             "field": pd.Series([field_of[r] for r in reason[q_rows]], dtype="str"),
             "detail": pd.Series(detail[q_rows], dtype="str"),
