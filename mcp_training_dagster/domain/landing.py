@@ -17,11 +17,12 @@ several ticks instead of timing one out.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mcp_training_dagster.domain.exports import sha256_file
 
 STATE_VERSION = 1
 # Characters Dagster refuses in partition keys, plus path separators.
@@ -72,14 +73,6 @@ def is_candidate(name: str, patterns: tuple[str, ...], ignore: tuple[str, ...]) 
     return any(fnmatch.fnmatch(name, pat) for pat in patterns)
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def scan_landing(
     folder: Path,
     cursor: str | None,
@@ -123,7 +116,7 @@ def scan_landing(
         if budget_files <= 0 or (st.st_size > budget_bytes and budget_bytes != max_bytes):
             result.deferred += 1
             continue
-        sha = file_sha256(folder / name)
+        sha = sha256_file(folder / name)
         budget_files -= 1
         budget_bytes -= st.st_size
         rec["sha256"] = sha
