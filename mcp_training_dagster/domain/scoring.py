@@ -1,0 +1,115 @@
+"""Serving: raw export records -> feature windows -> scores, verdicts and reasons.
+
+This module (with ``exports``, ``validation``, ``events`` and ``features``) is copied verbatim into
+every deployment package, so the inference side runs exactly the code that built the training
+windows: no second implementation of the features to drift apart. Keep its imports to those
+modules, numpy and pandas.
+
+Score convention: ``score = -pipeline.score_samples(X)``; HIGHER means MORE anomalous and a window
+is anomalous when ``score > threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mcp_training_dagster.domain.exports import parse_export_bytes, records_to_frame
+from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.domain.validation import validate_records
+
+SCORE_CONVENTION = "higher_is_more_anomalous"
+SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
+SCORE_COLUMNS: tuple[str, ...] = ("device_id", "entity", "entity_kind", "window_start", "score", "is_anomaly", "reasons")
+
+
+def records_to_windows(
+    records: Sequence[Any] | pd.DataFrame,
+    spec: WindowSpec,
+    *,
+    source: str = "records",
+    service_timezone: str = "UTC",
+    extra_wifi_processes: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Export records (dicts as in the file, or the raw table) -> feature windows, as in training."""
+    raw = records if isinstance(records, pd.DataFrame) else records_to_frame(list(records))
+    result = validate_records(
+        raw, source, service_timezone=service_timezone, extra_wifi_processes=tuple(extra_wifi_processes)
+    )
+    return build_windows(result.records, spec)
+
+
+def export_file_windows(path: str | Path, spec: WindowSpec, **kwargs: Any) -> pd.DataFrame:
+    """An export file (JSON or ZIP) -> feature windows."""
+    p = Path(path)
+    raw = parse_export_bytes(p.name, p.read_bytes())
+    return records_to_windows(raw.records, spec, source=p.name, **kwargs)
+
+
+def feature_matrix(windows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    missing = [c for c in names if c not in windows.columns]
+    if missing:
+        raise ValueError(f"feature windows lack columns {missing}")
+    return windows.loc[:, list(names)].to_numpy(dtype=np.float64)
+
+
+def anomaly_scores(pipeline: Any, X: np.ndarray) -> np.ndarray:
+    """Higher = more anomalous, for any estimator with ``score_samples`` (sklearn's is higher = more normal)."""
+    if len(X) == 0:
+        return np.empty(0)
+    return -np.asarray(pipeline.score_samples(X), dtype=np.float64)
+
+
+def deviations(pipeline: Any, X: np.ndarray) -> np.ndarray:
+    """Each feature's deviation from the training data in standard units, as the detector sees it.
+
+    Uses the pipeline's preprocessing steps (everything before the final detector); a bare estimator
+    without preprocessing gives the raw values."""
+    steps = getattr(pipeline, "steps", None)
+    if not steps or len(steps) < 2:
+        return np.asarray(X, dtype=np.float64)
+    return np.asarray(pipeline[:-1].transform(X), dtype=np.float64)
+
+
+def reasons(pipeline: Any, X: np.ndarray, names: Sequence[str], top: int = 3) -> list[str]:
+    """The features furthest ABOVE their training mean (a window is odd because of what it has).
+
+    An explanation of what stands out, not an exact attribution of the detector's score: listed as
+    ``feature=value (+z)``; windows with nothing above +1 standard unit get ``""``."""
+    if len(X) == 0:
+        return []
+    z = deviations(pipeline, X)
+    order = np.argsort(-z, axis=1, kind="stable")[:, :top]
+    out = []
+    for i in range(len(X)):
+        parts = [f"{names[j]}={X[i, j]:g} (+{z[i, j]:.1f})" for j in order[i] if z[i, j] > 1.0]
+        out.append("; ".join(parts))
+    return out
+
+
+def score_table(
+    windows: pd.DataFrame, pipeline: Any, threshold: float, names: Sequence[str], *, top_reasons: int = 3
+) -> pd.DataFrame:
+    """One row per window: ``device_id, entity, entity_kind, window_start (ISO-8601), score, is_anomaly, reasons``,
+    most anomalous first."""
+    X = feature_matrix(windows, names)
+    scores = anomaly_scores(pipeline, X)
+    out = pd.DataFrame(
+        {
+            "device_id": windows["device"].astype("str").to_numpy(),
+            "entity": windows["entity"].astype("str").to_numpy(),
+            "entity_kind": windows["entity_kind"].astype("str").to_numpy(),
+            "window_start": pd.to_datetime(windows["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
+            if len(windows)
+            else np.empty(0, dtype=object),
+            "score": scores,
+            "is_anomaly": scores > threshold,
+            "reasons": reasons(pipeline, X, names, top=top_reasons),
+        },
+        columns=list(SCORE_COLUMNS),
+    )
+    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
