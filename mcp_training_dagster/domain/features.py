@@ -53,7 +53,36 @@ FEATURE_DOCS: dict[str, str] = {
     "kind_station": "1 for a station-level window",
     "kind_interface": "1 for an interface-level window",
 }
+AGGREGATE_FEATURES: tuple[str, ...] = tuple(FEATURE_DOCS)
+# Features that look back beyond the window: the entity's own normal activity, so silence is judged
+# against that device's usual gaps rather than a global constant.
+FEATURE_DOCS.update(
+    {
+        "expected_records": "mean records per window of the entity over the history (24 h) before the window",
+        "missed_records": "records the entity would normally have sent while silent: silence_before_s x expected_records / window length",
+    }
+)
+# The device's situation in the same window, on every window of that device: a station's reconnect
+# means something else during a flood of unknown MACs than during a reboot of the router.
+FEATURE_DOCS.update(
+    {
+        "dev_records": "records of the whole device in the same window",
+        "dev_stations": "distinct stations on the device in the same window",
+        "dev_unseen_stations": "stations of the device in the window with no record in the silence cap (24 h) before",
+        "dev_max_station_records": "records of the device's busiest station in the window",
+        "dev_deauth": "deauthentications, disassociations and AP-STA disconnects on the device in the window",
+        "dev_failures": "authentication, handshake, EAPOL and PSK failures on the device in the window",
+    }
+)
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
+DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
+FAILURE_EVENTS: tuple[str, ...] = (
+    "auth_failure",
+    "pairwise_handshake_failure",
+    "group_key_failure",
+    "eapol_timeout",
+    "psk_mismatch",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,11 @@ class WindowSpec:
     entities: tuple[str, ...] = ENTITY_KINDS
     burst_seconds: int = 10
     silence_cap_hours: float = 24.0
+    history_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        if (self.history_hours * 60) % self.length_minutes:
+            raise ValueError("history_hours must be a whole number of windows")
 
     @property
     def length_ns(self) -> int:
@@ -129,33 +163,6 @@ def _str_column(uniques: np.ndarray, codes: np.ndarray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
 
 
-def _entity_rows(records: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
-    """One row per (record, entity it belongs to): a record counts for its device, its station
-    and its interface, each within its own kind."""
-    base = pd.DataFrame(
-        {
-            "device": records["device"].astype("str").to_numpy(),
-            "ts": records["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
-            "event": _event_codes(records["event_type"]),
-            "severity": records["severity"].to_numpy(dtype=np.int16),
-            "mac": records["station_mac"].astype("str").to_numpy(),
-            "iface": records["interface"].astype("str").to_numpy(),
-        }
-    )
-    parts = []
-    for kind_code, kind in enumerate(ENTITY_KINDS):
-        if kind not in spec.entities:
-            continue
-        if kind == "device":
-            part = base.assign(entity=DEVICE_ENTITY)
-        elif kind == "station":
-            part = base[base["mac"].notna()].assign(entity=lambda d: d["mac"])
-        else:
-            part = base[base["iface"].notna()].assign(entity=lambda d: d["iface"])
-        parts.append(part.assign(kind=np.int8(kind_code)))
-    return pd.concat(parts, ignore_index=True) if parts else base.iloc[:0].assign(entity="", kind=np.int8(0))
-
-
 def _locally_administered(macs: np.ndarray) -> np.ndarray:
     """Bit 1 of the first octet marks randomised/private MACs (phones rotate these).
 
@@ -170,18 +177,27 @@ def _locally_administered(macs: np.ndarray) -> np.ndarray:
 
 
 def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.DataFrame:
-    """Aggregate validated records into feature windows (one row per entity and window)."""
+    """Aggregate validated records into feature windows (one row per entity and window), then add
+    the features that look back in time (quiet device windows, trailing activity, device context)."""
     spec = spec or WindowSpec()
     if records.empty:
         return empty_windows()
+    windows, last_ts = _aggregate(records, spec)
+    if windows.empty:
+        return empty_windows()
+    return _with_history(windows, last_ts, spec)
+
+
+def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, np.ndarray]:
+    """Windows with records, and the time (ns) of each window's last record."""
     kinds = [(k, kind) for k, kind in enumerate(ENTITY_KINDS) if kind in spec.entities]
     if not kinds:
-        return _build_windows_rows(records, spec)
+        raise ValueError("no entity kinds to build windows for (model.windows.entities is empty)")
 
     # Strings are encoded once, on the records, as integer codes (missing -> -1).
     dev_rec, dev_uniques = _str_codes(records["device"])
-    if len(dev_rec) and dev_rec.min() < 0:  # missing devices: keep the general path's exact behaviour
-        return _build_windows_rows(records, spec)
+    if len(dev_rec) and dev_rec.min() < 0:
+        raise ValueError("records without a device cannot be windowed (validation quarantines them)")
     mac_rec, mac_uniques = _str_codes(records["station_mac"])
     iface_rec, iface_uniques = _str_codes(records["interface"])
     ts_rec = records["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -244,7 +260,7 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     win = ts // spec.length_ns
     n = len(ridx)
     if n == 0:
-        return _build_windows_rows(records, spec)
+        return empty_windows(), np.empty(0, dtype=np.int64)
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -257,8 +273,8 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     n_groups = len(starts)
     egid = np.cumsum(new_entity, dtype=np.int32) - 1
 
-    feat = np.empty((n_groups, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
-    col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+    feat = np.empty((n_groups, len(AGGREGATE_FEATURES)), dtype=np.float32, order="F")
+    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
 
     n_types = len(EVENT_TYPES)
     event = event.clip(0, n_types - 1)
@@ -328,106 +344,102 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     }
     for name, i in col.items():
         data[name] = feat[:, i]
-    return pd.DataFrame(data, copy=False)
+    return pd.DataFrame(data, copy=False), ts[np.r_[starts[1:], n] - 1]
 
 
-def _build_windows_rows(records: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
-    """The general path over per-row string columns (used for inputs the coded path does not cover)."""
-    spec = spec or WindowSpec()
-    if records.empty:
-        return empty_windows()
-    rows = _entity_rows(records, spec)
-    n = len(rows)
-    dev_codes, dev_uniques = pd.factorize(rows["device"])
-    ent_codes, ent_uniques = pd.factorize(rows["entity"])
-    ts = rows["ts"].to_numpy()
-    win = ts // spec.length_ns
-    kind = rows["kind"].to_numpy()
+def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) -> pd.DataFrame:
+    """Add quiet device windows, trailing activity and device context to the aggregated windows.
 
-    # One sort: entity first, then time. Everything after is a linear pass over sorted arrays.
-    order = np.lexsort((ts, ent_codes, dev_codes, kind))
-    kind, dev, ent, ts, win = kind[order], dev_codes[order], ent_codes[order], ts[order], win[order]
-    event = rows["event"].to_numpy()[order]
-    sev = rows["severity"].to_numpy()[order]
-    mac = rows["mac"].to_numpy()[order]
-
-    new_entity = np.r_[True, (kind[1:] != kind[:-1]) | (dev[1:] != dev[:-1]) | (ent[1:] != ent[:-1])]
-    new_group = new_entity | np.r_[True, win[1:] != win[:-1]]
-    gid = np.cumsum(new_group) - 1
-    starts = np.flatnonzero(new_group)
-    n_groups = len(starts)
-    egid = np.cumsum(new_entity) - 1
-
-    n_types = len(EVENT_TYPES)
-    ev_counts = np.bincount(gid * n_types + event.clip(0, n_types - 1), minlength=n_groups * n_types)
-    ev_counts = ev_counts.reshape(n_groups, n_types)
-    n_records = np.bincount(gid, minlength=n_groups)
-
-    sev_cols = {
-        name: np.bincount(gid, weights=((sev >= lo) & (sev <= hi)).astype(np.float64), minlength=n_groups)
-        for name, lo, hi in SEVERITY_FEATURES
-    }
-
-    # Distinct stations (and randomised ones) per window, and stations new since the previous window.
-    has_mac = pd.notna(mac)
-    mac_codes, mac_uniques = pd.factorize(pd.Series(mac[has_mac], dtype="str"))
-    pair = pd.DataFrame({"gid": gid[has_mac], "egid": egid[has_mac], "win": win[has_mac], "mac": mac_codes})
-    pair = pair.drop_duplicates(["gid", "mac"])
-    n_stations = np.bincount(pair["gid"].to_numpy(), minlength=n_groups)
-    la = _locally_administered(np.asarray(mac_uniques, dtype=object))
-    n_random = np.bincount(pair["gid"].to_numpy(), weights=la[pair["mac"].to_numpy()].astype(float), minlength=n_groups)
-    pair = pair.sort_values(["egid", "mac", "win"], kind="stable")
-    same = (pair["egid"].to_numpy()[1:] == pair["egid"].to_numpy()[:-1]) & (
-        pair["mac"].to_numpy()[1:] == pair["mac"].to_numpy()[:-1]
-    )
-    seen_just_before = np.r_[False, same & (pair["win"].to_numpy()[1:] == pair["win"].to_numpy()[:-1] + 1)]
-    n_new = np.bincount(pair["gid"].to_numpy(), weights=(~seen_just_before).astype(float), minlength=n_groups)
-
-    iface = rows["iface"].to_numpy()[order]
-    has_iface = pd.notna(iface)
-    if has_iface.any():
-        iface_codes, _ = pd.factorize(pd.Series(iface[has_iface], dtype="str"))
-        ipair = pd.DataFrame({"gid": gid[has_iface], "i": iface_codes}).drop_duplicates()
-        n_ifaces = np.bincount(ipair["gid"].to_numpy(), minlength=n_groups)
-    else:
-        n_ifaces = np.zeros(n_groups, dtype=np.int64)
-
-    # Burstiness: runs of equal (window, sub-bucket) are contiguous because rows are time-sorted.
-    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
-    run_start = np.flatnonzero(np.r_[True, (gid[1:] != gid[:-1]) | (bucket[1:] != bucket[:-1])])
-    run_len = np.diff(np.r_[run_start, n])
-    run_gid = gid[run_start]
-    first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
-    peak = np.maximum.reduceat(run_len, first_run_of_group)
-    active = np.bincount(run_gid, minlength=n_groups)
-
-    # Silence before the window: gap from the entity's previous record to the window's first one.
+    Everything here is a pure function of the entity's records in and before the window, computed
+    from the windows themselves (windows are clock-aligned, so "the 24 h before" is a whole number
+    of windows) with sorted keys and ``searchsorted``: no per-window loops."""
+    L = spec.length_ns
+    window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
-    prev_same_entity = ~new_entity[starts]
-    gap = np.full(n_groups, cap_s)
-    prev_idx = starts[prev_same_entity] - 1
-    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
+    kind_code = pd.Categorical(windows["entity_kind"].astype("str"), categories=ENTITY_KINDS).codes.astype(np.int8)
+    dev_code, dev_uniques = _str_codes(windows["device"])
+    win = windows["window_start"].to_numpy(dtype="datetime64[ns]").astype(np.int64) // L
 
-    out = pd.DataFrame(
-        {
-            "device": pd.Series(np.asarray(dev_uniques, dtype=object)[dev[starts]], dtype="str"),
-            "entity_kind": pd.Series(np.asarray(ENTITY_KINDS, dtype=object)[kind[starts]], dtype="str"),
-            "entity": pd.Series(np.asarray(ent_uniques, dtype=object)[ent[starts]], dtype="str"),
-            "window_start": (win[starts] * spec.length_ns).astype("datetime64[ns]").astype("datetime64[us]"),
+    # Quiet device windows: after each device window, the empty windows up to its next one (at most
+    # the silence cap), so a router that stops logging is visible as windows with no records.
+    quiet = windows.iloc[:0]
+    d = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
+    if len(d) > 1:
+        same = dev_code[d[1:]] == dev_code[d[:-1]]
+        gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
+        n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
+        src = np.repeat(d[:-1], n_fill)
+        if len(src):
+            step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
+            q_win = win[src] + step
+            silence = np.minimum(((q_win + 1) * L - last_ts[src]) / 1e9, cap_s)
+            cols: dict[str, object] = {
+                "device": windows["device"].iloc[src].reset_index(drop=True),
+                "entity_kind": windows["entity_kind"].iloc[src].reset_index(drop=True),
+                "entity": windows["entity"].iloc[src].reset_index(drop=True),
+                "window_start": (q_win * L).astype("datetime64[ns]").astype("datetime64[us]"),
+            }
+            zeros = np.zeros(len(src), dtype=np.float32)
+            for name in AGGREGATE_FEATURES:
+                cols[name] = zeros
+            cols["silence_before_s"] = silence.astype(np.float32)
+            cols["kind_device"] = np.ones(len(src), dtype=np.float32)
+            quiet = pd.DataFrame(cols)
+            windows = pd.concat([windows, quiet], ignore_index=True)
+            kind_code = np.r_[kind_code, kind_code[src]]
+            dev_code = np.r_[dev_code, dev_code[src]]
+            win = np.r_[win, q_win]
+
+    # Rows back in (kind, device, entity, time) order; entity codes are per kind.
+    ent_code, _ = _str_codes(windows["entity"])
+    order = np.lexsort((win, ent_code, dev_code, kind_code))
+    windows = windows.iloc[order].reset_index(drop=True)
+    kind_code, dev_code, ent_code, win = kind_code[order], dev_code[order], ent_code[order], win[order]
+    n = len(windows)
+    n_records = windows["n_records"].to_numpy(dtype=np.float64)
+
+    # Trailing activity: records of the same entity in the windows of the history before this one.
+    new_entity = np.r_[True, (kind_code[1:] != kind_code[:-1]) | (dev_code[1:] != dev_code[:-1]) | (ent_code[1:] != ent_code[:-1])]
+    eg = np.cumsum(new_entity) - 1
+    lag = int(round(spec.history_hours * 3600 / window_s))
+    offset = win - win.min()
+    span = int(offset.max()) + 1
+    key = eg * span + offset
+    before = np.r_[0.0, np.cumsum(n_records)]
+    hi = np.searchsorted(key, key, side="left")
+    lo = np.searchsorted(key, eg * span + np.maximum(offset - lag, 0), side="left")
+    expected = (before[hi] - before[lo]) / lag
+    silence = windows["silence_before_s"].to_numpy(dtype=np.float64)
+    windows["expected_records"] = expected.astype(np.float32)
+    windows["missed_records"] = (silence * expected / window_s).astype(np.float32)
+
+    # Device context: the device row's own figures and its stations' windows, joined on (device, window).
+    ctx_key = dev_code.astype(np.int64) * span + offset
+    ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
+    is_dev = kind_code == ENTITY_KINDS.index("device")
+    if is_dev.any():
+        at = pd.Index(ctx_key[is_dev]).get_indexer(ctx_key)
+        hit = at >= 0
+        dev_rows = windows.loc[is_dev]
+        sources = {
+            "dev_records": dev_rows["n_records"].to_numpy(),
+            "dev_stations": dev_rows["n_stations"].to_numpy(),
+            "dev_deauth": dev_rows.loc[:, [f"ev_{t}" for t in DEAUTH_EVENTS]].to_numpy().sum(axis=1),
+            "dev_failures": dev_rows.loc[:, [f"ev_{t}" for t in FAILURE_EVENTS]].to_numpy().sum(axis=1),
         }
-    )
-    features = {
-        "n_records": n_records,
-        **{f"ev_{t}": ev_counts[:, i] for i, t in enumerate(EVENT_TYPES)},
-        **sev_cols,
-        "n_stations": n_stations,
-        "n_new_stations": n_new,
-        "n_random_macs": n_random,
-        "n_interfaces": n_ifaces,
-        "peak_burst": peak,
-        "active_buckets": active,
-        "silence_before_s": gap,
-        **{f"kind_{k}": (kind[starts] == i).astype(np.float32) for i, k in enumerate(ENTITY_KINDS)},
-    }
-    feat = pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in features.items()}, columns=list(FEATURE_COLUMNS))
-    return pd.concat([out, feat], axis=1)
+        for name, values in sources.items():
+            ctx[name][hit] = values[at[hit]]
+    is_sta = kind_code == ENTITY_KINDS.index("station")
+    if is_sta.any():
+        sta_keys, sta_group = np.unique(ctx_key[is_sta], return_inverse=True)
+        unseen = np.bincount(sta_group, weights=silence[is_sta] >= cap_s, minlength=len(sta_keys))
+        busiest = np.zeros(len(sta_keys))
+        np.maximum.at(busiest, sta_group, n_records[is_sta])
+        at = np.searchsorted(sta_keys, ctx_key)
+        at = np.minimum(at, len(sta_keys) - 1)
+        hit = sta_keys[at] == ctx_key
+        ctx["dev_unseen_stations"][hit] = unseen[at[hit]]
+        ctx["dev_max_station_records"][hit] = busiest[at[hit]]
+    for name, values in ctx.items():
+        windows[name] = values
+    return windows

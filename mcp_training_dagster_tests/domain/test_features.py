@@ -81,9 +81,10 @@ def test_columns_and_dtypes(small: pd.DataFrame) -> None:
 
 def test_window_counts_per_kind(small: pd.DataFrame) -> None:
     counts = small["entity_kind"].value_counts().to_dict()
-    # device: 10:00, 10:05, 10:20; station A: 10:00, 10:05; station R: 10:00, 10:05;
+    # device: 10:00, 10:05, 10:20 with records and the quiet 10:10, 10:15 between them;
+    # station A: 10:00, 10:05; station R: 10:00, 10:05;
     # interface eth6: 10:00, 10:05; eth7: 10:00 (the 10:20 record has no station/interface)
-    assert counts == {"device": 3, "station": 4, "interface": 3}
+    assert counts == {"device": 5, "station": 4, "interface": 3}
     assert set(small.loc[small["entity_kind"] == "device", "entity"]) == {DEVICE_ENTITY}
     assert set(small.loc[small["entity_kind"] == "station", "entity"]) == {STA_A, STA_R}
     assert set(small.loc[small["entity_kind"] == "interface", "entity"]) == {"eth6", "eth7"}
@@ -91,7 +92,8 @@ def test_window_counts_per_kind(small: pd.DataFrame) -> None:
 
 
 def test_window_start_clock_aligned(small: pd.DataFrame) -> None:
-    starts = sorted(small.loc[small["entity_kind"] == "device", "window_start"])
+    busy = small[(small["entity_kind"] == "device") & (small["n_records"] > 0)]
+    starts = sorted(busy["window_start"])
     assert starts == [pd.Timestamp("2025-06-01 10:00"), pd.Timestamp("2025-06-01 10:05"), pd.Timestamp("2025-06-01 10:20")]
     assert (small["window_start"] == small["window_start"].dt.floor("5min")).all()
 
@@ -194,9 +196,14 @@ def test_silence_capped() -> None:
         ("2025-06-03 11:00:00", "association", STA_A, "eth6", 6),
     ]
     w = build_windows(make_records(rows), WindowSpec(entities=("device",), silence_cap_hours=24))
-    assert w["silence_before_s"].tolist() == [CAP, CAP, 3600]
+    busy = w[w["n_records"] > 0]
+    assert busy["silence_before_s"].tolist() == [CAP, CAP, 3600]
     w2 = build_windows(make_records(rows), WindowSpec(entities=("device",), silence_cap_hours=0.5))
-    assert w2["silence_before_s"].tolist() == [1800, 1800, 1800]
+    busy2 = w2[w2["n_records"] > 0]
+    assert busy2["silence_before_s"].tolist() == [1800, 1800, 1800]
+    # quiet windows follow a record for at most the cap: 0.5 h = 6 windows after each of the first two
+    assert (w2["n_records"] == 0).sum() == 6 + 6
+    assert (w["n_records"] == 0).sum() == 288 + 11  # 24 h after the first record, then 10:05..10:55
 
 
 def test_kind_one_hot(small: pd.DataFrame) -> None:
@@ -210,7 +217,7 @@ def test_kind_one_hot(small: pd.DataFrame) -> None:
 def test_device_only_spec() -> None:
     w = build_windows(make_records(ROWS), WindowSpec(entities=("device",)))
     assert set(w["entity_kind"]) == {"device"}
-    assert len(w) == 3
+    assert len(w) == 5 and (w["n_records"] > 0).sum() == 3
     assert w["n_records"].sum() == len(ROWS)
     assert (w["kind_device"] == 1).all() and (w["kind_station"] == 0).all()
 
@@ -300,15 +307,18 @@ def test_real_fixture_device_windows_sum_to_record_count(real_records: pd.DataFr
     assert not w.duplicated(list(KEY_COLUMNS)).any()
     assert set(w["entity_kind"]) == {"device", "station", "interface"}
     n_windows = real_records["timestamp"].dt.floor("5min").nunique()
-    assert len(dev) == n_windows
+    assert (dev["n_records"] > 0).sum() == n_windows
 
 
 def test_real_fixture_device_only(real_records: pd.DataFrame) -> None:
     full = build_windows(real_records)
     dev = build_windows(real_records, WindowSpec(entities=("device",)))
     assert set(dev["entity_kind"]) == {"device"}
-    pd.testing.assert_frame_equal(dev.reset_index(drop=True),
-                                  full[full["entity_kind"] == "device"].reset_index(drop=True))
+    # the same device windows; only the context taken from station windows is absent
+    from_stations = ["dev_unseen_stations", "dev_max_station_records"]
+    assert (dev[from_stations] == 0).all().all()
+    pd.testing.assert_frame_equal(dev.drop(columns=from_stations).reset_index(drop=True),
+                                  full[full["entity_kind"] == "device"].drop(columns=from_stations).reset_index(drop=True))
 
 
 def test_scales_with_copies_of_the_data(real_records: pd.DataFrame) -> None:
@@ -351,3 +361,49 @@ def test_hand_records_through_validation_match_direct(tmp_path: Any) -> None:
     assert (dev["ev_association"], dev["ev_pairwise_handshake_success"], dev["ev_deauthentication"]) == (1, 1, 1)
     assert (dev["n_stations"], dev["n_random_macs"], dev["n_interfaces"]) == (2, 1, 1)
     assert dev["peak_burst"] == 3 and dev["active_buckets"] == 1
+
+
+# ------------------------------------------------------- quiet windows, history, context
+def test_quiet_device_windows(small: pd.DataFrame) -> None:
+    quiet = small[(small["entity_kind"] == "device") & (small["n_records"] == 0)]
+    assert quiet["window_start"].dt.strftime("%H:%M").tolist() == ["10:10", "10:15"]
+    # silence runs from the last record (10:06:01) to the END of the quiet window
+    assert quiet["silence_before_s"].tolist() == [539, 839]
+    aggregate_only = [c for c in FEATURE_COLUMNS if c.startswith(("ev_", "sev_", "n_", "peak", "active"))]
+    assert (quiet[aggregate_only] == 0).all().all()
+    assert (quiet["kind_device"] == 1).all()
+    # stations and interfaces get no quiet windows (they come and go)
+    assert (small.loc[small["entity_kind"] != "device", "n_records"] > 0).all()
+
+
+def test_expected_and_missed_records() -> None:
+    # one record every 5 minutes for a day, then an hour of nothing, then one record
+    start = pd.Timestamp("2025-06-01 00:00:30")
+    times = [start + pd.Timedelta(minutes=5 * i) for i in range(288)]
+    times.append(times[-1] + pd.Timedelta(hours=1, minutes=5))
+    rows = [(str(t), "group_key_success", STA_A, "eth6", 6) for t in times]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",)))
+    by_time = w.set_index("window_start")
+    first, last_busy = by_time.iloc[0], by_time.loc[pd.Timestamp(times[287]).floor("5min")]
+    assert first["expected_records"] == 0  # no history yet
+    assert last_busy["expected_records"] == pytest.approx(287 / 288)
+    quiet = w[w["n_records"] == 0]
+    assert len(quiet) == 12
+    # the device normally sends ~1 record per window, so an hour of silence misses ~12 of them
+    deepest = quiet.iloc[-1]
+    assert deepest["silence_before_s"] == pytest.approx(3600 + 270)
+    assert deepest["missed_records"] == pytest.approx(deepest["silence_before_s"] / 300 * deepest["expected_records"], rel=1e-5)
+    assert deepest["missed_records"] > 12
+
+
+def test_device_context_on_every_window(small: pd.DataFrame) -> None:
+    for kind, entity in (("device", "*"), ("station", STA_A), ("interface", "eth7")):
+        row = win(small, kind, entity, "2025-06-01 10:00")
+        assert row["dev_records"] == 3
+        assert row["dev_stations"] == 2
+        assert row["dev_deauth"] == 1
+        assert row["dev_failures"] == 0
+        assert row["dev_unseen_stations"] == 2  # both stations have no record in the 24 h before
+        assert row["dev_max_station_records"] == 2  # STA_A: association + handshake
+    later = win(small, "station", STA_A, "2025-06-01 10:05")
+    assert later["dev_unseen_stations"] == 0 and later["dev_max_station_records"] == 1
