@@ -52,8 +52,15 @@ class LocalOutlierFactorParams(_Strict):
     metric: Literal["euclidean", "manhattan", "minkowski", "chebyshev"] = "euclidean"
 
 
+DetectorKind = Literal["isolation_forest", "local_outlier_factor"]
+
+
 class DetectorConfig(_Strict):
-    kind: Literal["isolation_forest", "local_outlier_factor"] = "isolation_forest"
+    kind: DetectorKind = "isolation_forest"
+    candidates: tuple[DetectorKind, ...] = Field(
+        ("isolation_forest", "local_outlier_factor"),
+        description="detectors fitted and compared on the evaluation; the best PR-AUC is kept (kind wins ties)",
+    )
     contamination: float = Field(
         0.02, gt=0.0, lt=0.5, description="expected anomalous fraction; sets the calibrated threshold"
     )
@@ -85,6 +92,18 @@ class EventConfig(_Strict):
 class EvaluationConfig(_Strict):
     min_f1: float = Field(0.5, ge=0, le=1)
     min_roc_auc: float = Field(0.6, ge=0, le=1)
+    max_regression: float = Field(
+        0.02, ge=0, le=1, description="PR-AUC a new model may lose against production on the same evaluation data"
+    )
+    split_fraction: float = Field(0.8, gt=0.1, lt=1.0, description="time split: candidates are fitted before it")
+    injection_seed: int = 7
+    injected_episodes_per_scenario: int = Field(2, ge=1, le=50)
+    stability_seeds: int = Field(3, ge=1, le=10)
+
+
+class AgentVariantConfig(_Strict):
+    enabled: bool = True
+    contamination: float = Field(0.02, gt=0.0, lt=0.5)
 
 
 class TrainingGates(_Strict):
@@ -97,6 +116,7 @@ class ModelConfig(_Strict):
     events: EventConfig = EventConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     training: TrainingGates = TrainingGates()
+    agent_variant: AgentVariantConfig = AgentVariantConfig()
 
 
 # ------------------------------------------------------------------------ training config
@@ -114,6 +134,11 @@ class QuarantineConfig(_Strict):
     )
 
 
+class RegistryConfig(_Strict):
+    keep_versions: int = Field(10, ge=2, le=10000, description="newest versions kept (plus production and its predecessor)")
+    auto_promote: bool = Field(True, description="promote a new model when every evaluation gate passes")
+
+
 class TrainingConfig(_Strict):
     data_dir: Path = Path("data")
     landing_dir: Path | None = None
@@ -127,6 +152,7 @@ class TrainingConfig(_Strict):
     model_max_age_hours: float = Field(168.0, gt=0.02)
     sensor: SensorConfig = SensorConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @field_validator("service_timezone")
     @classmethod

@@ -23,11 +23,11 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS
+from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
+from mcp_training_dagster.domain.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import DetectorConfig
-
-SCORE_CONVENTION = "higher_is_more_anomalous"
-SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
 
 
 class TrainingError(ValueError):
@@ -79,20 +79,23 @@ class TrainedModel:
     score_convention: str = SCORE_CONVENTION
     score_definition: str = SCORE_DEFINITION
     library_versions: dict[str, str] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None  # honest figures with their data source (see train_and_select)
+    selection: dict[str, Any] | None = None  # every candidate's figures and why this one was kept
+    diagnostics: dict[str, Any] | None = None  # unsupervised, never called accuracy
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
         """Anomaly score per window (higher = more anomalous)."""
-        return -self.pipeline.score_samples(feature_matrix(windows, self.feature_names))
+        return anomaly_scores(self.pipeline, feature_matrix(windows, self.feature_names))
 
     def predict(self, windows: pd.DataFrame) -> np.ndarray:
         return self.score(windows) > self.threshold
 
 
 def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...] = FEATURE_COLUMNS) -> np.ndarray:
-    missing = [c for c in names if c not in windows.columns]
-    if missing:
-        raise TrainingError(f"feature windows lack columns {missing}")
-    return windows.loc[:, list(names)].to_numpy(dtype=np.float64)
+    try:
+        return _matrix(windows, names)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -114,9 +117,12 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     # LOF on many identical rows (quiet windows repeat exactly) divides by ~zero reachability
     # distances and produces scores of 1e9; it learns the same density from the distinct rows.
     pipeline.fit(np.unique(X, axis=0) if detector.kind == "local_outlier_factor" else X)
-    scores = -pipeline.score_samples(X)
+    scores = anomaly_scores(pipeline, X)
     seconds = time.perf_counter() - started
     threshold = float(np.quantile(scores, 1.0 - detector.contamination))
+    # The estimator's own predict() (-1 = anomaly) must agree with `score > threshold`: the inference
+    # side calls predict. decision_function = score_samples - offset_, so offset_ = -threshold.
+    pipeline.named_steps["detector"].offset_ = -threshold
     ts = windows["window_start"]
     return TrainedModel(
         pipeline=pipeline,
@@ -166,3 +172,59 @@ def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, int]:
     dup = allrec["id"].duplicated(keep="first")
     uniq = allrec[~dup].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
     return uniq, int(dup.sum())
+
+
+def _rank(result: dict[str, Any]) -> float:
+    pr = result["overall"]["pr_auc"]
+    return -1.0 if pr is None else float(pr)
+
+
+def train_and_select(
+    windows: pd.DataFrame,
+    detector: DetectorConfig,
+    evaluation: EvaluationSet | None,
+    *,
+    window_minutes: int,
+    min_windows: int = 20,
+    split_fraction: float = 0.8,
+    stability_seeds: int = 3,
+) -> TrainedModel:
+    """Fit every candidate on the windows before the time split, evaluate each on the held-out
+    evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
+    windows. The figures attached are those of the fit before the split on data it never saw: an
+    honest estimate for the refit model, and said so in its metadata."""
+    split = pd.Timestamp(evaluation.split_time) if evaluation and evaluation.split_time else time_split(windows, split_fraction)
+    early = windows[windows["window_start"] < split]
+    later = windows[windows["window_start"] >= split]
+    candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
+    results: dict[str, dict[str, Any]] = {}
+    twins: dict[str, TrainedModel] = {}
+    if evaluation is not None and len(evaluation.windows):
+        for kind in candidates:
+            twins[kind] = train_model(early, detector.model_copy(update={"kind": kind}), window_minutes=window_minutes,
+                                      min_windows=min_windows)
+            results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].threshold, evaluation)
+    best = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind)) if results else detector.kind
+    chosen = detector.model_copy(update={"kind": best})
+    model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows)
+    model.evaluation = results.get(best)
+    model.selection = {
+        "chosen": best,
+        "criterion": "overall window PR-AUC on the evaluation set (configured kind wins ties)",
+        "candidates": {k: {m: r["overall"][m] for m in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")}
+                       for k, r in results.items()},
+        "fitted_before": str(split),
+    }
+    train_scores = model.score(windows)
+    seed_scores = [train_scores]
+    if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
+        for i in range(1, stability_seeds):
+            other = train_model(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
+                                window_minutes=window_minutes, min_windows=min_windows)
+            seed_scores.append(other.score(windows))
+    later_scores = None
+    if len(early) >= min_windows and len(later):
+        twin = twins.get(best) or train_model(early, chosen, window_minutes=window_minutes, min_windows=min_windows)
+        later_scores = twin.score(later)
+    model.diagnostics = score_diagnostics(train_scores, model.threshold, later_scores, seed_scores)
+    return model
