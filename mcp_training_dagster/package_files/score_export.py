@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Score a router export with this package's model: raw records -> feature windows -> scores.
+
+Runs without the training project installed: ``mcp_exports.py`` .. ``mcp_scoring.py`` beside this
+file are exact copies of the code that built the training windows (only their imports rewritten),
+so serving cannot drift from training. Needs numpy, pandas, pyarrow, pydantic, scikit-learn and
+joblib (``pip install -r requirements.txt``).
+
+    python score_export.py EXPORT.json [--format csv|json] [--all]
+
+prints one row per window (device_id, entity, window_start, score, is_anomaly, reasons), most
+anomalous first; only the anomalous windows unless ``--all``. Exit status 1 (with the reason) when
+the package fails its integrity check or the export cannot be read.
+
+Score convention: ``score = -model.score_samples(X)``; HIGHER = MORE anomalous; a window is
+anomalous when ``score > threshold`` (metadata.json ``inference_config.threshold``), which is
+exactly when ``model.predict(X) == -1``.
+
+As a module (this folder on ``sys.path``)::
+
+    from score_export import score_records
+    table = score_records(records)   # records: list of export records (dicts, as in the file)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+MANIFEST = "deployment_manifest.json"
+OUTPUT_COLUMNS = ("device_id", "entity", "window_start", "score", "is_anomaly", "reasons")
+EXPECTED_INPUT = "export_records"
+
+
+class PackageIntegrityError(RuntimeError):
+    """A package file does not match its manifest hash: nothing from it is loaded or run."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_hashes(directory: Path = HERE) -> list[str]:
+    """Problems with the package's files against ``file_hashes`` (checked before any import or load)."""
+    try:
+        hashes = json.loads((directory / MANIFEST).read_text(encoding="utf-8")).get("file_hashes")
+    except (OSError, ValueError, AttributeError) as exc:
+        return [f"{MANIFEST}: unreadable ({exc})"]
+    if not isinstance(hashes, dict) or not hashes:
+        return [f"{MANIFEST}: no 'file_hashes'"]
+    problems = []
+    for name, expected in sorted(hashes.items()):
+        path = directory / str(name)
+        if Path(str(name)).name != name or str(name).startswith("."):
+            problems.append(f"{name!r}: not a plain file name in the package folder")
+        elif not path.is_file():
+            problems.append(f"{name}: missing")
+        elif _sha256(path) != str(expected).lower():
+            problems.append(f"{name}: SHA-256 mismatch with {MANIFEST}: modified or corrupted")
+    for name in ("model.joblib", "metadata.json", "score_export.py", "mcp_scoring.py"):
+        if name not in hashes:
+            problems.append(f"{name}: not covered by {MANIFEST} file_hashes")
+    return problems
+
+
+_PACKAGE: dict[str, Any] = {}
+
+
+def load_package() -> dict[str, Any]:
+    """Verify, then import the shipped feature code and load the model (once per process)."""
+    if _PACKAGE:
+        return _PACKAGE
+    problems = verify_hashes(HERE)
+    if problems:
+        raise PackageIntegrityError("; ".join(problems))
+    meta = json.loads((HERE / "metadata.json").read_text(encoding="utf-8"))
+    cfg = meta["inference_config"]
+    if cfg.get("input") != EXPECTED_INPUT:
+        raise PackageIntegrityError(f"this model takes {cfg.get('input')!r}, not export records")
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    before = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # keep the verified folder exactly as packaged (no __pycache__)
+    try:
+        import joblib
+        import mcp_features
+        import mcp_scoring
+    finally:
+        sys.dont_write_bytecode = before
+    spec_fields = dict(cfg["window_spec"])
+    if "entities" in spec_fields:
+        spec_fields["entities"] = tuple(spec_fields["entities"])
+    _PACKAGE.update(
+        scoring=mcp_scoring,
+        model=joblib.load(HERE / "model.joblib"),
+        metadata=meta,
+        threshold=float(cfg["threshold"]),
+        feature_names=list(cfg["feature_names"]),
+        spec=mcp_features.WindowSpec(**spec_fields),
+        options={
+            "service_timezone": cfg.get("service_timezone", "UTC"),
+            "extra_wifi_processes": tuple(cfg.get("extra_wifi_processes") or ()),
+        },
+    )
+    return _PACKAGE
+
+
+def score_records(records: list[dict[str, Any]], *, source: str = "records") -> "Any":
+    """Export records (dicts as in an export's ``data``) -> one row per window, most anomalous first:
+    ``device_id, entity, entity_kind, window_start, score, is_anomaly, reasons`` (a pandas DataFrame)."""
+    pkg = load_package()
+    windows = pkg["scoring"].records_to_windows(records, pkg["spec"], source=source, **pkg["options"])
+    return pkg["scoring"].score_table(windows, pkg["model"], pkg["threshold"], pkg["feature_names"])
+
+
+def score_file(path: str | Path) -> "Any":
+    """An export file (JSON, or ZIP holding data.json) -> the same table as :func:`score_records`."""
+    pkg = load_package()
+    windows = pkg["scoring"].export_file_windows(path, pkg["spec"], **pkg["options"])
+    return pkg["scoring"].score_table(windows, pkg["model"], pkg["threshold"], pkg["feature_names"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Score a router export with this model package.")
+    parser.add_argument("export", help="export file (.json, or .zip holding data.json)")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument("--all", action="store_true", help="print every window, not only the anomalous ones")
+    args = parser.parse_args(argv)
+    try:
+        table = score_file(args.export)
+    except PackageIntegrityError as exc:
+        for line in str(exc).split("; "):
+            print(f"INVALID {line}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"ERROR {args.export}: {exc}", file=sys.stderr)
+        return 1
+    if not args.all:
+        table = table[table["is_anomaly"]]
+    table = table.loc[:, list(OUTPUT_COLUMNS)]
+    try:
+        if args.format == "csv":
+            table.to_csv(sys.stdout, index=False)
+        else:
+            rows = [
+                {"device_id": str(r[0]), "entity": str(r[1]), "window_start": str(r[2]), "score": float(r[3]),
+                 "is_anomaly": bool(r[4]), "reasons": str(r[5])}
+                for r in table.itertuples(index=False, name=None)
+            ]
+            json.dump(rows, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Evaluation: labels we did not produce with the model, metrics with their data, honest splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcp_training_dagster.domain.evaluation import (
+    binary_metrics,
+    evaluate_scores,
+    score_diagnostics,
+    time_split,
+    window_labels,
+)
+from mcp_training_dagster.domain.exports import records_to_frame
+from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.domain.scenarios import generate
+from mcp_training_dagster.domain.validation import validate_records
+
+
+def test_binary_metrics_against_hand_counts() -> None:
+    y = np.array([1, 1, 0, 0, 0, 1], dtype=bool)
+    s = np.array([0.9, 0.2, 0.8, 0.1, 0.3, 0.7])
+    m = binary_metrics(y, s, threshold=0.5)  # flagged: 0.9, 0.8, 0.7
+    assert (m["true_positives"], m["false_positives"], m["n_flagged"]) == (2, 1, 3)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1_score"] == pytest.approx(2 / 3)
+    # ROC-AUC: of the 9 (anomalous, normal) pairs, the anomaly scores higher in 6
+    assert m["roc_auc"] == pytest.approx(6 / 9)
+    assert 0 < m["pr_auc"] <= 1
+    assert m["threshold_value"] == 0.5 and m["anomaly_ratio"] == pytest.approx(0.5)
+
+
+def test_binary_metrics_one_class_has_no_auc() -> None:
+    m = binary_metrics(np.zeros(4, dtype=bool), np.arange(4.0), 1.5)
+    assert m["roc_auc"] is None and m["pr_auc"] is None
+    assert m["false_positives"] == 2
+
+
+def test_score_at_threshold_is_normal() -> None:
+    m = binary_metrics(np.array([True, False]), np.array([1.0, 0.0]), threshold=1.0)
+    assert m["n_flagged"] == 0  # anomalous means strictly above the threshold
+
+
+@pytest.fixture(scope="module")
+def generated():
+    data = generate(seed=11, days=2.0, n_devices=2, episodes_per_scenario=1, benign_per_scenario=1)
+    records = validate_records(records_to_frame(data.records), "gen.json").records
+    windows = build_windows(records, WindowSpec())
+    return data, records, windows
+
+
+def test_window_labels_from_records_and_silence(generated) -> None:
+    data, records, windows = generated
+    lab = window_labels(windows, records, data.labels, 5, data.episodes)
+    assert len(lab) == len(windows)
+    assert (lab[["device", "entity_kind", "entity"]].to_numpy() == windows[["device", "entity_kind", "entity"]].astype(str).to_numpy()).all()
+    # every anomalous record makes its device window anomalous, under its scenario
+    bad = records.merge(data.labels[data.labels["is_anomaly"]], on="id")
+    dev = lab[lab["entity_kind"] == "device"].set_index(["device", "window_start"])
+    for row in bad.sample(min(len(bad), 50), random_state=0).itertuples():
+        key = (row.device, row.timestamp.floor("5min"))
+        assert dev.loc[key, "is_anomaly"]
+    # silence has no records: its device windows are labelled from the episode alone
+    silence = data.episodes[data.episodes["scenario"] == "silence"].iloc[0]
+    inside = dev.loc[silence.device]
+    inside = inside[(inside.index >= silence.start) & (inside.index < silence.end)]
+    assert len(inside) > 0 and (inside["scenario"] == "silence").all() and inside["is_anomaly"].all()
+    # benign lookalikes are marked, not anomalous
+    benign = lab[lab["scenario"].isin(["reboot_wave", "mistyped_passphrase", "iot_gtk_deauth", "boot_dfs"])]
+    assert len(benign) > 0 and not benign["is_anomaly"].any()
+    assert set(lab.loc[~lab["is_anomaly"], "scenario"]) <= {"normal", "reboot_wave", "mistyped_passphrase", "iot_gtk_deauth", "boot_dfs"}
+
+
+def test_evaluate_scores_reports_per_kind_and_scenario(generated) -> None:
+    data, records, windows = generated
+    lab = window_labels(windows, records, data.labels, 5, data.episodes)
+    perfect = lab["is_anomaly"].to_numpy(dtype=float)
+    out = evaluate_scores(lab, perfect, threshold=0.5)
+    assert out["overall"]["f1_score"] == 1.0 and out["overall"]["pr_auc"] == 1.0
+    assert set(out["by_kind"]) == {"device", "station", "interface"}
+    assert set(out["recall_by_scenario"]) == {"deauth_flood", "auth_bruteforce", "reconnect_loop", "mac_flood", "radio_fault", "silence"}
+    assert all(v == 1.0 for v in out["recall_by_scenario"].values())
+    assert all(v == 0.0 for v in out["benign_flag_rate"].values())
+    # a constant score knows nothing: AUCs at chance, nothing flagged
+    blind = evaluate_scores(lab, np.zeros(len(lab)), threshold=0.5)
+    assert blind["overall"]["roc_auc"] == 0.5 and blind["overall"]["recall"] == 0.0
+
+
+def test_time_split_places_fraction_of_rows_before() -> None:
+    t = pd.Series(pd.to_datetime(["2025-05-04 10:00"] * 10 + [f"2025-06-2{d} 10:00" for d in range(3, 8)] * 18))
+    split = time_split(t, 0.8)
+    assert (t < split).mean() == pytest.approx(0.8, abs=0.2)
+    assert split > pd.Timestamp("2025-06-01")  # a time-span split would have left June to evaluation alone
+
+
+def test_diagnostics_are_not_called_accuracy() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=500)
+    d = score_diagnostics(s, float(np.quantile(s, 0.98)), s[:100] + 0.1, [s, s + rng.normal(scale=0.01, size=500)])
+    assert "accuracy" not in str(d).lower().replace("not accuracy", "")
+    assert d["training_flag_rate"] == pytest.approx(0.02, abs=0.005)
+    assert d["seed_stability"]["spearman_min"] > 0.99
