@@ -138,8 +138,8 @@ def train_agent_model(
     No scaler and no Pipeline: the agent passes raw counts straight to ``model.predict``. Fitted on
     a plain array (no feature names), so the agent's arrays raise no feature-name warning.
 
-    ``threshold`` is the ``1 - contamination`` quantile of ``score = -score_samples`` on the training
-    vectors (higher = more anomalous). Then ``offset_ = -threshold``: sklearn's ``predict`` is -1
+    ``threshold`` is the ``1 - contamination`` quantile of ``score = -score_samples`` (higher = more
+    anomalous) on the training vectors that hold WiFi records, and never below the zero vector's score. Then ``offset_ = -threshold``: sklearn's ``predict`` is -1
     when ``decision_function = score_samples - offset_ < 0``, i.e. exactly when ``score > threshold``,
     so the agent (which calls ``predict``) and anything comparing scores with the stored threshold
     agree on every input, ties included (both call a score equal to the threshold normal)."""
@@ -151,7 +151,14 @@ def train_agent_model(
     est = IsolationForest(n_estimators=int(n_estimators), contamination="auto", random_state=random_state, n_jobs=1)
     est.fit(X)
     scores = anomaly_scores(est, X)
-    threshold = float(np.quantile(scores, 1.0 - float(contamination)))
+    # Calibrate on windows with WiFi records: on a sparse router nearly every window is the zero
+    # vector, and a quantile over all windows lands on the zero vector's own score, flagging every
+    # window with any activity. An empty window is never anomalous for this model (the agent's
+    # vector cannot tell a pause from an outage), so the threshold is at least the zero vector's score.
+    active = X[:, 0] > 0
+    base = scores[active] if active.sum() >= 2 else scores
+    zero = float(anomaly_scores(est, np.zeros((1, X.shape[1])))[0])
+    threshold = max(float(np.quantile(base, 1.0 - float(contamination))), zero)
     est.offset_ = -threshold
     return est, threshold
 

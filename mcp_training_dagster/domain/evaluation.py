@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
-from mcp_training_dagster.domain.features import DEVICE_ENTITY, KEY_COLUMNS
+from mcp_training_dagster.domain.exports import records_to_frame
+from mcp_training_dagster.domain.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.domain.validation import validate_records
 
 
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -80,8 +82,13 @@ def window_labels(
         dev = windows[windows["entity_kind"] == "device"]
         end = dev["window_start"] + pd.Timedelta(minutes=window_minutes)
         for ep in quiet.itertuples(index=False):  # a handful of episodes, each a vectorised mask
-            hit = (dev["device"] == str(ep.device)) & (dev["window_start"] < ep.end) & (end > ep.start)
-            parts.append(dev.loc[hit, list(KEY_COLUMNS)].assign(is_anomaly=True, scenario=ep.scenario))
+            # A silence is anomalous once it is longer than the device's own longest gap of the day
+            # before; until then it is indistinguishable from a normal pause, by any detector.
+            usual = usual_gap(records, str(ep.device), pd.Timestamp(ep.start))
+            inside = (dev["device"] == str(ep.device)) & (dev["window_start"] < ep.end) & (end > ep.start)
+            late = inside & (end > pd.Timestamp(ep.start) + usual)
+            parts.append(dev.loc[late, list(KEY_COLUMNS)].assign(is_anomaly=True, scenario=ep.scenario))
+            parts.append(dev.loc[inside & ~late, list(KEY_COLUMNS)].assign(is_anomaly=False, scenario=f"{ep.scenario}_within_usual_gap"))
     marks = pd.concat(parts, ignore_index=True)
     marks["device"] = marks["device"].astype("str")
     marks["entity"] = marks["entity"].astype("str")
@@ -95,6 +102,16 @@ def window_labels(
     out["is_anomaly"] = out["is_anomaly"].fillna(False).astype(bool)
     out["scenario"] = out["scenario"].fillna("normal").astype("str")
     return out
+
+
+def usual_gap(records: pd.DataFrame, device: str, before: pd.Timestamp, history: pd.Timedelta = pd.Timedelta(hours=24)) -> pd.Timedelta:
+    """The device's longest gap between consecutive records in the ``history`` before ``before``."""
+    mine = records.loc[(records["device"].astype("str") == device) & (records["timestamp"] < before)
+                       & (records["timestamp"] >= before - history), "timestamp"]
+    if len(mine) < 2:
+        return pd.Timedelta(0)
+    t = np.sort(mine.to_numpy(dtype="datetime64[ns]"))
+    return pd.Timedelta(int(np.diff(t).max()))
 
 
 def evaluate_scores(labelled: pd.DataFrame, scores: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -147,12 +164,11 @@ def evaluate_on(scores: np.ndarray, threshold: float, data: EvaluationSet) -> di
     return {"data": data.summary(), **evaluate_scores(data.labels, scores, threshold)}
 
 
-def time_split(windows: pd.DataFrame, fraction: float) -> pd.Timestamp:
-    """The window start before which ``fraction`` of the time span lies (a split in time, not rows:
-    rows of one period are correlated, so a random split would leak)."""
-    t = windows["window_start"]
-    lo, hi = t.min(), t.max()
-    return (lo + (hi - lo) * fraction).floor("min")
+def time_split(times: pd.Series, fraction: float) -> pd.Timestamp:
+    """The time before which ``fraction`` of the rows lie: a split in time (everything before it
+    trains, everything after evaluates), placed by rows so that gappy exports (a day in May, a week
+    in June) still leave data on both sides. A random split would leak: rows of one period are correlated."""
+    return pd.Timestamp(times.quantile(fraction)).floor("min")
 
 
 def score_diagnostics(train_scores: np.ndarray, threshold: float, later_scores: np.ndarray | None,
@@ -173,3 +189,63 @@ def score_diagnostics(train_scores: np.ndarray, threshold: float, later_scores: 
         out["seed_stability"] = {"spearman_min": min(rho), "top2pct_jaccard_min": min(jacc), "seeds": len(seed_scores)}
     out["note"] = "unsupervised diagnostics, not accuracy"
     return out
+
+
+def _windows_after(records: pd.DataFrame, spec: WindowSpec, split: pd.Timestamp) -> pd.DataFrame:
+    """Windows starting at or after ``split``, built with the history before it (trailing features
+    need the 24 h before, exactly as at serving time)."""
+    history = pd.Timedelta(hours=spec.history_hours)
+    recent = records[records["timestamp"] >= split - history]
+    windows = build_windows(recent, spec)
+    return windows[windows["window_start"] >= split].reset_index(drop=True)
+
+
+def build_evaluation_set(
+    records: pd.DataFrame,
+    spec: WindowSpec,
+    *,
+    split: pd.Timestamp,
+    labels: pd.DataFrame | None = None,
+    injection_seed: int = 7,
+    episodes_per_scenario: int = 2,
+    service_timezone: str = "UTC",
+) -> EvaluationSet:
+    """Held-out evaluation data for records after ``split``.
+
+    ``labelled`` when labels came with the data and cover held-out records; otherwise ``injected``:
+    known attack episodes from the scenario generator are added to the held-out period of the real
+    stream (its own devices, stations and interfaces), silence episodes remove records, and every
+    real record counts as normal (so real incidents there lower precision: conservative)."""
+    held = records[records["timestamp"] >= split]
+    if labels is not None and len(labels) and held["id"].isin(labels["id"]).any():
+        windows = _windows_after(records, spec, split)
+        lab = window_labels(windows, held, labels, spec.length_minutes)
+        data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
+        return _with_agent_vectors(data, held, spec)
+    from mcp_training_dagster.domain.scenarios import inject_episodes
+
+    end = records["timestamp"].max() if len(records) else split
+    inj = inject_episodes(records, start=split, end=end, seed=injection_seed, episodes_per_scenario=episodes_per_scenario)
+    added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
+    kept = records[~records["id"].isin(inj.remove_ids)]
+    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True).sort_values(["timestamp", "id"], kind="stable")
+    windows = _windows_after(combined, spec, split)
+    lab = window_labels(windows, combined[combined["timestamp"] >= split], inj.labels, spec.length_minutes, inj.episodes)
+    n_ep = len(inj.episodes)
+    desc = (f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
+            f"injected into the real records after {split}; real records count as normal")
+    data = EvaluationSet("injected", desc, windows, lab, str(split))
+    return _with_agent_vectors(data, combined[combined["timestamp"] >= split], spec)
+
+
+def _with_agent_vectors(data: EvaluationSet, records: pd.DataFrame, spec: WindowSpec) -> EvaluationSet:
+    """The agent's 5-value vectors of the same period; a vector (one per window, all devices) is
+    anomalous when any device window at that time is."""
+    from mcp_training_dagster.domain.agent_variant import agent_vectors
+
+    vectors = agent_vectors(records, spec.length_minutes)
+    lab = data.labels
+    bad = set(lab.loc[lab["is_anomaly"] & (lab["entity_kind"] == "device"), "window_start"])
+    data.agent_vectors = vectors
+    data.agent_labels = vectors["window_start"].isin(bad).to_numpy(dtype=bool)
+    return data

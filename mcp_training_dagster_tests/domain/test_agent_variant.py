@@ -104,8 +104,12 @@ def test_model_takes_the_raw_5_value_vector(vectors: pd.DataFrame) -> None:
     assert est.n_features_in_ == 5 and not hasattr(est, "feature_names_in_")
     X = vectors[list(AGENT_FEATURES)].to_numpy()
     scores = -est.score_samples(X)
-    assert threshold == pytest.approx(float(np.quantile(scores, 0.98)), rel=1e-12)
+    active = X[:, 0] > 0
+    # calibrated on windows with WiFi records (the real export is 98% empty windows), never below the empty window
+    zero = -est.score_samples(np.zeros((1, 5)))[0]
+    assert threshold == pytest.approx(max(float(np.quantile(scores[active], 0.98)), zero), rel=1e-12)
     assert est.offset_ == -threshold
+    assert 0 < np.mean(scores[active] > threshold) <= 0.03  # not every active window, as a whole-span quantile gave
 
     # as the agent calls it: one plain 5-value vector, no feature-name warning
     with warnings.catch_warnings():
@@ -121,7 +125,7 @@ def test_model_takes_the_raw_5_value_vector(vectors: pd.DataFrame) -> None:
     probe = np.c_[rng.integers(0, 400, (500, 3)), np.zeros((500, 2))].astype(np.float64)
     for M in (X, probe):
         np.testing.assert_array_equal(est.predict(M) == -1, -est.score_samples(M) > threshold)
-    assert 0 < np.mean(est.predict(X) == -1) <= 0.03
+    assert np.mean(est.predict(X) == -1) <= 0.03
 
 
 def test_training_input_checks(vectors: pd.DataFrame) -> None:

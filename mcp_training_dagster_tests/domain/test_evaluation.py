@@ -11,6 +11,7 @@ from mcp_training_dagster.domain.evaluation import (
     evaluate_scores,
     score_diagnostics,
     time_split,
+    usual_gap,
     window_labels,
 )
 from mcp_training_dagster.domain.exports import records_to_frame
@@ -62,15 +63,22 @@ def test_window_labels_from_records_and_silence(generated) -> None:
     for row in bad.sample(min(len(bad), 50), random_state=0).itertuples():
         key = (row.device, row.timestamp.floor("5min"))
         assert dev.loc[key, "is_anomaly"]
-    # silence has no records: its device windows are labelled from the episode alone
+    # silence has no records: its device windows are labelled from the episode alone, anomalous once
+    # the silence is longer than the device's own longest gap of the day before
     silence = data.episodes[data.episodes["scenario"] == "silence"].iloc[0]
-    inside = dev.loc[silence.device]
-    inside = inside[(inside.index >= silence.start) & (inside.index < silence.end)]
-    assert len(inside) > 0 and (inside["scenario"] == "silence").all() and inside["is_anomaly"].all()
+    usual = usual_gap(records, str(silence.device), pd.Timestamp(silence.start))
+    assert pd.Timedelta(0) < usual < pd.Timedelta(hours=6)
+    inside = dev.loc[str(silence.device)]
+    inside = inside[(inside.index + pd.Timedelta(minutes=5) > silence.start) & (inside.index < silence.end)]
+    late = inside.index + pd.Timedelta(minutes=5) > silence.start + usual
+    assert late.any() and (inside.loc[late, "scenario"] == "silence").all() and inside.loc[late, "is_anomaly"].all()
+    early = inside[~late]
+    assert (early["scenario"] == "silence_within_usual_gap").all() and not early["is_anomaly"].any()
     # benign lookalikes are marked, not anomalous
     benign = lab[lab["scenario"].isin(["reboot_wave", "mistyped_passphrase", "iot_gtk_deauth", "boot_dfs"])]
     assert len(benign) > 0 and not benign["is_anomaly"].any()
-    assert set(lab.loc[~lab["is_anomaly"], "scenario"]) <= {"normal", "reboot_wave", "mistyped_passphrase", "iot_gtk_deauth", "boot_dfs"}
+    assert set(lab.loc[~lab["is_anomaly"], "scenario"]) <= {"normal", "reboot_wave", "mistyped_passphrase", "iot_gtk_deauth",
+                                                            "boot_dfs", "silence_within_usual_gap"}
 
 
 def test_evaluate_scores_reports_per_kind_and_scenario(generated) -> None:
