@@ -85,7 +85,10 @@ def window_labels(
             # A silence is anomalous once it is longer than the device's own longest gap of the day
             # before; until then it is indistinguishable from a normal pause, by any detector.
             usual = usual_gap(records, str(ep.device), pd.Timestamp(ep.start))
-            inside = (dev["device"] == str(ep.device)) & (dev["window_start"] < ep.end) & (end > ep.start)
+            # the device stays silent until its next record, which may come after the episode's end
+            after = records.loc[(records["device"].astype("str") == str(ep.device)) & (records["timestamp"] >= ep.start), "timestamp"]
+            quiet_until = max(pd.Timestamp(ep.end), after.min()) if len(after) else pd.Timestamp(ep.end)
+            inside = (dev["device"] == str(ep.device)) & (dev["window_start"] < quiet_until) & (end > ep.start)
             late = inside & (end > pd.Timestamp(ep.start) + usual)
             parts.append(dev.loc[late, list(KEY_COLUMNS)].assign(is_anomaly=True, scenario=ep.scenario))
             parts.append(dev.loc[inside & ~late, list(KEY_COLUMNS)].assign(is_anomaly=False, scenario=f"{ep.scenario}_within_usual_gap"))

@@ -74,7 +74,38 @@ FEATURE_DOCS.update(
         "dev_failures": "authentication, handshake, EAPOL and PSK failures on the device in the window",
     }
 )
+# Event families (sums of the ev_ columns above): one family per behaviour, so a detector splits on
+# "many failures" rather than on which of five rare failure wordings a router happens to print.
+FEATURE_DOCS.update(
+    {
+        "grp_joins": "association, reassociation, authentication and AP-STA-CONNECTED records in the window",
+        "grp_leaves": "deauthentication, disassociation and AP-STA-DISCONNECTED records in the window",
+        "grp_failures": "authentication, handshake, group key, EAPOL-timeout and PSK-mismatch failures in the window",
+        "grp_radio_control": "DFS and channel-switch records in the window",
+    }
+)
+# A router's silence judged against its own longest gap of the day before (routers log at least at
+# every hourly group rekey, busy ones far more often). Device windows only (0 for stations and
+# interfaces, which come and go), and 0 until the device has a full history (history_hours) of records.
+FEATURE_DOCS.update(
+    {
+        "gap_vs_usual": "device windows: silence_before_s / the device's longest completed gap in the history before (floor: one window)",
+        "silence_excess": "device windows: windows of silence beyond that longest gap, max(0, silence_before_s - usual) / window length",
+        "silent_beyond_usual": "device windows: 1 when the device has been silent longer than its longest gap in the history before",
+    }
+)
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
+# The curated subset the detector should see (measured in the tuning report): event families instead
+# of the 20 single event types, relative silence instead of raw seconds, and the device context.
+MODEL_FEATURES: tuple[str, ...] = (
+    "kind_device", "kind_station", "kind_interface",
+    "n_records", "n_stations", "n_random_macs",
+    "grp_joins", "grp_leaves", "grp_failures", "ev_radio_error", "grp_radio_control",
+    "dev_unseen_stations", "dev_max_station_records", "dev_deauth", "dev_failures",
+    "gap_vs_usual", "silence_excess", "silent_beyond_usual",
+)
+JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
+RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch")
 DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
 FAILURE_EVENTS: tuple[str, ...] = (
     "auth_failure",
@@ -413,6 +444,28 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) 
     windows["expected_records"] = expected.astype(np.float32)
     windows["missed_records"] = (silence * expected / window_s).astype(np.float32)
 
+    # Event families.
+    for name, events in (("grp_joins", JOIN_EVENTS), ("grp_leaves", DEAUTH_EVENTS), ("grp_failures", FAILURE_EVENTS),
+                         ("grp_radio_control", RADIO_CONTROL_EVENTS)):
+        windows[name] = windows.loc[:, [f"ev_{t}" for t in events]].to_numpy().sum(axis=1).astype(np.float32)
+
+    # Silence against the device's own usual gap: the longest gap completed (a window with records after
+    # it; the entity's first window has no gap) in the history before the window.
+    rel = {name: np.zeros(n, dtype=np.float32) for name in ("gap_vs_usual", "silence_excess", "silent_beyond_usual")}
+    dv = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
+    if len(dv):
+        completed = np.where((n_records[dv] > 0) & ~new_entity[dv], silence[dv], 0.0)
+        first_win = offset[np.flatnonzero(new_entity)][eg[dv]]
+        has_history = offset[dv] - first_win >= lag
+        d_lo = np.searchsorted(key[dv], eg[dv] * span + np.maximum(offset[dv] - lag, 0), side="left")
+        d_hi = np.arange(len(dv))  # the windows strictly before (key is sorted and unique)
+        usual = np.maximum(_range_max(completed, d_lo, d_hi), window_s)
+        sil = silence[dv]
+        excess = np.maximum(sil - usual, 0.0) / window_s
+        rel["gap_vs_usual"][dv] = np.where(has_history, sil / usual, 0.0)
+        rel["silence_excess"][dv] = np.where(has_history, excess, 0.0)
+        rel["silent_beyond_usual"][dv] = has_history & (excess > 0)
+
     # Device context: the device row's own figures and its stations' windows, joined on (device, window).
     ctx_key = dev_code.astype(np.int64) * span + offset
     ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
@@ -442,4 +495,27 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) 
         ctx["dev_max_station_records"][hit] = busiest[at[hit]]
     for name, values in ctx.items():
         windows[name] = values
-    return windows
+    for name, values in rel.items():
+        windows[name] = values
+    return windows.loc[:, [*KEY_COLUMNS, *FEATURE_COLUMNS]]
+
+
+def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``max(values[lo:hi])`` per query (0 where the range is empty), from a sparse table: log2(n)
+    vectorised levels, no per-query loop."""
+    out = np.zeros(len(lo), dtype=np.float64)
+    length = hi - lo
+    ok = length > 0
+    if not ok.any():
+        return out
+    level = np.zeros(len(lo), dtype=np.int64)
+    level[ok] = np.floor(np.log2(length[ok])).astype(np.int64)
+    table = values.astype(np.float64)
+    for k in range(int(level.max()) + 1):
+        if k:
+            half = 1 << (k - 1)
+            table = np.maximum(table[:-half], table[half:])
+        m = ok & (level == k)
+        if m.any():
+            out[m] = np.maximum(table[lo[m]], table[hi[m] - (1 << k)])
+    return out

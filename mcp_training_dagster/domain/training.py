@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, FEATURE_DOCS, KEY_COLUMNS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
 from mcp_training_dagster.domain.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import DetectorConfig
@@ -111,7 +111,7 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
             f"only {len(windows)} feature windows in the training horizon; at least {min_windows} are needed "
             "(model.training.min_training_windows)"
         )
-    X = feature_matrix(windows)
+    X = feature_matrix(windows, MODEL_FEATURES)
     started = time.perf_counter()
     pipeline = build_pipeline(detector)
     # LOF on many identical rows (quiet windows repeat exactly) divides by ~zero reachability
@@ -126,7 +126,7 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     ts = windows["window_start"]
     return TrainedModel(
         pipeline=pipeline,
-        feature_names=FEATURE_COLUMNS,
+        feature_names=MODEL_FEATURES,
         threshold=threshold,
         detector=detector,
         window_minutes=window_minutes,
@@ -193,7 +193,7 @@ def train_and_select(
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
     windows. The figures attached are those of the fit before the split on data it never saw: an
     honest estimate for the refit model, and said so in its metadata."""
-    split = pd.Timestamp(evaluation.split_time) if evaluation and evaluation.split_time else time_split(windows, split_fraction)
+    split = pd.Timestamp(evaluation.split_time) if evaluation and evaluation.split_time else time_split(windows["window_start"], split_fraction)
     early = windows[windows["window_start"] < split]
     later = windows[windows["window_start"] >= split]
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
@@ -228,3 +228,102 @@ def train_and_select(
         later_scores = twin.score(later)
     model.diagnostics = score_diagnostics(train_scores, model.threshold, later_scores, seed_scores)
     return model
+
+
+BASIC_METRICS = ("f1_score", "precision", "recall", "roc_auc", "pr_auc", "accuracy", "threshold_value", "anomaly_ratio")
+
+
+def metadata_document(model: TrainedModel, *, export_files: list[str], spec: WindowSpec, service_timezone: str,
+                      extra_wifi_processes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """metadata.json in the inference contract's shape. ``basic_metrics`` come from the evaluation
+    (held-out data with known labels, source named beside them), never from the training scores."""
+    ev = model.evaluation or {}
+    overall = ev.get("overall", {})
+    basic = {k: overall.get(k) for k in BASIC_METRICS if overall.get(k) is not None}
+    basic["threshold_value"] = model.threshold  # the deployed model's threshold, in its stated convention
+    return {
+        "model_info": {
+            "version": f"model_{model.version}",
+            "training_id": model.version,
+            "created_at": model.trained_at,
+            "model_type": type(model.pipeline.named_steps["detector"]).__name__,
+            "model_name": "WiFiAnomalyWindows",
+            "name": f"WiFi window anomaly detector {model.version}",
+            "description": "Window-level WiFi anomaly detector (device, station and interface windows) trained on router log exports",
+            "training_source": "export_data",
+            "export_files": export_files,
+        },
+        "training_info": {
+            "training_samples": model.n_windows,
+            "n_samples": model.n_windows,
+            "windows_by_kind": model.windows_by_kind,
+            "feature_names": list(model.feature_names),
+            "feature_descriptions": {k: FEATURE_DOCS[k] for k in model.feature_names},
+            "feature_count": len(model.feature_names),
+            "window_minutes": model.window_minutes,
+            "model_parameters": model.detector.model_dump(mode="json"),
+            "training_duration": model.training_seconds,
+            "data_start": model.data_start,
+            "data_end": model.data_end,
+            "library_versions": model.library_versions,
+        },
+        "evaluation_info": {
+            "basic_metrics": basic,
+            "source": ev.get("data", {}).get("source", "none"),
+            "evaluation_data": ev.get("data"),
+            "by_kind": ev.get("by_kind"),
+            "recall_by_scenario": ev.get("recall_by_scenario"),
+            "benign_flag_rate": ev.get("benign_flag_rate"),
+            "note": "figures of the same configuration fitted before the time split, on held-out data it never saw",
+            "selection": model.selection,
+            "diagnostics": model.diagnostics,
+            "feature_importance": {},
+        },
+        "inference_config": {
+            "input": "export_records",
+            "threshold": model.threshold,
+            "score_convention": model.score_convention,
+            "score_definition": model.score_definition,
+            "predict": "pipeline.predict(X) == -1 exactly when score > threshold",
+            "feature_names": list(model.feature_names),
+            "window_spec": asdict(spec),
+            "service_timezone": service_timezone,
+            "extra_wifi_processes": list(extra_wifi_processes),
+        },
+        "deployment_info": {"status": "available", "deployed_at": None, "deployed_by": None},
+    }
+
+
+@dataclass
+class AgentModel:
+    """The 5-value variant for today's inference agent, with its honest evaluation."""
+
+    estimator: Any
+    threshold: float
+    vectors: pd.DataFrame
+    evaluation: dict[str, Any] | None
+    training_seconds: float
+
+
+def train_agent_variant(records: pd.DataFrame, evaluation: EvaluationSet | None, *, window_minutes: int,
+                        contamination: float, random_state: int) -> AgentModel:
+    """Fit on the vectors before the split, evaluate on the held-out vectors, refit on all (as for the
+    window model: the figures are those of the earlier fit on data it never saw)."""
+    from mcp_training_dagster.domain.agent_variant import agent_vectors, train_agent_model, vector_matrix
+    from mcp_training_dagster.domain.evaluation import binary_metrics
+
+    vectors = agent_vectors(records, window_minutes)
+    if len(vectors) < 2:
+        raise TrainingError(f"only {len(vectors)} agent windows (hostapd/wpa_supplicant records): cannot train the agent variant")
+    result = None
+    if evaluation is not None and evaluation.agent_vectors is not None and len(evaluation.agent_vectors) and evaluation.split_time:
+        early = vectors[vectors["window_start"] < pd.Timestamp(evaluation.split_time)]
+        if len(early) >= 2:
+            twin, twin_threshold = train_agent_model(early, contamination, random_state)
+            scores = anomaly_scores(twin, vector_matrix(evaluation.agent_vectors))
+            result = {"data": {**evaluation.summary(), "windows": len(scores),
+                               "anomalous_windows": int(evaluation.agent_labels.sum())},
+                      "overall": binary_metrics(evaluation.agent_labels, scores, twin_threshold)}
+    started = time.perf_counter()
+    est, threshold = train_agent_model(vectors, contamination, random_state)
+    return AgentModel(est, threshold, vectors, result, round(time.perf_counter() - started, 4))

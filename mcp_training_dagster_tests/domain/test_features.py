@@ -407,3 +407,82 @@ def test_device_context_on_every_window(small: pd.DataFrame) -> None:
         assert row["dev_max_station_records"] == 2  # STA_A: association + handshake
     later = win(small, "station", STA_A, "2025-06-01 10:05")
     assert later["dev_unseen_stations"] == 0 and later["dev_max_station_records"] == 1
+
+
+def test_event_families(small: pd.DataFrame) -> None:
+    d0 = win(small, "device", "*", "2025-06-01 10:00")
+    assert (d0["grp_joins"], d0["grp_leaves"], d0["grp_failures"], d0["grp_radio_control"]) == (1, 1, 0, 0)
+    rows = [
+        ("2025-06-01 10:00:01", "authentication", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:02", "reassociation", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:03", "ap_sta_connected", STA_A, "eth6", 5),
+        ("2025-06-01 10:00:04", "ap_sta_disconnected", STA_A, "eth6", 5),
+        ("2025-06-01 10:00:05", "disassociation", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:06", "psk_mismatch", STA_A, "eth6", 5),
+        ("2025-06-01 10:00:07", "eapol_timeout", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:08", "group_key_failure", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:09", "auth_failure", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:10", "pairwise_handshake_failure", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:11", "dfs", None, "eth7", 5),
+        ("2025-06-01 10:00:12", "channel_switch", None, "eth7", 5),
+        ("2025-06-01 10:00:13", "radio_error", None, "eth7", 3),
+    ]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",))).iloc[0]
+    assert (w["grp_joins"], w["grp_leaves"], w["grp_failures"], w["grp_radio_control"]) == (3, 2, 5, 2)
+    assert w["ev_radio_error"] == 1
+
+
+def _day_then_gap() -> pd.DataFrame:
+    # one record every 5 minutes for a day (00:00:30 .. 23:55:30), then 1 h 5 min of nothing, then one record
+    start = pd.Timestamp("2025-06-01 00:00:30")
+    times = [start + pd.Timedelta(minutes=5 * i) for i in range(288)]
+    times.append(times[-1] + pd.Timedelta(hours=1, minutes=5))
+    return make_records([(str(t), "group_key_success", STA_A, "eth6", 6) for t in times])
+
+
+def test_silence_against_usual_gap() -> None:
+    w = build_windows(_day_then_gap())
+    dev = w[w["entity_kind"] == "device"].set_index("window_start")
+    cols = ["gap_vs_usual", "silence_excess", "silent_beyond_usual"]
+    # the first day has no full history: all 0 (even the busy windows with 300 s gaps)
+    assert (dev.loc[:"2025-06-01 23:55", cols] == 0).all().all()
+    # the usual gap of the day before is 300 s (one per window); the quiet window 00:00 ends 570 s
+    # after the last record (23:55:30)
+    q0 = dev.loc[pd.Timestamp("2025-06-02 00:00")]
+    assert q0["n_records"] == 0
+    assert q0["gap_vs_usual"] == pytest.approx(570 / 300)
+    assert q0["silence_excess"] == pytest.approx(270 / 300)
+    assert q0["silent_beyond_usual"] == 1
+    deepest = dev.loc[pd.Timestamp("2025-06-02 00:55")]
+    assert deepest["gap_vs_usual"] == pytest.approx(3870 / 300)
+    assert deepest["silence_excess"] == pytest.approx(3570 / 300)
+    # the record that ends the silence: a gap of 3900 s, the quiet windows do not count as gaps
+    back = dev.loc[pd.Timestamp("2025-06-02 01:00")]
+    assert back["n_records"] == 1
+    assert back["gap_vs_usual"] == pytest.approx(13.0)
+    assert back["silence_excess"] == pytest.approx(12.0)
+    assert back["silent_beyond_usual"] == 1
+    # device windows only
+    assert (w.loc[w["entity_kind"] != "device", cols] == 0).all().all()
+
+
+def test_silence_within_usual_gap_is_not_beyond() -> None:
+    # a day with one record per hour (hourly rekey only), then the same hourly pattern: never beyond usual
+    start = pd.Timestamp("2025-06-01 00:00:10")
+    rows = [(str(start + pd.Timedelta(hours=i)), "group_key_success", STA_A, "eth6", 6) for i in range(40)]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",)))
+    later = w[w["window_start"] >= pd.Timestamp("2025-06-02 00:00")]
+    assert len(later) and (later["silent_beyond_usual"] == 0).all() and (later["silence_excess"] == 0).all()
+    busy = later[later["n_records"] > 0]
+    assert busy["gap_vs_usual"].to_numpy() == pytest.approx(np.ones(len(busy)))
+    quiet = later[later["n_records"] == 0]
+    assert quiet["gap_vs_usual"].max() == pytest.approx(3590 / 3600)
+
+
+def test_model_features_are_documented_columns() -> None:
+    from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES
+
+    assert set(MODEL_FEATURES) <= set(FEATURE_COLUMNS)
+    assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES)
+    assert list(FEATURE_DOCS) == list(FEATURE_COLUMNS)
+    assert all(isinstance(v, str) and v and "\n" not in v for v in FEATURE_DOCS.values())

@@ -27,7 +27,7 @@ from mcp_training_dagster.domain.agent_variant import (
     agent_version,
     train_agent_model,
 )
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, WindowSpec
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.packaging import (
     MAX_ZIP_BYTES,
     PackageError,
@@ -157,7 +157,7 @@ def test_package_layout_and_manifest(built, model) -> None:
     ic = manifest["inference_config"]
     assert ic["threshold"] == model.threshold
     assert ic["score_convention"] == "higher_is_more_anomalous" and "score_samples" in ic["score_definition"]
-    assert ic["input"] == "export_records" and ic["feature_names"] == list(FEATURE_COLUMNS)
+    assert ic["input"] == "export_records" and ic["feature_names"] == list(MODEL_FEATURES)
     reqs = dict(line.split("==") for line in (built.path / "requirements.txt").read_text().splitlines() if "==" in line)
     assert reqs == manifest["dependencies"]
     assert {"scikit-learn", "numpy", "pandas", "joblib", "pyarrow", "pydantic"} == set(reqs)
@@ -188,7 +188,7 @@ def test_scripts_run_without_the_training_project(built, windows, model, tmp_pat
     """validate_model.py passes and score_export.py gives the very scores of the in-process chain."""
     ok = run_isolated(built.path, "validate_model.py")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.startswith("OK ") and "43 features" in ok.stdout
+    assert ok.stdout.startswith("OK ") and f"{len(MODEL_FEATURES)} features" in ok.stdout
 
     res = run_isolated(built.path, "score_export.py", str(HOSTAPD_1824), "--format", "json", "--all")
     assert res.returncode == 0, res.stderr
@@ -206,8 +206,8 @@ def test_scripts_run_without_the_training_project(built, windows, model, tmp_pat
     assert (both["is_anomaly_pkg"] == both["is_anomaly_here"]).all()
     assert (both["reasons_pkg"] == both["reasons_here"]).all()
     # the stored model IS the trained one
-    np.testing.assert_array_equal(pkg.pipeline.score_samples(scoring.feature_matrix(windows, FEATURE_COLUMNS)),
-                                  model.pipeline.score_samples(scoring.feature_matrix(windows, FEATURE_COLUMNS)))
+    np.testing.assert_array_equal(pkg.pipeline.score_samples(scoring.feature_matrix(windows, MODEL_FEATURES)),
+                                  model.pipeline.score_samples(scoring.feature_matrix(windows, MODEL_FEATURES)))
 
     # default output: only anomalous windows, CSV with full float precision
     res = run_isolated(built.path, "score_export.py", str(HOSTAPD_1824))
@@ -296,7 +296,7 @@ def test_metadata_the_inference_side_cannot_use_is_refused(tmp_path, model, meta
     bad["inference_config"]["feature_names"] = bad["inference_config"]["feature_names"][:5]
     bad["inference_config"]["feature_count"] = 5
     del bad["training_info"]["feature_names"], bad["training_info"]["feature_count"]
-    with pytest.raises(PackageError, match="model takes 43 features but metadata.json names 5"):
+    with pytest.raises(PackageError, match=f"model takes {len(MODEL_FEATURES)} features but metadata.json names 5"):
         build_package(tmp_path, v, model.pipeline, bad, model_card_md="", deployment_ready=True)
     # a threshold the estimator's own predict() would disagree with
     bad = json.loads(json.dumps(metadata))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS, build_windows
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS, MODEL_FEATURES, build_windows
 from mcp_training_dagster.domain.training import (
     SCORE_CONVENTION,
     TrainedModel,
@@ -59,11 +59,14 @@ def extreme_window(windows: pd.DataFrame) -> pd.DataFrame:
     w["n_stations"] = 1.0
     w["n_interfaces"] = 1.0
     w["silence_before_s"] = 1.0
+    w["grp_leaves"] = 500.0
+    w["dev_deauth"] = 500.0
+    w["dev_max_station_records"] = 500.0
     return w.astype({c: "float32" for c in FEATURE_COLUMNS})
 
 
 def test_threshold_is_quantile_of_training_scores(model: TrainedModel, windows: pd.DataFrame) -> None:
-    scores = -model.pipeline.score_samples(feature_matrix(windows))
+    scores = -model.pipeline.score_samples(feature_matrix(windows, MODEL_FEATURES))
     expected = float(np.quantile(scores, 1.0 - model.detector.contamination))
     assert model.threshold == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(model.score(windows), scores)
@@ -78,7 +81,7 @@ def test_model_metadata(model: TrainedModel, windows: pd.DataFrame) -> None:
     assert model.n_windows == len(windows)
     assert model.windows_by_kind == windows["entity_kind"].value_counts().to_dict()
     assert sum(model.windows_by_kind.values()) == len(windows)
-    assert model.feature_names == FEATURE_COLUMNS
+    assert model.feature_names == MODEL_FEATURES
     assert model.window_minutes == 5
     assert model.score_convention == SCORE_CONVENTION == "higher_is_more_anomalous"
     assert model.data_start == windows["window_start"].min().isoformat()
@@ -97,9 +100,13 @@ def test_higher_score_is_more_anomalous(model: TrainedModel, windows: pd.DataFra
     assert bool(model.predict(extreme)[0]) is True
 
 
-def test_predict_consistent_with_score(model: TrainedModel, windows: pd.DataFrame) -> None:
+def test_predict_consistent_with_score(model: TrainedModel, lof: TrainedModel, windows: pd.DataFrame) -> None:
     both = pd.concat([windows, extreme_window(windows)], ignore_index=True)
     np.testing.assert_array_equal(model.predict(both), model.score(both) > model.threshold)
+    # the estimator's own predict() (what the inference side calls) says -1 for exactly those windows
+    for m in (model, lof):
+        X = feature_matrix(both, m.feature_names)
+        np.testing.assert_array_equal(m.pipeline.predict(X) == -1, m.score(both) > m.threshold)
 
 
 def test_score_windows_sorted_most_anomalous_first(model: TrainedModel, windows: pd.DataFrame) -> None:
@@ -150,8 +157,8 @@ def test_empty_windows_rejected() -> None:
 
 
 def test_missing_feature_columns_rejected(windows: pd.DataFrame) -> None:
-    with pytest.raises(TrainingError, match="peak_burst"):
-        train_model(windows.drop(columns=["peak_burst"]), DetectorConfig(), window_minutes=5)
+    with pytest.raises(TrainingError, match="grp_leaves"):
+        train_model(windows.drop(columns=["grp_leaves"]), DetectorConfig(), window_minutes=5)
 
 
 # ----------------------------------------------------------------------------- versions
