@@ -5,11 +5,14 @@ so the same definitions run locally and on a distributed deployment.
 """
 
 import dagster as dg
-from mcp_training_dagster.defs.assets import features, ingest, training
+from mcp_training_dagster.defs.assets import deployment, evaluation, features, ingest, training
 from mcp_training_dagster.defs.jobs import ingest_job, train_job
 from mcp_training_dagster.defs.resources import build_resources
 from mcp_training_dagster.defs.sensors import export_file_sensor, retrain_automation_sensor
 from mcp_training_dagster.settings import Settings, get_settings
+
+
+STAGES = [ingest, features, training, evaluation, deployment]
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
@@ -22,8 +25,8 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingest, features, training]),
-        asset_checks=dg.load_asset_checks_from_modules([ingest, features, training]),
+        assets=dg.load_assets_from_modules(STAGES),
+        asset_checks=dg.load_asset_checks_from_modules(STAGES),
         jobs=[ingest_job, train_job],
         sensors=[export_file_sensor, retrain_automation_sensor],
         resources=build_resources(settings),

@@ -42,8 +42,8 @@ class _Strict(BaseModel):
 
 # --------------------------------------------------------------------------- model config
 class IsolationForestParams(_Strict):
-    n_estimators: int = Field(200, ge=10, le=5000)
-    max_samples: int | Literal["auto"] = "auto"
+    n_estimators: int = Field(300, ge=10, le=5000)
+    max_samples: int | Literal["auto"] = 1024
     max_features: float = Field(1.0, gt=0.0, le=1.0)
 
 

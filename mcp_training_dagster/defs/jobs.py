@@ -4,12 +4,14 @@ import dagster as dg
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("ingest") | dg.AssetSelection.assets("export_windows"),
-    description="Read, validate and window one export file (one partition).",
+    selection=dg.AssetSelection.groups("ingest") | dg.AssetSelection.assets("export_windows", "export_anomalies"),
+    description="Read, validate and window one export file (one partition), and the production model's verdict on it.",
 )
 
 train_job = dg.define_asset_job(
     "train_job",
-    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("training_windows"),
-    description="Build the training windows from every validated export and train the model.",
+    selection=dg.AssetSelection.groups("training", "evaluation")
+    | dg.AssetSelection.assets("training_windows", "model_package"),
+    description="Training windows from every validated export, evaluation data, model selection and training, "
+    "evaluation gates, then the registered (and, when the gates pass, promoted) package.",
 )

@@ -61,8 +61,13 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
 
 retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
     "retrain_automation_sensor",
-    target=dg.AssetSelection.groups("features", "training") - dg.AssetSelection.assets("export_windows"),
+    # The fan-in side of the graph; per-file assets (export_windows, export_anomalies) run in ingest_job.
+    target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment")
+    - dg.AssetSelection.assets("export_windows", "export_anomalies"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
-    description="Retrains (training_windows -> anomaly_model -> model_metadata) when validated data changes.",
+    description=(
+        "Retrains when validated data changes: training windows and evaluation data -> model selection and "
+        "training -> evaluation gates -> registered (and promoted) package."
+    ),
 )

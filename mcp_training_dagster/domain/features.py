@@ -49,6 +49,9 @@ FEATURE_DOCS: dict[str, str] = {
     "peak_burst": "most records in any one burst sub-bucket (default 10 s) of the window",
     "active_buckets": "burst sub-buckets with at least one record (spread of activity)",
     "silence_before_s": "seconds since the entity's previous record before this window (capped)",
+    "repeat_leaves": "disconnect records of a station whose previous record (>= 5 s earlier) was also a disconnect: kicked again without rejoining",
+    "repeat_radio_errors": "radio error records of the device within 10 minutes after its previous radio error: a failing radio, not a lone reset",
+    "unannounced_joins": "first join records of a station whose previous record was neither a join, a disconnect nor a failure: rejoined while still connected",
     "kind_device": "1 for a device-level window",
     "kind_station": "1 for a station-level window",
     "kind_interface": "1 for an interface-level window",
@@ -213,14 +216,15 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     spec = spec or WindowSpec()
     if records.empty:
         return empty_windows()
-    windows, last_ts = _aggregate(records, spec)
+    windows, last_ts, gap_from = _aggregate(records, spec)
     if windows.empty:
         return empty_windows()
-    return _with_history(windows, last_ts, spec)
+    return _with_history(windows, last_ts, gap_from, spec)
 
 
-def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, np.ndarray]:
-    """Windows with records, and the time (ns) of each window's last record."""
+def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Windows with records, the time (ns) of each window's last record, and the time of the entity's
+    record before the window's first one (where its silence began; NO_GAP for the entity's first window)."""
     kinds = [(k, kind) for k, kind in enumerate(ENTITY_KINDS) if kind in spec.entities]
     if not kinds:
         raise ValueError("no entity kinds to build windows for (model.windows.entities is empty)")
@@ -272,7 +276,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     n_dev = max(len(dev_uniques), 1)
 
     idx_parts, ent_parts, kind_parts = [], [], []
-    for (kind_code, _), sel, local, emap in zip(kinds, part_rows, part_local, ent_maps):
+    station_rows = None  # rows with a station MAC in (device, station, time) order
+    for (kind_code, kind_name), sel, local, emap in zip(kinds, part_rows, part_local, ent_maps):
         if sel is None:
             o = np.argsort(dev_rec.astype(np.uint16), kind="stable") if n_dev <= 65535 else np.argsort(dev_rec, kind="stable")
             idx_parts.append(o)
@@ -282,7 +287,18 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
             o = _stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
+            if kind_name == "station":
+                station_rows = sel[o]
         kind_parts.append(np.full(len(idx_parts[-1]), kind_code, dtype=np.int8))
+    if station_rows is None:
+        sel = np.flatnonzero(mac_rec >= 0)
+        station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
+    repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
+    radio = np.flatnonzero(event_rec == EVENT_TYPES.index("radio_error"))
+    radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
+    repeat_radio_rec = np.zeros(n_rec, dtype=bool)
+    repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
+        ts_rec[radio[1:]] - ts_rec[radio[:-1]] <= REPEAT_RADIO_SECONDS * 1_000_000_000)
     ridx = np.concatenate(idx_parts)
     ent = np.concatenate(ent_parts).astype(np.int32)
     kind = np.concatenate(kind_parts)
@@ -291,7 +307,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     win = ts // spec.length_ns
     n = len(ridx)
     if n == 0:
-        return empty_windows(), np.empty(0, dtype=np.int64)
+        return empty_windows(), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -314,6 +330,9 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
         feat[:, col[f"ev_{t}"]] = np.bincount(gid[event == i], minlength=n_groups)
     for name, lo, hi in SEVERITY_FEATURES:
         feat[:, col[name]] = np.bincount(gid[(sev >= lo) & (sev <= hi)], minlength=n_groups)
+    feat[:, col["repeat_leaves"]] = np.bincount(gid[repeat_leave_rec[ridx]], minlength=n_groups)
+    feat[:, col["repeat_radio_errors"]] = np.bincount(gid[repeat_radio_rec[ridx]], minlength=n_groups)
+    feat[:, col["unannounced_joins"]] = np.bincount(gid[unannounced_rec[ridx]], minlength=n_groups)
 
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
     # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
@@ -362,6 +381,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     gap = np.full(n_groups, cap_s)
     prev_idx = starts[prev_same_entity] - 1
     gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
+    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
+    gap_from[prev_same_entity] = ts[prev_idx]
     feat[:, col["silence_before_s"]] = gap
     kind_s = kind[starts]
     for i, k in enumerate(ENTITY_KINDS):
@@ -375,10 +396,41 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     }
     for name, i in col.items():
         data[name] = feat[:, i]
-    return pd.DataFrame(data, copy=False), ts[np.r_[starts[1:], n] - 1]
+    return pd.DataFrame(data, copy=False), ts[np.r_[starts[1:], n] - 1], gap_from
 
 
-def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) -> pd.DataFrame:
+REPEAT_LEAVE_SECONDS = 5
+REPEAT_RADIO_SECONDS = 600
+NO_GAP = np.iinfo(np.int64).min
+
+
+def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per record (record order), from each station's previous record on the same device: a disconnect
+    after a disconnect at least REPEAT_LEAVE_SECONDS earlier (no rejoin in between: a kicked station is
+    kicked again), and the first join line of a join after a record that was neither a join, a
+    disconnect nor a failure (the station rejoined without having left: its radio dropped it)."""
+    n = len(dev)
+    repeat_leave = np.zeros(n, dtype=bool)
+    unannounced = np.zeros(n, dtype=bool)
+    if len(rows) < 2:
+        return repeat_leave, unannounced
+    ev = event[rows]
+    is_leave = np.isin(ev, [EVENT_TYPES.index(t) for t in DEAUTH_EVENTS])
+    is_join = np.isin(ev, [EVENT_TYPES.index(t) for t in JOIN_EVENTS])
+    is_fail = np.isin(ev, [EVENT_TYPES.index(t) for t in FAILURE_EVENTS])
+    same = np.r_[False, (dev[rows[1:]] == dev[rows[:-1]]) & (mac[rows[1:]] == mac[rows[:-1]])]
+    t = ts[rows]
+    dt = np.r_[0, t[1:] - t[:-1]]
+    prev_leave = np.r_[False, is_leave[:-1]]
+    prev_join = np.r_[False, is_join[:-1]]
+    prev_fail = np.r_[False, is_fail[:-1]]
+    repeat_leave[rows] = same & is_leave & prev_leave & (dt >= REPEAT_LEAVE_SECONDS * 1_000_000_000)
+    unannounced[rows] = same & is_join & ~prev_join & ~prev_leave & ~prev_fail
+    return repeat_leave, unannounced
+
+
+def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarray, spec: WindowSpec) -> pd.DataFrame:
     """Add quiet device windows, trailing activity and device context to the aggregated windows.
 
     Everything here is a pure function of the entity's records in and before the window, computed
@@ -418,6 +470,7 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) 
             quiet = pd.DataFrame(cols)
             windows = pd.concat([windows, quiet], ignore_index=True)
             kind_code = np.r_[kind_code, kind_code[src]]
+            gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
             dev_code = np.r_[dev_code, dev_code[src]]
             win = np.r_[win, q_win]
 
@@ -426,6 +479,7 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) 
     order = np.lexsort((win, ent_code, dev_code, kind_code))
     windows = windows.iloc[order].reset_index(drop=True)
     kind_code, dev_code, ent_code, win = kind_code[order], dev_code[order], ent_code[order], win[order]
+    gap_from = gap_from[order]
     n = len(windows)
     n_records = windows["n_records"].to_numpy(dtype=np.float64)
 
@@ -449,17 +503,27 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, spec: WindowSpec) 
                          ("grp_radio_control", RADIO_CONTROL_EVENTS)):
         windows[name] = windows.loc[:, [f"ev_{t}" for t in events]].to_numpy().sum(axis=1).astype(np.float32)
 
-    # Silence against the device's own usual gap: the longest gap completed (a window with records after
-    # it; the entity's first window has no gap) in the history before the window.
+    # Silence against the device's own usual gap: the longest gap between two of its records in the
+    # history before the window (a gap that began before the history, the tail of an earlier outage,
+    # does not count: only its part inside would be seen, and it is not the device's normal rhythm).
     rel = {name: np.zeros(n, dtype=np.float32) for name in ("gap_vs_usual", "silence_excess", "silent_beyond_usual")}
     dv = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
     if len(dv):
-        completed = np.where((n_records[dv] > 0) & ~new_entity[dv], silence[dv], 0.0)
+        ended = (n_records[dv] > 0) & ~new_entity[dv]
+        completed = np.where(ended, silence[dv], 0.0)
         first_win = offset[np.flatnonzero(new_entity)][eg[dv]]
         has_history = offset[dv] - first_win >= lag
         d_lo = np.searchsorted(key[dv], eg[dv] * span + np.maximum(offset[dv] - lag, 0), side="left")
         d_hi = np.arange(len(dv))  # the windows strictly before (key is sorted and unique)
-        usual = np.maximum(_range_max(completed, d_lo, d_hi), window_s)
+        # Only the first gap ending in the history can have begun before it: take it apart.
+        nxt = np.minimum.accumulate(np.where(ended, np.arange(len(dv)), len(dv))[::-1])[::-1]
+        first_end = np.r_[nxt, len(dv)][d_lo]
+        inside = first_end < d_hi
+        fe = np.minimum(first_end, len(dv) - 1)
+        history_start = (win[dv] - lag) * L
+        first_gap = np.where(inside & (gap_from[dv][fe] >= history_start), completed[fe], 0.0)
+        rest = _range_max(completed, np.minimum(first_end + 1, d_hi), d_hi)
+        usual = np.maximum(np.maximum(rest, first_gap), window_s)
         sil = silence[dv]
         excess = np.maximum(sil - usual, 0.0) / window_s
         rel["gap_vs_usual"][dv] = np.where(has_history, sil / usual, 0.0)

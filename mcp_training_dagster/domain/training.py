@@ -106,9 +106,11 @@ def new_version(now: datetime | None = None) -> str:
 
 def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20) -> TrainedModel:
     """Fit the configured detector and calibrate its threshold on the training scores."""
-    if len(windows) < min_windows:
+    # Quiet device windows are many and alike; what the detector learns from are windows with records.
+    active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
+    if active < min_windows:
         raise TrainingError(
-            f"only {len(windows)} feature windows in the training horizon; at least {min_windows} are needed "
+            f"only {active} feature windows with records in the training horizon; at least {min_windows} are needed "
             "(model.training.min_training_windows)"
         )
     X = feature_matrix(windows, MODEL_FEATURES)

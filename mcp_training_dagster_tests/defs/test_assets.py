@@ -262,7 +262,7 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     assert (scores > model.threshold).mean() == pytest.approx(settings.model.detector.contamination, abs=0.02)
 
     doc = json.loads(meta_path.read_text())
-    assert doc["model_info"]["version"] == am["version"]
+    assert doc["model_info"]["version"] == f"model_{am['version']}"  # the folder name, as the inference side wants
     assert doc["model_info"]["export_files"] == sorted([HOSTAPD, SYSTEM_35.name, SYSTEM_19.name])
     assert doc["inference_config"]["threshold"] == pytest.approx(am["threshold"])
     assert doc["inference_config"]["score_convention"] == "higher_is_more_anomalous"
@@ -270,6 +270,35 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     mm = md(materializations(result, "model_metadata")[0])
     assert mm["version"] == am["version"]
     assert mm["export_files"] == 3
+
+    # Evaluation: injected episodes in the held-out part of the real stream, figures with their source.
+    ed = md(materializations(result, "evaluation_dataset")[0])
+    assert ed["source"] == "injected" and ed["anomalous_windows"] > 0
+    basic = doc["evaluation_info"]["basic_metrics"]
+    assert doc["evaluation_info"]["source"] == "injected"
+    assert {"f1_score", "precision", "recall", "roc_auc", "pr_auc", "threshold_value"} <= set(basic)
+    assert basic["threshold_value"] == pytest.approx(am["threshold"])
+    me = md(materializations(result, "model_evaluation")[0])
+    assert me["pr_auc"] == pytest.approx(basic["pr_auc"]) and me["source"] == "injected"
+    assert checks["meets_quality_gates"].passed and checks["not_worse_than_production"].passed
+
+    # Package: registered, promoted (first model), in the inference contract's layout.
+    pkg = md(materializations(result, "model_package")[0])
+    assert pkg["version"] == am["version"] and pkg["promoted"] is True and pkg["production"] == am["version"]
+    folder = Path(pkg["package_path"])
+    assert folder.name == f"model_{am['version']}" and folder.parent == settings.models_dir
+    for name in ("model.joblib", "metadata.json", "deployment_manifest.json", "README.md", "requirements.txt",
+                 "validate_model.py", "score_export.py"):
+        assert (folder / name).is_file(), name
+    assert Path(pkg["package_zip"]).name == f"model_{am['version']}_deployment.zip"
+    assert (settings.models_dir / f"model_{am['version']}_agent5" / "metadata.json").is_file()
+    assert "### Evaluation" in pkg["model_card"]
+
+    # The production model's verdict on a newly ingested export.
+    verdict = run_ingest(defs, instance, HOSTAPD)
+    va = md(materializations(verdict, "export_anomalies")[0])
+    assert va["production_version"] == am["version"]
+    assert 0 < va["flagged"] < va["dagster/row_count"]
 
 
 def test_train_job_fails_clearly_with_too_little_data(defs, instance, landing):

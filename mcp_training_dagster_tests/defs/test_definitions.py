@@ -19,7 +19,13 @@ ASSET_KEYS = {
     "training_windows",
     "anomaly_model",
     "model_metadata",
+    "agent_model",
+    "evaluation_dataset",
+    "model_evaluation",
+    "model_package",
+    "export_anomalies",
 }
+FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies"}
 
 
 def _specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
@@ -45,8 +51,13 @@ def test_lineage(defs):
     assert deps["quarantined_records"] == {"raw_export"}
     assert deps["export_windows"] == {"validated_records"}
     assert deps["training_windows"] == {"validated_records"}
-    assert deps["anomaly_model"] == {"training_windows"}
+    assert deps["evaluation_dataset"] == {"validated_records"}
+    assert deps["anomaly_model"] == {"training_windows", "evaluation_dataset"}
+    assert deps["agent_model"] == {"validated_records", "evaluation_dataset"}
     assert deps["model_metadata"] == {"anomaly_model"}
+    assert deps["model_evaluation"] == {"anomaly_model", "evaluation_dataset"}
+    assert deps["model_package"] == {"anomaly_model", "model_metadata", "model_evaluation", "agent_model"}
+    assert deps["export_anomalies"] == {"export_windows"}
 
 
 def test_every_asset_is_documented_and_owned(defs):
@@ -70,7 +81,8 @@ def test_partitioning_and_automation(defs):
     for name in ("raw_export", "validated_records", "quarantined_records", "export_windows"):
         assert isinstance(specs[name].partitions_def, dg.DynamicPartitionsDefinition), name
         assert specs[name].partitions_def.name == "export_files"
-    for name in ("training_windows", "anomaly_model", "model_metadata"):
+    assert specs["export_anomalies"].partitions_def.name == "export_files"
+    for name in FAN_IN:
         assert specs[name].partitions_def is None, name
         assert specs[name].automation_condition is not None, f"{name} is never retrained automatically"
 
@@ -84,7 +96,7 @@ def test_sensors_present_and_running_by_default(defs):
     retrain = defs.resolve_sensor_def("retrain_automation_sensor")
     assert isinstance(retrain, dg.AutomationConditionSensorDefinition)
     targeted = retrain.asset_selection.resolve(defs.resolve_asset_graph())
-    assert {k.to_user_string() for k in targeted} == {"training_windows", "anomaly_model", "model_metadata"}
+    assert {k.to_user_string() for k in targeted} == FAN_IN
 
 
 def test_jobs_resolve(defs):
@@ -92,8 +104,8 @@ def test_jobs_resolve(defs):
     train_job = defs.resolve_job_def("train_job")
     ingest_keys = {k.to_user_string() for k in ingest_job.asset_layer.executable_asset_keys}
     train_keys = {k.to_user_string() for k in train_job.asset_layer.executable_asset_keys}
-    assert ingest_keys == {"raw_export", "validated_records", "quarantined_records", "export_windows"}
-    assert train_keys == {"training_windows", "anomaly_model", "model_metadata"}
+    assert ingest_keys == {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies"}
+    assert train_keys == FAN_IN
     assert ingest_job.partitions_def is not None and ingest_job.partitions_def.name == "export_files"
 
 

@@ -144,7 +144,7 @@ def test_local_outlier_factor_flags_extreme_window(windows: pd.DataFrame, lof: T
 
 def test_too_few_windows(windows: pd.DataFrame) -> None:
     with pytest.raises(TrainingError) as info:
-        train_model(windows.iloc[:5], DetectorConfig(), window_minutes=5, min_windows=20)
+        train_model(windows[windows["n_records"] > 0].iloc[:5], DetectorConfig(), window_minutes=5, min_windows=20)
     msg = str(info.value)
     assert "only 5 feature windows" in msg
     assert "20" in msg
@@ -154,6 +154,13 @@ def test_too_few_windows(windows: pd.DataFrame) -> None:
 def test_empty_windows_rejected() -> None:
     with pytest.raises(TrainingError, match="only 0 feature windows"):
         train_model(build_windows(pd.DataFrame()), DetectorConfig(), window_minutes=5)
+
+
+def test_quiet_windows_do_not_count_towards_the_minimum(windows: pd.DataFrame) -> None:
+    active = windows[windows["n_records"] > 0].head(5)
+    quiet = windows[windows["n_records"] == 0].head(100)
+    with pytest.raises(TrainingError, match="only 5 feature windows with records"):
+        train_model(pd.concat([active, quiet]), DetectorConfig(), window_minutes=5, min_windows=20)
 
 
 def test_missing_feature_columns_rejected(windows: pd.DataFrame) -> None:
@@ -177,7 +184,7 @@ def test_new_version_sorts_by_time() -> None:
 
 
 def test_trained_models_get_distinct_versions(windows: pd.DataFrame) -> None:
-    small = windows.iloc[:40]
+    small = windows[windows["n_records"] > 0].iloc[:40]
     det = DetectorConfig(isolation_forest={"n_estimators": 10})
     a = train_model(small, det, window_minutes=5)
     b = train_model(small, det, window_minutes=5)

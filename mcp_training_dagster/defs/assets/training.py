@@ -5,27 +5,74 @@ from datetime import timedelta
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION
+from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.features import FEATURE_DOCS
-from mcp_training_dagster.domain.training import TrainedModel, TrainingError, train_model
+from mcp_training_dagster.domain.evaluation import EvaluationSet
+from mcp_training_dagster.domain.scoring import score_table
+from mcp_training_dagster.domain.training import (
+    AgentModel,
+    TrainedModel,
+    TrainingError,
+    horizon_filter,
+    metadata_document,
+    train_agent_variant,
+    train_and_select,
+    union_records,
+)
 from mcp_training_dagster.settings import get_settings
 
 OWNERS = ["team:ml-platform"]
 _MAX_AGE = timedelta(hours=get_settings().training.model_max_age_hours)
 
 
-def model_card(model: TrainedModel) -> str:
-    params = model.detector.model_dump()
+def _metrics_table(ev: dict | None) -> str:
+    if not ev:
+        return "_No evaluation data: no labelled records and nothing to inject into._\n"
+    rows = []
+    for name, m in [("all windows", ev["overall"]), *[(f"{k} windows", v) for k, v in ev["by_kind"].items()]]:
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        pr = "n/a" if m["pr_auc"] is None else f"{m['pr_auc']:.3f}"
+        rows.append(f"| {name} | {m['n_windows']} | {m['n_anomalous']} | {m['precision']:.3f} | {m['recall']:.3f} "
+                    f"| {m['f1_score']:.3f} | {auc} | {pr} |")
+    scen = ", ".join(f"{k} {v:.2f}" for k, v in ev["recall_by_scenario"].items()) or "n/a"
+    benign = ", ".join(f"{k} {v:.2f}" for k, v in ev["benign_flag_rate"].items()) or "n/a"
+    d = ev["data"]
+    return (
+        f"Source **{d['source']}**: {d['description']} ({d['windows']} windows, {d['anomalous_windows']} anomalous).\n\n"
+        "| windows | n | anomalous | precision | recall | F1 | ROC-AUC | PR-AUC |\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\nDevice-window recall per scenario: {scen}.  \nFlag rate on benign lookalikes: {benign}.\n"
+    )
+
+
+def model_card(model: TrainedModel, top_windows: pd.DataFrame | None = None) -> str:
+    params = model.detector.model_dump(mode="json")
     kind = model.detector.kind
     rows = "\n".join(f"| {k} | {v} |" for k, v in {**params.get(kind, {}), "contamination": params["contamination"]}.items())
+    top = ""
+    if top_windows is not None and len(top_windows):
+        lines = "\n".join(
+            f"| {r.window_start} | {r.device_id} | {r.entity_kind} `{r.entity}` | {r.score:.4f} | {r.reasons or '-'} |"
+            for r in top_windows.itertuples(index=False)
+        )
+        top = ("\n### Most anomalous training windows, and what drove them\n\n"
+               "| window | device | entity | score | features furthest above normal (value, +standard units) |\n"
+               f"|---|---|---|---|---|\n{lines}\n")
+    sel = model.selection or {}
     return (
         f"## {kind} `{model.version}`\n\n"
         f"Trained {model.trained_at} on {model.n_windows} windows ({model.windows_by_kind}) "
-        f"spanning {model.data_start} .. {model.data_end}, in {model.training_seconds:.2f} s.\n\n"
-        f"**Threshold** {model.threshold:.6f}, convention `{model.score_convention}`: {model.score_definition}.\n\n"
-        f"Fraction of training windows above the threshold: {model.training_flag_rate:.3%} "
-        "(a calibration diagnostic, not an accuracy figure: there are no labels here).\n\n"
+        f"spanning {model.data_start} .. {model.data_end}, in {model.training_seconds:.2f} s. "
+        f"{len(model.feature_names)} features per window (see metadata.json `feature_descriptions`).\n\n"
+        f"**Threshold** {model.threshold:.6f}, convention `{model.score_convention}`: {model.score_definition}. "
+        "`predict()` returns -1 exactly for those windows.\n\n"
+        "### Evaluation (held-out data with known labels; fitted before the split, never on it)\n\n"
+        f"{_metrics_table(model.evaluation)}\n"
+        f"Detector selection: {sel.get('criterion', 'n/a')}; candidates {sel.get('candidates', {})}.\n\n"
+        "### Diagnostics (unsupervised, not accuracy)\n\n"
+        f"Fraction of training windows above the threshold: {model.training_flag_rate:.3%}; "
+        f"{ {k: v for k, v in (model.diagnostics or {}).items() if k != 'score_quantiles'} }\n"
+        f"{top}\n"
         f"| parameter | value |\n|---|---|\n{rows}\n"
     )
 
@@ -36,7 +83,7 @@ def model_card(model: TrainedModel) -> str:
     kinds={"scikitlearn", "joblib"},
     owners=OWNERS,
     tags={"stage": "training"},
-    code_version="1",
+    code_version="2",
     automation_condition=RETRAIN_CONDITION,
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=_MAX_AGE),
     check_specs=[
@@ -51,33 +98,47 @@ def model_card(model: TrainedModel) -> str:
         "threshold calibrated on the training scores; higher score = more anomalous."
     ),
 )
-def anomaly_model(context: dg.AssetExecutionContext, settings: PipelineSettings, training_windows: pd.DataFrame):
+def anomaly_model(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    training_windows: pd.DataFrame,
+    evaluation_dataset: EvaluationSet,
+):
     cfg = settings.get()
+    m = cfg.model
     try:
-        model = train_model(
+        model = train_and_select(
             training_windows,
-            cfg.model.detector,
-            window_minutes=cfg.model.windows.length_minutes,
-            min_windows=cfg.model.training.min_training_windows,
+            m.detector,
+            evaluation_dataset,
+            window_minutes=m.windows.length_minutes,
+            min_windows=m.training.min_training_windows,
+            split_fraction=m.evaluation.split_fraction,
+            stability_seeds=m.evaluation.stability_seeds,
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    context.log.info(f"trained {model.version} in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}")
+    top = score_table(training_windows, model.pipeline, model.threshold, model.feature_names).head(8)
+    context.log.info(f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}")
+    overall = (model.evaluation or {}).get("overall", {})
     yield dg.Output(
         model,
         metadata={
             "version": model.version,
-            "detector": cfg.model.detector.kind,
+            "detector": model.detector.kind,
             "n_windows": model.n_windows,
             "training_seconds": model.training_seconds,
             "threshold": model.threshold,
             "score_convention": model.score_convention,
             "training_flag_rate": model.training_flag_rate,
-            "parameters": dg.MetadataValue.json(cfg.model.detector.model_dump()),
-            "model_card": dg.MetadataValue.md(model_card(model)),
+            **{f"eval_{k}": float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")
+               if overall.get(k) is not None},
+            "selection": dg.MetadataValue.json(model.selection or {}),
+            "parameters": dg.MetadataValue.json(model.detector.model_dump(mode="json")),
+            "model_card": dg.MetadataValue.md(model_card(model, top)),
         },
     )
-    c = cfg.model.detector.contamination
+    c = m.detector.contamination
     yield dg.AssetCheckResult(
         check_name="threshold_calibrated",
         passed=c / 2 <= model.training_flag_rate <= c * 2,
@@ -86,58 +147,17 @@ def anomaly_model(context: dg.AssetExecutionContext, settings: PipelineSettings,
     )
 
 
-def metadata_document(model: TrainedModel, export_files: list[str]) -> dict:
-    """The metadata.json shape the inference side reads (evaluation comes from the evaluation stage)."""
-    return {
-        "model_info": {
-            "version": model.version,
-            "created_at": model.trained_at,
-            "model_type": type(model.pipeline.named_steps["detector"]).__name__,
-            "model_name": "WiFiAnomalyWindows",
-            "description": "Window-level WiFi anomaly detector trained on router log exports",
-            "training_source": "export_data",
-            "export_files": export_files,
-        },
-        "training_info": {
-            "training_samples": model.n_windows,
-            "n_samples": model.n_windows,
-            "windows_by_kind": model.windows_by_kind,
-            "feature_names": list(model.feature_names),
-            "feature_descriptions": {k: FEATURE_DOCS[k] for k in model.feature_names},
-            "feature_count": len(model.feature_names),
-            "window_minutes": model.window_minutes,
-            "model_parameters": model.detector.model_dump(),
-            "training_duration": model.training_seconds,
-            "data_start": model.data_start,
-            "data_end": model.data_end,
-            "library_versions": model.library_versions,
-        },
-        "inference_config": {
-            "threshold": model.threshold,
-            "score_convention": model.score_convention,
-            "score_definition": model.score_definition,
-        },
-        "diagnostics": {
-            "training_flag_rate": model.training_flag_rate,
-            "score_quantiles": model.score_quantiles,
-            "note": "unsupervised diagnostics on the training windows; not accuracy",
-        },
-        "evaluation_info": {"status": "not_evaluated"},
-        "deployment_info": {"status": "available", "deployed_at": None, "deployed_by": None},
-    }
-
-
 @dg.asset(
     group_name="training",
     io_manager_key="json_io_manager",
     kinds={"json"},
     owners=OWNERS,
     tags={"stage": "training"},
-    code_version="1",
+    code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
     description="metadata.json of the current model: version, features, parameters, threshold and its sign convention.",
 )
-def model_metadata(context: dg.AssetExecutionContext, anomaly_model: TrainedModel) -> dg.Output[dict]:
+def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings, anomaly_model: TrainedModel) -> dg.Output[dict]:
     # The exports behind the model come from training_windows' own materialisation record (lineage),
     # so the windows table itself does not have to carry file names.
     event = context.instance.get_latest_materialization_event(dg.AssetKey("training_windows"))
@@ -145,8 +165,45 @@ def model_metadata(context: dg.AssetExecutionContext, anomaly_model: TrainedMode
     if event is not None and event.asset_materialization is not None:
         entry = event.asset_materialization.metadata.get("exports_in_horizon")
         files = list(entry.value) if entry is not None else []
-    doc = metadata_document(anomaly_model, export_files=files)
+    cfg = settings.get()
+    doc = metadata_document(anomaly_model, export_files=files, spec=window_spec(cfg), service_timezone=cfg.training.service_timezone,
+                            extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes))
     return dg.Output(
         doc,
         metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"])},
     )
+
+
+@dg.asset(
+    group_name="training",
+    io_manager_key="model_io_manager",
+    kinds={"scikitlearn", "joblib"},
+    owners=OWNERS,
+    tags={"stage": "training"},
+    code_version="1",
+    automation_condition=RETRAIN_CONDITION,
+    description=(
+        "The variant for today's inference agent: an unscaled IsolationForest on exactly the agent's 5-value window "
+        "vector [log_count, error_count, warning_count, 0, 0] of hostapd/wpa_supplicant records."
+    ),
+)
+def agent_model(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    validated_records: dict[str, pd.DataFrame],
+    evaluation_dataset: EvaluationSet,
+) -> dg.Output[AgentModel]:
+    cfg = settings.get()
+    records, _ = union_records(validated_records)
+    in_horizon, _ = horizon_filter(records, cfg.training.training_horizon_days)
+    try:
+        model = train_agent_variant(in_horizon, evaluation_dataset, window_minutes=cfg.model.windows.length_minutes,
+                                    contamination=cfg.model.agent_variant.contamination,
+                                    random_state=cfg.model.detector.random_state)
+    except TrainingError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    overall = (model.evaluation or {}).get("overall", {})
+    return dg.Output(model, metadata={
+        "threshold": model.threshold, "n_windows": len(model.vectors),
+        **{f"eval_{k}": float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score") if overall.get(k) is not None},
+    })

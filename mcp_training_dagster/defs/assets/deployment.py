@@ -1,0 +1,125 @@
+"""Deployment stage: the registered package (and its promotion), and the production model's verdict per export."""
+
+import pandas as pd
+
+import dagster as dg
+from mcp_training_dagster.defs.assets.training import model_card
+from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain.packaging import load_package
+from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.domain.scoring import SCORE_COLUMNS, score_table
+from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
+from mcp_training_dagster.domain.packaging import build_package
+from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
+
+OWNERS = ["team:ml-platform"]
+
+
+def gates_passed(report: dict, gates: dict) -> bool:
+    overall = (report.get("evaluation") or {}).get("overall") or {}
+    f1, auc = overall.get("f1_score") or 0.0, overall.get("roc_auc") or 0.0
+    if f1 < gates["min_f1"] or auc < gates["min_roc_auc"]:
+        return False
+    prod = report.get("production") or {}
+    if "overall" in prod:
+        new_pr = report["deployed_model_on_same_data"].get("pr_auc") or 0.0
+        return new_pr >= (prod["overall"].get("pr_auc") or 0.0) - gates["max_regression"]
+    return True
+
+
+def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict) -> dict:
+    """The agent variant's own package (``model_<version>_agent5``); ready only when its own figures pass the gates."""
+    gates = cfg.model.evaluation
+    overall = (agent.evaluation or {}).get("overall") or {}
+    ready = bool(overall) and (overall.get("f1_score") or 0) >= gates.min_f1 and (overall.get("roc_auc") or 0) >= gates.min_roc_auc
+    version = agent_version(model.version)
+    metadata = agent_metadata(
+        version=version, estimator=agent.estimator, threshold=agent.threshold, vectors=agent.vectors,
+        basic_metrics={k: overall.get(k) for k in BASIC_METRICS if overall.get(k) is not None} or {"f1_score": 0.0, "roc_auc": 0.0},
+        contamination=cfg.model.agent_variant.contamination, window_minutes=cfg.model.windows.length_minutes,
+        evaluation=agent.evaluation, export_files=window_metadata["model_info"]["export_files"],
+        training_duration=agent.training_seconds, service_timezone=cfg.training.service_timezone,
+    )
+    info = build_package(cfg.models_dir, version, agent.estimator, metadata, model_card_md=agent_model_card(metadata),
+                         deployment_ready=ready)
+    return {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": ready,
+            "f1_score": overall.get("f1_score"), "roc_auc": overall.get("roc_auc")}
+
+
+@dg.asset(
+    group_name="deployment",
+    io_manager_key="json_io_manager",
+    kinds={"json"},
+    owners=OWNERS,
+    tags={"stage": "deployment"},
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "models/model_<version>/ and model_<version>_deployment.zip in the inference contract's layout, registered; "
+        "promoted to production when every evaluation gate passed (blocking checks on model_evaluation)."
+    ),
+)
+def model_package(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    anomaly_model: TrainedModel,
+    model_metadata: dict,
+    model_evaluation: dict,
+    agent_model: AgentModel,
+) -> dg.Output[dict]:
+    cfg = settings.get()
+    ready = gates_passed(model_evaluation, model_evaluation["gates"])
+    card = model_card(anomaly_model)
+    info = build_package(cfg.models_dir, anomaly_model.version, anomaly_model.pipeline, model_metadata,
+                         model_card_md=card, deployment_ready=ready)
+    agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata)
+    registry = ModelRegistry(cfg.models_dir)
+    promoted = False
+    if ready and cfg.training.registry.auto_promote:
+        registry.promote(info.version, by="dagster:model_package")
+        promoted = True
+    removed = registry.apply_retention(cfg.training.registry.keep_versions)
+    summary = {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": ready,
+               "promoted": promoted, "production": registry.production(), "files": list(info.files),
+               "agent_variant": agent, "removed_by_retention": removed}
+    context.log.info(f"packaged {info.version} at {info.path} (ready={ready}, promoted={promoted})")
+    return dg.Output(summary, metadata={
+        "version": info.version, "package_path": dg.MetadataValue.path(str(info.path)),
+        "package_zip": dg.MetadataValue.path(str(info.zip_path)),
+        "deployment_ready": ready, "promoted": promoted, "production": registry.production() or "none",
+        "model_card": dg.MetadataValue.md(card),
+    })
+
+
+@dg.asset(
+    partitions_def=export_files,
+    group_name="deployment",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    tags={"stage": "deployment"},
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+    description="The production model's verdict on this export: every window's score, whether it is anomalous, and why.",
+)
+def export_anomalies(context: dg.AssetExecutionContext, settings: PipelineSettings, export_windows: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    cfg = settings.get()
+    registry = ModelRegistry(cfg.models_dir)
+    version = registry.production()
+    if version is None:
+        context.log.warning("no production model yet: nothing to score with")
+        return dg.Output(pd.DataFrame(columns=list(SCORE_COLUMNS)), metadata={"production_version": "none", "flagged": 0})
+    pkg = load_package(registry.path(version))
+    ic = pkg.metadata["inference_config"]
+    table = score_table(export_windows, pkg.pipeline, float(ic["threshold"]), ic["feature_names"])
+    flagged = table[table["is_anomaly"]]
+    top = flagged.head(10)
+    lines = "\n".join(f"| {r.window_start} | {r.entity_kind} `{r.entity}` | {r.score:.4f} | {r.reasons or '-'} |"
+                      for r in top.itertuples(index=False))
+    return dg.Output(table, metadata={
+        "production_version": version,
+        "dagster/row_count": len(table),
+        "flagged": len(flagged),
+        "flag_rate": float(len(flagged) / len(table)) if len(table) else 0.0,
+        "top_anomalies": dg.MetadataValue.md("| window | entity | score | why |\n|---|---|---|---|\n" + lines if lines else "_none flagged_"),
+    })
