@@ -185,8 +185,11 @@ def train(files: tuple[Path, ...]) -> None:
             instance.add_dynamic_partitions(export_files.name, new)
         ingest = defs.resolve_job_def("ingest_job")
         for name in names:
-            event = instance.get_latest_materialization_event(dg.AssetKey("raw_export"), partition=name) if name not in new else None
-            seen = event.asset_materialization.metadata.get("sha256") if event and event.asset_materialization else None
+            records = [] if name in new else instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_export"), asset_partitions=[name]), limit=1
+            ).records
+            mat = records[0].asset_materialization if records else None
+            seen = mat.metadata.get("sha256") if mat else None
             if seen is not None and seen.value == sha256_file(settings.landing_dir / name):
                 click.echo(f"{name}: already ingested (same content), skipped")
                 continue
