@@ -486,3 +486,90 @@ def test_model_features_are_documented_columns() -> None:
     assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES)
     assert list(FEATURE_DOCS) == list(FEATURE_COLUMNS)
     assert all(isinstance(v, str) and v and "\n" not in v for v in FEATURE_DOCS.values())
+
+
+# ------------------------------------------------------- station and radio sequences
+def test_repeat_leaves_and_unannounced_joins() -> None:
+    rows = [
+        # STA_A: joins, rekeys, then rejoins WITHOUT leaving (unannounced), then is kicked three times
+        ("2025-06-01 10:00:00", "authentication", STA_A, "eth6", 6),   # first record: no previous
+        ("2025-06-01 10:00:00", "association", STA_A, "eth6", 6),      # part of the same join
+        ("2025-06-01 10:00:01", "pairwise_handshake_success", STA_A, "eth6", 6),
+        ("2025-06-01 10:01:00", "group_key_success", STA_A, "eth6", 6),
+        ("2025-06-01 10:02:00", "association", STA_A, "eth6", 6),      # unannounced (previous: rekey)
+        ("2025-06-01 10:02:00", "ap_sta_connected", STA_A, "eth6", 5),  # same join: previous is a join
+        ("2025-06-01 10:03:00", "deauthentication", STA_A, "eth6", 6),  # previous: a join
+        ("2025-06-01 10:03:00", "disassociation", STA_A, "eth6", 6),    # same disconnect (0 s later)
+        ("2025-06-01 10:03:04", "deauthentication", STA_A, "eth6", 6),  # 4 s: below the 5 s minimum
+        ("2025-06-01 10:06:00", "deauthentication", STA_A, "eth6", 6),  # kicked again: repeat (next window)
+        ("2025-06-01 10:06:30", "association", STA_A, "eth6", 6),       # rejoin after a disconnect: normal
+        ("2025-06-01 10:06:40", "disassociation", STA_A, "eth6", 6),    # previous: a join
+        # STA_C: a failed handshake, then a join (previous is a failure: announced) and a normal leave
+        ("2025-06-01 10:01:00", "pairwise_handshake_failure", STA_C, "eth7", 4),
+        ("2025-06-01 10:01:30", "association", STA_C, "eth7", 6),
+        ("2025-06-01 10:04:00", "disassociation", STA_C, "eth7", 6),
+    ]
+    w = build_windows(make_records(rows))
+    cols = ["repeat_leaves", "unannounced_joins"]
+    assert win(w, "device", "*", "2025-06-01 10:00")[cols].tolist() == [0, 1]
+    assert win(w, "device", "*", "2025-06-01 10:05")[cols].tolist() == [1, 0]
+    assert win(w, "station", STA_A, "2025-06-01 10:00")[cols].tolist() == [0, 1]
+    assert win(w, "station", STA_A, "2025-06-01 10:05")[cols].tolist() == [1, 0]
+    assert win(w, "station", STA_C, "2025-06-01 10:00")[cols].tolist() == [0, 0]
+    assert win(w, "interface", "eth6", "2025-06-01 10:00")[cols].tolist() == [0, 1]
+    assert win(w, "interface", "eth7", "2025-06-01 10:00")[cols].tolist() == [0, 0]
+
+
+def test_sequences_do_not_cross_devices_or_stations() -> None:
+    # the same MAC on two routers, and two MACs on one router: each has its own previous record
+    a = make_records([("2025-06-01 10:00:00", "deauthentication", STA_A, "eth6", 6)], device="1")
+    b = make_records([("2025-06-01 10:00:30", "deauthentication", STA_A, "eth6", 6),
+                      ("2025-06-01 10:01:00", "deauthentication", STA_C, "eth6", 6),
+                      ("2025-06-01 10:01:10", "group_key_success", STA_R, "eth6", 6),
+                      ("2025-06-01 10:01:20", "association", STA_C, "eth6", 6)], device="2")
+    b["id"] += 10
+    w = build_windows(pd.concat([a, b], ignore_index=True))
+    dev = w[w["entity_kind"] == "device"]
+    assert dev["repeat_leaves"].tolist() == [0, 0]
+    assert dev["unannounced_joins"].tolist() == [0, 0]
+
+
+def test_repeat_radio_errors() -> None:
+    rows = [
+        ("2025-06-01 10:00:10", "radio_error", None, "eth6", 3),  # a lone reset: first of the device
+        ("2025-06-01 11:00:00", "radio_error", None, "eth7", 3),  # an hour later: lone again
+        ("2025-06-01 11:00:30", "radio_error", None, "eth7", 3),  # 30 s later: a series
+        ("2025-06-01 11:04:00", "radio_error", None, "eth6", 2),  # 210 s later (other radio): still the device's series
+        ("2025-06-01 11:14:00", "radio_error", None, "eth7", 3),  # exactly 600 s later: counted
+        ("2025-06-01 11:24:01", "radio_error", None, "eth7", 3),  # 601 s later: lone
+        ("2025-06-01 11:24:05", "association", STA_A, "eth7", 6),
+    ]
+    w = build_windows(make_records(rows))
+    assert win(w, "device", "*", "2025-06-01 10:00")["repeat_radio_errors"] == 0
+    assert win(w, "device", "*", "2025-06-01 11:00")["repeat_radio_errors"] == 2
+    assert win(w, "device", "*", "2025-06-01 11:10")["repeat_radio_errors"] == 1
+    assert win(w, "device", "*", "2025-06-01 11:20")["repeat_radio_errors"] == 0
+    assert win(w, "interface", "eth7", "2025-06-01 11:00")["repeat_radio_errors"] == 1
+    assert win(w, "interface", "eth6", "2025-06-01 11:00")["repeat_radio_errors"] == 1
+    assert win(w, "station", STA_A, "2025-06-01 11:20")["repeat_radio_errors"] == 0
+
+
+def test_usual_gap_ignores_a_gap_that_began_before_the_history() -> None:
+    # one record an hour at hh:00:10 for two days, except a 5 h outage on day 1 (12:00:10 -> 17:00:10)
+    start = pd.Timestamp("2025-06-01 00:00:10")
+    hours = [h for h in range(0, 41) if not 12 < h < 17]
+    rows = [(str(start + pd.Timedelta(hours=h)), "group_key_success", STA_A, "eth6", 6) for h in hours]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",)))
+    dev = w.set_index("window_start")
+    # 12:00 on day 2: the history (from 12:00 on day 1) holds the whole outage: the usual gap is 18000 s
+    q = dev.loc[pd.Timestamp("2025-06-02 12:00")]
+    assert q["n_records"] == 1 and q["silence_before_s"] == 3600
+    assert q["gap_vs_usual"] == pytest.approx(3600 / 18000)
+    # 12:05 on day 2: the history starts at 12:05 on day 1, after the outage began: only its tail is
+    # inside, which does not count; the usual gap is the hourly one
+    q = dev.loc[pd.Timestamp("2025-06-02 12:05")]
+    assert q["n_records"] == 0 and q["silence_before_s"] == 590
+    assert q["gap_vs_usual"] == pytest.approx(590 / 3600)
+    assert q["silence_excess"] == 0 and q["silent_beyond_usual"] == 0
+    q = dev.loc[pd.Timestamp("2025-06-02 12:55")]
+    assert q["gap_vs_usual"] == pytest.approx(3590 / 3600)
