@@ -61,6 +61,9 @@ class DetectorConfig(_Strict):
         ("isolation_forest", "local_outlier_factor"),
         description="detectors fitted and compared on the evaluation; the best PR-AUC is kept (kind wins ties)",
     )
+    selection_margin: float = Field(
+        0.02, ge=0, le=1, description="PR-AUC by which another candidate must beat `kind` to replace it"
+    )
     contamination: float = Field(
         0.02, gt=0.0, lt=0.5, description="expected anomalous fraction; sets the calibrated threshold"
     )

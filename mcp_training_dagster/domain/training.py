@@ -206,13 +206,18 @@ def train_and_select(
             twins[kind] = train_model(early, detector.model_copy(update={"kind": kind}), window_minutes=window_minutes,
                                       min_windows=min_windows)
             results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].threshold, evaluation)
-    best = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind)) if results else detector.kind
+    best = detector.kind
+    if results:
+        challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
+        if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
+            best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     chosen = detector.model_copy(update={"kind": best})
     model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows)
     model.evaluation = results.get(best)
     model.selection = {
         "chosen": best,
-        "criterion": "overall window PR-AUC on the evaluation set (configured kind wins ties)",
+        "criterion": f"overall window PR-AUC on the evaluation set; another candidate replaces {detector.kind} "
+                     f"only when higher by more than {detector.selection_margin}",
         "candidates": {k: {m: r["overall"][m] for m in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")}
                        for k, r in results.items()},
         "fitted_before": str(split),

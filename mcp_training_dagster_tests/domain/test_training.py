@@ -240,3 +240,49 @@ def test_horizon_on_empty() -> None:
     empty = validated(SYSTEM_19).iloc[:0]
     kept, cutoff = horizon_filter(empty, 30)
     assert kept.empty and cutoff is None
+
+
+# ------------------------------------------------------------------- selection + evaluation
+@pytest.fixture(scope="module")
+def generated_records() -> tuple[pd.DataFrame, pd.DataFrame]:
+    from mcp_training_dagster.domain.exports import records_to_frame
+    from mcp_training_dagster.domain.scenarios import generate
+
+    data = generate(seed=5, days=4, n_devices=2, episodes_per_scenario=1, benign_per_scenario=1)
+    return validate_records(records_to_frame(data.records), "gen.json").records, data.labels
+
+
+def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated_records) -> None:
+    from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
+    from mcp_training_dagster.domain.features import WindowSpec
+    from mcp_training_dagster.domain.training import train_and_select
+
+    records, labels = generated_records
+    spec = WindowSpec()
+    windows = build_windows(records, spec)
+    split = time_split(records["timestamp"], 0.75).floor("5min")
+    data = build_evaluation_set(records, spec, split=split, labels=labels)
+    assert data.source == "labelled" and data.labels["is_anomaly"].any()
+    assert (data.windows["window_start"] >= split).all()
+
+    det = DetectorConfig(isolation_forest={"n_estimators": 50})
+    model = train_and_select(windows, det, data, window_minutes=5, stability_seeds=2)
+    assert model.n_windows == len(windows)  # the deployed model is refitted on everything
+    sel = model.selection
+    assert set(sel["candidates"]) == {"isolation_forest", "local_outlier_factor"}
+    assert sel["fitted_before"] == str(split)
+    # the kind is kept unless another candidate wins by more than the margin
+    pr = {k: v["pr_auc"] for k, v in sel["candidates"].items()}
+    expected = "local_outlier_factor" if pr["local_outlier_factor"] > pr["isolation_forest"] + det.selection_margin else "isolation_forest"
+    assert sel["chosen"] == expected == model.detector.kind
+    ev = model.evaluation
+    assert ev["data"]["source"] == "labelled" and ev["data"]["windows"] == len(data.windows)
+    assert ev["overall"]["pr_auc"] == pytest.approx(pr[expected])
+    d = model.diagnostics
+    assert "accuracy" not in json_keys(d) and d["note"] == "unsupervised diagnostics, not accuracy"
+    if expected == "isolation_forest":
+        assert d["seed_stability"]["seeds"] == 2
+
+
+def json_keys(obj) -> set[str]:
+    return set(obj) | {k for v in obj.values() if isinstance(v, dict) for k in json_keys(v)} if isinstance(obj, dict) else set()
