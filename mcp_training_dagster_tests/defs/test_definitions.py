@@ -56,7 +56,7 @@ def test_lineage(defs):
     assert deps["agent_model"] == {"validated_records", "evaluation_dataset"}
     assert deps["model_metadata"] == {"anomaly_model"}
     assert deps["model_evaluation"] == {"anomaly_model", "evaluation_dataset"}
-    assert deps["model_package"] == {"anomaly_model", "model_metadata", "model_evaluation", "agent_model"}
+    assert deps["model_package"] == {"anomaly_model", "model_metadata", "model_evaluation", "agent_model", "training_windows"}
     assert deps["export_anomalies"] == {"export_windows"}
 
 

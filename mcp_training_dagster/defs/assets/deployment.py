@@ -3,7 +3,7 @@
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.training import model_card
+from mcp_training_dagster.defs.assets.training import model_card, top_windows
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.packaging import load_package
@@ -67,10 +67,11 @@ def model_package(
     model_metadata: dict,
     model_evaluation: dict,
     agent_model: AgentModel,
+    training_windows: pd.DataFrame,
 ) -> dg.Output[dict]:
     cfg = settings.get()
     ready = gates_passed(model_evaluation, model_evaluation["gates"])
-    card = model_card(anomaly_model)
+    card = model_card(anomaly_model, top_windows(anomaly_model, training_windows))
     info = build_package(cfg.models_dir, anomaly_model.version, anomaly_model.pipeline, model_metadata,
                          model_card_md=card, deployment_ready=ready)
     agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata)

@@ -45,6 +45,11 @@ def _metrics_table(ev: dict | None) -> str:
     )
 
 
+def top_windows(model: TrainedModel, windows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
+    """The most anomalous training windows with the features that drove them (for the model card)."""
+    return score_table(windows, model.pipeline, model.threshold, model.feature_names).head(n)
+
+
 def model_card(model: TrainedModel, top_windows: pd.DataFrame | None = None) -> str:
     params = model.detector.model_dump(mode="json")
     kind = model.detector.kind
@@ -118,7 +123,7 @@ def anomaly_model(
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    top = score_table(training_windows, model.pipeline, model.threshold, model.feature_names).head(8)
+    card = model_card(model, top_windows(model, training_windows))
     context.log.info(f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}")
     overall = (model.evaluation or {}).get("overall", {})
     yield dg.Output(
@@ -135,7 +140,7 @@ def anomaly_model(
                if overall.get(k) is not None},
             "selection": dg.MetadataValue.json(model.selection or {}),
             "parameters": dg.MetadataValue.json(model.detector.model_dump(mode="json")),
-            "model_card": dg.MetadataValue.md(model_card(model, top)),
+            "model_card": dg.MetadataValue.md(card),
         },
     )
     c = m.detector.contamination
