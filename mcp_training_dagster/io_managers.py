@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -26,6 +26,8 @@ import joblib
 import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
+
+from mcp_training_dagster.domain.packaging import write_atomic
 
 
 def _is_local(path: UPath) -> bool:
@@ -35,17 +37,7 @@ def _is_local(path: UPath) -> bool:
 def atomic_write_bytes(path: UPath, writer: Any) -> None:
     """Call ``writer(fileobj)`` so that ``path`` appears complete or not at all."""
     if _is_local(path):
-        target = os.fspath(path)
-        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as fh:
-                writer(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(Path(os.fspath(path)), writer)
     else:
         with path.open("wb") as fh:
             writer(fh)

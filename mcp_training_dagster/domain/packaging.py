@@ -48,6 +48,7 @@ from typing import Any, BinaryIO
 import joblib
 import numpy as np
 
+from mcp_training_dagster.domain.exports import sha256_file
 from mcp_training_dagster.domain.features import WindowSpec
 from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION
 
@@ -124,14 +125,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -142,9 +135,7 @@ def _fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, writer: Callable[[BinaryIO], None] | bytes) -> None:
     """``path`` appears complete or not at all: written to a hidden sibling, fsynced, renamed.
-
-    (``io_managers.atomic_write_bytes`` does the same but lives in a module that imports dagster;
-    domain code stays free of it.)"""
+    (The IO managers use this too for local paths.)"""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
