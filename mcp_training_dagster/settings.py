@@ -105,7 +105,6 @@ class EvaluationConfig(_Strict):
 
 
 class AgentVariantConfig(_Strict):
-    enabled: bool = True
     contamination: float = Field(0.02, gt=0.0, lt=0.5)
 
 
