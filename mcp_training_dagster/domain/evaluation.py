@@ -162,6 +162,18 @@ class EvaluationSet:
         return {"source": self.source, "description": self.description, "split_time": self.split_time, **self.size}
 
 
+def meets_quality_gates(overall: dict[str, Any] | None, min_f1: float, min_roc_auc: float) -> bool:
+    """Held-out figures exist and reach the configured F1 and ROC-AUC (the inference side's own limits)."""
+    if not overall:
+        return False
+    return (overall.get("f1_score") or 0.0) >= min_f1 and (overall.get("roc_auc") or 0.0) >= min_roc_auc
+
+
+def not_worse_than(new_pr_auc: float | None, production_pr_auc: float | None, max_regression: float) -> bool:
+    """PR-AUC on the same data at most ``max_regression`` below production's (no production: passes)."""
+    return production_pr_auc is None or (new_pr_auc or 0.0) >= production_pr_auc - max_regression
+
+
 def evaluate_on(scores: np.ndarray, threshold: float, data: EvaluationSet) -> dict[str, Any]:
     """Figures with their data attached: nothing here is meaningful without source and size."""
     return {"data": data.summary(), **evaluate_scores(data.labels, scores, threshold)}

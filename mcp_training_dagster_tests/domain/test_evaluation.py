@@ -9,6 +9,8 @@ import pytest
 from mcp_training_dagster.domain.evaluation import (
     binary_metrics,
     evaluate_scores,
+    meets_quality_gates,
+    not_worse_than,
     score_diagnostics,
     time_split,
     usual_gap,
@@ -110,3 +112,12 @@ def test_diagnostics_are_not_called_accuracy() -> None:
     assert "accuracy" not in str(d).lower().replace("not accuracy", "")
     assert d["training_flag_rate"] == pytest.approx(0.02, abs=0.005)
     assert d["seed_stability"]["spearman_min"] > 0.99
+
+
+def test_gates() -> None:
+    assert meets_quality_gates({"f1_score": 0.5, "roc_auc": 0.6}, 0.5, 0.6)
+    assert not meets_quality_gates({"f1_score": 0.49, "roc_auc": 0.9}, 0.5, 0.6)
+    assert not meets_quality_gates({"f1_score": 0.9, "roc_auc": None}, 0.5, 0.6)  # missing counts as 0
+    assert not meets_quality_gates(None, 0.0, 0.0)  # no held-out figures: never ready
+    assert not_worse_than(0.80, None, 0.02)  # no production model yet
+    assert not_worse_than(0.78, 0.80, 0.02) and not not_worse_than(0.77, 0.80, 0.02)

@@ -6,33 +6,21 @@ import dagster as dg
 from mcp_training_dagster.defs.assets.training import model_card, top_windows
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.packaging import load_package
+from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
+from mcp_training_dagster.domain.evaluation import meets_quality_gates
+from mcp_training_dagster.domain.packaging import build_package, load_package
 from mcp_training_dagster.domain.registry import ModelRegistry
 from mcp_training_dagster.domain.scoring import SCORE_COLUMNS, score_table
-from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
-from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
 
 OWNERS = ["team:ml-platform"]
-
-
-def gates_passed(report: dict, gates: dict) -> bool:
-    overall = (report.get("evaluation") or {}).get("overall") or {}
-    f1, auc = overall.get("f1_score") or 0.0, overall.get("roc_auc") or 0.0
-    if f1 < gates["min_f1"] or auc < gates["min_roc_auc"]:
-        return False
-    prod = report.get("production") or {}
-    if "overall" in prod:
-        new_pr = report["deployed_model_on_same_data"].get("pr_auc") or 0.0
-        return new_pr >= (prod["overall"].get("pr_auc") or 0.0) - gates["max_regression"]
-    return True
 
 
 def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict) -> dict:
     """The agent variant's own package (``model_<version>_agent5``); ready only when its own figures pass the gates."""
     gates = cfg.model.evaluation
     overall = (agent.evaluation or {}).get("overall") or {}
-    ready = bool(overall) and (overall.get("f1_score") or 0) >= gates.min_f1 and (overall.get("roc_auc") or 0) >= gates.min_roc_auc
+    ready = meets_quality_gates(overall, gates.min_f1, gates.min_roc_auc)
     version = agent_version(model.version)
     metadata = agent_metadata(
         version=version, estimator=agent.estimator, threshold=agent.threshold, vectors=agent.vectors,
@@ -70,7 +58,7 @@ def model_package(
     training_windows: pd.DataFrame,
 ) -> dg.Output[dict]:
     cfg = settings.get()
-    ready = gates_passed(model_evaluation, model_evaluation["gates"])
+    ready = bool(model_evaluation["deployment_ready"])
     card = model_card(anomaly_model, top_windows(anomaly_model, training_windows))
     info = build_package(cfg.models_dir, anomaly_model.version, anomaly_model.pipeline, model_metadata,
                          model_card_md=card, deployment_ready=ready)

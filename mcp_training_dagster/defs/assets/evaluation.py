@@ -5,7 +5,14 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, evaluate_on, time_split
+from mcp_training_dagster.domain.evaluation import (
+    EvaluationSet,
+    build_evaluation_set,
+    evaluate_on,
+    meets_quality_gates,
+    not_worse_than,
+    time_split,
+)
 from mcp_training_dagster.domain.features import KEY_COLUMNS, empty_windows
 from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
 from mcp_training_dagster.domain.packaging import load_package
@@ -105,6 +112,13 @@ def model_evaluation(
     overall = (ev or {}).get("overall", {})
     deployed = evaluate_on(anomaly_model.score(evaluation_dataset.windows), anomaly_model.threshold, evaluation_dataset)
     prod = production_figures(cfg.models_dir, evaluation_dataset)
+    # Compare like with like: the new deployed model and production, both scored on this data.
+    new_pr = deployed["overall"].get("pr_auc") or 0.0
+    prod_pr = None if not prod or "overall" not in prod else (prod["overall"].get("pr_auc") or 0.0)
+    passed = {
+        "meets_quality_gates": meets_quality_gates(overall, gates.min_f1, gates.min_roc_auc),
+        "not_worse_than_production": not_worse_than(new_pr, prod_pr, gates.max_regression),
+    }
     report = {
         "version": anomaly_model.version,
         "evaluation": ev,
@@ -113,6 +127,8 @@ def model_evaluation(
         "selection": anomaly_model.selection,
         "diagnostics": anomaly_model.diagnostics,
         "gates": gates.model_dump(),
+        "gates_passed": passed,
+        "deployment_ready": all(passed.values()),
     }
     f1, auc = overall.get("f1_score") or 0.0, overall.get("roc_auc") or 0.0
     metadata = {k: float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall") if overall.get(k) is not None}
@@ -123,15 +139,12 @@ def model_evaluation(
                                       "production_version": (prod or {}).get("version", "")})
     yield dg.AssetCheckResult(
         check_name="meets_quality_gates",
-        passed=bool(ev) and f1 >= gates.min_f1 and auc >= gates.min_roc_auc,
+        passed=passed["meets_quality_gates"],
         metadata={"f1_score": f1, "roc_auc": auc, "min_f1": gates.min_f1, "min_roc_auc": gates.min_roc_auc},
     )
-    # Compare like with like: the new deployed model and production, both scored on this data.
-    new_pr = deployed["overall"].get("pr_auc") or 0.0
-    prod_pr = None if not prod or "overall" not in prod else (prod["overall"].get("pr_auc") or 0.0)
     yield dg.AssetCheckResult(
         check_name="not_worse_than_production",
-        passed=prod_pr is None or new_pr >= prod_pr - gates.max_regression,
+        passed=passed["not_worse_than_production"],
         metadata={"new_pr_auc": new_pr, "production_pr_auc": prod_pr if prod_pr is not None else "none",
                   "production_version": (prod or {}).get("version", "none"), "max_regression": gates.max_regression},
     )
