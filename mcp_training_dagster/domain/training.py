@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, FEATURE_DOCS, KEY_COLUMNS, MODEL_FEATURES, WindowSpec
+from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
 from mcp_training_dagster.domain.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import DetectorConfig
@@ -91,7 +91,7 @@ class TrainedModel:
         return self.score(windows) > self.threshold
 
 
-def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...] = FEATURE_COLUMNS) -> np.ndarray:
+def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
     try:
         return _matrix(windows, names)
     except ValueError as exc:
@@ -143,14 +143,6 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
         version=new_version(),
         library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__},
     )
-
-
-def score_windows(model: TrainedModel, windows: pd.DataFrame) -> pd.DataFrame:
-    """Window keys with score and verdict, most anomalous first."""
-    out = windows.loc[:, list(KEY_COLUMNS)].copy()
-    out["score"] = model.score(windows) if len(windows) else np.empty(0)
-    out["is_anomaly"] = out["score"] > model.threshold
-    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataFrame, pd.Timestamp | None]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, KEY_COLUMNS, MODEL_FEATURES, build_windows
+from mcp_training_dagster.domain.features import FEATURE_COLUMNS, MODEL_FEATURES, build_windows
 from mcp_training_dagster.domain.training import (
     SCORE_CONVENTION,
     TrainedModel,
@@ -17,10 +17,10 @@ from mcp_training_dagster.domain.training import (
     feature_matrix,
     horizon_filter,
     new_version,
-    score_windows,
     train_model,
     union_records,
 )
+from mcp_training_dagster.domain.scoring import SCORE_COLUMNS, score_table
 from mcp_training_dagster.domain.validation import check_schema, validate_records
 from mcp_training_dagster.settings import DetectorConfig
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
@@ -111,8 +111,8 @@ def test_predict_consistent_with_score(model: TrainedModel, lof: TrainedModel, w
 
 def test_score_windows_sorted_most_anomalous_first(model: TrainedModel, windows: pd.DataFrame) -> None:
     both = pd.concat([windows, extreme_window(windows)], ignore_index=True)
-    out = score_windows(model, both)
-    assert list(out.columns) == [*KEY_COLUMNS, "score", "is_anomaly"]
+    out = score_table(both, model.pipeline, model.threshold, model.feature_names)
+    assert list(out.columns) == list(SCORE_COLUMNS)
     assert len(out) == len(both)
     assert out["score"].is_monotonic_decreasing
     assert (out["is_anomaly"] == (out["score"] > model.threshold)).all()
