@@ -61,13 +61,14 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
 
 retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
     "retrain_automation_sensor",
-    # The fan-in side of the graph; per-file assets (export_windows, export_anomalies) run in ingest_job.
+    # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file.
     target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment")
-    - dg.AssetSelection.assets("export_windows", "export_anomalies"),
+    - dg.AssetSelection.assets("export_windows"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
     description=(
         "Retrains when validated data changes: training windows and evaluation data -> model selection and "
-        "training -> evaluation gates -> registered (and promoted) package."
+        "training -> evaluation gates -> registered (and promoted) package -> production model -> every export's "
+        "verdicts re-scored."
     ),
 )

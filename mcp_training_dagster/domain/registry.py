@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_training_dagster.domain.packaging import (
+    AGENT_SUFFIX,
     DIR_PREFIX,
     MANIFEST_FILE,
     METADATA_FILE,
@@ -207,6 +208,17 @@ class ModelRegistry:
             )
         return entries
 
+    def find_by_fingerprint(self, fingerprint: str) -> str | None:
+        """The newest version trained on exactly these inputs (``training_info.input_fingerprint``), if any."""
+        for bare in self.versions():
+            try:
+                info = _read_json(self._dir(bare) / METADATA_FILE).get("training_info")
+            except (OSError, ValueError):
+                continue
+            if isinstance(info, dict) and info.get("input_fingerprint") == fingerprint:
+                return bare
+        return None
+
     def show(self, version: str) -> dict[str, Any]:
         """Everything about one version: metadata, manifest, and its place in the production history."""
         d = self.path(version)
@@ -306,16 +318,24 @@ class ModelRegistry:
             out[prod] = "it is the production model"
         return out
 
-    def delete(self, version: str) -> None:
-        """Remove a version (folder and ZIP). Refuses production and the rollback target."""
+    def delete(self, version: str) -> list[str]:
+        """Remove a version (folder and ZIP) and its agent variant, which is useless without it.
+
+        Refuses production and the rollback target (for the variant too: then nothing is deleted).
+        Returns the versions deleted."""
         bare = validate_version(version)
         with self._locked():
             if not self._dir(bare).is_dir():
                 raise RegistryError(f"cannot delete {bare}: no such model in {self.models_dir}")
-            why = self._protected().get(bare)
-            if why:
-                raise RegistryError(f"refusing to delete {bare}: {why}")
-            self._remove(bare)
+            variant = f"{bare}{AGENT_SUFFIX}" if not bare.endswith(AGENT_SUFFIX) else None
+            doomed = [bare] + ([variant] if variant and self._dir(variant).is_dir() else [])
+            protected = self._protected()
+            for v in doomed:
+                if v in protected:
+                    raise RegistryError(f"refusing to delete {v}: {protected[v]}")
+            for v in doomed:
+                self._remove(v)
+            return doomed
 
     def apply_retention(self, keep: int) -> list[str]:
         """Keep the newest ``keep`` versions plus production and its rollback target; delete the

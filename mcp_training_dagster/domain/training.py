@@ -82,6 +82,9 @@ class TrainedModel:
     evaluation: dict[str, Any] | None = None  # honest figures with their data source (see train_and_select)
     selection: dict[str, Any] | None = None  # every candidate's figures and why this one was kept
     diagnostics: dict[str, Any] | None = None  # unsupervised, never called accuracy
+    input_fingerprint: str | None = None  # data + evaluation set + config + code: same inputs, same model
+    devices: tuple[str, ...] = ()  # device keys it was fitted on (which held-out windows it has not seen)
+    heldout_scores: np.ndarray | None = None  # the pre-split fit's scores on the evaluation windows, row-aligned
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
         """Anomaly score per window (higher = more anomalous)."""
@@ -154,18 +157,58 @@ def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataF
     return records[records["timestamp"] > cutoff], cutoff
 
 
-def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, int]:
-    """Records of several exports with the cross-file duplicates (same ``id``) removed.
+# A record is "the same event" in two exports when all of these agree. Ids alone are only unique within
+# one log database: two services (or a generator numbering from 1) reuse them for different events.
+SAME_EVENT_COLUMNS = ("id", "timestamp", "device", "process_name", "message")
 
-    Exports overlap in time and ids; counting a record twice would teach the model double
-    traffic. Files are taken in name order so the kept copy is deterministic."""
+
+@dataclass(frozen=True)
+class UnionReport:
+    """What the cross-file union did, per export: nothing a user gave us disappears without a count.
+
+    ``identical`` copies of an event already taken from another export were dropped; ``id_conflicts``
+    records share an id with a *different* event in another export and were all kept."""
+
+    identical: int
+    id_conflicts: int
+    by_file: pd.DataFrame  # source_file, records, kept, identical_copies_dropped, id_conflicts_kept
+
+    def lines(self) -> list[str]:
+        """One line per export that lost or kept something unusual (for logs and the CLI)."""
+        out = []
+        for r in self.by_file.itertuples(index=False):
+            if r.identical_copies_dropped or r.id_conflicts_kept:
+                out.append(f"{r.source_file}: {r.records} records, {r.identical_copies_dropped} identical to records "
+                           f"of another export (counted once), {r.id_conflicts_kept} reuse an id of a different "
+                           "event elsewhere (kept)")
+        return out
+
+
+def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, UnionReport]:
+    """Records of several exports, each event once.
+
+    Exports overlap in time, so one event routinely arrives in several files; counting it twice would
+    teach the model double traffic. Only copies of the *same event* (every column of
+    :data:`SAME_EVENT_COLUMNS` equal) are merged; records that merely reuse an id are different events
+    and are all kept, counted per file in the report. Which copy of an identical event survives cannot
+    change the result (they are equal in every column the features read)."""
     parts = [frames[k] for k in sorted(frames) if frames[k] is not None and len(frames[k])]
     if not parts:
-        return pd.DataFrame(), 0
+        empty = pd.DataFrame(columns=["source_file", "records", "kept", "identical_copies_dropped", "id_conflicts_kept"])
+        return pd.DataFrame(), UnionReport(0, 0, empty)
     allrec = pd.concat(parts, ignore_index=True)
-    dup = allrec["id"].duplicated(keep="first")
-    uniq = allrec[~dup].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
-    return uniq, int(dup.sum())
+    dup = allrec.duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first")
+    uniq = allrec[~dup]
+    conflict = uniq["id"].duplicated(keep=False)
+    by_file = pd.DataFrame({
+        "records": allrec.groupby("source_file", observed=True).size(),
+        "kept": uniq.groupby("source_file", observed=True).size(),
+        "identical_copies_dropped": allrec[dup].groupby("source_file", observed=True).size(),
+        "id_conflicts_kept": uniq[conflict].groupby("source_file", observed=True).size(),
+    }).fillna(0).astype("int64").rename_axis("source_file").reset_index()
+    by_file["source_file"] = by_file["source_file"].astype("str")
+    records = uniq.sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    return records, UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
 
 
 def _rank(result: dict[str, Any]) -> float:
@@ -206,6 +249,7 @@ def train_and_select(
     chosen = detector.model_copy(update={"kind": best})
     model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows)
     model.evaluation = results.get(best)
+    model.heldout_scores = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
     model.selection = {
         "chosen": best,
         "criterion": f"overall window PR-AUC on the evaluation set; another candidate replaces {detector.kind} "

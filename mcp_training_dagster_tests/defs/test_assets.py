@@ -230,7 +230,8 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     assert tw["exports_in_horizon"] == sorted([HOSTAPD, SYSTEM_35.name, SYSTEM_19.name])
     # system_19 is a subset of system_35 (same ids): counted once.
     assert tw["cross_file_duplicates"] == 19
-    assert tw["records_unique"] == 1824 + 35
+    assert tw["records_distinct"] == 1824 + 35
+    assert tw["id_conflicts_kept"] == 0
     assert tw["dagster/row_count"] > 1000
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["features_finite_nonnegative"].passed
@@ -294,11 +295,16 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     assert (settings.models_dir / f"model_{am['version']}_agent5" / "metadata.json").is_file()
     assert "### Evaluation" in pkg["model_card"]
 
-    # The production model's verdict on a newly ingested export.
-    verdict = run_ingest(defs, instance, HOSTAPD)
+    # The production model, and its verdict on an export (through lineage: export_anomalies reads production_model).
+    prod = md(materializations(result, "production_model")[0])
+    assert prod["version"] == am["version"]
+    verdict = defs.resolve_job_def("verdicts_job").execute_in_process(instance=instance, partition_key=HOSTAPD)
     va = md(materializations(verdict, "export_anomalies")[0])
     assert va["production_version"] == am["version"]
     assert 0 < va["flagged"] < va["dagster/row_count"]
+    table = pd.read_parquet(_stored(assets_dir, "export_anomalies", HOSTAPD))
+    assert list(table.columns[:3]) == ["router", "device_id", "entity"]
+    assert set(table["router"]) == {"RT-AX3000-4040-62971F1-C"}  # the hostname the export gives, not only an id
 
 
 def test_train_job_fails_clearly_with_too_little_data(defs, instance, landing):

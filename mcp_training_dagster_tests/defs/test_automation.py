@@ -28,9 +28,15 @@ def test_new_validated_data_requests_retraining(defs, instance, landing):
     for name in ("raw_export", "validated_records", "quarantined_records", "export_windows"):
         assert after_ingest.get_num_requested(dg.AssetKey(name)) == 0, name
 
-    # Once handled (here: the chain materialised as the requested run would), nothing more is asked.
+    # Once handled (here: the chain materialised as the requested run would), the new production model
+    # re-scores the export's verdicts, and then nothing more is asked.
     assert defs.resolve_job_def("train_job").execute_in_process(instance=instance).success
-    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after_ingest.cursor)
+    promoted = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after_ingest.cursor)
+    assert promoted.get_num_requested(dg.AssetKey("export_anomalies")) == 1
+    assert promoted.total_requested == 1
+    assert defs.resolve_job_def("verdicts_job").execute_in_process(
+        instance=instance, partition_key=HOSTAPD_1824.name).success
+    settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=promoted.cursor)
     assert settled.total_requested == 0
 
 

@@ -23,9 +23,11 @@ ASSET_KEYS = {
     "evaluation_dataset",
     "model_evaluation",
     "model_package",
+    "production_model",
     "export_anomalies",
 }
 FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies"}
+AUTOMATED = FAN_IN | {"export_anomalies"}  # verdicts follow the production model through automation
 
 
 def _specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
@@ -57,7 +59,8 @@ def test_lineage(defs):
     assert deps["model_metadata"] == {"anomaly_model"}
     assert deps["model_evaluation"] == {"anomaly_model", "evaluation_dataset"}
     assert deps["model_package"] == {"anomaly_model", "model_metadata", "model_evaluation", "agent_model", "training_windows"}
-    assert deps["export_anomalies"] == {"export_windows"}
+    assert deps["production_model"] == {"model_package"}
+    assert deps["export_anomalies"] == {"export_windows", "validated_records", "production_model"}
 
 
 def test_every_asset_is_documented_and_owned(defs):
@@ -96,7 +99,7 @@ def test_sensors_present_and_running_by_default(defs):
     retrain = defs.resolve_sensor_def("retrain_automation_sensor")
     assert isinstance(retrain, dg.AutomationConditionSensorDefinition)
     targeted = retrain.asset_selection.resolve(defs.resolve_asset_graph())
-    assert {k.to_user_string() for k in targeted} == FAN_IN
+    assert {k.to_user_string() for k in targeted} == AUTOMATED
 
 
 def test_jobs_resolve(defs):
@@ -104,7 +107,7 @@ def test_jobs_resolve(defs):
     train_job = defs.resolve_job_def("train_job")
     ingest_keys = {k.to_user_string() for k in ingest_job.asset_layer.executable_asset_keys}
     train_keys = {k.to_user_string() for k in train_job.asset_layer.executable_asset_keys}
-    assert ingest_keys == {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies"}
+    assert ingest_keys == {"raw_export", "validated_records", "quarantined_records", "export_windows"}
     assert train_keys == FAN_IN
     assert ingest_job.partitions_def is not None and ingest_job.partitions_def.name == "export_files"
 

@@ -192,35 +192,51 @@ def test_trained_models_get_distinct_versions(windows: pd.DataFrame) -> None:
 
 
 # ----------------------------------------------------------------------- union/horizon
-def test_union_drops_cross_file_duplicates_by_id() -> None:
+def test_union_counts_identical_events_once() -> None:
     big, small = validated(SYSTEM_35), validated(SYSTEM_19)
-    assert set(small["id"]) <= set(big["id"])  # the 19 overlap the 35
-    union, dups = union_records({SYSTEM_35.name: big, SYSTEM_19.name: small})
+    assert set(small["id"]) <= set(big["id"])  # the 19 are copies of 19 of the 35
+    union, report = union_records({SYSTEM_35.name: big, SYSTEM_19.name: small})
     assert len(union) == 35
-    assert dups == 19
+    assert report.identical == 19 and report.id_conflicts == 0
     assert union["id"].is_unique
     assert set(union["id"]) == set(big["id"])
     assert check_schema(union) == []
-    # files in name order: the _19 file comes first, so its copies are the kept ones
-    assert (union["source_file"] == SYSTEM_19.name).sum() == 19
-    again, dups_again = union_records({SYSTEM_19.name: small, SYSTEM_35.name: big})
+    per_file = report.by_file.set_index("source_file")
+    assert per_file["records"].to_dict() == {SYSTEM_19.name: 19, SYSTEM_35.name: 35}
+    assert per_file["identical_copies_dropped"].sum() == 19 and per_file["kept"].sum() == 35
+    again, report_again = union_records({SYSTEM_19.name: small, SYSTEM_35.name: big})
     pd.testing.assert_frame_equal(again, union)
-    assert dups_again == dups
+    assert report_again.identical == report.identical
+
+
+def test_union_keeps_records_that_only_reuse_an_id() -> None:
+    """Ids are unique only within one log database: another router's export numbered from 1 is not a copy."""
+    a = validated(HOSTAPD_1824)
+    other = a.copy()
+    other["device"] = "77"
+    other["timestamp"] = other["timestamp"] + pd.Timedelta(days=60)
+    other["source_file"] = "export_other_router.json"
+    for names in (("a.json", "export_other_router.json"), ("z.json", "export_other_router.json")):
+        union, report = union_records({names[0]: a.assign(source_file=names[0]), names[1]: other})
+        assert len(union) == 2 * len(a)  # nothing dropped, whichever name sorts first
+        assert report.identical == 0 and report.id_conflicts == 2 * len(a)
+        assert (union["device"] == "77").sum() == len(a)
+        assert any("reuse an id" in line and "export_other_router.json" in line for line in report.lines())
 
 
 def test_union_of_disjoint_files_keeps_everything() -> None:
     a, b = validated(HOSTAPD_1824), validated(SYSTEM_35)
-    union, dups = union_records({"a.json": a, "b.json": b})
-    assert dups == 0
+    union, report = union_records({"a.json": a, "b.json": b})
+    assert report.identical == 0
     assert len(union) == len(a) + len(b)
     assert check_schema(union) == []
 
 
 def test_union_of_nothing() -> None:
-    union, dups = union_records({})
-    assert union.empty and dups == 0
-    union, dups = union_records({"a.json": validated(SYSTEM_19).iloc[:0]})
-    assert union.empty and dups == 0
+    union, report = union_records({})
+    assert union.empty and report.identical == 0
+    union, report = union_records({"a.json": validated(SYSTEM_19).iloc[:0]})
+    assert union.empty and report.identical == 0
 
 
 def test_horizon_measured_from_newest_record() -> None:

@@ -1,19 +1,32 @@
-"""Deployment stage: the registered package (and its promotion), and the production model's verdict per export."""
+"""Deployment stage: the registered package (and its promotion), the production model, and its verdict per export.
+
+``production_model`` is what the inference side gets. Verdicts (``export_anomalies``) depend on it in the
+graph, so promoting or rolling back a model (here or with ``mcp-training models promote|rollback``)
+re-scores every export through lineage; its freshness policy makes a stale production model visible.
+"""
+
+from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.training import model_card, top_windows
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
 from mcp_training_dagster.domain.evaluation import meets_quality_gates
-from mcp_training_dagster.domain.packaging import build_package, load_package
+from mcp_training_dagster.domain.packaging import build_package
+from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
 from mcp_training_dagster.domain.registry import ModelRegistry
-from mcp_training_dagster.domain.scoring import SCORE_COLUMNS, score_table
+from mcp_training_dagster.domain.report import fmt, markdown_table
+from mcp_training_dagster.domain.scoring import SCORE_COLUMNS
 from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
+from mcp_training_dagster.settings import get_settings
 
 OWNERS = ["team:ml-platform"]
+_MAX_AGE = timedelta(hours=get_settings().training.model_max_age_hours)
+VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
 
 
 def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict) -> dict:
@@ -41,11 +54,13 @@ def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_me
     kinds={"json"},
     owners=OWNERS,
     tags={"stage": "deployment"},
-    code_version="1",
-    automation_condition=dg.AutomationCondition.eager(),
+    code_version="2",
+    output_required=False,
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description=(
-        "models/model_<version>/ and model_<version>_deployment.zip in the inference contract's layout, registered; "
-        "promoted to production when every evaluation gate passed (blocking checks on model_evaluation)."
+        "models/model_<version>/ and model_<version>_deployment.zip in the inference contract's layout, registered "
+        "and (registry.auto_promote) promoted. Only a candidate that passed every evaluation gate is packaged: a "
+        "blocked candidate leaves no package, whichever run materialises this, and is recorded as an observation."
     ),
 )
 def model_package(
@@ -56,29 +71,74 @@ def model_package(
     model_evaluation: dict,
     agent_model: AgentModel,
     training_windows: pd.DataFrame,
-) -> dg.Output[dict]:
+):
     cfg = settings.get()
-    ready = bool(model_evaluation["deployment_ready"])
-    card = model_card(anomaly_model, top_windows(anomaly_model, training_windows))
+    decision = PromotionDecision.from_dict(model_evaluation["decision"])
+    if model_evaluation.get("version") != anomaly_model.version or not decision.deployment_ready:
+        why = ("its evaluation is of another model" if model_evaluation.get("version") != anomaly_model.version
+               else "; ".join(f"{g.name} failed ({g.compared}: {fmt(g.figures)})" for g in decision.failed))
+        context.log.warning(f"{anomaly_model.version} blocked, not packaged: {why}")
+        context.log_event(dg.AssetObservation(asset_key="model_package", metadata={
+            "blocked_version": anomaly_model.version, "blocked_because": why,
+            "production": ModelRegistry(cfg.models_dir).production() or "none"}))
+        return
+    card = model_card.render(anomaly_model, model_card.top_windows(anomaly_model, training_windows), decision)
     info = build_package(cfg.models_dir, anomaly_model.version, anomaly_model.pipeline, model_metadata,
-                         model_card_md=card, deployment_ready=ready)
+                         model_card_md=card, deployment_ready=True)
     agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata)
     registry = ModelRegistry(cfg.models_dir)
     promoted = False
-    if ready and cfg.training.registry.auto_promote:
+    if cfg.training.registry.auto_promote:
         registry.promote(info.version, by="dagster:model_package")
         promoted = True
     removed = registry.apply_retention(cfg.training.registry.keep_versions)
-    summary = {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": ready,
+    summary = {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": True,
                "promoted": promoted, "production": registry.production(), "files": list(info.files),
-               "agent_variant": agent, "removed_by_retention": removed}
-    context.log.info(f"packaged {info.version} at {info.path} (ready={ready}, promoted={promoted})")
-    return dg.Output(summary, metadata={
+               "agent_variant": agent, "removed_by_retention": removed, "warnings": decision.warnings}
+    context.log.info(f"packaged {info.version} at {info.path} (promoted={promoted})")
+    yield dg.Output(summary, metadata={
         "version": info.version, "package_path": dg.MetadataValue.path(str(info.path)),
         "package_zip": dg.MetadataValue.path(str(info.zip_path)),
-        "deployment_ready": ready, "promoted": promoted, "production": registry.production() or "none",
+        "promoted": promoted, "production": registry.production() or "none",
+        "barely_passing": bool(decision.warnings),
         "model_card": dg.MetadataValue.md(card),
     })
+
+
+@dg.asset(
+    deps=["model_package"],
+    group_name="deployment",
+    io_manager_key="json_io_manager",
+    kinds={"json"},
+    owners=OWNERS,
+    tags={"stage": "deployment"},
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=_MAX_AGE),
+    description=(
+        "The registry's production model, verified against its manifest: what the inference side loads. "
+        "Materialised after every package and by `mcp-training models promote|rollback`; its freshness is the "
+        "production model's, so blocked retrains show here as an ageing model."
+    ),
+)
+def production_model(settings: PipelineSettings) -> dg.Output[dict]:
+    cfg = settings.get()
+    prod = load_production(cfg.models_dir)
+    if prod is None:
+        raise dg.Failure(description=f"no production model in {cfg.models_dir} yet", allow_retries=False)
+    pointer = ModelRegistry(cfg.models_dir).pointer() or {}
+    doc = {"version": prod.version, "path": str(prod.package.path), "threshold": prod.threshold,
+           "data_end": prod.data_end, "promoted_at": pointer.get("promoted_at"), "promoted_by": pointer.get("promoted_by")}
+    return dg.Output(doc, metadata={k: ("none" if v is None else v) for k, v in doc.items()},
+                     data_version=dg.DataVersion(prod.version))
+
+
+def router_names(validated_records: pd.DataFrame) -> pd.Series:
+    """Device key -> the router's name as the export gives it (``device_ip`` is the hostname there)."""
+    if validated_records.empty or "device_name" not in validated_records.columns:
+        return pd.Series(dtype="str")
+    names = validated_records.loc[:, ["device", "device_name"]].dropna()
+    return names.groupby("device", observed=True)["device_name"].agg(lambda s: s.mode().iat[0]).astype("str")
 
 
 @dg.asset(
@@ -87,28 +147,29 @@ def model_package(
     kinds={"pandas", "parquet"},
     owners=OWNERS,
     tags={"stage": "deployment"},
-    code_version="1",
+    code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
-    description="The production model's verdict on this export: every window's score, whether it is anomalous, and why.",
+    description="The production model's verdict on this export: every window's router, entity, score, whether it is "
+                "anomalous, and why. Re-scored whenever production_model changes.",
 )
-def export_anomalies(context: dg.AssetExecutionContext, settings: PipelineSettings, export_windows: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    cfg = settings.get()
-    registry = ModelRegistry(cfg.models_dir)
-    version = registry.production()
-    if version is None:
-        context.log.warning("no production model yet: nothing to score with")
-        return dg.Output(pd.DataFrame(columns=list(SCORE_COLUMNS)), metadata={"production_version": "none", "flagged": 0})
-    pkg = load_package(registry.path(version))
-    ic = pkg.metadata["inference_config"]
-    table = score_table(export_windows, pkg.pipeline, float(ic["threshold"]), ic["feature_names"])
+def export_anomalies(
+    context: dg.AssetExecutionContext,
+    export_windows: pd.DataFrame,
+    validated_records: pd.DataFrame,
+    production_model: dict,
+) -> dg.Output[pd.DataFrame]:
+    prod = load_production(Path(production_model["path"]).parent, production_model["version"])
+    assert prod is not None  # a version was named
+    table = prod.score_table(export_windows)
+    names = router_names(validated_records)
+    table.insert(0, "router", table["device_id"].map(names).fillna(table["device_id"]).astype("str"))
     flagged = table[table["is_anomaly"]]
-    top = flagged.head(10)
-    lines = "\n".join(f"| {r.window_start} | {r.entity_kind} `{r.entity}` | {r.score:.4f} | {r.reasons or '-'} |"
-                      for r in top.itertuples(index=False))
-    return dg.Output(table, metadata={
-        "production_version": version,
+    top = flagged.loc[:, ["router", "window_start", "entity_kind", "entity", "score", "reasons"]].head(10)
+    context.log.info(f"{len(flagged)} of {len(table)} windows flagged by {prod.version}")
+    return dg.Output(table.loc[:, list(VERDICT_COLUMNS)], metadata={
+        "production_version": prod.version,
         "dagster/row_count": len(table),
         "flagged": len(flagged),
         "flag_rate": float(len(flagged) / len(table)) if len(table) else 0.0,
-        "top_anomalies": dg.MetadataValue.md("| window | entity | score | why |\n|---|---|---|---|\n" + lines if lines else "_none flagged_"),
+        "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
     })

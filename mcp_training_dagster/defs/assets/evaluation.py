@@ -5,19 +5,11 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.evaluation import (
-    EvaluationSet,
-    build_evaluation_set,
-    evaluate_on,
-    meets_quality_gates,
-    not_worse_than,
-    time_split,
-)
+from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
 from mcp_training_dagster.domain.features import KEY_COLUMNS, empty_windows
-from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
-from mcp_training_dagster.domain.packaging import load_package
+from mcp_training_dagster.domain.promotion import decide, load_production
+from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scenarios import read_labels
-from mcp_training_dagster.domain.scoring import anomaly_scores, feature_matrix
 from mcp_training_dagster.domain.training import TrainedModel, horizon_filter, union_records
 
 OWNERS = ["team:ml-platform"]
@@ -69,82 +61,63 @@ def evaluation_dataset(
     )
 
 
-def production_figures(models_dir, data: EvaluationSet) -> dict | None:
-    """The production model scored on the SAME evaluation data (None when there is none yet)."""
-    registry = ModelRegistry(models_dir)
-    version = registry.production()
-    if version is None:
-        return None
-    try:
-        pkg = load_package(registry.path(version))
-    except (RegistryError, OSError, ValueError) as exc:
-        return {"version": version, "error": str(exc)}
-    cfg = pkg.metadata.get("inference_config", {})
-    names = cfg.get("feature_names", [])
-    if cfg.get("input") != "export_records" or any(n not in data.windows.columns for n in names):
-        return {"version": version, "error": "production model takes other features; not comparable"}
-    scores = anomaly_scores(pkg.pipeline, feature_matrix(data.windows, names))
-    return {"version": version, **evaluate_on(scores, float(cfg["threshold"]), data)}
-
-
 @dg.asset(
     group_name="evaluation",
     io_manager_key="json_io_manager",
     kinds={"json"},
     owners=OWNERS,
     tags={"stage": "evaluation"},
-    code_version="1",
+    code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
         dg.AssetCheckSpec("meets_quality_gates", asset="model_evaluation", blocking=True,
-                          description="F1 and ROC-AUC on held-out labelled data reach model.evaluation.min_f1 / min_roc_auc"),
+                          description="F1 and ROC-AUC of the candidate fitted before the split, on the held-out "
+                                      "period, reach model.evaluation.min_f1 / min_roc_auc"),
         dg.AssetCheckSpec("not_worse_than_production", asset="model_evaluation", blocking=True,
-                          description="PR-AUC on the same evaluation data is at most max_regression below production's"),
+                          description="PR-AUC of the candidate fitted before the split is at most max_regression below "
+                                      "production's, both scored on the same held-out windows"),
     ],
-    description="The new model's honest figures, its diagnostics and the production model's figures on the same data.",
+    description="The candidate's honest figures, its diagnostics, production's figures on the same held-out data, "
+                "and the promotion decision.",
 )
 def model_evaluation(
     context: dg.AssetExecutionContext, settings: PipelineSettings, anomaly_model: TrainedModel, evaluation_dataset: EvaluationSet
 ):
     cfg = settings.get()
     gates = cfg.model.evaluation
-    ev = anomaly_model.evaluation
-    overall = (ev or {}).get("overall", {})
-    deployed = evaluate_on(anomaly_model.score(evaluation_dataset.windows), anomaly_model.threshold, evaluation_dataset)
-    prod = production_figures(cfg.models_dir, evaluation_dataset)
-    # Compare like with like: the new deployed model and production, both scored on this data.
-    new_pr = deployed["overall"].get("pr_auc") or 0.0
-    prod_pr = None if not prod or "overall" not in prod else (prod["overall"].get("pr_auc") or 0.0)
-    passed = {
-        "meets_quality_gates": meets_quality_gates(overall, gates.min_f1, gates.min_roc_auc),
-        "not_worse_than_production": not_worse_than(new_pr, prod_pr, gates.max_regression),
-    }
+    try:
+        production = load_production(cfg.models_dir)
+    except RegistryError as exc:  # an unusable production package must not block a good candidate
+        context.log.warning(f"production model unusable, not compared: {exc}")
+        production = None
+    decision = decide(anomaly_model.evaluation, anomaly_model.heldout_scores, evaluation_dataset, production,
+                      min_f1=gates.min_f1, min_roc_auc=gates.min_roc_auc, max_regression=gates.max_regression)
+    ev = anomaly_model.evaluation or {}
+    overall = ev.get("overall") or {}
     report = {
         "version": anomaly_model.version,
         "evaluation": ev,
-        "deployed_model_on_same_data": deployed["overall"],
-        "production": prod,
         "selection": anomaly_model.selection,
         "diagnostics": anomaly_model.diagnostics,
         "gates": gates.model_dump(),
-        "gates_passed": passed,
-        "deployment_ready": all(passed.values()),
+        "decision": decision.as_dict(),
+        "gates_passed": {g.name: g.passed for g in decision.gates},
+        "deployment_ready": decision.deployment_ready,
     }
-    f1, auc = overall.get("f1_score") or 0.0, overall.get("roc_auc") or 0.0
+    for line in decision.warnings:
+        context.log.warning(line)
     metadata = {k: float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall") if overall.get(k) is not None}
-    for kind, m in ((ev or {}).get("by_kind") or {}).items():
+    for kind, m in (ev.get("by_kind") or {}).items():
         if m.get("pr_auc") is not None:
             metadata[f"{kind}_pr_auc"] = float(m["pr_auc"])
-    yield dg.Output(report, metadata={**metadata, "source": (ev or {}).get("data", {}).get("source", "none"),
-                                      "production_version": (prod or {}).get("version", "")})
-    yield dg.AssetCheckResult(
-        check_name="meets_quality_gates",
-        passed=passed["meets_quality_gates"],
-        metadata={"f1_score": f1, "roc_auc": auc, "min_f1": gates.min_f1, "min_roc_auc": gates.min_roc_auc},
-    )
-    yield dg.AssetCheckResult(
-        check_name="not_worse_than_production",
-        passed=passed["not_worse_than_production"],
-        metadata={"new_pr_auc": new_pr, "production_pr_auc": prod_pr if prod_pr is not None else "none",
-                  "production_version": (prod or {}).get("version", "none"), "max_regression": gates.max_regression},
-    )
+    yield dg.Output(report, metadata={**metadata, "source": ev.get("data", {}).get("source", "none"),
+                                      "production_version": decision.production_version or "none",
+                                      "deployment_ready": decision.deployment_ready})
+    for gate in decision.gates:
+        yield dg.AssetCheckResult(
+            check_name=gate.name,
+            passed=gate.passed,
+            description=gate.compared,
+            metadata={"compared": gate.compared, **{k: ("none" if v is None else v) for k, v in gate.figures.items()},
+                      **({"margin": gate.margin} if gate.margin is not None else {})},
+        )

@@ -7,6 +7,7 @@ import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.features import FEATURE_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.domain.report import frame_fingerprint, markdown_table
 from mcp_training_dagster.domain.training import horizon_filter, union_records
 from mcp_training_dagster.settings import Settings
 
@@ -76,25 +77,31 @@ def training_windows(
     context: dg.AssetExecutionContext, settings: PipelineSettings, validated_records: dict[str, pd.DataFrame]
 ):
     cfg = settings.get()
-    records, cross_file_dups = union_records(validated_records)
+    records, union = union_records(validated_records)
     in_horizon, cutoff = horizon_filter(records, cfg.training.training_horizon_days)
     windows = build_windows(in_horizon, window_spec(cfg))
     used = sorted(in_horizon["source_file"].unique().tolist()) if len(in_horizon) else []
     context.log.info(
-        f"{len(validated_records)} exports, {len(records)} unique records ({cross_file_dups} cross-file duplicates), "
-        f"{len(in_horizon)} in the horizon -> {len(windows)} windows"
+        f"{len(validated_records)} exports, {len(records)} distinct records ({union.identical} identical copies counted "
+        f"once, {union.id_conflicts} records reusing another event's id kept), {len(in_horizon)} in the horizon "
+        f"-> {len(windows)} windows"
     )
+    for line in union.lines():
+        context.log.warning(line)
     yield dg.Output(
         windows,
         metadata={
             **window_metadata(windows),
             "exports_loaded": len(validated_records),
             "exports_in_horizon": dg.MetadataValue.json(used),
-            "records_unique": len(records),
+            "records_distinct": len(records),
             "records_in_horizon": len(in_horizon),
-            "cross_file_duplicates": cross_file_dups,
+            "cross_file_duplicates": union.identical,
+            "id_conflicts_kept": union.id_conflicts,
+            "records_by_export": dg.MetadataValue.md(markdown_table(union.by_file)),
             "horizon_cutoff": str(cutoff) if cutoff is not None else "",
         },
+        data_version=dg.DataVersion(frame_fingerprint(windows)),
     )
     values = windows.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
     bad = int((~np.isfinite(values) | (values < 0)).any(axis=1).sum()) if len(values) else 0

@@ -1,14 +1,15 @@
 """Training stage: anomaly_model (fitted detector + calibrated threshold) and its metadata document."""
 
-from datetime import timedelta
-
 import pandas as pd
 
 import dagster as dg
 from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet
-from mcp_training_dagster.domain.scoring import score_table
+from mcp_training_dagster import __version__
+from mcp_training_dagster.domain import model_card
+from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain.training import (
     AgentModel,
     TrainedModel,
@@ -19,67 +20,44 @@ from mcp_training_dagster.domain.training import (
     train_and_select,
     union_records,
 )
-from mcp_training_dagster.settings import get_settings
 
 OWNERS = ["team:ml-platform"]
-_MAX_AGE = timedelta(hours=get_settings().training.model_max_age_hours)
 
 
-def _metrics_table(ev: dict | None) -> str:
-    if not ev:
-        return "_No evaluation data: no labelled records and nothing to inject into._\n"
-    rows = []
-    for name, m in [("all windows", ev["overall"]), *[(f"{k} windows", v) for k, v in ev["by_kind"].items()]]:
-        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-        pr = "n/a" if m["pr_auc"] is None else f"{m['pr_auc']:.3f}"
-        rows.append(f"| {name} | {m['n_windows']} | {m['n_anomalous']} | {m['precision']:.3f} | {m['recall']:.3f} "
-                    f"| {m['f1_score']:.3f} | {auc} | {pr} |")
-    scen = ", ".join(f"{k} {v:.2f}" for k, v in ev["recall_by_scenario"].items()) or "n/a"
-    benign = ", ".join(f"{k} {v:.2f}" for k, v in ev["benign_flag_rate"].items()) or "n/a"
-    d = ev["data"]
-    return (
-        f"Source **{d['source']}**: {d['description']} ({d['windows']} windows, {d['anomalous_windows']} anomalous).\n\n"
-        "| windows | n | anomalous | precision | recall | F1 | ROC-AUC | PR-AUC |\n|---|---|---|---|---|---|---|---|\n"
-        + "\n".join(rows)
-        + f"\n\nDevice-window recall per scenario: {scen}.  \nFlag rate on benign lookalikes: {benign}.\n"
+# Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
+TRAINING_CODE_VERSION = "3"
+FORCE_TAG = "mcp/force_retrain"
+
+
+def input_fingerprint(cfg, training_windows: pd.DataFrame, evaluation: EvaluationSet) -> str:
+    """Same data, same evaluation set, same model config, same training code -> same fingerprint."""
+    return text_fingerprint(
+        frame_fingerprint(training_windows),
+        frame_fingerprint(evaluation.windows),
+        frame_fingerprint(evaluation.labels),
+        cfg.model.model_dump_json(),
+        TRAINING_CODE_VERSION,
+        __version__,
     )
 
 
-def top_windows(model: TrainedModel, windows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
-    """The most anomalous training windows with the features that drove them (for the model card)."""
-    return score_table(windows, model.pipeline, model.threshold, model.feature_names).head(n)
+def already_trained(context: dg.AssetExecutionContext, models_dir, fingerprint: str) -> str | None:
+    """Why training these inputs again would be no new work, or None.
 
-
-def model_card(model: TrainedModel, top_windows: pd.DataFrame | None = None) -> str:
-    params = model.detector.model_dump(mode="json")
-    kind = model.detector.kind
-    rows = "\n".join(f"| {k} | {v} |" for k, v in {**params.get(kind, {}), "contamination": params["contamination"]}.items())
-    top = ""
-    if top_windows is not None and len(top_windows):
-        lines = "\n".join(
-            f"| {r.window_start} | {r.device_id} | {r.entity_kind} `{r.entity}` | {r.score:.4f} | {r.reasons or '-'} |"
-            for r in top_windows.itertuples(index=False)
-        )
-        top = ("\n### Most anomalous training windows, and what drove them\n\n"
-               "| window | device | entity | score | features furthest above normal (value, +standard units) |\n"
-               f"|---|---|---|---|---|\n{lines}\n")
-    sel = model.selection or {}
-    return (
-        f"## {kind} `{model.version}`\n\n"
-        f"Trained {model.trained_at} on {model.n_windows} windows ({model.windows_by_kind}) "
-        f"spanning {model.data_start} .. {model.data_end}, in {model.training_seconds:.2f} s. "
-        f"{len(model.feature_names)} features per window (see metadata.json `feature_descriptions`).\n\n"
-        f"**Threshold** {model.threshold:.6f}, convention `{model.score_convention}`: {model.score_definition}. "
-        "`predict()` returns -1 exactly for those windows.\n\n"
-        "### Evaluation (held-out data with known labels; fitted before the split, never on it)\n\n"
-        f"{_metrics_table(model.evaluation)}\n"
-        f"Detector selection: {sel.get('criterion', 'n/a')}; candidates {sel.get('candidates', {})}.\n\n"
-        "### Diagnostics (unsupervised, not accuracy)\n\n"
-        f"Fraction of training windows above the threshold: {model.training_flag_rate:.3%}; "
-        f"{ {k: v for k, v in (model.diagnostics or {}).items() if k != 'score_quantiles'} }\n"
-        f"{top}\n"
-        f"| parameter | value |\n|---|---|\n{rows}\n"
-    )
+    A registered model with the same fingerprint, or this asset's own last materialisation with the
+    same fingerprint (its verdict, promoted or blocked, stands). ``mcp/force_retrain`` overrides."""
+    if context.run.tags.get(FORCE_TAG) == "true":
+        return None
+    same = ModelRegistry(models_dir).find_by_fingerprint(fingerprint)
+    if same:
+        return f"inputs identical to registered model {same}"
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("anomaly_model"))
+    mat = event.asset_materialization if event else None
+    entry = mat.metadata.get("input_fingerprint") if mat else None
+    if entry is not None and entry.value == fingerprint:
+        version = mat.metadata.get("version")
+        return f"inputs identical to the last training ({version.value if version else 'unknown version'}), whose verdict stands"
+    return None
 
 
 @dg.asset(
@@ -88,19 +66,13 @@ def model_card(model: TrainedModel, top_windows: pd.DataFrame | None = None) -> 
     kinds={"scikitlearn", "joblib"},
     owners=OWNERS,
     tags={"stage": "training"},
-    code_version="2",
+    code_version=TRAINING_CODE_VERSION,
     automation_condition=RETRAIN_CONDITION,
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=_MAX_AGE),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "threshold_calibrated",
-            asset="anomaly_model",
-            description="fraction of training windows above the threshold is within 2x of the configured contamination",
-        )
-    ],
+    output_required=False,
     description=(
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
-        "threshold calibrated on the training scores; higher score = more anomalous."
+        "threshold calibrated on the training scores; higher score = more anomalous. Not materialised when its "
+        "inputs (data, evaluation set, config, training code) are identical to a model already trained."
     ),
 )
 def anomaly_model(
@@ -111,6 +83,11 @@ def anomaly_model(
 ):
     cfg = settings.get()
     m = cfg.model
+    fingerprint = input_fingerprint(cfg, training_windows, evaluation_dataset)
+    why_not = already_trained(context, cfg.models_dir, fingerprint)
+    if why_not:
+        context.log.info(f"no new model: {why_not}")
+        return
     try:
         model = train_and_select(
             training_windows,
@@ -123,13 +100,16 @@ def anomaly_model(
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    card = model_card(model, top_windows(model, training_windows))
+    model.input_fingerprint = fingerprint
+    model.devices = tuple(sorted(training_windows["device"].astype("str").unique()))
+    card = model_card.render(model, model_card.top_windows(model, training_windows))
     context.log.info(f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}")
     overall = (model.evaluation or {}).get("overall", {})
     yield dg.Output(
         model,
         metadata={
             "version": model.version,
+            "input_fingerprint": fingerprint,
             "detector": model.detector.kind,
             "n_windows": model.n_windows,
             "training_seconds": model.training_seconds,
@@ -138,17 +118,21 @@ def anomaly_model(
             "training_flag_rate": model.training_flag_rate,
             **{f"eval_{k}": float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")
                if overall.get(k) is not None},
-            "selection": dg.MetadataValue.json(model.selection or {}),
-            "parameters": dg.MetadataValue.json(model.detector.model_dump(mode="json")),
             "model_card": dg.MetadataValue.md(card),
         },
     )
-    c = m.detector.contamination
-    yield dg.AssetCheckResult(
-        check_name="threshold_calibrated",
-        passed=c / 2 <= model.training_flag_rate <= c * 2,
+
+
+@dg.asset_check(
+    asset=anomaly_model,
+    description="fraction of training windows above the threshold is within 2x of the configured contamination",
+)
+def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel) -> dg.AssetCheckResult:
+    c = settings.get().model.detector.contamination
+    return dg.AssetCheckResult(
+        passed=c / 2 <= anomaly_model.training_flag_rate <= c * 2,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"training_flag_rate": model.training_flag_rate, "contamination": c},
+        metadata={"training_flag_rate": anomaly_model.training_flag_rate, "contamination": c},
     )
 
 
@@ -173,6 +157,8 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
     cfg = settings.get()
     doc = metadata_document(anomaly_model, export_files=files, spec=window_spec(cfg), service_timezone=cfg.training.service_timezone,
                             extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes))
+    doc["training_info"]["input_fingerprint"] = anomaly_model.input_fingerprint
+    doc["training_info"]["devices"] = list(anomaly_model.devices)
     return dg.Output(
         doc,
         metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"])},
@@ -201,6 +187,9 @@ def agent_model(
     cfg = settings.get()
     records, _ = union_records(validated_records)
     in_horizon, _ = horizon_filter(records, cfg.training.training_horizon_days)
+    if in_horizon.empty:
+        raise dg.Failure(description="no validated records in the training horizon: ingest an export first",
+                         allow_retries=False)
     try:
         model = train_agent_variant(in_horizon, evaluation_dataset, window_minutes=cfg.model.windows.length_minutes,
                                     contamination=cfg.model.agent_variant.contamination,

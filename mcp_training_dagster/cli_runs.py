@@ -1,0 +1,186 @@
+"""What the command line needs around in-process Dagster runs: quiet execution with the event log kept in a
+file, one-line summaries of what each run did, and the lock that keeps ``up`` and ``train`` from both
+feeding one data folder.
+
+The runs are the same jobs the daemon launches, on the same instance (``$DAGSTER_HOME`` under the data
+folder), so everything the CLI does is visible in the UI afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mcp_training_dagster.domain.report import fmt
+
+LOCK_NAME = "up.lock"
+
+
+class DataFolderBusy(RuntimeError):
+    """Another ``mcp-training up`` (or ``train``) is using this data folder."""
+
+
+@contextmanager
+def data_folder_lock(dagster_home: Path, holder: str) -> Iterator[int]:
+    """Hold ``$DAGSTER_HOME/up.lock`` (an advisory ``flock``) or raise :class:`DataFolderBusy` naming the holder.
+
+    ``up`` keeps the descriptor across ``exec`` into ``dagster dev``, so the lock lives exactly as long as
+    the Dagster processes it started: no stale pid files after a crash."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    path = dagster_home / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise DataFolderBusy(who) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{holder} (pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC)".encode(), 0)
+    try:
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the flock (unless exec'd with it inherited)
+
+
+def quiet_run_config(verbose: bool) -> dict[str, Any]:
+    """Dagster's console logger silent unless ``--verbose`` (the command prints its own summary, failures
+    included); the full event log stays in the instance and in the command's log file."""
+    return {} if verbose else {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def write_event_log(instance: dg.DagsterInstance, run_id: str, log_file: Path) -> None:
+    """Append the run's whole event stream (what ``--verbose`` would have printed) to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("a", encoding="utf-8") as fh:
+        for entry in instance.all_logs(run_id):
+            when = datetime.fromtimestamp(entry.timestamp, timezone.utc).strftime("%H:%M:%S")
+            step = f" [{entry.step_key}]" if entry.step_key else ""
+            fh.write(f"{when} {run_id[:8]}{step} {entry.dagster_event.event_type_value if entry.dagster_event else 'LOG'}: "
+                     f"{entry.message or entry.user_message}\n")
+
+
+def materialization(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any] | None:
+    """Metadata (plain values) of ``asset``'s materialisation in this run, or None when it was not materialised."""
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        if mat.asset_key == dg.AssetKey(asset):
+            return {k: v.value for k, v in mat.metadata.items()}
+    return None
+
+
+def observations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
+    out = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            obs = event.asset_observation_data.asset_observation
+            if obs.asset_key == dg.AssetKey(asset):
+                out.append({k: v.value for k, v in obs.metadata.items()})
+    return out
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> list[CheckOutcome]:
+    """Every asset check evaluated in the run, in order."""
+    out = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            out.append(CheckOutcome(ev.check_name, bool(ev.passed), ev.description or "",
+                                    {k: v.value for k, v in ev.metadata.items()}))
+    return out
+
+
+def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed step: the step and what went wrong (the Failure's description, else the error's message)."""
+    lines = []
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        text = ""
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            text = data.user_failure_data.description
+        elif data.error is not None:
+            err = data.error
+            while err.cause is not None and err.cls_name in ("DagsterExecutionStepExecutionError",):
+                err = err.cause
+            text = err.message.strip().splitlines()[-1] if err.message.strip() else err.cls_name or "error"
+        lines.append(f"{event.step_key}: {text}")
+    return lines
+
+
+def describe_checks(checks: list[CheckOutcome]) -> list[str]:
+    """Checks as a person reads them: name, verdict and the figures that decided it."""
+    lines = []
+    for c in checks:
+        figures = {k: v for k, v in c.metadata.items() if k != "compared"}
+        lines.append(f"{'passed' if c.passed else 'FAILED'} {c.name}: {fmt(figures)}"
+                     + (f"\n             ({c.description})" if c.description else ""))
+    return lines
+
+
+class Progress:
+    """What ``up`` prints while Dagster works: finished runs, and every change of the registry.
+
+    Read from the instance and the registry every few seconds (both are the source of truth the UI shows),
+    so nothing here depends on parsing Dagster's own log output."""
+
+    def __init__(self, instance: dg.DagsterInstance, models_dir: Path, ui: str, echo) -> None:  # noqa: ANN001
+        from mcp_training_dagster.domain.registry import ModelRegistry
+
+        self.instance, self.registry, self.ui, self.echo = instance, ModelRegistry(models_dir), ui, echo
+        self.started = datetime.now(timezone.utc).timestamp()
+        self.seen_runs: set[str] = set()
+        self.versions = set(self.registry.versions())
+        self.production = self.registry.production()
+
+    def poll(self) -> None:
+        from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+
+        done = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+        records = self.instance.get_run_records(filters=RunsFilter(statuses=done, updated_after=datetime.fromtimestamp(self.started, timezone.utc)), limit=200)
+        for rec in sorted(records, key=lambda r: r.update_timestamp):
+            run = rec.dagster_run
+            if run.run_id in self.seen_runs:
+                continue
+            self.seen_runs.add(run.run_id)
+            part = run.tags.get("dagster/partition")
+            what = f"{run.job_name}{f' [{part}]' if part else ''}"
+            line = f"{_clock()} {what}: {run.status.value.lower()}"
+            if run.status != DagsterRunStatus.SUCCESS:
+                line += f" (details: {self.ui}/runs/{run.run_id})"
+            self.echo(line)
+            for entry in self.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                ev = entry.dagster_event.event_specific_data
+                if not ev.passed:
+                    self.echo(f"{_clock()}   check {ev.check_name} FAILED: {ev.description or ''}")
+            for entry in self.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
+                md = entry.dagster_event.asset_observation_data.asset_observation.metadata
+                if "blocked_because" in md:
+                    self.echo(f"{_clock()}   {md['blocked_version'].value} not packaged: {md['blocked_because'].value}")
+        versions = set(self.registry.versions())
+        for v in sorted(versions - self.versions):
+            self.echo(f"{_clock()} registered model {v}")
+        self.versions = versions
+        production = self.registry.production()
+        if production != self.production:
+            self.echo(f"{_clock()} production is now {production} (was {self.production or 'none'})")
+            self.production = production
+
+
+def _clock() -> str:
+    return datetime.now().strftime("%H:%M:%S")

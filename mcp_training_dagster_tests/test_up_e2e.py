@@ -1,0 +1,141 @@
+"""`mcp-training up` as a user runs it: samples in, a first model promoted, another router's export dropped in,
+a better-informed model replaces the first, and every export's verdicts follow the new production model.
+
+Real ``dagster dev`` (webserver, daemon, code server) on 127.0.0.1 under the real command; stopped with SIGINT
+the way Ctrl-C stops it, and nothing of its process group may survive.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824
+from mcp_training_dagster_tests.defs.conftest import REPO_ROOT
+
+FIRST_MODEL_TIMEOUT_S = 240
+SECOND_MODEL_TIMEOUT_S = 240
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).parent / "mcp-training"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_training_dagster.cli"]
+
+
+def _production(models: Path) -> str | None:
+    try:
+        return json.loads((models / "production.json").read_text())["version"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def _other_router_export(target: Path) -> None:
+    """The real hostapd export as another router would send it: same record ids, other device, a day later."""
+    doc = json.loads(HOSTAPD_1824.read_text())
+    for r in doc["data"]:
+        r["timestamp"] = (datetime.fromisoformat(r["timestamp"]) + timedelta(days=1)).isoformat()
+        r["device_id"] = 77
+        r["device_ip"] = "RT-OTHER-77"
+    staging = target.with_name(target.name + ".part")  # written aside, then renamed in: what a person does
+    staging.write_text(json.dumps(doc))
+    os.replace(staging, target)
+
+
+def _verdict_versions(home: Path) -> dict[str, str]:
+    """export partition -> production version of its latest export_anomalies materialisation."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        out = {}
+        for part in instance.get_dynamic_partitions("export_files"):
+            recs = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("export_anomalies"), asset_partitions=[part]), limit=1
+            ).records
+            if recs:
+                out[part] = recs[0].asset_materialization.metadata["production_version"].value
+        return out
+
+
+def _wait(what: str, cond, timeout: float, proc: subprocess.Popen, out: Path):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert proc.poll() is None, f"`mcp-training up` exited ({proc.returncode}) waiting for {what}\n{out.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout}s\n{out.read_text()[-3000:]}"
+        time.sleep(2)
+
+
+@pytest.mark.e2e
+def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    models = data / "models"
+    home = data / "dagster_home"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
+    env.update(MCP_TRAINING_DATA_DIR=str(data), MCP_TRAINING_SENSOR__INTERVAL_SECONDS="2", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    out = tmp_path / "up.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([*_cli(), "up", "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        # 1. The shipped samples become the first production model, with no clicks.
+        first = _wait("first production model", lambda: _production(models), FIRST_MODEL_TIMEOUT_S, proc, out)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as resp:
+            assert resp.status == 200
+        assert (home / ".nux" / "nux.yaml").is_file(), "the community prompt would cover the first view"
+
+        # 2. One `up` per data folder; `train` into the watched folder is refused with one line.
+        for args in (["up", "--port", str(_free_port())], ["train", str(HOSTAPD_1824)]):
+            second = subprocess.run([*_cli(), *args], env=env, capture_output=True, text=True, timeout=120)
+            assert second.returncode != 0, args
+            assert "in use by mcp-training up" in second.stderr and "Traceback" not in second.stderr, second.stderr
+            assert second.stderr.count("\n") == 1, second.stderr
+
+        # 3. Another router's export (reusing the same record ids) lands: a new model replaces the first.
+        _other_router_export(data / "exports" / "export_other_router_20250628.json")
+        second_version = _wait("a new production model", lambda: (v := _production(models)) != first and v,
+                               SECOND_MODEL_TIMEOUT_S, proc, out)
+        meta = json.loads((models / f"model_{second_version}" / "metadata.json").read_text())
+        assert "export_other_router_20250628.json" in meta["model_info"]["export_files"]
+
+        # 4. Every export's verdicts follow the new production model, through lineage.
+        verdicts = _wait("verdicts by the new model",
+                         lambda: (v := _verdict_versions(home)) and set(v.values()) == {second_version} and len(v) == 4 and v,
+                         120, proc, out)
+        assert HOSTAPD_1824.name in verdicts
+        text = out.read_text()
+        assert f"production is now {second_version}" in text, text
+        assert "Traceback" not in text
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    assert proc.returncode is not None
+    time.sleep(2)
+    leftovers = subprocess.run(["pgrep", "-f", "--", f"-p {port}"], capture_output=True, text=True).stdout.split()
+    for pid in leftovers:
+        os.kill(int(pid), signal.SIGKILL)
+    assert not leftovers, "dagster dev outlived `mcp-training up`"
+    shutil.rmtree(tmp_path, ignore_errors=True)
