@@ -337,3 +337,30 @@ def test_rejected_new_version_of_a_file_stops_feeding_training(defs, instance, l
     _write_export(path, records)
     assert not run_ingest(defs, instance, path.name, raise_on_error=False).success
     assert len(pd.read_parquet(_stored(assets_dir, "validated_records", path.name))) == 0
+
+
+def test_failed_gate_means_no_package_whichever_run_materialises_it(data_dir, monkeypatch, landing):
+    """The daemon may run model_package in a run of its own: a failed blocking check still means no package."""
+    monkeypatch.setenv("MCP_MODEL_EVALUATION__MIN_F1", "0.99")
+    from mcp_training_dagster.definitions import build_definitions
+    from mcp_training_dagster.settings import get_settings
+
+    settings = get_settings()
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        for sample in (HOSTAPD_1824, SYSTEM_35):
+            copy_sample(sample.name, landing)
+            assert run_ingest(defs, instance, sample.name).success
+        trained = defs.resolve_job_def("train_job").execute_in_process(instance=instance, raise_on_error=False)
+        checks = {c.check_name: c for c in trained.get_asset_check_evaluations()}
+        assert not checks["meets_quality_gates"].passed
+        assert not materializations(trained, "model_package")
+
+        alone = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("model_package")], raise_on_error=False)
+        assert alone.success, failure_text(alone)
+        assert not materializations(alone, "model_package")
+        blocked = [e for e in alone.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+        assert blocked and "meets_quality_gates failed" in str(
+            blocked[0].asset_observation_data.asset_observation.metadata["blocked_because"].value)
+    assert not list(settings.models_dir.glob("model_*")), "a failed blocking check means no package"

@@ -154,3 +154,13 @@ def test_dagster_cli_validates_the_module(data_dir, tmp_path):
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_health_follows_the_production_model(defs):
+    """Freshness is the production model's (what the inference side gets), not the last training attempt's."""
+    specs = _specs(defs)
+    assert specs["production_model"].freshness_policy is not None
+    assert specs["anomaly_model"].freshness_policy is None
+    graph = defs.resolve_asset_graph()
+    condition = graph.get(dg.AssetKey("model_package")).automation_condition
+    assert [op.get_label() for op in condition.operands] == ["eager", "all_deps_blocking_checks_passed"]

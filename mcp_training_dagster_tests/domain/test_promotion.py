@@ -1,0 +1,112 @@
+"""Promotion: the gates compare like with like, and the model card says when a gate is barely passed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcp_training_dagster.domain import model_card
+from mcp_training_dagster.domain.evaluation import EvaluationSet
+from mcp_training_dagster.domain.exports import read_export
+from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.domain.packaging import build_package
+from mcp_training_dagster.domain.promotion import PromotionDecision, decide, load_production
+from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_model
+from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.settings import DetectorConfig
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824
+
+
+@pytest.fixture(scope="module")
+def windows() -> pd.DataFrame:
+    return build_windows(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
+
+
+def _register(models_dir: Path, model: TrainedModel, devices: list[str] | None) -> None:
+    doc = metadata_document(model, export_files=[HOSTAPD_1824.name], spec=WindowSpec(), service_timezone="UTC")
+    if devices is not None:
+        doc["training_info"]["devices"] = devices
+    build_package(models_dir, model.version, model.pipeline, doc, model_card_md="", deployment_ready=True)
+    ModelRegistry(models_dir).promote(model.version, "test")
+
+
+def _held_out(windows: pd.DataFrame, split: pd.Timestamp) -> EvaluationSet:
+    """The later windows, the most extreme tenth of them marked anomalous by their record count (not by a model)."""
+    later = windows[windows["window_start"] >= split].reset_index(drop=True)
+    y = later["n_records"] >= later["n_records"].quantile(0.9)
+    labels = later.loc[:, ["device", "entity_kind", "entity", "window_start"]].assign(is_anomaly=y, scenario="normal")
+    return EvaluationSet("labelled", "test", later, labels, split_time=str(split))
+
+
+def test_production_is_judged_only_on_windows_it_was_not_fitted_on(tmp_path: Path, windows: pd.DataFrame) -> None:
+    split = windows["window_start"].quantile(0.8)
+    data = _held_out(windows, split)
+    early = train_model(windows[windows["window_start"] < split], DetectorConfig(), window_minutes=5)
+    _register(tmp_path, early, devices=sorted(windows["device"].astype(str).unique()))
+    prod = load_production(tmp_path)
+    assert prod is not None and not prod.unseen(windows[windows["window_start"] < split]).any()
+    assert prod.unseen(data.windows).all()
+
+    scores = prod.scores(data.windows)  # a candidate that ranks exactly like production: not worse
+    same = decide({"overall": {"f1_score": 0.9, "roc_auc": 0.9}}, scores, data, prod,
+                  min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    gate = same.gate("not_worse_than_production")
+    assert gate.passed and gate.figures["candidate_pr_auc"] == pytest.approx(gate.figures["production_pr_auc"])
+    assert gate.figures["windows_compared"] == len(data.windows) and "neither was fitted on" in gate.compared
+
+    worse = decide({"overall": {"f1_score": 0.9, "roc_auc": 0.9}}, -scores, data, prod,
+                   min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    assert not worse.gate("not_worse_than_production").passed and not worse.deployment_ready
+
+
+def test_production_that_saw_the_whole_held_out_period_is_not_held_against_a_candidate(
+        tmp_path: Path, windows: pd.DataFrame) -> None:
+    split = windows["window_start"].quantile(0.8)
+    data = _held_out(windows, split)
+    everything = train_model(windows, DetectorConfig(), window_minutes=5)  # fitted on the held-out period too
+    _register(tmp_path, everything, devices=sorted(windows["device"].astype(str).unique()))
+    decision = decide({"overall": {"f1_score": 0.9, "roc_auc": 0.9}}, np.zeros(len(data.windows)), data,
+                      load_production(tmp_path), min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    gate = decision.gate("not_worse_than_production")
+    assert gate.passed and gate.figures["windows_compared"] == 0
+    assert "nothing fair to compare on" in gate.compared
+
+    # A device production never saw is fair game even inside its time range.
+    other = data.windows.assign(device="77")
+    moved = EvaluationSet("labelled", "test", other, data.labels.assign(device="77"), split_time=data.split_time)
+    assert load_production(tmp_path).unseen(moved.windows).all()
+
+
+def test_quality_gate_and_round_trip() -> None:
+    empty = EvaluationSet("none", "", pd.DataFrame(), pd.DataFrame({"is_anomaly": []}))
+    d = decide({"overall": {"f1_score": 0.52, "roc_auc": 0.95, "pr_auc": 0.8}}, None, empty, None,
+               min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    assert d.deployment_ready and d.gate("meets_quality_gates").margin == pytest.approx(0.02)
+    assert d.warnings and "meets_quality_gates passes by only 0.020" in d.warnings[0]
+    assert PromotionDecision.from_dict(d.as_dict()) == d
+    failing = decide({"overall": {"f1_score": 0.3, "roc_auc": 0.95}}, None, empty, None,
+                     min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    assert not failing.deployment_ready and [g.name for g in failing.failed] == ["meets_quality_gates"]
+
+
+def test_model_card_reads_as_a_person_reads_it(windows: pd.DataFrame) -> None:
+    model = train_model(windows, DetectorConfig(), window_minutes=5)
+    model.evaluation = {"data": {"source": "injected", "description": "d", "windows": 10, "anomalous_windows": 2},
+                        "overall": {"n_windows": 10, "n_anomalous": 2, "precision": 0.123456789, "recall": 0.5,
+                                    "f1_score": 0.52, "roc_auc": 0.9, "pr_auc": None},
+                        "by_kind": {}, "recall_by_scenario": {"deauth_flood": 1.0}, "benign_flag_rate": {}}
+    model.selection = {"chosen": "isolation_forest", "criterion": "c",
+                       "candidates": {"isolation_forest": {"pr_auc": 0.7777777777, "roc_auc": 0.9}}}
+    model.diagnostics = {"score_quantiles": {"p50": 0.4444444444}, "seed_spearman": [0.99999999, 0.98888888]}
+    empty = EvaluationSet("none", "", pd.DataFrame(), pd.DataFrame({"is_anomaly": []}))
+    decision = decide(model.evaluation, None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    card = model_card.render(model, model_card.top_windows(model, windows), decision)
+    assert not re.search(r"\d\.\d{6,}", card), "floats are rounded"
+    assert "{'" not in card and "[0." not in card, "no Python reprs"
+    assert "| all | 10 | 2 | 0.123 | 0.500 | 0.520 | 0.900 | n/a |" in card
+    assert "**Warning:** meets_quality_gates passes by only 0.020" in card
