@@ -159,7 +159,10 @@ class Progress:
                 continue
             self.seen_runs.add(run.run_id)
             part = run.tags.get("dagster/partition")
-            what = f"{run.job_name}{f' [{part}]' if part else ''}"
+            job = run.job_name
+            if job.startswith("__ASSET_JOB") and run.asset_selection:  # automation: name what it materialised
+                job = ", ".join(sorted(k.to_user_string() for k in run.asset_selection))
+            what = f"{job}{f' [{part}]' if part else ''}"
             line = f"{_clock()} {what}: {run.status.value.lower()}"
             if run.status != DagsterRunStatus.SUCCESS:
                 line += f" (details: {self.ui}/runs/{run.run_id})"

@@ -45,12 +45,14 @@ def _production(models: Path) -> str | None:
 
 
 def _other_router_export(target: Path) -> None:
-    """The real hostapd export as another router would send it: same record ids, other device, a day later."""
+    """The real hostapd export as another router's service would send it later: same record ids, other device,
+    60 days on (the journey's step 3)."""
     doc = json.loads(HOSTAPD_1824.read_text())
     for r in doc["data"]:
-        r["timestamp"] = (datetime.fromisoformat(r["timestamp"]) + timedelta(days=1)).isoformat()
+        r["timestamp"] = (datetime.fromisoformat(r["timestamp"]) + timedelta(days=60)).isoformat()
         r["device_id"] = 77
         r["device_ip"] = "RT-OTHER-77"
+    doc["export_metadata"]["created_at"] = "2025-09-01T00:00:00"
     staging = target.with_name(target.name + ".part")  # written aside, then renamed in: what a person does
     staging.write_text(json.dumps(doc))
     os.replace(staging, target)
@@ -110,11 +112,11 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
             assert second.stderr.count("\n") == 1, second.stderr
 
         # 3. Another router's export (reusing the same record ids) lands: a new model replaces the first.
-        _other_router_export(data / "exports" / "export_other_router_20250628.json")
+        _other_router_export(data / "exports" / "export_other_router_20250901.json")
         second_version = _wait("a new production model", lambda: (v := _production(models)) != first and v,
                                SECOND_MODEL_TIMEOUT_S, proc, out)
         meta = json.loads((models / f"model_{second_version}" / "metadata.json").read_text())
-        assert "export_other_router_20250628.json" in meta["model_info"]["export_files"]
+        assert "export_other_router_20250901.json" in meta["model_info"]["export_files"]
 
         # 4. Every export's verdicts follow the new production model, through lineage.
         verdicts = _wait("verdicts by the new model",
