@@ -115,9 +115,10 @@ def build_corpus(folder: Path) -> dict[str, Expect]:
     out["no_created_at.json"] = Expect(quarantined={"implausible_timestamp": 1}, valid=GOOD_RECORDS)
 
     # -- ids beyond 64 bits: those records quarantined, the file's good records kept
-    huge = [record(2**70), record(10**30), record(-(2**64)), record(2**64), record("1180591620717411303424")]
+    # (all ids JSON integers: a homogeneous column is what used to overflow; text ids were always text)
+    huge = [record(2**70), record(10**30), record(-(2**64)), record(2**64)]
     (folder / "huge_ids.json").write_bytes(export_bytes(good + huge))
-    out["huge_ids.json"] = Expect(quarantined={"invalid_id": 5}, valid=GOOD_RECORDS)
+    out["huge_ids.json"] = Expect(quarantined={"invalid_id": 4}, valid=GOOD_RECORDS)
     (folder / "huge_counter.json").write_bytes(export_bytes(good[:-1] + [record(99, push_attempts=2**70)]))
     out["huge_counter.json"] = Expect(valid=GOOD_RECORDS)
 
