@@ -336,7 +336,10 @@ def models_package(version: str, dest: Path) -> None:
     zips = sorted(path.parent.glob(f"{path.name}_deployment.zip"))
     if not zips:
         _fail(f"{path.name}_deployment.zip is missing from {path.parent}")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. DEST is a file
+        _fail(f"--dest {dest}: cannot be used as a folder ({exc.strerror})")
     target = dest / zips[0].name
     if target.exists():
         _fail(f"{target} already exists")

@@ -411,3 +411,11 @@ def test_models_package_verifies_the_zip_it_hands_out(run_cli, data_dir: Path, t
     res = run_cli("models", "package", v, "--dest", dest)
     assert res.exit_code == 0, res.output
     assert (dest / zpath.name).read_bytes() == original
+
+
+def test_models_package_to_a_file_is_one_line(run_cli, data_dir: Path, tmp_path: Path, tiny_model) -> None:  # noqa: F811
+    v = make(data_dir / "models", tiny_model, 0)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    res = run_cli("models", "package", v, "--dest", a_file)
+    assert res.exit_code == 2 and res.output.startswith("error: --dest ") and res.output.count("\n") == 1, res.output
