@@ -23,7 +23,7 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
     kinds={"json", "parquet"},
     owners=OWNERS,
     tags={"stage": "ingest"},
-    code_version="1",
+    code_version="2",
     check_specs=[
         dg.AssetCheckSpec(
             "claimed_count_matches",
@@ -87,7 +87,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             kinds={"pandas", "parquet"},
             owners=OWNERS,
             tags={"stage": "ingest"},
-            code_version="1",
+            code_version="2",
             description=(
                 "Typed, normalised records of one export: canonical levels, parsed structured_data, naive "
                 "service wall-clock timestamps, event type, station MAC and interface; sorted by (timestamp, id) "
@@ -98,7 +98,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             kinds={"pandas", "parquet"},
             owners=OWNERS,
             tags={"stage": "ingest"},
-            code_version="1",
+            code_version="2",
             description="Every record validation refused, with the reason, the field and the original JSON.",
         ),
     },
