@@ -100,7 +100,10 @@ def resolve_landing_file(folder: Path, key: str) -> Path:
     if problem:
         raise LandingError(f"{shown}: {problem}")
     root = Path(folder).resolve()
-    target = (root / key).resolve()
+    try:
+        target = (root / key).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise LandingError(f"{shown}: cannot be resolved ({exc})") from None
     if not target.is_relative_to(root) or target == root:
         raise LandingError(f"{shown}: resolves outside the landing folder {root} (to {target}); refused, not read")
     if target.exists() and not target.is_file():
@@ -148,8 +151,9 @@ def scan_landing(
                 if not entry.is_file(follow_symlinks=True):
                     continue
                 candidates.append((entry.name, entry.stat()))
-            except OSError as exc:  # vanished, dangling, unreadable: this entry only, never the tick
-                result.skipped[display_name(entry.name)] = f"cannot be examined ({exc.strerror or exc})"
+            except (OSError, RuntimeError) as exc:  # vanished, link loop, unreadable: this entry only, never the tick
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                result.skipped[display_name(entry.name)] = f"cannot be examined ({why})"
                 continue
             present.add(entry.name)
 
