@@ -98,6 +98,9 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
     home = Path(settings.training.dagster_home)  # type: ignore[arg-type]
     lock = _hold_lock(home, f"mcp-training up (http://{host}:{port})")
     info = prepare_data_root(settings, with_samples=not no_samples)
+    from mcp_training_dagster.domain.registry import ModelRegistry
+
+    ModelRegistry(settings.models_dir).remove_stale_temp()  # leftovers of builds killed before this start
     dagster = Path(sys.executable).parent / "dagster"
     exe = str(dagster) if dagster.exists() else (shutil.which("dagster") or "dagster")
     cmd = [exe, "dev", "-m", "mcp_training_dagster.definitions", "-h", host, "-p", str(port)]
@@ -598,8 +601,8 @@ def models_delete(version: str) -> None:
 @click.option("--dest", type=click.Path(path_type=Path), default=Path("."), show_default=True,
               help="Folder to copy model_<version>_deployment.zip into (created if its parent exists; never overwriting).")
 def models_package(version: str, dest: Path) -> None:
-    """Verify VERSION's files against its manifest and copy its deployment ZIP to DEST."""
-    from mcp_training_dagster.domain.packaging import verify_package
+    """Verify VERSION's files and the deployment ZIP itself, and copy that ZIP to DEST."""
+    from mcp_training_dagster.domain.packaging import MANIFEST_FILE, verify_package, verify_zip
 
     if dest.exists() and not dest.is_dir():
         _fail(f"--dest {dest}: is a file, not a folder")
@@ -618,8 +621,14 @@ def models_package(version: str, dest: Path) -> None:
     target = dest / zips[0].name
     if target.exists():
         _fail(f"{target} already exists")
+    # Verify what is handed out: the copy itself, against the verified folder's manifest.
     tmp = target.with_name(target.name + ".part")
     shutil.copyfile(zips[0], tmp)
+    try:
+        verify_zip(tmp, expected_manifest=(path / MANIFEST_FILE).read_bytes())
+    except ValueError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(f"{zips[0].name}: {exc}")
     os.replace(tmp, target)
     click.echo(str(target))
 

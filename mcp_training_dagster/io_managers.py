@@ -8,6 +8,12 @@ Two behaviours the library does not give us:
 * **Atomic writes.** On a local filesystem each object is written to a temporary sibling and
   renamed into place, so a crash never leaves a half file that a later step would trust. Object
   stores publish a PUT atomically already, so there the object is written directly.
+* **Never outside ``base_path``.** A partition key is a file name (see ``domain/landing.py``); a
+  key with ``../`` or a separator, added by hand through the UI or the API, is refused before any
+  path is built from it, and every path is checked to lie below ``base_path`` before it is read or
+  written.
+* **Leftovers of killed runs are swept.** Each local write removes the stale temporary siblings
+  (older than an hour and not locked by a writer) in the folder it writes to.
 * **Fan-in always yields a mapping.** An unpartitioned asset reading every partition of a
   partitioned one gets ``{partition_key: value}`` even with exactly one partition (the library
   returns the bare object then), and registered-but-never-materialised partitions (a file that
@@ -18,16 +24,17 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import joblib
 import pandas as pd
-import pyarrow.parquet as pq
 from upath import UPath
 
-from mcp_training_dagster.domain.packaging import write_atomic
+from mcp_training_dagster.domain.landing import partition_key_problem
+from mcp_training_dagster.domain.packaging import remove_stale_temp, write_atomic
 
 
 def _is_local(path: UPath) -> bool:
@@ -37,13 +44,39 @@ def _is_local(path: UPath) -> bool:
 def atomic_write_bytes(path: UPath, writer: Any) -> None:
     """Call ``writer(fileobj)`` so that ``path`` appears complete or not at all."""
     if _is_local(path):
-        write_atomic(Path(os.fspath(path)), writer)
+        local = Path(os.fspath(path))
+        write_atomic(local, writer)
+        remove_stale_temp(local.parent)
     else:
         with path.open("wb") as fh:
             writer(fh)
 
 
+class PathOutsideBaseError(ValueError):
+    """An IO-manager path that would leave its base path; refused before any read or write."""
+
+
+def _normalised(path: UPath) -> str:
+    text = os.fspath(path) if _is_local(path) else str(getattr(path, "path", path))
+    return posixpath.normpath(text.replace(os.sep, "/"))
+
+
 class _AtomicUPathIOManager(dg.UPathIOManager):
+    def _contained(self, path: UPath, what: str) -> UPath:
+        base, target = _normalised(self._base_path), _normalised(path)
+        if not (target == base or target.startswith(base.rstrip("/") + "/")):
+            raise PathOutsideBaseError(f"{what}: resolves to {target}, outside the IO manager's base path {base}; refused")
+        return path
+
+    def get_path_for_partition(self, context: Any, path: UPath, partition: str) -> UPath:
+        problem = partition_key_problem(partition)
+        if problem:
+            raise PathOutsideBaseError(f"partition key {partition!r}: {problem}; nothing read or written")
+        return self._contained(super().get_path_for_partition(context, path, partition), f"partition key {partition!r}")
+
+    def _get_path(self, context: Any) -> UPath:
+        return self._contained(super()._get_path(context), "asset path")
+
     def load_input(self, context: dg.InputContext) -> Any:
         # The library returns None for a fan-in over zero partitions; an empty mapping keeps the
         # contract (and lets training fail with its own clear message).
@@ -86,10 +119,12 @@ class _ParquetUPathIOManager(_AtomicUPathIOManager):
         atomic_write_bytes(path, lambda fh: obj.to_parquet(fh, index=False, compression="zstd"))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        # pandas' reader (not pyarrow's to_pandas) on both paths: it restores DataFrame.attrs, which
+        # carry the export's reference time from raw_export to validation.
         if _is_local(path):
             return pd.read_parquet(os.fspath(path))
         with path.open("rb") as fh:
-            return pq.read_table(fh).to_pandas()
+            return pd.read_parquet(fh)
 
     def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, Any]:
         return {

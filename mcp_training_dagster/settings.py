@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -136,6 +137,22 @@ class QuarantineConfig(_Strict):
     )
 
 
+class InputLimitsConfig(_Strict):
+    """What one export may be: bounded size, plausible timestamps (see domain/exports.py, validation.py)."""
+
+    max_export_bytes: int = Field(
+        1024**3,
+        ge=1024,
+        description="most bytes of JSON per export: a plain file's size or what a ZIP's data.json expands to "
+        "(100 MB upstream upload cap x ~10 JSON compression, rounded up to 1 GiB)",
+    )
+    earliest_timestamp: datetime = Field(datetime(2000, 1, 1), description="records dated before this are quarantined")
+    future_tolerance_hours: float = Field(
+        24.0, ge=0, le=24 * 366,
+        description="records dated more than this after the export's created_at (else the file's time) are quarantined",
+    )
+
+
 class RegistryConfig(_Strict):
     keep_versions: int = Field(10, ge=2, le=10000, description="newest versions kept (plus production and its predecessor)")
     auto_promote: bool = Field(True, description="promote a new model when every evaluation gate passes")
@@ -154,6 +171,7 @@ class TrainingConfig(_Strict):
     model_max_age_hours: float = Field(168.0, gt=0.02)
     sensor: SensorConfig = SensorConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
+    input_limits: InputLimitsConfig = InputLimitsConfig()
     registry: RegistryConfig = RegistryConfig()
 
     @field_validator("service_timezone")

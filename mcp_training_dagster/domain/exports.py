@@ -12,7 +12,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
+import os
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,7 +46,15 @@ RECORD_KEYS: tuple[str, ...] = (
 RAW_COLUMNS: tuple[str, ...] = ("record_index", *RECORD_KEYS, "extra", "non_object")
 
 ZIP_MEMBER = "data.json"
-MAX_ZIP_MEMBER_BYTES = 4 * 1024**3  # refuse zip bombs: a data.json larger than this is not an export
+# The most JSON one export may hold: a plain file's size, or what a ZIP's data.json expands to.
+# The upstream service capped uploads at 100 MB and JSON exports compress about tenfold, so 1 GiB
+# covers the largest plausible export with room to spare, while a ZIP bomb is refused before it is
+# read. Callers pass the configured value (training.input_limits.max_export_bytes).
+DEFAULT_MAX_EXPORT_BYTES = 1024**3
+_READABLE_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+# Errors a damaged or odd ZIP member raises while being decompressed (bad CRC, zlib/lzma stream
+# errors, truncated data, an encrypted member, a method zipfile cannot decode).
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, NotImplementedError, ValueError)
 
 
 class ExportFileError(ValueError):
@@ -67,6 +79,7 @@ class ExportFacts:
     actual_records: int
     declared_format: str | None
     warnings: tuple[str, ...] = field(default=())
+    file_mtime: float | None = None  # POSIX seconds; the fallback reference time when created_at is absent
 
     @property
     def count_mismatch(self) -> bool:
@@ -100,7 +113,14 @@ _NULLABLE = {"integer": "Int64", "boolean": "boolean", "floating": "Float64"}
 def _column_slow(values: list[Any]) -> pd.Series:
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind in _NULLABLE:
-        return pd.Series(pd.array(values, dtype=_NULLABLE[kind]))
+        try:
+            with warnings.catch_warnings():  # numpy warns on the lossy cast it then refuses
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return pd.Series(pd.array(values, dtype=_NULLABLE[kind]))
+        except (OverflowError, TypeError, ValueError):
+            # Integers beyond 64 bits (2**70, -2**64): kept as their exact text, so validation can
+            # quarantine those records (invalid_id) instead of the whole file failing.
+            return pd.Series([_to_text(v) for v in values], dtype="str")
     if kind in ("string", "empty"):
         return pd.Series(values, dtype="str")
     return pd.Series([_to_text(v) for v in values], dtype="str")
@@ -228,47 +248,115 @@ def _json_from_bytes(name: str, payload: bytes) -> Any:
         raise ExportFileError(name, f"{kind}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
-def _unzip(name: str, fh: BinaryIO) -> bytes:
+def _limit_problem(what: str, size: int, max_bytes: int) -> str:
+    return (
+        f"{what} {size:,} bytes, over the limit of {max_bytes:,} bytes of JSON per export "
+        "(input_limits.max_export_bytes)"
+    )
+
+
+def _unzip(name: str, fh: BinaryIO, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES) -> bytes:
+    """The one ``data.json`` of a ZIP export, streamed and bounded: never more than ``max_bytes``
+    are held, whatever the headers claim. Every way a member can fail to decompress is one
+    :class:`ExportFileError` naming the file, the member and the problem."""
     try:
         with zipfile.ZipFile(fh) as zf:
-            members = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
-            info = members.get(ZIP_MEMBER)
-            if info is None:
-                raise ExportFileError(name, f"ZIP export has no {ZIP_MEMBER} (members: {sorted(members)[:10]})")
-            if info.file_size > MAX_ZIP_MEMBER_BYTES:
-                raise ExportFileError(name, f"{ZIP_MEMBER} unpacks to {info.file_size} bytes, over the limit")
-            return zf.read(info)
+            files = [i for i in zf.infolist() if not i.is_dir()]
+            found = [i for i in files if i.filename.replace("\\", "/").rsplit("/", 1)[-1] == ZIP_MEMBER]
+            if not found:
+                names = sorted(i.filename for i in files)
+                raise ExportFileError(name, f"ZIP export has no {ZIP_MEMBER} (members: {names[:10]})")
+            if len(found) > 1:
+                raise ExportFileError(
+                    name,
+                    f"ambiguous ZIP export: {len(found)} members named {ZIP_MEMBER} "
+                    f"({[i.filename for i in found][:10]}); an export holds exactly one",
+                )
+            info = found[0]
+            member = f"member {info.filename!r}"
+            if info.flag_bits & 0x1:
+                raise ExportFileError(name, f"{member} is encrypted; exports are never encrypted")
+            if info.compress_type not in _READABLE_COMPRESSION:
+                raise ExportFileError(
+                    name,
+                    f"{member} uses compression method {info.compress_type}, which cannot be read "
+                    f"(supported: {', '.join(_READABLE_COMPRESSION.values())})",
+                )
+            if info.file_size > max_bytes:
+                raise ExportFileError(name, _limit_problem(f"{member} would expand to", info.file_size, max_bytes))
+            out = bytearray()
+            try:
+                with zf.open(info) as src:
+                    while chunk := src.read(1 << 20):
+                        out += chunk
+                        if len(out) > max_bytes:  # the header lied about the size
+                            raise ExportFileError(name, _limit_problem(f"{member} expands to more than", max_bytes, max_bytes))
+            except ExportFileError:
+                raise
+            except _ZIP_READ_ERRORS as exc:
+                raise ExportFileError(name, f"{member} cannot be decompressed (corrupt ZIP?): {type(exc).__name__}: {exc}") from None
+            return bytes(out)
+    except ExportFileError:
+        raise
     except zipfile.BadZipFile as exc:
         raise ExportFileError(name, f"not a readable ZIP file ({exc})") from None
+    except (zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+        raise ExportFileError(name, f"not a readable ZIP file ({type(exc).__name__}: {exc})") from None
 
 
-def parse_export_bytes(name: str, payload: bytes, sha256: str | None = None) -> RawExport:
-    """Parse an export held in memory (JSON, or a ZIP with data.json)."""
+def parse_export_bytes(
+    name: str,
+    payload: bytes,
+    sha256: str | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_EXPORT_BYTES,
+    file_mtime: float | None = None,
+) -> RawExport:
+    """Parse an export held in memory (JSON, or a ZIP with data.json); at most ``max_bytes`` of JSON."""
     container = "json"
     sha = sha256 or hashlib.sha256(payload).hexdigest()
     size = len(payload)
     if payload[:4] == b"PK\x03\x04":
         container = "zip"
-        payload = _unzip(name, io.BytesIO(payload))
-    doc = _json_from_bytes(name, payload)
-    del payload
-    return _from_document(name, doc, sha, size, container)
+        payload = _unzip(name, io.BytesIO(payload), max_bytes)
+    elif size > max_bytes:
+        raise ExportFileError(name, _limit_problem("file is", size, max_bytes))
+    try:
+        doc = _json_from_bytes(name, payload)
+        del payload
+        return _from_document(name, doc, sha, size, container, file_mtime)
+    except RecursionError:
+        # A nesting bomb ([[[[...]]]]): an export record is a flat object, a few levels at most.
+        raise ExportFileError(name, "JSON nested too deeply to be an export (nesting bomb?)") from None
 
 
-def read_export(path: Path | str) -> RawExport:
-    """Read an export file from disk; the file is never modified."""
+def read_export(path: Path | str, *, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES) -> RawExport:
+    """Read an export file from disk; the file is never modified. A plain file over ``max_bytes``
+    is refused before it is read; a ZIP's data.json is bounded while it is decompressed."""
     path = Path(path)
     name = path.name
     try:
+        st = path.stat()
+        if os.path.isdir(path):
+            raise IsADirectoryError(path)
+        if st.st_size > max_bytes and not _looks_like_zip(path):
+            raise ExportFileError(name, _limit_problem("file is", st.st_size, max_bytes))
         payload = path.read_bytes()
     except FileNotFoundError:
         raise ExportFileError(name, f"file not found at {path}") from None
     except IsADirectoryError:
         raise ExportFileError(name, "is a directory, not an export file") from None
-    return parse_export_bytes(name, payload)
+    except PermissionError as exc:
+        raise ExportFileError(name, f"cannot be read ({exc.strerror})") from None
+    return parse_export_bytes(name, payload, max_bytes=max_bytes, file_mtime=st.st_mtime)
 
 
-def _from_document(name: str, doc: Any, sha: str, size: int, container: str) -> RawExport:
+def _looks_like_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def _from_document(name: str, doc: Any, sha: str, size: int, container: str, file_mtime: float | None = None) -> RawExport:
     if not isinstance(doc, dict):
         raise ExportFileError(name, f"top level must be a JSON object, found {type(doc).__name__}")
     if "data" not in doc:
@@ -308,5 +396,10 @@ def _from_document(name: str, doc: Any, sha: str, size: int, container: str) -> 
         actual_records=len(data),
         declared_format=str(meta["format"]) if meta.get("format") is not None else None,
         warnings=tuple(warnings),
+        file_mtime=file_mtime,
     )
-    return RawExport(facts=facts, records=records_to_frame(data))
+    records = records_to_frame(data)
+    # The reference time of the plausible-timestamp range travels with the table (validation reads
+    # it; Parquet keeps DataFrame.attrs), so every reader of this table applies the same range.
+    records.attrs.update(export_created_at=facts.created_at, file_mtime=file_mtime)
+    return RawExport(facts=facts, records=records)

@@ -12,6 +12,11 @@ State is a small JSON document (the sensor cursor):
 
 Work per tick is bounded (files and bytes hashed), so a burst of a thousand files is spread over
 several ticks instead of timing one out.
+
+Containment: an entry that resolves outside the landing folder (a symbolic link to ``/etc/passwd``
+or to an export elsewhere) is refused before anything reads it, here and in the ingest asset
+(:func:`resolve_landing_file`). An entry the scan cannot handle (a name that is not UTF-8, one that
+vanishes or cannot be stat'ed mid-scan) is skipped and reported; it never fails the tick.
 """
 
 from __future__ import annotations
@@ -27,6 +32,15 @@ from mcp_training_dagster.domain.exports import sha256_file
 STATE_VERSION = 1
 # Characters Dagster refuses in partition keys, plus path separators.
 _BAD_KEY_CHARS = set("\a\b\f\n\r\t\v\0/\\")
+
+
+class LandingError(ValueError):
+    """A partition key / landing entry that must not be read; the message names it and why."""
+
+
+def display_name(name: str) -> str:
+    """A file name safe to print, log and store: bytes that are not UTF-8 shown as ``\\xff``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -62,9 +76,39 @@ def load_state(cursor: str | None) -> dict:
 
 
 def partition_key_problem(name: str) -> str | None:
-    if "..." in name or any(c in _BAD_KEY_CHARS for c in name):
-        return "file name cannot be a partition key (contains '...' or control characters)"
+    """Why ``name`` cannot be a partition key (and a file name below the landing folder), or None.
+
+    Applied where keys are added (the sensor) and where they are used (the ingest asset, the IO
+    managers): a key added by hand through the UI or the API is checked as strictly as a scanned one."""
+    if not isinstance(name, str) or not name:
+        return "empty partition key"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file name is not valid UTF-8, so it cannot be a partition key; rename the file"
+    if name in (".", "..") or "..." in name or any(c in _BAD_KEY_CHARS for c in name):
+        return "file name cannot be a partition key (path separators, '.', '..', '...' or control characters)"
     return None
+
+
+def resolve_landing_file(folder: Path, key: str) -> Path:
+    """The file a partition key names, resolved, or :class:`LandingError` before anything is read:
+    a key that is not a plain file name, an entry that resolves outside ``folder`` (a symbolic link
+    to ``/etc/passwd``, ``../`` traversal) or that is not a regular file."""
+    problem = partition_key_problem(key)
+    shown = display_name(key) if isinstance(key, str) else repr(key)
+    if problem:
+        raise LandingError(f"{shown}: {problem}")
+    root = Path(folder).resolve()
+    try:
+        target = (root / key).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise LandingError(f"{shown}: cannot be resolved ({exc})") from None
+    if not target.is_relative_to(root) or target == root:
+        raise LandingError(f"{shown}: resolves outside the landing folder {root} (to {target}); refused, not read")
+    if target.exists() and not target.is_file():
+        raise LandingError(f"{shown}: not a regular file")
+    return target
 
 
 def is_candidate(name: str, patterns: tuple[str, ...], ignore: tuple[str, ...]) -> bool:
@@ -90,16 +134,28 @@ def scan_landing(
         return result
     present: set[str] = set()
     candidates: list[tuple[str, os.stat_result]] = []
+    root = folder.resolve()
     with os.scandir(folder) as it:
         for entry in it:
-            if not entry.is_file(follow_symlinks=True) or not is_candidate(entry.name, patterns, ignore):
-                continue
-            problem = partition_key_problem(entry.name)
-            if problem:
-                result.skipped[entry.name] = problem
+            try:
+                if not is_candidate(entry.name, patterns, ignore):
+                    continue
+                problem = partition_key_problem(entry.name)
+                if problem is None and entry.is_symlink():
+                    target = Path(entry.path).resolve()
+                    if not target.is_relative_to(root):
+                        problem = "symbolic link to a file outside the landing folder; refused, not read"
+                if problem:
+                    result.skipped[display_name(entry.name)] = problem
+                    continue
+                if not entry.is_file(follow_symlinks=True):
+                    continue
+                candidates.append((entry.name, entry.stat()))
+            except (OSError, RuntimeError) as exc:  # vanished, link loop, unreadable: this entry only, never the tick
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                result.skipped[display_name(entry.name)] = f"cannot be examined ({why})"
                 continue
             present.add(entry.name)
-            candidates.append((entry.name, entry.stat()))
 
     budget_files, budget_bytes = max_files, max_bytes
     for name, st in sorted(candidates, key=lambda c: (c[1].st_mtime_ns, c[0])):  # oldest first
@@ -116,7 +172,11 @@ def scan_landing(
         if budget_files <= 0 or (st.st_size > budget_bytes and budget_bytes != max_bytes):
             result.deferred += 1
             continue
-        sha = sha256_file(folder / name)
+        try:
+            sha = sha256_file(resolve_landing_file(folder, name))
+        except (OSError, LandingError) as exc:  # swapped for a link or removed since the stat
+            result.skipped[display_name(name)] = str(exc)
+            continue
         budget_files -= 1
         budget_bytes -= st.st_size
         rec["sha256"] = sha

@@ -44,8 +44,10 @@ from mcp_training_dagster.domain.packaging import (
     VERSION_RE,
     PackageError,
     check_version,
+    remove_stale_temp,
     safe_extract,
     verify_package,
+    verify_zip,
     write_atomic,
 )
 
@@ -350,7 +352,14 @@ class ModelRegistry:
                 self._remove(v)
             for p in self.models_dir.glob(".trash-*"):
                 shutil.rmtree(p, ignore_errors=True)
+            self.remove_stale_temp()
             return deleted
+
+    def remove_stale_temp(self) -> list[Path]:
+        """Remove what killed builds and imports left (``.tmp-model_*`` folders and ZIPs,
+        ``.tmp-import-*``, half-written pointers) once older than an hour and not locked by a writer;
+        never a package another run is still building. Returns what was removed."""
+        return remove_stale_temp(self.models_dir)
 
     def import_zip(self, zip_path: Path, *, max_bytes: int | None = None) -> str:
         """Add an uploaded ``model_<version>_deployment.zip``: unpacked safely into a hidden folder,
@@ -368,8 +377,9 @@ class ModelRegistry:
             tmp = self.models_dir / f".tmp-import-{bare}-{uuid.uuid4().hex[:8]}"
             try:
                 kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
+                verify_zip(zip_path, **kwargs)  # exactly the listed files, each matching its hash
                 safe_extract(zip_path, tmp, **kwargs)
-                verify_package(tmp)
+                verify_package(tmp, allow_pycache=False)
                 info = _read_json(tmp / METADATA_FILE).get("model_info")
                 in_meta = info.get("version") if isinstance(info, dict) else None
                 if in_meta != final.name:

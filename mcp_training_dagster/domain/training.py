@@ -148,13 +148,31 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     )
 
 
+HORIZON_MIN_SUPPORT = 10  # records a horizon must hold to be anchored at its newest one
+
+
 def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataFrame, pd.Timestamp | None]:
-    """Keep the records within ``horizon_days`` of the newest record seen (not of today: exports can be old)."""
+    """Keep the records within ``horizon_days`` of the newest *supported* record (not of today:
+    exports can be old); returns them and the cutoff.
+
+    Robust to a stray record: the horizon ends at the newest record that has at least
+    ``HORIZON_MIN_SUPPORT`` (10) records, itself included, in the ``horizon_days`` up to it (or, when
+    no record has that many, as many as the densest such span). A lone record dated years after the
+    rest (a device clock gone wrong) has a support of 1, so it neither moves the horizon nor enters
+    training; a real newer export of 10 records or more does move it. Normal data: the anchor is
+    simply the newest record. Vectorised: one sort and one binary search."""
     if records.empty:
         return records, None
-    newest = records["timestamp"].max()
-    cutoff = newest - pd.Timedelta(days=horizon_days)
-    return records[records["timestamp"] > cutoff], cutoff
+    ts = records["timestamp"].to_numpy()
+    sorted_ts = np.sort(ts)
+    span = np.timedelta64(int(round(horizon_days * 86_400_000_000)), "us")
+    first_inside = np.searchsorted(sorted_ts, sorted_ts - span, side="right")
+    support = np.arange(len(sorted_ts)) - first_inside + 1
+    needed = min(HORIZON_MIN_SUPPORT, int(support.max()))
+    anchor = pd.Timestamp(sorted_ts[np.flatnonzero(support >= needed)[-1]])
+    cutoff = anchor - pd.Timedelta(days=horizon_days)
+    keep = (ts > cutoff.to_datetime64()) & (ts <= anchor.to_datetime64())
+    return records[keep], cutoff
 
 
 # A record is "the same event" in two exports when all of these agree. Ids alone are only unique within

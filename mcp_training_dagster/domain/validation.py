@@ -47,6 +47,7 @@ REASONS: tuple[tuple[str, str], ...] = (
     ("invalid_id", "id"),
     ("missing_timestamp", "timestamp"),
     ("invalid_timestamp", "timestamp"),
+    ("implausible_timestamp", "timestamp"),
     ("missing_message", "message"),
     ("missing_device", "device_id"),
     ("duplicate_id", "id"),
@@ -76,6 +77,17 @@ QUARANTINE_COLUMNS: tuple[str, ...] = ("source_file", "record_index", "id", "rea
 _AWARE = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
 _PLAIN = r"^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d$"
 TIMESTAMP_DTYPE = "datetime64[us]"
+
+# Plausible timestamps. A record dated 2999 or 9999 parses, but its windows would overflow the
+# nanosecond arithmetic of the feature code (datetime64[ns] ends in 2262) and one such record would
+# move the training horizon by centuries: such records are quarantined (implausible_timestamp).
+# Defaults: not before 2000, not more than a day after the export's created_at (or, without it, the
+# file's time; or, for records without a file, now). Configured by training.input_limits.
+DEFAULT_EARLIEST_TIMESTAMP = "2000-01-01T00:00:00"
+DEFAULT_FUTURE_TOLERANCE_HOURS = 24.0
+# Whatever the configuration says, nothing outside this range reaches the window arithmetic.
+HARD_EARLIEST = pd.Timestamp("1970-01-01")
+HARD_LATEST = pd.Timestamp("2200-01-01")
 
 
 class ValidationReport(BaseModel):
@@ -203,6 +215,43 @@ def _to_int_ids(raw_ids: pd.Series, text: pd.Series | None = None) -> tuple[pd.S
     return as_float, invalid
 
 
+def _parse_reference(text: Any) -> pd.Timestamp | None:
+    """An export's created_at (naive service time; an offset is dropped) or None when unusable."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        ts = pd.Timestamp(text.strip())
+    except (ValueError, OverflowError):
+        return None
+    return None if pd.isna(ts) else ts.tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def timestamp_range(
+    *,
+    created_at: str | None = None,
+    file_mtime: float | None = None,
+    service_timezone: str = "UTC",
+    earliest: str | pd.Timestamp = DEFAULT_EARLIEST_TIMESTAMP,
+    future_tolerance_hours: float = DEFAULT_FUTURE_TOLERANCE_HOURS,
+    now: pd.Timestamp | None = None,
+) -> tuple[pd.Timestamp, pd.Timestamp, str]:
+    """-> (earliest, latest, what latest is measured from) for one export's records.
+
+    The reference is the export's ``created_at``, else the file's modification time (in the
+    service's clock), else now; never later than now, so a created_at of 9999 cannot widen the
+    range. Both ends are clamped to [1970, 2200], which the window arithmetic represents exactly."""
+    now = now if now is not None else pd.Timestamp.now(tz=service_timezone).tz_localize(None)
+    ref, basis = _parse_reference(created_at), "export created_at"
+    if ref is None and file_mtime is not None:
+        ref = pd.Timestamp(file_mtime, unit="s", tz="UTC").tz_convert(service_timezone).tz_localize(None)
+        basis = "file time"
+    if ref is None or ref > now:
+        ref, basis = now, "now" if ref is None else f"now ({basis} is in the future)"
+    lo = min(max(pd.Timestamp(earliest), HARD_EARLIEST), HARD_LATEST)
+    hi = min(ref + pd.Timedelta(hours=future_tolerance_hours), HARD_LATEST)
+    return lo, hi, f"{basis} + {future_tolerance_hours:g}h"
+
+
 def validate_records(
     raw: pd.DataFrame,
     source_file: str,
@@ -210,8 +259,13 @@ def validate_records(
     service_timezone: str = "UTC",
     extra_wifi_processes: Iterable[str] = (),
     warnings: Iterable[str] = (),
+    earliest_timestamp: str | pd.Timestamp = DEFAULT_EARLIEST_TIMESTAMP,
+    future_tolerance_hours: float = DEFAULT_FUTURE_TOLERANCE_HOURS,
 ) -> ValidationResult:
-    """Normalise, quarantine and de-duplicate the records of one export."""
+    """Normalise, quarantine and de-duplicate the records of one export.
+
+    The plausible timestamp range is measured from the export's created_at / file time, which
+    :func:`exports.read_export` attaches to the raw table (``raw.attrs``); see :func:`timestamp_range`."""
     n = len(raw)
     reason = np.full(n, "", dtype=object)
     detail = np.full(n, "", dtype=object)
@@ -236,12 +290,25 @@ def validate_records(
     else:  # numbers / booleans: their text is never blank
         missing_id = raw_id.isna()
     flag(missing_id, "missing_id", "no 'id'")
-    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer: " + id_text[m].fillna(""))
+    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer within ±2^62: " + id_text[m].fillna(""))
 
     ts_text = raw["timestamp"].astype("str")
     ts = parse_timestamps(ts_text, service_timezone)
     flag(ts_text.isna() | (ts_text.str.strip() == ""), "missing_timestamp", "no 'timestamp'")
     flag(ts.isna(), "invalid_timestamp", lambda m: "unparseable 'timestamp': " + ts_text[m].fillna(""))
+    lo, hi, basis = timestamp_range(
+        created_at=raw.attrs.get("export_created_at"),
+        file_mtime=raw.attrs.get("file_mtime"),
+        service_timezone=service_timezone,
+        earliest=earliest_timestamp,
+        future_tolerance_hours=future_tolerance_hours,
+    )
+    outside = ts.notna() & ((ts < lo) | (ts > hi))
+    flag(
+        outside,
+        "implausible_timestamp",
+        lambda m: f"'timestamp' outside the plausible range {lo.isoformat()} .. {hi.isoformat()} ({basis}): " + ts_text[m].fillna(""),
+    )
 
     msg = raw["message"].astype("str")
     flag(msg.isna() | (msg.str.strip() == ""), "missing_message", "no 'message'")
@@ -363,6 +430,9 @@ def check_schema(records: pd.DataFrame) -> list[str]:
         return [f"missing columns: {missing}"]
     if not pd.api.types.is_datetime64_dtype(records["timestamp"]) or records["timestamp"].isna().any():
         problems.append("timestamp must be a non-null naive datetime column")
+    elif len(records) and (records["timestamp"].min() < HARD_EARLIEST or records["timestamp"].max() > HARD_LATEST):
+        # Beyond this range the window arithmetic (datetime64[ns]) would overflow silently.
+        problems.append(f"timestamps outside {HARD_EARLIEST.date()} .. {HARD_LATEST.date()}")
     if records["id"].duplicated().any():
         problems.append("ids are not unique")
     key = records[["timestamp", "id"]]

@@ -20,19 +20,32 @@ As a module (this folder on ``sys.path``)::
 
     from score_export import score_records
     table = score_records(records)   # records: list of export records (dicts, as in the file)
+
+Immune to shadowing: nothing is imported from this folder before every file in it is verified
+(hashes, and no file the manifest does not list): its standard-library imports run with the folder
+off ``sys.path`` (``os``/``sys`` are built into the interpreter); the folder is put back only for
+the verified ``mcp_*.py`` modules.
 """
 
-from __future__ import annotations
-
-import argparse
-import hashlib
-import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
-HERE = Path(__file__).resolve().parent
+_HERE = os.path.dirname(os.path.realpath(__file__))
+_SAVED_PATH = list(sys.path)
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402  (after the sys.path guard above, on purpose)
+import hashlib  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+if __name__ != "__main__":  # imported by a program: leave its sys.path as it was
+    sys.path[:] = _SAVED_PATH
+del _SAVED_PATH
+
+HERE = Path(_HERE)
+PYCACHE = "__pycache__"
 MANIFEST = "deployment_manifest.json"
 OUTPUT_COLUMNS = ("device_id", "entity", "window_start", "score", "is_anomaly", "reasons")
 EXPECTED_INPUT = "export_records"
@@ -70,6 +83,10 @@ def verify_hashes(directory: Path = HERE) -> list[str]:
     for name in ("model.joblib", "metadata.json", "score_export.py", "mcp_scoring.py"):
         if name not in hashes:
             problems.append(f"{name}: not covered by {MANIFEST} file_hashes")
+    listed = set(hashes) | {MANIFEST}
+    for name in sorted(os.listdir(directory)):
+        if name not in listed and not (name == PYCACHE and (directory / name).is_dir() and not (directory / name).is_symlink()):
+            problems.append(f"{name}: not listed in {MANIFEST}; a package holds only the files its manifest lists")
     return problems
 
 
@@ -87,7 +104,7 @@ def load_package() -> dict[str, Any]:
     cfg = meta["inference_config"]
     if cfg.get("input") != EXPECTED_INPUT:
         raise PackageIntegrityError(f"this model takes {cfg.get('input')!r}, not export records")
-    if str(HERE) not in sys.path:
+    if str(HERE) not in sys.path:  # verified: only listed files are here now
         sys.path.insert(0, str(HERE))
     before = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # keep the verified folder exactly as packaged (no __pycache__)

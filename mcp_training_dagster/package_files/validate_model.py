@@ -4,8 +4,8 @@
 Standalone: the Python standard library plus numpy and joblib (pinned in requirements.txt); it
 does not need the training project. In this order, because ``joblib.load`` executes pickled code:
 
-1. every file named in ``deployment_manifest.json`` ``file_hashes`` must exist and match its SHA-256;
-   nothing is loaded when one does not;
+1. every file named in ``deployment_manifest.json`` ``file_hashes`` must exist and match its SHA-256,
+   and the folder must hold no file the manifest does not list; nothing is loaded otherwise;
 2. ``model.joblib`` is loaded and must take exactly ``training_info.feature_count`` features;
 3. ``predict`` on a zero vector must answer only +1 / -1, and agree with the stored threshold
    (``score = -score_samples(X)``, anomalous when ``score > threshold``, ``predict == -1``).
@@ -15,21 +15,32 @@ Exit status 0 when the package is sound; 1 with one line per problem otherwise.
 
 The hashes prove the files are the ones the manifest describes (no corruption, no partial copy,
 no edit after packaging); they do not prove who built the package. Load only packages you trust.
+
+Immune to shadowing: Python puts a script's own folder first on ``sys.path``, so a ``joblib.py`` or
+``json.py`` planted beside this file would run instead of the real module. This script takes its
+folder off ``sys.path`` before importing anything (``os`` and ``sys`` are built into the
+interpreter), so nothing is ever imported from the package folder it checks.
 """
 
-from __future__ import annotations
-
-import hashlib
-import json
-import math
+import os
 import sys
-from pathlib import Path
-from typing import Any
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+if __name__ == "__main__":
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != HERE]
+
+import hashlib  # noqa: E402  (after the sys.path guard above, on purpose)
+import json  # noqa: E402
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 MANIFEST = "deployment_manifest.json"
 MODEL = "model.joblib"
 METADATA = "metadata.json"
 SCORE_CONVENTION = "higher_is_more_anomalous"
+# Python's byte-code cache: harmless (a .pyc there is never imported without its listed source).
+PYCACHE = "__pycache__"
 
 
 def sha256_file(path: Path) -> str:
@@ -82,7 +93,19 @@ def verify_hashes(directory: str | Path) -> list[str]:
     for name in manifest.get("files") or []:
         if name != MANIFEST and name not in hashes:
             problems.append(f"{name}: listed in {MANIFEST} files but has no hash")
+    problems += unlisted_files(d, set(hashes) | {MANIFEST})
     return problems
+
+
+def unlisted_files(directory: str | Path, listed: set) -> list:
+    """Files in the folder the manifest does not list (a planted ``joblib.py`` would be imported)."""
+    d = Path(directory)
+    out = []
+    for name in sorted(os.listdir(d)):
+        if name in listed or (name == PYCACHE and (d / name).is_dir() and not (d / name).is_symlink()):
+            continue
+        out.append(f"{name}: not listed in {MANIFEST}; a package holds only the files its manifest lists")
+    return out
 
 
 def check_model(directory: str | Path) -> tuple[list[str], str]:
@@ -142,7 +165,7 @@ def check_model(directory: str | Path) -> tuple[list[str], str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    directory = Path(args[0]) if args else Path(__file__).resolve().parent
+    directory = Path(args[0]) if args else Path(HERE)
     problems = verify_hashes(directory)
     summary = ""
     if not problems:  # never unpickle a file that failed its hash

@@ -6,6 +6,7 @@ import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.exports import ExportFileError, read_export
+from mcp_training_dagster.domain.landing import LandingError, resolve_landing_file
 from mcp_training_dagster.domain.validation import check_schema, validate_records
 
 OWNERS = ["team:ml-platform"]
@@ -22,7 +23,7 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
     kinds={"json", "parquet"},
     owners=OWNERS,
     tags={"stage": "ingest"},
-    code_version="1",
+    code_version="2",
     check_specs=[
         dg.AssetCheckSpec(
             "claimed_count_matches",
@@ -38,9 +39,14 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
 )
 def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
     cfg = settings.get()
-    path = cfg.landing_dir / context.partition_key
     try:
-        raw = read_export(path)
+        # A key added by hand (UI, API) is checked like a scanned one; a symbolic link or "../" that
+        # leads outside the landing folder is refused before anything is read.
+        path = resolve_landing_file(cfg.landing_dir, context.partition_key)
+    except LandingError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    try:
+        raw = read_export(path, max_bytes=cfg.training.input_limits.max_export_bytes)
     except ExportFileError as exc:
         raise dg.Failure(
             description=str(exc),
@@ -60,6 +66,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             "size_bytes": f.size_bytes,
             "container": f.container,
             "export_created_at": f.created_at or "",
+            "file_mtime": f.file_mtime if f.file_mtime is not None else -1.0,
             "claimed_records": f.claimed_records if f.claimed_records is not None else -1,
             "file_warnings": dg.MetadataValue.json(list(f.warnings)),
         },
@@ -80,7 +87,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             kinds={"pandas", "parquet"},
             owners=OWNERS,
             tags={"stage": "ingest"},
-            code_version="1",
+            code_version="2",
             description=(
                 "Typed, normalised records of one export: canonical levels, parsed structured_data, naive "
                 "service wall-clock timestamps, event type, station MAC and interface; sorted by (timestamp, id) "
@@ -91,7 +98,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             kinds={"pandas", "parquet"},
             owners=OWNERS,
             tags={"stage": "ingest"},
-            code_version="1",
+            code_version="2",
             description="Every record validation refused, with the reason, the field and the original JSON.",
         ),
     },
@@ -109,11 +116,16 @@ def validate_export(context: dg.AssetExecutionContext, settings: PipelineSetting
     its quarantine table is written (so the refused records can be inspected), its validated table is
     stored empty with ``rejected=True``, and the step fails with the file, the fraction and the limit."""
     cfg = settings.get()
+    limits = cfg.training.input_limits
+    # The plausible-timestamp range is measured from the export's created_at / file time, which the
+    # raw table carries in its attrs (kept by the Parquet IO manager).
     result = validate_records(
         raw_export,
         context.partition_key,
         service_timezone=cfg.training.service_timezone,
         extra_wifi_processes=cfg.model.events.extra_wifi_processes,
+        earliest_timestamp=limits.earliest_timestamp,
+        future_tolerance_hours=limits.future_tolerance_hours,
     )
     rep = result.report
     yield dg.Output(
