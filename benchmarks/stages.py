@@ -75,9 +75,8 @@ def _stage_validate(spec: Spec) -> dict[str, Any]:
 
 
 def _stage_read_validate(spec: Spec) -> dict[str, Any]:
-    from mcp_training_dagster.domain.exports import read_export
-
     import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
+    from mcp_training_dagster.domain.exports import read_export
 
     probe = _Probe()
     probe.start()
@@ -144,10 +143,9 @@ def _stage_train(spec: Spec) -> dict[str, Any]:
 def _stage_end_to_end(spec: Spec) -> dict[str, Any]:
     import pandas as pd
 
+    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
     from mcp_training_dagster.domain.exports import read_export
     from mcp_training_dagster.domain.features import WindowSpec, build_windows
-
-    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
 
     folder = Path(spec["dir"])
     probe = _Probe()

@@ -9,7 +9,6 @@ from typing import Annotated
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 ANOMALY_SCENARIOS: tuple[str, ...] = (
     "deauth_flood",
     "auth_bruteforce",
@@ -68,7 +67,7 @@ class ScenarioConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _names(self) -> "ScenarioConfig":
+    def _names(self) -> ScenarioConfig:
         for field_name, allowed in (("scenarios", ANOMALY_SCENARIOS), ("benign", BENIGN_SCENARIOS)):
             names = getattr(self, field_name)
             unknown = [n for n in names if n not in allowed]

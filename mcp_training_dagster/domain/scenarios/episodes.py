@@ -8,11 +8,24 @@ from typing import Any
 
 import numpy as np
 
-from mcp_training_dagster.domain.scenarios.config import ScenarioConfig, _DAY, _HOUR, _SCEN
+from mcp_training_dagster.domain.scenarios.config import _DAY, _HOUR, _SCEN, ScenarioConfig
 from mcp_training_dagster.domain.scenarios.templates import TEMPLATE_CODES
 from mcp_training_dagster.domain.scenarios.world import (
-    _ASUS_ATTACK_DISC, _ASUS_FAILS, _CHANSPECS, _Clock, _DFS_CHANNELS, _Device, _FREQS, _Log, _OPENWRT_ATTACK_DISC,
-    _OPENWRT_FAILS, _OUIS, _Writer, _loguniform, _new_mac, _radio_line,
+    _ASUS_ATTACK_DISC,
+    _ASUS_FAILS,
+    _CHANSPECS,
+    _DFS_CHANNELS,
+    _FREQS,
+    _OPENWRT_ATTACK_DISC,
+    _OPENWRT_FAILS,
+    _OUIS,
+    _Clock,
+    _Device,
+    _Log,
+    _loguniform,
+    _new_mac,
+    _radio_line,
+    _Writer,
 )
 
 

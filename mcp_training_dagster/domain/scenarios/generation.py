@@ -11,13 +11,23 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.scenarios.config import (
-    ANOMALY_SCENARIOS, EPISODE_COLUMNS, GeneratedData, LABEL_COLUMNS, NORMAL, SCENARIO_NAMES, ScenarioConfig, _DAY,
-    _HOUR, _LEVELS, _MONTHS, _SCEN,
+    _DAY,
+    _HOUR,
+    _LEVELS,
+    _MONTHS,
+    _SCEN,
+    ANOMALY_SCENARIOS,
+    EPISODE_COLUMNS,
+    LABEL_COLUMNS,
+    NORMAL,
+    SCENARIO_NAMES,
+    GeneratedData,
+    ScenarioConfig,
 )
-from mcp_training_dagster.domain.scenarios.templates import TEMPLATES
-from mcp_training_dagster.domain.scenarios.world import _Clock, _Device, _Log, _make_device, _normal_traffic
 from mcp_training_dagster.domain.scenarios.episodes import _Injector, _schedule
 from mcp_training_dagster.domain.scenarios.labels import _side_path
+from mcp_training_dagster.domain.scenarios.templates import TEMPLATES
+from mcp_training_dagster.domain.scenarios.world import _Clock, _Device, _Log, _make_device, _normal_traffic
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.scenarios.config import (
-    ANOMALY_SCENARIOS, EPISODE_COLUMNS, LABEL_COLUMNS, SCENARIO_NAMES, _DAY, _HOUR, _SCEN,
+    _DAY,
+    _HOUR,
+    _SCEN,
+    ANOMALY_SCENARIOS,
+    EPISODE_COLUMNS,
+    LABEL_COLUMNS,
+    SCENARIO_NAMES,
 )
-from mcp_training_dagster.domain.scenarios.world import _ASUS_MODELS, _Clock, _Device, _Log, _OPENWRT_IFACES, _Station
 from mcp_training_dagster.domain.scenarios.episodes import _Episode, _Injector, _plan
 from mcp_training_dagster.domain.scenarios.generation import _build_records
+from mcp_training_dagster.domain.scenarios.world import _ASUS_MODELS, _OPENWRT_IFACES, _Clock, _Device, _Log, _Station
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,7 +137,7 @@ class _RealDevice:
     aid_form: dict[int, bool] = field(default_factory=dict)  # station code -> "associated (aid N)" form
     _stations: np.ndarray | None = None
 
-    def stations(self, stream: "_Stream") -> np.ndarray:
+    def stations(self, stream: _Stream) -> np.ndarray:
         """Stream positions of its station lines, by time."""
         if self._stations is None:
             self._stations = self.lo + np.flatnonzero(stream.mac[self.lo:self.hi] >= 0)
@@ -320,7 +326,8 @@ def _place(stream: _Stream, items: list[str], rng: np.random.Generator) -> list[
             longest = int(min(6 * _HOUR, horizon - 60, max(_HOUR, share)))
             if longest < _HOUR:
                 continue
-            length, params = int(rng.uniform(_HOUR, longest)), {}
+            params: dict[str, Any] = {}
+            length = int(rng.uniform(_HOUR, longest))
         else:
             length, params = _plan(scen, rng)
             length = min(length, horizon - 60)

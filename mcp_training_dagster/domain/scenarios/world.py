@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from mcp_training_dagster.domain.scenarios.config import NORMAL, ScenarioConfig, _DAY, _HOUR, _SCEN
-from mcp_training_dagster.domain.scenarios.templates import REASONS, STATUSES, TEMPLATES, TEMPLATE_CODES, _wlc_line
-
+from mcp_training_dagster.domain.scenarios.config import _DAY, _HOUR, _SCEN, NORMAL, ScenarioConfig
+from mcp_training_dagster.domain.scenarios.templates import REASONS, STATUSES, TEMPLATE_CODES, TEMPLATES, _wlc_line
 
 # --------------------------------------------------------------------------------------------------
 # Simulated world
@@ -374,7 +373,7 @@ def _presence(st: _Station, rng: np.random.Generator, clock: _Clock) -> list[tup
             if not weekday and rng.random() < 0.6:
                 a = d0 + rng.uniform(10, 16) * _HOUR
                 blocks.append((a, a + rng.uniform(2, 6) * _HOUR))
-    out = []
+    out: list[tuple[float, float]] = []
     for a, b in sorted(blocks):
         a, b = max(a, lo), min(b, hi)
         if b - a < 60:
