@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from mcp_training_dagster.cli import main
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
 
+pytestmark = pytest.mark.slow  # Dagster job runs / CLI training: not in `make test-fast`
+
 
 @pytest.fixture
 def run(data_dir: Path, monkeypatch: pytest.MonkeyPatch):

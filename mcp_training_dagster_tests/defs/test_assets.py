@@ -16,6 +16,8 @@ import dagster as dg
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample
 from mcp_training_dagster_tests.defs.conftest import failure_text, materializations, md, run_ingest
 
+pytestmark = pytest.mark.slow  # Dagster job runs / CLI training: not in `make test-fast`
+
 HOSTAPD = HOSTAPD_1824.name
 
 

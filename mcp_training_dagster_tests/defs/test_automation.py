@@ -4,9 +4,13 @@
 so each test evaluates once before anything is materialised and passes the cursor on.
 """
 
+import pytest
+
 import dagster as dg
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35, copy_sample
 from mcp_training_dagster_tests.defs.conftest import run_ingest
+
+pytestmark = pytest.mark.slow  # Dagster job runs / CLI training: not in `make test-fast`
 
 TRAINING = ("training_windows", "anomaly_model", "model_metadata")
 
