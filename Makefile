@@ -26,13 +26,13 @@ format-check:  ## ruff format --check: reports only, not enforced yet (see CONTR
 	-$(BIN)/ruff format --check .
 
 typecheck:  ## mypy with the pydantic plugin (files and baseline in pyproject.toml)
-	$(BIN)/mypy
+	$(PY) -m mypy
 
 test-fast:  ## unit tests without the slow Dagster-job/CLI tests and without the end-to-end ones
-	$(BIN)/pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
 
 test:  ## the whole suite, as CI runs it (.ci/run)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 check-defs:  ## dg check defs: the Dagster definitions load (uses [tool.dg] in pyproject.toml)
 	$(BIN)/dg check defs
