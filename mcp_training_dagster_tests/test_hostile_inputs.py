@@ -53,6 +53,8 @@ from mcp_training_dagster_tests.hostile_corpus import (
     record,
 )
 
+pytestmark = pytest.mark.slow  # Dagster job runs / CLI training: not in `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Expect]]:
