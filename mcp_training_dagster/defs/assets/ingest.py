@@ -5,7 +5,8 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.exports import ExportFileError, read_export
+from mcp_training_dagster.domain.exports import ExportFileError
+from mcp_training_dagster.domain.object_landing import read_landed_export
 from mcp_training_dagster.domain.validation import check_schema, validate_records
 
 OWNERS = ["team:ml-platform"]
@@ -38,9 +39,9 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
 )
 def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
     cfg = settings.get()
-    path = cfg.landing_dir / context.partition_key
+    path = f"{cfg.landing_location.rstrip('/')}/{context.partition_key}"  # a local path or an object URL
     try:
-        raw = read_export(path)
+        raw = read_landed_export(cfg.landing_location, context.partition_key)
     except ExportFileError as exc:
         raise dg.Failure(
             description=str(exc),
