@@ -9,14 +9,14 @@ from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
 from mcp_training_dagster.domain.evaluation import meets_quality_gates
 from mcp_training_dagster.domain.packaging import build_package, load_package
-from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.scoring import SCORE_COLUMNS, score_table
 from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
 
 OWNERS = ["team:ml-platform"]
 
 
-def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict) -> dict:
+def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict, models_dir=None) -> dict:
     """The agent variant's own package (``model_<version>_agent5``); ready only when its own figures pass the gates."""
     gates = cfg.model.evaluation
     overall = (agent.evaluation or {}).get("overall") or {}
@@ -29,9 +29,11 @@ def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_me
         evaluation=agent.evaluation, export_files=window_metadata["model_info"]["export_files"],
         training_duration=agent.training_seconds, service_timezone=cfg.training.service_timezone,
     )
-    info = build_package(cfg.models_dir, version, agent.estimator, metadata, model_card_md=agent_model_card(metadata),
-                         deployment_ready=ready)
-    return {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": ready,
+    info = build_package(models_dir or cfg.models_dir, version, agent.estimator, metadata,
+                         model_card_md=agent_model_card(metadata), deployment_ready=ready)
+    where = cfg.models_location.rstrip("/")
+    return {"version": info.version, "path": f"{where}/{info.path.name}", "zip": f"{where}/{info.zip_path.name}",
+            "deployment_ready": ready,
             "f1_score": overall.get("f1_score"), "roc_auc": overall.get("roc_auc")}
 
 
@@ -60,22 +62,26 @@ def model_package(
     cfg = settings.get()
     ready = bool(model_evaluation["deployment_ready"])
     card = model_card(anomaly_model, top_windows(anomaly_model, training_windows))
-    info = build_package(cfg.models_dir, anomaly_model.version, anomaly_model.pipeline, model_metadata,
-                         model_card_md=card, deployment_ready=ready)
-    agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata)
-    registry = ModelRegistry(cfg.models_dir)
+    # Local folder, or built in a staging folder and published to the object store (config only).
+    with package_staging(cfg.models_location) as staging:
+        info = build_package(staging, anomaly_model.version, anomaly_model.pipeline, model_metadata,
+                             model_card_md=card, deployment_ready=ready)
+        agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata, models_dir=staging)
+    registry = open_registry(cfg.models_location)
+    where = cfg.models_location.rstrip("/")
+    package_path, package_zip = f"{where}/{info.path.name}", f"{where}/{info.zip_path.name}"
     promoted = False
     if ready and cfg.training.registry.auto_promote:
         registry.promote(info.version, by="dagster:model_package")
         promoted = True
     removed = registry.apply_retention(cfg.training.registry.keep_versions)
-    summary = {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": ready,
+    summary = {"version": info.version, "path": package_path, "zip": package_zip, "deployment_ready": ready,
                "promoted": promoted, "production": registry.production(), "files": list(info.files),
                "agent_variant": agent, "removed_by_retention": removed}
-    context.log.info(f"packaged {info.version} at {info.path} (ready={ready}, promoted={promoted})")
+    context.log.info(f"packaged {info.version} at {package_path} (ready={ready}, promoted={promoted})")
     return dg.Output(summary, metadata={
-        "version": info.version, "package_path": dg.MetadataValue.path(str(info.path)),
-        "package_zip": dg.MetadataValue.path(str(info.zip_path)),
+        "version": info.version, "package_path": dg.MetadataValue.path(package_path),
+        "package_zip": dg.MetadataValue.path(package_zip),
         "deployment_ready": ready, "promoted": promoted, "production": registry.production() or "none",
         "model_card": dg.MetadataValue.md(card),
     })
@@ -93,7 +99,7 @@ def model_package(
 )
 def export_anomalies(context: dg.AssetExecutionContext, settings: PipelineSettings, export_windows: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     cfg = settings.get()
-    registry = ModelRegistry(cfg.models_dir)
+    registry = open_registry(cfg.models_location)
     version = registry.production()
     if version is None:
         context.log.warning("no production model yet: nothing to score with")

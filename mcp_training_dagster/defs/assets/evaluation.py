@@ -1,5 +1,8 @@
 """Evaluation stage: held-out data with known labels, and the figures that gate promotion."""
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
 
 import dagster as dg
@@ -14,8 +17,10 @@ from mcp_training_dagster.domain.evaluation import (
     time_split,
 )
 from mcp_training_dagster.domain.features import KEY_COLUMNS, empty_windows
-from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
+from mcp_training_dagster.domain.object_registry import open_registry
+from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.packaging import load_package
+from mcp_training_dagster.domain.object_landing import fetch_side_files, is_remote
 from mcp_training_dagster.domain.scenarios import read_labels
 from mcp_training_dagster.domain.scoring import anomaly_scores, feature_matrix
 from mcp_training_dagster.domain.training import TrainedModel, horizon_filter, union_records
@@ -23,9 +28,17 @@ from mcp_training_dagster.domain.training import TrainedModel, horizon_filter, u
 OWNERS = ["team:ml-platform"]
 
 
-def side_file_labels(landing_dir, source_files: list[str]) -> pd.DataFrame | None:
-    """``<export>.labels.csv`` files beside the exports in the landing folder (id,is_anomaly[,scenario])."""
-    frames = [lab for name in source_files if (lab := read_labels(landing_dir / name)) is not None]
+def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
+    """``<export>.labels.csv`` files beside the exports in the landing folder or prefix (id,is_anomaly[,scenario])."""
+    fetched = fetch_side_files(str(landing), source_files, ".labels.csv") if is_remote(str(landing)) else None
+    if is_remote(str(landing)) and fetched is None:
+        return None
+    folder = fetched or Path(landing)
+    try:
+        frames = [lab for name in source_files if (lab := read_labels(folder / name)) is not None]
+    finally:
+        if fetched is not None:
+            shutil.rmtree(fetched, ignore_errors=True)
     return pd.concat(frames, ignore_index=True).drop_duplicates("id") if frames else None
 
 
@@ -56,7 +69,7 @@ def evaluation_dataset(
         return dg.Output(EvaluationSet("none", "no validated records in the training horizon", empty, labels),
                          metadata={"source": "none", "dagster/row_count": 0})
     split = time_split(in_horizon["timestamp"], ev.split_fraction).floor(f"{spec.length_minutes}min")
-    labels = side_file_labels(cfg.landing_dir, sorted(in_horizon["source_file"].unique()))
+    labels = side_file_labels(cfg.landing_location, sorted(in_horizon["source_file"].unique()))
     data = build_evaluation_set(
         in_horizon, spec, split=split, labels=labels, injection_seed=ev.injection_seed,
         episodes_per_scenario=ev.injected_episodes_per_scenario, service_timezone=cfg.training.service_timezone,
@@ -71,7 +84,7 @@ def evaluation_dataset(
 
 def production_figures(models_dir, data: EvaluationSet) -> dict | None:
     """The production model scored on the SAME evaluation data (None when there is none yet)."""
-    registry = ModelRegistry(models_dir)
+    registry = open_registry(str(models_dir))
     version = registry.production()
     if version is None:
         return None
@@ -111,7 +124,7 @@ def model_evaluation(
     ev = anomaly_model.evaluation
     overall = (ev or {}).get("overall", {})
     deployed = evaluate_on(anomaly_model.score(evaluation_dataset.windows), anomaly_model.threshold, evaluation_dataset)
-    prod = production_figures(cfg.models_dir, evaluation_dataset)
+    prod = production_figures(cfg.models_location, evaluation_dataset)
     # Compare like with like: the new deployed model and production, both scored on this data.
     new_pr = deployed["overall"].get("pr_auc") or 0.0
     prod_pr = None if not prod or "overall" not in prod else (prod["overall"].get("pr_auc") or 0.0)
