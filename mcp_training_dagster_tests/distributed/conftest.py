@@ -47,27 +47,41 @@ def start(cmd: list[str], log: Path, **kw) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, **kw)
 
 
+def _group_gone(proc: subprocess.Popen) -> bool:
+    proc.poll()  # reap the leader: a zombie would still count as a member of the group
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait_s: float = 20.0) -> None:
-    """Signal the process group, wait, then SIGKILL whatever is left of it."""
+    """Signal the process group, wait until it is gone, then SIGKILL whatever is left of it."""
     for s, w in ((sig, wait_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, s)
         except ProcessLookupError:
-            break
+            return
         deadline = time.monotonic() + w
         while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            continue
-        break
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
+            if _group_gone(proc):
+                return
+            time.sleep(0.1)
+
+
+def stop_all(procs: list[subprocess.Popen], wait_s: float = 20.0) -> None:
+    """SIGTERM every process group at once (they shut down in parallel), then SIGKILL the rest."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not all(_group_gone(p) for p in procs):
+        time.sleep(0.1)
+    for p in procs:
+        stop(p, signal.SIGKILL, wait_s=5)
 
 
 def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
