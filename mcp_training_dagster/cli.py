@@ -79,6 +79,9 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool) -> None:
     Sample exports land in the landing folder; export_file_sensor ingests them and the
     automation sensor trains a model, with no clicks."""
     settings = _settings()
+    if settings.training.deployment != "local":
+        _fail("`up` starts the local deployment on this machine; the distributed one runs as services "
+              "(docker compose up, or Dagster's Helm chart): see the README's distributed deployment")
     info = prepare_data_root(settings, with_samples=not no_samples)
     dagster = Path(sys.executable).parent / "dagster"
     exe = str(dagster) if dagster.exists() else (shutil.which("dagster") or "dagster")
