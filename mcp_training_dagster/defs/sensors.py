@@ -26,14 +26,16 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
     s = cfg.training.sensor
     where = cfg.landing_location
     # A local folder or an object-store prefix (by configuration); same rules, same cursor shape.
-    scan = (scan_object_landing if is_remote(where) else scan_landing)(
-        where if is_remote(where) else cfg.landing_dir,  # type: ignore[arg-type]
-        context.cursor,
+    budget = dict(
         patterns=tuple(s.file_patterns),
         ignore=tuple(s.ignore_patterns),
         max_files=s.max_files_per_tick,
         max_bytes=s.max_bytes_hashed_per_tick,
     )
+    if is_remote(where):
+        scan = scan_object_landing(where, context.cursor, **budget)
+    else:
+        scan = scan_landing(cfg.landing_dir, context.cursor, **budget)
     for name, why in scan.skipped.items():
         context.log.warning(f"{name}: {why}")
     known = set(context.instance.get_dynamic_partitions(export_files.name))  # one query per tick

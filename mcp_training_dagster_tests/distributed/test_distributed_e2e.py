@@ -24,7 +24,7 @@ from mcp_training_dagster_tests.distributed.conftest import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.distributed
 
-MODEL_TIMEOUT_S = 300
+MODEL_TIMEOUT_S = 420
 DAGSTER_SERVICES = ("code-location", "worker-1", "worker-2", "daemon")
 
 
@@ -74,6 +74,9 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         "DAGSTER_HOME": str(home),
         "MCP_TRAINING_DATA_DIR": str(data),  # must stay empty: everything goes to the bucket
         "MCP_TRAINING_SENSOR__INTERVAL_SECONDS": "2",
+        # The deployment is under test here, not model selection (tests/domain cover that): one candidate.
+        "MCP_MODEL_DETECTOR__CANDIDATES": "[isolation_forest]",
+        "MCP_MODEL_EVALUATION__STABILITY_SEEDS": "1",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_", "AWS_"))}
     env.update(deployment)
