@@ -32,6 +32,9 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
     import time
 
     settings = load()
+    if settings.training.deployment != "local":
+        fail("`up` starts the local deployment on this machine; the distributed one runs as services "
+             "(docker compose up, or Dagster's Helm chart): see the README's distributed deployment")
     home = Path(settings.training.dagster_home)  # type: ignore[arg-type]
     lock = hold_lock(home, f"mcp-training up (http://{host}:{port})")
     info = prepare_data_root(settings, with_samples=not no_samples)
