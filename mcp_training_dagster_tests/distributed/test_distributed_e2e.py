@@ -125,10 +125,11 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         with dg.DagsterInstance.get() as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-            deadline = time.monotonic() + 120
-            while True:  # model_package's run may still be finishing
+            deadline = time.monotonic() + 180
+            while True:  # model_package's run may still be finishing, and the verdicts follow production
                 runs = instance.get_runs()
-                if runs and all(r.is_finished for r in runs):
+                verdicts = instance.fetch_materializations(dg.AssetKey("export_anomalies"), limit=1).records
+                if runs and verdicts and all(r.is_finished for r in runs):
                     break
                 assert time.monotonic() < deadline, [(r.job_name, r.status) for r in runs]
                 time.sleep(1)
