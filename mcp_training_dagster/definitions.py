@@ -16,6 +16,14 @@ STAGES = [ingest, features, training, evaluation, deployment]
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    if settings.training.executor == "celery":
+        # Steps become Celery tasks on any machine running `dagster-celery worker` with the same broker
+        # (config/celery_worker.yaml); imported lazily so the local deployment does not need the extra.
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(
+            {"broker": settings.training.celery_broker, "backend": settings.training.celery_backend}
+        )
     if settings.training.executor == "multiprocess":
         return dg.multiprocess_executor.configured({"max_concurrent": settings.training.max_concurrent_steps})
     # Steps here are seconds long and importing the stack costs ~3 s per process on 2 cores.

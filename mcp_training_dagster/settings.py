@@ -158,7 +158,20 @@ class RegistryConfig(_Strict):
     auto_promote: bool = Field(True, description="promote a new model when every evaluation gate passes")
 
 
+Deployment = Literal["local", "distributed"]
+
+
 class TrainingConfig(_Strict):
+    deployment: Deployment = Field(
+        "local",
+        description="local: folders under data_dir, SQLite instance, in-process steps; distributed: landing, "
+        "assets and models under object_store, Postgres instance, Celery steps (see config/distributed.env)",
+    )
+    object_store: str | None = Field(
+        None, description="distributed only: s3://bucket/prefix holding exports/, assets/ and models/"
+    )
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str = "redis://127.0.0.1:6379/1"
     data_dir: Path = Path("data")
     landing_dir: Path | None = None
     asset_storage: str | None = None
@@ -166,7 +179,7 @@ class TrainingConfig(_Strict):
     dagster_home: Path | None = None
     training_horizon_days: float = Field(30.0, gt=0)
     service_timezone: str = "UTC"
-    executor: Literal["in_process", "multiprocess"] = "in_process"
+    executor: Literal["in_process", "multiprocess", "celery"] | None = None  # default by deployment
     max_concurrent_steps: int = Field(2, ge=1, le=64)
     model_max_age_hours: float = Field(168.0, gt=0.02)
     sensor: SensorConfig = SensorConfig()
@@ -188,6 +201,18 @@ class TrainingConfig(_Strict):
     @model_validator(mode="after")
     def _fill_paths(self) -> "TrainingConfig":
         # Each folder defaults to a child of data_dir; frozen model, so set through __dict__.
+        if self.deployment == "distributed":
+            store = (self.object_store or "").rstrip("/")
+            if "://" not in store:
+                raise ValueError(
+                    "deployment 'distributed' needs object_store, an object-store URL such as s3://bucket/prefix "
+                    f"(got {self.object_store!r})"
+                )
+            self.__dict__["object_store"] = store
+            if self.asset_storage is None:
+                self.__dict__["asset_storage"] = f"{store}/assets"
+        if self.executor is None:
+            self.__dict__["executor"] = "celery" if self.deployment == "distributed" else "in_process"
         root = self.data_dir
         defaults = {
             "landing_dir": root / "exports",
@@ -221,6 +246,20 @@ class Settings(_Strict):
     def asset_storage(self) -> str:
         assert self.training.asset_storage is not None
         return self.training.asset_storage
+
+    @property
+    def landing_location(self) -> str:
+        """Where exports land: the local landing folder, or ``<object_store>/exports`` when distributed."""
+        if self.training.deployment == "distributed":
+            return f"{self.training.object_store}/exports"
+        return str(self.landing_dir)
+
+    @property
+    def models_location(self) -> str:
+        """Where packages and the production pointer live: ``models_dir``, or ``<object_store>/models``."""
+        if self.training.deployment == "distributed":
+            return f"{self.training.object_store}/models"
+        return str(self.models_dir)
 
 
 # ------------------------------------------------------------------------------- loading

@@ -199,7 +199,7 @@ def test_blocked_candidate_is_not_packaged_and_says_why(run, data_dir: Path, mon
 
 
 def test_train_refuses_while_the_data_folder_is_in_use(run, data_dir: Path) -> None:
-    from mcp_training_dagster.cli_runs import data_folder_lock
+    from mcp_training_dagster.cli.common import data_folder_lock
 
     with data_folder_lock(data_dir / "dagster_home", "mcp-training up (http://127.0.0.1:3000)"):
         result = run("train", HOSTAPD_1824)

@@ -4,7 +4,8 @@ import dagster as dg
 from mcp_training_dagster.defs.jobs import ingest_job
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.landing import scan_landing
+from mcp_training_dagster.domain.landing import ReadyFile, scan_landing
+from mcp_training_dagster.domain.object_landing import is_remote, scan_object_landing
 from mcp_training_dagster.settings import get_settings
 
 # SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
@@ -23,14 +24,18 @@ PARTITION_BATCH = 500
 def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
     cfg = settings.get()
     s = cfg.training.sensor
-    scan = scan_landing(
-        cfg.landing_dir,
-        context.cursor,
+    where = cfg.landing_location
+    # A local folder or an object-store prefix (by configuration); same rules, same cursor shape.
+    budget = dict(
         patterns=tuple(s.file_patterns),
         ignore=tuple(s.ignore_patterns),
         max_files=s.max_files_per_tick,
         max_bytes=s.max_bytes_hashed_per_tick,
     )
+    if is_remote(where):
+        scan = scan_object_landing(where, context.cursor, **budget)
+    else:
+        scan = scan_landing(cfg.landing_dir, context.cursor, **budget)
     for name, why in scan.skipped.items():
         context.log.warning(f"{name}: {why}")
     known = set(context.instance.get_dynamic_partitions(export_files.name))  # one query per tick
@@ -39,18 +44,20 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
         export_files.build_add_request(new_keys[i : i + PARTITION_BATCH])
         for i in range(0, len(new_keys), PARTITION_BATCH)
     ]
-    runs = [
-        dg.RunRequest(
-            partition_key=f.name,
-            run_key=f"{f.name}:{f.sha256}",
-            tags={"export/sha256": f.sha256, "export/size_bytes": str(f.size)},
+    runs = []
+    for f in scan.ready:
+        kind, fingerprint = ("sha256", f.sha256) if isinstance(f, ReadyFile) else ("etag", f.etag)
+        runs.append(
+            dg.RunRequest(
+                partition_key=f.name,
+                run_key=f"{f.name}:{fingerprint}",
+                tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size)},
+            )
         )
-        for f in scan.ready
-    ]
     skip = None
     if not runs:
         skip = (
-            f"no new or changed exports in {cfg.landing_dir}"
+            f"no new or changed exports in {where}"
             + (f"; {len(scan.waiting)} still changing" if scan.waiting else "")
             + (f"; {scan.deferred} deferred to the next tick" if scan.deferred else "")
         )

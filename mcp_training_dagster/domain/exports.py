@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -236,6 +237,12 @@ def _json_from_bytes(name: str, payload: bytes) -> Any:
     # (the cheap test first: stripping a large file would copy it)
     if not payload or (payload[:1].isspace() and not payload.strip()):
         raise ExportFileError(name, "file is empty")
+    try:
+        # orjson parses ~1.6-2x faster than json; anything it refuses (invalid UTF-8, NaN, integers
+        # beyond 64 bits, bad syntax) goes through json, so results and error messages stay json's.
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(payload)
     except UnicodeDecodeError as exc:

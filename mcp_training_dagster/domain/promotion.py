@@ -19,7 +19,8 @@ import pandas as pd
 
 from mcp_training_dagster.domain.evaluation import EvaluationSet, binary_metrics, meets_quality_gates, not_worse_than
 from mcp_training_dagster.domain.packaging import LoadedPackage, PackageError, load_package
-from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
+from mcp_training_dagster.domain.object_registry import open_registry
+from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scoring import anomaly_scores, feature_matrix, score_table
 
 # A gate passed by less than this (absolute, in the metric's units) is flagged as "barely passing".
@@ -70,11 +71,12 @@ class ProductionModel:
         return score_table(windows, self.package.pipeline, self.threshold, self.feature_names)
 
 
-def load_production(models_dir: Path, version: str | None = None) -> ProductionModel | None:
-    """The production model (or ``version``), verified against its manifest; None before the first promotion.
+def load_production(location: str | Path, version: str | None = None) -> ProductionModel | None:
+    """The production model (or ``version``) of the registry at ``location`` (a folder or an object-store
+    prefix), verified against its manifest; None before the first promotion.
 
     Raises :class:`RegistryError` when the pointer or the package is unusable (one line naming it)."""
-    registry = ModelRegistry(models_dir)
+    registry = open_registry(str(location))
     chosen = version or registry.production()
     if chosen is None:
         return None

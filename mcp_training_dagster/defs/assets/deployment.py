@@ -6,7 +6,6 @@ re-scores every export through lineage; its freshness policy makes a stale produ
 """
 
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 
@@ -16,9 +15,9 @@ from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
 from mcp_training_dagster.domain.evaluation import meets_quality_gates
+from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
-from mcp_training_dagster.domain.registry import ModelRegistry
 from mcp_training_dagster.domain.report import fmt, markdown_table
 from mcp_training_dagster.domain.scoring import SCORE_COLUMNS
 from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
@@ -29,7 +28,7 @@ _MAX_AGE = timedelta(hours=get_settings().training.model_max_age_hours)
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
 
 
-def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict) -> dict:
+def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict, models_dir=None) -> dict:
     """The agent variant's own package (``model_<version>_agent5``); ready only when its own figures pass the gates."""
     gates = cfg.model.evaluation
     overall = (agent.evaluation or {}).get("overall") or {}
@@ -42,9 +41,11 @@ def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_me
         evaluation=agent.evaluation, export_files=window_metadata["model_info"]["export_files"],
         training_duration=agent.training_seconds, service_timezone=cfg.training.service_timezone,
     )
-    info = build_package(cfg.models_dir, version, agent.estimator, metadata, model_card_md=agent_model_card(metadata),
-                         deployment_ready=ready)
-    return {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": ready,
+    info = build_package(models_dir or cfg.models_dir, version, agent.estimator, metadata,
+                         model_card_md=agent_model_card(metadata), deployment_ready=ready)
+    where = cfg.models_location.rstrip("/")
+    return {"version": info.version, "path": f"{where}/{info.path.name}", "zip": f"{where}/{info.zip_path.name}",
+            "deployment_ready": ready,
             "f1_score": overall.get("f1_score"), "roc_auc": overall.get("roc_auc")}
 
 
@@ -74,31 +75,35 @@ def model_package(
 ):
     cfg = settings.get()
     decision = PromotionDecision.from_dict(model_evaluation["decision"])
+    registry = open_registry(cfg.models_location)
     if model_evaluation.get("version") != anomaly_model.version or not decision.deployment_ready:
         why = ("its evaluation is of another model" if model_evaluation.get("version") != anomaly_model.version
                else "; ".join(f"{g.name} failed ({g.compared}: {fmt(g.figures)})" for g in decision.failed))
         context.log.warning(f"{anomaly_model.version} blocked, not packaged: {why}")
         context.log_event(dg.AssetObservation(asset_key="model_package", metadata={
             "blocked_version": anomaly_model.version, "blocked_because": why,
-            "production": ModelRegistry(cfg.models_dir).production() or "none"}))
+            "production": registry.production() or "none"}))
         return
     card = model_card.render(anomaly_model, model_card.top_windows(anomaly_model, training_windows), decision)
-    info = build_package(cfg.models_dir, anomaly_model.version, anomaly_model.pipeline, model_metadata,
-                         model_card_md=card, deployment_ready=True)
-    agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata)
-    registry = ModelRegistry(cfg.models_dir)
+    # Local folder, or built in a staging folder and published to the object store (config only).
+    with package_staging(cfg.models_location) as staging:
+        info = build_package(staging, anomaly_model.version, anomaly_model.pipeline, model_metadata,
+                             model_card_md=card, deployment_ready=True)
+        agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata, models_dir=staging)
+    where = cfg.models_location.rstrip("/")
+    package_path, package_zip = f"{where}/{info.path.name}", f"{where}/{info.zip_path.name}"
     promoted = False
     if cfg.training.registry.auto_promote:
         registry.promote(info.version, by="dagster:model_package")
         promoted = True
     removed = registry.apply_retention(cfg.training.registry.keep_versions)
-    summary = {"version": info.version, "path": str(info.path), "zip": str(info.zip_path), "deployment_ready": True,
+    summary = {"version": info.version, "path": package_path, "zip": package_zip, "deployment_ready": True,
                "promoted": promoted, "production": registry.production(), "files": list(info.files),
                "agent_variant": agent, "removed_by_retention": removed, "warnings": decision.warnings}
-    context.log.info(f"packaged {info.version} at {info.path} (promoted={promoted})")
+    context.log.info(f"packaged {info.version} at {package_path} (promoted={promoted})")
     yield dg.Output(summary, metadata={
-        "version": info.version, "package_path": dg.MetadataValue.path(str(info.path)),
-        "package_zip": dg.MetadataValue.path(str(info.zip_path)),
+        "version": info.version, "package_path": dg.MetadataValue.path(package_path),
+        "package_zip": dg.MetadataValue.path(package_zip),
         "promoted": promoted, "production": registry.production() or "none",
         "barely_passing": bool(decision.warnings),
         "model_card": dg.MetadataValue.md(card),
@@ -123,11 +128,12 @@ def model_package(
 )
 def production_model(settings: PipelineSettings) -> dg.Output[dict]:
     cfg = settings.get()
-    prod = load_production(cfg.models_dir)
+    location = cfg.models_location
+    prod = load_production(location)
     if prod is None:
-        raise dg.Failure(description=f"no production model in {cfg.models_dir} yet", allow_retries=False)
-    pointer = ModelRegistry(cfg.models_dir).pointer() or {}
-    doc = {"version": prod.version, "path": str(prod.package.path), "threshold": prod.threshold,
+        raise dg.Failure(description=f"no production model in {location} yet", allow_retries=False)
+    pointer = open_registry(location).pointer() or {}
+    doc = {"version": prod.version, "location": location, "threshold": prod.threshold,
            "data_end": prod.data_end, "promoted_at": pointer.get("promoted_at"), "promoted_by": pointer.get("promoted_by")}
     return dg.Output(doc, metadata={k: ("none" if v is None else v) for k, v in doc.items()},
                      data_version=dg.DataVersion(prod.version))
@@ -158,7 +164,7 @@ def export_anomalies(
     validated_records: pd.DataFrame,
     production_model: dict,
 ) -> dg.Output[pd.DataFrame]:
-    prod = load_production(Path(production_model["path"]).parent, production_model["version"])
+    prod = load_production(production_model["location"], production_model["version"])
     assert prod is not None  # a version was named
     table = prod.score_table(export_windows)
     names = router_names(validated_records)

@@ -1,5 +1,8 @@
 """Evaluation stage: held-out data with known labels, and the figures that gate promotion."""
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
 
 import dagster as dg
@@ -7,6 +10,7 @@ from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
 from mcp_training_dagster.domain.features import KEY_COLUMNS, empty_windows
+from mcp_training_dagster.domain.object_landing import fetch_side_files, is_remote
 from mcp_training_dagster.domain.promotion import decide, load_production
 from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scenarios import read_labels
@@ -15,9 +19,17 @@ from mcp_training_dagster.domain.training import TrainedModel, horizon_filter, u
 OWNERS = ["team:ml-platform"]
 
 
-def side_file_labels(landing_dir, source_files: list[str]) -> pd.DataFrame | None:
-    """``<export>.labels.csv`` files beside the exports in the landing folder (id,is_anomaly[,scenario])."""
-    frames = [lab for name in source_files if (lab := read_labels(landing_dir / name)) is not None]
+def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
+    """``<export>.labels.csv`` files beside the exports in the landing folder or prefix (id,is_anomaly[,scenario])."""
+    fetched = fetch_side_files(str(landing), source_files, ".labels.csv") if is_remote(str(landing)) else None
+    if is_remote(str(landing)) and fetched is None:
+        return None
+    folder = fetched or Path(landing)
+    try:
+        frames = [lab for name in source_files if (lab := read_labels(folder / name)) is not None]
+    finally:
+        if fetched is not None:
+            shutil.rmtree(fetched, ignore_errors=True)
     return pd.concat(frames, ignore_index=True).drop_duplicates("id") if frames else None
 
 
@@ -48,7 +60,7 @@ def evaluation_dataset(
         return dg.Output(EvaluationSet("none", "no validated records in the training horizon", empty, labels),
                          metadata={"source": "none", "dagster/row_count": 0})
     split = time_split(in_horizon["timestamp"], ev.split_fraction).floor(f"{spec.length_minutes}min")
-    labels = side_file_labels(cfg.landing_dir, sorted(in_horizon["source_file"].unique()))
+    labels = side_file_labels(cfg.landing_location, sorted(in_horizon["source_file"].unique()))
     data = build_evaluation_set(
         in_horizon, spec, split=split, labels=labels, injection_seed=ev.injection_seed,
         episodes_per_scenario=ev.injected_episodes_per_scenario, service_timezone=cfg.training.service_timezone,
@@ -86,7 +98,7 @@ def model_evaluation(
     cfg = settings.get()
     gates = cfg.model.evaluation
     try:
-        production = load_production(cfg.models_dir)
+        production = load_production(cfg.models_location)
     except RegistryError as exc:  # an unusable production package must not block a good candidate
         context.log.warning(f"production model unusable, not compared: {exc}")
         production = None

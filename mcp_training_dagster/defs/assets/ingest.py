@@ -6,7 +6,8 @@ import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.exports import ExportFileError, read_export
-from mcp_training_dagster.domain.landing import LandingError, resolve_landing_file
+from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
+from mcp_training_dagster.domain.object_landing import is_remote, read_landed_export
 from mcp_training_dagster.domain.validation import check_schema, validate_records
 
 OWNERS = ["team:ml-platform"]
@@ -39,14 +40,22 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
 )
 def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
     cfg = settings.get()
+    location, key = cfg.landing_location, context.partition_key
     try:
         # A key added by hand (UI, API) is checked like a scanned one; a symbolic link or "../" that
         # leads outside the landing folder is refused before anything is read.
-        path = resolve_landing_file(cfg.landing_dir, context.partition_key)
+        if is_remote(location):
+            if problem := partition_key_problem(key):
+                raise LandingError(f"{key!r}: {problem}")
+            path: object = f"{location.rstrip('/')}/{key}"
+        else:
+            path = resolve_landing_file(cfg.landing_dir, key)
     except LandingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     try:
-        raw = read_export(path, max_bytes=cfg.training.input_limits.max_export_bytes)
+        # Objects are read through fsspec straight into memory (no local copy).
+        raw = (read_landed_export(location, key) if is_remote(location)
+               else read_export(path, max_bytes=cfg.training.input_limits.max_export_bytes))  # type: ignore[arg-type]
     except ExportFileError as exc:
         raise dg.Failure(
             description=str(exc),

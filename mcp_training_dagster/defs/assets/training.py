@@ -8,7 +8,7 @@ from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
-from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain.training import (
     AgentModel,
@@ -41,14 +41,14 @@ def input_fingerprint(cfg, training_windows: pd.DataFrame, evaluation: Evaluatio
     )
 
 
-def already_trained(context: dg.AssetExecutionContext, models_dir, fingerprint: str) -> str | None:
+def already_trained(context: dg.AssetExecutionContext, models_location: str, fingerprint: str) -> str | None:
     """Why training these inputs again would be no new work, or None.
 
     A registered model with the same fingerprint, or this asset's own last materialisation with the
     same fingerprint (its verdict, promoted or blocked, stands). ``mcp/force_retrain`` overrides."""
     if context.run.tags.get(FORCE_TAG) == "true":
         return None
-    same = ModelRegistry(models_dir).find_by_fingerprint(fingerprint)
+    same = open_registry(models_location).find_by_fingerprint(fingerprint)
     if same:
         return f"inputs identical to registered model {same}"
     event = context.instance.get_latest_materialization_event(dg.AssetKey("anomaly_model"))
@@ -84,7 +84,7 @@ def anomaly_model(
     cfg = settings.get()
     m = cfg.model
     fingerprint = input_fingerprint(cfg, training_windows, evaluation_dataset)
-    why_not = already_trained(context, cfg.models_dir, fingerprint)
+    why_not = already_trained(context, cfg.models_location, fingerprint)
     if why_not:
         context.log.info(f"no new model: {why_not}")
         return

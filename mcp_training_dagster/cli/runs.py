@@ -1,6 +1,5 @@
 """What the command line needs around in-process Dagster runs: quiet execution with the event log kept in a
-file, one-line summaries of what each run did, and the lock that keeps ``up`` and ``train`` from both
-feeding one data folder.
+file, one-line summaries of what each run did, and the progress ``up`` prints.
 
 The runs are the same jobs the daemon launches, on the same instance (``$DAGSTER_HOME`` under the data
 folder), so everything the CLI does is visible in the UI afterwards.
@@ -8,48 +7,15 @@ folder), so everything the CLI does is visible in the UI afterwards.
 
 from __future__ import annotations
 
-import fcntl
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import dagster as dg
 
 from mcp_training_dagster.domain.report import fmt
-
-LOCK_NAME = "up.lock"
-
-
-class DataFolderBusy(RuntimeError):
-    """Another ``mcp-training up`` (or ``train``) is using this data folder."""
-
-
-@contextmanager
-def data_folder_lock(dagster_home: Path, holder: str) -> Iterator[int]:
-    """Hold ``$DAGSTER_HOME/up.lock`` (an advisory ``flock``) or raise :class:`DataFolderBusy` naming the holder.
-
-    ``up`` keeps the descriptor across ``exec`` into ``dagster dev``, so the lock lives exactly as long as
-    the Dagster processes it started: no stale pid files after a crash."""
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    path = dagster_home / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise DataFolderBusy(who) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{holder} (pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC)".encode(), 0)
-    try:
-        yield fd
-    finally:
-        os.close(fd)  # closing releases the flock (unless exec'd with it inherited)
-
 
 def quiet_run_config(verbose: bool) -> dict[str, Any]:
     """Dagster's console logger silent unless ``--verbose`` (the command prints its own summary, failures
@@ -187,3 +153,28 @@ class Progress:
 
 def _clock() -> str:
     return datetime.now().strftime("%H:%M:%S")
+
+
+def log_run(instance, run_id: str, log_file: Path) -> None:  # noqa: ANN001
+    write_event_log(instance, run_id, log_file)
+
+
+def refresh_verdicts(defs, instance, run_config: dict, log_file: Path) -> None:  # noqa: ANN001
+    """Re-score every ingested export with the production model (what the daemon's automation does under `up`)."""
+    import dagster as dg
+
+    from mcp_training_dagster.defs.partitions import export_files
+
+    job = defs.resolve_job_def("verdicts_job")
+    flagged = scored = 0
+    for name in instance.get_dynamic_partitions(export_files.name):
+        if not instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("export_windows"),
+                                                                     asset_partitions=[name]), limit=1).records:
+            continue  # never ingested successfully: nothing to score
+        result = job.execute_in_process(instance=instance, partition_key=name, raise_on_error=False, run_config=run_config)
+        log_run(instance, result.run_id, log_file)
+        m = materialization(result, "export_anomalies")
+        if m:
+            scored += 1
+            flagged += int(m.get("flagged", 0))
+    click.echo(f"verdicts   {scored} export(s) re-scored by the production model: {flagged} windows flagged")

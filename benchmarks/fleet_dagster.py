@@ -1,0 +1,168 @@
+"""A fleet landing at once under the real ``dagster dev``: every export file dropped into the landing
+folder together, then nothing else until the retrained model is registered.
+
+    python -m benchmarks.fleet_dagster --routers 50 --days 3     # 150 files
+    python -m benchmarks.fleet_dagster --routers 50 --days 30    # the full 1,500 files (slow)
+
+Local deployment, shipped configuration (sensor every 15 s, at most 100 files per tick, two
+concurrent runs, one ingest run per file). Prints one JSON line with: seconds from the drop until
+every file is ingested and until the model trained on all of them is registered; per-file ingest
+run time (mean and p95) and ingest throughput; the longest ``export_file_sensor`` tick and any
+failed tick; training runs started meanwhile (eager automation retrains as data arrives); and the
+peak RSS of the largest single Dagster process (the run that computes the fan-in) and of all of
+them together, sampled every second from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks.fleet_landing import make_fleet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_rss_mb(sid: int) -> tuple[float, float]:
+    """(largest single process, sum) RSS in MB over the processes of session ``sid``."""
+    biggest = total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.getsid(int(pid)) != sid:
+                continue
+            with open(f"/proc/{pid}/status") as fh:
+                rss = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0) / 1024
+        except (OSError, ProcessLookupError, StopIteration):
+            continue
+        biggest, total = max(biggest, rss), total + rss
+    return biggest, total
+
+
+def _sensor_ticks(instance, name: str) -> list[tuple[float, float, str]]:
+    """(start, end, status) of every tick of sensor ``name``, read from the tick storage."""
+    from dagster._core.scheduler.instigation import TickStatus  # noqa: F401  (deserialisation)
+    from dagster._serdes import deserialize_value
+    import sqlalchemy as db
+
+    storage = instance.schedule_storage
+    out = []
+    with storage.connect() as conn:
+        for (body,) in conn.execute(db.text("SELECT tick_body FROM job_ticks")).fetchall():
+            tick = deserialize_value(body)
+            if tick.instigator_name == name and tick.end_timestamp:
+                out.append((tick.timestamp, tick.end_timestamp, tick.status.value))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--routers", type=int, default=50)
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--records", type=int, default=200, help="records per export file")
+    p.add_argument("--timeout", type=float, default=3 * 3600)
+    args = p.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="mcp-fleet-dagster-"))
+    home, data = work / "home", work / "data"
+    home.mkdir()
+    (data / "exports").mkdir(parents=True)
+    shutil.copyfile(REPO / "config" / "dagster.yaml", home / "dagster.yaml")
+    files = make_fleet(work / "staging", args.routers, args.days, args.records)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), MCP_TRAINING_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
+    log = open(work / "dagster.log", "wb")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m", "mcp_training_dagster.definitions",
+                             "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    peak_one = peak_all = 0.0
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5)
+                break
+            except OSError:
+                assert proc.poll() is None, (work / "dagster.log").read_text()[-3000:]
+                time.sleep(1)
+        time.sleep(5)  # code location loaded
+        load_before = os.getloadavg()[0]
+        t_drop = time.time()
+        for f in files:
+            os.replace(f, data / "exports" / f.name)
+
+        os.environ["DAGSTER_HOME"] = str(home)
+        import dagster as dg
+        from dagster._core.storage.dagster_run import DagsterRunStatus
+
+        with dg.DagsterInstance.get() as instance:
+            all_ingested_at = model_at = None
+            while time.time() - t_drop < args.timeout:
+                assert proc.poll() is None, "dagster dev died"
+                one, total = _session_rss_mb(proc.pid)
+                peak_one, peak_all = max(peak_one, one), max(peak_all, total)
+                runs = instance.get_runs()
+                ingest = [r for r in runs if r.job_name == "ingest_job"]
+                ok = [r for r in ingest if r.status == DagsterRunStatus.SUCCESS]
+                if all_ingested_at is None and len({r.tags.get("dagster/partition") for r in ok}) >= len(files):
+                    all_ingested_at = max(instance.get_run_stats(r.run_id).end_time for r in ok)
+                if all_ingested_at is not None:
+                    latest = instance.get_latest_materialization_event(dg.AssetKey("model_package"))
+                    if latest is not None and (instance.get_run_stats(latest.run_id).start_time or 0) >= all_ingested_at:
+                        model_at = latest.timestamp  # trained on every file of the fleet
+                        break
+                time.sleep(1)
+            runs = instance.get_runs()
+            ingest = [instance.get_run_stats(r.run_id) for r in runs if r.job_name == "ingest_job" and r.status == DagsterRunStatus.SUCCESS]
+            durations = sorted(s.end_time - s.start_time for s in ingest)
+            ticks = _sensor_ticks(instance, "export_file_sensor")
+            result = {
+                "files": len(files), "records_per_file": args.records,
+                "mb": round(sum((data / "exports" / f.name).stat().st_size for f in files) / 1e6, 1),
+                "drop_to_all_ingested_s": round(all_ingested_at - t_drop, 1) if all_ingested_at else None,
+                "drop_to_model_registered_s": round(model_at - t_drop, 1) if model_at else None,
+                "ingest_run_s_mean": round(sum(durations) / len(durations), 2) if durations else None,
+                "ingest_run_s_p95": round(durations[int(0.95 * (len(durations) - 1))], 2) if durations else None,
+                "ingest_files_per_min": round(60 * len(durations) / (all_ingested_at - t_drop), 1) if all_ingested_at else None,
+                "sensor_ticks": len(ticks),
+                "longest_sensor_tick_s": round(max((e - s for s, e, _ in ticks), default=0.0), 2),
+                "failed_sensor_ticks": sum(1 for *_, st in ticks if st == "FAILURE"),
+                "training_runs": sum(1 for r in runs if r.job_name != "ingest_job"),
+                "failed_runs": sum(1 for r in runs if r.status == DagsterRunStatus.FAILURE),
+                "peak_rss_one_process_mb": round(peak_one), "peak_rss_all_processes_mb": round(peak_all),
+                "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
+            }
+        print(json.dumps(result), flush=True)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

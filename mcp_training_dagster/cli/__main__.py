@@ -1,0 +1,3 @@
+from mcp_training_dagster.cli import main
+
+main()

@@ -1,0 +1,136 @@
+"""What every command shares: one-line errors, the settings, input checks, the data folder's lock, the data root."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.settings import ConfigError, Settings, config_dir, get_settings
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "sample_exports"
+_DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: 2 for usage and input errors, 1 when work failed."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def load() -> Settings:
+    """The settings, or one line naming the bad config value."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def check_input_file(path: Path) -> None:
+    """One clear line for a path that cannot be an export, before anything slow happens."""
+    if path.is_dir():
+        fail(f"{path}: is a folder; pass the export files in it (for example {path}/*.json)")
+    if not path.exists():
+        fail(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        fail(f"{path}: cannot be read (permission denied)")
+
+
+def stamp() -> str:
+    """A timestamp for log file names (to the microsecond: two commands in one second do not collide)."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.models_dir)
+
+
+LOCK_NAME = "up.lock"
+
+
+class DataFolderBusy(RuntimeError):
+    """Another ``mcp-training up`` (or ``train``) is using this data folder."""
+
+
+@contextmanager
+def data_folder_lock(dagster_home: Path, holder: str) -> Iterator[int]:
+    """Hold ``$DAGSTER_HOME/up.lock`` (an advisory ``flock``) or raise :class:`DataFolderBusy` naming the holder.
+
+    ``up`` keeps the descriptor across ``exec`` into ``dagster dev``, so the lock lives exactly as long as
+    the Dagster processes it started: no stale pid files after a crash."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    path = dagster_home / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise DataFolderBusy(who) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{holder} (pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC)".encode(), 0)
+    try:
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the flock (unless exec'd with it inherited)
+
+
+class Lock:
+    """The data folder's lock, held for the rest of the command (released by ``__exit__`` or at exit)."""
+
+    def __init__(self, cm) -> None:  # noqa: ANN001 - a contextmanager object
+        self._cm = cm
+        self.fd = cm.__enter__()
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self._cm.__exit__(*exc)
+
+
+def hold_lock(home: Path, holder: str) -> Lock:
+    """Take the data folder's lock for the whole command, or one line saying who holds it."""
+    try:
+        return Lock(data_folder_lock(home, holder))
+    except DataFolderBusy as exc:
+        fail(f"this data folder ({home.parent}) is in use by {exc}; stop it first, or drop export files into "
+              "its landing folder, which it watches")
+
+
+def prepare_data_root(settings: Settings, with_samples: bool = True) -> dict[str, object]:
+    """Create the folders, seed the landing folder with the shipped samples (never overwriting
+    a file that is already there) and put the instance config into the Dagster home."""
+    t = settings.training
+    for folder in (t.data_dir, settings.landing_dir, settings.models_dir, t.dagster_home):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    if "://" not in settings.asset_storage:
+        Path(settings.asset_storage).mkdir(parents=True, exist_ok=True)
+    copied: list[str] = []
+    if with_samples:
+        for sample in sorted(SAMPLES_DIR.glob("*.json")):
+            target = settings.landing_dir / sample.name
+            if not target.exists():
+                tmp = target.with_name(target.name + ".part")  # the sensor ignores *.part
+                shutil.copyfile(sample, tmp)
+                os.replace(tmp, target)
+                copied.append(sample.name)
+    instance_yaml = Path(t.dagster_home) / "dagster.yaml"  # type: ignore[arg-type]
+    if not instance_yaml.exists():
+        cdir = config_dir()
+        template = cdir / "dagster.yaml" if cdir else None
+        text = template.read_text() if template and template.exists() else _DEFAULT_INSTANCE_YAML
+        instance_yaml.write_text(text)
+    # The UI's "Join the Dagster community" prompt would cover the first view; mark it as seen
+    # (Dagster keeps that in $DAGSTER_HOME/.nux/nux.yaml; config/dagster.yaml also sets nux.enabled: false).
+    nux = Path(t.dagster_home) / ".nux" / "nux.yaml"  # type: ignore[arg-type]
+    if not nux.exists():
+        nux.parent.mkdir(parents=True, exist_ok=True)
+        nux.write_text("seen: 1\n")
+    return {"dagster_home": str(t.dagster_home), "landing_dir": str(settings.landing_dir), "copied_samples": copied}
