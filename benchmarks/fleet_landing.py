@@ -3,7 +3,7 @@ folder and in an S3-compatible bucket (moto's server on 127.0.0.1, started here)
 
     python -m benchmarks.fleet_landing [--routers 50 --days 30 --records 200 --max-files-per-tick 100]
 
-Files are generated exports in the real format (``mcp_training_dagster.benchmark.write_export``), one
+Files are generated exports in the real format (``benchmarks.generator.write_export``), one
 per router and day. For each fleet size and landing kind it ticks the scan exactly as
 ``export_file_sensor`` does (cursor carried between ticks, the configured per-tick budget) until every
 file has been handed over, and prints one JSON line: ticks, the longest tick, total scan seconds and
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mcp_training_dagster.benchmark import write_export
+from benchmarks.generator import write_export
 from mcp_training_dagster.domain.landing import scan_landing
 from mcp_training_dagster.domain.object_landing import scan_object_landing
 
