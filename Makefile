@@ -1,5 +1,5 @@
 # Developer entry points. Everything runs from the project's venv (VENV, default .venv), created by
-# `make install` with the `test` and `dev` extras, so tool versions are those pinned in pyproject.toml.
+# `make install` with the extras CI installs plus `dev`, so tool versions are those pinned in pyproject.toml.
 # `make help` lists the targets.
 
 VENV ?= .venv
@@ -14,9 +14,9 @@ BENCH_ARGS ?= --records 100000
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-install:  ## venv + editable install with the test and dev extras + git hooks
+install:  ## venv + editable install with the extras CI uses and the dev extra + git hooks
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test,dev]'
+	$(BIN)/pip install -q -e '.[test,dev,s3,distributed,distributed-test]'
 	$(BIN)/pre-commit install --hook-type pre-commit --hook-type pre-push
 
 lint:  ## ruff check (rules and per-file ignores in pyproject.toml)
@@ -28,10 +28,10 @@ format-check:  ## ruff format --check: reports only, not enforced yet (see CONTR
 typecheck:  ## mypy with the pydantic plugin (files and baseline in pyproject.toml)
 	$(PY) -m mypy
 
-test-fast:  ## unit tests without the slow Dagster-job/CLI tests and without the end-to-end ones
-	$(PY) -m pytest -q -m "not slow and not e2e" $(PYTEST_ARGS)
+test-fast:  ## tests without the slow (Dagster jobs, CLI), e2e and distributed (real servers) ones
+	$(PY) -m pytest -q -m "not slow and not e2e and not distributed" $(PYTEST_ARGS)
 
-test:  ## the whole suite, as CI runs it (.ci/run)
+test:  ## the whole suite, as CI runs it (.ci/run; the distributed test needs PostgreSQL and Redis)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check-defs:  ## dg check defs: the Dagster definitions load (uses [tool.dg] in pyproject.toml)
