@@ -50,7 +50,7 @@ FEATURE_DOCS: dict[str, str] = {
     "active_buckets": "burst sub-buckets with at least one record (spread of activity)",
     "silence_before_s": "seconds since the entity's previous record before this window (capped)",
     "repeat_leaves": "disconnect records of a station whose previous record (>= 5 s earlier) was also a disconnect: kicked again without rejoining",
-    "repeat_radio_errors": "radio error records of the device within 10 minutes after its previous radio error: a failing radio, not a lone reset",
+    "repeat_radio_errors": "radio, driver or lost-link records of the device within 10 minutes after its previous one: a failing radio, not a lone reset",
     "unannounced_joins": "first join records of a station whose previous record was neither a join, a disconnect nor a failure: rejoined while still connected",
     "kind_device": "1 for a device-level window",
     "kind_station": "1 for a station-level window",
@@ -84,7 +84,8 @@ FEATURE_DOCS.update(
         "grp_joins": "association, reassociation, authentication and AP-STA-CONNECTED records in the window",
         "grp_leaves": "deauthentication, disassociation and AP-STA-DISCONNECTED records in the window",
         "grp_failures": "authentication, handshake, group key, EAPOL-timeout and PSK-mismatch failures in the window",
-        "grp_radio_control": "DFS and channel-switch records in the window",
+        "grp_radio_control": "DFS, channel-switch and interface-state records in the window",
+        "grp_radio_faults": "radio errors, driver errors and lost links (missing ACKs, beacon loss) in the window",
     }
 )
 # A router's silence judged against its own longest gap of the day before (routers log at least at
@@ -105,13 +106,14 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
 MODEL_FEATURES: tuple[str, ...] = (
     "kind_device", "kind_station", "kind_interface",
     "n_records", "n_random_macs",
-    "grp_joins", "grp_leaves", "grp_failures", "ev_radio_error", "grp_radio_control",
+    "grp_joins", "grp_leaves", "grp_failures", "grp_radio_faults", "grp_radio_control",
     "dev_unseen_stations", "dev_max_station_records", "dev_deauth",
     "gap_vs_usual", "silence_excess", "silent_beyond_usual",
     "repeat_leaves", "unannounced_joins", "repeat_radio_errors",
 )
 JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
-RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch")
+RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch", "interface_state")
+RADIO_FAULT_EVENTS: tuple[str, ...] = ("radio_error", "driver_error", "beacon_loss")
 DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
 FAILURE_EVENTS: tuple[str, ...] = (
     "auth_failure",
@@ -297,7 +299,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
         sel = np.flatnonzero(mac_rec >= 0)
         station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
     repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
-    radio = np.flatnonzero(event_rec == EVENT_TYPES.index("radio_error"))
+    radio = np.flatnonzero(np.isin(event_rec, [EVENT_TYPES.index(t) for t in RADIO_FAULT_EVENTS]))
     radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
     repeat_radio_rec = np.zeros(n_rec, dtype=bool)
     repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
@@ -503,7 +505,7 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
 
     # Event families.
     for name, events in (("grp_joins", JOIN_EVENTS), ("grp_leaves", DEAUTH_EVENTS), ("grp_failures", FAILURE_EVENTS),
-                         ("grp_radio_control", RADIO_CONTROL_EVENTS)):
+                         ("grp_radio_control", RADIO_CONTROL_EVENTS), ("grp_radio_faults", RADIO_FAULT_EVENTS)):
         windows[name] = windows.loc[:, [f"ev_{t}" for t in events]].to_numpy().sum(axis=1).astype(np.float32)
 
     # Silence against the device's own usual gap: the longest gap between two of its records in the
