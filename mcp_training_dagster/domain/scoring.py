@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mcp_training_dagster.domain.calibration import calibrated_scores
 from mcp_training_dagster.domain.exports import parse_export_bytes, records_to_frame
 from mcp_training_dagster.domain.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.validation import validate_records
@@ -92,12 +93,22 @@ def reasons(pipeline: Any, X: np.ndarray, names: Sequence[str], top: int = 3) ->
 
 
 def score_table(
-    windows: pd.DataFrame, pipeline: Any, threshold: float, names: Sequence[str], *, top_reasons: int = 3
+    windows: pd.DataFrame, pipeline: Any, threshold: float, names: Sequence[str], *, top_reasons: int = 3,
+    calibration: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per window: ``device_id, entity, entity_kind, window_start (ISO-8601), score, is_anomaly, reasons``,
-    most anomalous first."""
+    most anomalous first.
+
+    With a ``calibration`` (metadata ``inference_config.calibration``) the score is the calibrated one
+    (per-kind tail threshold, device context fused in, silence rule; see ``calibration``): anomalous when
+    ``score > 0``. Without one, the raw detector score against ``threshold``."""
     X = feature_matrix(windows, names)
     scores = anomaly_scores(pipeline, X)
+    if calibration is None:
+        calibration = getattr(pipeline, "calibration_", None)
+    if calibration is not None:
+        scores = calibrated_scores(windows, scores, calibration)
+        threshold = 0.0
     out = pd.DataFrame(
         {
             "device_id": windows["device"].astype("str").to_numpy(),

@@ -110,7 +110,7 @@ def model_evaluation(
     gates = cfg.model.evaluation
     ev = anomaly_model.evaluation
     overall = (ev or {}).get("overall", {})
-    deployed = evaluate_on(anomaly_model.score(evaluation_dataset.windows), anomaly_model.threshold, evaluation_dataset)
+    deployed = evaluate_on(anomaly_model.score(evaluation_dataset.windows), anomaly_model.decision_threshold, evaluation_dataset)
     prod = production_figures(cfg.models_dir, evaluation_dataset)
     # Compare like with like: the new deployed model and production, both scored on this data.
     new_pr = deployed["overall"].get("pr_auc") or 0.0
