@@ -95,7 +95,7 @@ FEATURE_DOCS.update(
     {
         "gap_vs_usual": "device windows: silence_before_s / the device's longest gap between two of its records in the history before (floor: one window)",
         "silence_excess": "device windows: windows of silence beyond that longest gap, max(0, silence_before_s - usual) / window length",
-        "silent_beyond_usual": "device windows: 1 when the device has been silent longer than its longest gap in the history before",
+        "silent_beyond_usual": "device windows: 1 when the device has been silent longer than 1.5 x its longest gap in the history before (hourly-rekey jitter beats 1 x by seconds)",
     }
 )
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
@@ -405,6 +405,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
 
 
 REPEAT_LEAVE_SECONDS = 5
+SILENCE_FACTOR = 1.5  # silent_beyond_usual: a gap this many times the device's longest gap of the day before
 REPEAT_RADIO_SECONDS = 600
 NO_GAP = np.iinfo(np.int64).min
 
@@ -533,7 +534,7 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
         excess = np.maximum(sil - usual, 0.0) / window_s
         rel["gap_vs_usual"][dv] = np.where(has_history, sil / usual, 0.0)
         rel["silence_excess"][dv] = np.where(has_history, excess, 0.0)
-        rel["silent_beyond_usual"][dv] = has_history & (excess > 0)
+        rel["silent_beyond_usual"][dv] = has_history & (sil > SILENCE_FACTOR * usual)
 
     # Device context: the device row's own figures and its stations' windows, joined on (device, window).
     ctx_key = dev_code.astype(np.int64) * span + offset
