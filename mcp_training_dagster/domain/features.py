@@ -55,6 +55,7 @@ FEATURE_DOCS: dict[str, str] = {
     "kind_device": "1 for a device-level window",
     "kind_station": "1 for a station-level window",
     "kind_interface": "1 for an interface-level window",
+    "n_unkeyed": "records naming neither a station nor an interface (device windows: scored as key `-`)",
 }
 AGGREGATE_FEATURES: tuple[str, ...] = tuple(FEATURE_DOCS)
 # Features that look back beyond the window: the entity's own normal activity, so silence is judged
@@ -338,6 +339,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     feat[:, col["repeat_leaves"]] = np.bincount(gid[repeat_leave_rec[ridx]], minlength=n_groups)
     feat[:, col["repeat_radio_errors"]] = np.bincount(gid[repeat_radio_rec[ridx]], minlength=n_groups)
     feat[:, col["unannounced_joins"]] = np.bincount(gid[unannounced_rec[ridx]], minlength=n_groups)
+    feat[:, col["n_unkeyed"]] = np.bincount(gid[(mac < 0) & (iface < 0)], minlength=n_groups)
 
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
     # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.

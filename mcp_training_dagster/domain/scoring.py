@@ -25,6 +25,7 @@ from mcp_training_dagster.domain.validation import validate_records
 
 SCORE_CONVENTION = "higher_is_more_anomalous"
 SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
+UNKEYED_ENTITY = "-"
 SCORE_COLUMNS: tuple[str, ...] = ("device_id", "entity", "entity_kind", "window_start", "score", "is_anomaly", "reasons")
 
 
@@ -123,4 +124,28 @@ def score_table(
         },
         columns=list(SCORE_COLUMNS),
     )
+    if "n_unkeyed" in windows.columns and len(out):
+        # records that name neither a station nor an interface are judged with their device window, as key "-"
+        unkeyed = ((windows["entity_kind"].astype("str") == "device") & (windows["n_unkeyed"] > 0)).to_numpy()
+        if unkeyed.any():
+            extra = out.loc[unkeyed].copy()
+            extra["entity"] = UNKEYED_ENTITY
+            out = pd.concat([out, extra], ignore_index=True)
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, spec: WindowSpec) -> pd.DataFrame:
+    """Feature windows of validated ``records`` computed with the earlier records of ``history`` (other
+    exports of the same routers, validated): gaps, trailing activity and "seen before" look back across
+    files exactly as training did on their union. Records present in both (same ``id``) count once; only
+    the windows from the first window of ``records`` on are returned."""
+    if history is None or not len(history) or not len(records):
+        return build_windows(records, spec)
+    start = records["timestamp"].min()
+    horizon = pd.Timedelta(hours=max(float(spec.silence_cap_hours), float(spec.history_hours)))
+    earlier = history[(history["timestamp"] < start) & (history["timestamp"] >= start - horizon)]
+    both = pd.concat([earlier, records], ignore_index=True)
+    both = both[~both["id"].duplicated(keep="last")].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    windows = build_windows(both, spec)
+    first = pd.Timestamp(start).floor(f"{int(spec.length_minutes)}min")
+    return windows[windows["window_start"] >= first].reset_index(drop=True)
