@@ -379,3 +379,8 @@ def generate(output: Path, seed: int, days: float, devices: int, start: str, epi
 
 if __name__ == "__main__":
     main()
+
+from mcp_training_dagster.commands_eval import evaluate, incidents  # noqa: E402
+
+main.add_command(evaluate)
+main.add_command(incidents)

@@ -213,13 +213,16 @@ def load_records(paths: Sequence[str | Path], *, service_timezone: str = "UTC",
     return records
 
 
-def evaluate_exports(paths: Sequence[str | Path], labels_path: str | Path, settings: Any = None) -> dict[str, Any]:
+def evaluate_exports(paths: Sequence[str | Path], labels_path: str | Path, settings: Any = None, *,
+                     keep_predictions: bool = False) -> dict[str, Any]:
     """Train on the exports as a user would, score them, then measure against the labels."""
     from mcp_training_dagster.domain.incidents import build_incidents
     from mcp_training_dagster.domain.training import train_model
     from mcp_training_dagster.domain.features import build_windows
     from mcp_training_dagster.settings import get_settings
 
+    if not len(paths):
+        raise ValueError("no export files given")
     settings = settings or get_settings()
     m = settings.model
     spec = WindowSpec(length_minutes=m.windows.length_minutes, entities=tuple(m.windows.entities),
@@ -253,5 +256,6 @@ def evaluate_exports(paths: Sequence[str | Path], labels_path: str | Path, setti
         },
         "threshold": model.calibration_summary(),
         "incident_table": incidents,
+        **({"predictions": table} if keep_predictions else {}),
         "seconds": round(seconds, 2),
     }
