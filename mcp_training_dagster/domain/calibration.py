@@ -12,11 +12,12 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
 2. **Device context at score level.** A station or interface window takes its device's window into
    account: ``z_key = max(z_own, z_device_same_window)`` (``fusion: "max"``) - a station during a
    flood of unknown MACs is judged with its router's state.
-3. **A tail model instead of a contamination guess.** Per kind, the upper tail of the (fused) scores
-   of active windows is fitted with a generalised Pareto distribution over the 95 % quantile
-   (peaks over threshold, as SPOT; probability-weighted moments, shape clipped to [-0.5, 0.5]), and
-   the threshold is the score whose exceedance probability gives ``budget`` alarms per router-day for
-   that kind. ``calibrated = z - threshold``.
+3. **A tail model instead of a contamination guess.** Per kind, on active windows, the threshold is
+   the score a normal window exceeds with probability ``p = budget x router-days / active windows``
+   (the false-alarm budget per router-day in the config; at most ``max_alarm_fraction``): the lower of
+   the empirical ``1 - p`` quantile (pushed up by in-sample anomalies) and an exponential tail matched to
+   the 80 % and 95 % quantiles (robust to the top 5 % where anomalies sit; exponential is the heaviest
+   tail a bounded score can have). ``calibrated = z - threshold``.
 4. **Silence rule.** A device window (quiet or the first one after a gap) is anomalous by rule when
    the device's silence exceeds ``silence_factor`` times its longest gap of the 24 h before (the
    hourly-rekey jitter beats "longer than the longest gap" by seconds; twice it does not):
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 KINDS: tuple[str, ...] = ("device", "station", "interface")
-METHOD = "exponential_tail_q80_q95"
+METHOD = "min(empirical quantile, exponential tail q80-q95)"
 TAIL_FIT_TOP = 0.95
 TAIL_QUANTILE = 0.95
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
@@ -125,11 +126,16 @@ def exponential_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, flo
         return {"threshold": t, "u": t, "sigma": 0.0, "xi": 0.0, "n": n, "p": p}
     qa, qb = (float(v) for v in np.quantile(x, [a, b]))
     sigma = max(qb - qa, 1e-9) / math.log((1 - a) / (1 - b))
+    empirical = float(np.quantile(x, 1.0 - p))
     if p >= 1 - a:
-        t = float(np.quantile(x, 1.0 - p))
+        t = empirical
     else:
-        t = qa + sigma * math.log((1 - a) / p)
-    return {"threshold": float(t), "u": qa, "sigma": float(sigma), "xi": 0.0, "n": n, "p": p}
+        # Both over-estimate the normal windows' (1 - p) point: the empirical quantile because in-sample
+        # anomalies push it up, the exponential tail because a bounded score's tail is lighter. The lower
+        # one is the tighter bound.
+        t = min(empirical, qa + sigma * math.log((1 - a) / p))
+    return {"threshold": float(t), "u": qa, "sigma": float(sigma), "xi": 0.0, "n": n, "p": p,
+            "empirical": empirical}
 
 
 def _kinds(windows: pd.DataFrame) -> np.ndarray:

@@ -156,3 +156,16 @@ def incidents_to_json(incidents: pd.DataFrame) -> list[dict[str, Any]]:
     for r in incidents.to_dict(orient="records"):
         out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
     return out
+
+
+def export_incidents_with_model(records: pd.DataFrame, history: pd.DataFrame | None, pipeline: Any,
+                                inference_config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score one export's validated records with a packaged model (its ``inference_config``), using the
+    earlier records of ``history`` for gaps and history features; returns (score table, incidents)."""
+    from mcp_training_dagster.domain.scoring import score_table, windows_with_history
+
+    ic = inference_config
+    spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
+    windows = windows_with_history(records, history, spec)
+    table = score_table(windows, pipeline, float(ic["threshold"]), ic["feature_names"])
+    return table, build_incidents(table, records, spec, windows=windows)
