@@ -37,11 +37,11 @@ import pandas as pd
 KINDS: tuple[str, ...] = ("device", "station", "interface")
 METHOD = "min(empirical quantile, exponential tail q80-q95)"
 TAIL_FIT_TOP = 0.95
-TAIL_QUANTILE = 0.95
+TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
 
 
-def gpd_tail_threshold(x: np.ndarray, p: float, u_quantile: float = TAIL_QUANTILE) -> dict[str, float]:
+def gpd_tail_threshold(x: np.ndarray, p: float, u_quantile: float = 0.95) -> dict[str, float]:
     """Score exceeded with probability ``p`` under a GPD fitted to the excesses over the
     ``u_quantile`` quantile of ``x`` (peaks over threshold; PWM estimators, Hosking & Wallis 1987)."""
     x = np.sort(np.asarray(x, dtype=np.float64))
@@ -121,6 +121,8 @@ def exponential_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, flo
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     a, b = levels
+    if not 0 < a < b < 1:
+        raise ValueError(f"tail levels must satisfy 0 < a < b < 1, got {levels}")
     if n < 20:
         t = float(x.max()) if n else 0.0
         return {"threshold": t, "u": t, "sigma": 0.0, "xi": 0.0, "n": n, "p": p}
@@ -244,10 +246,13 @@ def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mappi
         thr[kinds == kind] = fit["threshold"]
     c = z - thr
     active = windows["n_records"].to_numpy() > 0
-    silent = silence_score(windows, float(calibration.get("silence_factor", 2.0))) > 0
+    sil = silence_score(windows, float(calibration.get("silence_factor", 2.0)))
+    silent = sil > 0
     # quiet device windows (no records) are outside the calibrated population: flagged only when the
-    # silence rule also holds (silent beyond silence_factor x the usual longest gap)
-    return np.where(active | silent, c, np.minimum(c, -1e-3))
+    # silence rule holds (silent beyond silence_factor x the usual longest gap); a window the rule flags
+    # is anomalous whatever the detector says, ranked by how far beyond the rule it is
+    c = np.where(active | silent, c, np.minimum(c, -1e-3))
+    return np.where(silent, np.maximum(c, sil), c)
 
 
 def raw_threshold(calibration: Mapping[str, Any], kind: str = "device") -> float:
