@@ -119,6 +119,9 @@ class AlarmConfig(_Strict):
         "max", description="station/interface windows: combine their score with their device window's (score level)"
     )
     max_alarm_fraction: float = Field(0.02, gt=0.0, lt=0.5, description="ceiling: never more than this share of a kind's active windows (sparse routers)")
+    ensemble: Literal["mean", "none"] = Field(
+        "mean", description="average the detector's robust z with the rarity component's (per-family tail probability)"
+    )
     silence_factor: float = Field(1.5, gt=1.0, description="a device is silent when its gap exceeds this x its longest gap of the 24 h before")
     tail_quantile: float = Field(0.8, gt=0.5, lt=0.95, description="the tail is matched between this quantile and the 95 % one (active windows)")
 

@@ -194,25 +194,98 @@ def silence_score(windows: pd.DataFrame, factor: float) -> np.ndarray:
     return out
 
 
-def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
-                    silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
-                    max_alarm_fraction: float = 0.02) -> dict[str, Any]:
-    """Per-kind scales, fused tail thresholds for the budget (alarms per router-day) and the silence rule."""
-    kinds = _kinds(windows)
-    active = windows["n_records"].to_numpy() > 0
-    t = pd.to_datetime(windows["window_start"])
-    span_days = max((t.max() - t.min()) / pd.Timedelta(days=1), 1.0 / 288) if len(t) else 1.0
-    router_days = float(windows["device"].nunique() * span_days)
+# The rarity component: per behaviour family, how rarely a window of the same kind had at least this much
+# in training (-log10 of the smoothed empirical tail probability), the rarest family counting.
+RARITY_FEATURES: tuple[str, ...] = (
+    "grp_leaves", "grp_failures", "grp_joins", "grp_radio_faults", "grp_radio_control", "n_random_macs",
+    "dev_unseen_stations", "repeat_leaves", "unannounced_joins", "n_records", "dev_deauth", "dev_max_station_records",
+)
+
+
+def _robust_scales(values: np.ndarray, kinds: np.ndarray, active: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per kind, on active windows: centre = median, scale = 90th percentile - median."""
     scales: dict[str, dict[str, float]] = {}
     for kind in KINDS:
         m = (kinds == kind) & active
         if not m.any():
             continue
-        center = float(np.median(raw[m]))
-        spread = float(np.quantile(raw[m], 0.9)) - center
+        center = float(np.median(values[m]))
+        spread = float(np.quantile(values[m], 0.9)) - center
         scales[kind] = {"center": center, "scale": spread if spread > 1e-9 else 1e-3}
-    z = fused(windows, robust_z(raw, kinds, scales), kinds, fusion)
+    return scales
+
+
+def fit_rarity(windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray,
+               features: tuple[str, ...] = RARITY_FEATURES) -> dict[str, Any]:
+    """Per kind and feature: the distinct training values (active windows) and how many were >= each."""
+    tables: dict[str, Any] = {}
+    for kind in KINDS:
+        m = (kinds == kind) & active
+        if not m.any():
+            continue
+        tab = {}
+        for f in features:
+            if f not in windows.columns:
+                continue
+            v = np.sort(windows.loc[m, f].to_numpy(dtype=np.float64))
+            uniq, first = np.unique(v, return_index=True)
+            tab[f] = {"values": uniq.tolist(), "at_least": (len(v) - first).tolist()}
+        tables[kind] = {"n": int(m.sum()), "features": tab}
+    return tables
+
+
+def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) -> np.ndarray:
+    """-log10 of the smoothed probability that a training window of the same kind had at least this much,
+    for the rarest of the families (0 = common)."""
+    out = np.zeros(len(windows))
+    for kind, tab in tables.items():
+        m = kinds == kind
+        if not m.any():
+            continue
+        n = int(tab["n"])
+        best = np.zeros(int(m.sum()))
+        for f, t in tab["features"].items():
+            if f not in windows.columns:
+                continue
+            values = np.asarray(t["values"], dtype=np.float64)
+            at_least = np.r_[np.asarray(t["at_least"], dtype=np.float64), 0.0]
+            x = windows.loc[m, f].to_numpy(dtype=np.float64)
+            count = at_least[np.searchsorted(values, x, side="left")]
+            best = np.maximum(best, -np.log10((count + 1.0) / (n + 1.0)))
+        out[m] = best
+    return out
+
+
+def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    z = robust_z(raw, kinds, calibration["scales"])
+    if calibration.get("ensemble") == "mean" and calibration.get("rarity"):
+        zr = robust_z(rarity(windows, kinds, calibration["rarity"]), kinds, calibration["rarity_scales"])
+        z = (z + zr) / 2.0
+    return z
+
+
+def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
+                    silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
+                    max_alarm_fraction: float = 0.02, ensemble: str = "mean") -> dict[str, Any]:
+    """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
+    and the silence rule."""
+    kinds = _kinds(windows)
+    active = windows["n_records"].to_numpy() > 0
+    t = pd.to_datetime(windows["window_start"])
+    span_days = max((t.max() - t.min()) / pd.Timedelta(days=1), 1.0 / 288) if len(t) else 1.0
+    router_days = float(windows["device"].nunique() * span_days)
+    scales = _robust_scales(raw, kinds, active)
+    cal: dict[str, Any] = {"scales": scales, "ensemble": ensemble}
+    if ensemble == "mean":
+        tables = fit_rarity(windows, kinds, active)
+        cal["rarity"] = tables
+        cal["rarity_scales"] = _robust_scales(rarity(windows, kinds, tables), kinds, active)
+    elif ensemble != "none":
+        raise ValueError(f"unknown ensemble {ensemble!r}")
+    zi = robust_z(raw, kinds, scales)
+    z = fused(windows, _combined_z(windows, raw, kinds, cal), kinds, fusion)
     thresholds: dict[str, dict[str, Any]] = {}
+    detector_threshold = None
     for kind in scales:
         m = (kinds == kind) & active
         n_active = int(m.sum())
@@ -221,26 +294,34 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
         thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
                             "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
-    return {
+        if kind == "device":  # the detector alone, same rule: what the stored estimator's predict() answers
+            own = exponential_tail_threshold(zi[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
+            detector_threshold = scales[kind]["center"] + scales[kind]["scale"] * own
+    cal.update({
         "method": METHOD,
-        "description": "per entity kind, on windows with records: robust z of the detector score, station/interface "
-                       f"windows fused with their device window ({fusion}), GPD tail (peaks over the "
-                       f"{u_quantile:.0%} quantile) threshold for the false-alarm budget; calibrated = z - threshold, "
-                       f"anomalous when > 0; device silence rule: gap > {silence_factor} x longest gap of the 24 h before",
+        "description": "per entity kind, on windows with records: robust z of the detector score"
+                       + (" averaged with the rarity component's" if ensemble == "mean" else "")
+                       + f", station/interface windows fused with their device window ({fusion}), threshold = the "
+                       "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
+                       f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
+                       "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
+                       f"{silence_factor} x longest gap of the 24 h before",
         "fusion": fusion,
-        "scales": scales,
-        "thresholds": {k: {kk: (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()} for k, v in thresholds.items()},
+        "thresholds": {k: {kk: (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+                       for k, v in thresholds.items()},
+        "detector_threshold": detector_threshold,
         "silence_factor": float(silence_factor),
         "max_alarm_fraction": float(max_alarm_fraction),
         "router_days": round(router_days, 3),
         "tail_quantile": u_quantile,
-    }
+    })
+    return cal
 
 
 def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
     """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration."""
     kinds = _kinds(windows)
-    z = fused(windows, robust_z(raw, kinds, calibration["scales"]), kinds, calibration.get("fusion", "max"))
+    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
     thr = np.zeros(len(z))
     for kind, fit in calibration["thresholds"].items():
         thr[kinds == kind] = fit["threshold"]
@@ -258,5 +339,7 @@ def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mappi
 def raw_threshold(calibration: Mapping[str, Any], kind: str = "device") -> float:
     """The raw-score threshold equivalent to the calibrated one for a window of ``kind`` judged on its own
     score (device windows: no fusion): ``raw > this`` <=> calibrated > 0, silence rule aside."""
+    if kind == "device" and calibration.get("detector_threshold") is not None:
+        return float(calibration["detector_threshold"])
     sc = calibration["scales"][kind]
     return float(sc["center"] + sc["scale"] * calibration["thresholds"][kind]["threshold"])

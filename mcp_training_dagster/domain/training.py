@@ -165,7 +165,8 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
         calibration = fit_calibration(windows, scores, budget=dict(alarm_budget.budget_per_router_day),
                                       fusion=alarm_budget.fusion, silence_factor=alarm_budget.silence_factor,
                                       u_quantile=alarm_budget.tail_quantile,
-                                      max_alarm_fraction=alarm_budget.max_alarm_fraction)
+                                      max_alarm_fraction=alarm_budget.max_alarm_fraction,
+                                      ensemble=alarm_budget.ensemble)
     if calibration is not None and "device" in calibration["thresholds"]:
         threshold = raw_threshold(calibration, "device")
     else:

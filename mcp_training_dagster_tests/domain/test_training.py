@@ -87,11 +87,16 @@ def test_calibrated_threshold(model: TrainedModel, windows: pd.DataFrame) -> Non
     np.testing.assert_array_equal(model.pipeline.predict(X) == -1, raw > model.threshold)
     from mcp_training_dagster.domain.calibration import silence_score
 
+    from mcp_training_dagster.settings import AlarmConfig
+
+    # without the rarity ensemble, a device window is anomalous exactly when its own detector score is above
+    # the stored threshold (what predict() answers), or when the silence rule holds
+    plain = train_model(windows, DetectorConfig(), window_minutes=5, alarm_budget=AlarmConfig(ensemble="none"))
     rule = silence_score(windows, cal["silence_factor"]) > 0
     dev = (windows["entity_kind"] == "device").to_numpy() & (windows["n_records"] > 0).to_numpy()
-    # a device window is anomalous exactly when its own detector score is above the stored threshold
-    # (what predict() answers), or when the silence rule holds
-    np.testing.assert_array_equal((model.score(windows) > 0)[dev], (raw > model.threshold)[dev] | rule[dev])
+    raw_plain = plain.raw_score(windows)
+    np.testing.assert_array_equal((plain.score(windows) > 0)[dev], (raw_plain > plain.threshold)[dev] | rule[dev])
+    assert cal["ensemble"] == "mean" and cal["rarity"] and cal["detector_threshold"] == model.threshold
 
 
 def test_training_flag_rate_is_the_verdicts(model: TrainedModel, windows: pd.DataFrame) -> None:
