@@ -287,6 +287,21 @@ def train_and_select(
     return model
 
 
+def calibration_card(model: TrainedModel) -> str:
+    """The model card's paragraph on how verdicts are drawn: method, budget and expected alarm rate per kind."""
+    c = model.calibration
+    if not c:
+        return ""
+    rows = "\n".join(
+        f"| {k} | {v['active_windows']} | {v['budget_per_router_day']} | {v['p']:.4%} | {v['expected_alarms_per_router_day']} |"
+        for k, v in c["thresholds"].items())
+    return ("**Verdicts** (`metadata.json` `inference_config.calibration`): " + c["description"] + ". The window "
+            "verdicts are `calibrated score > 0`; `predict()` is the detector's own verdict at the threshold above "
+            f"(device windows). Over {c['router_days']} router-days of training data:\n\n"
+            "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |\n"
+            f"|---|---|---|---|---|\n{rows}\n\n")
+
+
 BASIC_METRICS = ("f1_score", "precision", "recall", "roc_auc", "pr_auc", "accuracy", "threshold_value", "anomaly_ratio")
 
 

@@ -10,6 +10,7 @@ from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster.domain.scoring import score_table
 from mcp_training_dagster.domain.training import (
+    calibration_card,
     AgentModel,
     TrainedModel,
     TrainingError,
@@ -71,6 +72,7 @@ def model_card(model: TrainedModel, top_windows: pd.DataFrame | None = None) -> 
         f"{len(model.feature_names)} features per window (see metadata.json `feature_descriptions`).\n\n"
         f"**Threshold** {model.threshold:.6f}, convention `{model.score_convention}`: {model.score_definition}. "
         "`predict()` returns -1 exactly for those windows.\n\n"
+        f"{calibration_card(model)}"
         "### Evaluation (held-out data with known labels; fitted before the split, never on it)\n\n"
         f"{_metrics_table(model.evaluation)}\n"
         f"Detector selection: {sel.get('criterion', 'n/a')}; candidates {sel.get('candidates', {})}.\n\n"
