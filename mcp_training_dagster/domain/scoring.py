@@ -124,6 +124,8 @@ def score_table(
         },
         columns=list(SCORE_COLUMNS),
     )
+    if calibration is not None and len(out):
+        _explain_calibrated(out, windows, calibration)
     if "n_unkeyed" in windows.columns and len(out):
         # records that name neither a station nor an interface are judged with their device window, as key "-"
         unkeyed = ((windows["entity_kind"].astype("str") == "device") & (windows["n_unkeyed"] > 0)).to_numpy()
@@ -132,6 +134,26 @@ def score_table(
             extra["entity"] = UNKEYED_ENTITY
             out = pd.concat([out, extra], ignore_index=True)
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: dict[str, Any]) -> None:
+    """Flagged windows whose features stand out nowhere still say why: the silence rule, or their router's
+    window (station/interface scores take their device window's into account)."""
+    from mcp_training_dagster.domain.calibration import silence_score
+
+    flagged = out["is_anomaly"].to_numpy() & (out["reasons"].astype("str").to_numpy() == "")
+    if not flagged.any():
+        return
+    silent = silence_score(windows, float(calibration.get("silence_factor", 2.0))) > 0
+    kinds = windows["entity_kind"].astype("str").to_numpy()
+    text = np.where(kinds == "device", "rare combination of the features above (no single one > +1)",
+                    "its router's window at the same time is anomalous")
+    if silent.any():
+        gap = windows["silence_before_s"].to_numpy(dtype=np.float64)
+        ratio = windows["gap_vs_usual"].to_numpy(dtype=np.float64)
+        for i in np.flatnonzero(silent):
+            text[i] = f"silent {gap[i] / 60:.0f} min = {ratio[i]:.1f} x its longest gap of the 24 h before"
+    out.loc[flagged, "reasons"] = text[flagged]
 
 
 def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, spec: WindowSpec) -> pd.DataFrame:
