@@ -109,6 +109,24 @@ class AgentVariantConfig(_Strict):
     contamination: float = Field(0.02, gt=0.0, lt=0.5)
 
 
+class AlarmConfig(_Strict):
+    """How verdicts are drawn (README "Model"): a false-alarm budget instead of a contamination guess."""
+
+    budget_per_router_day: dict[Literal["device", "station", "interface"], float] = Field(
+        default_factory=lambda: {"device": 2.0, "station": 4.0, "interface": 2.0},
+        description="alarms per router-day each entity kind may raise on normal traffic (tail-model threshold)",
+    )
+    fusion: Literal["max", "mean", "none"] = Field(
+        "max", description="station/interface windows: combine their score with their device window's (score level)"
+    )
+    max_alarm_fraction: float = Field(0.02, gt=0.0, lt=0.5, description="ceiling: never more than this share of a kind's active windows (sparse routers)")
+    ensemble: Literal["mean", "none"] = Field(
+        "mean", description="average the detector's robust z with the rarity component's (per-family tail probability)"
+    )
+    silence_factor: float = Field(1.5, gt=1.0, description="a device is silent when its gap exceeds this x its longest gap of the 24 h before")
+    tail_quantile: float = Field(0.8, gt=0.5, lt=0.95, description="the tail is matched between this quantile and the 95 % one (active windows)")
+
+
 class TrainingGates(_Strict):
     min_training_windows: int = Field(20, ge=2)
 
@@ -120,6 +138,7 @@ class ModelConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     training: TrainingGates = TrainingGates()
     agent_variant: AgentVariantConfig = AgentVariantConfig()
+    alarms: AlarmConfig = AlarmConfig()
 
 
 # ------------------------------------------------------------------------ training config

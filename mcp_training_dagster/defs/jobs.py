@@ -24,6 +24,6 @@ production_job = dg.define_asset_job(
 
 verdicts_job = dg.define_asset_job(
     "verdicts_job",
-    selection=dg.AssetSelection.assets("export_anomalies"),
-    description="The production model's verdict on one export (one partition).",
+    selection=dg.AssetSelection.assets("export_anomalies", "export_incidents"),
+    description="The production model's verdicts and incidents on one export (one partition).",
 )

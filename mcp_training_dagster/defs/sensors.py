@@ -68,9 +68,10 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
 
 retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
     "retrain_automation_sensor",
-    # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file.
+    # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file, and
+    # export_incidents (which reads every export as history) on demand and in the CLI's verdicts job.
     target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment")
-    - dg.AssetSelection.assets("export_windows"),
+    - dg.AssetSelection.assets("export_windows", "export_incidents"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
     description=(

@@ -57,6 +57,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "radio_error",
     "dfs",
     "channel_switch",
+    "driver_error",
+    "beacon_loss",
+    "interface_state",
+    "scan_state",
+    "daemon_error",
+    "wifi_info",
     "other_wifi",
     "other_process",
 )
@@ -115,6 +121,28 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
                  r"|hardware restart was requested|(?:dongle|firmware|fw) trap|device (?:hung|hang))",
                  None, "ath10k_pci 0000:01:00.0: firmware crashed! "
                  "(guid 5e1d3c7a-0b7e-4c2e-9a43-2f1b1c0d7a21)"),
+    # --- driver / radio trouble short of a crash (kernel driver lines, any process) ---
+    EventPattern("driver_error",
+                 r"\b(?:ath\d+k\w*|ath9k\w*|mt76\w*|mt79\w*|brcmf\w*|dhd\w*|iwlwifi|rtw\w*|mwlwifi|mwifiex\w*"
+                 r"|ieee80211 phy\d+)\b.*(?:fail|error|time(?:d)? ?out|recover|restart|reset|stuck|hang|not respond"
+                 r"|tx (?:hang|stall)|dma)",
+                 None, "[ 812.331] ath10k_pci 0000:01:00.0: failed to get memcpy hi address for firmware address 4: -16"),
+    EventPattern("driver_error", r"ACS-FAILED|\bACS: .*(?:unable|fail)|Could not set channel|Failed to set beacon"
+                 r"|Interface initialization failed|Unable to setup interface|Could not add STA to kernel driver"
+                 r"|Device or resource busy|Resource busy|\bnl80211: .*(?:fail|error|could not|unable)"
+                 r"|\brfkill: .*blocked|driver (?:failed|error|reported)|(?:fail|could not|unable)[^,]* (?:to|from|with|for) (?:the )?"
+                 r"(?:kernel )?driver|to the driver|from the driver|\bHardware (?:restart|reset)", _W,
+                 "wlan1: ACS-FAILED"),
+    # --- a station's link lost (missing ACKs / beacons) ---
+    EventPattern("beacon_loss", r"CTRL-EVENT-BEACON-LOSS|beacon loss|excessive missing ACKs|\bbeacon (?:miss|lost)"
+                 r"|\blink (?:lost|loss)\b", _W,
+                 "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.11: disconnected due to excessive missing ACKs"),
+    # --- interface / AP state changes (hostapd, netifd, bridge ports of WiFi interfaces) ---
+    EventPattern("interface_state",
+                 r"\bAP-(?:ENABLED|DISABLED)\b|interface state \w+->\w+|\bINTERFACE-(?:ENABLED|DISABLED)"
+                 r"|CTRL-EVENT-TERMINATING|\((?:wl|wlan|phy|ath|ra|rai)\d[^)]*\) entered \w+ state"
+                 r"|'(?:wl|wlan|phy|ath|ra|rai)\d[^']*' link is (?:up|down)|\bELOOP: remaining socket",
+                 None, "wl0-ap0: interface state ENABLED->DISABLED"),
     # --- DFS radar / CAC (hostapd DFS-* events, driver "radar detected"; any process) ---
     EventPattern("dfs", r"\bDFS-[A-Z]|\bDFS:|\bradar\b[^,]*\bdetect|\bCAC\b|channel availability check", None,
                  "wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 "
@@ -188,6 +216,13 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
                  "wl0-ap0: AP-STA-CONNECTED c4:41:1e:09:a4:5d auth_alg=open"),
     EventPattern("ap_sta_connected", r"\bCTRL-EVENT-CONNECTED\b", _W,
                  "wlan0: CTRL-EVENT-CONNECTED - Connection to c4:41:1e:26:30:43 completed [id=0 id_str=]"),
+    EventPattern("psk_mismatch", r"EAPOL-Key with invalid MIC|\bMIC (?:failure|mismatch)", _W,
+                 "eth6: STA 30:d8:75:a2:e2:6a WPA: received EAPOL-Key with invalid MIC"),
+    EventPattern("auth_failure", r"CTRL-EVENT-EAP-TIMEOUT-FAILURE|No room for more AIDs|\bAP-STA-(?:POLL|)?REJECT"
+                 r"|association (?:rejected|failed)|\bCTRL-EVENT-SAE-UNKNOWN-PASSWORD-IDENTIFIER|\bSAE: .*(?:reject|fail)",
+                 _W, "eth6: STA 30:d8:75:a2:e2:6a IEEE 802.11: No room for more AIDs"),
+    EventPattern("authentication", r"CTRL-EVENT-EAP-SUCCESS|\bEAP-SUCCESS\b", _W,
+                 "wlan0: CTRL-EVENT-EAP-SUCCESS EAP authentication completed successfully"),
     # --- Broadcom wlceventd frame events: "<iface>: <Kind> <MAC>, status: ..." ---
     EventPattern("deauthentication", r":\s+Deauth(?:_ind)?\s+" + _MAC, _W,
                  _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0"),
@@ -212,6 +247,37 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
     EventPattern("association", r"\bAssociated with\b", _W, "wlan0: Associated with c4:41:1e:26:30:43"),
     EventPattern("authentication", r"IEEE 802\.1[1x]: authenticated\b|IEEE 802\.11: authentication OK", _W,
                  "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.11: authenticated"),
+    # --- wpa_supplicant scans, BSS table and state changes; hostapd ACS/survey ---
+    EventPattern("scan_state",
+                 r"CTRL-EVENT-(?:SCAN-|SSID-REENABLED|NETWORK-NOT-FOUND|BSS-|REGDOM-|SUBNET-|SIGNAL-CHANGE|STATE|FREQ|DO-ROAM"
+                 r"|SKIP-ROAM|NETWORK-ADDED|NETWORK-REMOVED|AVOID-FREQ|BEACON)|\bTrying to (?:associate|authenticate)"
+                 r"|\bSME: Trying|\bscan(?:ning|ned|s)?\b|\bsurvey\b|\bACS\b|\bbgscan|\bState: \w+ -> \w+"
+                 r"|\broam(?:ing)?\b", _W,
+                 "wlan0: CTRL-EVENT-SCAN-RESULTS "),
+    # --- the daemons' own errors (configuration, control interface, crypto, protocol parsing) ---
+    EventPattern("daemon_error",
+                 r"^Line \d+:|\b(?:fail(?:ed|ure|s)?|could not|couldn't|cannot|can't|unable to|errors?|invalid"
+                 r"|unsupported|not supported|out of memory|no memory|allocation|overflow|too (?:long|short|many)"
+                 r"|mismatch|missing|malformed|unexpected|truncated|refused|rejected|denied|not allowed|expired"
+                 r"|corrupt|bad|wrong|illegal|abort(?:ed|ing)?|drop(?:ped|ping)?|ignor(?:e|ed|ing)|disabled|reject|timeout|err"
+                 r"|errno|not found|not enough|does not support|did not|not present|not connected|not suppored)\b"
+                 r"|\b(?:ioctl|socket|bind|sendto|recvfrom|chmod|fork|setsockopt|getsockopt|select|open|write|read)"
+                 r"\s*[\[(:]|l2_packet_send", _W,
+                 "Line 12: invalid channel '300'"),
+    # --- protocol chatter deliberately left neutral: status lines of the named hostap modules ---
+    EventPattern("wifi_info",
+                 r"^(?:\S+: )?(?:DPP|NAN|P2P|WPS|TDLS|EAP|EAPOL|TLS|TLSv1|OpenSSL|wolfSSL|GnuTLS|SSL|IKEV2|KaY|MACsec"
+                 r"|macsec_\w+|RADIUS|DAS|ANQP|GAS|HS20|Interworking|FT|PASN|FILS|SAE|SAE-PK|OWE|RRM|WNM|MBO|DSCP"
+                 r"|MLD|VLAN|dbus|TEST|TESTING|PR|QM|TNC|SCARD|ENGINE|mesh|MESH|SME|RSN|WPA|WEP|IEEE 802\.1[1X]"
+                 r"|ctrl_iface|CTRL|CTRL-EVENT|nl80211|Driver|WEXT|l2_packet|hostapd|wpa_supplicant|PMKSA|PMKID|AP"
+                 r"|STA|BSS|HT|VHT|HE|EHT|morse|EPPKE|MSCS|SCS|NFC|EXT PW|WMM|Radio|BSS Coex|ACL|PKEX|MACsec"
+                 r"|Wi-Fi|WNM-[A-Z]+|AP-[A-Z-]+|DPP-[A-Z-]+|P2P-[A-Z-]+|WPS-[A-Z-]+|NAN-[A-Z-]+|PR-[A-Z-]+"
+                 r"|CTRL-EVENT-[A-Z-]+|EAP-[A-Za-z0-9-]+|[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)+|Unknown event|MLME"
+                 r"|random|hostapd_cli|wpa_cli|FST|AKM|GTK|IGTK|BIGTK|PTK|TK|EHT-ML|ML|SA Query|OCV|HE-?SR|wolfFIPS"
+                 r"|LibTomCrypt|PKCS #\d+|SHA\d+|MD5|RFC \d+|DEPRECATED|Switching to|Enabling|Starting|Browser"
+                 r"|Using|Add|Remove|Received|Sending|Trying|EVENT_\w+|ECSA|S1G|CTWindow)\b|\btest (?:case|vector)"
+                 r"|\btests?$|: (?:Done|Enter|Exit)$", _W,
+                 "wlan0: DPP-CONFOBJ-SSID HomeNet"),
 )
 
 # MAC: a whole 6-octet address, not part of a longer colon-hex run (DUIDs, IPv6).

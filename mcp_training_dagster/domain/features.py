@@ -50,11 +50,12 @@ FEATURE_DOCS: dict[str, str] = {
     "active_buckets": "burst sub-buckets with at least one record (spread of activity)",
     "silence_before_s": "seconds since the entity's previous record before this window (capped)",
     "repeat_leaves": "disconnect records of a station whose previous record (>= 5 s earlier) was also a disconnect: kicked again without rejoining",
-    "repeat_radio_errors": "radio error records of the device within 10 minutes after its previous radio error: a failing radio, not a lone reset",
+    "repeat_radio_errors": "radio, driver or lost-link records of the device within 10 minutes after its previous one: a failing radio, not a lone reset",
     "unannounced_joins": "first join records of a station whose previous record was neither a join, a disconnect nor a failure: rejoined while still connected",
     "kind_device": "1 for a device-level window",
     "kind_station": "1 for a station-level window",
     "kind_interface": "1 for an interface-level window",
+    "n_unkeyed": "records naming neither a station nor an interface (device windows: scored as key `-`)",
 }
 AGGREGATE_FEATURES: tuple[str, ...] = tuple(FEATURE_DOCS)
 # Features that look back beyond the window: the entity's own normal activity, so silence is judged
@@ -84,7 +85,8 @@ FEATURE_DOCS.update(
         "grp_joins": "association, reassociation, authentication and AP-STA-CONNECTED records in the window",
         "grp_leaves": "deauthentication, disassociation and AP-STA-DISCONNECTED records in the window",
         "grp_failures": "authentication, handshake, group key, EAPOL-timeout and PSK-mismatch failures in the window",
-        "grp_radio_control": "DFS and channel-switch records in the window",
+        "grp_radio_control": "DFS, channel-switch and interface-state records in the window",
+        "grp_radio_faults": "radio errors, driver errors and lost links (missing ACKs, beacon loss) in the window",
     }
 )
 # A router's silence judged against its own longest gap of the day before (routers log at least at
@@ -94,7 +96,7 @@ FEATURE_DOCS.update(
     {
         "gap_vs_usual": "device windows: silence_before_s / the device's longest gap between two of its records in the history before (floor: one window)",
         "silence_excess": "device windows: windows of silence beyond that longest gap, max(0, silence_before_s - usual) / window length",
-        "silent_beyond_usual": "device windows: 1 when the device has been silent longer than its longest gap in the history before",
+        "silent_beyond_usual": "device windows: 1 when the device has been silent longer than 1.5 x its longest gap in the history before (hourly-rekey jitter beats 1 x by seconds)",
     }
 )
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
@@ -105,13 +107,14 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
 MODEL_FEATURES: tuple[str, ...] = (
     "kind_device", "kind_station", "kind_interface",
     "n_records", "n_random_macs",
-    "grp_joins", "grp_leaves", "grp_failures", "ev_radio_error", "grp_radio_control",
+    "grp_joins", "grp_leaves", "grp_failures", "grp_radio_faults", "grp_radio_control",
     "dev_unseen_stations", "dev_max_station_records", "dev_deauth",
     "gap_vs_usual", "silence_excess", "silent_beyond_usual",
     "repeat_leaves", "unannounced_joins", "repeat_radio_errors",
 )
 JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
-RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch")
+RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch", "interface_state")
+RADIO_FAULT_EVENTS: tuple[str, ...] = ("radio_error", "driver_error", "beacon_loss")
 DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
 FAILURE_EVENTS: tuple[str, ...] = (
     "auth_failure",
@@ -297,7 +300,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
         sel = np.flatnonzero(mac_rec >= 0)
         station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
     repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
-    radio = np.flatnonzero(event_rec == EVENT_TYPES.index("radio_error"))
+    radio = np.flatnonzero(np.isin(event_rec, [EVENT_TYPES.index(t) for t in RADIO_FAULT_EVENTS]))
     radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
     repeat_radio_rec = np.zeros(n_rec, dtype=bool)
     repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
@@ -336,6 +339,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     feat[:, col["repeat_leaves"]] = np.bincount(gid[repeat_leave_rec[ridx]], minlength=n_groups)
     feat[:, col["repeat_radio_errors"]] = np.bincount(gid[repeat_radio_rec[ridx]], minlength=n_groups)
     feat[:, col["unannounced_joins"]] = np.bincount(gid[unannounced_rec[ridx]], minlength=n_groups)
+    feat[:, col["n_unkeyed"]] = np.bincount(gid[(mac < 0) & (iface < 0)], minlength=n_groups)
 
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
     # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
@@ -403,6 +407,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
 
 
 REPEAT_LEAVE_SECONDS = 5
+SILENCE_FACTOR = 1.5  # silent_beyond_usual: a gap this many times the device's longest gap of the day before
 REPEAT_RADIO_SECONDS = 600
 NO_GAP = np.iinfo(np.int64).min
 
@@ -503,7 +508,7 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
 
     # Event families.
     for name, events in (("grp_joins", JOIN_EVENTS), ("grp_leaves", DEAUTH_EVENTS), ("grp_failures", FAILURE_EVENTS),
-                         ("grp_radio_control", RADIO_CONTROL_EVENTS)):
+                         ("grp_radio_control", RADIO_CONTROL_EVENTS), ("grp_radio_faults", RADIO_FAULT_EVENTS)):
         windows[name] = windows.loc[:, [f"ev_{t}" for t in events]].to_numpy().sum(axis=1).astype(np.float32)
 
     # Silence against the device's own usual gap: the longest gap between two of its records in the
@@ -531,7 +536,7 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
         excess = np.maximum(sil - usual, 0.0) / window_s
         rel["gap_vs_usual"][dv] = np.where(has_history, sil / usual, 0.0)
         rel["silence_excess"][dv] = np.where(has_history, excess, 0.0)
-        rel["silent_beyond_usual"][dv] = has_history & (excess > 0)
+        rel["silent_beyond_usual"][dv] = has_history & (sil > SILENCE_FACTOR * usual)
 
     # Device context: the device row's own figures and its stations' windows, joined on (device, window).
     ctx_key = dev_code.astype(np.int64) * span + offset

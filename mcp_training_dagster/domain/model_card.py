@@ -11,15 +11,14 @@ import pandas as pd
 
 from mcp_training_dagster.domain.promotion import PromotionDecision
 from mcp_training_dagster.domain.report import fmt, markdown_table
-from mcp_training_dagster.domain.scoring import score_table
-from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.domain.training import TrainedModel, calibration_card
 
 METRIC_COLUMNS = ("n_windows", "n_anomalous", "precision", "recall", "f1_score", "roc_auc", "pr_auc")
 
 
 def top_windows(model: TrainedModel, windows: pd.DataFrame, n: int = 8) -> pd.DataFrame:
     """The most anomalous training windows with the features that drove them."""
-    return score_table(windows, model.pipeline, model.threshold, model.feature_names).head(n)
+    return model.score_table(windows).head(n)
 
 
 def _metrics_section(ev: dict[str, Any] | None) -> str:
@@ -83,6 +82,7 @@ def render(model: TrainedModel, top: pd.DataFrame | None = None, decision: Promo
         "(see metadata.json `feature_descriptions`).\n\n"
         f"**Threshold** {model.threshold:.4f}, convention `{model.score_convention}`: {model.score_definition}. "
         "`predict()` returns -1 exactly for those windows.\n\n"
+        f"{calibration_card(model)}"
         "### Evaluation (held-out data with known labels; fitted before the split, never on it)\n\n"
         f"{_metrics_section(model.evaluation)}"
         f"{_decision_section(decision)}\n"

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mcp_training_dagster.domain.calibration import calibrated_scores
 from mcp_training_dagster.domain.evaluation import EvaluationSet, binary_metrics, meets_quality_gates, not_worse_than
 from mcp_training_dagster.domain.packaging import LoadedPackage, PackageError, load_package
 from mcp_training_dagster.domain.object_registry import open_registry
@@ -39,8 +40,14 @@ class ProductionModel:
         return self.package.metadata.get("inference_config", {})
 
     @property
+    def calibration(self) -> dict[str, Any] | None:
+        """Per-kind calibration riding on the estimator (``calibration_``), or None for a raw-threshold model."""
+        return getattr(self.package.pipeline, "calibration_", None)
+
+    @property
     def threshold(self) -> float:
-        return float(self.config["threshold"])
+        """The threshold on :meth:`scores`: 0 for a calibrated model (anomalous when the score is above it)."""
+        return 0.0 if self.calibration is not None else float(self.config["threshold"])
 
     @property
     def feature_names(self) -> list[str]:
@@ -65,10 +72,13 @@ class ProductionModel:
         return self.config.get("input") == "export_records" and all(n in windows.columns for n in self.feature_names)
 
     def scores(self, windows: pd.DataFrame) -> Any:
-        return anomaly_scores(self.package.pipeline, feature_matrix(windows, self.feature_names))
+        """The scores its verdicts are drawn from: calibrated when the model carries a calibration."""
+        raw = anomaly_scores(self.package.pipeline, feature_matrix(windows, self.feature_names))
+        return raw if self.calibration is None else calibrated_scores(windows, raw, self.calibration)
 
     def score_table(self, windows: pd.DataFrame) -> pd.DataFrame:
-        return score_table(windows, self.package.pipeline, self.threshold, self.feature_names)
+        return score_table(windows, self.package.pipeline, float(self.config["threshold"]), self.feature_names,
+                           calibration=self.calibration)
 
 
 def load_production(location: str | Path, version: str | None = None) -> ProductionModel | None:

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mcp_training_dagster.domain.calibration import calibrated_scores
 from mcp_training_dagster.domain.exports import parse_export_bytes, records_to_frame
 from mcp_training_dagster.domain.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.validation import validate_records
 
 SCORE_CONVENTION = "higher_is_more_anomalous"
 SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
+UNKEYED_ENTITY = "-"
 SCORE_COLUMNS: tuple[str, ...] = ("device_id", "entity", "entity_kind", "window_start", "score", "is_anomaly", "reasons")
 
 
@@ -92,12 +94,22 @@ def reasons(pipeline: Any, X: np.ndarray, names: Sequence[str], top: int = 3) ->
 
 
 def score_table(
-    windows: pd.DataFrame, pipeline: Any, threshold: float, names: Sequence[str], *, top_reasons: int = 3
+    windows: pd.DataFrame, pipeline: Any, threshold: float, names: Sequence[str], *, top_reasons: int = 3,
+    calibration: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per window: ``device_id, entity, entity_kind, window_start (ISO-8601), score, is_anomaly, reasons``,
-    most anomalous first."""
+    most anomalous first.
+
+    With a ``calibration`` (metadata ``inference_config.calibration``) the score is the calibrated one
+    (per-kind tail threshold, device context fused in, silence rule; see ``calibration``): anomalous when
+    ``score > 0``. Without one, the raw detector score against ``threshold``."""
     X = feature_matrix(windows, names)
     scores = anomaly_scores(pipeline, X)
+    if calibration is None:
+        calibration = getattr(pipeline, "calibration_", None)
+    if calibration is not None:
+        scores = calibrated_scores(windows, scores, calibration)
+        threshold = 0.0
     out = pd.DataFrame(
         {
             "device_id": windows["device"].astype("str").to_numpy(),
@@ -112,4 +124,50 @@ def score_table(
         },
         columns=list(SCORE_COLUMNS),
     )
+    if calibration is not None and len(out):
+        _explain_calibrated(out, windows, calibration)
+    if "n_unkeyed" in windows.columns and len(out):
+        # records that name neither a station nor an interface are judged with their device window, as key "-"
+        unkeyed = ((windows["entity_kind"].astype("str") == "device") & (windows["n_unkeyed"] > 0)).to_numpy()
+        if unkeyed.any():
+            extra = out.loc[unkeyed].copy()
+            extra["entity"] = UNKEYED_ENTITY
+            out = pd.concat([out, extra], ignore_index=True)
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: dict[str, Any]) -> None:
+    """Flagged windows whose features stand out nowhere still say why: the silence rule, or their router's
+    window (station/interface scores take their device window's into account)."""
+    from mcp_training_dagster.domain.calibration import silence_score
+
+    flagged = out["is_anomaly"].to_numpy() & (out["reasons"].astype("str").to_numpy() == "")
+    if not flagged.any():
+        return
+    silent = silence_score(windows, float(calibration.get("silence_factor", 2.0))) > 0
+    kinds = windows["entity_kind"].astype("str").to_numpy()
+    text = np.where(kinds == "device", "rare combination of the features above (no single one > +1)",
+                    "its router's window at the same time is anomalous")
+    if silent.any():
+        gap = windows["silence_before_s"].to_numpy(dtype=np.float64)
+        ratio = windows["gap_vs_usual"].to_numpy(dtype=np.float64)
+        for i in np.flatnonzero(silent):
+            text[i] = f"silent {gap[i] / 60:.0f} min = {ratio[i]:.1f} x its longest gap of the 24 h before"
+    out.loc[flagged, "reasons"] = text[flagged]
+
+
+def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, spec: WindowSpec) -> pd.DataFrame:
+    """Feature windows of validated ``records`` computed with the earlier records of ``history`` (other
+    exports of the same routers, validated): gaps, trailing activity and "seen before" look back across
+    files exactly as training did on their union. Records present in both (same ``id``) count once; only
+    the windows from the first window of ``records`` on are returned."""
+    if history is None or not len(history) or not len(records):
+        return build_windows(records, spec)
+    start = records["timestamp"].min()
+    horizon = pd.Timedelta(hours=max(float(spec.silence_cap_hours), float(spec.history_hours)))
+    earlier = history[(history["timestamp"] < start) & (history["timestamp"] >= start - horizon)]
+    both = pd.concat([earlier, records], ignore_index=True)
+    both = both[~both["id"].duplicated(keep="last")].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    windows = build_windows(both, spec)
+    first = pd.Timestamp(start).floor(f"{int(spec.length_minutes)}min")
+    return windows[windows["window_start"] >= first].reset_index(drop=True)

@@ -23,11 +23,12 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from mcp_training_dagster.domain.calibration import calibrated_scores, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
 from mcp_training_dagster.domain.scoring import feature_matrix as _matrix
-from mcp_training_dagster.settings import DetectorConfig
+from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
 
 class TrainingError(ValueError):
@@ -82,16 +83,46 @@ class TrainedModel:
     evaluation: dict[str, Any] | None = None  # honest figures with their data source (see train_and_select)
     selection: dict[str, Any] | None = None  # every candidate's figures and why this one was kept
     diagnostics: dict[str, Any] | None = None  # unsupervised, never called accuracy
+    calibration: dict[str, Any] | None = None  # per-kind tail thresholds, fusion, silence rule (see calibration)
     input_fingerprint: str | None = None  # data + evaluation set + config + code: same inputs, same model
     devices: tuple[str, ...] = ()  # device keys it was fitted on (which held-out windows it has not seen)
-    heldout_scores: np.ndarray | None = None  # the pre-split fit's scores on the evaluation windows, row-aligned
+    heldout_scores: np.ndarray | None = None  # the pre-split fit's calibrated scores on the evaluation windows
 
-    def score(self, windows: pd.DataFrame) -> np.ndarray:
-        """Anomaly score per window (higher = more anomalous)."""
+    def raw_score(self, windows: pd.DataFrame) -> np.ndarray:
+        """The detector's own score per window (higher = more anomalous), before calibration."""
         return anomaly_scores(self.pipeline, feature_matrix(windows, self.feature_names))
 
+    def score(self, windows: pd.DataFrame) -> np.ndarray:
+        """Calibrated anomaly score per window (higher = more anomalous; anomalous when > ``decision_threshold``)."""
+        raw = self.raw_score(windows)
+        if self.calibration is None:
+            return raw
+        from mcp_training_dagster.domain.calibration import calibrated_scores
+
+        return calibrated_scores(windows, raw, self.calibration)
+
+    @property
+    def decision_threshold(self) -> float:
+        """Threshold on :meth:`score`: 0 for a calibrated model, the raw threshold otherwise."""
+        return 0.0 if self.calibration is not None else self.threshold
+
     def predict(self, windows: pd.DataFrame) -> np.ndarray:
-        return self.score(windows) > self.threshold
+        return self.score(windows) > self.decision_threshold
+
+    def score_table(self, windows: pd.DataFrame, top_reasons: int = 3) -> pd.DataFrame:
+        from mcp_training_dagster.domain.scoring import score_table
+
+        return score_table(windows, self.pipeline, self.threshold, self.feature_names, top_reasons=top_reasons,
+                           calibration=self.calibration)
+
+    def calibration_summary(self) -> dict[str, Any]:
+        if self.calibration is None:
+            return {"method": "quantile", "threshold": self.threshold}
+        c = self.calibration
+        return {"method": c["method"], "fusion": c["fusion"], "silence_factor": c["silence_factor"],
+                "by_kind": {k: {"budget_per_router_day": v["budget_per_router_day"],
+                                "expected_alarms_per_router_day": v["expected_alarms_per_router_day"],
+                                "threshold_z": v["threshold"], "xi": v["xi"]} for k, v in c["thresholds"].items()}}
 
 
 def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
@@ -107,8 +138,16 @@ def new_version(now: datetime | None = None) -> str:
     return f"{now:%Y%m%d_%H%M%S_%f}_{secrets.token_hex(3)}"
 
 
-def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20) -> TrainedModel:
-    """Fit the configured detector and calibrate its threshold on the training scores."""
+_DEFAULT_ALARMS = AlarmConfig()
+
+
+def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20,
+                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS) -> TrainedModel:
+    """Fit the configured detector and calibrate its threshold on the training scores.
+
+    With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
+    tail calibration (``domain/calibration.py``) and ``threshold`` is its raw-score equivalent for
+    device windows; with ``alarm_budget=None`` the legacy ``1 - contamination`` quantile of all scores."""
     # Quiet device windows are many and alike; what the detector learns from are windows with records.
     active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
     if active < min_windows:
@@ -124,10 +163,25 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     pipeline.fit(np.unique(X, axis=0) if detector.kind == "local_outlier_factor" else X)
     scores = anomaly_scores(pipeline, X)
     seconds = time.perf_counter() - started
-    threshold = float(np.quantile(scores, 1.0 - detector.contamination))
+    calibration = None
+    if alarm_budget is not None:
+        calibration = fit_calibration(windows, scores, budget=dict(alarm_budget.budget_per_router_day),
+                                      fusion=alarm_budget.fusion, silence_factor=alarm_budget.silence_factor,
+                                      u_quantile=alarm_budget.tail_quantile,
+                                      max_alarm_fraction=alarm_budget.max_alarm_fraction,
+                                      ensemble=alarm_budget.ensemble)
+    if calibration is not None and "device" in calibration["thresholds"]:
+        threshold = raw_threshold(calibration, "device")
+    else:
+        calibration = None
+        threshold = float(np.quantile(scores, 1.0 - detector.contamination))
     # The estimator's own predict() (-1 = anomaly) must agree with `score > threshold`: the inference
     # side calls predict. decision_function = score_samples - offset_, so offset_ = -threshold.
     pipeline.named_steps["detector"].offset_ = -threshold
+    # The calibration travels with the estimator (a plain dict: the pickle stays pure scikit-learn), so
+    # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
+    # draws the same per-kind verdicts (scoring.score_table reads it).
+    pipeline.calibration_ = calibration
     ts = windows["window_start"]
     return TrainedModel(
         pipeline=pipeline,
@@ -139,7 +193,9 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
         training_seconds=round(seconds, 4),
         n_windows=len(windows),
         windows_by_kind={str(k): int(v) for k, v in windows["entity_kind"].value_counts().items()},
-        training_flag_rate=float(np.mean(scores > threshold)),
+        training_flag_rate=float(np.mean(calibrated_scores(windows, scores, calibration) > 0)) if calibration
+        else float(np.mean(scores > threshold)),
+        calibration=calibration,
         score_quantiles={f"p{q}": float(np.quantile(scores, q / 100)) for q in (1, 25, 50, 75, 99)},
         data_start=ts.min().isoformat() if len(ts) else None,
         data_end=ts.max().isoformat() if len(ts) else None,
@@ -243,6 +299,7 @@ def train_and_select(
     min_windows: int = 20,
     split_fraction: float = 0.8,
     stability_seeds: int = 3,
+    alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
 ) -> TrainedModel:
     """Fit every candidate on the windows before the time split, evaluate each on the held-out
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
@@ -257,15 +314,15 @@ def train_and_select(
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
             twins[kind] = train_model(early, detector.model_copy(update={"kind": kind}), window_minutes=window_minutes,
-                                      min_windows=min_windows)
-            results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].threshold, evaluation)
+                                      min_windows=min_windows, alarm_budget=alarm_budget)
+            results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:
         challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
         if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     chosen = detector.model_copy(update={"kind": best})
-    model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows)
+    model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget)
     model.evaluation = results.get(best)
     model.heldout_scores = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
     model.selection = {
@@ -281,14 +338,30 @@ def train_and_select(
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         for i in range(1, stability_seeds):
             other = train_model(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
-                                window_minutes=window_minutes, min_windows=min_windows)
+                                window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget)
             seed_scores.append(other.score(windows))
     later_scores = None
     if len(early) >= min_windows and len(later):
-        twin = twins.get(best) or train_model(early, chosen, window_minutes=window_minutes, min_windows=min_windows)
+        twin = twins.get(best) or train_model(early, chosen, window_minutes=window_minutes, min_windows=min_windows,
+                                              alarm_budget=alarm_budget)
         later_scores = twin.score(later)
-    model.diagnostics = score_diagnostics(train_scores, model.threshold, later_scores, seed_scores)
+    model.diagnostics = score_diagnostics(train_scores, model.decision_threshold, later_scores, seed_scores)
     return model
+
+
+def calibration_card(model: TrainedModel) -> str:
+    """The model card's paragraph on how verdicts are drawn: method, budget and expected alarm rate per kind."""
+    c = model.calibration
+    if not c:
+        return ""
+    rows = "\n".join(
+        f"| {k} | {v['active_windows']} | {v['budget_per_router_day']} | {v['p']:.4%} | {v['expected_alarms_per_router_day']} |"
+        for k, v in c["thresholds"].items())
+    return ("**Verdicts** (`metadata.json` `inference_config.calibration`): " + c["description"] + ". The window "
+            "verdicts are `calibrated score > 0`; `predict()` is the detector's own verdict at the threshold above "
+            f"(device windows). Over {c['router_days']} router-days of training data:\n\n"
+            "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |\n"
+            f"|---|---|---|---|---|\n{rows}\n\n")
 
 
 BASIC_METRICS = ("f1_score", "precision", "recall", "roc_auc", "pr_auc", "accuracy", "threshold_value", "anomaly_ratio")
@@ -345,7 +418,12 @@ def metadata_document(model: TrainedModel, *, export_files: list[str], spec: Win
             "threshold": model.threshold,
             "score_convention": model.score_convention,
             "score_definition": model.score_definition,
-            "predict": "pipeline.predict(X) == -1 exactly when score > threshold",
+            "predict": "pipeline.predict(X) == -1 exactly when score > threshold (the detector's own score, "
+                       "the device-window threshold); the window verdicts are the calibrated ones below"
+            if model.calibration else "pipeline.predict(X) == -1 exactly when score > threshold",
+            "calibration": model.calibration,
+            "verdict": "calibrated score > 0 (scoring.score_table: per-kind tail thresholds, device context fused "
+                       "into station/interface windows, silence rule)" if model.calibration else "score > threshold",
             "feature_names": list(model.feature_names),
             "window_spec": asdict(spec),
             "service_timezone": service_timezone,

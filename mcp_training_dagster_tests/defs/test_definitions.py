@@ -25,8 +25,10 @@ ASSET_KEYS = {
     "model_package",
     "production_model",
     "export_anomalies",
+    "export_incidents",
 }
-FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies"}
+FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies",
+                       "export_incidents"}
 AUTOMATED = FAN_IN | {"export_anomalies"}  # verdicts follow the production model through automation
 
 

@@ -31,7 +31,7 @@ def result() -> dict:
     train, _ = windows_and_labels(TRAIN_SEED)
     model = train_model(train, get_settings().model.detector, window_minutes=5)
     windows, labels = windows_and_labels(EVAL_SEED)
-    return evaluate_scores(labels, model.score(windows), model.threshold)
+    return evaluate_scores(labels, model.score(windows), model.decision_threshold)
 
 
 def test_device_windows(result: dict) -> None:

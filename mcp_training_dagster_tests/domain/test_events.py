@@ -240,7 +240,7 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
      "pairwise_handshake_success", MAC2, "wlan0"),
     (f"wlan0: Associated with {MAC2}", "wpa_supplicant", "association", MAC2, "wlan0"),
     (f"wlan0: Trying to associate with {MAC2} (SSID='HomeNet' freq=2412 MHz)", "wpa_supplicant",
-     "other_wifi", MAC2, "wlan0"),
+     "scan_state", MAC2, "wlan0"),
     # Broadcom wlceventd (upper-case MACs in the line, lower-case out)
     (WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because sending station is leaving "
      "(or has left) BSS (8), rssi:0", "wlceventd", "disassociation", "ab:cd:ef:01:23:45", "eth7"),
@@ -275,8 +275,8 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
     ("eth6: selected channel spec: 0x1006 (6)", "acsd", "channel_switch", None, "eth6"),
     # WiFi daemons' other lines
     ("nl80211: Driver does not support authentication/association or connect commands", "wpa_supplicant",
-     "other_wifi", None, None),
-    (f"wlan0: STA {MAC1} IEEE 802.1X: authorizing port", "hostapd", "other_wifi", MAC1, "wlan0"),
+     "daemon_error", None, None),
+    (f"wlan0: STA {MAC1} IEEE 802.1X: authorizing port", "hostapd", "wifi_info", MAC1, "wlan0"),
 ]
 
 

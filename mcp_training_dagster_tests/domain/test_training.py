@@ -65,16 +65,43 @@ def extreme_window(windows: pd.DataFrame) -> pd.DataFrame:
     return w.astype({c: "float32" for c in FEATURE_COLUMNS})
 
 
-def test_threshold_is_quantile_of_training_scores(model: TrainedModel, windows: pd.DataFrame) -> None:
-    scores = -model.pipeline.score_samples(feature_matrix(windows, MODEL_FEATURES))
-    expected = float(np.quantile(scores, 1.0 - model.detector.contamination))
-    assert model.threshold == pytest.approx(expected, rel=1e-12)
-    np.testing.assert_allclose(model.score(windows), scores)
+def test_legacy_threshold_is_quantile_of_training_scores(windows: pd.DataFrame) -> None:
+    legacy = train_model(windows, DetectorConfig(), window_minutes=5, alarm_budget=None)
+    scores = -legacy.pipeline.score_samples(feature_matrix(windows, MODEL_FEATURES))
+    expected = float(np.quantile(scores, 1.0 - legacy.detector.contamination))
+    assert legacy.threshold == pytest.approx(expected, rel=1e-12)
+    assert legacy.calibration is None and legacy.decision_threshold == legacy.threshold
+    np.testing.assert_allclose(legacy.score(windows), scores)
 
 
-def test_training_flag_rate_close_to_contamination(model: TrainedModel, windows: pd.DataFrame) -> None:
-    assert model.training_flag_rate == pytest.approx(0.02, abs=0.01)
+def test_calibrated_threshold(model: TrainedModel, windows: pd.DataFrame) -> None:
+    """Per-kind tail thresholds on active windows; the stored raw threshold is the device one, and the
+    estimator's predict() agrees with it on every window's own detector score."""
+    cal = model.calibration
+    assert cal is not None and model.decision_threshold == 0.0
+    assert set(cal["thresholds"]) <= {"device", "station", "interface"} and "device" in cal["thresholds"]
+    for fit in cal["thresholds"].values():
+        assert fit["expected_alarms_per_router_day"] <= fit["budget_per_router_day"] + 1e-9
+    raw = model.raw_score(windows)
+    X = feature_matrix(windows, MODEL_FEATURES)
+    np.testing.assert_array_equal(model.pipeline.predict(X) == -1, raw > model.threshold)
+    from mcp_training_dagster.domain.calibration import silence_score
+
+    from mcp_training_dagster.settings import AlarmConfig
+
+    # without the rarity ensemble, a device window is anomalous exactly when its own detector score is above
+    # the stored threshold (what predict() answers), or when the silence rule holds
+    plain = train_model(windows, DetectorConfig(), window_minutes=5, alarm_budget=AlarmConfig(ensemble="none"))
+    rule = silence_score(windows, cal["silence_factor"]) > 0
+    dev = (windows["entity_kind"] == "device").to_numpy() & (windows["n_records"] > 0).to_numpy()
+    raw_plain = plain.raw_score(windows)
+    np.testing.assert_array_equal((plain.score(windows) > 0)[dev], (raw_plain > plain.threshold)[dev] | rule[dev])
+    assert cal["ensemble"] == "mean" and cal["rarity"] and cal["detector_threshold"] == model.threshold
+
+
+def test_training_flag_rate_is_the_verdicts(model: TrainedModel, windows: pd.DataFrame) -> None:
     assert model.training_flag_rate == pytest.approx(float(np.mean(model.predict(windows))))
+    assert model.training_flag_rate < 0.05
 
 
 def test_model_metadata(model: TrainedModel, windows: pd.DataFrame) -> None:
@@ -95,18 +122,19 @@ def test_higher_score_is_more_anomalous(model: TrainedModel, windows: pd.DataFra
     extreme = extreme_window(windows)
     s_extreme = float(model.score(extreme)[0])
     scores = model.score(windows)
-    assert s_extreme > model.threshold
+    assert s_extreme > model.decision_threshold
     assert s_extreme > float(np.median(scores))
     assert bool(model.predict(extreme)[0]) is True
 
 
 def test_predict_consistent_with_score(model: TrainedModel, lof: TrainedModel, windows: pd.DataFrame) -> None:
     both = pd.concat([windows, extreme_window(windows)], ignore_index=True)
-    np.testing.assert_array_equal(model.predict(both), model.score(both) > model.threshold)
-    # the estimator's own predict() (what the inference side calls) says -1 for exactly those windows
+    np.testing.assert_array_equal(model.predict(both), model.score(both) > model.decision_threshold)
+    # the estimator's own predict() (what the inference side calls) says -1 exactly when the detector's
+    # own score is above the stored threshold
     for m in (model, lof):
         X = feature_matrix(both, m.feature_names)
-        np.testing.assert_array_equal(m.pipeline.predict(X) == -1, m.score(both) > m.threshold)
+        np.testing.assert_array_equal(m.pipeline.predict(X) == -1, m.raw_score(both) > m.threshold)
 
 
 def test_score_windows_sorted_most_anomalous_first(model: TrainedModel, windows: pd.DataFrame) -> None:
@@ -115,7 +143,8 @@ def test_score_windows_sorted_most_anomalous_first(model: TrainedModel, windows:
     assert list(out.columns) == list(SCORE_COLUMNS)
     assert len(out) == len(both)
     assert out["score"].is_monotonic_decreasing
-    assert (out["is_anomaly"] == (out["score"] > model.threshold)).all()
+    assert (out["is_anomaly"] == (out["score"] > model.decision_threshold)).all()
+    assert out["is_anomaly"].any()
 
 
 def test_training_is_deterministic(windows: pd.DataFrame, model: TrainedModel) -> None:
@@ -130,16 +159,15 @@ def test_local_outlier_factor_trains(windows: pd.DataFrame, lof: TrainedModel) -
     assert type(lof.pipeline.named_steps["detector"]).__name__ == "LocalOutlierFactor"
     scores = lof.score(windows)
     assert np.isfinite(scores).all()
-    assert lof.threshold == pytest.approx(float(np.quantile(scores, 1 - det.contamination)))
-    np.testing.assert_array_equal(lof.predict(windows), scores > lof.threshold)
-    assert 0 < lof.training_flag_rate <= det.contamination + 0.01
+    np.testing.assert_array_equal(lof.predict(windows), scores > lof.decision_threshold)
+    assert 0 < lof.training_flag_rate <= 0.05
 
 
 def test_local_outlier_factor_flags_extreme_window(windows: pd.DataFrame, lof: TrainedModel) -> None:
     """Real windows repeat a lot (identical count vectors); the LOF model must still flag a flood."""
     s_extreme = float(lof.score(extreme_window(windows))[0])
     assert s_extreme > float(np.median(lof.score(windows)))
-    assert s_extreme > lof.threshold
+    assert s_extreme > lof.decision_threshold
 
 
 def test_too_few_windows(windows: pd.DataFrame) -> None:

@@ -97,6 +97,7 @@ def anomaly_model(
             min_windows=m.training.min_training_windows,
             split_fraction=m.evaluation.split_fraction,
             stability_seeds=m.evaluation.stability_seeds,
+            alarm_budget=m.alarms,
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -72,7 +72,7 @@ TEMPLATES: dict[str, Template] = {
                             "ch_width=80 MHz cf1={cf1} cf2=0", "channel_switch"),
     "c_csa_done": Template("hostapd", _DAEMON, _NOTICE, "{iface}: AP-CSA-FINISHED freq={freq} dfs=0",
                            "channel_switch"),
-    "c_ap_enabled": Template("hostapd", _DAEMON, _NOTICE, "{iface}: AP-ENABLED", "other_wifi"),
+    "c_ap_enabled": Template("hostapd", _DAEMON, _NOTICE, "{iface}: AP-ENABLED", "interface_state"),
     # Broadcom wlceventd (ASUS): upper-case MACs, status/reason text with the numeric code
     "w_auth": Template("wlceventd", _USER, _INFO, _WLC + "Auth {MAC}, status: Successful (0), rssi:{rssi}",
                        "authentication"),

@@ -1,0 +1,345 @@
+"""Calibration: raw detector scores -> one calibrated score per window with a threshold that means
+something (a false-alarm budget per router-day), per entity kind, plus the silence rule.
+
+Shipped with the package (serving code): imports numpy and pandas only.
+
+Convention: the CALIBRATED score is higher = more anomalous and a window is anomalous when it is
+``> 0``. It is built in four steps, all fitted on the training windows alone (no labels):
+
+1. **Per-kind scale.** The detector's raw score (``-score_samples``) is put on a robust scale per
+   entity kind, fitted on that kind's windows *with records*: ``z = (raw - median) / (q90 - median)``.
+   Quiet device windows (no records, most of a quiet router's day) do not dilute it.
+2. **Device context at score level.** A station or interface window takes its device's window into
+   account: ``z_key = max(z_own, z_device_same_window)`` (``fusion: "max"``) - a station during a
+   flood of unknown MACs is judged with its router's state.
+3. **A tail model instead of a contamination guess.** Per kind, on active windows, the threshold is
+   the score a normal window exceeds with probability ``p = budget x router-days / active windows``
+   (the false-alarm budget per router-day in the config; at most ``max_alarm_fraction``): the lower of
+   the empirical ``1 - p`` quantile (pushed up by in-sample anomalies) and an exponential tail matched to
+   the 80 % and 95 % quantiles (robust to the top 5 % where anomalies sit; exponential is the heaviest
+   tail a bounded score can have). ``calibrated = z - threshold``.
+4. **Silence rule.** A device window (quiet or the first one after a gap) is anomalous by rule when
+   the device's silence exceeds ``silence_factor`` times its longest gap of the 24 h before (the
+   hourly-rekey jitter beats "longer than the longest gap" by seconds; twice it does not):
+   ``calibrated = max(calibrated, log2(gap_vs_usual / silence_factor))``. Quiet device windows get
+   their verdict from this rule alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KINDS: tuple[str, ...] = ("device", "station", "interface")
+METHOD = "min(empirical quantile, exponential tail q80-q95)"
+TAIL_FIT_TOP = 0.95
+TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
+XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
+
+
+def gpd_tail_threshold(x: np.ndarray, p: float, u_quantile: float = 0.95) -> dict[str, float]:
+    """Score exceeded with probability ``p`` under a GPD fitted to the excesses over the
+    ``u_quantile`` quantile of ``x`` (peaks over threshold; PWM estimators, Hosking & Wallis 1987)."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = len(x)
+    if n < 20:
+        t = float(x[-1]) if n else 0.0
+        return {"threshold": t, "u": t, "sigma": 0.0, "xi": 0.0, "n_excess": 0, "n": n, "p": p}
+    u = float(np.quantile(x, u_quantile))
+    y = x[x > u] - u
+    k = len(y)
+    if k < 5 or p * n >= k:  # target not beyond the fitted tail: the empirical quantile is enough
+        t = float(np.quantile(x, max(0.0, 1.0 - p)))
+        return {"threshold": t, "u": u, "sigma": 0.0, "xi": 0.0, "n_excess": k, "n": n, "p": p}
+    a0 = float(y.mean())
+    i = np.arange(1, k + 1)
+    a1 = float(np.sum(y * (k - i) / (k - 1)) / k)
+    denom = a0 - 2.0 * a1
+    if denom <= 0:
+        xi, sigma = 0.0, a0
+    else:
+        xi = 2.0 - a0 / denom
+        sigma = 2.0 * a0 * a1 / denom
+    xi = float(np.clip(xi, *XI_BOUNDS))
+    if sigma <= 0:
+        sigma = max(a0, 1e-9)
+    r = p * n / k
+    t = u - sigma * math.log(r) if abs(xi) < 1e-6 else u + sigma / xi * (r ** (-xi) - 1.0)
+    return {"threshold": float(t), "u": u, "sigma": float(sigma), "xi": xi, "n_excess": k, "n": n, "p": p}
+
+
+def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float, float] = (0.80, 0.90, 0.97)
+                            ) -> dict[str, float]:
+    """Score exceeded with probability ``p`` under a GPD matched to three upper quantiles of ``x``
+    (Pickands-type: the shape from the ratio of quantile spacings, then the scale). The top
+    ``1 - levels[2]`` of the scores, where in-sample anomalies sit, never enters the fit, so a few
+    anomalies in the training data cannot inflate the tail they are judged against."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    a, b, c = levels
+    if n < 20:
+        t = float(x.max()) if n else 0.0
+        return {"threshold": t, "u": t, "sigma": 0.0, "xi": 0.0, "n": n, "p": p}
+    qa, qb, qc = (float(v) for v in np.quantile(x, [a, b, c]))
+    if p >= 1 - a or qc <= qa:
+        t = float(np.quantile(x, max(0.0, 1.0 - p)))
+        return {"threshold": t, "u": qa, "sigma": 0.0, "xi": 0.0, "n": n, "p": p}
+    rb, rc = (1 - b) / (1 - a), (1 - c) / (1 - a)
+    target = (qc - qa) / max(qb - qa, 1e-12)
+
+    def ratio(xi: float) -> float:
+        if abs(xi) < 1e-9:
+            return math.log(rc) / math.log(rb)
+        return (rc ** (-xi) - 1) / (rb ** (-xi) - 1)
+
+    lo, hi = XI_BOUNDS
+    if target <= ratio(lo):
+        xi = lo
+    elif target >= ratio(hi):
+        xi = hi
+    else:
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if ratio(mid) < target else (lo, mid)
+        xi = (lo + hi) / 2
+    def g(r: float) -> float:
+        return -math.log(r) if abs(xi) < 1e-9 else (r ** (-xi) - 1) / xi
+    sigma = (qc - qa) / g(rc)
+    r = p / (1 - a)
+    t = qa + sigma * g(r)
+    return {"threshold": float(t), "u": qa, "sigma": float(sigma), "xi": float(xi), "n": n, "p": p}
+
+
+def exponential_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float] = (0.80, 0.95)) -> dict[str, float]:
+    """Robust tail rule: an exponential tail (GPD with shape 0, the heaviest a bounded score can justify)
+    matched to the ``levels`` quantiles of ``x`` and extrapolated to exceedance probability ``p``. The
+    top ``1 - levels[1]`` of the scores, where in-sample anomalies sit, never enters the fit."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    a, b = levels
+    if not 0 < a < b < 1:
+        raise ValueError(f"tail levels must satisfy 0 < a < b < 1, got {levels}")
+    if n < 20:
+        t = float(x.max()) if n else 0.0
+        return {"threshold": t, "u": t, "sigma": 0.0, "xi": 0.0, "n": n, "p": p}
+    qa, qb = (float(v) for v in np.quantile(x, [a, b]))
+    sigma = max(qb - qa, 1e-9) / math.log((1 - a) / (1 - b))
+    empirical = float(np.quantile(x, 1.0 - p))
+    if p >= 1 - a:
+        t = empirical
+    else:
+        # Both over-estimate the normal windows' (1 - p) point: the empirical quantile because in-sample
+        # anomalies push it up, the exponential tail because a bounded score's tail is lighter. The lower
+        # one is the tighter bound.
+        t = min(empirical, qa + sigma * math.log((1 - a) / p))
+    return {"threshold": float(t), "u": qa, "sigma": float(sigma), "xi": 0.0, "n": n, "p": p,
+            "empirical": empirical}
+
+
+def _kinds(windows: pd.DataFrame) -> np.ndarray:
+    return windows["entity_kind"].astype("str").to_numpy()
+
+
+def _device_context(windows: pd.DataFrame, values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """Each window's device-window value in the same window (NaN where the device has none)."""
+    dev = windows["device"].astype("str").to_numpy()
+    ws = windows["window_start"].to_numpy()
+    is_dev = kinds == "device"
+    out = np.full(len(dev), np.nan)
+    if not is_dev.any():
+        return out
+    ctx = pd.Series(values[is_dev]).groupby([dev[is_dev], ws[is_dev]]).max()  # one value per (device, window)
+    at = ctx.index.get_indexer(pd.MultiIndex.from_arrays([dev, ws]))
+    hit = at >= 0
+    out[hit] = ctx.to_numpy()[at[hit]]
+    return out
+
+
+def robust_z(raw: np.ndarray, kinds: np.ndarray, scales: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    z = np.zeros(len(raw))
+    for kind, sc in scales.items():
+        m = kinds == kind
+        z[m] = (raw[m] - sc["center"]) / sc["scale"]
+    return z
+
+
+def fused(windows: pd.DataFrame, z: np.ndarray, kinds: np.ndarray, fusion: str) -> np.ndarray:
+    if fusion == "none":
+        return z
+    ctx = _device_context(windows, z, kinds)
+    key = (kinds != "device") & np.isfinite(ctx)
+    out = z.copy()
+    if fusion == "max":
+        out[key] = np.maximum(z[key], ctx[key])
+    elif fusion == "mean":
+        out[key] = (z[key] + ctx[key]) / 2.0
+    else:
+        raise ValueError(f"unknown fusion {fusion!r}")
+    return out
+
+
+def silence_score(windows: pd.DataFrame, factor: float) -> np.ndarray:
+    """log2(gap_vs_usual / factor) for device windows with a history (> 0 = silent beyond the rule),
+    -inf elsewhere."""
+    out = np.full(len(windows), -np.inf)
+    if "gap_vs_usual" not in windows.columns:
+        return out
+    ratio = windows["gap_vs_usual"].to_numpy(dtype=np.float64)
+    m = (_kinds(windows) == "device") & (ratio > 0)
+    out[m] = np.log2(ratio[m] / factor)
+    return out
+
+
+# The rarity component: per behaviour family, how rarely a window of the same kind had at least this much
+# in training (-log10 of the smoothed empirical tail probability), the rarest family counting.
+RARITY_FEATURES: tuple[str, ...] = (
+    "grp_leaves", "grp_failures", "grp_joins", "grp_radio_faults", "grp_radio_control", "n_random_macs",
+    "dev_unseen_stations", "repeat_leaves", "unannounced_joins", "n_records", "dev_deauth", "dev_max_station_records",
+)
+
+
+def _robust_scales(values: np.ndarray, kinds: np.ndarray, active: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per kind, on active windows: centre = median, scale = 90th percentile - median."""
+    scales: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
+        m = (kinds == kind) & active
+        if not m.any():
+            continue
+        center = float(np.median(values[m]))
+        spread = float(np.quantile(values[m], 0.9)) - center
+        scales[kind] = {"center": center, "scale": spread if spread > 1e-9 else 1e-3}
+    return scales
+
+
+def fit_rarity(windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray,
+               features: tuple[str, ...] = RARITY_FEATURES) -> dict[str, Any]:
+    """Per kind and feature: the distinct training values (active windows) and how many were >= each."""
+    tables: dict[str, Any] = {}
+    for kind in KINDS:
+        m = (kinds == kind) & active
+        if not m.any():
+            continue
+        tab = {}
+        for f in features:
+            if f not in windows.columns:
+                continue
+            v = np.sort(windows.loc[m, f].to_numpy(dtype=np.float64))
+            uniq, first = np.unique(v, return_index=True)
+            tab[f] = {"values": uniq.tolist(), "at_least": (len(v) - first).tolist()}
+        tables[kind] = {"n": int(m.sum()), "features": tab}
+    return tables
+
+
+def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) -> np.ndarray:
+    """-log10 of the smoothed probability that a training window of the same kind had at least this much,
+    for the rarest of the families (0 = common)."""
+    out = np.zeros(len(windows))
+    for kind, tab in tables.items():
+        m = kinds == kind
+        if not m.any():
+            continue
+        n = int(tab["n"])
+        best = np.zeros(int(m.sum()))
+        for f, t in tab["features"].items():
+            if f not in windows.columns:
+                continue
+            values = np.asarray(t["values"], dtype=np.float64)
+            at_least = np.r_[np.asarray(t["at_least"], dtype=np.float64), 0.0]
+            x = windows.loc[m, f].to_numpy(dtype=np.float64)
+            count = at_least[np.searchsorted(values, x, side="left")]
+            best = np.maximum(best, -np.log10((count + 1.0) / (n + 1.0)))
+        out[m] = best
+    return out
+
+
+def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    z = robust_z(raw, kinds, calibration["scales"])
+    if calibration.get("ensemble") == "mean" and calibration.get("rarity"):
+        zr = robust_z(rarity(windows, kinds, calibration["rarity"]), kinds, calibration["rarity_scales"])
+        z = (z + zr) / 2.0
+    return z
+
+
+def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
+                    silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
+                    max_alarm_fraction: float = 0.02, ensemble: str = "mean") -> dict[str, Any]:
+    """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
+    and the silence rule."""
+    kinds = _kinds(windows)
+    active = windows["n_records"].to_numpy() > 0
+    t = pd.to_datetime(windows["window_start"])
+    span_days = max((t.max() - t.min()) / pd.Timedelta(days=1), 1.0 / 288) if len(t) else 1.0
+    router_days = float(windows["device"].nunique() * span_days)
+    scales = _robust_scales(raw, kinds, active)
+    cal: dict[str, Any] = {"scales": scales, "ensemble": ensemble}
+    if ensemble == "mean":
+        tables = fit_rarity(windows, kinds, active)
+        cal["rarity"] = tables
+        cal["rarity_scales"] = _robust_scales(rarity(windows, kinds, tables), kinds, active)
+    elif ensemble != "none":
+        raise ValueError(f"unknown ensemble {ensemble!r}")
+    zi = robust_z(raw, kinds, scales)
+    z = fused(windows, _combined_z(windows, raw, kinds, cal), kinds, fusion)
+    thresholds: dict[str, dict[str, Any]] = {}
+    detector_threshold = None
+    for kind in scales:
+        m = (kinds == kind) & active
+        n_active = int(m.sum())
+        b = float(budget.get(kind, 0.0))
+        p = min(max_alarm_fraction, b * router_days / n_active) if n_active else max_alarm_fraction
+        fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
+        thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
+                            "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
+        if kind == "device":  # the detector alone, same rule: what the stored estimator's predict() answers
+            own = exponential_tail_threshold(zi[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
+            detector_threshold = scales[kind]["center"] + scales[kind]["scale"] * own
+    cal.update({
+        "method": METHOD,
+        "description": "per entity kind, on windows with records: robust z of the detector score"
+                       + (" averaged with the rarity component's" if ensemble == "mean" else "")
+                       + f", station/interface windows fused with their device window ({fusion}), threshold = the "
+                       "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
+                       f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
+                       "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
+                       f"{silence_factor} x longest gap of the 24 h before",
+        "fusion": fusion,
+        "thresholds": {k: {kk: (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+                       for k, v in thresholds.items()},
+        "detector_threshold": detector_threshold,
+        "silence_factor": float(silence_factor),
+        "max_alarm_fraction": float(max_alarm_fraction),
+        "router_days": round(router_days, 3),
+        "tail_quantile": u_quantile,
+    })
+    return cal
+
+
+def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration."""
+    kinds = _kinds(windows)
+    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+    thr = np.zeros(len(z))
+    for kind, fit in calibration["thresholds"].items():
+        thr[kinds == kind] = fit["threshold"]
+    c = z - thr
+    active = windows["n_records"].to_numpy() > 0
+    sil = silence_score(windows, float(calibration.get("silence_factor", 2.0)))
+    silent = sil > 0
+    # quiet device windows (no records) are outside the calibrated population: flagged only when the
+    # silence rule holds (silent beyond silence_factor x the usual longest gap); a window the rule flags
+    # is anomalous whatever the detector says, ranked by how far beyond the rule it is
+    c = np.where(active | silent, c, np.minimum(c, -1e-3))
+    return np.where(silent, np.maximum(c, sil), c)
+
+
+def raw_threshold(calibration: Mapping[str, Any], kind: str = "device") -> float:
+    """The raw-score threshold equivalent to the calibrated one for a window of ``kind`` judged on its own
+    score (device windows: no fusion): ``raw > this`` <=> calibrated > 0, silence rule aside."""
+    if kind == "device" and calibration.get("detector_threshold") is not None:
+        return float(calibration["detector_threshold"])
+    sc = calibration["scales"][kind]
+    return float(sc["center"] + sc["scale"] * calibration["thresholds"][kind]["threshold"])
