@@ -22,6 +22,8 @@ Two behaviours the library does not give us:
 
 from __future__ import annotations
 
+import typing
+
 import json
 import os
 import posixpath
@@ -91,8 +93,10 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
 
     def load_partitions(self, context: dg.InputContext) -> Any:
         keys = list(context.asset_partition_keys)
-        if context.has_partition_key and len(keys) == 1:
-            # partitioned -> same-partition downstream: the object itself
+        wants_mapping = typing.get_origin(getattr(context.dagster_type, "typing_type", None)) is dict
+        if context.has_partition_key and len(keys) == 1 and not wants_mapping:
+            # partitioned -> same-partition downstream: the object itself (a fan-in declared as a mapping,
+            # e.g. AllPartitionMapping over a single partition, still gets a mapping)
             return super().load_partitions(context)
         paths = self._get_paths_for_partitions(context)
         out: dict[str, Any] = {}
