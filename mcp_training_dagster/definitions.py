@@ -5,14 +5,14 @@ so the same definitions run locally and on a distributed deployment.
 """
 
 import dagster as dg
-from mcp_training_dagster.defs.assets import deployment, evaluation, features, ingest, training
+from mcp_training_dagster.defs.assets import deployment, drift, evaluation, features, ingest, training
 from mcp_training_dagster.defs.jobs import ingest_job, production_job, train_job, verdicts_job
 from mcp_training_dagster.defs.resources import build_resources
 from mcp_training_dagster.defs.sensors import export_file_sensor, retrain_automation_sensor
 from mcp_training_dagster.settings import Settings, get_settings
 
 
-STAGES = [ingest, features, training, evaluation, deployment]
+STAGES = [ingest, features, training, evaluation, deployment, drift]
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:

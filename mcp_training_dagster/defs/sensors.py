@@ -62,7 +62,7 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
 retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
     "retrain_automation_sensor",
     # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file.
-    target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment")
+    target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
     - dg.AssetSelection.assets("export_windows"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
