@@ -6,6 +6,7 @@ so the same definitions run locally and on a distributed deployment.
 
 import dagster as dg
 from mcp_training_dagster.defs.assets import deployment, drift, evaluation, features, ingest, training
+from mcp_training_dagster.defs.alerts import alert_on_checks_and_freshness, alert_on_run_failure
 from mcp_training_dagster.defs.jobs import ingest_job, production_job, train_job, verdicts_job
 from mcp_training_dagster.defs.resources import build_resources
 from mcp_training_dagster.defs.sensors import export_file_sensor, retrain_automation_sensor
@@ -28,7 +29,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=dg.load_assets_from_modules(STAGES),
         asset_checks=dg.load_asset_checks_from_modules(STAGES),
         jobs=[ingest_job, train_job, production_job, verdicts_job],
-        sensors=[export_file_sensor, retrain_automation_sensor],
+        sensors=[export_file_sensor, retrain_automation_sensor, alert_on_run_failure, alert_on_checks_and_freshness],
         resources=build_resources(settings),
         executor=executor_for(settings),
     )
