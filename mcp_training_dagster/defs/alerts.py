@@ -69,15 +69,17 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: Pipeline
     context.log.info(f"alert written ({'posted' if delivery.posted else 'not posted'}): {alert.what[:200]}")
 
 
-def _check_alert(cfg: Settings, record) -> Alert:
+def _check_alert(cfg: Settings, instance: dg.DagsterInstance, record) -> Alert:
     evaluation = record.evaluation
-    run = None
+    run = instance.get_run_by_id(record.run_id) if record.run_id else None
     key = record.key
     is_drift = key == DRIFT_CHECK_KEY
     meta = {k: v.value for k, v in (evaluation.metadata or {}).items()} if evaluation is not None else {}
     severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
-    partition = record.partition or (evaluation.partition if evaluation is not None else None)
-    description = (evaluation.description if evaluation is not None else None) or ""
+    partition = (record.partition or (evaluation.partition if evaluation is not None else None)
+                 or (run.tags.get(PARTITION_TAG) if run is not None else None))
+    figures = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float, str, bool)))[:300]
+    description = (evaluation.description if evaluation is not None else None) or figures
     what = (f"drift in {partition or key.asset_key.to_user_string()}: {description}" if is_drift
             else f"check {key.asset_key.to_user_string()}/{key.name} failed"
                  + (f" for {partition}" if partition else "") + (f": {description}" if description else ""))
@@ -86,7 +88,8 @@ def _check_alert(cfg: Settings, record) -> Alert:
         asset=key.asset_key.to_user_string(), partition=partition, run_id=record.run_id,
         run_url=run_url(cfg.training.alerts.webserver_base_url, record.run_id),
         details={"check": key.name, "blocking": bool(evaluation.blocking) if evaluation is not None else None,
-                 "metadata": json.loads(json.dumps(meta, default=str)), "job": run},
+                 "metadata": json.loads(json.dumps(meta, default=str))},
+        job=run.job_name if run is not None else None,
     )
 
 
@@ -124,7 +127,7 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
         records = storage.get_asset_check_execution_history(
             key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
         new = sorted((r for r in records if r.id > seen), key=lambda r: r.id)
-        alerts += [_check_alert(cfg, r) for r in new]
+        alerts += [_check_alert(cfg, context.instance, r) for r in new]
         if records:
             cursor["checks"][key.to_user_string()] = max([seen] + [r.id for r in records])
     states = context.instance.get_freshness_state_records(fresh_keys) if fresh_keys else {}
