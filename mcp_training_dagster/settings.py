@@ -124,7 +124,10 @@ class ModelConfig(_Strict):
 
 # ------------------------------------------------------------------------ training config
 class SensorConfig(_Strict):
-    interval_seconds: int = Field(15, ge=1, le=86400)
+    interval_seconds: int = Field(5, ge=1, le=86400)
+    settled_after_seconds: float | None = Field(
+        2.0, ge=0, description="a file unmodified for this long is complete on the first tick (None: wait a tick)"
+    )
     max_files_per_tick: int = Field(100, ge=1, le=10000)
     max_bytes_hashed_per_tick: int = Field(2_000_000_000, ge=1)
     file_patterns: tuple[str, ...] = ("*.json", "*.zip")

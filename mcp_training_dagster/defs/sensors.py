@@ -30,6 +30,7 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
         ignore=tuple(s.ignore_patterns),
         max_files=s.max_files_per_tick,
         max_bytes=s.max_bytes_hashed_per_tick,
+        settled_after_seconds=s.settled_after_seconds,
     )
     for name, why in scan.skipped.items():
         context.log.warning(f"{name}: {why}")
