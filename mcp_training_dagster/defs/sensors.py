@@ -66,6 +66,9 @@ retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
     - dg.AssetSelection.assets("export_windows"),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Evaluated in the code server: the retraining policy has a custom condition (drift, defs/policy.py),
+    # which the AssetDaemon cannot deserialise.
+    use_user_code_server=True,
     minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
     description=(
         "Retrains when validated data changes: training windows and evaluation data -> model selection and "
