@@ -97,3 +97,16 @@ def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(def
     calm = _evaluate(defs, instance, None)
     result = _evaluate(changed, instance, calm.cursor)
     assert result.get_num_requested(MODEL) == 1
+
+
+def test_the_daemon_path_evaluates_the_custom_drift_condition(defs, instance, landing):
+    """The policy holds a custom condition, which the AssetDaemon cannot deserialise (it silently evaluates
+    nothing): the retrain sensor must run it in the code server. Ticked here as the sensor daemon would."""
+    assert not RETRAIN_CONDITION.is_serializable
+    sensor = defs.resolve_sensor_def("retrain_automation_sensor")
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    copy_sample(HOSTAPD_1824.name, landing)
+    assert run_ingest(defs, instance, HOSTAPD_1824.name).success
+    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+    requested = {k.to_user_string() for r in second.run_requests for k in (r.asset_selection or [])}
+    assert {"training_windows", "anomaly_model", "model_package", "drift_baseline"} <= requested
