@@ -39,6 +39,8 @@ def other_router_export(staging: Path, device: int, days: int) -> Path:
         r["timestamp"] = (datetime.fromisoformat(r["timestamp"]) + timedelta(days=days)).isoformat()
         r["device_id"] = device
         r["device_ip"] = f"RT-OTHER-{device}"
+    newest = max(datetime.fromisoformat(r["timestamp"]) for r in doc["data"])
+    doc["export_metadata"]["created_at"] = (newest + timedelta(minutes=5)).isoformat()
     path = staging / f"export_router{device}_{days}d.json"
     path.write_text(json.dumps(doc))
     old = time.time() - 5  # written a moment before it is moved in, as an exporter would
@@ -58,6 +60,15 @@ def _wait(cond, timeout: float, proc: subprocess.Popen, poll: float = 0.2):  # n
     raise TimeoutError(f"nothing after {timeout}s")
 
 
+def _idle(progress: Path, proc: subprocess.Popen, quiet: float = 25, timeout: float = 400) -> None:
+    """Wait until ``up`` has printed nothing (no run finished) for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and time.time() - progress.stat().st_mtime < quiet:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mcp-training up exited with {proc.returncode}")
+        time.sleep(1)
+
+
 def measure(runs: int, root: Path) -> dict:
     data = root / "data"
     models, landing, staging = data / "models", data / "exports", root / "staging"
@@ -74,7 +85,7 @@ def measure(runs: int, root: Path) -> dict:
         t_start = time.monotonic()
         _wait(lambda: ModelRegistry(models).versions() if models.exists() else None, 600, proc)
         first = time.monotonic() - t_start
-        time.sleep(20)  # let the first model's verdicts and drift runs settle
+        _idle(root / "up.out", proc)  # the first model's verdicts and drift runs done: the system is idle
         for i in range(runs):
             before = set(ModelRegistry(models).versions())
             path = other_router_export(staging, 70 + i, 60 + 30 * i)
@@ -82,7 +93,7 @@ def measure(runs: int, root: Path) -> dict:
             os.rename(path, landing / path.name)
             _wait(lambda: set(ModelRegistry(models).versions()) - before, 600, proc)
             timings.append(round(time.monotonic() - t0, 1))
-            time.sleep(15)
+            _idle(root / "up.out", proc)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
