@@ -6,7 +6,7 @@ Retrain when ANY trigger fired since the asset was last requested or materialise
     new_data      a validated export was added or changed (or the asset is newly missing)
     drift         an export's drift check (export_drift/drift_within_threshold) failed after the last training
     code_changed  the asset's code_version changed (training code or the config it fingerprints)
-    too_old       anomaly_model's FreshnessPolicy (training.model_max_age_hours) went to FAIL
+    too_old       production_model's FreshnessPolicy (training.model_max_age_hours) went to FAIL
 
 ... and ONLY when every guard holds:
 
@@ -14,14 +14,16 @@ Retrain when ANY trigger fired since the asset was last requested or materialise
     not already in progress                 never two trainings at once
     every blocking check on its inputs passed   never train on data a blocking check refused
 
-All built from Dagster's own ``AutomationCondition`` operands except ``drift``, a small custom condition
-(Dagster has no operand for "a check on an asset outside my dependencies failed").
+All built from Dagster's own ``AutomationCondition`` operands except two small custom ones, ``drift`` and
+``too_old``: Dagster has no operand for "a check / the freshness of an asset outside my dependencies".
 """
 
 import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 DRIFT_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("export_drift"), "drift_within_threshold")
+PRODUCTION = dg.AssetKey("production_model")
 
 
 class DriftDetected(dg.AutomationCondition):
@@ -62,12 +64,29 @@ def latest_drift_failure(instance: dg.DagsterInstance, lookback: int = 50) -> fl
     return max((r.event.timestamp for r in records if r.event is not None), default=0.0)
 
 
+class ProductionTooOld(dg.AutomationCondition):
+    """True while production_model's FreshnessPolicy (training.model_max_age_hours) is FAIL, as the
+    FreshnessDaemon last recorded it. The policy stays on production_model (the health a user watches);
+    Dagster's ``freshness_failed()`` only reads the target's own policy, hence this small operand."""
+
+    @property
+    def name(self) -> str:
+        return "production_too_old"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        records = context.asset_graph_view.instance.get_freshness_state_records([PRODUCTION])
+        record = records.get(PRODUCTION)
+        failed = record is not None and record.freshness_state == FreshnessState.FAIL
+        true_subset = context.candidate_subset if failed else context.get_empty_subset()
+        return dg.AutomationResult(context=context, true_subset=true_subset)
+
+
 AC = dg.AutomationCondition
 
 NEW_DATA = (AC.newly_missing() | AC.any_deps_updated()).with_label("new_data")
 DRIFT = DriftDetected()
 CODE_CHANGED = AC.code_version_changed().with_label("code_changed")
-TOO_OLD = AC.freshness_failed().newly_true().with_label("too_old")
+TOO_OLD = ProductionTooOld().newly_true().with_label("too_old")
 
 TRIGGERS = (NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD).since_last_handled().with_label("retraining_due")
 GUARDS = (

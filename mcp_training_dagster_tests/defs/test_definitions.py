@@ -26,8 +26,10 @@ ASSET_KEYS = {
     "production_model",
     "export_anomalies",
 }
+MONITORING = {"drift_baseline", "export_drift"}  # drift (defs/assets/drift.py), automated, not in train_job
 FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies"}
-AUTOMATED = FAN_IN | {"export_anomalies"}  # verdicts follow the production model through automation
+AUTOMATED = FAN_IN | {"export_anomalies"} | MONITORING  # verdicts and drift follow the production model
+ASSET_KEYS |= MONITORING
 
 
 def _specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:

@@ -84,9 +84,9 @@ def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(def
     result = _evaluate(defs, instance, result.cursor)
     assert result.get_num_requested(MODEL) == 0
 
-    # too_old: the model's FreshnessPolicy (model_max_age_hours) turns FAIL, as the FreshnessDaemon reports it.
+    # too_old: the production model's FreshnessPolicy (model_max_age_hours) turns FAIL, as the FreshnessDaemon reports it.
     instance.report_runless_asset_event(FreshnessStateChange(
-        key=MODEL, previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL, state_change_timestamp=time.time()))
+        key=dg.AssetKey("production_model"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL, state_change_timestamp=time.time()))
     result = _evaluate(defs, instance, result.cursor)
     assert result.get_num_requested(MODEL) == 1
     result = _evaluate(defs, instance, result.cursor)

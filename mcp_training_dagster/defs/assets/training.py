@@ -1,7 +1,5 @@
 """Training stage: anomaly_model (fitted detector + calibrated threshold) and its metadata document."""
 
-from datetime import timedelta
-
 import pandas as pd
 
 import dagster as dg
@@ -13,7 +11,6 @@ from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.registry import ModelRegistry
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
-from mcp_training_dagster.settings import get_settings
 from mcp_training_dagster.domain.training import (
     AgentModel,
     TrainedModel,
@@ -72,9 +69,6 @@ def already_trained(context: dg.AssetExecutionContext, models_dir, fingerprint: 
     tags={"stage": "training"},
     code_version=TRAINING_CODE_VERSION,
     automation_condition=RETRAIN_CONDITION,
-    # The newest model older than this is a retraining trigger (defs/policy.py: too_old).
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=get_settings().training.model_max_age_hours)),
     output_required=False,
     description=(
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
