@@ -5,7 +5,7 @@ Retrain when ANY trigger fired since the asset was last requested or materialise
 
     new_data      a validated export was added or changed (or the asset is newly missing)
     drift         an export's drift check (export_drift/drift_within_threshold) failed after the last training
-    code_changed  the asset's code_version changed (training code or the config it fingerprints)
+    code_changed  the asset's code_version changed: training code, or the model config (its hash is part of it)
     too_old       production_model's FreshnessPolicy (training.model_max_age_hours) went to FAIL
 
 ... and ONLY when every guard holds:
@@ -21,6 +21,19 @@ All built from Dagster's own ``AutomationCondition`` operands except two small c
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+def config_version() -> str:
+    """Short hash of the model config (config/model_config.yaml + MCP_MODEL_*): part of the fan-in assets'
+    code_version, so editing the config is a code change to Dagster (``code_changed`` retrains, the UI
+    shows the assets as unsynced)."""
+    import hashlib
+
+    from mcp_training_dagster.settings import get_settings
+
+    return hashlib.sha256(get_settings().model.model_dump_json().encode()).hexdigest()[:8]
+
+
+CONFIG_VERSION = config_version()
 
 DRIFT_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("export_drift"), "drift_within_threshold")
 PRODUCTION = dg.AssetKey("production_model")

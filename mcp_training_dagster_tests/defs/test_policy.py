@@ -110,3 +110,16 @@ def test_the_daemon_path_evaluates_the_custom_drift_condition(defs, instance, la
     second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
     requested = {k.to_user_string() for r in second.run_requests for k in (r.asset_selection or [])}
     assert {"training_windows", "anomaly_model", "model_package", "drift_baseline"} <= requested
+
+
+def test_a_model_config_change_is_a_code_version_change(data_dir, monkeypatch):
+    """Editing config/model_config.yaml (here through its MCP_MODEL_* override) changes the fan-in assets'
+    code_version when the code location reloads, which is what ``code_changed`` retrains on."""
+    from mcp_training_dagster.defs import policy
+    from mcp_training_dagster.defs.assets import features, training
+
+    for asset in (training.anomaly_model, features.training_windows):
+        assert next(iter(asset.specs)).code_version.endswith(f"+{policy.CONFIG_VERSION}")
+    before = policy.config_version()
+    monkeypatch.setenv("MCP_MODEL_DETECTOR__CONTAMINATION", "0.05")
+    assert policy.config_version() != before

@@ -14,7 +14,7 @@ from mcp_training_dagster.settings import Settings
 OWNERS = ["team:ml-platform"]
 
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
-from mcp_training_dagster.defs.policy import RETRAIN_CONDITION  # noqa: E402,F401
+from mcp_training_dagster.defs.policy import CONFIG_VERSION, RETRAIN_CONDITION  # noqa: E402,F401
 
 
 def window_spec(settings: Settings) -> WindowSpec:
@@ -57,7 +57,7 @@ def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) 
     kinds={"pandas", "parquet"},
     owners=OWNERS,
     tags={"stage": "features"},
-    code_version="1",
+    code_version=f"1+{CONFIG_VERSION}",
     automation_condition=RETRAIN_CONDITION,
     check_specs=[
         dg.AssetCheckSpec(

@@ -3,7 +3,7 @@
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
+from mcp_training_dagster.defs.assets.features import CONFIG_VERSION, RETRAIN_CONDITION, window_spec
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.defs.ui import export_links, score_distribution, trained_on
 from mcp_training_dagster.domain.evaluation import EvaluationSet
@@ -67,7 +67,7 @@ def already_trained(context: dg.AssetExecutionContext, models_dir, fingerprint: 
     kinds={"scikitlearn", "joblib"},
     owners=OWNERS,
     tags={"stage": "training"},
-    code_version=TRAINING_CODE_VERSION,
+    code_version=f"{TRAINING_CODE_VERSION}+{CONFIG_VERSION}",
     automation_condition=RETRAIN_CONDITION,
     output_required=False,
     description=(
