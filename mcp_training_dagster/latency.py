@@ -110,6 +110,10 @@ def measure(runs: int, root: Path) -> dict:
             _wait(lambda: _new_model(models, before), 600, proc)
             timings.append(round(time.monotonic() - t0, 1))
             _idle(data / "dagster_home", proc)
+    except Exception:
+        out.flush()
+        sys.stderr.write((root / "up.out").read_text()[-4000:])
+        raise
     finally:
         proc.send_signal(signal.SIGINT)
         try:
