@@ -97,7 +97,7 @@ def browser():
 
     options = Options()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(60)
@@ -123,6 +123,9 @@ def _shot(browser, name: str) -> None:
     folder = os.environ.get("MCP_UI_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + 30  # let the status columns finish loading
+        while "Loading" in browser.find_element("tag name", "body").text and time.monotonic() < deadline:
+            time.sleep(1)
         time.sleep(1.5)
         browser.save_screenshot(str(Path(folder) / f"{name}.png"))
 
@@ -132,7 +135,7 @@ def test_catalog_and_model_page_render_our_assets_and_model_card(webserver, brow
     assert "export_anomalies" in text
     _shot(browser, "catalog")
 
-    _page(browser, f"{webserver}/asset-groups", "anomaly_model")
+    _page(browser, f"{webserver}/asset-groups", "Global asset lineage", "monitoring", "deployment", "ingest")
     _shot(browser, "asset_graph")
 
     model = _page(browser, f"{webserver}/assets/anomaly_model", "score_distribution", "model_card")
