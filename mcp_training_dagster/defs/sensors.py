@@ -44,7 +44,8 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
         dg.RunRequest(
             partition_key=f.name,
             run_key=f"{f.name}:{f.sha256}",
-            tags={"export/sha256": f.sha256, "export/size_bytes": str(f.size)},
+            # Queue ahead of verdict re-scoring runs: a new file is the start of the file-to-model path.
+            tags={"export/sha256": f.sha256, "export/size_bytes": str(f.size), "dagster/priority": "10"},
         )
         for f in scan.ready
     ]
