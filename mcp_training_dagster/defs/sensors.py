@@ -1,5 +1,7 @@
 """Sensors: new export files start ingestion; new validated data retrains through automation."""
 
+import warnings
+
 import dagster as dg
 from mcp_training_dagster.defs.jobs import ingest_job
 from mcp_training_dagster.defs.partitions import export_files
@@ -61,19 +63,21 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
     )
 
 
-retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "retrain_automation_sensor",
-    # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file.
-    target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
-    - dg.AssetSelection.assets("export_windows"),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    # Evaluated in the code server: the retraining policy has a custom condition (drift, defs/policy.py),
-    # which the AssetDaemon cannot deserialise.
-    use_user_code_server=True,
-    minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
-    description=(
-        "Retrains when validated data changes: training windows and evaluation data -> model selection and "
-        "training -> evaluation gates -> registered (and promoted) package -> production model -> every export's "
-        "verdicts re-scored."
-    ),
-)
+with warnings.catch_warnings():  # use_user_code_server is beta in 1.13; the warning would reach every CLI's stderr
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
+        "retrain_automation_sensor",
+        # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file.
+        target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
+        - dg.AssetSelection.assets("export_windows"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        # Evaluated in the code server: the retraining policy has a custom condition (drift, defs/policy.py),
+        # which the AssetDaemon cannot deserialise.
+        use_user_code_server=True,
+        minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
+        description=(
+            "Retrains when validated data changes: training windows and evaluation data -> model selection and "
+            "training -> evaluation gates -> registered (and promoted) package -> production model -> every export's "
+            "verdicts re-scored."
+        ),
+    )
