@@ -5,14 +5,15 @@ so the same definitions run locally and on a distributed deployment.
 """
 
 import dagster as dg
-from mcp_training_dagster.defs.assets import deployment, evaluation, features, incidents, ingest, training
+from mcp_training_dagster.defs.alerts import alert_on_checks_and_freshness, alert_on_run_failure
+from mcp_training_dagster.defs.assets import deployment, drift, evaluation, features, incidents, ingest, training
 from mcp_training_dagster.defs.jobs import ingest_job, production_job, train_job, verdicts_job
 from mcp_training_dagster.defs.resources import build_resources
 from mcp_training_dagster.defs.sensors import export_file_sensor, retrain_automation_sensor
 from mcp_training_dagster.settings import Settings, get_settings
 
 
-STAGES = [ingest, features, training, evaluation, deployment, incidents]
+STAGES = [ingest, features, training, evaluation, deployment, incidents, drift]
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
@@ -36,7 +37,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=dg.load_assets_from_modules(STAGES),
         asset_checks=dg.load_asset_checks_from_modules(STAGES),
         jobs=[ingest_job, train_job, production_job, verdicts_job],
-        sensors=[export_file_sensor, retrain_automation_sensor],
+        sensors=[export_file_sensor, retrain_automation_sensor, alert_on_run_failure, alert_on_checks_and_freshness],
         resources=build_resources(settings),
         executor=executor_for(settings),
     )

@@ -143,7 +143,10 @@ class ModelConfig(_Strict):
 
 # ------------------------------------------------------------------------ training config
 class SensorConfig(_Strict):
-    interval_seconds: int = Field(15, ge=1, le=86400)
+    interval_seconds: int = Field(5, ge=1, le=86400)
+    settled_after_seconds: float | None = Field(
+        2.0, ge=0, description="a file unmodified for this long is complete on the first tick (None: wait a tick)"
+    )
     max_files_per_tick: int = Field(100, ge=1, le=10000)
     max_bytes_hashed_per_tick: int = Field(2_000_000_000, ge=1)
     file_patterns: tuple[str, ...] = ("*.json", "*.zip")
@@ -177,6 +180,38 @@ class RegistryConfig(_Strict):
     auto_promote: bool = Field(True, description="promote a new model when every evaluation gate passes")
 
 
+class AlertsConfig(_Strict):
+    """Where alerts go: always a JSON-lines file; a webhook when a URL is set (its secret is never logged)."""
+
+    file: Path | None = Field(None, description="default <data_dir>/alerts/alerts.jsonl")
+    webhook_url: str | None = Field(None, description="POST each alert as JSON here (e.g. a Slack/Teams/ntfy hook)")
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    retries: int = Field(2, ge=0, le=10, description="extra attempts after the first on 5xx/429/network errors")
+    webserver_base_url: str = Field("http://127.0.0.1:3000", description="prefix of the run links in alerts")
+
+
+class DriftConfig(_Strict):
+    """Drift of a new export against the production model's training baseline (see domain/drift.py)."""
+
+    threshold: float = Field(0.1, gt=0, description="population stability index above which a feature has drifted")
+    flag_share_threshold: float = Field(
+        0.1, gt=0, le=1, description="absolute change in the share of windows the production model flags"
+    )
+    bins: int = Field(10, ge=2, le=100, description="quantile bins of the baseline per feature")
+    min_windows: int = Field(10, ge=1, description="fewer windows with records than this: too few to judge")
+
+
+class FreshnessConfig(_Strict):
+    """Freshness windows shown in the UI (Dagster FreshnessPolicy) and alerted on when they fail."""
+
+    ingest_quiet_hours: float = Field(
+        24.0, ge=1 / 60, description="no export ingested for this long: the exporter or the log service stopped"
+    )
+    verdicts_max_lag_hours: float = Field(
+        1.0, ge=1 / 60, description="an export's verdicts older than this after a new production model"
+    )
+
+
 Deployment = Literal["local", "distributed"]
 
 
@@ -205,6 +240,9 @@ class TrainingConfig(_Strict):
     quarantine: QuarantineConfig = QuarantineConfig()
     input_limits: InputLimitsConfig = InputLimitsConfig()
     registry: RegistryConfig = RegistryConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    drift: DriftConfig = DriftConfig()
+    freshness: FreshnessConfig = FreshnessConfig()
 
     @field_validator("service_timezone")
     @classmethod
@@ -243,6 +281,8 @@ class TrainingConfig(_Strict):
                 self.__dict__[name] = default
         if self.asset_storage is None:
             self.__dict__["asset_storage"] = str(root / "assets")
+        if self.alerts.file is None:
+            self.__dict__["alerts"] = self.alerts.model_copy(update={"file": root / "alerts" / "alerts.jsonl"})
         return self
 
 

@@ -113,6 +113,28 @@ class Progress:
         self.seen_runs: set[str] = set()
         self.versions = set(self.registry.versions())
         self.production = self.registry.production()
+        from mcp_training_dagster.settings import get_settings
+
+        self.alerts_file = get_settings().training.alerts.file  # alerts written by the alert sensors
+        self.alerts_offset = self.alerts_file.stat().st_size if self.alerts_file and self.alerts_file.exists() else 0
+
+    def poll_alerts(self) -> None:
+        """Echo each new alert (one JSON line each) as it is written: the person at the terminal hears it too."""
+        import json
+
+        if not self.alerts_file or not self.alerts_file.exists():
+            return
+        with open(self.alerts_file, "rb") as fh:
+            fh.seek(self.alerts_offset)
+            chunk = fh.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.alerts_offset += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                alert = json.loads(line)
+            except ValueError:
+                continue
+            self.echo(f"{_clock()} ALERT {alert.get('kind')}: {alert.get('what')}")
 
     def poll(self) -> None:
         from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
@@ -141,6 +163,7 @@ class Progress:
                 md = entry.dagster_event.asset_observation_data.asset_observation.metadata
                 if "blocked_because" in md:
                     self.echo(f"{_clock()}   {md['blocked_version'].value} not packaged: {md['blocked_because'].value}")
+        self.poll_alerts()
         versions = set(self.registry.versions())
         for v in sorted(versions - self.versions):
             self.echo(f"{_clock()} registered model {v}")

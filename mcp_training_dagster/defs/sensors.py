@@ -1,5 +1,7 @@
 """Sensors: new export files start ingestion; new validated data retrains through automation."""
 
+import warnings
+
 import dagster as dg
 from mcp_training_dagster.defs.jobs import ingest_job
 from mcp_training_dagster.defs.partitions import export_files
@@ -31,6 +33,7 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
         ignore=tuple(s.ignore_patterns),
         max_files=s.max_files_per_tick,
         max_bytes=s.max_bytes_hashed_per_tick,
+        settled_after_seconds=s.settled_after_seconds,
     )
     if is_remote(where):
         scan = scan_object_landing(where, context.cursor, **budget)
@@ -51,7 +54,8 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
             dg.RunRequest(
                 partition_key=f.name,
                 run_key=f"{f.name}:{fingerprint}",
-                tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size)},
+                # Queue ahead of verdict re-scoring runs: a new file is the start of the file-to-model path.
+                tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size), "dagster/priority": "10"},
             )
         )
     skip = None
@@ -66,17 +70,22 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
     )
 
 
-retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "retrain_automation_sensor",
-    # The fan-in side of the graph and the verdicts; export_windows runs in ingest_job with its file, and
-    # export_incidents (which reads every export as history) on demand and in the CLI's verdicts job.
-    target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment")
-    - dg.AssetSelection.assets("export_windows", "export_incidents"),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
-    description=(
-        "Retrains when validated data changes: training windows and evaluation data -> model selection and "
-        "training -> evaluation gates -> registered (and promoted) package -> production model -> every export's "
-        "verdicts re-scored."
-    ),
-)
+with warnings.catch_warnings():  # use_user_code_server is beta in 1.13; the warning would reach every CLI's stderr
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    retrain_automation_sensor = dg.AutomationConditionSensorDefinition(
+        "retrain_automation_sensor",
+        # The fan-in side of the graph, the verdicts and drift; export_windows runs in ingest_job with its file,
+        # export_incidents (which reads every export as history) on demand and in the CLI's verdicts job.
+        target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
+        - dg.AssetSelection.assets("export_windows", "export_incidents"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        # Evaluated in the code server: the retraining policy has a custom condition (drift, defs/policy.py),
+        # which the AssetDaemon cannot deserialise.
+        use_user_code_server=True,
+        minimum_interval_seconds=max(5, min(30, get_settings().training.sensor.interval_seconds)),
+        description=(
+            "Retrains when validated data changes: training windows and evaluation data -> model selection and "
+            "training -> evaluation gates -> registered (and promoted) package -> production model -> every export's "
+            "verdicts re-scored."
+        ),
+    )

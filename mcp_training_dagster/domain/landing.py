@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,9 +126,17 @@ def scan_landing(
     ignore: tuple[str, ...] = ("*.part", "*.tmp", ".*"),
     max_files: int = 100,
     max_bytes: int = 2_000_000_000,
+    settled_after_seconds: float | None = None,
+    now: float | None = None,
 ) -> ScanResult:
-    """One tick: stat everything (cheap), hash only stable changed files, within the budget."""
+    """One tick: stat everything (cheap), hash only stable changed files, within the budget.
+
+    A new or changed file is stable when its size and mtime are the same as on the previous tick, or,
+    with ``settled_after_seconds``, at once when it was last modified at least that long ago: a writer
+    that is still copying keeps bumping the mtime, and a file renamed in (atomic, final) keeps the mtime
+    of when it was written. That judges a complete export in one tick instead of two."""
     state = load_state(cursor)
+    now = time.time() if now is None else now
     files: dict[str, dict] = state["files"]
     result = ScanResult(state=state)
     if not folder.is_dir():
@@ -164,9 +173,11 @@ def scan_landing(
         if rec is None or rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
             # New or still changing: remember what we saw and look again next tick.
             prev_done = rec.get("done") if rec else None
-            files[name] = {**stat_now, "sha256": None, "done": prev_done}
-            result.waiting.append(name)
-            continue
+            files[name] = rec = {**stat_now, "sha256": None, "done": prev_done}
+            settled = settled_after_seconds is not None and now - st.st_mtime_ns / 1e9 >= settled_after_seconds
+            if not settled:
+                result.waiting.append(name)
+                continue
         if rec.get("sha256") is not None and rec.get("sha256") == rec.get("done"):
             continue  # stable and already ingested
         if budget_files <= 0 or (st.st_size > budget_bytes and budget_bytes != max_bytes):

@@ -27,9 +27,11 @@ ASSET_KEYS = {
     "export_anomalies",
     "export_incidents",
 }
+MONITORING = {"drift_baseline", "export_drift"}  # drift (defs/assets/drift.py), automated, not in train_job
 FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies",
                        "export_incidents"}
-AUTOMATED = FAN_IN | {"export_anomalies"}  # verdicts follow the production model through automation
+AUTOMATED = FAN_IN | {"export_anomalies"} | MONITORING  # verdicts and drift follow the production model
+ASSET_KEYS |= MONITORING
 
 
 def _specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:

@@ -13,9 +13,8 @@ from mcp_training_dagster.settings import Settings
 
 OWNERS = ["team:ml-platform"]
 
-# Retrain when validated data changes, even while some registered file is missing or failed:
-# eager() alone waits for every partition, so one bad file would stop retraining forever.
-RETRAIN_CONDITION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+# The retraining policy (triggers and guards) lives in one place: defs/policy.py.
+from mcp_training_dagster.defs.policy import CONFIG_VERSION, RETRAIN_CONDITION  # noqa: E402,F401
 
 
 def window_spec(settings: Settings) -> WindowSpec:
@@ -58,7 +57,7 @@ def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) 
     kinds={"pandas", "parquet"},
     owners=OWNERS,
     tags={"stage": "features"},
-    code_version="1",
+    code_version=f"1+{CONFIG_VERSION}",
     automation_condition=RETRAIN_CONDITION,
     check_specs=[
         dg.AssetCheckSpec(

@@ -1,5 +1,7 @@
 """Ingest stage, one partition per export file: raw_export -> validated_records + quarantined_records."""
 
+from datetime import timedelta
+
 import pandas as pd
 
 import dagster as dg
@@ -9,6 +11,7 @@ from mcp_training_dagster.domain.exports import ExportFileError, read_export
 from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
 from mcp_training_dagster.domain.object_landing import is_remote, read_landed_export
 from mcp_training_dagster.domain.validation import check_schema, validate_records
+from mcp_training_dagster.settings import get_settings
 
 OWNERS = ["team:ml-platform"]
 
@@ -25,6 +28,9 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
     owners=OWNERS,
     tags={"stage": "ingest"},
     code_version="2",
+    # No export ingested within the window: the exporter or the log service stopped (alerted, see defs/alerts.py).
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=get_settings().training.freshness.ingest_quiet_hours)),
     check_specs=[
         dg.AssetCheckSpec(
             "claimed_count_matches",

@@ -3,8 +3,9 @@
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
+from mcp_training_dagster.defs.assets.features import CONFIG_VERSION, RETRAIN_CONDITION, window_spec
 from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.defs.ui import export_links, score_distribution, trained_on
 from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
@@ -66,7 +67,7 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     kinds={"scikitlearn", "joblib"},
     owners=OWNERS,
     tags={"stage": "training"},
-    code_version=TRAINING_CODE_VERSION,
+    code_version=f"{TRAINING_CODE_VERSION}+{CONFIG_VERSION}",
     automation_condition=RETRAIN_CONDITION,
     output_required=False,
     description=(
@@ -120,6 +121,8 @@ def anomaly_model(
             **{f"eval_{k}": float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")
                if overall.get(k) is not None},
             "model_card": dg.MetadataValue.md(card),
+            "score_distribution": score_distribution(model, training_windows),
+            "trained_on": trained_on(context.instance),
         },
     )
 
@@ -162,7 +165,8 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
     doc["training_info"]["devices"] = list(anomaly_model.devices)
     return dg.Output(
         doc,
-        metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"])},
+        metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"]),
+                  "trained_on": export_links(files)},
     )
 
 

@@ -1,0 +1,143 @@
+"""Alerts: Dagster tells us what failed, ``domain.alerts.AlertWriter`` records it (JSON lines) and posts it.
+
+* ``alert_on_run_failure`` is Dagster's ``@run_failure_sensor`` (what ``make_email_on_run_failure_sensor``
+  and dagster-slack's ``make_slack_on_run_failure_sensor`` are built on), configured to write our alert
+  instead of an email: one alert per failed run, naming the failed steps, the partition and the run link.
+* ``alert_on_checks_and_freshness`` covers what Dagster ships no factory for: failed asset checks
+  (blocking gates, warnings, and drift, which gets ``kind: drift``) and freshness policies turning FAIL
+  (no export ingested, model too old). It reads Dagster's own records (check executions, freshness
+  states) with a cursor, so each event alerts once.
+"""
+
+import json
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.definitions.freshness import FreshnessState
+from mcp_training_dagster.defs.policy import DRIFT_CHECK_KEY
+from mcp_training_dagster.domain.alerts import Alert, AlertWriter, run_url
+from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.settings import Settings
+
+PARTITION_TAG = "dagster/partition"
+CHECK_HISTORY_PER_TICK = 50
+
+
+def writer_for(cfg: Settings) -> AlertWriter:
+    a = cfg.training.alerts
+    assert a.file is not None
+    return AlertWriter(a.file, a.webhook_url, timeout_seconds=a.timeout_seconds, retries=a.retries)
+
+
+def _failed_steps(context: dg.RunFailureSensorContext) -> list[dict]:
+    steps = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        message = ""
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            message = data.user_failure_data.description
+        elif data.error is not None:
+            message = data.error.message.strip()
+        steps.append({"step": event.step_key, "error": message[:2000]})
+    return steps
+
+
+@dg.run_failure_sensor(
+    name="alert_on_run_failure",
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=10,
+    description="Every failed run (ingest, training, verdicts) -> one alert in the alert file and the webhook.",
+)
+def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: PipelineSettings) -> None:
+    cfg = settings.get()
+    run = context.dagster_run
+    steps = _failed_steps(context)
+    assets = sorted({k.to_user_string() for k in (run.asset_selection or [])})
+    failed = ", ".join(s["step"] for s in steps if s["step"]) or "the run"
+    first_error = next((s["error"] for s in steps if s["error"]), context.failure_event.message or "")
+    partition = run.tags.get(PARTITION_TAG)
+    alert = Alert(
+        kind="run_failure", severity="error",
+        what=f"run of {run.job_name}{f' for {partition}' if partition else ''} failed in {failed}: {first_error}"[:1000],
+        asset=steps[0]["step"] if steps else (assets[0] if assets else None),
+        partition=partition, run_id=run.run_id, job=run.job_name,
+        run_url=run_url(cfg.training.alerts.webserver_base_url, run.run_id),
+        details={"failed_steps": steps, "assets": assets, "sensor": run.tags.get("dagster/sensor_name")},
+    )
+    delivery = writer_for(cfg).write(alert)
+    context.log.info(f"alert written ({'posted' if delivery.posted else 'not posted'}): {alert.what[:200]}")
+
+
+def _check_alert(cfg: Settings, instance: dg.DagsterInstance, record) -> Alert:
+    evaluation = record.evaluation
+    run = instance.get_run_by_id(record.run_id) if record.run_id else None
+    key = record.key
+    is_drift = key == DRIFT_CHECK_KEY
+    meta = {k: v.value for k, v in (evaluation.metadata or {}).items()} if evaluation is not None else {}
+    severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
+    partition = (record.partition or (evaluation.partition if evaluation is not None else None)
+                 or (run.tags.get(PARTITION_TAG) if run is not None else None))
+    figures = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float, str, bool)))[:300]
+    description = (evaluation.description if evaluation is not None else None) or figures
+    what = (f"drift in {partition or key.asset_key.to_user_string()}: {description}" if is_drift
+            else f"check {key.asset_key.to_user_string()}/{key.name} failed"
+                 + (f" for {partition}" if partition else "") + (f": {description}" if description else ""))
+    return Alert(
+        kind="drift" if is_drift else "check_failure", severity=severity, what=what[:1000],
+        asset=key.asset_key.to_user_string(), partition=partition, run_id=record.run_id,
+        run_url=run_url(cfg.training.alerts.webserver_base_url, record.run_id),
+        details={"check": key.name, "blocking": bool(evaluation.blocking) if evaluation is not None else None,
+                 "metadata": json.loads(json.dumps(meta, default=str))},
+        job=run.job_name if run is not None else None,
+    )
+
+
+def _freshness_alert(cfg: Settings, key: dg.AssetKey, state: str, updated_at: str) -> Alert:
+    name = key.to_user_string()
+    t = cfg.training
+    if name == "raw_export":
+        what = (f"no export ingested for over {t.freshness.ingest_quiet_hours:g} h from {t.landing_dir}: "
+                "the exporter or the log service may have stopped")
+    elif name in ("anomaly_model", "production_model"):
+        what = f"{name} is older than {t.model_max_age_hours:g} h (model_max_age_hours)"
+    else:
+        what = f"{name} is overdue (freshness {state})"
+    return Alert(kind="freshness", severity="error" if state == "FAIL" else "warning", what=what, asset=name,
+                 details={"state": state, "since": updated_at, "landing_dir": str(t.landing_dir)})
+
+
+@dg.sensor(
+    name="alert_on_checks_and_freshness",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=10,
+    description="Failed asset checks (gates, warnings, drift) and freshness policies turning FAIL -> alerts.",
+)
+def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
+    cfg = settings.get()
+    cursor = json.loads(context.cursor) if context.cursor else {"checks": {}, "fresh": {}}
+    graph = context.repository_def.asset_graph if context.repository_def else None
+    check_keys = sorted(graph.asset_check_keys, key=str) if graph else [DRIFT_CHECK_KEY]
+    fresh_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).freshness_policy is not None] if graph else []
+    writer = writer_for(cfg)
+    storage = context.instance.event_log_storage
+    alerts: list[Alert] = []
+    for key in check_keys:
+        seen = cursor["checks"].get(key.to_user_string(), 0)
+        records = storage.get_asset_check_execution_history(
+            key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
+        new = sorted((r for r in records if r.id > seen), key=lambda r: r.id)
+        alerts += [_check_alert(cfg, context.instance, r) for r in new]
+        if records:
+            cursor["checks"][key.to_user_string()] = max([seen] + [r.id for r in records])
+    states = context.instance.get_freshness_state_records(fresh_keys) if fresh_keys else {}
+    for key, rec in states.items():
+        name, state = key.to_user_string(), rec.freshness_state.value
+        if state == FreshnessState.FAIL.value and cursor["fresh"].get(name) != state:
+            alerts.append(_freshness_alert(cfg, key, state, rec.updated_at.isoformat()))
+        cursor["fresh"][name] = state
+    for alert in alerts:
+        writer.write(alert)
+        context.log.info(f"alert: {alert.what[:200]}")
+    skip = None if alerts else "nothing failed since the last tick"
+    return dg.SensorResult(cursor=json.dumps(cursor, sort_keys=True), skip_reason=skip)

@@ -1,0 +1,120 @@
+"""Monitoring stage: the training baseline of each packaged model and the drift of every export against
+the production model's baseline (a WARN asset check: it alerts and makes retraining due, it blocks nothing)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+import dagster as dg
+from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain.drift import build_baseline, compare
+from mcp_training_dagster.domain.report import markdown_table
+from mcp_training_dagster.domain.training import TrainedModel
+
+OWNERS = ["team:ml-platform"]
+DRIFT_CHECK = "drift_within_threshold"
+
+
+def baseline_path(models_dir: Path, version: str) -> Path:
+    """One small JSON per model version beside the registry: a rollback finds its model's baseline."""
+    return Path(models_dir) / "drift_baselines" / f"{version}.json"
+
+
+@dg.asset(
+    group_name="monitoring",
+    io_manager_key="json_io_manager",
+    kinds={"json"},
+    owners=OWNERS,
+    tags={"stage": "monitoring"},
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "The packaged model's training baseline for drift: per model feature, quantile bin edges and the share of "
+        "training windows (with records) in each bin, plus the share of training windows the model flagged. "
+        "Written to models/drift_baselines/<version>.json, read by export_drift for the production version."
+    ),
+)
+def drift_baseline(
+    settings: PipelineSettings, model_package: dict, anomaly_model: TrainedModel, training_windows: pd.DataFrame
+) -> dg.Output[dict]:
+    cfg = settings.get()
+    if model_package.get("version") != anomaly_model.version:
+        raise dg.Failure(description=f"package {model_package.get('version')} is not model {anomaly_model.version}",
+                         allow_retries=False)
+    baseline = build_baseline(training_windows, anomaly_model.feature_names, flag_rate=anomaly_model.training_flag_rate,
+                              version=anomaly_model.version, bins=cfg.training.drift.bins)
+    path = baseline_path(cfg.models_dir, anomaly_model.version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(baseline, indent=1))
+    tmp.replace(path)
+    means = pd.DataFrame([{"feature": k, "mean": v["mean"], "bins": len(v["shares"])} for k, v in baseline["features"].items()])
+    return dg.Output(baseline, metadata={
+        "version": anomaly_model.version, "windows_with_records": baseline["windows"],
+        "training_flag_rate": baseline["flag_rate"], "path": dg.MetadataValue.path(str(path)),
+        "features": dg.MetadataValue.md(markdown_table(means, digits=4)),
+    })
+
+
+@dg.asset(
+    partitions_def=export_files,
+    deps=["drift_baseline"],
+    group_name="monitoring",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    tags={"stage": "monitoring"},
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[dg.AssetCheckSpec(
+        DRIFT_CHECK, asset="export_drift", blocking=False,
+        description="no model feature with PSI above drift.threshold and the flagged share within "
+                    "drift.flag_share_threshold of training (WARN: alerts and makes retraining due)",
+    )],
+    description="This export's drift against the production model's training baseline: PSI and KS per feature on "
+                "the windows with records, and the change in the share of windows the production model flags.",
+)
+def export_drift(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    export_windows: pd.DataFrame,
+    export_anomalies: pd.DataFrame,
+    production_model: dict,
+):
+    d = settings.get().training.drift
+    version = production_model["version"]
+    path = baseline_path(settings.get().models_dir, version)
+    if not path.exists():
+        context.log.warning(f"no drift baseline for production model {version} ({path}); drift not judged")
+        yield dg.Output(pd.DataFrame(columns=["feature", "psi", "ks", "baseline_mean", "export_mean", "drifted"]),
+                        metadata={"production_version": version, "judged": False})
+        yield dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                  description=f"no baseline for production model {version}", metadata={"judged": False})
+        return
+    baseline = json.loads(path.read_text())
+    flagged = export_anomalies["is_anomaly"] if "is_anomaly" in export_anomalies.columns else pd.Series(dtype=bool)
+    flag_rate = float(flagged.mean()) if len(flagged) else None
+    report = compare(export_windows, baseline, flag_rate=flag_rate, threshold=d.threshold,
+                     flag_share_threshold=d.flag_share_threshold, min_windows=d.min_windows)
+    context.log.info(f"drift vs {version}: {report.summary()}")
+    figures = {
+        "production_version": version,
+        "judged": report.enough,
+        "windows_with_records": report.windows,
+        "max_psi": report.max_psi,
+        "drifted_features": dg.MetadataValue.json(report.drifted),
+        "flag_rate": flag_rate if flag_rate is not None else 0.0,
+        "baseline_flag_rate": report.baseline_flag_rate,
+        "flag_share_change": report.flag_share_change or 0.0,
+        "threshold": d.threshold,
+    }
+    yield dg.Output(report.table, metadata={
+        **figures, "dagster/row_count": len(report.table),
+        "drift": dg.MetadataValue.md(f"**{report.summary()}**\n\n" + markdown_table(report.table, digits=4)),
+    })
+    yield dg.AssetCheckResult(
+        check_name=DRIFT_CHECK, passed=report.passed, severity=dg.AssetCheckSeverity.WARN,
+        description=report.summary(),
+        metadata={**figures, "psi_by_feature": dg.MetadataValue.json(dict(zip(report.table["feature"], report.table["psi"])))},
+    )

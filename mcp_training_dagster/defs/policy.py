@@ -1,0 +1,111 @@
+"""THE retraining policy, in one place. Every fan-in asset (training_windows, evaluation_dataset,
+anomaly_model, agent_model) carries ``RETRAIN_CONDITION``; ``retrain_automation_sensor`` evaluates it.
+
+Retrain when ANY trigger fired since the asset was last requested or materialised ...
+
+    new_data      a validated export was added or changed (or the asset is newly missing)
+    drift         an export's drift check (export_drift/drift_within_threshold) failed after the last training
+    code_changed  the asset's code_version changed: training code, or the model config (its hash is part of it)
+    too_old       production_model's FreshnessPolicy (training.model_max_age_hours) went to FAIL
+
+... and ONLY when every guard holds:
+
+    no ingest or upstream run in progress   debounce: a burst of files is one training once the burst is ingested
+    not already in progress                 never two trainings at once
+    every blocking check on its inputs passed   never train on data a blocking check refused
+
+All built from Dagster's own ``AutomationCondition`` operands except two small custom ones, ``drift`` and
+``too_old``: Dagster has no operand for "a check / the freshness of an asset outside my dependencies".
+"""
+
+import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+def config_version() -> str:
+    """Short hash of the model config (config/model_config.yaml + MCP_MODEL_*): part of the fan-in assets'
+    code_version, so editing the config is a code change to Dagster (``code_changed`` retrains, the UI
+    shows the assets as unsynced)."""
+    import hashlib
+
+    from mcp_training_dagster.settings import get_settings
+
+    return hashlib.sha256(get_settings().model.model_dump_json().encode()).hexdigest()[:8]
+
+
+CONFIG_VERSION = config_version()
+
+DRIFT_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("export_drift"), "drift_within_threshold")
+PRODUCTION = dg.AssetKey("production_model")
+
+
+class DriftDetected(dg.AutomationCondition):
+    """True when a drift check failed after this asset's last planned or recorded materialisation.
+
+    "Planned" counts: once a training run has been created for the asset the drift is handled, whether
+    or not that run produces a new model (identical inputs produce none), so drift never loops."""
+
+    @property
+    def name(self) -> str:
+        return "drift_detected"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        instance = context.asset_graph_view.instance
+        drifted = latest_drift_failure(instance) > handled_at(instance, context.key)
+        true_subset = context.candidate_subset if drifted else context.get_empty_subset()
+        return dg.AutomationResult(context=context, true_subset=true_subset)
+
+
+def handled_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
+    """When a run was last created for ``key`` or it last materialised (0 if never)."""
+    handled = 0.0
+    planned = instance.get_latest_planned_materialization_info(key)
+    if planned is not None:
+        run = instance.get_run_record_by_id(planned.run_id)
+        if run is not None:
+            handled = run.create_timestamp.timestamp()
+    latest = instance.get_latest_materialization_event(key)
+    if latest is not None:
+        handled = max(handled, latest.timestamp)
+    return handled
+
+
+def latest_drift_failure(instance: dg.DagsterInstance, lookback: int = 50) -> float:
+    """Time of the newest failed drift evaluation among the last ``lookback`` (0 if none)."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        DRIFT_CHECK_KEY, limit=lookback, status={AssetCheckExecutionRecordStatus.FAILED})
+    return max((r.event.timestamp for r in records if r.event is not None), default=0.0)
+
+
+class ProductionTooOld(dg.AutomationCondition):
+    """True while production_model's FreshnessPolicy (training.model_max_age_hours) is FAIL, as the
+    FreshnessDaemon last recorded it. The policy stays on production_model (the health a user watches);
+    Dagster's ``freshness_failed()`` only reads the target's own policy, hence this small operand."""
+
+    @property
+    def name(self) -> str:
+        return "production_too_old"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        records = context.asset_graph_view.instance.get_freshness_state_records([PRODUCTION])
+        record = records.get(PRODUCTION)
+        failed = record is not None and record.freshness_state == FreshnessState.FAIL
+        true_subset = context.candidate_subset if failed else context.get_empty_subset()
+        return dg.AutomationResult(context=context, true_subset=true_subset)
+
+
+AC = dg.AutomationCondition
+
+NEW_DATA = (AC.newly_missing() | AC.any_deps_updated()).with_label("new_data")
+DRIFT = DriftDetected()
+CODE_CHANGED = AC.code_version_changed().with_label("code_changed")
+TOO_OLD = ProductionTooOld().newly_true().with_label("too_old")
+
+TRIGGERS = (NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD).since_last_handled().with_label("retraining_due")
+GUARDS = (
+    ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+    & AC.all_deps_blocking_checks_passed()
+).with_label("safe_to_train")
+
+RETRAIN_CONDITION = (AC.in_latest_time_window() & TRIGGERS & GUARDS).with_label("retrain_policy")

@@ -1,0 +1,41 @@
+"""What a person sees on a materialisation in the UI: figures and links, built here so the assets stay lean."""
+
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+import dagster as dg
+from mcp_training_dagster.domain.plots import markdown_image, score_histogram
+from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.settings import get_settings
+
+
+def score_distribution(model: TrainedModel, windows: pd.DataFrame) -> dg.MetadataValue:
+    """The training windows' scores as a histogram PNG with the threshold drawn on it (Markdown)."""
+    scores = np.asarray(model.score(windows), dtype=np.float64) if len(windows) else np.zeros(0)
+    flagged = int((scores > model.threshold).sum())
+    png = score_histogram(scores, model.threshold)
+    return dg.MetadataValue.md(
+        f"{markdown_image(png, 'score distribution of the training windows')}\n\n"
+        f"Scores of {len(scores)} training windows (log-scaled counts); red line: threshold "
+        f"{model.threshold:.4f}; {flagged} windows above it (orange) = {flagged / max(len(scores), 1):.2%}."
+    )
+
+
+def partition_url(asset: str, partition: str) -> str:
+    base = get_settings().training.alerts.webserver_base_url.rstrip("/")
+    return f"{base}/assets/{asset}?view=partitions&partition={quote(partition, safe='')}"
+
+
+def export_links(files: list[str]) -> dg.MetadataValue:
+    """The export files a model was trained on, each linked to its partition in the UI."""
+    rows = "\n".join(f"- [{f}]({partition_url('validated_records', f)})" for f in files) or "_none_"
+    return dg.MetadataValue.md(f"Trained on {len(files)} export(s):\n\n{rows}")
+
+
+def trained_on(instance: dg.DagsterInstance) -> dg.MetadataValue:
+    """Links to the exports behind the newest training windows (from training_windows' own record: lineage)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("training_windows"))
+    entry = event.asset_materialization.metadata.get("exports_in_horizon") if event and event.asset_materialization else None
+    return export_links(list(entry.value) if entry is not None else [])

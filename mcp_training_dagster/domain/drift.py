@@ -1,0 +1,138 @@
+"""Drift of a new export against the production model's training baseline.
+
+The baseline is a small summary of the training windows a model was fitted on (per feature: quantile
+bin edges and the share of windows in each bin, plus the share of windows the model itself flagged),
+stored once per model version. A new export's windows are compared with it per feature by the
+population stability index (PSI) and the two-sample Kolmogorov-Smirnov statistic against the binned
+baseline, and by the change in the share of windows the production model flags. Only windows with
+records count: the silent device windows a quiet router produces by design would otherwise dominate.
+
+PSI = sum((a - e) * ln(a / e)) over bins, a/e the export's/baseline's shares (floored at 1e-4).
+Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift; the threshold is
+``drift.threshold`` in config/training_config.yaml (0.1, the previous system's ``drift_threshold``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EPS = 1e-4
+RECORDS_COLUMN = "n_records"
+
+
+def drift_features(feature_names: tuple[str, ...] | list[str]) -> list[str]:
+    """The model's features minus the window-kind indicators (the mix of kinds is not a behaviour)."""
+    return [f for f in feature_names if not f.startswith("kind_")]
+
+
+def with_records(windows: pd.DataFrame) -> pd.DataFrame:
+    if RECORDS_COLUMN not in windows.columns:
+        return windows
+    return windows[windows[RECORDS_COLUMN] > 0]
+
+
+def _edges(values: np.ndarray, bins: int) -> list[float]:
+    """Inner quantile edges; count features are zero-inflated, so duplicates collapse to fewer bins."""
+    if values.size == 0:
+        return []
+    qs = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    return sorted({float(q) for q in qs})
+
+
+def _shares(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
+    counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def build_baseline(
+    windows: pd.DataFrame, feature_names: list[str] | tuple[str, ...], *, flag_rate: float, version: str, bins: int = 10
+) -> dict[str, Any]:
+    """The training baseline of one model: a few hundred numbers, JSON-ready."""
+    w = with_records(windows)
+    features = {}
+    for name in drift_features(feature_names):
+        values = w[name].to_numpy(dtype=np.float64)
+        edges = _edges(values, bins)
+        features[name] = {
+            "edges": edges,
+            "shares": [round(float(s), 6) for s in _shares(values, edges)],
+            "mean": float(values.mean()) if values.size else 0.0,
+        }
+    return {"version": version, "windows": int(len(w)), "flag_rate": float(flag_rate), "features": features}
+
+
+@dataclass
+class DriftReport:
+    """Figures for one export; ``table`` has one row per feature, worst first."""
+
+    windows: int
+    table: pd.DataFrame
+    flag_rate: float | None
+    baseline_flag_rate: float
+    threshold: float
+    flag_share_threshold: float
+    enough: bool
+    drifted: list[str] = field(default_factory=list)
+
+    @property
+    def flag_share_change(self) -> float | None:
+        return None if self.flag_rate is None else abs(self.flag_rate - self.baseline_flag_rate)
+
+    @property
+    def flag_share_drifted(self) -> bool:
+        change = self.flag_share_change
+        return change is not None and change > self.flag_share_threshold
+
+    @property
+    def max_psi(self) -> float:
+        return float(self.table["psi"].max()) if len(self.table) else 0.0
+
+    @property
+    def passed(self) -> bool:
+        """No feature above the threshold and the flagged share within its band (or too few windows to judge)."""
+        return not self.enough or (not self.drifted and not self.flag_share_drifted)
+
+    def summary(self) -> str:
+        if not self.enough:
+            return f"{self.windows} windows with records: too few to judge drift"
+        moved = ", ".join(f"{f} (PSI {p:.2f})" for f, p in zip(self.table["feature"], self.table["psi"]) if f in self.drifted)
+        parts = [f"features drifted: {moved}" if moved else f"no feature above PSI {self.threshold:g} (max {self.max_psi:.3f})"]
+        if self.flag_share_change is not None:
+            parts.append(f"flagged share {self.flag_rate:.3f} vs {self.baseline_flag_rate:.3f} at training"
+                         + (" (drifted)" if self.flag_share_drifted else ""))
+        return "; ".join(parts)
+
+
+def compare(
+    windows: pd.DataFrame,
+    baseline: dict[str, Any],
+    *,
+    flag_rate: float | None,
+    threshold: float,
+    flag_share_threshold: float,
+    min_windows: int,
+) -> DriftReport:
+    """PSI and KS per baseline feature for the export's windows with records."""
+    w = with_records(windows)
+    rows = []
+    for name, base in baseline["features"].items():
+        edges = base["edges"]
+        expected = np.maximum(np.asarray(base["shares"], dtype=np.float64), EPS)
+        values = w[name].to_numpy(dtype=np.float64) if name in w.columns else np.zeros(0)
+        actual = np.maximum(_shares(values, edges), EPS) if values.size else expected
+        psi = float(np.sum((actual - expected) * np.log(actual / expected)))
+        ks = float(np.max(np.abs(np.cumsum(actual / actual.sum()) - np.cumsum(expected / expected.sum()))))
+        rows.append({"feature": name, "psi": round(psi, 4), "ks": round(ks, 4), "baseline_mean": round(base["mean"], 4),
+                     "export_mean": round(float(values.mean()), 4) if values.size else 0.0})
+    table = pd.DataFrame(rows, columns=["feature", "psi", "ks", "baseline_mean", "export_mean"])
+    table = table.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+    enough = len(w) >= min_windows
+    drifted = table.loc[table["psi"] > threshold, "feature"].tolist() if enough else []
+    table["drifted"] = table["feature"].isin(drifted)
+    return DriftReport(windows=int(len(w)), table=table, flag_rate=flag_rate, baseline_flag_rate=float(baseline["flag_rate"]),
+                       threshold=threshold, flag_share_threshold=flag_share_threshold, enough=enough, drifted=drifted)

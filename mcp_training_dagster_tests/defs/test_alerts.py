@@ -1,0 +1,95 @@
+"""Break an export, a training and a freshness window on purpose; find each alert in the alert file and at a
+webhook receiver on 127.0.0.1. The sensors are Dagster's (run_failure_sensor, a cursor sensor), called as the
+daemon would call them."""
+
+import json
+import time
+
+import pytest
+
+import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from mcp_training_dagster.domain.alerts import read_alerts
+from mcp_training_dagster.settings import get_settings
+from mcp_training_dagster_tests.conftest import SYSTEM_35
+from mcp_training_dagster_tests.defs.conftest import run_ingest
+from mcp_training_dagster_tests.webhook import webhook_receiver
+
+
+@pytest.fixture
+def hook(data_dir, monkeypatch):
+    with webhook_receiver() as receiver:
+        monkeypatch.setenv("MCP_TRAINING_ALERTS__WEBHOOK_URL", receiver.url)
+        yield receiver
+
+
+def _on_failure(defs, instance, result: dg.ExecuteInProcessResult) -> None:
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_run_failure", dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance, dagster_run=result.dagster_run, resources={"settings": defs.resources["settings"]},
+    )
+    sensor(ctx.for_run_failure())
+
+
+def _tick(defs, instance, cursor=None) -> dg.SensorResult:
+    sensor = defs.resolve_sensor_def("alert_on_checks_and_freshness")
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                  resources={"settings": defs.resources["settings"]})
+    return sensor(ctx)
+
+
+def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, landing, caplog):
+    alerts_file = get_settings().training.alerts.file
+    assert alerts_file is not None and str(alerts_file).startswith(str(landing.parent))
+
+    # 1. A broken export: not JSON -> its ingest run fails -> run-failure alert naming file, step and error.
+    (landing / "broken.json").write_text('{"export_metadata": {}, "data": [')
+    failed = run_ingest(defs, instance, "broken.json", raise_on_error=False)
+    assert not failed.success
+    _on_failure(defs, instance, failed)
+
+    # 2. An export whose claimed count lies: a failed (warn) check -> check alert for that partition.
+    doc = json.loads(SYSTEM_35.read_text())
+    doc["export_metadata"]["total_records"] = 999
+    (landing / "liar.json").write_text(json.dumps(doc))
+    assert run_ingest(defs, instance, "liar.json").success
+    first = _tick(defs, instance)
+
+    # 3. A training that cannot succeed (more windows required than exist) -> run-failure alert for train_job.
+    import os
+    os.environ["MCP_MODEL_TRAINING__MIN_TRAINING_WINDOWS"] = "100000000"
+    try:
+        train = defs.resolve_job_def("train_job").execute_in_process(instance=instance, raise_on_error=False)
+    finally:
+        del os.environ["MCP_MODEL_TRAINING__MIN_TRAINING_WINDOWS"]
+    assert not train.success
+    _on_failure(defs, instance, train)
+
+    # 4. The ingest freshness window fails, as the FreshnessDaemon reports it -> freshness alert naming the folder.
+    instance.report_runless_asset_event(FreshnessStateChange(
+        key=dg.AssetKey("raw_export"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL,
+        state_change_timestamp=time.time()))
+    second = _tick(defs, instance, first.cursor)
+    third = _tick(defs, instance, second.cursor)
+    assert third.skip_reason, "each event alerts once"
+
+    alerts = read_alerts(alerts_file)
+    by_kind = {}
+    for a in alerts:
+        by_kind.setdefault(a["kind"], []).append(a)
+    export_failure = next(a for a in by_kind["run_failure"] if a["partition"] == "broken.json")
+    assert export_failure["job"] == "ingest_job" and "truncated JSON" in export_failure["what"]
+    assert export_failure["run_url"] == f"http://127.0.0.1:3000/runs/{failed.run_id}"
+    training_failure = next(a for a in by_kind["run_failure"] if a["job"] == "train_job")
+    assert training_failure["run_id"] == train.run_id and "anomaly_model" in training_failure["what"]
+    check = next(a for a in by_kind["check_failure"] if a["partition"] == "liar.json")
+    assert check["asset"] == "raw_export" and check["details"]["check"] == "claimed_count_matches"
+    assert check["severity"] == "warning"
+    fresh = by_kind["freshness"]
+    assert len(fresh) == 1 and str(landing) in fresh[0]["what"] and "stopped" in fresh[0]["what"]
+
+    # Every alert reached the webhook too, identical to the file; the secret never appears in the logs.
+    assert hook.alerts == alerts
+    assert all(r["path"].endswith("SECRET-TOKEN") for r in hook.requests)
+    assert "SECRET-TOKEN" not in caplog.text

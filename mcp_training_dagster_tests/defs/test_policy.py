@@ -1,0 +1,124 @@
+"""The retraining policy (defs/policy.py), one trigger at a time, evaluated by Dagster's own evaluator.
+
+One story on the real samples: train on the hostapd export, then a router whose logs look nothing like it
+(the system export) arrives. Each step evaluates the automation conditions as the daemon's
+retrain_automation_sensor would and asserts what a user would see: a training requested, or not."""
+
+import time
+
+
+import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35, copy_sample
+from mcp_training_dagster_tests.defs.conftest import materializations, md, run_ingest
+
+MODEL = dg.AssetKey("anomaly_model")
+FAN_IN = ("training_windows", "evaluation_dataset", "anomaly_model", "agent_model")
+
+
+def _evaluate(defs, instance, cursor):
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+
+def _run(defs, instance, assets, partition=None) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(a) for a in assets],
+                                  partition_key=partition)
+
+
+def _with_code_version(defs: dg.Definitions, key: dg.AssetKey, version: str) -> dg.Definitions:
+    """The same definitions after someone changed the training code (bumped its code_version)."""
+    assets = [
+        a.map_asset_specs(lambda s: s.replace_attributes(code_version=version) if s.key == key else s)
+        if isinstance(a, dg.AssetsDefinition) and key in a.keys else a
+        for a in defs.assets
+    ]
+    return dg.Definitions(assets=assets, asset_checks=defs.asset_checks, jobs=defs.jobs, sensors=defs.sensors,
+                          resources=defs.resources, executor=defs.executor)
+
+
+def test_every_fan_in_asset_has_the_one_policy(defs):
+    for name in FAN_IN:
+        assert defs.resolve_assets_def(name).automation_conditions_by_key[dg.AssetKey(name)] is RETRAIN_CONDITION
+
+
+def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(defs, instance, landing, monkeypatch):
+    monkeypatch.setenv("MCP_TRAINING_DRIFT__MIN_WINDOWS", "1")  # the system export has few windows
+    cursor = _evaluate(defs, instance, None).cursor
+
+    # new_data: a validated export requests the whole fan-in, once.
+    copy_sample(HOSTAPD_1824.name, landing)
+    assert run_ingest(defs, instance, HOSTAPD_1824.name).success
+    result = _evaluate(defs, instance, cursor)
+    assert result.get_num_requested(MODEL) == 1
+    assert defs.resolve_job_def("train_job").execute_in_process(instance=instance).success
+    assert _run(defs, instance, ["drift_baseline"]).success
+    result = _evaluate(defs, instance, result.cursor)
+    assert result.get_num_requested(MODEL) == 0, "handled: nothing new, nothing requested"
+
+    # The export the model was trained on does not drift from its own baseline.
+    same = _run(defs, instance, ["export_anomalies", "export_drift"], HOSTAPD_1824.name)
+    [check] = same.get_asset_check_evaluations()
+    assert check.passed and md(materializations(same, "export_drift")[0])["max_psi"] < 0.1
+
+    # drift: another router's export, no training triggered by its data yet (the cursor handled it) ...
+    copy_sample(SYSTEM_35.name, landing)
+    assert run_ingest(defs, instance, SYSTEM_35.name).success
+    cursor = _evaluate(defs, instance, result.cursor).cursor  # new_data fires here; pretend it was handled
+    result = _evaluate(defs, instance, dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor)
+    assert result.get_num_requested(MODEL) == 0
+    drifted = _run(defs, instance, ["export_anomalies", "export_drift"], SYSTEM_35.name)
+    [check] = drifted.get_asset_check_evaluations()
+    figures = md(materializations(drifted, "export_drift")[0])
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert figures["drifted_features"] and figures["max_psi"] > 0.1, "which features moved, by how much"
+    assert drifted.success, "a WARN check alerts, it fails nothing"
+    # ... makes retraining due on the next evaluation,
+    result = _evaluate(defs, instance, result.cursor)
+    assert result.get_num_requested(MODEL) == 1
+    # ... and once a training run was created for it, drift is handled (no loop even if no new model comes out).
+    assert defs.resolve_job_def("train_job").execute_in_process(instance=instance).success
+    _run(defs, instance, ["drift_baseline"])
+    result = _evaluate(defs, instance, result.cursor)
+    assert result.get_num_requested(MODEL) == 0
+
+    # too_old: the production model's FreshnessPolicy (model_max_age_hours) turns FAIL, as the FreshnessDaemon reports it.
+    instance.report_runless_asset_event(FreshnessStateChange(
+        key=dg.AssetKey("production_model"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL, state_change_timestamp=time.time()))
+    result = _evaluate(defs, instance, result.cursor)
+    assert result.get_num_requested(MODEL) == 1
+    result = _evaluate(defs, instance, result.cursor)
+    assert result.get_num_requested(MODEL) == 0, "requested once, not on every tick while it stays FAIL"
+
+    # code_changed: the training code's code_version changes.
+    changed = _with_code_version(defs, MODEL, "changed-for-test")
+    calm = _evaluate(defs, instance, None)
+    result = _evaluate(changed, instance, calm.cursor)
+    assert result.get_num_requested(MODEL) == 1
+
+
+def test_the_daemon_path_evaluates_the_custom_drift_condition(defs, instance, landing):
+    """The policy holds a custom condition, which the AssetDaemon cannot deserialise (it silently evaluates
+    nothing): the retrain sensor must run it in the code server. Ticked here as the sensor daemon would."""
+    assert not RETRAIN_CONDITION.is_serializable
+    sensor = defs.resolve_sensor_def("retrain_automation_sensor")
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    copy_sample(HOSTAPD_1824.name, landing)
+    assert run_ingest(defs, instance, HOSTAPD_1824.name).success
+    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+    requested = {k.to_user_string() for r in second.run_requests for k in (r.asset_selection or [])}
+    assert {"training_windows", "anomaly_model", "model_package", "drift_baseline"} <= requested
+
+
+def test_a_model_config_change_is_a_code_version_change(data_dir, monkeypatch):
+    """Editing config/model_config.yaml (here through its MCP_MODEL_* override) changes the fan-in assets'
+    code_version when the code location reloads, which is what ``code_changed`` retrains on."""
+    from mcp_training_dagster.defs import policy
+    from mcp_training_dagster.defs.assets import features, training
+
+    for asset in (training.anomaly_model, features.training_windows):
+        assert next(iter(asset.specs)).code_version.endswith(f"+{policy.CONFIG_VERSION}")
+    before = policy.config_version()
+    monkeypatch.setenv("MCP_MODEL_DETECTOR__CONTAMINATION", "0.05")
+    assert policy.config_version() != before
