@@ -1,4 +1,4 @@
-"""File-to-model latency as a user sees it: ``python -m mcp_training_dagster.latency [--runs N]``.
+"""File-to-model latency as a user sees it: ``python -m benchmarks.latency [--runs N]``.
 
 Starts ``mcp-training up`` (real ``dagster dev``, shipped defaults) on a fresh data folder, waits until the
 sample exports have become the first registered package, then, per run, writes a real-sized export (the
