@@ -33,12 +33,11 @@ def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSe
         ignore=tuple(s.ignore_patterns),
         max_files=s.max_files_per_tick,
         max_bytes=s.max_bytes_hashed_per_tick,
-        settled_after_seconds=s.settled_after_seconds,
     )
-    if is_remote(where):
+    if is_remote(where):  # objects are stable after two unchanged listings (size and ETag)
         scan = scan_object_landing(where, context.cursor, **budget)
-    else:
-        scan = scan_landing(cfg.landing_dir, context.cursor, **budget)
+    else:  # a local file unmodified for settled_after_seconds (e.g. renamed in) is ready on its first tick
+        scan = scan_landing(cfg.landing_dir, context.cursor, settled_after_seconds=s.settled_after_seconds, **budget)
     for name, why in scan.skipped.items():
         context.log.warning(f"{name}: {why}")
     known = set(context.instance.get_dynamic_partitions(export_files.name))  # one query per tick

@@ -164,8 +164,11 @@ def export_anomalies(
     validated_records: pd.DataFrame,
     production_model: dict,
 ) -> dg.Output[pd.DataFrame]:
-    prod = load_production(production_model["location"], production_model["version"])
-    assert prod is not None  # a version was named
+    # The input is the edge that re-scores every export when production changes; the scoring uses production
+    # as it is now, so a run that raced a promotion (input loaded just before it) is not left stale.
+    prod = load_production(production_model["location"])
+    if prod is None:
+        raise dg.Failure(description="no production model", allow_retries=False)
     table = prod.score_table(export_windows)
     names = router_names(validated_records)
     table.insert(0, "router", table["device_id"].map(names).fillna(table["device_id"]).astype("str"))
