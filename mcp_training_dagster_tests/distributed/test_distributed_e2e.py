@@ -176,7 +176,8 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         # Every asset's objects are in the bucket.
         from mcp_training_dagster.definitions import defs
 
-        all_assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+        # export_incidents reads every export as history: materialised on demand, not by automation.
+        all_assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} - {"export_incidents"}
         assert materialized == all_assets
         for key in sorted(all_assets):
             assert fs.glob(f"{bucket}/fleet/assets/{key}*"), f"no object for {key} in s3://{bucket}/fleet/assets/"

@@ -111,7 +111,6 @@ def model_package(
 
 
 @dg.asset(
-    deps=["model_package"],
     group_name="deployment",
     io_manager_key="json_io_manager",
     kinds={"json"},
@@ -126,7 +125,10 @@ def model_package(
         "production model's, so blocked retrains show here as an ageing model."
     ),
 )
-def production_model(settings: PipelineSettings) -> dg.Output[dict]:
+def production_model(settings: PipelineSettings, model_package: dict) -> dg.Output[dict]:
+    # model_package is an input, not only an edge: when a retrain is blocked or has nothing new to train,
+    # model_package yields nothing, so production_model is skipped too and no export is re-scored for nothing.
+    del model_package  # production is read from the registry (also after `models promote|rollback`)
     cfg = settings.get()
     location = cfg.models_location
     prod = load_production(location)

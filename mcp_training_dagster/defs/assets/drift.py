@@ -43,7 +43,10 @@ def drift_baseline(
     if model_package.get("version") != anomaly_model.version:
         raise dg.Failure(description=f"package {model_package.get('version')} is not model {anomaly_model.version}",
                          allow_retries=False)
-    baseline = build_baseline(training_windows, anomaly_model.feature_names, flag_rate=anomaly_model.training_flag_rate,
+    # The flagged share as the verdicts compute it (the same scorer export_anomalies uses), so the export's
+    # share and the baseline's are comparable.
+    flagged = anomaly_model.score_table(training_windows)["is_anomaly"]
+    baseline = build_baseline(training_windows, anomaly_model.feature_names, flag_rate=float(flagged.mean()) if len(flagged) else 0.0,
                               version=anomaly_model.version, bins=cfg.training.drift.bins)
     path = baseline_path(cfg.models_dir, anomaly_model.version)
     path.parent.mkdir(parents=True, exist_ok=True)
