@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 import dagster as dg
+from upath import UPath
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.drift import build_baseline, compare
@@ -17,9 +18,10 @@ OWNERS = ["team:ml-platform"]
 DRIFT_CHECK = "drift_within_threshold"
 
 
-def baseline_path(models_dir: Path, version: str) -> Path:
+def baseline_path(models_location: str | Path, version: str) -> UPath:
     """One small JSON per model version beside the registry: a rollback finds its model's baseline."""
-    return Path(models_dir) / "drift_baselines" / f"{version}.json"
+    """Beside the registry: a local folder, or the object-store prefix of the distributed deployment."""
+    return UPath(str(models_location)) / "drift_baselines" / f"{version}.json"
 
 
 @dg.asset(
@@ -48,11 +50,15 @@ def drift_baseline(
     flagged = anomaly_model.score_table(training_windows)["is_anomaly"]
     baseline = build_baseline(training_windows, anomaly_model.feature_names, flag_rate=float(flagged.mean()) if len(flagged) else 0.0,
                               version=anomaly_model.version, bins=cfg.training.drift.bins)
-    path = baseline_path(cfg.models_dir, anomaly_model.version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(baseline, indent=1))
-    tmp.replace(path)
+    path = baseline_path(cfg.models_location, anomaly_model.version)
+    text = json.dumps(baseline, indent=1)
+    if "://" in str(cfg.models_location):  # an object-store PUT is atomic
+        path.write_text(text)
+    else:  # a local folder: write aside, then rename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
     means = pd.DataFrame([{"feature": k, "mean": v["mean"], "bins": len(v["shares"])} for k, v in baseline["features"].items()])
     return dg.Output(baseline, metadata={
         "version": anomaly_model.version, "windows_with_records": baseline["windows"],
@@ -87,7 +93,7 @@ def export_drift(
 ):
     d = settings.get().training.drift
     version = production_model["version"]
-    path = baseline_path(settings.get().models_dir, version)
+    path = baseline_path(settings.get().models_location, version)
     if not path.exists():
         context.log.warning(f"no drift baseline for production model {version} ({path}); drift not judged")
         yield dg.Output(pd.DataFrame(columns=["feature", "psi", "ks", "baseline_mean", "export_mean", "drifted"]),
