@@ -18,6 +18,8 @@ All built from Dagster's own ``AutomationCondition`` operands except two small c
 ``too_old``: Dagster has no operand for "a check / the freshness of an asset outside my dependencies".
 """
 
+import time
+
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -60,12 +62,15 @@ class DriftDetected(dg.AutomationCondition):
 
 
 def handled_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
-    """When a run was last created for ``key`` or it last materialised (0 if never)."""
+    """When a run was last created for ``key`` or it last materialised (0 if never); "now" while that run is
+    still queued or running: its new model will be measured for drift again, so drift seen meanwhile waits."""
     handled = 0.0
     planned = instance.get_latest_planned_materialization_info(key)
     if planned is not None:
         run = instance.get_run_record_by_id(planned.run_id)
         if run is not None:
+            if not run.dagster_run.is_finished:
+                return time.time()
             handled = run.create_timestamp.timestamp()
     return max(handled, changed_at(instance, key))
 
