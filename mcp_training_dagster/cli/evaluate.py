@@ -92,7 +92,8 @@ def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path,
     from mcp_training_dagster.domain.features import WindowSpec
     from mcp_training_dagster.domain.incidents import build_incidents, incidents_to_json
     from mcp_training_dagster.domain.independent_eval import load_records
-    from mcp_training_dagster.domain.packaging import PackageError, load_package
+    from mcp_training_dagster.domain.package_check import load_package
+    from mcp_training_dagster.domain.packaging import PackageError
     from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
     from mcp_training_dagster.domain.scoring import score_table, windows_with_history
 

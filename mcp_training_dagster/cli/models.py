@@ -128,7 +128,8 @@ def models_delete(version: str) -> None:
               help="Folder to copy model_<version>_deployment.zip into (created if its parent exists; never overwriting).")
 def models_package(version: str, dest: Path) -> None:
     """Verify VERSION's files and the deployment ZIP itself, and copy that ZIP to DEST."""
-    from mcp_training_dagster.domain.packaging import MANIFEST_FILE, verify_package, verify_zip
+    from mcp_training_dagster.domain.package_check import verify_package, verify_zip
+    from mcp_training_dagster.domain.packaging import MANIFEST_FILE
 
     if dest.exists() and not dest.is_dir():
         fail(f"--dest {dest}: is a file, not a folder")

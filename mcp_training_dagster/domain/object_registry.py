@@ -6,7 +6,7 @@ The layout is the local registry's, as objects: ``model_<version>/<file>`` for e
 * **A version exists when its ZIP exists.** :meth:`ObjectRegistry.publish` uploads the folder's
   files first and the ZIP last (each PUT is atomic), so a listing never shows a half package as a
   version. Reading a version downloads the ZIP into a local cache, unpacks it safely and verifies
-  every SHA-256 of its manifest (the same :func:`packaging.verify_package` as locally).
+  every SHA-256 of its manifest (the same :func:`package_check.verify_package` as locally).
 * **Promotion is a compare-and-swap on one small pointer object.** ``production.json`` is
   replaced by a single PUT conditioned on the ETag read just before (``If-Match``; ``If-None-Match:
   *`` for the first promotion). Readers see the old or the new pointer, never half of one, and of
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_training_dagster.domain.object_landing import filesystem, is_remote
+from mcp_training_dagster.domain.package_check import safe_extract, verify_package
 from mcp_training_dagster.domain.packaging import (
     DIR_PREFIX,
     MANIFEST_FILE,
@@ -40,8 +41,6 @@ from mcp_training_dagster.domain.packaging import (
     VERSION_RE,
     ZIP_SUFFIX,
     PackageError,
-    safe_extract,
-    verify_package,
 )
 from mcp_training_dagster.domain.registry import HISTORY_LIMIT, POINTER_FILE, ModelRegistry, RegistryError, validate_version
 

@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_atomic
+from mcp_training_dagster.domain.package_check import safe_extract, verify_package, verify_zip
 from mcp_training_dagster.domain.packaging import (
     AGENT_SUFFIX,
     DIR_PREFIX,
@@ -44,11 +46,6 @@ from mcp_training_dagster.domain.packaging import (
     VERSION_RE,
     PackageError,
     check_version,
-    remove_stale_temp,
-    safe_extract,
-    verify_package,
-    verify_zip,
-    write_atomic,
 )
 
 POINTER_FILE = "production.json"
