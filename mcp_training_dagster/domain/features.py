@@ -118,7 +118,7 @@ JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication"
 # they mean "restarted", not "in trouble"; a failing interface shows itself by driver errors (radio faults).
 # They announce the rejoins that follow instead (unannounced_joins).
 RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch")
-RESTART_EVENTS: tuple[str, ...] = ("interface_state",)
+RESTART_EVENTS: tuple[str, ...] = ("interface_state", "channel_switch")  # the AP (re)started or moved channel
 RADIO_FAULT_EVENTS: tuple[str, ...] = ("radio_error", "driver_error", "beacon_loss")
 DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
 FAILURE_EVENTS: tuple[str, ...] = (
