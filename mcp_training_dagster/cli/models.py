@@ -138,9 +138,7 @@ def models_package(version: str, dest: Path) -> None:
     registry = open_registry(load())
     path = registry_call(registry.path, version)
     registry_call(verify_package, path)
-    zips = sorted(path.parent.glob(f"{path.name}_deployment.zip"))
-    if not zips:
-        fail(f"{path.name}_deployment.zip is missing from {path.parent}")
+    zips = [registry_call(registry.deployment_zip, version)]
     try:
         dest.mkdir(exist_ok=True)
     except OSError as exc:
