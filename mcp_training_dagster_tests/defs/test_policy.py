@@ -112,13 +112,20 @@ def test_the_daemon_path_evaluates_the_custom_drift_condition(defs, instance, la
 
 
 def test_a_model_config_change_is_a_code_version_change(data_dir, monkeypatch):
-    """Editing config/model_config.yaml (here through its MCP_MODEL_* override) changes the fan-in assets'
-    code_version when the code location reloads, which is what ``code_changed`` retrains on."""
-    from mcp_training_dagster.defs import policy
-    from mcp_training_dagster.defs.assets import features, training
+    """Editing config/model_config.yaml (here through its MCP_MODEL_* override) changes the code_version of the
+    assets built from the model config when the code location reloads, which is what ``code_changed`` retrains on."""
+    from mcp_training_dagster.definitions import defs as code_location
+    from mcp_training_dagster.defs.policy import config_version
+    from mcp_training_dagster.settings import get_settings
 
-    for asset in (training.anomaly_model, features.training_windows):
-        assert next(iter(asset.specs)).code_version.endswith(f"+{policy.CONFIG_VERSION}")
-    before = policy.config_version()
+    def code_versions() -> dict[str, str | None]:
+        return {s.key.to_user_string(): s.code_version for s in code_location().resolve_all_asset_specs()}
+
+    before, old_hash = code_versions(), config_version(get_settings())
+    for name in ("anomaly_model", "training_windows"):
+        assert before[name].endswith(f"+{old_hash}"), before[name]
     monkeypatch.setenv("MCP_MODEL_DETECTOR__CONTAMINATION", "0.05")
-    assert policy.config_version() != before
+    after, new_hash = code_versions(), config_version(get_settings())
+    assert new_hash != old_hash
+    assert {name for name in before if before[name] != after[name]} == {"anomaly_model", "training_windows"}
+    assert after["anomaly_model"].endswith(f"+{new_hash}")
