@@ -4,6 +4,7 @@
 is the programmatic door (tests, the CLI): the same autoload, with other settings (defs/location.py).
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -17,9 +18,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
-    with loading_with(settings):
+    with loading_with(settings), warnings.catch_warnings():
+        # Dagster's own beta/preview notices (component loading, map_asset_specs) would reach every CLI's stderr.
+        warnings.simplefilter("ignore", (dg.BetaWarning, dg.PreviewWarning))
         loaded = dg.ComponentTree.from_module(defs_module=defs_folder, project_root=PROJECT_ROOT).build_defs()
-    return apply_settings(loaded, settings)
+        return apply_settings(loaded, settings)
 
 
 @dg.definitions

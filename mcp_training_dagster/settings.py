@@ -454,7 +454,7 @@ def load_settings(config_directory: Path | None = None, env: Mapping[str, str] |
     except ValidationError as exc:
         raise _explain(exc, str(training_path), TRAINING_ENV_PREFIX, env_keys) from None
     return Settings(model=model, training=training, sources=tuple(sources),
-                    config_dir=str(cdir.resolve()) if cdir is not None else None, env=used)
+                    config_dir=str(cdir.resolve()) if cdir is not None else None, env=dict(sorted(used.items())))
 
 
 @lru_cache(maxsize=8)
