@@ -119,7 +119,8 @@ DRIFT = DriftDetected()
 CODE_CHANGED = AC.code_version_changed().with_label("code_changed")
 TOO_OLD = ProductionTooOld().newly_true().with_label("too_old")
 
-TRIGGERS = (NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD).since_last_handled().with_label("retraining_due")
+ANY_TRIGGER: dg.AutomationCondition = NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD
+TRIGGERS = ANY_TRIGGER.since_last_handled().with_label("retraining_due")
 GUARDS = (
     ~AC.any_deps_in_progress()
     & ~AC.in_progress()

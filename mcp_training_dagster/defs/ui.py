@@ -36,4 +36,5 @@ def trained_on(instance: dg.DagsterInstance, webserver: str) -> dg.MetadataValue
     """Links to the exports behind the newest training windows (from training_windows' own record: lineage)."""
     event = instance.get_latest_materialization_event(dg.AssetKey("training_windows"))
     entry = event.asset_materialization.metadata.get("exports_in_horizon") if event and event.asset_materialization else None
-    return export_links(list(entry.value) if entry is not None else [], webserver)
+    files = [str(f) for f in entry.value] if entry is not None and isinstance(entry.value, (list, tuple)) else []
+    return export_links(files, webserver)
