@@ -110,11 +110,15 @@ class AgentVariantConfig(_Strict):
     contamination: float = Field(0.02, gt=0.0, lt=0.5)
 
 
+EntityKind = Literal["device", "station", "interface"]
+_DEFAULT_ALARM_BUDGET: dict[EntityKind, float] = {"device": 2.0, "station": 4.0, "interface": 2.0}
+
+
 class AlarmConfig(_Strict):
     """How verdicts are drawn (README "Model"): a false-alarm budget instead of a contamination guess."""
 
-    budget_per_router_day: dict[Literal["device", "station", "interface"], float] = Field(
-        default_factory=lambda: {"device": 2.0, "station": 4.0, "interface": 2.0},
+    budget_per_router_day: dict[EntityKind, float] = Field(
+        default_factory=lambda: _DEFAULT_ALARM_BUDGET.copy(),
         description="alarms per router-day each entity kind may raise on normal traffic (tail-model threshold)",
     )
     fusion: Literal["max", "mean", "none"] = Field(

@@ -8,10 +8,10 @@ import warnings
 
 import dagster as dg
 from mcp_training_dagster.defs.jobs import ingest_job
-from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.partitions import EXPORT_FILES, export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.landing import ReadyFile, scan_landing
-from mcp_training_dagster.domain.object_landing import is_remote, scan_object_landing
+from mcp_training_dagster.domain.landing import ReadyFile, ScanResult, scan_landing
+from mcp_training_dagster.domain.object_landing import ObjectScanResult, is_remote, scan_object_landing
 from mcp_training_dagster.settings import Settings
 
 # SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
@@ -35,19 +35,18 @@ def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
         s = cfg.training.sensor
         where = cfg.landing_location
         # A local folder or an object-store prefix (by configuration); same rules, same cursor shape.
-        budget = dict(
-            patterns=tuple(s.file_patterns),
-            ignore=tuple(s.ignore_patterns),
-            max_files=s.max_files_per_tick,
-            max_bytes=s.max_bytes_hashed_per_tick,
-        )
+        patterns, ignore = tuple(s.file_patterns), tuple(s.ignore_patterns)
+        scan: ScanResult | ObjectScanResult
         if is_remote(where):  # objects are stable after two unchanged listings (size and ETag)
-            scan = scan_object_landing(where, context.cursor, **budget)
+            scan = scan_object_landing(where, context.cursor, patterns=patterns, ignore=ignore,
+                                       max_files=s.max_files_per_tick, max_bytes=s.max_bytes_hashed_per_tick)
         else:  # a local file unmodified for settled_after_seconds (e.g. renamed in) is ready on its first tick
-            scan = scan_landing(cfg.landing_dir, context.cursor, settled_after_seconds=s.settled_after_seconds, **budget)
+            scan = scan_landing(cfg.landing_dir, context.cursor, settled_after_seconds=s.settled_after_seconds,
+                                patterns=patterns, ignore=ignore,
+                                max_files=s.max_files_per_tick, max_bytes=s.max_bytes_hashed_per_tick)
         for name, why in scan.skipped.items():
             context.log.warning(f"{name}: {why}")
-        known = set(context.instance.get_dynamic_partitions(export_files.name))  # one query per tick
+        known = set(context.instance.get_dynamic_partitions(EXPORT_FILES))  # one query per tick
         new_keys = [f.name for f in scan.ready if f.name not in known]
         requests = [
             export_files.build_add_request(new_keys[i : i + PARTITION_BATCH])

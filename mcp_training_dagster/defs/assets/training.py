@@ -55,7 +55,7 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     event = context.instance.get_latest_materialization_event(dg.AssetKey("anomaly_model"))
     mat = event.asset_materialization if event else None
     entry = mat.metadata.get("input_fingerprint") if mat else None
-    if entry is not None and entry.value == fingerprint:
+    if mat is not None and entry is not None and entry.value == fingerprint:
         version = mat.metadata.get("version")
         return f"inputs identical to the last training ({version.value if version else 'unknown version'}), whose verdict stands"
     return None
