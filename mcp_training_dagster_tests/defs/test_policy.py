@@ -7,6 +7,8 @@ retrain_automation_sensor would and asserts what a user would see: a training re
 import time
 
 
+import pytest
+
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
@@ -43,8 +45,13 @@ def test_every_fan_in_asset_has_the_one_policy(defs):
         assert defs.resolve_assets_def(name).automation_conditions_by_key[dg.AssetKey(name)] is RETRAIN_CONDITION
 
 
-def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(defs, instance, landing, monkeypatch):
+@pytest.fixture
+def few_drift_windows(data_dir, monkeypatch):
+    """Set before the definitions are built (the settings resource carries the settings it was built with)."""
     monkeypatch.setenv("MCP_TRAINING_DRIFT__MIN_WINDOWS", "1")  # the system export has few windows
+
+
+def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(few_drift_windows, defs, instance, landing):
     cursor = _evaluate(defs, instance, None).cursor
 
     # new_data: a validated export requests the whole fan-in, once.
