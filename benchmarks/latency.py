@@ -107,7 +107,7 @@ def measure(runs: int, root: Path) -> dict:
             path = other_router_export(staging, 70 + i, 60 + 30 * i)
             t0 = time.monotonic()
             os.rename(path, landing / path.name)
-            _wait(lambda before=before: _new_model(models, before), 600, proc)
+            _wait(lambda before=before: _new_model(models, before), 600, proc)  # called here, in the loop
             timings.append(round(time.monotonic() - t0, 1))
             _idle(data / "dagster_home", proc)
     except Exception:

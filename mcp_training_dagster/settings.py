@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR_ENV = "MCP_TRAINING_CONFIG_DIR"
+DATA_DIR_ENV = "MCP_TRAINING_DATA_DIR"
 TRAINING_ENV_PREFIX = "MCP_TRAINING_"
 MODEL_ENV_PREFIX = "MCP_MODEL_"
 MODEL_CONFIG_FILE = "model_config.yaml"
@@ -109,11 +110,15 @@ class AgentVariantConfig(_Strict):
     contamination: float = Field(0.02, gt=0.0, lt=0.5)
 
 
+EntityKind = Literal["device", "station", "interface"]
+_DEFAULT_ALARM_BUDGET: dict[EntityKind, float] = {"device": 2.0, "station": 4.0, "interface": 2.0}
+
+
 class AlarmConfig(_Strict):
     """How verdicts are drawn (README "Model"): a false-alarm budget instead of a contamination guess."""
 
-    budget_per_router_day: dict[Literal["device", "station", "interface"], float] = Field(
-        default_factory=lambda: {"device": 2.0, "station": 4.0, "interface": 2.0},
+    budget_per_router_day: dict[EntityKind, float] = Field(
+        default_factory=lambda: _DEFAULT_ALARM_BUDGET.copy(),
         description="alarms per router-day each entity kind may raise on normal traffic (tail-model threshold)",
     )
     fusion: Literal["max", "mean", "none"] = Field(
@@ -290,6 +295,11 @@ class Settings(_Strict):
     model: ModelConfig
     training: TrainingConfig
     sources: tuple[str, ...] = ()
+    # What these settings were loaded from (the config folder and the MCP_* variables, paths resolved), so
+    # another process, e.g. a run worker, rebuilds exactly these settings: see PipelineSettings (defs/resources.py).
+    config_dir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
 
     @property
     def landing_dir(self) -> Path:
@@ -431,9 +441,11 @@ def load_settings(config_directory: Path | None = None, env: Mapping[str, str] |
 
     model_env = _env_overrides(MODEL_ENV_PREFIX, env)
     training_env = _env_overrides(TRAINING_ENV_PREFIX, env, skip=(CONFIG_DIR_ENV,))
+    used = {k: v for k, v in env.items() if k.startswith((MODEL_ENV_PREFIX, TRAINING_ENV_PREFIX)) and k != CONFIG_DIR_ENV}
     for key in ("data_dir", "landing_dir", "models_dir", "dagster_home"):
         if isinstance(training_env.get(key), str):
             training_env[key] = str(Path(training_env[key]).expanduser().resolve())
+            used[TRAINING_ENV_PREFIX + key.upper()] = training_env[key]  # a process elsewhere resolves the same
     env_keys = {k for k in env if k.startswith((MODEL_ENV_PREFIX, TRAINING_ENV_PREFIX))}
     sources += sorted(env_keys - {CONFIG_DIR_ENV})
 
@@ -445,12 +457,19 @@ def load_settings(config_directory: Path | None = None, env: Mapping[str, str] |
         training = TrainingConfig.model_validate(_deep_merge(training_raw, training_env))
     except ValidationError as exc:
         raise _explain(exc, str(training_path), TRAINING_ENV_PREFIX, env_keys) from None
-    return Settings(model=model, training=training, sources=tuple(sources))
+    return Settings(model=model, training=training, sources=tuple(sources),
+                    config_dir=str(cdir.resolve()) if cdir is not None else None, env=dict(sorted(used.items())))
 
 
 @lru_cache(maxsize=8)
 def _cached(config_directory: str | None, env_items: tuple[tuple[str, str], ...]) -> Settings:
     return load_settings(Path(config_directory) if config_directory else None, dict(env_items))
+
+
+def settings_from(config_directory: str | None, env: Mapping[str, str]) -> Settings:
+    """Settings loaded from this config folder and these variables only (``Settings.config_dir``/``env``),
+    cached per process: how a resource rebuilds the settings its code location was built with."""
+    return _cached(config_directory, tuple(sorted(env.items())))
 
 
 def get_settings() -> Settings:

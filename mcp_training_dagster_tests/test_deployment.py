@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_training_dagster.definitions import build_definitions, executor_for
+from mcp_training_dagster.definitions import build_definitions
+from mcp_training_dagster.defs.location import executor_for
 from mcp_training_dagster.settings import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]

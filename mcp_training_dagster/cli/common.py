@@ -116,6 +116,7 @@ def prepare_data_root(settings: Settings, with_samples: bool = True) -> dict[str
     a file that is already there) and put the instance config into the Dagster home."""
     t = settings.training
     for folder in (t.data_dir, settings.landing_dir, settings.models_dir, t.dagster_home):
+        assert folder is not None  # filled from data_dir when the settings load
         Path(folder).mkdir(parents=True, exist_ok=True)
     if "://" not in settings.asset_storage:
         Path(settings.asset_storage).mkdir(parents=True, exist_ok=True)

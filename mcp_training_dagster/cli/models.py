@@ -78,7 +78,7 @@ def _record_production(settings: Settings) -> None:
     warnings.filterwarnings("ignore")
     os.environ["DAGSTER_HOME"] = str(home)
     defs = build_definitions(settings)
-    log_file = Path(settings.training.data_dir) / "logs" / f"models-{stamp()}.log"  # type: ignore[arg-type]
+    log_file = Path(settings.training.data_dir) / "logs" / f"models-{stamp()}.log"
     run_config = quiet_run_config(False)
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("production_job").execute_in_process(

@@ -70,7 +70,7 @@ def train(files: tuple[Path, ...], force: bool, verbose: bool) -> None:
         info = prepare_data_root(settings, with_samples=False)
         names, copied = _land(settings, files)
         os.environ["DAGSTER_HOME"] = str(info["dagster_home"])
-        log_file = Path(settings.training.data_dir) / "logs" / f"train-{stamp()}.log"  # type: ignore[arg-type]
+        log_file = Path(settings.training.data_dir) / "logs" / f"train-{stamp()}.log"
         run_config = quiet_run_config(verbose)
         defs = build_definitions(settings)
         with dg.DagsterInstance.get() as instance:

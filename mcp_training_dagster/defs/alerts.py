@@ -10,6 +10,7 @@
 """
 
 import json
+from typing import Literal
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -75,7 +76,7 @@ def _check_alert(cfg: Settings, instance: dg.DagsterInstance, record) -> Alert:
     key = record.key
     is_drift = key == DRIFT_CHECK_KEY
     meta = {k: v.value for k, v in (evaluation.metadata or {}).items()} if evaluation is not None else {}
-    severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
+    severity: Literal["error", "warning"] = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
     partition = (record.partition or (evaluation.partition if evaluation is not None else None)
                  or (run.tags.get(PARTITION_TAG) if run is not None else None))
     figures = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float, str, bool)))[:300]
@@ -131,10 +132,10 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
         if records:
             cursor["checks"][key.to_user_string()] = max([seen] + [r.id for r in records])
     states = context.instance.get_freshness_state_records(fresh_keys) if fresh_keys else {}
-    for key, rec in states.items():
-        name, state = key.to_user_string(), rec.freshness_state.value
+    for asset_key, rec in states.items():
+        name, state = asset_key.to_user_string(), rec.freshness_state.value
         if state == FreshnessState.FAIL.value and cursor["fresh"].get(name) != state:
-            alerts.append(_freshness_alert(cfg, key, state, rec.updated_at.isoformat()))
+            alerts.append(_freshness_alert(cfg, asset_key, state, rec.updated_at.isoformat()))
         cursor["fresh"][name] = state
     for alert in alerts:
         writer.write(alert)

@@ -1,17 +1,22 @@
-"""Jobs: per-file ingest (what the sensor launches), training, and the production model's verdicts (what the CLI runs)."""
+"""Jobs: per-file ingest (what the sensor launches), training, and the production model's verdicts (what the CLI runs).
+
+Selected by stage (the asset's group) and scope (the ``scope`` tag, set for every asset in ``defs/defs.yaml``:
+``per_export`` for the assets partitioned by export file, ``fan_in`` for those built from all of them).
+"""
 
 import dagster as dg
 
+PER_EXPORT = dg.AssetSelection.tag("scope", "per_export")
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("ingest") | dg.AssetSelection.assets("export_windows"),
+    selection=dg.AssetSelection.groups("ingest", "features") & PER_EXPORT,
     description="Read, validate and window one export file (one partition). Its verdicts follow through automation.",
 )
 
 train_job = dg.define_asset_job(
     "train_job",
-    selection=dg.AssetSelection.groups("training", "evaluation")
-    | dg.AssetSelection.assets("training_windows", "model_package", "production_model"),
+    selection=dg.AssetSelection.groups("features", "training", "evaluation", "deployment") - PER_EXPORT,
     description="Training windows from every validated export, evaluation data, model selection and training, "
     "evaluation gates, then the registered (and, when the gates pass, promoted) package and the production model.",
 )
@@ -24,6 +29,6 @@ production_job = dg.define_asset_job(
 
 verdicts_job = dg.define_asset_job(
     "verdicts_job",
-    selection=dg.AssetSelection.assets("export_anomalies", "export_incidents"),
+    selection=dg.AssetSelection.groups("deployment") & PER_EXPORT,
     description="The production model's verdicts and incidents on one export (one partition).",
 )

@@ -2,4 +2,5 @@
 
 import dagster as dg
 
-export_files = dg.DynamicPartitionsDefinition(name="export_files")
+EXPORT_FILES = "export_files"
+export_files = dg.DynamicPartitionsDefinition(name=EXPORT_FILES)

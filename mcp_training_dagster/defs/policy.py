@@ -18,24 +18,41 @@ All built from Dagster's own ``AutomationCondition`` operands except two small c
 ``too_old``: Dagster has no operand for "a check / the freshness of an asset outside my dependencies".
 """
 
+import hashlib
 import time
+from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from mcp_training_dagster.settings import Settings
 
-def config_version() -> str:
+MODEL_CONFIG = "model_config"
+
+
+def with_model_config(code_version: str) -> str:
+    """The code_version of an asset whose output depends on the model config: ``<code_version>+model_config``,
+    the marker replaced by the config's hash when the definitions are built (``defs/location.py``)."""
+    return f"{code_version}+{MODEL_CONFIG}"
+
+
+def config_version(settings: Settings) -> str:
     """Short hash of the model config (config/model_config.yaml + MCP_MODEL_*): part of the fan-in assets'
     code_version, so editing the config is a code change to Dagster (``code_changed`` retrains, the UI
     shows the assets as unsynced)."""
-    import hashlib
-
-    from mcp_training_dagster.settings import get_settings
-
-    return hashlib.sha256(get_settings().model.model_dump_json().encode()).hexdigest()[:8]
+    return hashlib.sha256(settings.model.model_dump_json().encode()).hexdigest()[:8]
 
 
-CONFIG_VERSION = config_version()
+def freshness_policies(settings: Settings) -> dict[dg.AssetKey, dg.FreshnessPolicy]:
+    """No export ingested within ``freshness.ingest_quiet_hours`` (the exporter or the log service stopped), and
+    the production model older than ``model_max_age_hours`` (what ``too_old`` retrains on); alerted in alerts.py."""
+    t = settings.training
+    return {
+        dg.AssetKey("raw_export"): dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=t.freshness.ingest_quiet_hours)),
+        PRODUCTION: dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=t.model_max_age_hours)),
+    }
+
 
 DRIFT_CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("export_drift"), "drift_within_threshold")
 PRODUCTION = dg.AssetKey("production_model")
@@ -112,7 +129,8 @@ DRIFT = DriftDetected()
 CODE_CHANGED = AC.code_version_changed().with_label("code_changed")
 TOO_OLD = ProductionTooOld().newly_true().with_label("too_old")
 
-TRIGGERS = (NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD).since_last_handled().with_label("retraining_due")
+ANY_TRIGGER: dg.AutomationCondition = NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD
+TRIGGERS = ANY_TRIGGER.since_last_handled().with_label("retraining_due")
 GUARDS = (
     ~AC.any_deps_in_progress()
     & ~AC.in_progress()

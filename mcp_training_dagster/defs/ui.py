@@ -8,7 +8,6 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.domain.plots import markdown_image, score_histogram
 from mcp_training_dagster.domain.training import TrainedModel
-from mcp_training_dagster.settings import get_settings
 
 
 def score_distribution(model: TrainedModel, windows: pd.DataFrame) -> dg.MetadataValue:
@@ -23,19 +22,19 @@ def score_distribution(model: TrainedModel, windows: pd.DataFrame) -> dg.Metadat
     )
 
 
-def partition_url(asset: str, partition: str) -> str:
-    base = get_settings().training.alerts.webserver_base_url.rstrip("/")
-    return f"{base}/assets/{asset}?view=partitions&partition={quote(partition, safe='')}"
+def partition_url(webserver: str, asset: str, partition: str) -> str:
+    return f"{webserver.rstrip('/')}/assets/{asset}?view=partitions&partition={quote(partition, safe='')}"
 
 
-def export_links(files: list[str]) -> dg.MetadataValue:
-    """The export files a model was trained on, each linked to its partition in the UI."""
-    rows = "\n".join(f"- [{f}]({partition_url('validated_records', f)})" for f in files) or "_none_"
+def export_links(files: list[str], webserver: str) -> dg.MetadataValue:
+    """The export files a model was trained on, each linked to its partition in the UI at ``webserver``."""
+    rows = "\n".join(f"- [{f}]({partition_url(webserver, 'validated_records', f)})" for f in files) or "_none_"
     return dg.MetadataValue.md(f"Trained on {len(files)} export(s):\n\n{rows}")
 
 
-def trained_on(instance: dg.DagsterInstance) -> dg.MetadataValue:
+def trained_on(instance: dg.DagsterInstance, webserver: str) -> dg.MetadataValue:
     """Links to the exports behind the newest training windows (from training_windows' own record: lineage)."""
     event = instance.get_latest_materialization_event(dg.AssetKey("training_windows"))
     entry = event.asset_materialization.metadata.get("exports_in_horizon") if event and event.asset_materialization else None
-    return export_links(list(entry.value) if entry is not None else [])
+    files = [str(f) for f in entry.value] if entry is not None and isinstance(entry.value, (list, tuple)) else []
+    return export_links(files, webserver)

@@ -1,8 +1,10 @@
 """The code location itself: what it contains, how it is wired, and that Dagster's CLI loads it."""
 
+import json
 import os
 import subprocess
-
+import sys
+from datetime import timedelta
 
 import dagster as dg
 
@@ -46,8 +48,90 @@ def test_definitions_load_and_validate(defs):
 def test_module_level_defs_validate(data_dir):
     from mcp_training_dagster import definitions
 
-    dg.Definitions.validate_loadable(definitions.defs)
-    assert {k.to_user_string() for k in definitions.defs.resolve_all_asset_keys()} == ASSET_KEYS
+    loaded = definitions.defs()  # @dg.definitions: what workspace.yaml, [tool.dagster] and [tool.dg] load
+    dg.Definitions.validate_loadable(loaded)
+    assert {k.to_user_string() for k in loaded.resolve_all_asset_keys()} == ASSET_KEYS
+
+
+def _contents(defs: dg.Definitions) -> dict[str, set[str]]:
+    repo = defs.get_repository_def()
+    return {
+        "assets": {k.to_user_string() for k in defs.resolve_all_asset_keys()},
+        "checks": {k.to_user_string() for k in defs.resolve_asset_graph().asset_check_keys},
+        "jobs": {j.name for j in repo.get_all_jobs()},
+        "sensors": {s.name for s in repo.sensor_defs},
+        "resources": set(defs.resources or {}),
+    }
+
+
+def test_the_defs_folder_loads_by_itself(defs):
+    """``dg.load_from_defs_folder`` (what dg tools do) finds everything build_definitions has: nothing is
+    wired outside defs/; owners and tags come from defs/defs.yaml either way."""
+    autoloaded = dg.load_from_defs_folder(path_within_project=REPO_ROOT)
+    dg.Definitions.validate_loadable(autoloaded)
+    assert _contents(autoloaded) == _contents(defs) == {
+        "assets": ASSET_KEYS,
+        "checks": {"raw_export:claimed_count_matches", "validated_records:schema_invariants",
+                   "training_windows:features_finite_nonnegative", "anomaly_model:threshold_calibrated",
+                   "model_evaluation:meets_quality_gates", "model_evaluation:not_worse_than_production",
+                   "export_drift:drift_within_threshold"},
+        "jobs": {"ingest_job", "train_job", "production_job", "verdicts_job", "__ASSET_JOB"},
+        # No implicit default_automation_condition_sensor: every automated asset is the retrain sensor's.
+        "sensors": {"export_file_sensor", "retrain_automation_sensor", "alert_on_run_failure",
+                    "alert_on_checks_and_freshness"},
+        "resources": {"settings", "io_manager", "model_io_manager", "json_io_manager"},
+    }
+    specs = _specs(autoloaded)
+    assert {n for n, s in specs.items() if s.tags.get("scope") == "per_export"} == {
+        n for n, s in specs.items() if s.partitions_def is not None}
+    assert all(s.tags["stage"] == s.group_name and s.owners == ["team:ml-platform"] for s in specs.values())
+
+
+def test_other_settings_are_used_everywhere(data_dir, tmp_path):
+    """build_definitions(other) mixes in nothing from the environment: storage, the settings resource (what
+    assets and sensors read at run time), sensor intervals, freshness windows and the model config's hash."""
+    from mcp_training_dagster.defs.policy import config_version
+    from mcp_training_dagster.settings import get_settings
+
+    ambient = get_settings()
+    other = load_settings(env={
+        "MCP_TRAINING_DATA_DIR": str(tmp_path / "elsewhere"), "MCP_TRAINING_SENSOR__INTERVAL_SECONDS": "17",
+        "MCP_TRAINING_MODEL_MAX_AGE_HOURS": "7", "MCP_TRAINING_FRESHNESS__INGEST_QUIET_HOURS": "3",
+        "MCP_MODEL_DETECTOR__CONTAMINATION": "0.04"})
+    assert config_version(other) != config_version(ambient)
+    built = build_definitions(other)
+    for key in ("io_manager", "model_io_manager", "json_io_manager"):
+        assert built.resources[key].base_path == other.asset_storage != ambient.asset_storage, key
+    resolved = built.resources["settings"].get()
+    assert resolved == other and resolved.landing_dir == tmp_path / "elsewhere" / "exports"
+    assert built.resolve_sensor_def("export_file_sensor").minimum_interval_seconds == 17
+    assert built.resolve_sensor_def("retrain_automation_sensor").minimum_interval_seconds == 17
+    specs = _specs(built)
+    assert specs["production_model"].freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=7))
+    assert specs["raw_export"].freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3))
+    assert specs["anomaly_model"].code_version.endswith(f"+{config_version(other)}")
+    assert specs["training_windows"].code_version.endswith(f"+{config_version(other)}")
+
+
+def test_the_settings_resource_rebuilds_the_same_settings_in_another_process(data_dir, tmp_path):
+    """A run worker re-imports the code location in a new process; the resource carries what its settings
+    were loaded from (config folder, variables with paths resolved), so the worker gets the same settings."""
+    from mcp_training_dagster.defs.resources import PipelineSettings
+
+    other = load_settings(env={"MCP_TRAINING_DATA_DIR": str(tmp_path / "elsewhere"),
+                               "MCP_MODEL_DETECTOR__CONTAMINATION": "0.04"})
+    resource = build_definitions(other).resources["settings"]
+    code = ("import json, sys; from mcp_training_dagster.defs.resources import PipelineSettings; "
+            "print(PipelineSettings(**json.loads(sys.argv[1])).get().model_dump_json())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(resource.model_dump())], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == other.model_dump_json()
+    # The Launchpad may still move the data root.
+    moved = PipelineSettings(**{**resource.model_dump(), "data_dir": str(tmp_path / "moved")}).get()
+    assert moved.landing_dir == tmp_path / "moved" / "exports" and moved.model == other.model
 
 
 def test_lineage(defs):

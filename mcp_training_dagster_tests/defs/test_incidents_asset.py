@@ -1,26 +1,16 @@
-"""The per-export incidents asset in the graph: ingest two exports, train, then materialise export_incidents.
-
-``definitions.STAGES`` gets the ``incidents`` module when it is registered there; this test builds the
-definitions with it explicitly so that it runs either way."""
+"""The per-export incidents asset in the graph: ingest two exports, train, then materialise export_incidents."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.definitions import STAGES, executor_for
-from mcp_training_dagster.defs.assets import incidents as incidents_stage
-from mcp_training_dagster.defs.jobs import ingest_job, train_job
-from mcp_training_dagster.defs.resources import build_resources
 from mcp_training_dagster.domain.incidents import INCIDENT_COLUMNS
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35, copy_sample
 from mcp_training_dagster_tests.defs.conftest import failure_text, materializations, md, run_ingest
 
 
-def test_export_incidents_asset(settings, instance, landing):
-    stages = list(dict.fromkeys([*STAGES, incidents_stage]))
-    defs = dg.Definitions(assets=dg.load_assets_from_modules(stages), asset_checks=dg.load_asset_checks_from_modules(stages),
-                          jobs=[ingest_job, train_job], resources=build_resources(settings), executor=executor_for(settings))
+def test_export_incidents_asset(defs, instance, landing):
     for sample in (HOSTAPD_1824, SYSTEM_35):
         copy_sample(sample.name, landing)
         assert run_ingest(defs, instance, sample.name).success

@@ -7,6 +7,8 @@ retrain_automation_sensor would and asserts what a user would see: a training re
 import time
 
 
+import pytest
+
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
@@ -43,8 +45,13 @@ def test_every_fan_in_asset_has_the_one_policy(defs):
         assert defs.resolve_assets_def(name).automation_conditions_by_key[dg.AssetKey(name)] is RETRAIN_CONDITION
 
 
-def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(defs, instance, landing, monkeypatch):
+@pytest.fixture
+def few_drift_windows(data_dir, monkeypatch):
+    """Set before the definitions are built (the settings resource carries the settings it was built with)."""
     monkeypatch.setenv("MCP_TRAINING_DRIFT__MIN_WINDOWS", "1")  # the system export has few windows
+
+
+def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(few_drift_windows, defs, instance, landing):
     cursor = _evaluate(defs, instance, None).cursor
 
     # new_data: a validated export requests the whole fan-in, once.
@@ -121,13 +128,20 @@ def test_the_daemon_path_evaluates_the_custom_drift_condition(defs, instance, la
 
 
 def test_a_model_config_change_is_a_code_version_change(data_dir, monkeypatch):
-    """Editing config/model_config.yaml (here through its MCP_MODEL_* override) changes the fan-in assets'
-    code_version when the code location reloads, which is what ``code_changed`` retrains on."""
-    from mcp_training_dagster.defs import policy
-    from mcp_training_dagster.defs.assets import features, training
+    """Editing config/model_config.yaml (here through its MCP_MODEL_* override) changes the code_version of the
+    assets built from the model config when the code location reloads, which is what ``code_changed`` retrains on."""
+    from mcp_training_dagster.definitions import defs as code_location
+    from mcp_training_dagster.defs.policy import config_version
+    from mcp_training_dagster.settings import get_settings
 
-    for asset in (training.anomaly_model, features.training_windows):
-        assert next(iter(asset.specs)).code_version.endswith(f"+{policy.CONFIG_VERSION}")
-    before = policy.config_version()
+    def code_versions() -> dict[str, str | None]:
+        return {s.key.to_user_string(): s.code_version for s in code_location().resolve_all_asset_specs()}
+
+    before, old_hash = code_versions(), config_version(get_settings())
+    for name in ("anomaly_model", "training_windows"):
+        assert before[name].endswith(f"+{old_hash}"), before[name]
     monkeypatch.setenv("MCP_MODEL_DETECTOR__CONTAMINATION", "0.05")
-    assert policy.config_version() != before
+    after, new_hash = code_versions(), config_version(get_settings())
+    assert new_hash != old_hash
+    assert {name for name in before if before[name] != after[name]} == {"anomaly_model", "training_windows"}
+    assert after["anomaly_model"].endswith(f"+{new_hash}")

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 import dagster as dg
+from mcp_training_dagster.definitions import build_definitions
 from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.resources import build_resources
+from mcp_training_dagster.settings import get_settings
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample
 
 
@@ -38,6 +41,15 @@ class Ticker:
             if apply:
                 self.instance.add_dynamic_partitions(export_files.name, list(request.partition_keys))
         return result
+
+    def configure(self, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+        """New settings take effect as they do in Dagster, where the code location is reloaded: the sensor
+        and its resources are built again from them (a resource carries the settings it was built with)."""
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = get_settings()
+        self.sensor = build_definitions(settings).resolve_sensor_def("export_file_sensor")
+        self.resources = build_resources(settings)
 
 
 def sha256(path: Path) -> str:
@@ -191,9 +203,9 @@ def test_lost_cursor_reproduces_the_same_run_keys(ticker, landing):
 
 
 def test_hashing_budget_defers_but_never_starves(ticker, landing, monkeypatch):
-    monkeypatch.setenv("MCP_TRAINING_SENSOR__MAX_BYTES_HASHED_PER_TICK", "30000")
     # Stability over two ticks (these files are dated 2023, settled at once by default: test_landing_settled.py).
-    monkeypatch.setenv("MCP_TRAINING_SENSOR__SETTLED_AFTER_SECONDS", "null")
+    ticker.configure(monkeypatch, MCP_TRAINING_SENSOR__MAX_BYTES_HASHED_PER_TICK="30000",
+                     MCP_TRAINING_SENSOR__SETTLED_AFTER_SECONDS="null")
     order = [HOSTAPD_1824, SYSTEM_35, SYSTEM_19]  # 1.1 MB (over the budget on its own), 23 kB, 13 kB
     for age, sample in enumerate(order):
         path = copy_sample(sample.name, landing)
@@ -211,7 +223,7 @@ def test_hashing_budget_defers_but_never_starves(ticker, landing, monkeypatch):
 
 
 def test_burst_is_spread_over_ticks(ticker, landing, monkeypatch):
-    monkeypatch.setenv("MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK", "100")
+    ticker.configure(monkeypatch, MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK="100")
     template = json.loads(SYSTEM_19.read_text())
     names = []
     for i in range(250):
@@ -244,7 +256,7 @@ def test_burst_is_spread_over_ticks(ticker, landing, monkeypatch):
 
 
 def test_partition_add_requests_are_batched_below_sqlite_limits(ticker, landing, monkeypatch):
-    monkeypatch.setenv("MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK", "2000")
+    ticker.configure(monkeypatch, MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK="2000")
     for i in range(1100):
         (landing / f"tiny_{i:04d}.json").write_text(json.dumps({"i": i}))
     ticker.tick()

@@ -177,7 +177,7 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         from mcp_training_dagster.definitions import defs
 
         # export_incidents reads every export as history: materialised on demand, not by automation.
-        all_assets = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} - {"export_incidents"}
+        all_assets = {k.to_user_string() for k in defs().resolve_asset_graph().get_all_asset_keys()} - {"export_incidents"}
         assert materialized == all_assets
         for key in sorted(all_assets):
             assert fs.glob(f"{bucket}/fleet/assets/{key}*"), f"no object for {key} in s3://{bucket}/fleet/assets/"

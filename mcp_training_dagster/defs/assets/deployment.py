@@ -5,8 +5,6 @@ graph, so promoting or rolling back a model (here or with ``mcp-training models 
 re-scores every export through lineage; its freshness policy makes a stale production model visible.
 """
 
-from datetime import timedelta
-
 import pandas as pd
 
 import dagster as dg
@@ -21,10 +19,7 @@ from mcp_training_dagster.domain.promotion import PromotionDecision, load_produc
 from mcp_training_dagster.domain.report import fmt, markdown_table
 from mcp_training_dagster.domain.scoring import SCORE_COLUMNS
 from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
-from mcp_training_dagster.settings import get_settings
 
-OWNERS = ["team:ml-platform"]
-_MAX_AGE = timedelta(hours=get_settings().training.model_max_age_hours)
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
 
 
@@ -53,8 +48,6 @@ def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_me
     group_name="deployment",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    owners=OWNERS,
-    tags={"stage": "deployment"},
     code_version="2",
     output_required=False,
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
@@ -114,11 +107,9 @@ def model_package(
     group_name="deployment",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    owners=OWNERS,
-    tags={"stage": "deployment"},
     code_version="1",
     automation_condition=dg.AutomationCondition.eager(),
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=_MAX_AGE),
+    # Its freshness policy (training.model_max_age_hours) comes from settings: policy.freshness_policies.
     description=(
         "The registry's production model, verified against its manifest: what the inference side loads. "
         "Materialised after every package and by `mcp-training models promote|rollback`; its freshness is the "
@@ -153,8 +144,6 @@ def router_names(validated_records: pd.DataFrame) -> pd.Series:
     partitions_def=export_files,
     group_name="deployment",
     kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    tags={"stage": "deployment"},
     code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
     description="The production model's verdict on this export: every window's router, entity, score, whether it is "

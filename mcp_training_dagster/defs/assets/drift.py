@@ -14,7 +14,6 @@ from mcp_training_dagster.domain.drift import build_baseline, compare
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.domain.training import TrainedModel
 
-OWNERS = ["team:ml-platform"]
 DRIFT_CHECK = "drift_within_threshold"
 
 
@@ -28,8 +27,6 @@ def baseline_path(models_location: str | Path, version: str) -> UPath:
     group_name="monitoring",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    owners=OWNERS,
-    tags={"stage": "monitoring"},
     code_version="1",
     automation_condition=dg.AutomationCondition.eager(),
     description=(
@@ -92,8 +89,6 @@ def not_new_data(export: str, windows: pd.DataFrame, baseline: dict) -> str:
     deps=["drift_baseline"],
     group_name="monitoring",
     kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    tags={"stage": "monitoring"},
     code_version="1",
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec(

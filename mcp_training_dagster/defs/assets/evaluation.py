@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import RETRAIN_CONDITION, window_spec
+from mcp_training_dagster.defs.assets.features import window_spec
+from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
 from mcp_training_dagster.domain.features import KEY_COLUMNS, empty_windows
@@ -16,7 +17,6 @@ from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scenarios import read_labels
 from mcp_training_dagster.domain.training import TrainedModel, horizon_filter, union_records
 
-OWNERS = ["team:ml-platform"]
 
 
 def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
@@ -37,8 +37,6 @@ def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
     group_name="evaluation",
     io_manager_key="model_io_manager",
     kinds={"pandas", "joblib"},
-    owners=OWNERS,
-    tags={"stage": "evaluation"},
     code_version="1",
     automation_condition=RETRAIN_CONDITION,
     description=(
@@ -77,8 +75,6 @@ def evaluation_dataset(
     group_name="evaluation",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    owners=OWNERS,
-    tags={"stage": "evaluation"},
     code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[

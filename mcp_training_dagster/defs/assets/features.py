@@ -11,10 +11,8 @@ from mcp_training_dagster.domain.report import frame_fingerprint, markdown_table
 from mcp_training_dagster.domain.training import horizon_filter, union_records
 from mcp_training_dagster.settings import Settings
 
-OWNERS = ["team:ml-platform"]
-
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
-from mcp_training_dagster.defs.policy import CONFIG_VERSION, RETRAIN_CONDITION  # noqa: E402,F401
+from mcp_training_dagster.defs.policy import RETRAIN_CONDITION, with_model_config
 
 
 def window_spec(settings: Settings) -> WindowSpec:
@@ -42,8 +40,6 @@ def window_metadata(windows: pd.DataFrame) -> dict:
     partitions_def=export_files,
     group_name="features",
     kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    tags={"stage": "features"},
     code_version="2",
     description="Feature windows of this export alone (same features as training): for drift checks and scoring.",
 )
@@ -55,9 +51,7 @@ def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) 
 @dg.asset(
     group_name="features",
     kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    tags={"stage": "features"},
-    code_version=f"2+{CONFIG_VERSION}",
+    code_version=with_model_config("2"),
     automation_condition=RETRAIN_CONDITION,
     check_specs=[
         dg.AssetCheckSpec(

@@ -11,15 +11,12 @@ from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.incidents import INCIDENT_COLUMNS, export_incidents_with_model
 from mcp_training_dagster.domain.promotion import load_production
 
-OWNERS = ["team:ml-platform"]
 
 
 @dg.asset(
     partitions_def=export_files,
     group_name="deployment",
     kinds={"pandas", "parquet"},
-    owners=OWNERS,
-    tags={"stage": "deployment"},
     code_version="1",
     ins={"all_records": dg.AssetIn("validated_records", partition_mapping=dg.AllPartitionMapping())},
     description=(

@@ -1,7 +1,5 @@
 """Ingest stage, one partition per export file: raw_export -> validated_records + quarantined_records."""
 
-from datetime import timedelta
-
 import pandas as pd
 
 import dagster as dg
@@ -11,9 +9,7 @@ from mcp_training_dagster.domain.exports import ExportFileError, read_export
 from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
 from mcp_training_dagster.domain.object_landing import is_remote, read_landed_export
 from mcp_training_dagster.domain.validation import check_schema, validate_records
-from mcp_training_dagster.settings import get_settings
 
-OWNERS = ["team:ml-platform"]
 
 
 def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
@@ -25,12 +21,8 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
     partitions_def=export_files,
     group_name="ingest",
     kinds={"json", "parquet"},
-    owners=OWNERS,
-    tags={"stage": "ingest"},
     code_version="2",
-    # No export ingested within the window: the exporter or the log service stopped (alerted, see defs/alerts.py).
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=get_settings().training.freshness.ingest_quiet_hours)),
+    # Its freshness policy (no export ingested for freshness.ingest_quiet_hours) comes from settings: policy.py.
     check_specs=[
         dg.AssetCheckSpec(
             "claimed_count_matches",
@@ -100,8 +92,6 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
     outs={
         "validated_records": dg.AssetOut(
             kinds={"pandas", "parquet"},
-            owners=OWNERS,
-            tags={"stage": "ingest"},
             code_version="2",
             description=(
                 "Typed, normalised records of one export: canonical levels, parsed structured_data, naive "
@@ -111,8 +101,6 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
         ),
         "quarantined_records": dg.AssetOut(
             kinds={"pandas", "parquet"},
-            owners=OWNERS,
-            tags={"stage": "ingest"},
             code_version="2",
             description="Every record validation refused, with the reason, the field and the original JSON.",
         ),

@@ -3,7 +3,8 @@
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import CONFIG_VERSION, RETRAIN_CONDITION, window_spec
+from mcp_training_dagster.defs.assets.features import window_spec
+from mcp_training_dagster.defs.policy import RETRAIN_CONDITION, with_model_config
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.defs.ui import export_links, score_distribution, trained_on
 from mcp_training_dagster.domain.evaluation import EvaluationSet
@@ -22,7 +23,6 @@ from mcp_training_dagster.domain.training import (
     union_records,
 )
 
-OWNERS = ["team:ml-platform"]
 
 
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
@@ -55,7 +55,7 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     event = context.instance.get_latest_materialization_event(dg.AssetKey("anomaly_model"))
     mat = event.asset_materialization if event else None
     entry = mat.metadata.get("input_fingerprint") if mat else None
-    if entry is not None and entry.value == fingerprint:
+    if mat is not None and entry is not None and entry.value == fingerprint:
         version = mat.metadata.get("version")
         return f"inputs identical to the last training ({version.value if version else 'unknown version'}), whose verdict stands"
     return None
@@ -65,9 +65,7 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     group_name="training",
     io_manager_key="model_io_manager",
     kinds={"scikitlearn", "joblib"},
-    owners=OWNERS,
-    tags={"stage": "training"},
-    code_version=f"{TRAINING_CODE_VERSION}+{CONFIG_VERSION}",
+    code_version=with_model_config(TRAINING_CODE_VERSION),
     automation_condition=RETRAIN_CONDITION,
     output_required=False,
     description=(
@@ -122,7 +120,7 @@ def anomaly_model(
                if overall.get(k) is not None},
             "model_card": dg.MetadataValue.md(card),
             "score_distribution": score_distribution(model, training_windows),
-            "trained_on": trained_on(context.instance),
+            "trained_on": trained_on(context.instance, cfg.training.alerts.webserver_base_url),
         },
     )
 
@@ -144,8 +142,6 @@ def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel
     group_name="training",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    owners=OWNERS,
-    tags={"stage": "training"},
     code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
     description="metadata.json of the current model: version, features, parameters, threshold and its sign convention.",
@@ -166,7 +162,7 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
     return dg.Output(
         doc,
         metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"]),
-                  "trained_on": export_links(files)},
+                  "trained_on": export_links(files, cfg.training.alerts.webserver_base_url)},
     )
 
 
@@ -174,8 +170,6 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
     group_name="training",
     io_manager_key="model_io_manager",
     kinds={"scikitlearn", "joblib"},
-    owners=OWNERS,
-    tags={"stage": "training"},
     code_version="1",
     automation_condition=RETRAIN_CONDITION,
     description=(
