@@ -4,12 +4,22 @@
 one code location sees the settings that location was built with (``build_definitions(settings)``).
 """
 
+import os
 from typing import Any, Optional
 
 import dagster as dg
 
 from mcp_training_dagster.io_managers import JoblibIOManager, JsonIOManager, ParquetIOManager
 from mcp_training_dagster.settings import DATA_DIR_ENV, Settings, settings_from
+
+
+FROM_ENVIRONMENT = "<read from the environment>"
+_SECRET_HINTS = ("WEBHOOK", "BROKER", "BACKEND", "PASSWORD", "SECRET", "TOKEN", "CREDENTIAL")
+
+
+def is_secret(variable: str) -> bool:
+    """A variable whose value may hold a credential (URLs of webhooks and brokers carry them)."""
+    return any(hint in variable.upper() for hint in _SECRET_HINTS)
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -26,10 +36,15 @@ class PipelineSettings(dg.ConfigurableResource):
 
     @classmethod
     def of(cls, settings: Settings) -> "PipelineSettings":
-        return cls(config_dir=settings.config_dir, env=dict(settings.env))
+        # A secret (a webhook URL's token, a broker's password) is not copied into the resource's config, which
+        # Dagster shows in the Launchpad and stores in every run's snapshot: it is read from the run's own
+        # environment instead, as dg.EnvVar would.
+        env = {k: (FROM_ENVIRONMENT if is_secret(k) else v) for k, v in settings.env.items()}
+        return cls(config_dir=settings.config_dir, env=env)
 
     def get(self) -> Settings:
-        env = dict(self.env)
+        env = {k: v for k, v in self.env.items() if v != FROM_ENVIRONMENT}
+        env.update({k: os.environ[k] for k, v in self.env.items() if v == FROM_ENVIRONMENT and k in os.environ})
         if self.data_dir is not None:
             env[DATA_DIR_ENV] = self.data_dir
         return settings_from(self.config_dir, env)

@@ -252,3 +252,19 @@ def test_health_follows_the_production_model(defs):
     graph = defs.resolve_asset_graph()
     condition = graph.get(dg.AssetKey("model_package")).automation_condition
     assert [op.get_label() for op in condition.operands] == ["eager", "all_deps_blocking_checks_passed"]
+
+
+def test_secrets_stay_out_of_the_resource_config(data_dir, tmp_path, monkeypatch):
+    """The resource's config is shown in the Launchpad and stored in every run's snapshot: a webhook URL's token
+    or a broker's password is not copied there, and the run still gets it from its own environment."""
+    hook = "https://hooks.example.invalid/services/T000/B000/s3cr3t-token"
+    broker = "redis://:p4ssw0rd@127.0.0.1:6379/0"
+    secret_env = {"MCP_TRAINING_ALERTS__WEBHOOK_URL": hook, "MCP_TRAINING_CELERY_BROKER": broker}
+    other = load_settings(env={"MCP_TRAINING_DATA_DIR": str(tmp_path / "d"), **secret_env})
+    resource = build_definitions(other).resources["settings"]
+    shown = json.dumps(resource.model_dump())
+    assert "s3cr3t-token" not in shown and "p4ssw0rd" not in shown
+    for k, v in secret_env.items():
+        monkeypatch.setenv(k, v)  # the run worker's environment (the deployment's env file)
+    resolved = resource.get()
+    assert resolved.training.alerts.webhook_url == hook and resolved.training.celery_broker == broker
