@@ -21,6 +21,7 @@ Credentials and endpoint come from the standard environment (``AWS_ENDPOINT_URL`
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import re
@@ -168,7 +169,7 @@ class ObjectRegistry:
         self.fs.invalidate_cache(self.root)
         return bool(self.fs.exists(self._key(self._zip_name(bare))))
 
-    def publish(self, staging: Path) -> list[str]:
+    def publish(self, staging: Path) -> builtins.list[str]:
         """Upload every package built in ``staging`` (folders and ZIPs by ``build_package``):
         folder files first, manifest after them, the ZIP last. Returns the versions published."""
         published = []
@@ -334,7 +335,7 @@ class ObjectRegistry:
         return {**({pred: "it is the version a rollback would return to"} if pred else {}),
                 **({prod: "it is the production model"} if prod else {})}
 
-    def delete(self, version: str) -> list[str]:
+    def delete(self, version: str) -> builtins.list[str]:
         """Remove a version and its agent variant (as :meth:`ModelRegistry.delete`); returns what was deleted."""
         bare = validate_version(version)
         present = self.versions()
@@ -350,7 +351,7 @@ class ObjectRegistry:
             self._remove(v)
         return doomed
 
-    def apply_retention(self, keep: int) -> list[str]:
+    def apply_retention(self, keep: int) -> builtins.list[str]:
         """Keep the newest ``keep`` versions plus production and its rollback target."""
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise RegistryError(f"keep must be a whole number >= 0, got {keep!r}")
