@@ -60,24 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     steps: dict[str, dict[str, float]] = {}
     input_mb = _rss_now_mb()
 
-    def step(name: str, fn: Any) -> Any:
+    def step(name: str, fn: Any, *fn_args: Any) -> Any:
         _reset_peak_rss()
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*fn_args)
         steps[name] = {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
         return out
 
-    records, _ = step("union", lambda: union_records(frames))
+    records, _ = step("union", union_records, frames)
     del frames
-    in_horizon, _ = step("horizon", lambda: horizon_filter(records, args.horizon_days))
+    in_horizon, _ = step("horizon", horizon_filter, records, args.horizon_days)
     del records
-    windows = step("windows", lambda: build_windows(in_horizon, WindowSpec()))
+    windows = step("windows", build_windows, in_horizon, WindowSpec())
     n_records = len(in_horizon)
     del in_horizon
     total = len(windows)
     if args.train_cap and total > args.train_cap:
         windows = windows.sample(n=args.train_cap, random_state=7).sort_values("window_start", kind="stable")
-    step("train", lambda: train_model(windows, DetectorConfig(), window_minutes=5))
+    step("train", lambda w: train_model(w, DetectorConfig(), window_minutes=5), windows)
     seconds = sum(s["seconds"] for s in steps.values())
     peak = max(s["peak_rss_mb"] for s in steps.values())
     print(json.dumps({
