@@ -228,7 +228,7 @@ def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataF
     anchor = pd.Timestamp(sorted_ts[np.flatnonzero(support >= needed)[-1]])
     cutoff = anchor - pd.Timedelta(days=horizon_days)
     keep = (ts > cutoff.to_datetime64()) & (ts <= anchor.to_datetime64())
-    return records[keep], cutoff
+    return (records if keep.all() else records[keep]), cutoff  # no copy of millions of rows to keep them all
 
 
 # A record is "the same event" in two exports when all of these agree. Ids alone are only unique within
@@ -271,8 +271,13 @@ def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, UnionR
         empty = pd.DataFrame(columns=["source_file", "records", "kept", "identical_copies_dropped", "id_conflicts_kept"])
         return pd.DataFrame(), UnionReport(0, 0, empty)
     allrec = pd.concat(parts, ignore_index=True)
-    dup = allrec.duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first")
-    uniq = allrec[~dup]
+    # Only rows sharing (id, timestamp) with another row can be copies: the string columns are compared
+    # on those few candidates, not hashed for every one of millions of records.
+    candidates = allrec.duplicated(subset=["id", "timestamp"], keep=False).to_numpy()
+    dup = pd.Series(False, index=allrec.index)
+    if candidates.any():
+        dup[candidates] = allrec[candidates].duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first").to_numpy()
+    uniq = allrec[~dup] if dup.any() else allrec
     conflict = uniq["id"].duplicated(keep=False)
     by_file = pd.DataFrame({
         "records": allrec.groupby("source_file", observed=True).size(),
