@@ -373,3 +373,20 @@ def test_fast_decoder_gives_the_general_paths_table(tmp_path: Path, case: str) -
 @pytest.mark.parametrize("sample", [HOSTAPD_1824, SYSTEM_19])
 def test_fast_decoder_gives_the_general_paths_table_on_real_exports(sample: Path) -> None:
     pd.testing.assert_frame_equal(read_export(sample).records, _dict_path(sample))
+
+
+def test_without_msgspec_the_same_table(tmp_path: Path) -> None:
+    """The serving copy may run without msgspec (it is optional there): same table through orjson/json."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "no_msgspec.parquet"
+    code = (
+        "import sys; sys.modules['msgspec'] = None\n"  # import msgspec now raises ImportError
+        "from mcp_training_dagster.domain import exports\n"
+        "assert exports.msgspec is None\n"
+        f"exports.read_export({str(HOSTAPD_1824)!r}).records.to_parquet({str(out)!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(out), read_export(HOSTAPD_1824).records)
