@@ -4,7 +4,7 @@ folder together, then nothing else until the retrained model is registered.
     python -m benchmarks.fleet_dagster --routers 50 --days 3     # 150 files
     python -m benchmarks.fleet_dagster --routers 50 --days 30    # the full 1,500 files (slow)
 
-Local deployment, shipped configuration (sensor every 15 s, at most 100 files per tick, two
+Local deployment, shipped configuration (sensor every 15 s, at most 5 files per tick, two
 concurrent runs, one ingest run per file). Prints one JSON line with: seconds from the drop until
 every file is ingested and until the model trained on all of them is registered; per-file ingest
 run time (mean and p95) and ingest throughput; the longest ``export_file_sensor`` tick and any

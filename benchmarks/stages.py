@@ -14,6 +14,7 @@ from benchmarks.probe import MIB, _peak_rss_mb, _Probe, _write_parquet
 
 STAGES: tuple[str, ...] = (
     "generate",
+    "parse_floor",
     "read",
     "validate",
     "read_validate",
@@ -40,6 +41,22 @@ def _stage_generate(spec: Spec) -> dict[str, Any]:
     path = write_export(Path(spec["dir"]), n, spec["seed"])
     out = probe.stop()
     return {**out, "records": n, "export": str(path), "seed": spec["seed"]}
+
+
+def _stage_parse_floor(spec: Spec) -> dict[str, Any]:
+    """The floor ingest is judged against: orjson parsing the file's bytes, nothing else (stdlib json too)."""
+    import json
+
+    import orjson
+
+    payload = Path(spec["export"]).read_bytes()  # untimed: reading the file is not parsing
+    probe = _Probe()
+    probe.start()
+    n = len(orjson.loads(payload)["data"])
+    out = probe.stop()
+    t0 = probe.elapsed()
+    json.loads(payload)
+    return {**out, "records": n, "parser": "orjson", "stdlib_json_seconds": probe.elapsed() - t0}
 
 
 def _stage_read(spec: Spec) -> dict[str, Any]:
@@ -181,6 +198,7 @@ def _stage_end_to_end(spec: Spec) -> dict[str, Any]:
 
 _STAGE_FUNCS: dict[str, Callable[[Spec], dict[str, Any]]] = {
     "generate": _stage_generate,
+    "parse_floor": _stage_parse_floor,
     "read": _stage_read,
     "validate": _stage_validate,
     "read_validate": _stage_read_validate,

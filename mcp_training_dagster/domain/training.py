@@ -228,7 +228,7 @@ def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataF
     anchor = pd.Timestamp(sorted_ts[np.flatnonzero(support >= needed)[-1]])
     cutoff = anchor - pd.Timedelta(days=horizon_days)
     keep = (ts > cutoff.to_datetime64()) & (ts <= anchor.to_datetime64())
-    return records[keep], cutoff
+    return (records if keep.all() else records[keep]), cutoff  # no copy of millions of rows to keep them all
 
 
 # A record is "the same event" in two exports when all of these agree. Ids alone are only unique within
@@ -271,17 +271,34 @@ def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, UnionR
         empty = pd.DataFrame(columns=["source_file", "records", "kept", "identical_copies_dropped", "id_conflicts_kept"])
         return pd.DataFrame(), UnionReport(0, 0, empty)
     allrec = pd.concat(parts, ignore_index=True)
-    dup = allrec.duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first")
-    uniq = allrec[~dup]
-    conflict = uniq["id"].duplicated(keep=False)
-    by_file = pd.DataFrame({
-        "records": allrec.groupby("source_file", observed=True).size(),
-        "kept": uniq.groupby("source_file", observed=True).size(),
-        "identical_copies_dropped": allrec[dup].groupby("source_file", observed=True).size(),
-        "id_conflicts_kept": uniq[conflict].groupby("source_file", observed=True).size(),
-    }).fillna(0).astype("int64").rename_axis("source_file").reset_index()
-    by_file["source_file"] = by_file["source_file"].astype("str")
-    records = uniq.sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    n = len(allrec)
+    ts = allrec["timestamp"].to_numpy(dtype="datetime64[us]").view(np.int64)
+    ids = allrec["id"].to_numpy(dtype=np.int64)
+    # One stable sort by (timestamp, id) serves both the de-duplication and the output order. Only rows
+    # sharing (timestamp, id) with another row can be copies: the string columns are compared on those
+    # few candidates (in file order, so the first copy is kept), not hashed for millions of records.
+    order = np.lexsort((ids, ts))
+    same = (ts[order][1:] == ts[order][:-1]) & (ids[order][1:] == ids[order][:-1])
+    shared = np.r_[same, False] | np.r_[False, same]
+    candidates = np.zeros(n, dtype=bool)
+    candidates[order[shared]] = True
+    dup = np.zeros(n, dtype=bool)
+    if candidates.any():
+        dup[candidates] = allrec[candidates].duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first").to_numpy()
+    kept = ~dup
+    conflict = np.zeros(n, dtype=bool)
+    conflict[kept] = pd.Series(ids[kept]).duplicated(keep=False).to_numpy()
+    file_code, files = pd.factorize(allrec["source_file"], sort=True)
+    per_file = {
+        "records": np.ones(n, dtype=bool),
+        "kept": kept,
+        "identical_copies_dropped": dup,
+        "id_conflicts_kept": conflict,
+    }
+    by_file = pd.DataFrame({"source_file": pd.array(np.asarray(files, dtype=object), dtype="str")})
+    for column, mask in per_file.items():
+        by_file[column] = np.bincount(file_code[mask], minlength=len(files)).astype("int64")
+    records = allrec.take(order[kept[order]]).reset_index(drop=True)
     return records, UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
 
 

@@ -342,3 +342,51 @@ def test_all_record_keys_present_as_columns(tmp_path: Path) -> None:
     for key in RECORD_KEYS:
         assert key in got.columns
     assert pd.isna(got["device_id"].iloc[0])
+
+
+# --------------------------------------------------------------------------- fast decoder == general path
+def _dict_path(path: Path) -> pd.DataFrame:
+    """The general path: the standard library's JSON, records as dicts (what any quirk falls back to)."""
+    from mcp_training_dagster.domain.exports import records_to_frame
+
+    return records_to_frame(json.loads(path.read_bytes())["data"])
+
+
+QUIRKY = {
+    "ints_and_text_device_ids": [record(1, device_id=7), record(2, device_id="GT-AX6000"), record(3, device_id=None)],
+    "ids_beyond_64_bits": [record(2**70), record(10**30), record(-(2**64)), record(2**64), record(5)],
+    "counters_beyond_64_bits": [record(1, push_attempts=2**70), record(2)],
+    "structured_data_objects": [record(1, structured_data={"priority": 30}), record(2, structured_data=None)],
+    "float_and_bool_ids": [record(1.5), record(True), record(3)],
+    "keys_missing": [{"id": 1, "timestamp": "2025-06-27T09:16:56", "message": "x"}, record(2)],
+    "all_null_column": [record(1, last_push_error=None), record(2, last_push_error=None)],
+    "non_ascii_and_escapes": [record(1, message="Wi\u2011Fi \u00e9t\u00e9 \"q\" \\ \u0000"), record(2)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUIRKY))
+def test_fast_decoder_gives_the_general_paths_table(tmp_path: Path, case: str) -> None:
+    path = write_export(tmp_path / f"{case}.json", QUIRKY[case])
+    pd.testing.assert_frame_equal(read_export(path).records, _dict_path(path), check_like=False)
+
+
+@pytest.mark.parametrize("sample", [HOSTAPD_1824, SYSTEM_19])
+def test_fast_decoder_gives_the_general_paths_table_on_real_exports(sample: Path) -> None:
+    pd.testing.assert_frame_equal(read_export(sample).records, _dict_path(sample))
+
+
+def test_without_msgspec_the_same_table(tmp_path: Path) -> None:
+    """The serving copy may run without msgspec (it is optional there): same table through orjson/json."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "no_msgspec.parquet"
+    code = (
+        "import sys; sys.modules['msgspec'] = None\n"  # import msgspec now raises ImportError
+        "from mcp_training_dagster.domain import exports\n"
+        "assert exports.msgspec is None\n"
+        f"exports.read_export({str(HOSTAPD_1824)!r}).records.to_parquet({str(out)!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(out), read_export(HOSTAPD_1824).records)
