@@ -256,6 +256,66 @@ def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) 
     return out
 
 
+MAGNITUDE_QUANTILE = 0.95  # a router's "usual most" per family: this quantile of its own active windows of the kind
+# (the top 5 %, where in-sample anomalies sit, stays out of it, as in the tail fit)
+MAGNITUDE_PRIOR_WINDOWS = 288.0  # shrinkage: a router with this many active windows weighs its own quantile half
+
+
+def _magnitude_features(windows: pd.DataFrame, features: tuple[str, ...]) -> list[str]:
+    return [f for f in features if f in windows.columns]
+
+
+def fit_magnitude(windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray,
+                  features: tuple[str, ...] = RARITY_FEATURES, q: float = MAGNITUDE_QUANTILE,
+                  prior: float = MAGNITUDE_PRIOR_WINDOWS, kinds_fitted: tuple[str, ...] = ("device",)) -> dict[str, Any]:
+    """Per kind and family: the fleet's and each router's usual most (the ``q`` quantile of active windows), the
+    router's shrunk towards the fleet's by its number of windows (``n / (n + prior)``)."""
+    feats = _magnitude_features(windows, features)
+    dev = windows["device"].astype("str").to_numpy()
+    out: dict[str, Any] = {"quantile": q, "prior_windows": prior, "features": feats, "kinds": {}}
+    for kind in kinds_fitted:
+        m = (kinds == kind) & active
+        if not m.any():
+            continue
+        X = windows.loc[m, feats].to_numpy(dtype=np.float64)
+        fleet = np.quantile(X, q, axis=0)
+        routers = {}
+        d = dev[m]
+        for r in np.unique(d):
+            rm = d == r
+            n = float(rm.sum())
+            own = np.quantile(X[rm], q, axis=0)
+            w = n / (n + prior)
+            routers[str(r)] = [round(float(v), 4) for v in w * own + (1 - w) * fleet]
+        out["kinds"][kind] = {"fleet": [round(float(v), 4) for v in fleet], "routers": routers}
+    return out
+
+
+def magnitude(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) -> np.ndarray:
+    """How far the window's largest family count is above its router's usual most, in doublings:
+    ``max_f log2((1 + x_f) / (1 + usual_f))`` (a router never seen in training: the fleet's usual). Grows with
+    the count, so a flood of 40 ranks above a handful of 6 that is rare too."""
+    out = np.zeros(len(windows))
+    feats = [f for f in tables["features"] if f in windows.columns]
+    if not feats:
+        return out
+    idx = [tables["features"].index(f) for f in feats]
+    dev = windows["device"].astype("str").to_numpy()
+    X = windows[feats].to_numpy(dtype=np.float64)
+    for kind, tab in tables["kinds"].items():
+        m = kinds == kind
+        if not m.any():
+            continue
+        usual = np.tile(np.asarray(tab["fleet"], dtype=np.float64)[idx], (int(m.sum()), 1))
+        dm = dev[m]
+        for r, vals in tab["routers"].items():
+            rm = dm == r
+            if rm.any():
+                usual[rm] = np.asarray(vals, dtype=np.float64)[idx]
+        out[m] = np.max(np.log2((1.0 + X[m]) / (1.0 + usual)), axis=1)
+    return out
+
+
 def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
     z = robust_z(raw, kinds, calibration["scales"])
     if calibration.get("ensemble") == "mean" and calibration.get("rarity"):
@@ -264,9 +324,25 @@ def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calib
     return z
 
 
+def _scored_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any],
+              with_magnitude: bool = True) -> np.ndarray:
+    """The score the thresholds apply to: the combined z, fused with the device context, plus (device windows)
+    the magnitude in doublings above the router's usual most. The magnitude is added after the fusion:
+    a station is judged with its router's state, not with the router's count of someone else's events."""
+    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+    mt = calibration.get("magnitude")
+    if mt and with_magnitude:
+        mg = np.maximum(magnitude(windows, kinds, mt), 0.0)
+        on = np.isin(kinds, list(mt["kinds"]))
+        z = z + np.where(on, mg, 0.0)
+    return z
+
+
 def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
                     silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
-                    max_alarm_fraction: float = 0.02, ensemble: str = "mean") -> dict[str, Any]:
+                    max_alarm_fraction: float = 0.02, ensemble: str = "mean",
+                    magnitude_kinds: tuple[str, ...] = ("device",),
+                    magnitude_quantile: float = MAGNITUDE_QUANTILE) -> dict[str, Any]:
     """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
     and the silence rule."""
     kinds = _kinds(windows)
@@ -282,8 +358,13 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         cal["rarity_scales"] = _robust_scales(rarity(windows, kinds, tables), kinds, active)
     elif ensemble != "none":
         raise ValueError(f"unknown ensemble {ensemble!r}")
+    cal["fusion"] = fusion
+    if magnitude_kinds:
+        cal["magnitude"] = fit_magnitude(windows, kinds, active, kinds_fitted=tuple(magnitude_kinds),
+                                         q=magnitude_quantile)
     zi = robust_z(raw, kinds, scales)
-    z = fused(windows, _combined_z(windows, raw, kinds, cal), kinds, fusion)
+    z = _scored_z(windows, raw, kinds, cal)
+    z0 = _scored_z(windows, raw, kinds, cal, with_magnitude=False)
     thresholds: dict[str, dict[str, Any]] = {}
     detector_threshold = None
     for kind in scales:
@@ -294,6 +375,9 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
         thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
                             "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
+        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"]:  # the same kind judged without it (key "-")
+            thresholds[kind]["threshold_without_magnitude"] = exponential_tail_threshold(
+                z0[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
         if kind == "device":  # the detector alone, same rule: what the stored estimator's predict() answers
             own = exponential_tail_threshold(zi[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
             detector_threshold = scales[kind]["center"] + scales[kind]["scale"] * own
@@ -318,13 +402,16 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
     return cal
 
 
-def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
-    """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration."""
+def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any],
+                      with_magnitude: bool = True) -> np.ndarray:
+    """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration.
+    ``with_magnitude=False``: device windows without the magnitude term (the unkeyed records' key ``-``, judged
+    like a station with its router's state rather than with the router's count of its stations' events)."""
     kinds = _kinds(windows)
-    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+    z = _scored_z(windows, raw, kinds, calibration, with_magnitude)
     thr = np.zeros(len(z))
     for kind, fit in calibration["thresholds"].items():
-        thr[kinds == kind] = fit["threshold"]
+        thr[kinds == kind] = fit["threshold"] if with_magnitude else fit.get("threshold_without_magnitude", fit["threshold"])
     c = z - thr
     active = windows["n_records"].to_numpy() > 0
     sil = silence_score(windows, float(calibration.get("silence_factor", 2.0)))
