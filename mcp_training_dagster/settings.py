@@ -113,7 +113,7 @@ class AlarmConfig(_Strict):
     """How verdicts are drawn (README "Model"): a false-alarm budget instead of a contamination guess."""
 
     budget_per_router_day: dict[Literal["device", "station", "interface"], float] = Field(
-        default_factory=lambda: {"device": 2.0, "station": 4.0, "interface": 2.0},
+        default_factory=lambda: {"device": 1.0, "station": 2.0, "interface": 1.0},
         description="alarms per router-day each entity kind may raise on normal traffic (tail-model threshold)",
     )
     fusion: Literal["max", "mean", "none"] = Field(

@@ -338,11 +338,31 @@ def _scored_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibra
     return z
 
 
+ROUTER_PRIOR_WINDOWS = 288.0  # a router's own tail threshold weighs half when it has this many active windows
+
+
+def _router_thresholds(z: np.ndarray, devices: np.ndarray, span_days: float, budget: float, fleet: float,
+                       u_quantile: float, max_alarm_fraction: float, prior: float) -> dict[str, float]:
+    """Per router: the same tail rule on its own active windows (its budget: ``budget x its days``), shrunk
+    towards the fleet's threshold by ``n / (n + prior)``. Vendors differ in verbosity: a chatty router's
+    ordinary busy window is judged against its own tail, a terse one's against its own."""
+    out: dict[str, float] = {}
+    for r in np.unique(devices):
+        zr = z[devices == r]
+        n = len(zr)
+        p = min(max_alarm_fraction, budget * span_days / n) if n else max_alarm_fraction
+        own = exponential_tail_threshold(zr, p, (u_quantile, TAIL_FIT_TOP))["threshold"]
+        w = n / (n + prior)
+        out[str(r)] = round(float(w * own + (1 - w) * fleet), 6)
+    return out
+
+
 def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
                     silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
                     max_alarm_fraction: float = 0.02, ensemble: str = "mean",
                     magnitude_kinds: tuple[str, ...] = ("device",),
-                    magnitude_quantile: float = MAGNITUDE_QUANTILE) -> dict[str, Any]:
+                    magnitude_quantile: float = MAGNITUDE_QUANTILE,
+                    per_router_prior: float | None = None) -> dict[str, Any]:
     """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
     and the silence rule."""
     kinds = _kinds(windows)
@@ -363,6 +383,7 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         cal["magnitude"] = fit_magnitude(windows, kinds, active, kinds_fitted=tuple(magnitude_kinds),
                                          q=magnitude_quantile)
     zi = robust_z(raw, kinds, scales)
+    devices = windows["device"].astype("str").to_numpy()
     z = _scored_z(windows, raw, kinds, cal)
     z0 = _scored_z(windows, raw, kinds, cal, with_magnitude=False)
     thresholds: dict[str, dict[str, Any]] = {}
@@ -375,6 +396,9 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
         thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
                             "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
+        if per_router_prior is not None and n_active:
+            thresholds[kind]["routers"] = _router_thresholds(z[m], devices[m], span_days, b, fit["threshold"],
+                                                             u_quantile, max_alarm_fraction, per_router_prior)
         if cal.get("magnitude") and kind in cal["magnitude"]["kinds"]:  # the same kind judged without it (key "-")
             thresholds[kind]["threshold_without_magnitude"] = exponential_tail_threshold(
                 z0[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
@@ -411,7 +435,12 @@ def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mappi
     z = _scored_z(windows, raw, kinds, calibration, with_magnitude)
     thr = np.zeros(len(z))
     for kind, fit in calibration["thresholds"].items():
-        thr[kinds == kind] = fit["threshold"] if with_magnitude else fit.get("threshold_without_magnitude", fit["threshold"])
+        m = kinds == kind
+        thr[m] = fit["threshold"] if with_magnitude else fit.get("threshold_without_magnitude", fit["threshold"])
+        if with_magnitude and fit.get("routers") and m.any():
+            own = pd.Series(fit["routers"], dtype="float64")
+            at = own.reindex(windows.loc[m, "device"].astype("str").to_numpy()).to_numpy()
+            thr[m] = np.where(np.isfinite(at), at, thr[m])
     c = z - thr
     active = windows["n_records"].to_numpy() > 0
     sil = silence_score(windows, float(calibration.get("silence_factor", 2.0)))
