@@ -123,6 +123,9 @@ class AlarmConfig(_Strict):
     ensemble: Literal["mean", "none"] = Field(
         "mean", description="average the detector's robust z with the rarity component's (per-family tail probability)"
     )
+    magnitude: Literal["device", "none"] = Field(
+        "device", description="device windows: add the doublings of their largest event-family count above the router's own usual most (its 95th percentile, shrunk to the fleet's)"
+    )
     silence_factor: float = Field(1.5, gt=1.0, description="a device is silent when its gap exceeds this x its longest gap of the 24 h before")
     tail_quantile: float = Field(0.8, gt=0.5, lt=0.95, description="the tail is matched between this quantile and the 95 % one (active windows)")
 

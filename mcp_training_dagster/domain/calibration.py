@@ -4,7 +4,7 @@ something (a false-alarm budget per router-day), per entity kind, plus the silen
 Shipped with the package (serving code): imports numpy and pandas only.
 
 Convention: the CALIBRATED score is higher = more anomalous and a window is anomalous when it is
-``> 0``. It is built in four steps, all fitted on the training windows alone (no labels):
+``> 0``. It is built in these steps, all fitted on the training windows alone (no labels):
 
 1. **Per-kind scale.** The detector's raw score (``-score_samples``) is put on a robust scale per
    entity kind, fitted on that kind's windows *with records*: ``z = (raw - median) / (q90 - median)``.
@@ -12,6 +12,13 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
 2. **Device context at score level.** A station or interface window takes its device's window into
    account: ``z_key = max(z_own, z_device_same_window)`` (``fusion: "max"``) - a station during a
    flood of unknown MACs is judged with its router's state.
+2b. **Magnitude** (device windows): ``+ max(0, max_f log2((1 + x_f) / (1 + usual_f)))`` over the event
+   families, where ``usual_f`` is the router's own 95th percentile of active device windows, shrunk towards
+   the fleet's by ``n / (n + 288)``: doublings above the router's usual most. The detector and the
+   rarity component saturate at "never seen" (6 passphrase failures look like a brute force of 40); this
+   term keeps growing with the count and is relative to the router's own verbosity. Added after the
+   fusion, so a station is judged with its router's state, not with the count of its neighbours' events;
+   the unkeyed records' key ``-`` is judged without it, at the device's threshold fitted without it.
 3. **A tail model instead of a contamination guess.** Per kind, on active windows, the threshold is
    the score a normal window exceeds with probability ``p = budget x router-days / active windows``
    (the false-alarm budget per router-day in the config; at most ``max_alarm_fraction``): the lower of
@@ -35,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 KINDS: tuple[str, ...] = ("device", "station", "interface")
-METHOD = "min(empirical quantile, exponential tail q80-q95)"
+METHOD = "min(empirical quantile, exponential tail q80-q95); device windows + magnitude over the router's own q95"
 TAIL_FIT_TOP = 0.95
 TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
@@ -409,7 +416,11 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         "method": METHOD,
         "description": "per entity kind, on windows with records: robust z of the detector score"
                        + (" averaged with the rarity component's" if ensemble == "mean" else "")
-                       + f", station/interface windows fused with their device window ({fusion}), threshold = the "
+                       + f", station/interface windows fused with their device window ({fusion})"
+                       + (f", {'/'.join(magnitude_kinds)} windows + doublings above the router's own "
+                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's)" if magnitude_kinds else "")
+                       + (", thresholds per router shrunk to the fleet's" if per_router_prior is not None else "")
+                       + ", threshold = the "
                        "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
                        f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
                        "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
