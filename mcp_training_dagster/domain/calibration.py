@@ -18,7 +18,9 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
    rarity component saturate at "never seen" (6 passphrase failures look like a brute force of 40); this
    term keeps growing with the count and is relative to the router's own verbosity. Added after the
    fusion, so a station is judged with its router's state, not with the count of its neighbours' events;
-   the unkeyed records' key ``-`` is judged without it, at the device's threshold fitted without it.
+   the unkeyed records' key ``-`` is judged without it, at the device's threshold fitted without it. The
+   score is then no longer bounded, so a kind with this term takes the empirical ``1 - p`` quantile as its
+   threshold (step 3's exponential extrapolation assumes a bounded score and would sit too low).
 3. **A tail model instead of a contamination guess.** Per kind, on active windows, the threshold is
    the score a normal window exceeds with probability ``p = budget x router-days / active windows``
    (the false-alarm budget per router-day in the config; at most ``max_alarm_fraction``): the lower of
@@ -42,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 KINDS: tuple[str, ...] = ("device", "station", "interface")
-METHOD = "min(empirical quantile, exponential tail q80-q95); device windows + magnitude over the router's own q95"
+METHOD = ("min(empirical quantile, exponential tail q80-q95); device windows: + magnitude over the router's own q95, "
+          "empirical quantile")
 TAIL_FIT_TOP = 0.95
 TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
@@ -79,8 +82,8 @@ def gpd_tail_threshold(x: np.ndarray, p: float, u_quantile: float = 0.95) -> dic
     return {"threshold": float(t), "u": u, "sigma": float(sigma), "xi": xi, "n_excess": k, "n": n, "p": p}
 
 
-def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float, float] = (0.80, 0.90, 0.97)
-                            ) -> dict[str, float]:
+def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float, float] = (0.80, 0.90, 0.97),
+                            xi_bounds: tuple[float, float] = XI_BOUNDS) -> dict[str, float]:
     """Score exceeded with probability ``p`` under a GPD matched to three upper quantiles of ``x``
     (Pickands-type: the shape from the ratio of quantile spacings, then the scale). The top
     ``1 - levels[2]`` of the scores, where in-sample anomalies sit, never enters the fit, so a few
@@ -103,7 +106,7 @@ def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float,
             return math.log(rc) / math.log(rb)
         return (rc ** (-xi) - 1) / (rb ** (-xi) - 1)
 
-    lo, hi = XI_BOUNDS
+    lo, hi = xi_bounds
     if target <= ratio(lo):
         xi = lo
     elif target >= ratio(hi):
@@ -265,6 +268,8 @@ def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) 
 
 MAGNITUDE_QUANTILE = 0.95  # a router's "usual most" per family: this quantile of its own active windows of the kind
 # (the top 5 %, where in-sample anomalies sit, stays out of it, as in the tail fit)
+MAGNITUDE_TAIL_LEVELS = (0.80, 0.90, TAIL_FIT_TOP)  # a kind with the magnitude term: GPD matched to these quantiles
+MAGNITUDE_XI_BOUNDS = (-0.5, 0.5)  # the magnitude grows with log(count): unbounded, a heavy tail is allowed
 MAGNITUDE_PRIOR_WINDOWS = 288.0  # shrinkage: a router with this many active windows weighs its own quantile half
 
 
@@ -401,6 +406,14 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         b = float(budget.get(kind, 0.0))
         p = min(max_alarm_fraction, b * router_days / n_active) if n_active else max_alarm_fraction
         fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
+        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"]:
+            # the exponential tail's premise is a bounded score; the magnitude term is not bounded (it grows
+            # with the log of a count), so the tail beyond the fitted quantiles is heavier than the
+            # extrapolation: the (1 - p) empirical quantile is the threshold (in-sample anomalies only push it up)
+            heavy = quantile_tail_threshold(z[m], p, MAGNITUDE_TAIL_LEVELS, MAGNITUDE_XI_BOUNDS)
+            fit = {**fit, "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
+                   "xi": heavy["xi"], "sigma": heavy["sigma"], "u": heavy["u"],
+                   "rule": "min(empirical quantile, GPD matched to the q80/q90/q95 spacings, shape up to 0.5)"}
         thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
                             "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
         if per_router_prior is not None and n_active:
@@ -418,7 +431,8 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
                        + (" averaged with the rarity component's" if ensemble == "mean" else "")
                        + f", station/interface windows fused with their device window ({fusion})"
                        + (f", {'/'.join(magnitude_kinds)} windows + doublings above the router's own "
-                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's)" if magnitude_kinds else "")
+                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's; threshold: the "
+                          "empirical (1 - p) quantile, as the score is no longer bounded)" if magnitude_kinds else "")
                        + (", thresholds per router shrunk to the fleet's" if per_router_prior is not None else "")
                        + ", threshold = the "
                        "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
