@@ -19,8 +19,9 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
    term keeps growing with the count and is relative to the router's own verbosity. Added after the
    fusion, so a station is judged with its router's state, not with the count of its neighbours' events;
    the unkeyed records' key ``-`` is judged without it, at the device's threshold fitted without it. The
-   score is then no longer bounded, so a kind with this term takes the empirical ``1 - p`` quantile as its
-   threshold (step 3's exponential extrapolation assumes a bounded score and would sit too low).
+   score is then no longer bounded, so for a kind with this term step 3's exponential extrapolation (which
+   assumes a bounded score) would sit too low: its threshold is the lower of the empirical ``1 - p``
+   quantile and a GPD matched to the 80/90/95 % quantile spacings with shape up to 0.5 (heavy tail allowed).
 3. **A tail model instead of a contamination guess.** Per kind, on active windows, the threshold is
    the score a normal window exceeds with probability ``p = budget x router-days / active windows``
    (the false-alarm budget per router-day in the config; at most ``max_alarm_fraction``): the lower of
@@ -45,7 +46,7 @@ import pandas as pd
 
 KINDS: tuple[str, ...] = ("device", "station", "interface")
 METHOD = ("min(empirical quantile, exponential tail q80-q95); device windows: + magnitude over the router's own q95, "
-          "empirical quantile")
+          "min(empirical quantile, GPD q80/q90/q95 with shape <= 0.5)")
 TAIL_FIT_TOP = 0.95
 TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
@@ -431,8 +432,9 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
                        + (" averaged with the rarity component's" if ensemble == "mean" else "")
                        + f", station/interface windows fused with their device window ({fusion})"
                        + (f", {'/'.join(magnitude_kinds)} windows + doublings above the router's own "
-                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's; threshold: the "
-                          "empirical (1 - p) quantile, as the score is no longer bounded)" if magnitude_kinds else "")
+                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's; threshold: the lower of the "
+                          "empirical (1 - p) quantile and a GPD matched to the 80/90/95 % quantiles with shape up to 0.5, "
+                          "as the score is no longer bounded)" if magnitude_kinds else "")
                        + (", thresholds per router shrunk to the fleet's" if per_router_prior is not None else "")
                        + ", threshold = the "
                        "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
