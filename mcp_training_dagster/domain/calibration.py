@@ -407,10 +407,10 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         b = float(budget.get(kind, 0.0))
         p = min(max_alarm_fraction, b * router_days / n_active) if n_active else max_alarm_fraction
         fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
-        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"]:
+        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"] and bool((z[m] > z0[m]).any()):
             # the exponential tail's premise is a bounded score; the magnitude term is not bounded (it grows
             # with the log of a count), so the tail beyond the fitted quantiles is heavier than the
-            # extrapolation: the (1 - p) empirical quantile is the threshold (in-sample anomalies only push it up)
+            # extrapolation (when the term is 0 on every training window, the score is the bounded one)
             heavy = quantile_tail_threshold(z[m], p, MAGNITUDE_TAIL_LEVELS, MAGNITUDE_XI_BOUNDS)
             fit = {**fit, "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
                    "xi": heavy["xi"], "sigma": heavy["sigma"], "u": heavy["u"],
