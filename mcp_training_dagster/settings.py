@@ -111,7 +111,7 @@ class AgentVariantConfig(_Strict):
 
 
 EntityKind = Literal["device", "station", "interface"]
-_DEFAULT_ALARM_BUDGET: dict[EntityKind, float] = {"device": 2.0, "station": 4.0, "interface": 2.0}
+_DEFAULT_ALARM_BUDGET: dict[EntityKind, float] = {"device": 1.0, "station": 2.0, "interface": 1.0}
 
 
 class AlarmConfig(_Strict):
@@ -127,6 +127,9 @@ class AlarmConfig(_Strict):
     max_alarm_fraction: float = Field(0.02, gt=0.0, lt=0.5, description="ceiling: never more than this share of a kind's active windows (sparse routers)")
     ensemble: Literal["mean", "none"] = Field(
         "mean", description="average the detector's robust z with the rarity component's (per-family tail probability)"
+    )
+    magnitude: Literal["device", "none"] = Field(
+        "device", description="device windows: add the doublings of their largest event-family count above the router's own usual most (its 95th percentile, shrunk to the fleet's)"
     )
     silence_factor: float = Field(1.5, gt=1.0, description="a device is silent when its gap exceeds this x its longest gap of the 24 h before")
     tail_quantile: float = Field(0.8, gt=0.5, lt=0.95, description="the tail is matched between this quantile and the 95 % one (active windows)")

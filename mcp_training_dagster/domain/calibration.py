@@ -4,7 +4,7 @@ something (a false-alarm budget per router-day), per entity kind, plus the silen
 Shipped with the package (serving code): imports numpy and pandas only.
 
 Convention: the CALIBRATED score is higher = more anomalous and a window is anomalous when it is
-``> 0``. It is built in four steps, all fitted on the training windows alone (no labels):
+``> 0``. It is built in these steps, all fitted on the training windows alone (no labels):
 
 1. **Per-kind scale.** The detector's raw score (``-score_samples``) is put on a robust scale per
    entity kind, fitted on that kind's windows *with records*: ``z = (raw - median) / (q90 - median)``.
@@ -12,6 +12,16 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
 2. **Device context at score level.** A station or interface window takes its device's window into
    account: ``z_key = max(z_own, z_device_same_window)`` (``fusion: "max"``) - a station during a
    flood of unknown MACs is judged with its router's state.
+2b. **Magnitude** (device windows): ``+ max(0, max_f log2((1 + x_f) / (1 + usual_f)))`` over the event
+   families, where ``usual_f`` is the router's own 95th percentile of active device windows, shrunk towards
+   the fleet's by ``n / (n + 288)``: doublings above the router's usual most. The detector and the
+   rarity component saturate at "never seen" (6 passphrase failures look like a brute force of 40); this
+   term keeps growing with the count and is relative to the router's own verbosity. Added after the
+   fusion, so a station is judged with its router's state, not with the count of its neighbours' events;
+   the unkeyed records' key ``-`` is judged without it, at the device's threshold fitted without it. The
+   score is then no longer bounded, so for a kind with this term step 3's exponential extrapolation (which
+   assumes a bounded score) would sit too low: its threshold is the lower of the empirical ``1 - p``
+   quantile and a GPD matched to the 80/90/95 % quantile spacings with shape up to 0.5 (heavy tail allowed).
 3. **A tail model instead of a contamination guess.** Per kind, on active windows, the threshold is
    the score a normal window exceeds with probability ``p = budget x router-days / active windows``
    (the false-alarm budget per router-day in the config; at most ``max_alarm_fraction``): the lower of
@@ -35,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 KINDS: tuple[str, ...] = ("device", "station", "interface")
-METHOD = "min(empirical quantile, exponential tail q80-q95)"
+METHOD = ("min(empirical quantile, exponential tail q80-q95); device windows: + magnitude over the router's own q95, "
+          "min(empirical quantile, GPD q80/q90/q95 with shape <= 0.5)")
 TAIL_FIT_TOP = 0.95
 TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
@@ -72,8 +83,8 @@ def gpd_tail_threshold(x: np.ndarray, p: float, u_quantile: float = 0.95) -> dic
     return {"threshold": float(t), "u": u, "sigma": float(sigma), "xi": xi, "n_excess": k, "n": n, "p": p}
 
 
-def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float, float] = (0.80, 0.90, 0.97)
-                            ) -> dict[str, float]:
+def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float, float] = (0.80, 0.90, 0.97),
+                            xi_bounds: tuple[float, float] = XI_BOUNDS) -> dict[str, float]:
     """Score exceeded with probability ``p`` under a GPD matched to three upper quantiles of ``x``
     (Pickands-type: the shape from the ratio of quantile spacings, then the scale). The top
     ``1 - levels[2]`` of the scores, where in-sample anomalies sit, never enters the fit, so a few
@@ -96,7 +107,7 @@ def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float,
             return math.log(rc) / math.log(rb)
         return (rc ** (-xi) - 1) / (rb ** (-xi) - 1)
 
-    lo, hi = XI_BOUNDS
+    lo, hi = xi_bounds
     if target <= ratio(lo):
         xi = lo
     elif target >= ratio(hi):
@@ -256,6 +267,68 @@ def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) 
     return out
 
 
+MAGNITUDE_QUANTILE = 0.95  # a router's "usual most" per family: this quantile of its own active windows of the kind
+# (the top 5 %, where in-sample anomalies sit, stays out of it, as in the tail fit)
+MAGNITUDE_TAIL_LEVELS = (0.80, 0.90, TAIL_FIT_TOP)  # a kind with the magnitude term: GPD matched to these quantiles
+MAGNITUDE_XI_BOUNDS = (-0.5, 0.5)  # the magnitude grows with log(count): unbounded, a heavy tail is allowed
+MAGNITUDE_PRIOR_WINDOWS = 288.0  # shrinkage: a router with this many active windows weighs its own quantile half
+
+
+def _magnitude_features(windows: pd.DataFrame, features: tuple[str, ...]) -> list[str]:
+    return [f for f in features if f in windows.columns]
+
+
+def fit_magnitude(windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray,
+                  features: tuple[str, ...] = RARITY_FEATURES, q: float = MAGNITUDE_QUANTILE,
+                  prior: float = MAGNITUDE_PRIOR_WINDOWS, kinds_fitted: tuple[str, ...] = ("device",)) -> dict[str, Any]:
+    """Per kind and family: the fleet's and each router's usual most (the ``q`` quantile of active windows), the
+    router's shrunk towards the fleet's by its number of windows (``n / (n + prior)``)."""
+    feats = _magnitude_features(windows, features)
+    dev = windows["device"].astype("str").to_numpy()
+    out: dict[str, Any] = {"quantile": q, "prior_windows": prior, "features": feats, "kinds": {}}
+    for kind in kinds_fitted:
+        m = (kinds == kind) & active
+        if not m.any():
+            continue
+        X = windows.loc[m, feats].to_numpy(dtype=np.float64)
+        fleet = np.quantile(X, q, axis=0)
+        routers = {}
+        d = dev[m]
+        for r in np.unique(d):
+            rm = d == r
+            n = float(rm.sum())
+            own = np.quantile(X[rm], q, axis=0)
+            w = n / (n + prior)
+            routers[str(r)] = [round(float(v), 4) for v in w * own + (1 - w) * fleet]
+        out["kinds"][kind] = {"fleet": [round(float(v), 4) for v in fleet], "routers": routers}
+    return out
+
+
+def magnitude(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) -> np.ndarray:
+    """How far the window's largest family count is above its router's usual most, in doublings:
+    ``max_f log2((1 + x_f) / (1 + usual_f))`` (a router never seen in training: the fleet's usual). Grows with
+    the count, so a flood of 40 ranks above a handful of 6 that is rare too."""
+    out = np.zeros(len(windows))
+    feats = [f for f in tables["features"] if f in windows.columns]
+    if not feats:
+        return out
+    idx = [tables["features"].index(f) for f in feats]
+    dev = windows["device"].astype("str").to_numpy()
+    X = windows[feats].to_numpy(dtype=np.float64)
+    for kind, tab in tables["kinds"].items():
+        m = kinds == kind
+        if not m.any():
+            continue
+        usual = np.tile(np.asarray(tab["fleet"], dtype=np.float64)[idx], (int(m.sum()), 1))
+        dm = dev[m]
+        for r, vals in tab["routers"].items():
+            rm = dm == r
+            if rm.any():
+                usual[rm] = np.asarray(vals, dtype=np.float64)[idx]
+        out[m] = np.max(np.log2((1.0 + X[m]) / (1.0 + usual)), axis=1)
+    return out
+
+
 def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
     z = robust_z(raw, kinds, calibration["scales"])
     if calibration.get("ensemble") == "mean" and calibration.get("rarity"):
@@ -264,9 +337,45 @@ def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calib
     return z
 
 
+def _scored_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any],
+              with_magnitude: bool = True) -> np.ndarray:
+    """The score the thresholds apply to: the combined z, fused with the device context, plus (device windows)
+    the magnitude in doublings above the router's usual most. The magnitude is added after the fusion:
+    a station is judged with its router's state, not with the router's count of someone else's events."""
+    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+    mt = calibration.get("magnitude")
+    if mt and with_magnitude:
+        mg = np.maximum(magnitude(windows, kinds, mt), 0.0)
+        on = np.isin(kinds, list(mt["kinds"]))
+        z = z + np.where(on, mg, 0.0)
+    return z
+
+
+ROUTER_PRIOR_WINDOWS = 288.0  # a router's own tail threshold weighs half when it has this many active windows
+
+
+def _router_thresholds(z: np.ndarray, devices: np.ndarray, span_days: float, budget: float, fleet: float,
+                       u_quantile: float, max_alarm_fraction: float, prior: float) -> dict[str, float]:
+    """Per router: the same tail rule on its own active windows (its budget: ``budget x its days``), shrunk
+    towards the fleet's threshold by ``n / (n + prior)``. Vendors differ in verbosity: a chatty router's
+    ordinary busy window is judged against its own tail, a terse one's against its own."""
+    out: dict[str, float] = {}
+    for r in np.unique(devices):
+        zr = z[devices == r]
+        n = len(zr)
+        p = min(max_alarm_fraction, budget * span_days / n) if n else max_alarm_fraction
+        own = exponential_tail_threshold(zr, p, (u_quantile, TAIL_FIT_TOP))["threshold"]
+        w = n / (n + prior)
+        out[str(r)] = round(float(w * own + (1 - w) * fleet), 6)
+    return out
+
+
 def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
                     silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
-                    max_alarm_fraction: float = 0.02, ensemble: str = "mean") -> dict[str, Any]:
+                    max_alarm_fraction: float = 0.02, ensemble: str = "mean",
+                    magnitude_kinds: tuple[str, ...] = ("device",),
+                    magnitude_quantile: float = MAGNITUDE_QUANTILE,
+                    per_router_prior: float | None = None) -> dict[str, Any]:
     """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
     and the silence rule."""
     kinds = _kinds(windows)
@@ -282,8 +391,14 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         cal["rarity_scales"] = _robust_scales(rarity(windows, kinds, tables), kinds, active)
     elif ensemble != "none":
         raise ValueError(f"unknown ensemble {ensemble!r}")
+    cal["fusion"] = fusion
+    if magnitude_kinds:
+        cal["magnitude"] = fit_magnitude(windows, kinds, active, kinds_fitted=tuple(magnitude_kinds),
+                                         q=magnitude_quantile)
     zi = robust_z(raw, kinds, scales)
-    z = fused(windows, _combined_z(windows, raw, kinds, cal), kinds, fusion)
+    devices = windows["device"].astype("str").to_numpy()
+    z = _scored_z(windows, raw, kinds, cal)
+    z0 = _scored_z(windows, raw, kinds, cal, with_magnitude=False)
     thresholds: dict[str, dict[str, Any]] = {}
     detector_threshold = None
     for kind in scales:
@@ -292,8 +407,22 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         b = float(budget.get(kind, 0.0))
         p = min(max_alarm_fraction, b * router_days / n_active) if n_active else max_alarm_fraction
         fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
+        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"] and bool((z[m] > z0[m]).any()):
+            # the exponential tail's premise is a bounded score; the magnitude term is not bounded (it grows
+            # with the log of a count), so the tail beyond the fitted quantiles is heavier than the
+            # extrapolation (when the term is 0 on every training window, the score is the bounded one)
+            heavy = quantile_tail_threshold(z[m], p, MAGNITUDE_TAIL_LEVELS, MAGNITUDE_XI_BOUNDS)
+            fit = {**fit, "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
+                   "xi": heavy["xi"], "sigma": heavy["sigma"], "u": heavy["u"],
+                   "rule": "min(empirical quantile, GPD matched to the q80/q90/q95 spacings, shape up to 0.5)"}
         thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
                             "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
+        if per_router_prior is not None and n_active:
+            thresholds[kind]["routers"] = _router_thresholds(z[m], devices[m], span_days, b, fit["threshold"],
+                                                             u_quantile, max_alarm_fraction, per_router_prior)
+        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"]:  # the same kind judged without it (key "-")
+            thresholds[kind]["threshold_without_magnitude"] = exponential_tail_threshold(
+                z0[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
         if kind == "device":  # the detector alone, same rule: what the stored estimator's predict() answers
             own = exponential_tail_threshold(zi[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
             detector_threshold = scales[kind]["center"] + scales[kind]["scale"] * own
@@ -301,7 +430,13 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         "method": METHOD,
         "description": "per entity kind, on windows with records: robust z of the detector score"
                        + (" averaged with the rarity component's" if ensemble == "mean" else "")
-                       + f", station/interface windows fused with their device window ({fusion}), threshold = the "
+                       + f", station/interface windows fused with their device window ({fusion})"
+                       + (f", {'/'.join(magnitude_kinds)} windows + doublings above the router's own "
+                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's; threshold: the lower of the "
+                          "empirical (1 - p) quantile and a GPD matched to the 80/90/95 % quantiles with shape up to 0.5, "
+                          "as the score is no longer bounded)" if magnitude_kinds else "")
+                       + (", thresholds per router shrunk to the fleet's" if per_router_prior is not None else "")
+                       + ", threshold = the "
                        "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
                        f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
                        "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
@@ -318,13 +453,21 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
     return cal
 
 
-def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
-    """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration."""
+def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any],
+                      with_magnitude: bool = True) -> np.ndarray:
+    """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration.
+    ``with_magnitude=False``: device windows without the magnitude term (the unkeyed records' key ``-``, judged
+    like a station with its router's state rather than with the router's count of its stations' events)."""
     kinds = _kinds(windows)
-    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+    z = _scored_z(windows, raw, kinds, calibration, with_magnitude)
     thr = np.zeros(len(z))
     for kind, fit in calibration["thresholds"].items():
-        thr[kinds == kind] = fit["threshold"]
+        m = kinds == kind
+        thr[m] = fit["threshold"] if with_magnitude else fit.get("threshold_without_magnitude", fit["threshold"])
+        if with_magnitude and fit.get("routers") and m.any():
+            own = pd.Series(fit["routers"], dtype="float64")
+            at = own.reindex(windows.loc[m, "device"].astype("str").to_numpy()).to_numpy()
+            thr[m] = np.where(np.isfinite(at), at, thr[m])
     c = z - thr
     active = windows["n_records"].to_numpy() > 0
     sil = silence_score(windows, float(calibration.get("silence_factor", 2.0)))

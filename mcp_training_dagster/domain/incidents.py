@@ -35,7 +35,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "failures": (FAILURE_EVENTS, "authentication/handshake failures"),
     "joins": (JOIN_EVENTS, "(re)associations"),
     "radio_faults": (RADIO_FAULT_EVENTS, "radio/driver errors or lost links"),
-    "radio_control": (RADIO_CONTROL_EVENTS, "DFS/channel/interface state changes"),
+    "radio_control": (RADIO_CONTROL_EVENTS, "DFS/channel changes"),
 }
 HISTORY = pd.Timedelta(hours=24)
 

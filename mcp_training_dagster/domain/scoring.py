@@ -107,8 +107,12 @@ def score_table(
     scores = anomaly_scores(pipeline, X)
     if calibration is None:
         calibration = getattr(pipeline, "calibration_", None)
+    unkeyed_scores = None
     if calibration is not None:
-        scores = calibrated_scores(windows, scores, calibration)
+        raw = scores
+        scores = calibrated_scores(windows, raw, calibration)
+        if calibration.get("magnitude"):
+            unkeyed_scores = calibrated_scores(windows, raw, calibration, with_magnitude=False)
         threshold = 0.0
     out = pd.DataFrame(
         {
@@ -132,6 +136,9 @@ def score_table(
         if unkeyed.any():
             extra = out.loc[unkeyed].copy()
             extra["entity"] = UNKEYED_ENTITY
+            if unkeyed_scores is not None:  # the router's state without the magnitude of its stations' counts
+                extra["score"] = unkeyed_scores[unkeyed]
+                extra["is_anomaly"] = extra["score"].to_numpy() > threshold
             out = pd.concat([out, extra], ignore_index=True)
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 

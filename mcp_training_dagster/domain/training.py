@@ -169,7 +169,8 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
                                       fusion=alarm_budget.fusion, silence_factor=alarm_budget.silence_factor,
                                       u_quantile=alarm_budget.tail_quantile,
                                       max_alarm_fraction=alarm_budget.max_alarm_fraction,
-                                      ensemble=alarm_budget.ensemble)
+                                      ensemble=alarm_budget.ensemble,
+                                      magnitude_kinds=() if alarm_budget.magnitude == "none" else ("device",))
     if calibration is not None and "device" in calibration["thresholds"]:
         threshold = raw_threshold(calibration, "device")
     else:

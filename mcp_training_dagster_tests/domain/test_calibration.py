@@ -80,3 +80,27 @@ def test_fit_and_apply_calibration() -> None:
     np.testing.assert_array_equal(c[dev] > 0, raw[dev] > raw_threshold(cal, "device"))
     z = robust_z(raw, w["entity_kind"].to_numpy(), cal["scales"])
     assert np.isfinite(z).all()
+
+
+def test_magnitude_grows_with_the_count_relative_to_the_routers_own_usual() -> None:
+    """A flood ranks above a handful that is as rare, and a chatty router's busy window is judged against its
+    own usual most (shrunk to the fleet's), not a terse router's."""
+    from mcp_training_dagster.domain.calibration import fit_magnitude, magnitude
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    w = pd.DataFrame({
+        "device": np.r_[np.full(n, "quiet"), np.full(n, "chatty")],
+        "entity_kind": "device",
+        "n_records": np.r_[rng.poisson(2, n), rng.poisson(20, n)].astype(float) + 1,
+        "grp_failures": 0.0,
+    })
+    kinds = w["entity_kind"].to_numpy()
+    tab = fit_magnitude(w, kinds, np.ones(len(w), dtype=bool), features=("n_records", "grp_failures"))
+    probe = pd.DataFrame({"device": ["quiet", "quiet", "quiet", "chatty", "unknown"], "entity_kind": "device",
+                          "n_records": [30.0, 30.0, 30.0, 30.0, 30.0], "grp_failures": [0.0, 6.0, 40.0, 0.0, 0.0]})
+    mg = magnitude(probe, probe["entity_kind"].to_numpy(), tab)
+    assert mg[2] > mg[1] > 0  # 40 failures above 6, both above a usual of 0
+    assert mg[0] > mg[3]  # 30 records: far above the quiet router's usual, ordinary for the chatty one
+    assert mg[3] < mg[4] < mg[0]  # a router never seen: the fleet's usual, between the two
+    assert mg[1] == pytest.approx(np.log2(7.0))  # doublings: (1 + 6) / (1 + 0)

@@ -89,9 +89,10 @@ def test_calibrated_threshold(model: TrainedModel, windows: pd.DataFrame) -> Non
 
     from mcp_training_dagster.settings import AlarmConfig
 
-    # without the rarity ensemble, a device window is anomalous exactly when its own detector score is above
-    # the stored threshold (what predict() answers), or when the silence rule holds
-    plain = train_model(windows, DetectorConfig(), window_minutes=5, alarm_budget=AlarmConfig(ensemble="none"))
+    # without the rarity ensemble and the magnitude term, a device window is anomalous exactly when its own
+    # detector score is above the stored threshold (what predict() answers), or when the silence rule holds
+    plain = train_model(windows, DetectorConfig(), window_minutes=5,
+                        alarm_budget=AlarmConfig(ensemble="none", magnitude="none"))
     rule = silence_score(windows, cal["silence_factor"]) > 0
     dev = (windows["entity_kind"] == "device").to_numpy() & (windows["n_records"] > 0).to_numpy()
     raw_plain = plain.raw_score(windows)

@@ -26,7 +26,7 @@ from mcp_training_dagster.domain.training import (
 
 
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
-TRAINING_CODE_VERSION = "3"
+TRAINING_CODE_VERSION = "4"
 FORCE_TAG = "mcp/force_retrain"
 
 
