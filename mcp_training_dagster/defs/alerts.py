@@ -18,7 +18,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.definitions.freshness import FreshnessState
 from mcp_training_dagster.defs.policy import DRIFT_CHECK_KEY
-from mcp_training_dagster.domain.alerts import Alert, AlertWriter, new_check_failures, run_url
+from mcp_training_dagster.domain.alerts import Alert, AlertWriter, Severity, new_check_failures, run_url
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.settings import Settings
 
@@ -78,7 +78,7 @@ def _check_alert(cfg: Settings, instance: dg.DagsterInstance, record) -> Alert:
     key = record.key
     is_drift = key == DRIFT_CHECK_KEY
     meta = {k: v.value for k, v in (evaluation.metadata or {}).items()} if evaluation is not None else {}
-    severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
+    severity: Severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
     partition = (record.partition or (evaluation.partition if evaluation is not None else None)
                  or (run.tags.get(PARTITION_TAG) if run is not None else None))
     figures = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float, str, bool)))[:300]
@@ -127,10 +127,10 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
     writer = writer_for(cfg)
     storage = context.instance.event_log_storage
     alerts: list[Alert] = []
-    for key in check_keys:
-        name = key.to_user_string()
+    for check_key in check_keys:
+        name = check_key.to_user_string()
         records = storage.get_asset_check_execution_history(
-            key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
+            check_key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
         # After the first tick every check has an entry; one without (added to the code since) has no past here.
         seen = None if first_tick else cursor["checks"].get(name, [])
         new = set(new_check_failures(seen, [r.id for r in records], CHECK_HISTORY_PER_TICK))
