@@ -36,7 +36,7 @@ import pandas as pd
 from upath import UPath
 
 from mcp_training_dagster.domain.landing import partition_key_problem
-from mcp_training_dagster.domain.packaging import remove_stale_temp, write_atomic
+from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_atomic
 
 
 def _is_local(path: UPath) -> bool:

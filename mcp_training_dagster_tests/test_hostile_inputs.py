@@ -25,7 +25,7 @@ from click.testing import CliRunner
 import dagster as dg
 from mcp_training_dagster.domain import landing as landing_mod
 from mcp_training_dagster.domain.exports import ExportFileError, read_export
-from mcp_training_dagster.domain.packaging import remove_stale_temp, write_atomic
+from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_atomic
 from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
 from mcp_training_dagster.domain.training import horizon_filter
 from mcp_training_dagster.domain.validation import check_schema, validate_records

@@ -73,14 +73,37 @@ def _verdict_versions(home: Path) -> dict[str, str]:
         return out
 
 
-def _wait(what: str, cond, timeout: float, proc: subprocess.Popen, out: Path):  # noqa: ANN001
+def _runs_not_done(home: Path) -> list[str]:
+    """What is still queued or running: the first thing to read when a wait times out."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        statuses = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+        return [f"{r.dagster_run.status.value} {sorted(k.to_user_string() for k in r.dagster_run.asset_selection or [])} "
+                f"{r.dagster_run.tags.get('dagster/partition', '')}"
+                for r in instance.get_run_records(filters=RunsFilter(statuses=statuses), limit=20)]
+
+
+def _runs(home: Path) -> list[tuple[str, str, str]]:
+    """(run id, status, sensor that launched it) of every run."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return [(r.dagster_run.run_id, r.dagster_run.status.value, r.dagster_run.tags.get("dagster/sensor_name", ""))
+                for r in instance.get_run_records(limit=500)]
+
+
+def _wait(what: str, cond, timeout: float, proc: subprocess.Popen, out: Path, detail=None):  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         assert proc.poll() is None, f"`mcp-training up` exited ({proc.returncode}) waiting for {what}\n{out.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout}s\n{out.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, (f"no {what} after {timeout}s; seen: {detail() if detail else value}; "
+                                             f"not done: {_runs_not_done(out.parent / 'data' / 'dagster_home')}\n"
+                                             f"{out.read_text()[-3000:]}")
         time.sleep(2)
 
 
@@ -121,8 +144,15 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
         # 4. Every export's verdicts follow the new production model, through lineage.
         verdicts = _wait("verdicts by the new model",
                          lambda: (v := _verdict_versions(home)) and set(v.values()) == {second_version} and len(v) == 4 and v,
-                         120, proc, out)
+                         180, proc, out, detail=lambda: _verdict_versions(home))
         assert HOSTAPD_1824.name in verdicts
+
+        # 5. All of it came from the sensors, nobody clicked, nothing failed, and no half-written file is left.
+        runs = _runs(home)
+        assert not [r for r in runs if r[1] in ("FAILURE", "CANCELED")], runs
+        assert {"export_file_sensor", "retrain_automation_sensor"} <= {r[2] for r in runs}, runs
+        written = [p for d in (data / "assets", models, data / "exports") for p in d.rglob("*")]
+        assert not [p for p in written if ".tmp" in p.name or p.name.endswith(".part")], written
         text = out.read_text()
         assert f"production is now {second_version}" in text, text
         assert "Traceback" not in text

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from mcp_training_dagster.domain.registry import ModelRegistry
 from mcp_training_dagster.settings import ConfigError, Settings, config_dir, get_settings
+
+if TYPE_CHECKING:
+    from mcp_training_dagster.domain.object_registry import ObjectRegistry
+    from mcp_training_dagster.domain.registry import ModelRegistry
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "sample_exports"
 _DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
@@ -50,8 +53,12 @@ def stamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 
-def open_registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.models_dir)
+def open_registry(settings: Settings) -> ModelRegistry | ObjectRegistry:
+    """The registry the pipeline writes to: the local models folder, or ``<object_store>/models`` when
+    the deployment is distributed (one rule, ``Settings.models_location``, for every command)."""
+    from mcp_training_dagster.domain.object_registry import open_registry as open_location
+
+    return open_location(settings.models_location)
 
 
 LOCK_NAME = "up.lock"

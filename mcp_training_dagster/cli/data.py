@@ -74,7 +74,7 @@ def score(file: Path, version: str | None, fmt: str, anomalies_only: bool) -> No
     check_input_file(file)  # before the model load, which takes seconds
     settings = load()
     try:
-        prod = load_production(settings.models_dir, version)
+        prod = load_production(settings.models_location, version)
     except RegistryError as exc:
         fail(str(exc))
     if prod is None:

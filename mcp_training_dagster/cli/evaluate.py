@@ -92,12 +92,14 @@ def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path,
     from mcp_training_dagster.domain.features import WindowSpec
     from mcp_training_dagster.domain.incidents import build_incidents, incidents_to_json
     from mcp_training_dagster.domain.independent_eval import load_records
-    from mcp_training_dagster.domain.packaging import PackageError, load_package
-    from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
+    from mcp_training_dagster.domain.package_check import load_package
+    from mcp_training_dagster.domain.packaging import PackageError
+    from mcp_training_dagster.cli.common import open_registry
+    from mcp_training_dagster.domain.registry import RegistryError
     from mcp_training_dagster.domain.scoring import score_table, windows_with_history
 
     settings = _settings()
-    registry = ModelRegistry(settings.models_dir)
+    registry = open_registry(settings)
     try:
         chosen = version or registry.production()
         if chosen is None:

@@ -128,7 +128,8 @@ def models_delete(version: str) -> None:
               help="Folder to copy model_<version>_deployment.zip into (created if its parent exists; never overwriting).")
 def models_package(version: str, dest: Path) -> None:
     """Verify VERSION's files and the deployment ZIP itself, and copy that ZIP to DEST."""
-    from mcp_training_dagster.domain.packaging import MANIFEST_FILE, verify_package, verify_zip
+    from mcp_training_dagster.domain.package_check import verify_package, verify_zip
+    from mcp_training_dagster.domain.packaging import MANIFEST_FILE
 
     if dest.exists() and not dest.is_dir():
         fail(f"--dest {dest}: is a file, not a folder")
@@ -137,9 +138,7 @@ def models_package(version: str, dest: Path) -> None:
     registry = open_registry(load())
     path = registry_call(registry.path, version)
     registry_call(verify_package, path)
-    zips = sorted(path.parent.glob(f"{path.name}_deployment.zip"))
-    if not zips:
-        fail(f"{path.name}_deployment.zip is missing from {path.parent}")
+    zips = [registry_call(registry.deployment_zip, version)]
     try:
         dest.mkdir(exist_ok=True)
     except OSError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from mcp_training_dagster.cli.app import main
-from mcp_training_dagster.cli.common import check_input_file, fail, hold_lock, load, prepare_data_root, stamp
+from mcp_training_dagster.cli.common import check_input_file, fail, hold_lock, load, open_registry, prepare_data_root, stamp
 from mcp_training_dagster.cli.runs import log_run, refresh_verdicts
 from mcp_training_dagster.settings import Settings
 
@@ -148,7 +148,6 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
         materialization,
         observations,
     )
-    from mcp_training_dagster.domain.registry import ModelRegistry
 
     tw = materialization(result, "training_windows") or {}
     if tw:
@@ -164,7 +163,7 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
         click.echo(f"  gate       {line}")
     blocked = [g for g in gates if not g.passed]
     if model is not None and blocked:
-        prod = ModelRegistry(settings.models_dir).production()
+        prod = open_registry(settings).production()
         why = "; ".join(f"{g.name}: {g.description}" for g in blocked)
         click.echo(f"error: {model['version']} was not packaged, its gates failed ({why}). Production stays "
                    f"{prod or 'none'}.", err=True)
@@ -176,7 +175,7 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
         click.echo(f"error: training failed; event log: {log_file}", err=True)
         return "failed"
     if model is None:
-        prod = ModelRegistry(settings.models_dir).production()
+        prod = open_registry(settings).production()
         click.echo(f"no new version: the inputs (data, config, code) are identical to a model already trained; "
                    f"production is {prod or 'none'} (use --force to train anyway)")
         return "unchanged"
@@ -185,7 +184,7 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
         noted = observations(result, "model_package")
         why = noted[0]["blocked_because"] if noted else "its evaluation gates failed"
         click.echo(f"error: {model['version']} was not packaged: {why}. Production stays "
-                   f"{ModelRegistry(settings.models_dir).production() or 'none'}.", err=True)
+                   f"{open_registry(settings).production() or 'none'}.", err=True)
         return "blocked"
     click.echo(f"version    {package['version']}")
     click.echo(f"package    {package['package_path']}")

@@ -18,6 +18,8 @@ All built from Dagster's own ``AutomationCondition`` operands except two small c
 ``too_old``: Dagster has no operand for "a check / the freshness of an asset outside my dependencies".
 """
 
+import time
+
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -40,10 +42,13 @@ PRODUCTION = dg.AssetKey("production_model")
 
 
 class DriftDetected(dg.AutomationCondition):
-    """True when a drift check failed after this asset's last planned or recorded materialisation.
+    """True when a drift check failed after this asset's last planned or recorded materialisation and after
+    production last changed.
 
     "Planned" counts: once a training run has been created for the asset the drift is handled, whether
-    or not that run produces a new model (identical inputs produce none), so drift never loops."""
+    or not that run produces a new model (identical inputs produce none), so drift never loops. A failure
+    from before the last promotion was measured against a model that is no longer served: the exports
+    are re-scored (and their drift re-measured) against the new one, so it does not count."""
 
     @property
     def name(self) -> str:
@@ -51,23 +56,29 @@ class DriftDetected(dg.AutomationCondition):
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         instance = context.asset_graph_view.instance
-        drifted = latest_drift_failure(instance) > handled_at(instance, context.key)
+        drifted = latest_drift_failure(instance) > max(handled_at(instance, context.key), changed_at(instance, PRODUCTION))
         true_subset = context.candidate_subset if drifted else context.get_empty_subset()
         return dg.AutomationResult(context=context, true_subset=true_subset)
 
 
 def handled_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
-    """When a run was last created for ``key`` or it last materialised (0 if never)."""
+    """When a run was last created for ``key`` or it last materialised (0 if never); "now" while that run is
+    still queued or running: its new model will be measured for drift again, so drift seen meanwhile waits."""
     handled = 0.0
     planned = instance.get_latest_planned_materialization_info(key)
     if planned is not None:
         run = instance.get_run_record_by_id(planned.run_id)
         if run is not None:
+            if not run.dagster_run.is_finished:
+                return time.time()
             handled = run.create_timestamp.timestamp()
+    return max(handled, changed_at(instance, key))
+
+
+def changed_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
+    """When ``key`` last materialised (0 if never)."""
     latest = instance.get_latest_materialization_event(key)
-    if latest is not None:
-        handled = max(handled, latest.timestamp)
-    return handled
+    return latest.timestamp if latest is not None else 0.0
 
 
 def latest_drift_failure(instance: dg.DagsterInstance, lookback: int = 50) -> float:

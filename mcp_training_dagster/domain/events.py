@@ -141,7 +141,8 @@ EVENT_CATALOG: tuple[EventPattern, ...] = (
     EventPattern("interface_state",
                  r"\bAP-(?:ENABLED|DISABLED)\b|interface state \w+->\w+|\bINTERFACE-(?:ENABLED|DISABLED)"
                  r"|CTRL-EVENT-TERMINATING|\((?:wl|wlan|phy|ath|ra|rai)\d[^)]*\) entered \w+ state"
-                 r"|'(?:wl|wlan|phy|ath|ra|rai)\d[^']*' link is (?:up|down)|\bELOOP: remaining socket",
+                 r"|'(?:wl|wlan|phy|ath|ra|rai)\d[^']*' link is (?:up|down)|\bELOOP: remaining socket"
+                 r"|^(?:\[\s*\d+\.\d+\]\s*)?(?:wl|eth)\d+: Broadcom BCM\w* 802\.11 Wireless Controller",  # Broadcom radio attach (boot)
                  None, "wl0-ap0: interface state ENABLED->DISABLED"),
     # --- DFS radar / CAC (hostapd DFS-* events, driver "radar detected"; any process) ---
     EventPattern("dfs", r"\bDFS-[A-Z]|\bDFS:|\bradar\b[^,]*\bdetect|\bCAC\b|channel availability check", None,

@@ -51,7 +51,7 @@ FEATURE_DOCS: dict[str, str] = {
     "silence_before_s": "seconds since the entity's previous record before this window (capped)",
     "repeat_leaves": "disconnect records of a station whose previous record (>= 5 s earlier) was also a disconnect: kicked again without rejoining",
     "repeat_radio_errors": "radio, driver or lost-link records of the device within 10 minutes after its previous one: a failing radio, not a lone reset",
-    "unannounced_joins": "first join records of a station whose previous record was neither a join, a disconnect nor a failure: rejoined while still connected",
+    "unannounced_joins": "first join records of a station whose previous record was neither a join, a disconnect nor a failure, with no restart of the router's interfaces in between: rejoined while still connected",
     "kind_device": "1 for a device-level window",
     "kind_station": "1 for a station-level window",
     "kind_interface": "1 for an interface-level window",
@@ -72,7 +72,7 @@ FEATURE_DOCS.update(
     {
         "dev_records": "records of the whole device in the same window",
         "dev_stations": "distinct stations on the device in the same window",
-        "dev_unseen_stations": "stations of the device in the window with no record in the silence cap (24 h) before",
+        "dev_unseen_stations": "stations of the device in the window with no record in the silence cap (24 h) before (0 until the device has an hour of history)",
         "dev_max_station_records": "records of the device's busiest station in the window",
         "dev_deauth": "deauthentications, disassociations and AP-STA disconnects on the device in the window",
         "dev_failures": "authentication, handshake, EAPOL and PSK failures on the device in the window",
@@ -85,7 +85,7 @@ FEATURE_DOCS.update(
         "grp_joins": "association, reassociation, authentication and AP-STA-CONNECTED records in the window",
         "grp_leaves": "deauthentication, disassociation and AP-STA-DISCONNECTED records in the window",
         "grp_failures": "authentication, handshake, group key, EAPOL-timeout and PSK-mismatch failures in the window",
-        "grp_radio_control": "DFS, channel-switch and interface-state records in the window",
+        "grp_radio_control": "DFS and channel-switch records in the window",
         "grp_radio_faults": "radio errors, driver errors and lost links (missing ACKs, beacon loss) in the window",
     }
 )
@@ -113,7 +113,12 @@ MODEL_FEATURES: tuple[str, ...] = (
     "repeat_leaves", "unannounced_joins", "repeat_radio_errors",
 )
 JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
-RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch", "interface_state")
+# Interface lifecycle lines (AP-ENABLED/DISABLED, interface state changes, bridge ports, link up/down) are
+# not in a family: every boot, WiFi reload and configuration change writes a burst of them, so on their own
+# they mean "restarted", not "in trouble"; a failing interface shows itself by driver errors (radio faults).
+# They announce the rejoins that follow instead (unannounced_joins).
+RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch")
+RESTART_EVENTS: tuple[str, ...] = ("interface_state", "channel_switch")  # the AP (re)started or moved channel
 RADIO_FAULT_EVENTS: tuple[str, ...] = ("radio_error", "driver_error", "beacon_loss")
 DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
 FAILURE_EVENTS: tuple[str, ...] = (
@@ -300,6 +305,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
         sel = np.flatnonzero(mac_rec >= 0)
         station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
     repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
+    unannounced_rec &= ~_after_restart(station_rows, dev_rec, event_rec)
     radio = np.flatnonzero(np.isin(event_rec, [EVENT_TYPES.index(t) for t in RADIO_FAULT_EVENTS]))
     radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
     repeat_radio_rec = np.zeros(n_rec, dtype=bool)
@@ -409,6 +415,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
 REPEAT_LEAVE_SECONDS = 5
 SILENCE_FACTOR = 1.5  # silent_beyond_usual: a gap this many times the device's longest gap of the day before
 REPEAT_RADIO_SECONDS = 600
+UNSEEN_HISTORY_S = 3600  # dev_unseen_stations counts once the device has this much history
 NO_GAP = np.iinfo(np.int64).min
 
 
@@ -436,6 +443,25 @@ def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, 
     repeat_leave[rows] = same & is_leave & prev_leave & (dt >= REPEAT_LEAVE_SECONDS * 1_000_000_000)
     unannounced[rows] = same & is_join & ~prev_join & ~prev_leave & ~prev_fail
     return repeat_leave, unannounced
+
+
+def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Per record (record order, time-sorted): True when the device logged an interface lifecycle line
+    (RESTART_EVENTS) after the same station's previous record on it: after a reboot or a WiFi reload every
+    station rejoins without having left, and that is announced by the restart, not a radio dropping it."""
+    n = len(dev)
+    out = np.zeros(n, dtype=bool)
+    life = np.flatnonzero(np.isin(event, [EVENT_TYPES.index(t) for t in RESTART_EVENTS]))
+    if len(rows) < 2 or not len(life):
+        return out
+    # Records are in time order, so a record's index orders it in time: key = device x n + index.
+    keys = np.sort(dev[life].astype(np.int64) * n + life)
+    same = np.r_[False, dev[rows[1:]] == dev[rows[:-1]]]
+    cur = dev[rows].astype(np.int64) * n + rows
+    prev = np.r_[cur[:1], cur[:-1]]
+    restarted = np.searchsorted(keys, cur, side="right") > np.searchsorted(keys, prev, side="right")
+    out[rows] = same & restarted
+    return out
 
 
 def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarray, spec: WindowSpec) -> pd.DataFrame:
@@ -557,7 +583,12 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
     is_sta = kind_code == ENTITY_KINDS.index("station")
     if is_sta.any():
         sta_keys, sta_group = np.unique(ctx_key[is_sta], return_inverse=True)
-        unseen = np.bincount(sta_group, weights=silence[is_sta] >= cap_s, minlength=len(sta_keys))
+        # "Not seen in the 24 h before" means nothing before the device has any history: every station is
+        # new in its first hour (a connected station logs at least at the hourly group rekey).
+        dev_first = np.full(int(dev_code.max()) + 1, np.iinfo(np.int64).max)
+        np.minimum.at(dev_first, dev_code, offset)
+        mature = offset[is_sta] - dev_first[dev_code[is_sta]] >= int(round(UNSEEN_HISTORY_S / window_s))
+        unseen = np.bincount(sta_group, weights=(silence[is_sta] >= cap_s) & mature, minlength=len(sta_keys))
         busiest = np.zeros(len(sta_keys))
         np.maximum.at(busiest, sta_group, n_records[is_sta])
         at = np.searchsorted(sta_keys, ctx_key)

@@ -6,7 +6,7 @@ The layout is the local registry's, as objects: ``model_<version>/<file>`` for e
 * **A version exists when its ZIP exists.** :meth:`ObjectRegistry.publish` uploads the folder's
   files first and the ZIP last (each PUT is atomic), so a listing never shows a half package as a
   version. Reading a version downloads the ZIP into a local cache, unpacks it safely and verifies
-  every SHA-256 of its manifest (the same :func:`packaging.verify_package` as locally).
+  every SHA-256 of its manifest (the same :func:`package_check.verify_package` as locally).
 * **Promotion is a compare-and-swap on one small pointer object.** ``production.json`` is
   replaced by a single PUT conditioned on the ETag read just before (``If-Match``; ``If-None-Match:
   *`` for the first promotion). Readers see the old or the new pointer, never half of one, and of
@@ -33,17 +33,25 @@ from pathlib import Path
 from typing import Any
 
 from mcp_training_dagster.domain.object_landing import filesystem, is_remote
+from mcp_training_dagster.domain.package_check import safe_extract, verify_package
 from mcp_training_dagster.domain.packaging import (
+    AGENT_SUFFIX,
     DIR_PREFIX,
     MANIFEST_FILE,
     METADATA_FILE,
     VERSION_RE,
     ZIP_SUFFIX,
     PackageError,
-    safe_extract,
-    verify_package,
 )
-from mcp_training_dagster.domain.registry import HISTORY_LIMIT, POINTER_FILE, ModelRegistry, RegistryError, validate_version
+from mcp_training_dagster.domain.registry import (
+    HISTORY_LIMIT,
+    POINTER_FILE,
+    ModelEntry,
+    ModelRegistry,
+    RegistryError,
+    model_entry,
+    validate_version,
+)
 
 CAS_ATTEMPTS = 8
 _ZIP_RE = re.compile(rf"{DIR_PREFIX}(.+){re.escape(ZIP_SUFFIX)}")
@@ -60,9 +68,10 @@ class PointerConflict(RuntimeError):
 class ObjectRegistry:
     """Packages and a production pointer under an object-store prefix (see the module docstring).
 
-    The subset of :class:`registry.ModelRegistry` the pipeline uses, with the same meaning:
-    ``versions``, ``path`` (a verified local copy), ``production``, ``pointer``, ``predecessor``,
-    ``promote``, ``rollback``, ``delete``, ``apply_retention``; plus ``publish``."""
+    What :class:`registry.ModelRegistry` offers the pipeline and ``mcp-training models``, with the same
+    meaning: ``versions``, ``list``, ``show``, ``path`` (a verified local copy), ``deployment_zip``,
+    ``production``, ``pointer``, ``predecessor``, ``promote``, ``rollback``, ``delete``,
+    ``apply_retention``; plus ``publish``. (``import_zip`` is local only: publish through a run.)"""
 
     def __init__(self, location: str, cache_dir: Path | None = None) -> None:
         self.location = location.rstrip("/")
@@ -96,6 +105,64 @@ class ObjectRegistry:
             if isinstance(info, dict) and info.get("input_fingerprint") == fingerprint:
                 return bare
         return None
+
+    def _json(self, key: str) -> dict[str, Any]:
+        doc = json.loads(self.fs.cat_file(self._key(key)))
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        return doc
+
+    def list(self) -> list[ModelEntry]:
+        """Every version, newest first (as :meth:`ModelRegistry.list`), read from the folder objects."""
+        prod = self.production()
+        entries = []
+        for bare in self.versions():
+            folder = f"{DIR_PREFIX}{bare}"
+            url = f"{self.location}/{folder}"
+            try:
+                meta, manifest = self._json(f"{folder}/{METADATA_FILE}"), self._json(f"{folder}/{MANIFEST_FILE}")
+                entries.append(model_entry(bare, url, meta, manifest, prod))
+            except (OSError, ValueError) as exc:
+                entries.append(model_entry(bare, url, {}, {}, prod, error=f"unreadable package: {exc}"))
+        return entries
+
+    def show(self, version: str) -> dict[str, Any]:
+        """Everything about one version (as :meth:`ModelRegistry.show`), from its verified local copy."""
+        bare = validate_version(version)
+        local = self.path(bare)
+        pointer = self.pointer()
+        with open(local / METADATA_FILE, encoding="utf-8") as fh:
+            metadata = json.load(fh)
+        with open(local / MANIFEST_FILE, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        return {
+            "version": bare,
+            "name": local.name,
+            "path": f"{self.location}/{local.name}",
+            "zip_path": f"{self.location}/{self._zip_name(bare)}",
+            "local_copy": str(local),
+            "is_production": bool(pointer and pointer["version"] == bare),
+            "is_rollback_target": self.predecessor() == bare,
+            "production_pointer": pointer if pointer and pointer["version"] == bare else None,
+            "metadata": metadata,
+            "manifest": manifest,
+        }
+
+    def deployment_zip(self, version: str) -> Path:
+        """The version's deployment ZIP, downloaded once into the local cache."""
+        bare = validate_version(version)
+        local = self.cache_dir / self._zip_name(bare)
+        if not local.is_file():
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".tmp-{local.name}-{uuid.uuid4().hex[:8]}")
+            try:
+                tmp.write_bytes(self.fs.cat_file(self._key(self._zip_name(bare))))
+                tmp.replace(local)
+            except FileNotFoundError:
+                raise RegistryError(f"no model {bare} in {self.location}") from None
+            finally:
+                tmp.unlink(missing_ok=True)
+        return local
 
     def _exists(self, bare: str) -> bool:
         self.fs.invalidate_cache(self.root)
@@ -267,14 +334,21 @@ class ObjectRegistry:
         return {**({pred: "it is the version a rollback would return to"} if pred else {}),
                 **({prod: "it is the production model"} if prod else {})}
 
-    def delete(self, version: str) -> None:
+    def delete(self, version: str) -> list[str]:
+        """Remove a version and its agent variant (as :meth:`ModelRegistry.delete`); returns what was deleted."""
         bare = validate_version(version)
-        if bare not in self.versions():
+        present = self.versions()
+        if bare not in present:
             raise RegistryError(f"cannot delete {bare}: no such model in {self.location}")
-        why = self._protected().get(bare)
-        if why:
-            raise RegistryError(f"refusing to delete {bare}: {why}")
-        self._remove(bare)
+        variant = f"{bare}{AGENT_SUFFIX}" if not bare.endswith(AGENT_SUFFIX) else None
+        doomed = [bare] + ([variant] if variant and variant in present else [])
+        protected = self._protected()
+        for v in doomed:
+            if v in protected:
+                raise RegistryError(f"refusing to delete {v}: {protected[v]}")
+        for v in doomed:
+            self._remove(v)
+        return doomed
 
     def apply_retention(self, keep: int) -> list[str]:
         """Keep the newest ``keep`` versions plus production and its rollback target."""

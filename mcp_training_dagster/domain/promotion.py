@@ -19,7 +19,8 @@ import pandas as pd
 
 from mcp_training_dagster.domain.calibration import calibrated_scores
 from mcp_training_dagster.domain.evaluation import EvaluationSet, binary_metrics, meets_quality_gates, not_worse_than
-from mcp_training_dagster.domain.packaging import LoadedPackage, PackageError, load_package
+from mcp_training_dagster.domain.package_check import load_package
+from mcp_training_dagster.domain.packaging import LoadedPackage, PackageError
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scoring import anomaly_scores, feature_matrix, score_table

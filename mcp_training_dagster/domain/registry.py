@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_atomic
+from mcp_training_dagster.domain.package_check import safe_extract, verify_package, verify_zip
 from mcp_training_dagster.domain.packaging import (
     AGENT_SUFFIX,
     DIR_PREFIX,
@@ -44,11 +46,6 @@ from mcp_training_dagster.domain.packaging import (
     VERSION_RE,
     PackageError,
     check_version,
-    remove_stale_temp,
-    safe_extract,
-    verify_package,
-    verify_zip,
-    write_atomic,
 )
 
 POINTER_FILE = "production.json"
@@ -63,7 +60,7 @@ class RegistryError(ValueError):
 @dataclass(frozen=True)
 class ModelEntry:
     version: str  # bare version; the folder is ``model_<version>``
-    path: Path
+    path: Path | str  # the local folder, or the object-store URL of the package's folder
     created_at: str | None
     model_type: str | None
     input_kind: str | None
@@ -101,6 +98,28 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _metric(metrics: dict[str, Any], key: str) -> float | None:
     v = metrics.get(key)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def model_entry(bare: str, path: Path | str, meta: dict[str, Any], manifest: dict[str, Any], production: str | None,
+                error: str | None = None) -> ModelEntry:
+    """One line of ``models list`` from a package's metadata.json and manifest (either registry)."""
+    mi = meta.get("model_info") if isinstance(meta.get("model_info"), dict) else {}
+    ev = meta.get("evaluation_info") if isinstance(meta.get("evaluation_info"), dict) else {}
+    bm = ev.get("basic_metrics") if isinstance(ev.get("basic_metrics"), dict) else {}
+    ic = meta.get("inference_config") if isinstance(meta.get("inference_config"), dict) else {}
+    return ModelEntry(
+        version=bare,
+        path=path,
+        created_at=mi.get("created_at"),
+        model_type=mi.get("model_type"),
+        input_kind=ic.get("input"),
+        f1=_metric(bm, "f1_score"),
+        roc_auc=_metric(bm, "roc_auc"),
+        pr_auc=_metric(bm, "pr_auc"),
+        deployment_ready=manifest.get("deployment_ready") is True,
+        is_production=bare == production,
+        error=error,
+    )
 
 
 class ModelRegistry:
@@ -181,34 +200,19 @@ class ModelRegistry:
         entries = []
         for bare in self.versions():
             d = self._dir(bare)
-            error = None
-            meta: dict[str, Any] = {}
-            manifest: dict[str, Any] = {}
             try:
-                meta = _read_json(d / METADATA_FILE)
-                manifest = _read_json(d / MANIFEST_FILE)
+                entries.append(model_entry(bare, d, _read_json(d / METADATA_FILE), _read_json(d / MANIFEST_FILE), prod))
             except (OSError, ValueError) as exc:
-                error = f"unreadable package: {exc}"
-            mi = meta.get("model_info") if isinstance(meta.get("model_info"), dict) else {}
-            ev = meta.get("evaluation_info") if isinstance(meta.get("evaluation_info"), dict) else {}
-            bm = ev.get("basic_metrics") if isinstance(ev.get("basic_metrics"), dict) else {}
-            ic = meta.get("inference_config") if isinstance(meta.get("inference_config"), dict) else {}
-            entries.append(
-                ModelEntry(
-                    version=bare,
-                    path=d,
-                    created_at=mi.get("created_at"),
-                    model_type=mi.get("model_type"),
-                    input_kind=ic.get("input"),
-                    f1=_metric(bm, "f1_score"),
-                    roc_auc=_metric(bm, "roc_auc"),
-                    pr_auc=_metric(bm, "pr_auc"),
-                    deployment_ready=manifest.get("deployment_ready") is True,
-                    is_production=bare == prod,
-                    error=error,
-                )
-            )
+                entries.append(model_entry(bare, d, {}, {}, prod, error=f"unreadable package: {exc}"))
         return entries
+
+    def deployment_zip(self, version: str) -> Path:
+        """The version's deployment ZIP as a local file."""
+        d = self.path(version)
+        z = self._zip(validate_version(version))
+        if not z.is_file():
+            raise RegistryError(f"{z.name} is missing from {d.parent}")
+        return z
 
     def find_by_fingerprint(self, fingerprint: str) -> str | None:
         """The newest version trained on exactly these inputs (``training_info.input_fingerprint``), if any."""

@@ -82,6 +82,15 @@ def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(def
     _run(defs, instance, ["drift_baseline"])
     result = _evaluate(defs, instance, result.cursor)
     assert result.get_num_requested(MODEL) == 0
+    # Re-measured against the retrained production model, the export it was trained on is shown, not judged:
+    # its own training data never makes retraining due again (the loop CI once caught under `mcp-training up`).
+    again = _run(defs, instance, ["export_anomalies", "export_drift"], SYSTEM_35.name)
+    [check] = again.get_asset_check_evaluations()
+    figures = md(materializations(again, "export_drift")[0])
+    assert check.passed and figures["not_new_data"] and not figures["judged"]
+    assert "not new data" in check.description
+    result = _evaluate(defs, instance, result.cursor)
+    assert result.get_num_requested(MODEL) == 0
 
     # too_old: the production model's FreshnessPolicy (model_max_age_hours) turns FAIL, as the FreshnessDaemon reports it.
     instance.report_runless_asset_event(FreshnessStateChange(

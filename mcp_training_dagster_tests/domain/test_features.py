@@ -403,10 +403,35 @@ def test_device_context_on_every_window(small: pd.DataFrame) -> None:
         assert row["dev_stations"] == 2
         assert row["dev_deauth"] == 1
         assert row["dev_failures"] == 0
-        assert row["dev_unseen_stations"] == 2  # both stations have no record in the 24 h before
+        assert row["dev_unseen_stations"] == 0  # the device has no history yet: "unseen" means nothing
         assert row["dev_max_station_records"] == 2  # STA_A: association + handshake
     later = win(small, "station", STA_A, "2025-06-01 10:05")
     assert later["dev_unseen_stations"] == 0 and later["dev_max_station_records"] == 1
+
+
+def test_unseen_stations_once_the_device_has_an_hour_of_history() -> None:
+    rows = [("2025-06-01 08:00:00", "group_key_success", STA_C, "eth6", 6),
+            ("2025-06-01 08:30:00", "association", STA_A, "eth6", 6),   # new, but no history yet: 0
+            ("2025-06-01 09:30:00", "association", STA_R, "eth6", 6),   # 90 min of history: counts
+            ("2025-06-01 09:31:00", "group_key_success", STA_C, "eth6", 6)]  # seen 91 min before: not new
+    w = build_windows(make_records(rows))
+    assert win(w, "device", "*", "2025-06-01 08:30")["dev_unseen_stations"] == 0
+    assert win(w, "device", "*", "2025-06-01 09:30")["dev_unseen_stations"] == 1
+
+
+def test_joins_after_a_restart_are_announced() -> None:
+    # the router's AP restarts (interface lifecycle lines): its stations rejoin without having left
+    rows = [("2025-06-01 10:00:00", "group_key_success", STA_A, "eth6", 6),
+            ("2025-06-01 10:00:10", "group_key_success", STA_C, "eth6", 6),
+            ("2025-06-01 10:01:00", "interface_state", None, "eth6", 5),   # AP-ENABLED after a reboot
+            ("2025-06-01 10:01:05", "association", STA_A, "eth6", 6),      # announced by the restart
+            ("2025-06-01 10:02:00", "group_key_success", STA_A, "eth6", 6),
+            ("2025-06-01 10:03:00", "association", STA_A, "eth6", 6),      # no restart since: unannounced
+            ("2025-06-01 10:03:30", "association", STA_C, "eth6", 6)]      # restart since its last: announced
+    w = build_windows(make_records(rows))
+    d = win(w, "device", "*", "2025-06-01 10:00")
+    assert d["unannounced_joins"] == 1
+    assert d["grp_radio_control"] == 0  # lifecycle lines are not radio control
 
 
 def test_event_families(small: pd.DataFrame) -> None:

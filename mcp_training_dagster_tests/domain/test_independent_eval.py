@@ -55,14 +55,14 @@ def test_figures_floor(result: dict) -> None:
     """What the shipped configuration reaches on dev_asus (README table), minus a tolerance."""
     dev, key, inc = result["device"], result["key"], result["incidents"]
     assert dev["positive_windows"] == 22 and key["positive_windows"] == 73
-    assert dev["pr_auc"] >= 0.75 - TOL and dev["f1"] >= 0.65 - TOL
-    assert key["pr_auc"] >= 0.84 - TOL and key["f1"] >= 0.60 - TOL
+    assert dev["pr_auc"] >= 0.75 - TOL and dev["f1"] >= 0.69 - TOL
+    assert key["pr_auc"] >= 0.84 - TOL and key["f1"] >= 0.62 - TOL
     assert inc["episode_recall"] >= 0.9
     assert set(dev["per_scenario_recall"]) == {"auth_bruteforce", "deauth_flood", "mac_randomization_storm",
                                                "radio_fault", "reconnect_loop", "silence"}
 
 
-@pytest.mark.xfail(reason="issue 9 targets not met yet (device PR-AUC ~0.76, F1 ~0.65; see README)", strict=False)
+@pytest.mark.xfail(reason="issue 9 targets not met yet (dev_asus device PR-AUC ~0.76, F1 ~0.69; see README)", strict=False)
 def test_issue_targets(result: dict) -> None:
     dev, key, inc = result["device"], result["key"], result["incidents"]
     assert dev["pr_auc"] >= 0.90 - TOL and dev["f1"] >= 0.80 - TOL

@@ -28,15 +28,13 @@ from mcp_training_dagster.domain.agent_variant import (
     train_agent_model,
 )
 from mcp_training_dagster.domain.features import FEATURE_COLUMNS, MODEL_FEATURES, WindowSpec
+from mcp_training_dagster.domain.package_check import load_package, safe_extract, verify_package
 from mcp_training_dagster.domain.packaging import (
     MAX_ZIP_BYTES,
     PackageError,
     build_package,
-    load_package,
     records_inference_config,
     rewrite_imports,
-    safe_extract,
-    verify_package,
 )
 from mcp_training_dagster.domain.exports import read_export
 from mcp_training_dagster.domain.validation import validate_records

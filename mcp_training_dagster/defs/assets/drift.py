@@ -19,8 +19,8 @@ DRIFT_CHECK = "drift_within_threshold"
 
 
 def baseline_path(models_location: str | Path, version: str) -> UPath:
-    """One small JSON per model version beside the registry: a rollback finds its model's baseline."""
-    """Beside the registry: a local folder, or the object-store prefix of the distributed deployment."""
+    """One small JSON per model version beside the registry (a local folder, or the object-store prefix of the
+    distributed deployment): a rollback finds its model's baseline."""
     return UPath(str(models_location)) / "drift_baselines" / f"{version}.json"
 
 
@@ -34,12 +34,17 @@ def baseline_path(models_location: str | Path, version: str) -> UPath:
     automation_condition=dg.AutomationCondition.eager(),
     description=(
         "The packaged model's training baseline for drift: per model feature, quantile bin edges and the share of "
-        "training windows (with records) in each bin, plus the share of training windows the model flagged. "
+        "training windows (with records) in each bin, the share of training windows the model flagged, and the "
+        "exports it was trained on. "
         "Written to models/drift_baselines/<version>.json, read by export_drift for the production version."
     ),
 )
 def drift_baseline(
-    settings: PipelineSettings, model_package: dict, anomaly_model: TrainedModel, training_windows: pd.DataFrame
+    settings: PipelineSettings,
+    model_package: dict,
+    anomaly_model: TrainedModel,
+    model_metadata: dict,
+    training_windows: pd.DataFrame,
 ) -> dg.Output[dict]:
     cfg = settings.get()
     if model_package.get("version") != anomaly_model.version:
@@ -50,6 +55,11 @@ def drift_baseline(
     flagged = anomaly_model.score_table(training_windows)["is_anomaly"]
     baseline = build_baseline(training_windows, anomaly_model.feature_names, flag_rate=float(flagged.mean()) if len(flagged) else 0.0,
                               version=anomaly_model.version, bins=cfg.training.drift.bins)
+    # Drift is about new data. An export the model was trained on, or one that ends before its training data
+    # does (left out by the horizon), is not: export_drift shows its figures but does not judge it, so a
+    # retrain never "drifts" from its own past (which would retrain again, for nothing, forever).
+    baseline["exports"] = list(model_metadata.get("model_info", {}).get("export_files", []))
+    baseline["data_end"] = anomaly_model.data_end
     path = baseline_path(cfg.models_location, anomaly_model.version)
     text = json.dumps(baseline, indent=1)
     if "://" in str(cfg.models_location):  # an object-store PUT is atomic
@@ -65,6 +75,16 @@ def drift_baseline(
         "training_flag_rate": baseline["flag_rate"], "path": dg.MetadataValue.path(str(path)),
         "features": dg.MetadataValue.md(markdown_table(means, digits=4)),
     })
+
+
+def not_new_data(export: str, windows: pd.DataFrame, baseline: dict) -> str:
+    """Why this export is not new data for the baseline's model ("" when it is)."""
+    if export in baseline.get("exports", []):
+        return f"{baseline['version']} was trained on this export"
+    end = baseline.get("data_end")
+    if end and len(windows) and "window_start" in windows.columns and windows["window_start"].max() <= pd.Timestamp(end):
+        return f"this export ends before {baseline['version']}'s training data does ({end})"
+    return ""
 
 
 @dg.asset(
@@ -102,14 +122,18 @@ def export_drift(
                                   description=f"no baseline for production model {version}", metadata={"judged": False})
         return
     baseline = json.loads(path.read_text())
+    not_new = not_new_data(context.partition_key, export_windows, baseline)
     flagged = export_anomalies["is_anomaly"] if "is_anomaly" in export_anomalies.columns else pd.Series(dtype=bool)
     flag_rate = float(flagged.mean()) if len(flagged) else None
     report = compare(export_windows, baseline, flag_rate=flag_rate, threshold=d.threshold,
                      flag_share_threshold=d.flag_share_threshold, min_windows=d.min_windows)
-    context.log.info(f"drift vs {version}: {report.summary()}")
+    judged = report.enough and not not_new
+    summary = f"{not_new}: not new data, not judged ({report.summary()})" if not_new else report.summary()
+    context.log.info(f"drift vs {version}: {summary}")
     figures = {
         "production_version": version,
-        "judged": report.enough,
+        "judged": judged,
+        "not_new_data": bool(not_new),
         "windows_with_records": report.windows,
         "max_psi": report.max_psi,
         "drifted_features": dg.MetadataValue.json(report.drifted),
@@ -120,10 +144,10 @@ def export_drift(
     }
     yield dg.Output(report.table, metadata={
         **figures, "dagster/row_count": len(report.table),
-        "drift": dg.MetadataValue.md(f"**{report.summary()}**\n\n" + markdown_table(report.table, digits=4)),
+        "drift": dg.MetadataValue.md(f"**{summary}**\n\n" + markdown_table(report.table, digits=4)),
     })
     yield dg.AssetCheckResult(
-        check_name=DRIFT_CHECK, passed=report.passed, severity=dg.AssetCheckSeverity.WARN,
-        description=report.summary(),
+        check_name=DRIFT_CHECK, passed=bool(not_new) or report.passed, severity=dg.AssetCheckSeverity.WARN,
+        description=summary,
         metadata={**figures, "psi_by_feature": dg.MetadataValue.json(dict(zip(report.table["feature"], report.table["psi"])))},
     )

@@ -44,7 +44,7 @@ def window_metadata(windows: pd.DataFrame) -> dict:
     kinds={"pandas", "parquet"},
     owners=OWNERS,
     tags={"stage": "features"},
-    code_version="1",
+    code_version="2",
     description="Feature windows of this export alone (same features as training): for drift checks and scoring.",
 )
 def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) -> dg.Output[pd.DataFrame]:
@@ -57,7 +57,7 @@ def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) 
     kinds={"pandas", "parquet"},
     owners=OWNERS,
     tags={"stage": "features"},
-    code_version=f"1+{CONFIG_VERSION}",
+    code_version=f"2+{CONFIG_VERSION}",
     automation_condition=RETRAIN_CONDITION,
     check_specs=[
         dg.AssetCheckSpec(
