@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mcp_training_dagster.domain.registry import ModelRegistry
 
-SAMPLE = Path(__file__).parent / "sample_exports" / "export_asus_hostapd_1824.json"
+SAMPLE = Path(__file__).resolve().parents[1] / "mcp_training_dagster" / "sample_exports" / "export_asus_hostapd_1824.json"
 
 
 def _free_port() -> int:
