@@ -132,6 +132,9 @@ def measure(runs: int, root: Path) -> dict:
     except Exception:
         out.flush()
         sys.stderr.write((root / "up.out").read_text()[-4000:])
+        dev_log = data / "dagster_home" / "dagster-dev.log"  # gone with the temp folder: show why here
+        if dev_log.exists():
+            sys.stderr.write(dev_log.read_text(errors="replace")[-6000:])
         raise
     finally:
         proc.send_signal(signal.SIGINT)
