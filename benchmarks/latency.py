@@ -4,7 +4,8 @@ Starts ``mcp-training up`` (real ``dagster dev``, shipped defaults) on a fresh d
 sample exports have become the first registered package, then, per run, writes a real-sized export (the
 1,824-record hostapd sample as another router would send it, so it is new data) beside the landing folder,
 renames it in (atomic) and measures the seconds until a NEW package is registered in ``models/``.
-Prints one JSON object; nothing here is asserted (the end-to-end test asserts the model appears).
+Prints one JSON object, with the runs each file caused (created / started / ended, seconds after the rename)
+to show where the time goes; nothing here is asserted (the end-to-end test asserts the model appears).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from mcp_training_dagster.domain.registry import ModelRegistry
 
-SAMPLE = Path(__file__).parent / "sample_exports" / "export_asus_hostapd_1824.json"
+SAMPLE = Path(__file__).resolve().parents[1] / "mcp_training_dagster" / "sample_exports" / "export_asus_hostapd_1824.json"
 
 
 def _free_port() -> int:
@@ -80,6 +81,22 @@ def _idle(home: Path, proc: subprocess.Popen, quiet: float = 15, timeout: float 
             time.sleep(1)
 
 
+def _runs_since(home: Path, since: float) -> list[dict]:
+    """Where the seconds went: every run created after ``since`` (wall clock), in seconds after it: created
+    (the sensor's request), started (dequeued and launched, process up), ended; its job, partition and assets."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records(RunsFilter(created_after=datetime.fromtimestamp(since).astimezone()))
+    rel = lambda t: round(t - since, 1) if t else None  # noqa: E731
+    rows = [{"job": r.dagster_run.job_name, "partition": r.dagster_run.tags.get("dagster/partition"),
+             "assets": sorted(k.to_user_string() for k in (r.dagster_run.asset_selection or []))[:4],
+             "created": rel(r.create_timestamp.timestamp()), "started": rel(r.start_time), "ended": rel(r.end_time),
+             "status": r.dagster_run.status.value} for r in records]
+    return sorted(rows, key=lambda r: r["created"])
+
+
 def _new_model(models: Path, before: set[str]) -> set[str]:
     """Newly registered main packages (the agent variant ``_agent5`` is registered beside each)."""
     return {v for v in set(ModelRegistry(models).versions()) - before if not v.endswith("_agent5")}
@@ -97,6 +114,7 @@ def measure(runs: int, root: Path) -> dict:
     proc = subprocess.Popen([*cmd, "up", "--port", str(_free_port())], env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     timings: list[float] = []
+    breakdown: list[list[dict]] = []
     try:
         t_start = time.monotonic()
         _wait(lambda: _new_model(models, set()) if models.exists() else None, 600, proc)
@@ -105,14 +123,18 @@ def measure(runs: int, root: Path) -> dict:
         for i in range(runs):
             before = set(ModelRegistry(models).versions())
             path = other_router_export(staging, 70 + i, 60 + 30 * i)
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             os.rename(path, landing / path.name)
             _wait(lambda before=before: _new_model(models, before), 600, proc)  # called here, in the loop
             timings.append(round(time.monotonic() - t0, 1))
             _idle(data / "dagster_home", proc)
+            breakdown.append(_runs_since(data / "dagster_home", wall0))
     except Exception:
         out.flush()
         sys.stderr.write((root / "up.out").read_text()[-4000:])
+        dev_log = data / "dagster_home" / "dagster-dev.log"  # gone with the temp folder: show why here
+        if dev_log.exists():
+            sys.stderr.write(dev_log.read_text(errors="replace")[-6000:])
         raise
     finally:
         proc.send_signal(signal.SIGINT)
@@ -124,7 +146,7 @@ def measure(runs: int, root: Path) -> dict:
     load = os.getloadavg()
     return {"first_model_after_start_s": round(first, 1), "file_to_new_package_s": timings,
             "median_s": sorted(timings)[len(timings) // 2] if timings else None,
-            "loadavg_1_5_15": [round(x, 2) for x in load], "cpus": os.cpu_count()}
+            "loadavg_1_5_15": [round(x, 2) for x in load], "cpus": os.cpu_count(), "runs_after_each_file": breakdown}
 
 
 def main() -> None:

@@ -119,15 +119,52 @@ def _page(browser, url: str, *expected: str, timeout: float = 60) -> str:
         time.sleep(1)
 
 
-def _shot(browser, name: str) -> None:
+NAV_WIDTH = 240  # Dagster's left navigation: the same on every page, cropped away
+PALETTE_COLOURS = 32  # the UI is flat colours on white: a 32-colour palette PNG keeps it readable at a third the size
+
+
+def _save_small(png: bytes, path: Path, crop_nav: bool) -> None:
+    """The screenshot cropped to what the page is about and saved as an optimised palette PNG (docs/ stays small)."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if crop_nav:
+        image = image.crop((NAV_WIDTH, 0, image.width, image.height))
+    small = image.quantize(colors=PALETTE_COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, "PNG", optimize=True)
+
+
+def _show_markdown(browser, key: str, *expected: str, timeout: float = 30):
+    """Open a Markdown metadata entry (``[Show Markdown]`` in ``key``'s row) and wait for its dialog to render."""
+    link = browser.find_element(
+        "xpath", f"(//tr[td[1][contains(normalize-space(), '{key}')]]//*[normalize-space()='[Show Markdown]'])[last()]")
+    browser.execute_script("arguments[0].click()", link)
+    deadline = time.monotonic() + timeout
+    while True:
+        dialogs = browser.find_elements("css selector", ".bp5-dialog")
+        if dialogs and all(e in dialogs[-1].text for e in expected):
+            return dialogs[-1]
+        assert time.monotonic() < deadline, f"{key}: dialog without {expected}: {dialogs[-1].text[:500] if dialogs else ''}"
+        time.sleep(0.5)
+
+
+def _shot(browser, name: str, element=None, scroll_to: str | None = None) -> None:
+    """Save the page (or one ``element`` of it, e.g. a dialog) when MCP_UI_SCREENSHOTS names a folder."""
     folder = os.environ.get("MCP_UI_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + 30  # let the status columns finish loading
-        while "Loading" in browser.find_element("tag name", "body").text and time.monotonic() < deadline:
-            time.sleep(1)
-        time.sleep(1.5)
-        browser.save_screenshot(str(Path(folder) / f"{name}.png"))
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + 30  # let the status columns finish loading
+    while "Loading" in browser.find_element("tag name", "body").text and time.monotonic() < deadline:
+        time.sleep(1)
+    if scroll_to:
+        target = browser.find_element("xpath", f"(//*[normalize-space()='{scroll_to}'])[1]")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", target)
+    time.sleep(1.5)
+    png = element.screenshot_as_png if element is not None else browser.get_screenshot_as_png()
+    _save_small(png, Path(folder) / f"{name}.png", crop_nav=element is None)
 
 
 def test_catalog_and_model_page_render_our_assets_and_model_card(webserver, browser):
@@ -140,11 +177,16 @@ def test_catalog_and_model_page_render_our_assets_and_model_card(webserver, brow
 
     model = _page(browser, f"{webserver}/assets/anomaly_model", "score_distribution", "model_card")
     assert "Evaluation" in model or "model_card" in model
-    _shot(browser, "model_materialisation")
+    _shot(browser, "model_materialisation", scroll_to="Metadata")
+    figure = _show_markdown(browser, "score_distribution", "threshold")
+    assert figure.find_elements("tag name", "img"), "the score distribution is a picture"
+    _shot(browser, "score_distribution", element=figure)
 
     drift = _page(browser, f"{webserver}/assets/export_drift?view=checks", "drift_within_threshold")
     _shot(browser, "drift_checks")
     assert drift
 
-    _page(browser, f"{webserver}/assets/export_anomalies?view=partitions&partition={SYSTEM_35.name}", SYSTEM_35.name)
-    _shot(browser, "export_anomalies")
+    _page(browser, f"{webserver}/assets/export_anomalies?view=partitions&partition={SYSTEM_35.name}",
+          SYSTEM_35.name, "top_anomalies")
+    anomalies = _show_markdown(browser, "top_anomalies", "score", "reasons")
+    _shot(browser, "export_anomalies", element=anomalies)

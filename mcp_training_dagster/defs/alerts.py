@@ -6,17 +6,19 @@
 * ``alert_on_checks_and_freshness`` covers what Dagster ships no factory for: failed asset checks
   (blocking gates, warnings, and drift, which gets ``kind: drift``) and freshness policies turning FAIL
   (no export ingested, model too old). It reads Dagster's own records (check executions, freshness
-  states) with a cursor, so each event alerts once.
+  states) with a cursor, so each event alerts once. Its first tick (a new instance, a new or reset sensor)
+  only records where history stands (failed checks, freshness states): it alerts on what happens after it
+  starts, never replays the past. Per check the cursor keeps the latest failed executions' ids
+  (``domain.alerts.new_check_failures`` says why not one high-water id).
 """
 
 import json
-from typing import Literal
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.definitions.freshness import FreshnessState
 from mcp_training_dagster.defs.policy import DRIFT_CHECK_KEY
-from mcp_training_dagster.domain.alerts import Alert, AlertWriter, run_url
+from mcp_training_dagster.domain.alerts import Alert, AlertWriter, Severity, new_check_failures, run_url
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.settings import Settings
 
@@ -76,7 +78,7 @@ def _check_alert(cfg: Settings, instance: dg.DagsterInstance, record) -> Alert:
     key = record.key
     is_drift = key == DRIFT_CHECK_KEY
     meta = {k: v.value for k, v in (evaluation.metadata or {}).items()} if evaluation is not None else {}
-    severity: Literal["error", "warning"] = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
+    severity: Severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
     partition = (record.partition or (evaluation.partition if evaluation is not None else None)
                  or (run.tags.get(PARTITION_TAG) if run is not None else None))
     figures = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float, str, bool)))[:300]
@@ -112,10 +114,12 @@ def _freshness_alert(cfg: Settings, key: dg.AssetKey, state: str, updated_at: st
     name="alert_on_checks_and_freshness",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
-    description="Failed asset checks (gates, warnings, drift) and freshness policies turning FAIL -> alerts.",
+    description=("Failed asset checks (gates, warnings, drift) and freshness policies turning FAIL -> alerts, "
+                 "from the sensor's first tick on (past failures are not replayed)."),
 )
 def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
     cfg = settings.get()
+    first_tick = not context.cursor
     cursor = json.loads(context.cursor) if context.cursor else {"checks": {}, "fresh": {}}
     graph = context.repository_def.asset_graph if context.repository_def else None
     check_keys = sorted(graph.asset_check_keys, key=str) if graph else [DRIFT_CHECK_KEY]
@@ -123,22 +127,24 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
     writer = writer_for(cfg)
     storage = context.instance.event_log_storage
     alerts: list[Alert] = []
-    for key in check_keys:
-        seen = cursor["checks"].get(key.to_user_string(), 0)
+    for check_key in check_keys:
+        name = check_key.to_user_string()
         records = storage.get_asset_check_execution_history(
-            key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
-        new = sorted((r for r in records if r.id > seen), key=lambda r: r.id)
-        alerts += [_check_alert(cfg, context.instance, r) for r in new]
-        if records:
-            cursor["checks"][key.to_user_string()] = max([seen] + [r.id for r in records])
+            check_key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
+        # After the first tick every check has an entry; one without (added to the code since) has no past here.
+        seen = None if first_tick else cursor["checks"].get(name, [])
+        new = set(new_check_failures(seen, [r.id for r in records], CHECK_HISTORY_PER_TICK))
+        alerts += [_check_alert(cfg, context.instance, r) for r in sorted(records, key=lambda r: r.id) if r.id in new]
+        cursor["checks"][name] = sorted(r.id for r in records)
     states = context.instance.get_freshness_state_records(fresh_keys) if fresh_keys else {}
     for asset_key, rec in states.items():
         name, state = asset_key.to_user_string(), rec.freshness_state.value
-        if state == FreshnessState.FAIL.value and cursor["fresh"].get(name) != state:
+        if not first_tick and state == FreshnessState.FAIL.value and cursor["fresh"].get(name) != state:
             alerts.append(_freshness_alert(cfg, asset_key, state, rec.updated_at.isoformat()))
         cursor["fresh"][name] = state
     for alert in alerts:
         writer.write(alert)
         context.log.info(f"alert: {alert.what[:200]}")
-    skip = None if alerts else "nothing failed since the last tick"
+    skip = None if alerts else (
+        "started: alerting on failures from now on" if first_tick else "nothing failed since the last tick")
     return dg.SensorResult(cursor=json.dumps(cursor, sort_keys=True), skip_reason=skip)

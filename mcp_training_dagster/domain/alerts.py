@@ -146,6 +146,23 @@ class AlertWriter:
         return Delivery(written=True, posted=False, attempts=attempt, error=error)
 
 
+def new_check_failures(seen: list[int] | int | None, failed_ids: list[int], limit: int) -> list[int]:
+    """Ids of ``failed_ids`` (the latest ``limit`` failed executions of one check, as fetched now) not
+    alerted yet, given ``seen``: the ids of the previous fetch (or, from the older cursor format, a
+    high-water id). ``None`` (the first tick) means none: the past is not replayed.
+
+    Not a high-water id alone: Dagster numbers a check execution when it is *planned*, so among parallel
+    runs an earlier-planned check can fail after a later-planned one; comparing windows still sees it."""
+    if seen is None:
+        return []
+    if isinstance(seen, int):
+        return [i for i in failed_ids if i > seen]
+    before = set(seen)
+    # A full previous window: anything below its lowest id was fetched (and alerted) long ago or is older.
+    floor = min(seen) if len(seen) >= limit else -1
+    return [i for i in failed_ids if i not in before and i > floor]
+
+
 def read_alerts(path: Path) -> list[dict[str, Any]]:
     """Every alert in the file, oldest first (for tests, the CLI and people with ``jq``)."""
     try:

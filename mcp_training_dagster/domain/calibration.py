@@ -406,7 +406,7 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         n_active = int(m.sum())
         b = float(budget.get(kind, 0.0))
         p = min(max_alarm_fraction, b * router_days / n_active) if n_active else max_alarm_fraction
-        fit = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
+        fit: dict[str, Any] = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
         if cal.get("magnitude") and kind in cal["magnitude"]["kinds"] and bool((z[m] > z0[m]).any()):
             # the exponential tail's premise is a bounded score; the magnitude term is not bounded (it grows
             # with the log of a count), so the tail beyond the fitted quantiles is heavier than the

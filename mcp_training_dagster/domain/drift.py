@@ -10,11 +10,27 @@ records count: the silent device windows a quiet router produces by design would
 PSI = sum((a - e) * ln(a / e)) over bins, a/e the export's/baseline's shares (floored at 1e-4).
 Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift; the threshold is
 ``drift.threshold`` in config/training_config.yaml (0.1, the previous system's ``drift_threshold``).
+
+Small exports: PSI is a sample statistic. For n windows drawn from the baseline itself, n * PSI is about
+chi-square with (bins - 1) degrees of freedom, so its expected value is about (bins - 1) / n (0.9 for 10
+windows in 10 bins, nine times the threshold), and a bin the few windows miss costs its full floored
+log-ratio, which makes small samples noisier still. So a feature has drifted only when its PSI is above the
+threshold AND above its noise floor: the PSI that n windows drawn from the baseline's own bin shares reach
+with probability 0.01 / (number of features) (Bonferroni: an export like the training data is flagged with
+at most 1 % probability over all features), simulated with the same estimator (multinomial draws, seeded, so
+the verdict is reproducible). The n of that simulation is the number of independent draws, not of windows:
+the windows of one device in one time slot (device, station and interface windows) share the device-level
+features and the same few minutes of log, so n counts the (device, window_start) slots with records (1865
+windows of the hostapd sample are 256 slots). For hundreds of slots the floor is far below 0.1 and only the
+threshold counts; for ten it is around 1-6 by feature, and only a shift far beyond sampling noise (the
+export's windows in bins the training data almost never reached) is flagged. ``drift.min_windows`` still
+skips exports too small to say anything (flagged share included).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -22,6 +38,9 @@ import pandas as pd
 
 EPS = 1e-4
 RECORDS_COLUMN = "n_records"
+FALSE_ALARM = 0.01  # probability that an export drawn from the baseline itself is flagged (all features together)
+NOISE_DRAWS = 20_000
+NOISE_SEED = 20_240_610
 
 
 def drift_features(feature_names: tuple[str, ...] | list[str]) -> list[str]:
@@ -47,6 +66,28 @@ def _shares(values: np.ndarray, edges: list[float]) -> np.ndarray:
     idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
     counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
     return counts / counts.sum() if counts.sum() else counts
+
+
+def psi(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """PSI of shares ``actual`` (one row per sample, or one vector) against ``expected``, both floored at EPS."""
+    a, e = np.maximum(actual, EPS), np.maximum(expected, EPS)
+    return np.sum((a - e) * np.log(a / e), axis=-1)
+
+
+@lru_cache(maxsize=4096)
+def psi_noise_floor(shares: tuple[float, ...], n: int, tail: float) -> float:
+    """The PSI that ``n`` windows drawn from the baseline's own bin ``shares`` exceed with probability ``tail``."""
+    p = np.asarray(shares, dtype=np.float64)
+    if n <= 0 or p.size < 2 or p.sum() <= 0:
+        return 0.0
+    counts = np.random.default_rng(NOISE_SEED).multinomial(n, p / p.sum(), size=NOISE_DRAWS)
+    return float(np.quantile(psi(counts / n, p), 1.0 - tail))
+
+
+def independent_slots(windows: pd.DataFrame) -> int:
+    """How many independent draws ``windows`` are for the noise floor: its (device, window_start) slots."""
+    keys = [c for c in ("device", "window_start") if c in windows.columns]
+    return int(len(windows.drop_duplicates(subset=keys))) if len(keys) == 2 else int(len(windows))
 
 
 def build_baseline(
@@ -119,20 +160,24 @@ def compare(
 ) -> DriftReport:
     """PSI and KS per baseline feature for the export's windows with records."""
     w = with_records(windows)
+    tail = FALSE_ALARM / max(1, len(baseline["features"]))
+    slots = independent_slots(w)
     rows = []
     for name, base in baseline["features"].items():
         edges = base["edges"]
         expected = np.maximum(np.asarray(base["shares"], dtype=np.float64), EPS)
         values = w[name].to_numpy(dtype=np.float64) if name in w.columns else np.zeros(0)
         actual = np.maximum(_shares(values, edges), EPS) if values.size else expected
-        psi = float(np.sum((actual - expected) * np.log(actual / expected)))
         ks = float(np.max(np.abs(np.cumsum(actual / actual.sum()) - np.cumsum(expected / expected.sum()))))
-        rows.append({"feature": name, "psi": round(psi, 4), "ks": round(ks, 4), "baseline_mean": round(base["mean"], 4),
+        noise = psi_noise_floor(tuple(base["shares"]), min(slots, int(values.size)), tail)
+        rows.append({"feature": name, "psi": round(float(psi(actual, expected)), 4), "noise_floor": round(noise, 4),
+                     "ks": round(ks, 4), "baseline_mean": round(base["mean"], 4),
                      "export_mean": round(float(values.mean()), 4) if values.size else 0.0})
-    table = pd.DataFrame(rows, columns=["feature", "psi", "ks", "baseline_mean", "export_mean"])
+    table = pd.DataFrame(rows, columns=["feature", "psi", "noise_floor", "ks", "baseline_mean", "export_mean"])
     table = table.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
     enough = len(w) >= min_windows
-    drifted = table.loc[table["psi"] > threshold, "feature"].tolist() if enough else []
+    beyond = (table["psi"] > threshold) & (table["psi"] > table["noise_floor"])
+    drifted = table.loc[beyond, "feature"].tolist() if enough else []
     table["drifted"] = table["feature"].isin(drifted)
     return DriftReport(windows=int(len(w)), table=table, flag_rate=flag_rate, baseline_flag_rate=float(baseline["flag_rate"]),
                        threshold=threshold, flag_share_threshold=flag_share_threshold, enough=enough, drifted=drifted)

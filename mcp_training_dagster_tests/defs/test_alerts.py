@@ -42,6 +42,7 @@ def _tick(defs, instance, cursor=None) -> dg.SensorResult:
 def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, landing, caplog):
     alerts_file = get_settings().training.alerts.file
     assert alerts_file is not None and str(alerts_file).startswith(str(landing.parent))
+    started = _tick(defs, instance)  # the sensor's first tick: it alerts on what happens from now on
 
     # 1. A broken export: not JSON -> its ingest run fails -> run-failure alert naming file, step and error.
     (landing / "broken.json").write_text('{"export_metadata": {}, "data": [')
@@ -54,7 +55,7 @@ def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, l
     doc["export_metadata"]["total_records"] = 999
     (landing / "liar.json").write_text(json.dumps(doc))
     assert run_ingest(defs, instance, "liar.json").success
-    first = _tick(defs, instance)
+    first = _tick(defs, instance, started.cursor)
 
     # 3. A training that cannot succeed (more windows required than exist) -> run-failure alert for train_job.
     import os
@@ -93,3 +94,34 @@ def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, l
     assert hook.alerts == alerts
     assert all(r["path"].endswith("SECRET-TOKEN") for r in hook.requests)
     assert "SECRET-TOKEN" not in caplog.text
+
+
+def _liar(landing, name: str) -> str:
+    """An export whose claimed record count lies: its ingest run fails the (warn) claimed_count_matches check."""
+    doc = json.loads(SYSTEM_35.read_text())
+    doc["export_metadata"]["total_records"] = 999
+    (landing / name).write_text(json.dumps(doc))
+    return name
+
+
+def test_a_new_sensor_starts_from_now_not_from_every_past_failure(hook, defs, instance, landing):
+    """An instance that already has failed checks (and a FAIL freshness state) when the sensor starts, or a
+    sensor whose cursor was reset: its first tick alerts nothing and leaves a cursor; the next failure alerts once."""
+    for name in ("old-1.json", "old-2.json"):
+        assert run_ingest(defs, instance, _liar(landing, name)).success
+    instance.report_runless_asset_event(FreshnessStateChange(
+        key=dg.AssetKey("raw_export"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL,
+        state_change_timestamp=time.time()))
+    alerts_file = get_settings().training.alerts.file
+
+    first = _tick(defs, instance)
+    assert first.cursor and "from now on" in first.skip_reason.skip_message
+    assert read_alerts(alerts_file) == [] and hook.requests == [], "the past is not replayed"
+    assert len(json.loads(first.cursor)["checks"]["raw_export:claimed_count_matches"]) == 2
+
+    assert run_ingest(defs, instance, _liar(landing, "new.json")).success
+    second = _tick(defs, instance, first.cursor)
+    [alert] = read_alerts(alerts_file)
+    assert alert["kind"] == "check_failure" and alert["partition"] == "new.json"
+    assert alert["details"]["check"] == "claimed_count_matches" and hook.alerts == [alert]
+    assert _tick(defs, instance, second.cursor).skip_reason, "and only once"

@@ -3,7 +3,9 @@
 import logging
 import socket
 
-from mcp_training_dagster.domain.alerts import Alert, AlertWriter, read_alerts, redact_url, run_url
+from mcp_training_dagster.domain.alerts import (
+    Alert, AlertWriter, new_check_failures, read_alerts, redact_url, run_url,
+)
 from mcp_training_dagster_tests.webhook import webhook_receiver
 
 
@@ -59,3 +61,15 @@ def test_client_errors_are_not_retried_and_unreachable_hooks_time_out(tmp_path):
 def test_redaction_keeps_where_and_drops_the_secret():
     assert redact_url("https://user:pw@hooks.slack.com/services/T0/B1/XYZ?x=1") == "https://hooks.slack.com/…"
     assert redact_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+
+
+def test_new_check_failures_start_from_now_and_see_a_late_failure_below_the_newest_id():
+    assert new_check_failures(None, [7, 5, 3], limit=50) == [], "first tick: the past is not replayed"
+    assert new_check_failures([3, 5, 7], [9, 7, 5, 3], limit=50) == [9]
+    # Planned as 6 before 7 and 9 were planned, failed after them: a high-water mark (9) would hide it.
+    assert new_check_failures([3, 5, 7, 9], [9, 7, 6, 5, 3], limit=50) == [6]
+    assert new_check_failures([3, 5], [5, 3], limit=50) == [], "each failure alerts once"
+    # A full window: what is below it was seen long ago (or is older than the sensor).
+    assert new_check_failures([5, 6, 7], [8, 7, 6], limit=3) == [8]
+    assert new_check_failures([5, 6, 7], [8, 7, 4], limit=3) == [8]
+    assert new_check_failures(4, [6, 5, 4, 3], limit=50) == [6, 5], "the older cursor (a high-water id) still works"
