@@ -111,8 +111,9 @@ TEMPLATES: dict[str, Template] = {
                             "radio_error"),
     "k_mt_error": Template("kernel", _KERN, _ERROR, "mt7915e 0000:0{bus}:00.0: Firmware Error Detected",
                            "radio_error"),
+    # the radio attaching at boot: an interface lifecycle line (events.py types it interface_state)
     "k_boot_wl": Template("kernel", _KERN, _INFO, "{radio}: Broadcom BCM{chip} 802.11 Wireless Controller {ver}",
-                          "other_process"),
+                          "interface_state"),
     "k_boot_linux": Template("kernel", _KERN, _NOTICE,
                              "Linux version {kver} (builder@buildhost) (gcc version 12.3.0) #0 SMP", "other_process"),
     # non-WiFi background with the real levels (crond error with pid, WATCHDOG emergency)
