@@ -243,10 +243,12 @@ def test_sensor_skips_what_it_cannot_handle_and_never_fails_the_tick(
         shutil.copyfile(folder / name, landing / name)
 
     ticker = Ticker(defs, instance, resources)
+    # One tick sees the whole hostile folder (the shipped budget of 5 files a tick spreads it over ticks).
+    ticker.configure(monkeypatch, MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK="100")
     logged: list[str] = []
     ticker.tick()
     sensor = ticker.sensor
-    context = dg.build_sensor_context(instance=instance, cursor=ticker.cursor, resources=resources)
+    context = dg.build_sensor_context(instance=instance, cursor=ticker.cursor, resources=ticker.resources)
     monkeypatch.setattr(type(context), "log", property(lambda self: _Log(logged)), raising=False)
     result = sensor(context)
     ticker.cursor = result.cursor
