@@ -156,11 +156,21 @@ def export_anomalies(
     production_model: dict,
 ) -> dg.Output[pd.DataFrame]:
     # The input is the edge that re-scores every export when production changes; the scoring uses production
-    # as it is now, so a run that raced a promotion (input loaded just before it) is not left stale.
-    prod = load_production(production_model["location"])
+    # as it is now, and again if a promotion landed while this run scored: the registry's pointer moves before
+    # production_model materialises, so a run that raced a promotion is never left stale (CI caught one).
+    location = production_model["location"]
+    prod = load_production(location)
     if prod is None:
         raise dg.Failure(description="no production model", allow_retries=False)
     table = prod.score_table(export_windows)
+    for _ in range(3):
+        if open_registry(location).production() in (None, prod.version):  # the pointer only: cheap
+            break
+        current = load_production(location)
+        if current is None:
+            break
+        context.log.info(f"production changed to {current.version} while scoring with {prod.version}: scoring again")
+        prod, table = current, current.score_table(export_windows)
     names = router_names(validated_records)
     table.insert(0, "router", table["device_id"].map(names).fillna(table["device_id"]).astype("str"))
     flagged = table[table["is_anomaly"]]
