@@ -36,7 +36,6 @@ from typing import Any
 from mcp_training_dagster.domain.object_landing import filesystem, is_remote
 from mcp_training_dagster.domain.package_check import safe_extract, verify_package
 from mcp_training_dagster.domain.packaging import (
-    AGENT_SUFFIX,
     DIR_PREFIX,
     MANIFEST_FILE,
     METADATA_FILE,
@@ -50,6 +49,7 @@ from mcp_training_dagster.domain.registry import (
     ModelEntry,
     ModelRegistry,
     RegistryError,
+    deletion_plan,
     model_entry,
     validate_version,
 )
@@ -341,12 +341,7 @@ class ObjectRegistry:
         present = self.versions()
         if bare not in present:
             raise RegistryError(f"cannot delete {bare}: no such model in {self.location}")
-        variant = f"{bare}{AGENT_SUFFIX}" if not bare.endswith(AGENT_SUFFIX) else None
-        doomed = [bare] + ([variant] if variant and variant in present else [])
-        protected = self._protected()
-        for v in doomed:
-            if v in protected:
-                raise RegistryError(f"refusing to delete {v}: {protected[v]}")
+        doomed = deletion_plan(bare, present.__contains__, self._protected())
         for v in doomed:
             self._remove(v)
         return doomed

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,6 +120,17 @@ def model_entry(bare: str, path: Path | str, meta: dict[str, Any], manifest: dic
         is_production=bare == production,
         error=error,
     )
+
+
+def deletion_plan(bare: str, exists: Callable[[str], bool], protected: dict[str, str]) -> list[str]:
+    """What deleting ``bare`` removes: the version and its agent variant (useless without it), or
+    :class:`RegistryError` when either is protected (then nothing is deleted). Shared by both registries."""
+    variant = f"{bare}{AGENT_SUFFIX}" if not bare.endswith(AGENT_SUFFIX) else None
+    doomed = [bare] + ([variant] if variant and exists(variant) else [])
+    for v in doomed:
+        if v in protected:
+            raise RegistryError(f"refusing to delete {v}: {protected[v]}")
+    return doomed
 
 
 class ModelRegistry:
@@ -333,12 +344,7 @@ class ModelRegistry:
         with self._locked():
             if not self._dir(bare).is_dir():
                 raise RegistryError(f"cannot delete {bare}: no such model in {self.models_dir}")
-            variant = f"{bare}{AGENT_SUFFIX}" if not bare.endswith(AGENT_SUFFIX) else None
-            doomed = [bare] + ([variant] if variant and self._dir(variant).is_dir() else [])
-            protected = self._protected()
-            for v in doomed:
-                if v in protected:
-                    raise RegistryError(f"refusing to delete {v}: {protected[v]}")
+            doomed = deletion_plan(bare, lambda v: self._dir(v).is_dir(), self._protected())
             for v in doomed:
                 self._remove(v)
             return doomed
