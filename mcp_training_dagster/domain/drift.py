@@ -181,3 +181,14 @@ def compare(
     table["drifted"] = table["feature"].isin(drifted)
     return DriftReport(windows=int(len(w)), table=table, flag_rate=flag_rate, baseline_flag_rate=float(baseline["flag_rate"]),
                        threshold=threshold, flag_share_threshold=flag_share_threshold, enough=enough, drifted=drifted)
+
+
+def not_new_data(export: str, windows: pd.DataFrame, baseline: dict[str, Any]) -> str:
+    """Why this export is not new data for the baseline's model ("" when it is): drift is about new data, so an
+    export the model was trained on, or one ending before its training data does, is shown but not judged."""
+    if export in baseline.get("exports", []):
+        return f"{baseline['version']} was trained on this export"
+    end = baseline.get("data_end")
+    if end and len(windows) and "window_start" in windows.columns and windows["window_start"].max() <= pd.Timestamp(end):
+        return f"this export ends before {baseline['version']}'s training data does ({end})"
+    return ""

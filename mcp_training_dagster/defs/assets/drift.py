@@ -10,7 +10,7 @@ import dagster as dg
 from upath import UPath
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.drift import build_baseline, compare
+from mcp_training_dagster.domain.drift import build_baseline, compare, not_new_data
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.domain.training import TrainedModel
 
@@ -72,16 +72,6 @@ def drift_baseline(
         "training_flag_rate": baseline["flag_rate"], "path": dg.MetadataValue.path(str(path)),
         "features": dg.MetadataValue.md(markdown_table(means, digits=4)),
     })
-
-
-def not_new_data(export: str, windows: pd.DataFrame, baseline: dict) -> str:
-    """Why this export is not new data for the baseline's model ("" when it is)."""
-    if export in baseline.get("exports", []):
-        return f"{baseline['version']} was trained on this export"
-    end = baseline.get("data_end")
-    if end and len(windows) and "window_start" in windows.columns and windows["window_start"].max() <= pd.Timestamp(end):
-        return f"this export ends before {baseline['version']}'s training data does ({end})"
-    return ""
 
 
 @dg.asset(
