@@ -1,4 +1,5 @@
-"""THE retraining policy, in one place. Every fan-in asset (training_windows, evaluation_dataset,
+"""THE retraining policy, in one place (and, at the end, the rule that keeps every export's verdicts on the
+production model). Every fan-in asset (training_windows, evaluation_dataset,
 anomaly_model, agent_model) carries ``RETRAIN_CONDITION``; ``retrain_automation_sensor`` evaluates it.
 
 Retrain when ANY trigger fired since the asset was last requested or materialised ...
@@ -138,3 +139,68 @@ GUARDS = (
 ).with_label("safe_to_train")
 
 RETRAIN_CONDITION = (AC.in_latest_time_window() & TRIGGERS & GUARDS).with_label("retrain_policy")
+
+
+# --- Verdicts follow production ---------------------------------------------------------------------------
+# export_anomalies and export_drift re-score when production_model changes (Dagster's eager()). eager() alone
+# misses one case: a verdict run that started before a promotion and finished just after production_model
+# materialised counts as "handled" (its materialisation is newer than the promotion), yet it scored with the
+# replaced model. The state is in its metadata, so the policy also reads it: a verdict whose
+# ``production_version`` is not production's is re-scored.
+
+
+class ScoredByReplacedModel(dg.AutomationCondition):
+    """True for an export whose latest verdict names a ``production_version`` other than the production
+    model's (as production_model last recorded it). Partitions never materialised are not "behind": eager's
+    newly-missing rule covers them. Evaluated on the few partitions that materialised since the last tick."""
+
+    @property
+    def name(self) -> str:
+        return "scored_by_replaced_model"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        instance = context.asset_graph_view.instance
+        current = production_version(instance)
+        if current is None or context.candidate_subset.is_empty:
+            return dg.AutomationResult(context=context, true_subset=context.get_empty_subset())
+        keys = list(context.candidate_subset.expensively_compute_partition_keys())
+        scored_with = latest_partition_metadata(instance, context.key, keys, "production_version")
+        behind = {key for key, version in scored_with.items() if version != current}
+        return dg.AutomationResult(
+            context=context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(behind))
+
+
+def production_version(instance: dg.DagsterInstance) -> str | None:
+    """The model version production_model last recorded (None before the first)."""
+    latest = instance.get_latest_materialization_event(PRODUCTION)
+    if latest is None or latest.asset_materialization is None:
+        return None
+    value = latest.asset_materialization.metadata.get("version")
+    return None if value is None else str(value.value)
+
+
+def latest_partition_metadata(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str], field: str
+) -> dict[str, str]:
+    """``field`` of each partition's latest materialisation (one query; partitions without one are absent)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=max(50, 4 * len(partitions))
+    ).records
+    found: dict[str, str] = {}
+    for record in records:  # newest first
+        m = record.asset_materialization
+        if m is None or m.partition is None or m.partition in found:
+            continue
+        value = m.metadata.get(field)
+        found[m.partition] = "none" if value is None else str(value.value)
+    return found
+
+
+_BEHIND = ScoredByReplacedModel()
+RESCORE_DUE = (AC.newly_updated() & _BEHIND).since(
+    AC.newly_requested() | (AC.newly_updated() & ~_BEHIND)
+).with_label("scored_by_replaced_model")
+VERDICT_CONDITION = (
+    AC.eager()
+    | (RESCORE_DUE & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress())
+).with_label("verdicts_follow_production")

@@ -9,6 +9,7 @@ import pandas as pd
 
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.policy import VERDICT_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
@@ -145,7 +146,7 @@ def router_names(validated_records: pd.DataFrame) -> pd.Series:
     group_name="deployment",
     kinds={"pandas", "parquet"},
     code_version="2",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=VERDICT_CONDITION,
     description="The production model's verdict on this export: every window's router, entity, score, whether it is "
                 "anomalous, and why. Re-scored whenever production_model changes.",
 )

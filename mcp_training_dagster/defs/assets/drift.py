@@ -9,6 +9,7 @@ import pandas as pd
 import dagster as dg
 from upath import UPath
 from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.policy import VERDICT_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.drift import build_baseline, compare, not_new_data
 from mcp_training_dagster.domain.report import markdown_table
@@ -80,7 +81,7 @@ def drift_baseline(
     group_name="monitoring",
     kinds={"pandas", "parquet"},
     code_version="1",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=VERDICT_CONDITION,
     check_specs=[dg.AssetCheckSpec(
         DRIFT_CHECK, asset="export_drift", blocking=False,
         description="no model feature with PSI above drift.threshold and the flagged share within "
