@@ -58,7 +58,7 @@ def _session_rss_mb(sid: int) -> tuple[float, float]:
 
 def _sensor_ticks(instance, name: str) -> list[tuple[float, float, str]]:
     """(start, end, status) of every tick of sensor ``name``, read from the tick storage."""
-    from dagster._core.scheduler.instigation import TickStatus  # noqa: F401  (deserialisation)
+    from dagster._core.scheduler.instigation import InstigatorTick, TickStatus  # noqa: F401  (deserialisation)
     from dagster._serdes import deserialize_value
     import sqlalchemy as db
 
@@ -66,7 +66,7 @@ def _sensor_ticks(instance, name: str) -> list[tuple[float, float, str]]:
     out = []
     with storage.connect() as conn:
         for (body,) in conn.execute(db.text("SELECT tick_body FROM job_ticks")).fetchall():
-            tick = deserialize_value(body)
+            tick = deserialize_value(body, InstigatorTick)
             if tick.instigator_name == name and tick.end_timestamp:
                 out.append((tick.timestamp, tick.end_timestamp, tick.status.value))
     return out
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
                 ingest = [r for r in runs if r.job_name == "ingest_job"]
                 ok = [r for r in ingest if r.status == DagsterRunStatus.SUCCESS]
                 if all_ingested_at is None and len({r.tags.get("dagster/partition") for r in ok}) >= len(files):
-                    all_ingested_at = max(instance.get_run_stats(r.run_id).end_time for r in ok)
+                    ends = [instance.get_run_stats(r.run_id).end_time for r in ok]
+                    all_ingested_at = max(e for e in ends if e is not None)
                 if all_ingested_at is not None:
                     latest = instance.get_latest_materialization_event(dg.AssetKey("model_package"))
                     if latest is not None and (instance.get_run_stats(latest.run_id).start_time or 0) >= all_ingested_at:
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                         break
                 time.sleep(1)
             runs = instance.get_runs()
-            ingest = [instance.get_run_stats(r.run_id) for r in runs if r.job_name == "ingest_job" and r.status == DagsterRunStatus.SUCCESS]
-            durations = sorted(s.end_time - s.start_time for s in ingest)
+            stats = [instance.get_run_stats(r.run_id) for r in runs if r.job_name == "ingest_job" and r.status == DagsterRunStatus.SUCCESS]
+            durations = sorted(s.end_time - s.start_time for s in stats if s.end_time is not None and s.start_time is not None)
             ticks = _sensor_ticks(instance, "export_file_sensor")
             result = {
                 "files": len(files), "records_per_file": args.records,

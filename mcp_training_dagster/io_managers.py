@@ -28,7 +28,7 @@ import json
 import os
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import joblib
@@ -43,10 +43,17 @@ def _is_local(path: UPath) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 
 
+def _local_path(path: UPath) -> str:
+    """A local UPath as the operating system names it (its ``os.fspath``)."""
+    if not isinstance(path, os.PathLike):
+        raise TypeError(f"{path!s} is not a local path")
+    return os.fspath(path)
+
+
 def atomic_write_bytes(path: UPath, writer: Any) -> None:
     """Call ``writer(fileobj)`` so that ``path`` appears complete or not at all."""
     if _is_local(path):
-        local = Path(os.fspath(path))
+        local = Path(_local_path(path))
         write_atomic(local, writer)
         remove_stale_temp(local.parent)
     else:
@@ -59,7 +66,7 @@ class PathOutsideBaseError(ValueError):
 
 
 def _normalised(path: UPath) -> str:
-    text = os.fspath(path) if _is_local(path) else str(getattr(path, "path", path))
+    text = _local_path(path) if _is_local(path) else str(getattr(path, "path", path))
     return posixpath.normpath(text.replace(os.sep, "/"))
 
 
@@ -126,7 +133,7 @@ class _ParquetUPathIOManager(_AtomicUPathIOManager):
         # pandas' reader (not pyarrow's to_pandas) on both paths: it restores DataFrame.attrs, which
         # carry the export's reference time from raw_export to validation.
         if _is_local(path):
-            return pd.read_parquet(os.fspath(path))
+            return pd.read_parquet(_local_path(path))
         with path.open("rb") as fh:
             return pd.read_parquet(fh)
 
@@ -168,7 +175,7 @@ class _UPathFactory(dg.ConfigurableIOManagerFactory):
     storage_options: dict[str, Any] = {}
     """Passed to fsspec, e.g. ``{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}``."""
 
-    _impl: type[_AtomicUPathIOManager]
+    _impl: ClassVar[type[_AtomicUPathIOManager]]
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
         return self._impl(base_path=UPath(self.base_path, **self.storage_options))

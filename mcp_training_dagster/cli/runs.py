@@ -66,7 +66,7 @@ def check_outcomes(result: dg.ExecuteInProcessResult) -> list[CheckOutcome]:
     out = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            ev = event.event_specific_data
+            ev = event.asset_check_evaluation_data
             out.append(CheckOutcome(ev.check_name, bool(ev.passed), ev.description or "",
                                     {k: v.value for k, v in ev.metadata.items()}))
     return out
@@ -156,11 +156,11 @@ class Progress:
                 line += f" (details: {self.ui}/runs/{run.run_id})"
             self.echo(line)
             for entry in self.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-                ev = entry.dagster_event.event_specific_data
+                ev = entry.get_dagster_event().asset_check_evaluation_data
                 if not ev.passed:
                     self.echo(f"{_clock()}   check {ev.check_name} FAILED: {ev.description or ''}")
             for entry in self.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
-                md = entry.dagster_event.asset_observation_data.asset_observation.metadata
+                md = entry.get_dagster_event().asset_observation_data.asset_observation.metadata
                 if "blocked_because" in md:
                     self.echo(f"{_clock()}   {md['blocked_version'].value} not packaged: {md['blocked_because'].value}")
         self.poll_alerts()

@@ -19,16 +19,36 @@ package works there today, beside our richer per-device model.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from mcp_training_dagster.domain.packaging import AGENT_SUFFIX, INPUT_AGENT_VECTOR, check_version
+from mcp_training_dagster.domain.packaging import (
+    AGENT_SUFFIX,
+    INPUT_AGENT_VECTOR,
+    PackageInfo,
+    build_package,
+    check_version,
+)
+from mcp_training_dagster.domain.results import (
+    BASIC_METRICS,
+    Evaluation,
+    EvaluationData,
+    TrainingError,
+    binary_metrics,
+    meets_quality_gates,
+)
 from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
+
+if TYPE_CHECKING:  # evaluation builds the agent's vectors of its held-out period with agent_vectors below
+    from mcp_training_dagster.domain.evaluation import EvaluationSet
 
 AGENT_FEATURES: tuple[str, ...] = (
     "log_count",
@@ -178,7 +198,7 @@ def agent_metadata(
     basic_metrics: Mapping[str, Any],
     contamination: float,
     window_minutes: int = 5,
-    evaluation: Mapping[str, Any] | None = None,
+    evaluation: Evaluation | None = None,
     created_at: str | None = None,
     export_files: Sequence[str] = (),
     training_duration: float = 0.0,
@@ -239,7 +259,7 @@ def agent_metadata(
         },
         "evaluation_info": {
             "basic_metrics": dict(basic_metrics),
-            **({"evaluation": dict(evaluation)} if evaluation else {}),
+            **({"evaluation": evaluation.as_dict()} if evaluation else {}),
             "feature_importance": {},
         },
         "inference_config": {
@@ -279,3 +299,62 @@ def agent_model_card(metadata: Mapping[str, Any]) -> str:
         "| precision | recall | F1 | ROC-AUC | PR-AUC |\n|---|---|---|---|---|\n"
         f"| {metrics} |\n"
     )
+
+
+@dataclass(frozen=True)
+class AgentModel:
+    """The 5-value variant for today's inference agent, with its honest evaluation."""
+
+    estimator: IsolationForest
+    threshold: float
+    vectors: pd.DataFrame
+    evaluation: Evaluation | None  # the earlier fit's figures on the held-out vectors (None without any)
+    training_seconds: float
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Values pickled before the typed results (``training.AgentModel``) carry the evaluation as a dict."""
+        if isinstance(state.get("evaluation"), dict):
+            state = {**state, "evaluation": Evaluation.from_dict(state["evaluation"])}
+        self.__dict__.update(state)
+
+
+def train_agent_variant(records: pd.DataFrame, evaluation: EvaluationSet | None, *, window_minutes: int,
+                        contamination: float, random_state: int) -> AgentModel:
+    """Fit on the vectors before the split, evaluate on the held-out vectors, refit on all (as for the
+    window model: the figures are those of the earlier fit on data it never saw)."""
+    vectors = agent_vectors(records, window_minutes)
+    if len(vectors) < 2:
+        raise TrainingError(f"only {len(vectors)} agent windows (hostapd/wpa_supplicant records): cannot train the agent variant")
+    result = None
+    if (evaluation is not None and evaluation.agent_vectors is not None and evaluation.agent_labels is not None
+            and len(evaluation.agent_vectors) and evaluation.split_time):
+        early = vectors[vectors["window_start"] < pd.Timestamp(evaluation.split_time)]
+        if len(early) >= 2:
+            twin, twin_threshold = train_agent_model(early, contamination, random_state)
+            scores = anomaly_scores(twin, vector_matrix(evaluation.agent_vectors))
+            about = evaluation.about()
+            data = EvaluationData(about.source, about.description, about.split_time, windows=len(scores),
+                                  anomalous_windows=int(evaluation.agent_labels.sum()))
+            result = Evaluation(data, binary_metrics(evaluation.agent_labels, scores, twin_threshold))
+    started = time.perf_counter()
+    est, threshold = train_agent_model(vectors, contamination, random_state)
+    return AgentModel(est, threshold, vectors, result, round(time.perf_counter() - started, 4))
+
+
+def build_agent_package(agent: AgentModel, models_dir: Path, *, model_version: str, export_files: Sequence[str],
+                        contamination: float, window_minutes: int, service_timezone: str, min_f1: float,
+                        min_roc_auc: float) -> tuple[PackageInfo, bool]:
+    """The agent variant's own package (``model_<version>_agent5`` beside the window model's) and whether it
+    is deployment-ready: only when its own held-out figures pass the quality gates."""
+    overall = agent.evaluation.overall if agent.evaluation is not None else None
+    ready = meets_quality_gates(overall, min_f1, min_roc_auc)
+    version = agent_version(model_version)
+    metadata = agent_metadata(
+        version=version, estimator=agent.estimator, threshold=agent.threshold,
+        vectors=agent.vectors,
+        basic_metrics=(overall.figures(BASIC_METRICS) if overall is not None else {}) or {"f1_score": 0.0, "roc_auc": 0.0},
+        contamination=contamination, window_minutes=window_minutes, evaluation=agent.evaluation,
+        export_files=export_files, training_duration=agent.training_seconds, service_timezone=service_timezone,
+    )
+    info = build_package(models_dir, version, agent.estimator, metadata, model_card_md=agent_model_card(metadata), deployment_ready=ready)
+    return info, ready

@@ -15,36 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
+from mcp_training_dagster.domain.agent_variant import agent_vectors
 from mcp_training_dagster.domain.exports import records_to_frame
 from mcp_training_dagster.domain.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.domain.results import Evaluation, EvaluationData, binary_metrics
+from mcp_training_dagster.domain.scenarios import inject_episodes
 from mcp_training_dagster.domain.validation import validate_records
-
-
-def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Precision, recall, F1 at the stored threshold (``score > threshold`` = anomalous), ROC-AUC and
-    PR-AUC over the scores, with the counts they come from. AUCs are ``None`` when only one class is present."""
-    y = np.asarray(y_true, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    pred = s > threshold
-    p, r, f1, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
-    both = 0 < y.sum() < len(y)
-    return {
-        "n_windows": int(len(y)),
-        "n_anomalous": int(y.sum()),
-        "n_flagged": int(pred.sum()),
-        "true_positives": int((pred & y).sum()),
-        "false_positives": int((pred & ~y).sum()),
-        "precision": float(p),
-        "recall": float(r),
-        "f1_score": float(f1),
-        "accuracy": float((pred == y).mean()) if len(y) else 0.0,
-        "roc_auc": float(roc_auc_score(y, s)) if both else None,
-        "pr_auc": float(average_precision_score(y, s)) if both else None,
-        "threshold_value": float(threshold),
-        "anomaly_ratio": float(pred.mean()) if len(y) else 0.0,
-    }
 
 
 def window_labels(
@@ -117,28 +94,25 @@ def usual_gap(records: pd.DataFrame, device: str, before: pd.Timestamp, history:
     return pd.Timedelta(int(np.diff(t).max()))
 
 
-def evaluate_scores(labelled: pd.DataFrame, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+def evaluate_scores(labelled: pd.DataFrame, scores: np.ndarray, threshold: float, data: EvaluationData) -> Evaluation:
     """Metrics overall and per entity kind, recall per anomaly scenario and flag rate per benign
-    lookalike (device-level windows for scenarios: every scenario shows at the device)."""
+    lookalike (device-level windows for scenarios: every scenario shows at the device), of ``data``."""
     y = labelled["is_anomaly"].to_numpy(dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     kind = labelled["entity_kind"].astype("str").to_numpy()
     scen = labelled["scenario"].astype("str").to_numpy()
-    out: dict[str, Any] = {"overall": binary_metrics(y, s, threshold)}
-    out["by_kind"] = {k: binary_metrics(y[kind == k], s[kind == k], threshold) for k in np.unique(kind)}
     dev = kind == "device"
     flagged = s > threshold
-    out["recall_by_scenario"] = {
-        name: float(flagged[dev & (scen == name) & y].mean())
-        for name in sorted(set(scen[dev & y]))
-    }
-    out["windows_by_scenario"] = {name: int((dev & (scen == name)).sum()) for name in sorted(set(scen[dev]))}
-    out["benign_flag_rate"] = {
-        name: float(flagged[dev & (scen == name) & ~y].mean())
-        for name in sorted(set(scen[dev & ~y]) - {"normal"})
-    }
-    out["normal_flag_rate"] = float(flagged[dev & (scen == "normal")].mean()) if (dev & (scen == "normal")).any() else None
-    return out
+    return Evaluation(
+        data=data,
+        overall=binary_metrics(y, s, threshold),
+        by_kind={k: binary_metrics(y[kind == k], s[kind == k], threshold) for k in np.unique(kind)},
+        recall_by_scenario={name: float(flagged[dev & (scen == name) & y].mean()) for name in sorted(set(scen[dev & y]))},
+        windows_by_scenario={name: int((dev & (scen == name)).sum()) for name in sorted(set(scen[dev]))},
+        benign_flag_rate={name: float(flagged[dev & (scen == name) & ~y].mean())
+                          for name in sorted(set(scen[dev & ~y]) - {"normal"})},
+        normal_flag_rate=float(flagged[dev & (scen == "normal")].mean()) if (dev & (scen == "normal")).any() else None,
+    )
 
 
 @dataclass
@@ -158,25 +132,14 @@ class EvaluationSet:
         y = self.labels["is_anomaly"].to_numpy(dtype=bool)
         return {"windows": int(len(y)), "anomalous_windows": int(y.sum())}
 
-    def summary(self) -> dict[str, Any]:
-        return {"source": self.source, "description": self.description, "split_time": self.split_time, **self.size}
+    def about(self) -> EvaluationData:
+        """What figures computed on this set are of (travels with them)."""
+        return EvaluationData(self.source, self.description, self.split_time, **self.size)
 
 
-def meets_quality_gates(overall: dict[str, Any] | None, min_f1: float, min_roc_auc: float) -> bool:
-    """Held-out figures exist and reach the configured F1 and ROC-AUC (the inference side's own limits)."""
-    if not overall:
-        return False
-    return (overall.get("f1_score") or 0.0) >= min_f1 and (overall.get("roc_auc") or 0.0) >= min_roc_auc
-
-
-def not_worse_than(new_pr_auc: float | None, production_pr_auc: float | None, max_regression: float) -> bool:
-    """PR-AUC on the same data at most ``max_regression`` below production's (no production: passes)."""
-    return production_pr_auc is None or (new_pr_auc or 0.0) >= production_pr_auc - max_regression
-
-
-def evaluate_on(scores: np.ndarray, threshold: float, data: EvaluationSet) -> dict[str, Any]:
+def evaluate_on(scores: np.ndarray, threshold: float, data: EvaluationSet) -> Evaluation:
     """Figures with their data attached: nothing here is meaningful without source and size."""
-    return {"data": data.summary(), **evaluate_scores(data.labels, scores, threshold)}
+    return evaluate_scores(data.labels, scores, threshold, data.about())
 
 
 def time_split(times: pd.Series, fraction: float) -> pd.Timestamp:
@@ -237,8 +200,6 @@ def build_evaluation_set(
         lab = window_labels(windows, held, labels, spec.length_minutes)
         data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
         return _with_agent_vectors(data, held, spec)
-    from mcp_training_dagster.domain.scenarios import inject_episodes
-
     end = records["timestamp"].max() if len(records) else split
     inj = inject_episodes(records, start=split, end=end, seed=injection_seed, episodes_per_scenario=episodes_per_scenario)
     added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
@@ -256,8 +217,6 @@ def build_evaluation_set(
 def _with_agent_vectors(data: EvaluationSet, records: pd.DataFrame, spec: WindowSpec) -> EvaluationSet:
     """The agent's 5-value vectors of the same period; a vector (one per window, all devices) is
     anomalous when any device window at that time is."""
-    from mcp_training_dagster.domain.agent_variant import agent_vectors
-
     vectors = agent_vectors(records, spec.length_minutes)
     lab = data.labels
     bad = set(lab.loc[lab["is_anomaly"] & (lab["entity_kind"] == "device"), "window_start"])

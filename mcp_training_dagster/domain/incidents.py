@@ -25,6 +25,7 @@ from mcp_training_dagster.domain.features import (
     RADIO_FAULT_EVENTS,
     WindowSpec,
 )
+from mcp_training_dagster.domain.scoring import score_table, windows_with_history
 
 INCIDENT_COLUMNS: tuple[str, ...] = (
     "incident_id", "device_id", "start", "end", "severity", "n_windows", "entities", "event_families", "summary",
@@ -162,8 +163,6 @@ def export_incidents_with_model(records: pd.DataFrame, history: pd.DataFrame | N
                                 inference_config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one export's validated records with a packaged model (its ``inference_config``), using the
     earlier records of ``history`` for gaps and history features; returns (score table, incidents)."""
-    from mcp_training_dagster.domain.scoring import score_table, windows_with_history
-
     ic = inference_config
     spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
     windows = windows_with_history(records, history, spec)

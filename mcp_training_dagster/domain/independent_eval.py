@@ -28,8 +28,11 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import WindowSpec
+from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.domain.incidents import build_incidents
+from mcp_training_dagster.domain.training import train_model, union_records
 from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.settings import get_settings
 
 _MAC = r"^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$"
 
@@ -201,8 +204,6 @@ def incident_figures(incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_
 def load_records(paths: Sequence[str | Path], *, service_timezone: str = "UTC",
                  extra_wifi_processes: Sequence[str] = ()) -> pd.DataFrame:
     """Validated records of every export, cross-file duplicates removed, in time order."""
-    from mcp_training_dagster.domain.training import union_records
-
     frames = {}
     for p in paths:
         p = Path(p)
@@ -216,11 +217,6 @@ def load_records(paths: Sequence[str | Path], *, service_timezone: str = "UTC",
 def evaluate_exports(paths: Sequence[str | Path], labels_path: str | Path, settings: Any = None, *,
                      keep_predictions: bool = False) -> dict[str, Any]:
     """Train on the exports as a user would, score them, then measure against the labels."""
-    from mcp_training_dagster.domain.incidents import build_incidents
-    from mcp_training_dagster.domain.training import train_model
-    from mcp_training_dagster.domain.features import build_windows
-    from mcp_training_dagster.settings import get_settings
-
     if not len(paths):
         raise ValueError("no export files given")
     settings = settings or get_settings()

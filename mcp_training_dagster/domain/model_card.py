@@ -11,6 +11,7 @@ import pandas as pd
 
 from mcp_training_dagster.domain.promotion import PromotionDecision
 from mcp_training_dagster.domain.report import fmt, markdown_table
+from mcp_training_dagster.domain.results import Evaluation, Metrics, Selection
 from mcp_training_dagster.domain.training import TrainedModel, calibration_card
 
 METRIC_COLUMNS = ("n_windows", "n_anomalous", "precision", "recall", "f1_score", "roc_auc", "pr_auc")
@@ -21,19 +22,22 @@ def top_windows(model: TrainedModel, windows: pd.DataFrame, n: int = 8) -> pd.Da
     return model.score_table(windows).head(n)
 
 
-def _metrics_section(ev: dict[str, Any] | None) -> str:
-    if not ev:
+def _metrics_section(ev: Evaluation | None) -> str:
+    if ev is None:
         return "_No evaluation data: no labelled records and nothing to inject into._\n"
-    rows = [{"windows": "all", **{c: ev["overall"].get(c) for c in METRIC_COLUMNS}}]
-    rows += [{"windows": kind, **{c: m.get(c) for c in METRIC_COLUMNS}} for kind, m in (ev.get("by_kind") or {}).items()]
-    d = ev.get("data", {})
+    rows = [{"windows": "all", **_metric_row(ev.overall)}]
+    rows += [{"windows": kind, **_metric_row(m)} for kind, m in (ev.by_kind or {}).items()]
+    d = ev.data
     return (
-        f"Source **{d.get('source', 'n/a')}**: {d.get('description', '')} ({d.get('windows', 0)} windows, "
-        f"{d.get('anomalous_windows', 0)} anomalous).\n\n"
+        f"Source **{d.source}**: {d.description} ({d.windows} windows, {d.anomalous_windows} anomalous).\n\n"
         + markdown_table(rows)
-        + f"\n\nDevice-window recall per scenario: {fmt(ev.get('recall_by_scenario') or None)}.  \n"
-        f"Flag rate on benign lookalikes: {fmt(ev.get('benign_flag_rate') or None)}.\n"
+        + f"\n\nDevice-window recall per scenario: {fmt(ev.recall_by_scenario or None)}.  \n"
+        f"Flag rate on benign lookalikes: {fmt(ev.benign_flag_rate or None)}.\n"
     )
+
+
+def _metric_row(m: Metrics) -> dict[str, Any]:
+    return {c: getattr(m, c) for c in METRIC_COLUMNS}
 
 
 def _decision_section(decision: PromotionDecision | None) -> str:
@@ -45,17 +49,18 @@ def _decision_section(decision: PromotionDecision | None) -> str:
     return f"\n### Promotion gates\n\n{markdown_table(rows)}\n{warn}"
 
 
-def _selection_section(selection: dict[str, Any] | None) -> str:
-    sel = selection or {}
-    cands = [{"candidate": k, **v} for k, v in (sel.get("candidates") or {}).items()]
+def _selection_section(sel: Selection | None) -> str:
+    if sel is None:
+        return "Chosen **n/a**: n/a.\n\n_no candidates evaluated_\n"
+    cands = [{"candidate": k, **v} for k, v in sel.candidates.items()]
     table = markdown_table(cands) if cands else "_no candidates evaluated_"
-    return f"Chosen **{sel.get('chosen', 'n/a')}**: {sel.get('criterion', 'n/a')}.\n\n{table}\n"
+    return f"Chosen **{sel.chosen}**: {sel.criterion}.\n\n{table}\n"
 
 
 def _diagnostics_section(model: TrainedModel) -> str:
-    diag = {k: v for k, v in (model.diagnostics or {}).items() if k != "score_quantiles"}
-    rows = [{"diagnostic": k, "value": v} for k, v in diag.items()]
-    quantiles = (model.diagnostics or {}).get("score_quantiles") or {}
+    diagnostics = model.diagnostics or {}  # a document with optional keys (evaluation.score_diagnostics)
+    rows = [{"diagnostic": k, "value": v} for k, v in diagnostics.items() if k != "score_quantiles"]
+    quantiles = diagnostics.get("score_quantiles") or {}
     return (
         f"Fraction of training windows above the threshold: {model.training_flag_rate:.2%}.\n\n"
         + (markdown_table(rows) + "\n\n" if rows else "")

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.calibration import calibrated_scores
-from mcp_training_dagster.domain.evaluation import EvaluationSet, binary_metrics, meets_quality_gates, not_worse_than
+from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster.domain.package_check import load_package
 from mcp_training_dagster.domain.packaging import LoadedPackage, PackageError
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.registry import RegistryError
+from mcp_training_dagster.domain.results import Evaluation, binary_metrics, meets_quality_gates, not_worse_than
 from mcp_training_dagster.domain.scoring import anomaly_scores, feature_matrix, score_table
 
 # A gate passed by less than this (absolute, in the metric's units) is flagged as "barely passing".
@@ -144,12 +145,7 @@ class PromotionDecision:
         return cls(gates, doc.get("production_version"))
 
 
-def _metric(overall: dict[str, Any] | None, key: str) -> float | None:
-    v = (overall or {}).get(key)
-    return None if v is None else float(v)
-
-
-def decide(candidate_eval: dict[str, Any] | None, candidate_scores: np.ndarray | None, data: EvaluationSet,
+def decide(candidate_eval: Evaluation | None, candidate_scores: np.ndarray | None, data: EvaluationSet,
            production: ProductionModel | None, *, min_f1: float, min_roc_auc: float,
            max_regression: float) -> PromotionDecision:
     """Both gates, from held-out figures only (see the module docstring).
@@ -157,8 +153,9 @@ def decide(candidate_eval: dict[str, Any] | None, candidate_scores: np.ndarray |
     ``candidate_scores`` are the pre-split fit's scores on ``data.windows`` (row-aligned). Production is
     compared on the held-out windows it was not fitted on either; when those hold no anomalous (or no
     normal) window there is nothing fair to compare on, and the gate says so instead of guessing."""
-    overall = (candidate_eval or {}).get("overall") or {}
-    f1, auc = _metric(overall, "f1_score"), _metric(overall, "roc_auc")
+    overall = candidate_eval.overall if candidate_eval is not None else None
+    f1 = overall.f1_score if overall is not None else None
+    auc = overall.roc_auc if overall is not None else None
     quality = Gate(
         "meets_quality_gates",
         meets_quality_gates(overall, min_f1, min_roc_auc),
@@ -183,9 +180,8 @@ def decide(candidate_eval: dict[str, Any] | None, candidate_scores: np.ndarray |
         if 0 < y.sum() < len(y):
             cand = binary_metrics(y, np.asarray(candidate_scores)[mask], np.inf)
             prod = binary_metrics(y, production.scores(data.windows[mask]), production.threshold)
-            cand_pr, prod_pr = _metric(cand, "pr_auc"), _metric(prod, "pr_auc")
-            figures |= {"candidate_pr_auc": cand_pr, "production_pr_auc": prod_pr,
-                        "production_f1": _metric(prod, "f1_score")}
+            cand_pr, prod_pr = cand.pr_auc, prod.pr_auc
+            figures |= {"candidate_pr_auc": cand_pr, "production_pr_auc": prod_pr, "production_f1": prod.f1_score}
             compared = (f"PR-AUC of the candidate fitted before {data.split_time} and of production {production.version} "
                         f"on the {int(mask.sum())} held-out windows neither was fitted on ({int(y.sum())} anomalous, "
                         f"{data.source})")

@@ -22,6 +22,7 @@ promote its agent variant (nor the other way round), and retention counts them l
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import json
@@ -39,6 +40,7 @@ from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_at
 from mcp_training_dagster.domain.package_check import safe_extract, verify_package, verify_zip
 from mcp_training_dagster.domain.packaging import (
     AGENT_SUFFIX,
+    DEFAULT_MAX_EXTRACT_BYTES,
     DIR_PREFIX,
     MANIFEST_FILE,
     METADATA_FILE,
@@ -100,13 +102,17 @@ def _metric(metrics: dict[str, Any], key: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is an object; {} otherwise (a package of any age or shape still lists)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def model_entry(bare: str, path: Path | str, meta: dict[str, Any], manifest: dict[str, Any], production: str | None,
                 error: str | None = None) -> ModelEntry:
     """One line of ``models list`` from a package's metadata.json and manifest (either registry)."""
-    mi = meta.get("model_info") if isinstance(meta.get("model_info"), dict) else {}
-    ev = meta.get("evaluation_info") if isinstance(meta.get("evaluation_info"), dict) else {}
-    bm = ev.get("basic_metrics") if isinstance(ev.get("basic_metrics"), dict) else {}
-    ic = meta.get("inference_config") if isinstance(meta.get("inference_config"), dict) else {}
+    mi, ic = _section(meta, "model_info"), _section(meta, "inference_config")
+    bm = _section(_section(meta, "evaluation_info"), "basic_metrics")
     return ModelEntry(
         version=bare,
         path=path,
@@ -335,7 +341,7 @@ class ModelRegistry:
             out[prod] = "it is the production model"
         return out
 
-    def delete(self, version: str) -> list[str]:
+    def delete(self, version: str) -> builtins.list[str]:
         """Remove a version (folder and ZIP) and its agent variant, which is useless without it.
 
         Refuses production and the rollback target (for the variant too: then nothing is deleted).
@@ -349,7 +355,7 @@ class ModelRegistry:
                 self._remove(v)
             return doomed
 
-    def apply_retention(self, keep: int) -> list[str]:
+    def apply_retention(self, keep: int) -> builtins.list[str]:
         """Keep the newest ``keep`` versions plus production and its rollback target; delete the
         rest (and leftovers of interrupted deletions). Returns the deleted versions, newest first."""
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
@@ -365,7 +371,7 @@ class ModelRegistry:
             self.remove_stale_temp()
             return deleted
 
-    def remove_stale_temp(self) -> list[Path]:
+    def remove_stale_temp(self) -> builtins.list[Path]:
         """Remove what killed builds and imports left (``.tmp-model_*`` folders and ZIPs,
         ``.tmp-import-*``, half-written pointers) once older than an hour and not locked by a writer;
         never a package another run is still building. Returns what was removed."""
@@ -386,9 +392,9 @@ class ModelRegistry:
                 raise RegistryError(f"cannot import {bare}: it is already in {self.models_dir}")
             tmp = self.models_dir / f".tmp-import-{bare}-{uuid.uuid4().hex[:8]}"
             try:
-                kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
-                verify_zip(zip_path, **kwargs)  # exactly the listed files, each matching its hash
-                safe_extract(zip_path, tmp, **kwargs)
+                limit = DEFAULT_MAX_EXTRACT_BYTES if max_bytes is None else max_bytes
+                verify_zip(zip_path, max_bytes=limit)  # exactly the listed files, each matching its hash
+                safe_extract(zip_path, tmp, max_bytes=limit)
                 verify_package(tmp, allow_pycache=False)
                 info = _read_json(tmp / METADATA_FILE).get("model_info")
                 in_meta = info.get("version") if isinstance(info, dict) else None

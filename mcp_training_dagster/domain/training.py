@@ -23,16 +23,20 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.domain.calibration import calibrated_scores, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
-from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
+from mcp_training_dagster.domain.results import (
+    BASIC_METRICS,
+    HEADLINE_METRICS,
+    Evaluation,
+    Selection,
+    TrainingError,
+)
+from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores, score_table
 from mcp_training_dagster.domain.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
-
-
-class TrainingError(ValueError):
-    """Training cannot produce a trustworthy model from this data."""
 
 
 def build_pipeline(detector: DetectorConfig) -> Pipeline:
@@ -59,9 +63,9 @@ def build_pipeline(detector: DetectorConfig) -> Pipeline:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainedModel:
-    """A fitted pipeline plus everything needed to use it correctly."""
+    """A fitted pipeline plus everything needed to use it correctly, complete when built (:func:`_complete`)."""
 
     pipeline: Pipeline
     feature_names: tuple[str, ...]
@@ -80,13 +84,23 @@ class TrainedModel:
     score_convention: str = SCORE_CONVENTION
     score_definition: str = SCORE_DEFINITION
     library_versions: dict[str, str] = field(default_factory=dict)
-    evaluation: dict[str, Any] | None = None  # honest figures with their data source (see train_and_select)
-    selection: dict[str, Any] | None = None  # every candidate's figures and why this one was kept
-    diagnostics: dict[str, Any] | None = None  # unsupervised, never called accuracy
+    evaluation: Evaluation | None = None  # honest figures with their data source (see train_and_select)
+    selection: Selection | None = None  # every candidate's figures and why this one was kept
+    diagnostics: dict[str, Any] | None = None  # unsupervised, never called accuracy (optional keys: a document)
     calibration: dict[str, Any] | None = None  # per-kind tail thresholds, fusion, silence rule (see calibration)
     input_fingerprint: str | None = None  # data + evaluation set + config + code: same inputs, same model
     devices: tuple[str, ...] = ()  # device keys it was fitted on (which held-out windows it has not seen)
     heldout_scores: np.ndarray | None = None  # the pre-split fit's calibrated scores on the evaluation windows
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Models pickled before the typed results (the ``anomaly_model`` asset's stored values) carry
+        ``evaluation`` and ``selection`` as dicts: read them into their types, so they load and package as before."""
+        state = dict(state)
+        if isinstance(state.get("evaluation"), dict):
+            state["evaluation"] = Evaluation.from_dict(state["evaluation"])
+        if isinstance(state.get("selection"), dict):
+            state["selection"] = Selection.from_dict(state["selection"])
+        self.__dict__.update(state)
 
     def raw_score(self, windows: pd.DataFrame) -> np.ndarray:
         """The detector's own score per window (higher = more anomalous), before calibration."""
@@ -94,12 +108,7 @@ class TrainedModel:
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
         """Calibrated anomaly score per window (higher = more anomalous; anomalous when > ``decision_threshold``)."""
-        raw = self.raw_score(windows)
-        if self.calibration is None:
-            return raw
-        from mcp_training_dagster.domain.calibration import calibrated_scores
-
-        return calibrated_scores(windows, raw, self.calibration)
+        return _calibrated(windows, self.raw_score(windows), self.calibration)
 
     @property
     def decision_threshold(self) -> float:
@@ -110,8 +119,6 @@ class TrainedModel:
         return self.score(windows) > self.decision_threshold
 
     def score_table(self, windows: pd.DataFrame, top_reasons: int = 3) -> pd.DataFrame:
-        from mcp_training_dagster.domain.scoring import score_table
-
         return score_table(windows, self.pipeline, self.threshold, self.feature_names, top_reasons=top_reasons,
                            calibration=self.calibration)
 
@@ -123,6 +130,10 @@ class TrainedModel:
                 "by_kind": {k: {"budget_per_router_day": v["budget_per_router_day"],
                                 "expected_alarms_per_router_day": v["expected_alarms_per_router_day"],
                                 "threshold_z": v["threshold"], "xi": v["xi"]} for k, v in c["thresholds"].items()}}
+
+
+def _calibrated(windows: pd.DataFrame, raw: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
+    return raw if calibration is None else calibrated_scores(windows, raw, calibration)
 
 
 def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
@@ -141,13 +152,28 @@ def new_version(now: datetime | None = None) -> str:
 _DEFAULT_ALARMS = AlarmConfig()
 
 
-def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20,
-                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS) -> TrainedModel:
-    """Fit the configured detector and calibrate its threshold on the training scores.
+@dataclass(frozen=True)
+class _Fit:
+    """A fitted, calibrated pipeline and its scores on the windows it was fitted on (not yet a model)."""
 
-    With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
-    tail calibration (``domain/calibration.py``) and ``threshold`` is its raw-score equivalent for
-    device windows; with ``alarm_budget=None`` the legacy ``1 - contamination`` quantile of all scores."""
+    pipeline: Pipeline
+    threshold: float
+    calibration: dict[str, Any] | None
+    scores: np.ndarray  # raw scores of the training windows
+    seconds: float
+
+    @property
+    def decision_threshold(self) -> float:
+        return 0.0 if self.calibration is not None else self.threshold
+
+    def score(self, windows: pd.DataFrame) -> np.ndarray:
+        return _calibrated(windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)),
+                           self.calibration)
+
+
+def _fit(windows: pd.DataFrame, detector: DetectorConfig, *, min_windows: int,
+         alarm_budget: AlarmConfig | None) -> _Fit:
+    """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`)."""
     # Quiet device windows are many and alike; what the detector learns from are windows with records.
     active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
     if active < min_windows:
@@ -165,7 +191,7 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     seconds = time.perf_counter() - started
     calibration = None
     if alarm_budget is not None:
-        calibration = fit_calibration(windows, scores, budget=dict(alarm_budget.budget_per_router_day),
+        calibration = fit_calibration(windows, scores, budget={str(k): float(v) for k, v in alarm_budget.budget_per_router_day.items()},
                                       fusion=alarm_budget.fusion, silence_factor=alarm_budget.silence_factor,
                                       u_quantile=alarm_budget.tail_quantile,
                                       max_alarm_fraction=alarm_budget.max_alarm_fraction,
@@ -183,26 +209,53 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
+    return _Fit(pipeline, threshold, calibration, scores, seconds)
+
+
+def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, window_minutes: int,
+              evaluation: Evaluation | None = None, selection: Selection | None = None,
+              diagnostics: dict[str, Any] | None = None, input_fingerprint: str | None = None,
+              devices: tuple[str, ...] = (), heldout_scores: np.ndarray | None = None) -> TrainedModel:
+    """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data, and its results."""
     ts = windows["window_start"]
+    scores, calibration = fit.scores, fit.calibration
     return TrainedModel(
-        pipeline=pipeline,
+        pipeline=fit.pipeline,
         feature_names=MODEL_FEATURES,
-        threshold=threshold,
+        threshold=fit.threshold,
         detector=detector,
         window_minutes=window_minutes,
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        training_seconds=round(seconds, 4),
+        training_seconds=round(fit.seconds, 4),
         n_windows=len(windows),
         windows_by_kind={str(k): int(v) for k, v in windows["entity_kind"].value_counts().items()},
         training_flag_rate=float(np.mean(calibrated_scores(windows, scores, calibration) > 0)) if calibration
-        else float(np.mean(scores > threshold)),
+        else float(np.mean(scores > fit.threshold)),
         calibration=calibration,
         score_quantiles={f"p{q}": float(np.quantile(scores, q / 100)) for q in (1, 25, 50, 75, 99)},
         data_start=ts.min().isoformat() if len(ts) else None,
         data_end=ts.max().isoformat() if len(ts) else None,
         version=new_version(),
         library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+        evaluation=evaluation,
+        selection=selection,
+        diagnostics=diagnostics,
+        input_fingerprint=input_fingerprint,
+        devices=devices,
+        heldout_scores=heldout_scores,
     )
+
+
+def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20,
+                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS) -> TrainedModel:
+    """Fit the configured detector and calibrate its threshold on the training scores (no evaluation: see
+    :func:`train_and_select` for the model the pipeline ships).
+
+    With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
+    tail calibration (``domain/calibration.py``) and ``threshold`` is its raw-score equivalent for
+    device windows; with ``alarm_budget=None`` the legacy ``1 - contamination`` quantile of all scores."""
+    fit = _fit(windows, detector, min_windows=min_windows, alarm_budget=alarm_budget)
+    return _complete(windows, detector, fit, window_minutes=window_minutes)
 
 
 HORIZON_MIN_SUPPORT = 10  # records a horizon must hold to be anchored at its newest one
@@ -303,8 +356,8 @@ def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, UnionR
     return records, UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
 
 
-def _rank(result: dict[str, Any]) -> float:
-    pr = result["overall"]["pr_auc"]
+def _rank(result: Evaluation) -> float:
+    pr = result.overall.pr_auc
     return -1.0 if pr is None else float(pr)
 
 
@@ -318,21 +371,24 @@ def train_and_select(
     split_fraction: float = 0.8,
     stability_seeds: int = 3,
     alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
+    input_fingerprint: str | None = None,
 ) -> TrainedModel:
     """Fit every candidate on the windows before the time split, evaluate each on the held-out
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
     windows. The figures attached are those of the fit before the split on data it never saw: an
-    honest estimate for the refit model, and said so in its metadata."""
+    honest estimate for the refit model, and said so in its metadata. The model comes back complete:
+    evaluation, selection, diagnostics, the devices it was fitted on and ``input_fingerprint`` (the
+    caller's identity of these inputs, see the ``anomaly_model`` asset)."""
     split = pd.Timestamp(evaluation.split_time) if evaluation and evaluation.split_time else time_split(windows["window_start"], split_fraction)
     early = windows[windows["window_start"] < split]
     later = windows[windows["window_start"] >= split]
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
-    results: dict[str, dict[str, Any]] = {}
-    twins: dict[str, TrainedModel] = {}
+    results: dict[str, Evaluation] = {}
+    twins: dict[str, _Fit] = {}
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
-            twins[kind] = train_model(early, detector.model_copy(update={"kind": kind}), window_minutes=window_minutes,
-                                      min_windows=min_windows, alarm_budget=alarm_budget)
+            twins[kind] = _fit(early, detector.model_copy(update={"kind": kind}), min_windows=min_windows,
+                               alarm_budget=alarm_budget)
             results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:
@@ -340,31 +396,35 @@ def train_and_select(
         if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     chosen = detector.model_copy(update={"kind": best})
-    model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget)
-    model.evaluation = results.get(best)
-    model.heldout_scores = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
-    model.selection = {
-        "chosen": best,
-        "criterion": f"overall window PR-AUC on the evaluation set; another candidate replaces {detector.kind} "
-                     f"only when higher by more than {detector.selection_margin}",
-        "candidates": {k: {m: r["overall"][m] for m in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")}
-                       for k, r in results.items()},
-        "fitted_before": str(split),
-    }
-    train_scores = model.score(windows)
+    fit = _fit(windows, chosen, min_windows=min_windows, alarm_budget=alarm_budget)
+    heldout = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
+    selection = Selection(
+        chosen=best,
+        criterion=f"overall window PR-AUC on the evaluation set; another candidate replaces {detector.kind} "
+                  f"only when higher by more than {detector.selection_margin}",
+        candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
+        fitted_before=str(split),
+    )
+    train_scores = fit.score(windows)
     seed_scores = [train_scores]
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         for i in range(1, stability_seeds):
-            other = train_model(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
-                                window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget)
+            other = _fit(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
+                         min_windows=min_windows, alarm_budget=alarm_budget)
             seed_scores.append(other.score(windows))
     later_scores = None
     if len(early) >= min_windows and len(later):
-        twin = twins.get(best) or train_model(early, chosen, window_minutes=window_minutes, min_windows=min_windows,
-                                              alarm_budget=alarm_budget)
+        twin = twins.get(best) or _fit(early, chosen, min_windows=min_windows, alarm_budget=alarm_budget)
         later_scores = twin.score(later)
-    model.diagnostics = score_diagnostics(train_scores, model.decision_threshold, later_scores, seed_scores)
-    return model
+    return _complete(
+        windows, chosen, fit, window_minutes=window_minutes,
+        evaluation=results.get(best),
+        selection=selection,
+        diagnostics=score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores),
+        input_fingerprint=input_fingerprint,
+        devices=tuple(sorted(windows["device"].astype("str").unique())),
+        heldout_scores=heldout,
+    )
 
 
 def calibration_card(model: TrainedModel) -> str:
@@ -382,16 +442,14 @@ def calibration_card(model: TrainedModel) -> str:
             f"|---|---|---|---|---|\n{rows}\n\n")
 
 
-BASIC_METRICS = ("f1_score", "precision", "recall", "roc_auc", "pr_auc", "accuracy", "threshold_value", "anomaly_ratio")
-
-
 def metadata_document(model: TrainedModel, *, export_files: list[str], spec: WindowSpec, service_timezone: str,
                       extra_wifi_processes: tuple[str, ...] = ()) -> dict[str, Any]:
-    """metadata.json in the inference contract's shape. ``basic_metrics`` come from the evaluation
-    (held-out data with known labels, source named beside them), never from the training scores."""
-    ev = model.evaluation or {}
-    overall = ev.get("overall", {})
-    basic = {k: overall.get(k) for k in BASIC_METRICS if overall.get(k) is not None}
+    """metadata.json in the inference contract's shape, whole (the one builder: nothing is added to it later).
+    ``basic_metrics`` come from the evaluation (held-out data with known labels, source named beside them),
+    never from the training scores."""
+    ev = model.evaluation
+    by_kind = ev.by_kind if ev is not None else None
+    basic = ev.overall.figures(BASIC_METRICS) if ev is not None else {}
     basic["threshold_value"] = model.threshold  # the deployed model's threshold, in its stated convention
     return {
         "model_info": {
@@ -418,16 +476,18 @@ def metadata_document(model: TrainedModel, *, export_files: list[str], spec: Win
             "data_start": model.data_start,
             "data_end": model.data_end,
             "library_versions": model.library_versions,
+            "input_fingerprint": model.input_fingerprint,
+            "devices": list(model.devices),
         },
         "evaluation_info": {
             "basic_metrics": basic,
-            "source": ev.get("data", {}).get("source", "none"),
-            "evaluation_data": ev.get("data"),
-            "by_kind": ev.get("by_kind"),
-            "recall_by_scenario": ev.get("recall_by_scenario"),
-            "benign_flag_rate": ev.get("benign_flag_rate"),
+            "source": ev.data.source if ev is not None else "none",
+            "evaluation_data": ev.data.as_dict() if ev is not None else None,
+            "by_kind": {k: m.as_dict() for k, m in by_kind.items()} if by_kind is not None else None,
+            "recall_by_scenario": ev.recall_by_scenario if ev is not None else None,
+            "benign_flag_rate": ev.benign_flag_rate if ev is not None else None,
             "note": "figures of the same configuration fitted before the time split, on held-out data it never saw",
-            "selection": model.selection,
+            "selection": model.selection.as_dict() if model.selection is not None else None,
             "diagnostics": model.diagnostics,
             "feature_importance": {},
         },
@@ -449,38 +509,3 @@ def metadata_document(model: TrainedModel, *, export_files: list[str], spec: Win
         },
         "deployment_info": {"status": "available", "deployed_at": None, "deployed_by": None},
     }
-
-
-@dataclass
-class AgentModel:
-    """The 5-value variant for today's inference agent, with its honest evaluation."""
-
-    estimator: Any
-    threshold: float
-    vectors: pd.DataFrame
-    evaluation: dict[str, Any] | None
-    training_seconds: float
-
-
-def train_agent_variant(records: pd.DataFrame, evaluation: EvaluationSet | None, *, window_minutes: int,
-                        contamination: float, random_state: int) -> AgentModel:
-    """Fit on the vectors before the split, evaluate on the held-out vectors, refit on all (as for the
-    window model: the figures are those of the earlier fit on data it never saw)."""
-    from mcp_training_dagster.domain.agent_variant import agent_vectors, train_agent_model, vector_matrix
-    from mcp_training_dagster.domain.evaluation import binary_metrics
-
-    vectors = agent_vectors(records, window_minutes)
-    if len(vectors) < 2:
-        raise TrainingError(f"only {len(vectors)} agent windows (hostapd/wpa_supplicant records): cannot train the agent variant")
-    result = None
-    if evaluation is not None and evaluation.agent_vectors is not None and len(evaluation.agent_vectors) and evaluation.split_time:
-        early = vectors[vectors["window_start"] < pd.Timestamp(evaluation.split_time)]
-        if len(early) >= 2:
-            twin, twin_threshold = train_agent_model(early, contamination, random_state)
-            scores = anomaly_scores(twin, vector_matrix(evaluation.agent_vectors))
-            result = {"data": {**evaluation.summary(), "windows": len(scores),
-                               "anomalous_windows": int(evaluation.agent_labels.sum())},
-                      "overall": binary_metrics(evaluation.agent_labels, scores, twin_threshold)}
-    started = time.perf_counter()
-    est, threshold = train_agent_model(vectors, contamination, random_state)
-    return AgentModel(est, threshold, vectors, result, round(time.perf_counter() - started, 4))

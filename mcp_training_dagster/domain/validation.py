@@ -196,7 +196,7 @@ def _record_json(raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
         if isinstance(row["non_object"], str):
             out.append(row["non_object"])
             continue
-        rec = {k: (None if pd.isna(row[k]) else row[k]) for k in RECORD_KEYS}
+        rec: dict[str, Any] = {k: (None if pd.isna(row[k]) else row[k]) for k in RECORD_KEYS}
         rec = {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
         if isinstance(row["extra"], str):
             rec.update(json.loads(row["extra"]))

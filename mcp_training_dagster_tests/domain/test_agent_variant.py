@@ -142,7 +142,7 @@ def test_metadata_in_the_contract_shape(vectors: pd.DataFrame) -> None:
     floods = np.array([[500.0 + 10 * i, 100.0, 20.0, 0.0, 0.0] for i in range(5)])
     X = np.r_[vectors[list(AGENT_FEATURES)].to_numpy(), floods]
     y = np.r_[np.zeros(len(vectors), bool), np.ones(len(floods), bool)]
-    metrics = evaluation.binary_metrics(y, -est.score_samples(X), threshold)
+    metrics = evaluation.binary_metrics(y, -est.score_samples(X), threshold).as_dict()
     base = new_version()
     version = agent_version(base)
     assert version == f"{base}_agent5" and agent_version(version) == version

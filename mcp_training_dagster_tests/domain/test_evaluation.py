@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.evaluation import (
-    binary_metrics,
-    evaluate_scores,
-    meets_quality_gates,
-    not_worse_than,
-    score_diagnostics,
-    time_split,
-    usual_gap,
-    window_labels,
-)
+from mcp_training_dagster.domain.evaluation import evaluate_scores, score_diagnostics, time_split, usual_gap, window_labels
 from mcp_training_dagster.domain.exports import records_to_frame
 from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.domain.results import EvaluationData, Metrics, binary_metrics, meets_quality_gates, not_worse_than
 from mcp_training_dagster.domain.scenarios import generate
 from mcp_training_dagster.domain.validation import validate_records
 
@@ -26,24 +20,24 @@ def test_binary_metrics_against_hand_counts() -> None:
     y = np.array([1, 1, 0, 0, 0, 1], dtype=bool)
     s = np.array([0.9, 0.2, 0.8, 0.1, 0.3, 0.7])
     m = binary_metrics(y, s, threshold=0.5)  # flagged: 0.9, 0.8, 0.7
-    assert (m["true_positives"], m["false_positives"], m["n_flagged"]) == (2, 1, 3)
-    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
-    assert m["f1_score"] == pytest.approx(2 / 3)
+    assert (m.true_positives, m.false_positives, m.n_flagged) == (2, 1, 3)
+    assert m.precision == pytest.approx(2 / 3) and m.recall == pytest.approx(2 / 3)
+    assert m.f1_score == pytest.approx(2 / 3)
     # ROC-AUC: of the 9 (anomalous, normal) pairs, the anomaly scores higher in 6
-    assert m["roc_auc"] == pytest.approx(6 / 9)
-    assert 0 < m["pr_auc"] <= 1
-    assert m["threshold_value"] == 0.5 and m["anomaly_ratio"] == pytest.approx(0.5)
+    assert m.roc_auc == pytest.approx(6 / 9)
+    assert 0 < m.pr_auc <= 1
+    assert m.threshold_value == 0.5 and m.anomaly_ratio == pytest.approx(0.5)
 
 
 def test_binary_metrics_one_class_has_no_auc() -> None:
     m = binary_metrics(np.zeros(4, dtype=bool), np.arange(4.0), 1.5)
-    assert m["roc_auc"] is None and m["pr_auc"] is None
-    assert m["false_positives"] == 2
+    assert m.roc_auc is None and m.pr_auc is None
+    assert m.false_positives == 2
 
 
 def test_score_at_threshold_is_normal() -> None:
     m = binary_metrics(np.array([True, False]), np.array([1.0, 0.0]), threshold=1.0)
-    assert m["n_flagged"] == 0  # anomalous means strictly above the threshold
+    assert m.n_flagged == 0  # anomalous means strictly above the threshold
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +81,17 @@ def test_evaluate_scores_reports_per_kind_and_scenario(generated) -> None:
     data, records, windows = generated
     lab = window_labels(windows, records, data.labels, 5, data.episodes)
     perfect = lab["is_anomaly"].to_numpy(dtype=float)
-    out = evaluate_scores(lab, perfect, threshold=0.5)
-    assert out["overall"]["f1_score"] == 1.0 and out["overall"]["pr_auc"] == 1.0
-    assert set(out["by_kind"]) == {"device", "station", "interface"}
-    assert set(out["recall_by_scenario"]) == {"deauth_flood", "auth_bruteforce", "reconnect_loop", "mac_flood", "radio_fault", "silence"}
-    assert all(v == 1.0 for v in out["recall_by_scenario"].values())
-    assert all(v == 0.0 for v in out["benign_flag_rate"].values())
+    about = EvaluationData("generated", "seed 3", None, len(lab), int(lab["is_anomaly"].sum()))
+    out = evaluate_scores(lab, perfect, threshold=0.5, data=about)
+    assert out.data is about and out.overall.f1_score == 1.0 and out.overall.pr_auc == 1.0
+    assert out.by_kind is not None and set(out.by_kind) == {"device", "station", "interface"}
+    assert out.recall_by_scenario is not None and out.benign_flag_rate is not None
+    assert set(out.recall_by_scenario) == {"deauth_flood", "auth_bruteforce", "reconnect_loop", "mac_flood", "radio_fault", "silence"}
+    assert all(v == 1.0 for v in out.recall_by_scenario.values())
+    assert all(v == 0.0 for v in out.benign_flag_rate.values())
     # a constant score knows nothing: AUCs at chance, nothing flagged
-    blind = evaluate_scores(lab, np.zeros(len(lab)), threshold=0.5)
-    assert blind["overall"]["roc_auc"] == 0.5 and blind["overall"]["recall"] == 0.0
+    blind = evaluate_scores(lab, np.zeros(len(lab)), threshold=0.5, data=about)
+    assert blind.overall.roc_auc == 0.5 and blind.overall.recall == 0.0
 
 
 def test_time_split_places_fraction_of_rows_before() -> None:
@@ -114,10 +110,15 @@ def test_diagnostics_are_not_called_accuracy() -> None:
     assert d["seed_stability"]["spearman_min"] > 0.99
 
 
+def _overall(f1: float, roc_auc: float | None) -> Metrics:
+    m = binary_metrics(np.array([True, False]), np.array([1.0, 0.0]), 0.5)
+    return replace(m, f1_score=f1, roc_auc=roc_auc)
+
+
 def test_gates() -> None:
-    assert meets_quality_gates({"f1_score": 0.5, "roc_auc": 0.6}, 0.5, 0.6)
-    assert not meets_quality_gates({"f1_score": 0.49, "roc_auc": 0.9}, 0.5, 0.6)
-    assert not meets_quality_gates({"f1_score": 0.9, "roc_auc": None}, 0.5, 0.6)  # missing counts as 0
+    assert meets_quality_gates(_overall(0.5, 0.6), 0.5, 0.6)
+    assert not meets_quality_gates(_overall(0.49, 0.9), 0.5, 0.6)
+    assert not meets_quality_gates(_overall(0.9, None), 0.5, 0.6)  # missing counts as 0
     assert not meets_quality_gates(None, 0.0, 0.0)  # no held-out figures: never ready
     assert not_worse_than(0.80, None, 0.02)  # no production model yet
     assert not_worse_than(0.78, 0.80, 0.02) and not not_worse_than(0.77, 0.80, 0.02)

@@ -102,7 +102,7 @@ def rich_metadata(model: training.TrainedModel, windows: pd.DataFrame, spec: Win
     """Contract-shaped metadata; basic_metrics measured on windows with injected, labelled floods."""
     data = pd.concat([windows, extreme_windows(windows)], ignore_index=True)
     y = np.r_[np.zeros(len(windows), bool), np.ones(len(data) - len(windows), bool)]
-    metrics = evaluation.binary_metrics(y, model.score(data), model.threshold)
+    metrics = evaluation.binary_metrics(y, model.score(data), model.threshold).as_dict()
     return {
         "model_info": {"created_at": model.trained_at, "model_type": "IsolationForest", "model_name": "WiFiAnomalyWindows",
                        "description": "test model", "training_source": "export_data", "export_files": [HOSTAPD_1824.name]},
@@ -325,7 +325,7 @@ def test_agent_variant_package(tmp_path) -> None:
                            "unique_program_count": 0.0, "unique_host_count": 0.0})
     X = np.r_[vectors.iloc[:, 1:].to_numpy(), floods.to_numpy()]
     y = np.r_[np.zeros(len(vectors), bool), np.ones(5, bool)]
-    metrics = evaluation.binary_metrics(y, -est.score_samples(X), threshold)
+    metrics = evaluation.binary_metrics(y, -est.score_samples(X), threshold).as_dict()
     version = agent_version(training.new_version())
     meta = agent_metadata(version=version, estimator=est, threshold=threshold, vectors=vectors, basic_metrics=metrics,
                           contamination=0.02, export_files=[HOSTAPD_1824.name])

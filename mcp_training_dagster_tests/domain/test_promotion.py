@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from mcp_training_dagster.domain.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, decide, load_production
 from mcp_training_dagster.domain.registry import ModelRegistry
+from mcp_training_dagster.domain.results import Evaluation, EvaluationData, Selection, binary_metrics
 from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_model
 from mcp_training_dagster.domain.validation import validate_records
 from mcp_training_dagster.settings import DetectorConfig
@@ -33,6 +35,12 @@ def _register(models_dir: Path, model: TrainedModel, devices: list[str] | None) 
         doc["training_info"]["devices"] = devices
     build_package(models_dir, model.version, model.pipeline, doc, model_card_md="", deployment_ready=True)
     ModelRegistry(models_dir).promote(model.version, "test")
+
+
+def _evaluated(f1: float, roc_auc: float, pr_auc: float | None = None) -> Evaluation:
+    """A candidate's held-out evaluation with these headline figures (the rest do not enter the gates)."""
+    m = binary_metrics(np.array([True, False]), np.array([1.0, 0.0]), 0.5)
+    return Evaluation(EvaluationData("labelled", "test", None, 2, 1), replace(m, f1_score=f1, roc_auc=roc_auc, pr_auc=pr_auc))
 
 
 def _held_out(windows: pd.DataFrame, split: pd.Timestamp) -> EvaluationSet:
@@ -53,13 +61,13 @@ def test_production_is_judged_only_on_windows_it_was_not_fitted_on(tmp_path: Pat
     assert prod.unseen(data.windows).all()
 
     scores = prod.scores(data.windows)  # a candidate that ranks exactly like production: not worse
-    same = decide({"overall": {"f1_score": 0.9, "roc_auc": 0.9}}, scores, data, prod,
+    same = decide(_evaluated(0.9, 0.9), scores, data, prod,
                   min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     gate = same.gate("not_worse_than_production")
     assert gate.passed and gate.figures["candidate_pr_auc"] == pytest.approx(gate.figures["production_pr_auc"])
     assert gate.figures["windows_compared"] == len(data.windows) and "neither was fitted on" in gate.compared
 
-    worse = decide({"overall": {"f1_score": 0.9, "roc_auc": 0.9}}, -scores, data, prod,
+    worse = decide(_evaluated(0.9, 0.9), -scores, data, prod,
                    min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert not worse.gate("not_worse_than_production").passed and not worse.deployment_ready
 
@@ -70,7 +78,7 @@ def test_production_that_saw_the_whole_held_out_period_is_not_held_against_a_can
     data = _held_out(windows, split)
     everything = train_model(windows, DetectorConfig(), window_minutes=5)  # fitted on the held-out period too
     _register(tmp_path, everything, devices=sorted(windows["device"].astype(str).unique()))
-    decision = decide({"overall": {"f1_score": 0.9, "roc_auc": 0.9}}, np.zeros(len(data.windows)), data,
+    decision = decide(_evaluated(0.9, 0.9), np.zeros(len(data.windows)), data,
                       load_production(tmp_path), min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     gate = decision.gate("not_worse_than_production")
     assert gate.passed and gate.figures["windows_compared"] == 0
@@ -84,25 +92,24 @@ def test_production_that_saw_the_whole_held_out_period_is_not_held_against_a_can
 
 def test_quality_gate_and_round_trip() -> None:
     empty = EvaluationSet("none", "", pd.DataFrame(), pd.DataFrame({"is_anomaly": []}))
-    d = decide({"overall": {"f1_score": 0.52, "roc_auc": 0.95, "pr_auc": 0.8}}, None, empty, None,
+    d = decide(_evaluated(0.52, 0.95, 0.8), None, empty, None,
                min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert d.deployment_ready and d.gate("meets_quality_gates").margin == pytest.approx(0.02)
     assert d.warnings and "meets_quality_gates passes by only 0.020" in d.warnings[0]
     assert PromotionDecision.from_dict(d.as_dict()) == d
-    failing = decide({"overall": {"f1_score": 0.3, "roc_auc": 0.95}}, None, empty, None,
+    failing = decide(_evaluated(0.3, 0.95), None, empty, None,
                      min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert not failing.deployment_ready and [g.name for g in failing.failed] == ["meets_quality_gates"]
 
 
 def test_model_card_reads_as_a_person_reads_it(windows: pd.DataFrame) -> None:
-    model = train_model(windows, DetectorConfig(), window_minutes=5)
-    model.evaluation = {"data": {"source": "injected", "description": "d", "windows": 10, "anomalous_windows": 2},
-                        "overall": {"n_windows": 10, "n_anomalous": 2, "precision": 0.123456789, "recall": 0.5,
-                                    "f1_score": 0.52, "roc_auc": 0.9, "pr_auc": None},
-                        "by_kind": {}, "recall_by_scenario": {"deauth_flood": 1.0}, "benign_flag_rate": {}}
-    model.selection = {"chosen": "isolation_forest", "criterion": "c",
-                       "candidates": {"isolation_forest": {"pr_auc": 0.7777777777, "roc_auc": 0.9}}}
-    model.diagnostics = {"score_quantiles": {"p50": 0.4444444444}, "seed_spearman": [0.99999999, 0.98888888]}
+    overall = binary_metrics(np.r_[np.ones(2, bool), np.zeros(8, bool)], np.zeros(10), 0.5)
+    overall = replace(overall, precision=0.123456789, recall=0.5, f1_score=0.52, roc_auc=0.9, pr_auc=None)
+    evaluation = Evaluation(EvaluationData("injected", "d", None, 10, 2), overall, by_kind={},
+                            recall_by_scenario={"deauth_flood": 1.0}, windows_by_scenario={}, benign_flag_rate={})
+    selection = Selection("isolation_forest", "c", {"isolation_forest": {"pr_auc": 0.7777777777, "roc_auc": 0.9}}, "t")
+    model = replace(train_model(windows, DetectorConfig(), window_minutes=5), evaluation=evaluation, selection=selection,
+                    diagnostics={"score_quantiles": {"p50": 0.4444444444}, "seed_spearman": [0.99999999, 0.98888888]})
     empty = EvaluationSet("none", "", pd.DataFrame(), pd.DataFrame({"is_anomaly": []}))
     decision = decide(model.evaluation, None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     card = model_card.render(model, model_card.top_windows(model, windows), decision)

@@ -38,7 +38,7 @@ def tiny_model():
     est, threshold = train_agent_model(vectors, contamination=0.05, random_state=0, n_estimators=10)
     floods = np.array([[400.0, 80.0, 30.0, 0.0, 0.0]] * 4)
     y = np.r_[np.zeros(200, bool), np.ones(4, bool)]
-    metrics = evaluation.binary_metrics(y, -est.score_samples(np.r_[normal, floods]), threshold)
+    metrics = evaluation.binary_metrics(y, -est.score_samples(np.r_[normal, floods]), threshold).as_dict()
     return est, threshold, vectors, metrics
 
 

@@ -314,15 +314,16 @@ def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated
     model = train_and_select(windows, det, data, window_minutes=5, stability_seeds=2)
     assert model.n_windows == len(windows)  # the deployed model is refitted on everything
     sel = model.selection
-    assert set(sel["candidates"]) == {"isolation_forest", "local_outlier_factor"}
-    assert sel["fitted_before"] == str(split)
+    assert sel is not None and set(sel.candidates) == {"isolation_forest", "local_outlier_factor"}
+    assert sel.fitted_before == str(split)
     # the kind is kept unless another candidate wins by more than the margin
-    pr = {k: v["pr_auc"] for k, v in sel["candidates"].items()}
+    pr = {k: v["pr_auc"] or 0.0 for k, v in sel.candidates.items()}
     expected = "local_outlier_factor" if pr["local_outlier_factor"] > pr["isolation_forest"] + det.selection_margin else "isolation_forest"
-    assert sel["chosen"] == expected == model.detector.kind
+    assert sel.chosen == expected == model.detector.kind
     ev = model.evaluation
-    assert ev["data"]["source"] == "labelled" and ev["data"]["windows"] == len(data.windows)
-    assert ev["overall"]["pr_auc"] == pytest.approx(pr[expected])
+    assert ev is not None and ev.data.source == "labelled" and ev.data.windows == len(data.windows)
+    assert ev.overall.pr_auc == pytest.approx(pr[expected])
+    assert model.devices == tuple(sorted(windows["device"].astype("str").unique()))
     d = model.diagnostics
     assert "accuracy" not in json_keys(d) and d["note"] == "unsupervised diagnostics, not accuracy"
     if expected == "isolation_forest":

@@ -12,37 +12,30 @@ from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.policy import VERDICT_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain import model_card
-from mcp_training_dagster.domain.agent_variant import agent_metadata, agent_model_card, agent_version
-from mcp_training_dagster.domain.evaluation import meets_quality_gates
+from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_package
 from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
 from mcp_training_dagster.domain.report import fmt, markdown_table
 from mcp_training_dagster.domain.scoring import SCORE_COLUMNS
-from mcp_training_dagster.domain.training import BASIC_METRICS, AgentModel, TrainedModel
+from mcp_training_dagster.domain.training import TrainedModel
 
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
 
 
-def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict, models_dir=None) -> dict:
+def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict, models_dir) -> dict:
     """The agent variant's own package (``model_<version>_agent5``); ready only when its own figures pass the gates."""
     gates = cfg.model.evaluation
-    overall = (agent.evaluation or {}).get("overall") or {}
-    ready = meets_quality_gates(overall, gates.min_f1, gates.min_roc_auc)
-    version = agent_version(model.version)
-    metadata = agent_metadata(
-        version=version, estimator=agent.estimator, threshold=agent.threshold, vectors=agent.vectors,
-        basic_metrics={k: overall.get(k) for k in BASIC_METRICS if overall.get(k) is not None} or {"f1_score": 0.0, "roc_auc": 0.0},
+    info, ready = build_agent_package(
+        agent, models_dir, model_version=model.version, export_files=window_metadata["model_info"]["export_files"],
         contamination=cfg.model.agent_variant.contamination, window_minutes=cfg.model.windows.length_minutes,
-        evaluation=agent.evaluation, export_files=window_metadata["model_info"]["export_files"],
-        training_duration=agent.training_seconds, service_timezone=cfg.training.service_timezone,
+        service_timezone=cfg.training.service_timezone, min_f1=gates.min_f1, min_roc_auc=gates.min_roc_auc,
     )
-    info = build_package(models_dir or cfg.models_dir, version, agent.estimator, metadata,
-                         model_card_md=agent_model_card(metadata), deployment_ready=ready)
+    overall = agent.evaluation.overall if agent.evaluation is not None else None
     where = cfg.models_location.rstrip("/")
     return {"version": info.version, "path": f"{where}/{info.path.name}", "zip": f"{where}/{info.zip_path.name}",
             "deployment_ready": ready,
-            "f1_score": overall.get("f1_score"), "roc_auc": overall.get("roc_auc")}
+            "f1_score": overall.f1_score if overall else None, "roc_auc": overall.roc_auc if overall else None}
 
 
 @dg.asset(

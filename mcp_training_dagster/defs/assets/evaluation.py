@@ -100,12 +100,11 @@ def model_evaluation(
         production = None
     decision = decide(anomaly_model.evaluation, anomaly_model.heldout_scores, evaluation_dataset, production,
                       min_f1=gates.min_f1, min_roc_auc=gates.min_roc_auc, max_regression=gates.max_regression)
-    ev = anomaly_model.evaluation or {}
-    overall = ev.get("overall") or {}
+    ev = anomaly_model.evaluation
     report = {
         "version": anomaly_model.version,
-        "evaluation": ev,
-        "selection": anomaly_model.selection,
+        "evaluation": ev.as_dict() if ev is not None else {},
+        "selection": anomaly_model.selection.as_dict() if anomaly_model.selection is not None else None,
         "diagnostics": anomaly_model.diagnostics,
         "gates": gates.model_dump(),
         "decision": decision.as_dict(),
@@ -114,11 +113,11 @@ def model_evaluation(
     }
     for line in decision.warnings:
         context.log.warning(line)
-    metadata = {k: float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall") if overall.get(k) is not None}
-    for kind, m in (ev.get("by_kind") or {}).items():
-        if m.get("pr_auc") is not None:
-            metadata[f"{kind}_pr_auc"] = float(m["pr_auc"])
-    yield dg.Output(report, metadata={**metadata, "source": ev.get("data", {}).get("source", "none"),
+    metadata: dict[str, float] = ev.overall.figures() if ev is not None else {}
+    for kind, m in ((ev.by_kind if ev is not None else None) or {}).items():
+        if m.pr_auc is not None:
+            metadata[f"{kind}_pr_auc"] = m.pr_auc
+    yield dg.Output(report, metadata={**metadata, "source": ev.data.source if ev is not None else "none",
                                       "production_version": decision.production_version or "none",
                                       "deployment_ready": decision.deployment_ready})
     for gate in decision.gates:

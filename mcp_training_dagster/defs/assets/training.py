@@ -10,15 +10,14 @@ from mcp_training_dagster.defs.ui import export_links, score_distribution, train
 from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
+from mcp_training_dagster.domain.agent_variant import AgentModel, train_agent_variant
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain.training import (
-    AgentModel,
     TrainedModel,
     TrainingError,
     horizon_filter,
     metadata_document,
-    train_agent_variant,
     train_and_select,
     union_records,
 )
@@ -97,14 +96,13 @@ def anomaly_model(
             split_fraction=m.evaluation.split_fraction,
             stability_seeds=m.evaluation.stability_seeds,
             alarm_budget=m.alarms,
+            input_fingerprint=fingerprint,
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    model.input_fingerprint = fingerprint
-    model.devices = tuple(sorted(training_windows["device"].astype("str").unique()))
     card = model_card.render(model, model_card.top_windows(model, training_windows))
     context.log.info(f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}")
-    overall = (model.evaluation or {}).get("overall", {})
+    figures = model.evaluation.overall.figures() if model.evaluation is not None else {}
     yield dg.Output(
         model,
         metadata={
@@ -116,8 +114,7 @@ def anomaly_model(
             "threshold": model.threshold,
             "score_convention": model.score_convention,
             "training_flag_rate": model.training_flag_rate,
-            **{f"eval_{k}": float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score", "precision", "recall")
-               if overall.get(k) is not None},
+            **{f"eval_{k}": v for k, v in figures.items()},
             "model_card": dg.MetadataValue.md(card),
             "score_distribution": score_distribution(model, training_windows),
             "trained_on": trained_on(context.instance, cfg.training.alerts.webserver_base_url),
@@ -157,8 +154,6 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
     cfg = settings.get()
     doc = metadata_document(anomaly_model, export_files=files, spec=window_spec(cfg), service_timezone=cfg.training.service_timezone,
                             extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes))
-    doc["training_info"]["input_fingerprint"] = anomaly_model.input_fingerprint
-    doc["training_info"]["devices"] = list(anomaly_model.devices)
     return dg.Output(
         doc,
         metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"]),
@@ -195,8 +190,8 @@ def agent_model(
                                     random_state=cfg.model.detector.random_state)
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    overall = (model.evaluation or {}).get("overall", {})
+    figures = model.evaluation.overall.figures(("pr_auc", "roc_auc", "f1_score")) if model.evaluation is not None else {}
     return dg.Output(model, metadata={
         "threshold": model.threshold, "n_windows": len(model.vectors),
-        **{f"eval_{k}": float(overall[k]) for k in ("pr_auc", "roc_auc", "f1_score") if overall.get(k) is not None},
+        **{f"eval_{k}": v for k, v in figures.items()},
     })
