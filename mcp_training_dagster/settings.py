@@ -216,7 +216,7 @@ class FreshnessConfig(_Strict):
         24.0, ge=1 / 60, description="no export ingested for this long: the exporter or the log service stopped"
     )
     verdicts_max_lag_hours: float = Field(
-        1.0, ge=1 / 60, description="an export's verdicts older than this after a new production model"
+        1.0, ge=0, description="an export's verdicts still by a replaced model this long after a promotion (alerted)"
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 import dagster as dg
 
+from mcp_training_dagster.defs.alerts import step_failure_text
 from mcp_training_dagster.domain.report import fmt
 
 def quiet_run_config(verbose: bool) -> dict[str, Any]:
@@ -73,18 +74,14 @@ def check_outcomes(result: dg.ExecuteInProcessResult) -> list[CheckOutcome]:
 
 
 def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
-    """One line per failed step: the step and what went wrong (the Failure's description, else the error's message)."""
+    """One line per failed step: the step and what went wrong (the Failure's description, else the error
+    message's last line: the exception, not the trace)."""
     lines = []
     for event in result.get_step_failure_events():
-        data = event.step_failure_data
-        text = ""
-        if data.user_failure_data is not None and data.user_failure_data.description:
-            text = data.user_failure_data.description
-        elif data.error is not None:
-            err = data.error
-            while err.cause is not None and err.cls_name in ("DagsterExecutionStepExecutionError",):
-                err = err.cause
-            text = err.message.strip().splitlines()[-1] if err.message.strip() else err.cls_name or "error"
+        text = step_failure_text(event)
+        failure = event.step_failure_data.user_failure_data
+        if not (failure is not None and failure.description):
+            text = (text.splitlines() or ["error"])[-1]
         lines.append(f"{event.step_key}: {text}")
     return lines
 

@@ -9,15 +9,19 @@
   states) with a cursor, so each event alerts once. Its first tick (a new instance, a new or reset sensor)
   only records where history stands (failed checks, freshness states): it alerts on what happens after it
   starts, never replays the past. Per check the cursor keeps the latest failed executions' ids
-  (``domain.alerts.new_check_failures`` says why not one high-water id).
+  (``domain.alerts.new_check_failures`` says why not one high-water id). It also alerts, once per
+  promotion, when exports' verdicts are still by a replaced model ``verdicts_max_lag_hours`` after it: a
+  freshness rule relative to another asset, which Dagster's ``FreshnessPolicy`` cannot express.
 """
 
 import json
+import time
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.definitions.freshness import FreshnessState
-from mcp_training_dagster.defs.policy import DRIFT_CHECK_KEY
+from mcp_training_dagster.defs.partitions import EXPORT_FILES
+from mcp_training_dagster.defs.policy import DRIFT_CHECK_KEY, PRODUCTION, latest_partition_metadata, production_version
 from mcp_training_dagster.domain.alerts import Alert, AlertWriter, Severity, new_check_failures, run_url
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.settings import Settings
@@ -32,17 +36,22 @@ def writer_for(cfg: Settings) -> AlertWriter:
     return AlertWriter(a.file, a.webhook_url, timeout_seconds=a.timeout_seconds, retries=a.retries)
 
 
+def step_failure_text(event: dg.DagsterEvent) -> str:
+    """What went wrong in a failed step, as a person reads it: the ``dg.Failure``'s description, else the
+    error's message with Dagster's step-execution wrapper removed. Shared by the alerts and the CLI."""
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    err = data.error
+    if err is None:
+        return ""
+    while err.cause is not None and err.cls_name == "DagsterExecutionStepExecutionError":
+        err = err.cause
+    return err.message.strip() or err.cls_name or "error"
+
+
 def _failed_steps(context: dg.RunFailureSensorContext) -> list[dict]:
-    steps = []
-    for event in context.get_step_failure_events():
-        data = event.step_failure_data
-        message = ""
-        if data.user_failure_data is not None and data.user_failure_data.description:
-            message = data.user_failure_data.description
-        elif data.error is not None:
-            message = data.error.message.strip()
-        steps.append({"step": event.step_key, "error": message[:2000]})
-    return steps
+    return [{"step": e.step_key, "error": step_failure_text(e)[:2000]} for e in context.get_step_failure_events()]
 
 
 @dg.run_failure_sensor(
@@ -110,12 +119,43 @@ def _freshness_alert(cfg: Settings, key: dg.AssetKey, state: str, updated_at: st
                  details={"state": state, "since": updated_at, "landing_dir": str(t.landing_dir)})
 
 
+VERDICTS = dg.AssetKey("export_anomalies")
+
+
+def _verdicts_lag_alert(cfg: Settings, instance: dg.DagsterInstance, done: str | None) -> tuple[Alert | None, str | None]:
+    """The per-export verdicts older than the production model after ``freshness.verdicts_max_lag_hours``: a
+    freshness rule Dagster's FreshnessPolicy cannot state (it is relative to another asset), checked once per
+    production version, when its window has passed (one query then, none before or after).
+
+    Returns the alert (or None) and the production version now settled (checked, alerted or not)."""
+    latest = instance.get_latest_materialization_event(PRODUCTION)
+    current = production_version(instance)
+    if latest is None or current is None or current == done:
+        return None, done
+    lag_h = cfg.training.freshness.verdicts_max_lag_hours
+    age_h = (time.time() - latest.timestamp) / 3600
+    if age_h < lag_h:
+        return None, done  # the re-scores still have time
+    exports = instance.get_dynamic_partitions(EXPORT_FILES)
+    scored_with = latest_partition_metadata(instance, VERDICTS, exports, "production_version") if exports else {}
+    behind = sorted(k for k, v in scored_with.items() if v != current)
+    if not behind:
+        return None, current
+    shown = ", ".join(behind[:10]) + (f" and {len(behind) - 10} more" if len(behind) > 10 else "")
+    what = (f"verdicts of {len(behind)} export(s) are still not by production model {current}, "
+            f"promoted {age_h:.1f} h ago (verdicts_max_lag_hours {lag_h:g}): {shown}")
+    return Alert(kind="freshness", severity="warning", what=what, asset=VERDICTS.to_user_string(),
+                 details={"production_version": current, "behind": behind[:100], "behind_count": len(behind),
+                          "scored_with": {k: scored_with[k] for k in behind[:100]}}), current
+
+
 @dg.sensor(
     name="alert_on_checks_and_freshness",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
     description=("Failed asset checks (gates, warnings, drift) and freshness policies turning FAIL -> alerts, "
-                 "from the sensor's first tick on (past failures are not replayed)."),
+                 "from the sensor's first tick on (past failures are not replayed); and exports whose verdicts "
+                 "are still by a replaced model verdicts_max_lag_hours after a promotion (once per promotion)."),
 )
 def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
     cfg = settings.get()
@@ -142,6 +182,8 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
         if not first_tick and state == FreshnessState.FAIL.value and cursor["fresh"].get(name) != state:
             alerts.append(_freshness_alert(cfg, asset_key, state, rec.updated_at.isoformat()))
         cursor["fresh"][name] = state
+    lag_alert, cursor["verdicts_settled"] = _verdicts_lag_alert(cfg, context.instance, cursor.get("verdicts_settled"))
+    alerts += [lag_alert] if lag_alert is not None else []
     for alert in alerts:
         writer.write(alert)
         context.log.info(f"alert: {alert.what[:200]}")

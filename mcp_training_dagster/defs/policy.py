@@ -20,6 +20,7 @@ All built from Dagster's own ``AutomationCondition`` operands except two small c
 """
 
 import hashlib
+from collections.abc import Sequence
 import time
 from datetime import timedelta
 
@@ -180,11 +181,11 @@ def production_version(instance: dg.DagsterInstance) -> str | None:
 
 
 def latest_partition_metadata(
-    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str], field: str
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str], field: str
 ) -> dict[str, str]:
     """``field`` of each partition's latest materialisation (one query; partitions without one are absent)."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=max(50, 4 * len(partitions))
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=list(partitions)), limit=max(50, 4 * len(partitions))
     ).records
     found: dict[str, str] = {}
     for record in records:  # newest first

@@ -10,7 +10,8 @@ import pytest
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from mcp_training_dagster.domain.alerts import read_alerts
-from mcp_training_dagster.settings import get_settings
+from mcp_training_dagster.definitions import build_definitions
+from mcp_training_dagster.settings import get_settings, load_settings
 from mcp_training_dagster_tests.conftest import SYSTEM_35
 from mcp_training_dagster_tests.defs.conftest import run_ingest
 from mcp_training_dagster_tests.webhook import webhook_receiver
@@ -125,3 +126,35 @@ def test_a_new_sensor_starts_from_now_not_from_every_past_failure(hook, defs, in
     assert alert["kind"] == "check_failure" and alert["partition"] == "new.json"
     assert alert["details"]["check"] == "claimed_count_matches" and hook.alerts == [alert]
     assert _tick(defs, instance, second.cursor).skip_reason, "and only once"
+
+
+def _scored(instance, partition: str, version: str) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("export_anomalies", partition=partition, metadata={"production_version": version}))
+
+
+def test_verdicts_still_by_a_replaced_model_after_the_lag_alert_once_per_promotion(hook, defs, instance, monkeypatch):
+    """Verdicts older than production (a freshness rule relative to production_model): after
+    verdicts_max_lag_hours the exports still scored by a replaced model are named, once per promotion."""
+    alerts_file = get_settings().training.alerts.file
+    instance.add_dynamic_partitions("export_files", ["a.json", "b.json"])
+    instance.report_runless_asset_event(dg.AssetMaterialization("production_model", metadata={"version": "v1"}))
+    _scored(instance, "a.json", "v1")
+    _scored(instance, "b.json", "v1")
+    cursor = _tick(defs, instance).cursor
+    assert read_alerts(alerts_file) == [], "every verdict is by production"
+
+    instance.report_runless_asset_event(dg.AssetMaterialization("production_model", metadata={"version": "v2"}))
+    _scored(instance, "a.json", "v2")
+    cursor = _tick(defs, instance, cursor).cursor
+    assert read_alerts(alerts_file) == [], "b.json is behind, but within the 1 h default window"
+
+    monkeypatch.setenv("MCP_TRAINING_FRESHNESS__VERDICTS_MAX_LAG_HOURS", "0")  # the window has passed
+    defs = build_definitions(load_settings())
+    cursor = _tick(defs, instance, cursor).cursor
+    [alert] = read_alerts(alerts_file)
+    assert alert["kind"] == "freshness" and alert["asset"] == "export_anomalies", alert
+    assert "b.json" in alert["what"] and "a.json" not in alert["what"] and "v2" in alert["what"], alert["what"]
+    assert alert["details"]["scored_with"] == {"b.json": "v1"} and hook.alerts == [alert]
+    _tick(defs, instance, cursor)
+    assert len(read_alerts(alerts_file)) == 1, "once per promotion"
