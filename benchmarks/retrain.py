@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-cap", type=int, default=100_000)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
-    from mcp_training_dagster.domain.features import WindowSpec, build_windows
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
     from mcp_training_dagster.domain.training import horizon_filter, train_model, union_records
     from mcp_training_dagster.settings import DetectorConfig
 

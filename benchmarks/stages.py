@@ -60,7 +60,7 @@ def _stage_parse_floor(spec: Spec) -> dict[str, Any]:
 
 
 def _stage_read(spec: Spec) -> dict[str, Any]:
-    from mcp_training_dagster.domain.exports import read_export
+    from mcp_training_dagster.serving.exports import read_export
 
     probe = _Probe()
     probe.start()
@@ -71,7 +71,7 @@ def _stage_read(spec: Spec) -> dict[str, Any]:
 
 
 def _validate(raw: Any, source_file: str) -> Any:
-    from mcp_training_dagster.domain.validation import validate_records
+    from mcp_training_dagster.serving.validation import validate_records
 
     return validate_records(raw, source_file, service_timezone="UTC", extra_wifi_processes=())
 
@@ -79,7 +79,7 @@ def _validate(raw: Any, source_file: str) -> Any:
 def _stage_validate(spec: Spec) -> dict[str, Any]:
     import pandas as pd
 
-    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
+    import mcp_training_dagster.serving.validation  # noqa: F401  (part of the baseline)
 
     probe = _Probe()
     raw = pd.read_parquet(spec["raw"])
@@ -92,8 +92,8 @@ def _stage_validate(spec: Spec) -> dict[str, Any]:
 
 
 def _stage_read_validate(spec: Spec) -> dict[str, Any]:
-    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
-    from mcp_training_dagster.domain.exports import read_export
+    import mcp_training_dagster.serving.validation  # noqa: F401  (part of the baseline)
+    from mcp_training_dagster.serving.exports import read_export
 
     probe = _Probe()
     probe.start()
@@ -120,7 +120,7 @@ def _stage_write_parquet(spec: Spec) -> dict[str, Any]:
 def _stage_windows(spec: Spec) -> dict[str, Any]:
     import pandas as pd
 
-    from mcp_training_dagster.domain.features import WindowSpec, build_windows
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
 
     probe = _Probe()
     records = pd.read_parquet(spec["validated"])
@@ -160,9 +160,9 @@ def _stage_train(spec: Spec) -> dict[str, Any]:
 def _stage_end_to_end(spec: Spec) -> dict[str, Any]:
     import pandas as pd
 
-    import mcp_training_dagster.domain.validation  # noqa: F401  (part of the baseline)
-    from mcp_training_dagster.domain.exports import read_export
-    from mcp_training_dagster.domain.features import WindowSpec, build_windows
+    import mcp_training_dagster.serving.validation  # noqa: F401  (part of the baseline)
+    from mcp_training_dagster.serving.exports import read_export
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
 
     folder = Path(spec["dir"])
     probe = _Probe()

@@ -168,7 +168,7 @@ class QuarantineConfig(_Strict):
 
 
 class InputLimitsConfig(_Strict):
-    """What one export may be: bounded size, plausible timestamps (see domain/exports.py, validation.py)."""
+    """What one export may be: bounded size, plausible timestamps (see serving/exports.py, validation.py)."""
 
     max_export_bytes: int = Field(
         1024**3,

@@ -5,6 +5,7 @@ Each tool runs as a subprocess from this interpreter's environment (the ``test``
 finding fails the test with the tool's own output.
 """
 
+import ast
 import os
 import subprocess
 import sys
@@ -46,3 +47,17 @@ def test_dg_check_defs(data_dir: Path, tmp_path: Path) -> None:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     proc = _run([str(dg_cli), "check", "defs"], env=env)
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+
+
+def test_the_domain_and_the_serving_core_never_import_dagster() -> None:
+    """The layer rule (CONTRIBUTING.md): domain/ and serving/ are pure Python, reused by the CLI and packages."""
+    package = REPO_ROOT / "mcp_training_dagster"
+    offenders = []
+    for path in sorted([*(package / "domain").rglob("*.py"), *(package / "serving").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] == "dagster"]
+            if path.parent.name == "serving":
+                offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.startswith("mcp_training_dagster.domain")]
+    assert not offenders, offenders

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES
+from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

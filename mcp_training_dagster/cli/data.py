@@ -10,8 +10,8 @@ import click
 
 from mcp_training_dagster.cli.app import main
 from mcp_training_dagster.cli.common import check_input_file, fail, load
-from mcp_training_dagster.domain.exports import ExportFileError, read_export
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.exports import ExportFileError, read_export
+from mcp_training_dagster.serving.validation import validate_records
 
 
 @main.command()
@@ -66,10 +66,10 @@ def score(file: Path, version: str | None, fmt: str, anomalies_only: bool) -> No
 
     Columns: device_id, entity (station MAC, interface, or * for the whole device), window_start
     (ISO-8601), score (higher = more anomalous), is_anomaly (score > the model's threshold), reasons."""
-    from mcp_training_dagster.domain.features import WindowSpec
+    from mcp_training_dagster.serving.features import WindowSpec
     from mcp_training_dagster.domain.promotion import load_production
     from mcp_training_dagster.domain.registry import RegistryError
-    from mcp_training_dagster.domain.scoring import export_file_windows
+    from mcp_training_dagster.serving.scoring import export_file_windows
 
     check_input_file(file)  # before the model load, which takes seconds
     settings = load()

@@ -54,7 +54,7 @@ def evaluation_text(result: dict) -> str:
 def evaluate(exports: tuple[Path, ...], labels: Path, fmt: str, pred_dir: Path | None) -> None:
     """Train on EXPORTS as a user would (unsupervised, the labels unseen), score them, then measure against
     LABELS: window figures at device and key level, recall per scenario, incident precision and episode recall."""
-    from mcp_training_dagster.domain.exports import ExportFileError
+    from mcp_training_dagster.serving.exports import ExportFileError
     from mcp_training_dagster.domain.independent_eval import evaluate_exports
     from mcp_training_dagster.domain.training import TrainingError
 
@@ -88,15 +88,15 @@ def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path,
     """Score FILES with a registered model and print its incidents, most severe first: flagged windows of one
     router (device, stations, interfaces) that overlap or follow each other, with severity (the highest
     calibrated score), entities, event families and the reasons in words."""
-    from mcp_training_dagster.domain.exports import ExportFileError
-    from mcp_training_dagster.domain.features import WindowSpec
+    from mcp_training_dagster.serving.exports import ExportFileError
+    from mcp_training_dagster.serving.features import WindowSpec
     from mcp_training_dagster.domain.incidents import build_incidents, incidents_to_json
     from mcp_training_dagster.domain.independent_eval import load_records
     from mcp_training_dagster.domain.package_check import load_package
     from mcp_training_dagster.domain.packaging import PackageError
     from mcp_training_dagster.cli.common import open_registry
     from mcp_training_dagster.domain.registry import RegistryError
-    from mcp_training_dagster.domain.scoring import score_table, windows_with_history
+    from mcp_training_dagster.serving.scoring import score_table, windows_with_history
 
     settings = _settings()
     registry = open_registry(settings)

@@ -19,7 +19,7 @@ def _land(settings: Settings, files: tuple[Path, ...]) -> tuple[list[str], set[s
     """Copy the files into the landing folder (never overwriting a different file of the same name).
 
     Returns every file's name there, and the names this call copied (so a failed one can be taken out again)."""
-    from mcp_training_dagster.domain.exports import sha256_file
+    from mcp_training_dagster.serving.exports import sha256_file
 
     names, copied = [], set()
     for path in files:
@@ -102,7 +102,7 @@ def _ingest(defs, instance, settings: Settings, names: list[str], copied: set[st
 
     from mcp_training_dagster.cli.runs import failure_lines, materialization
     from mcp_training_dagster.defs.partitions import export_files
-    from mcp_training_dagster.domain.exports import sha256_file
+    from mcp_training_dagster.serving.exports import sha256_file
 
     known = set(instance.get_dynamic_partitions(export_files.name))
     new = [n for n in names if n not in known]

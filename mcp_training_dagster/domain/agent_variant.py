@@ -45,7 +45,7 @@ from mcp_training_dagster.domain.results import (
     binary_metrics,
     meets_quality_gates,
 )
-from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
+from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
 
 if TYPE_CHECKING:  # evaluation builds the agent's vectors of its held-out period with agent_vectors below
     from mcp_training_dagster.domain.evaluation import EvaluationSet

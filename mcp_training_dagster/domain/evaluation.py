@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import agent_vectors
-from mcp_training_dagster.domain.exports import records_to_frame
-from mcp_training_dagster.domain.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.serving.exports import records_to_frame
+from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, binary_metrics
 from mcp_training_dagster.domain.scenarios import inject_episodes
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 
 
 def window_labels(

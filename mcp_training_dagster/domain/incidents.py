@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.features import (
+from mcp_training_dagster.serving.features import (
     DEAUTH_EVENTS,
     FAILURE_EVENTS,
     JOIN_EVENTS,
@@ -25,7 +25,7 @@ from mcp_training_dagster.domain.features import (
     RADIO_FAULT_EVENTS,
     WindowSpec,
 )
-from mcp_training_dagster.domain.scoring import score_table, windows_with_history
+from mcp_training_dagster.serving.scoring import score_table, windows_with_history
 
 INCIDENT_COLUMNS: tuple[str, ...] = (
     "incident_id", "device_id", "start", "end", "severity", "n_windows", "entities", "event_families", "summary",

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.incidents import build_incidents
 from mcp_training_dagster.domain.training import train_model, union_records
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import get_settings
 
 _MAC = r"^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$"

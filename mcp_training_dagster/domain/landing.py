@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcp_training_dagster.domain.exports import sha256_file
+from mcp_training_dagster.serving.exports import sha256_file
 
 STATE_VERSION = 1
 # Characters Dagster refuses in partition keys, plus path separators.

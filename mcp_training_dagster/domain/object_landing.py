@@ -31,7 +31,7 @@ from typing import Any
 
 import fsspec
 
-from mcp_training_dagster.domain.exports import ExportFileError, RawExport, parse_export_bytes, read_export
+from mcp_training_dagster.serving.exports import ExportFileError, RawExport, parse_export_bytes, read_export
 from mcp_training_dagster.domain.landing import ScanResult, is_candidate, load_state, partition_key_problem
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import joblib
 
-from mcp_training_dagster.domain.exports import sha256_file
+from mcp_training_dagster.serving.exports import sha256_file
 from mcp_training_dagster.domain.packaging import (
     DEFAULT_MAX_EXTRACT_BYTES,
     DEFAULT_MAX_EXTRACT_MEMBERS,

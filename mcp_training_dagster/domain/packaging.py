@@ -50,8 +50,8 @@ import joblib
 import numpy as np
 
 from mcp_training_dagster.domain.atomic_files import fsync_dir
-from mcp_training_dagster.domain.features import WindowSpec
-from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION
+from mcp_training_dagster.serving.features import WindowSpec
+from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINITION
 
 PACKAGE_FORMAT_VERSION = "2.0"
 MODEL_FILE = "model.joblib"
@@ -71,7 +71,8 @@ MAX_ZIP_BYTES = 100 * 1024 * 1024  # the inference side refuses larger uploads
 DEFAULT_MAX_EXTRACT_BYTES = 1024**3
 DEFAULT_MAX_EXTRACT_MEMBERS = 1_000
 DEPENDENCIES: tuple[str, ...] = ("scikit-learn", "numpy", "pandas", "joblib", "pyarrow", "pydantic")
-# Shipped as mcp_<name>.py: the serving chain and everything it imports (see domain/scoring.py).
+# Shipped as mcp_<name>.py: the serving core, the mcp_training_dagster/serving/ subpackage (every module in it;
+# a test checks this list against the folder).
 SCORING_MODULES: tuple[str, ...] = ("exports", "validation", "events", "features", "calibration", "scoring")
 
 # The project's version format (training.new_version(): UTC time to the microsecond + 6 random hex
@@ -177,31 +178,32 @@ def _builder_version() -> str:
 
 
 # ------------------------------------------------------------------- standalone scoring code
-_DOMAIN_IMPORT = re.compile(
-    r"^(?P<indent>[ \t]*)from[ \t]+mcp_training_dagster\.domain\.(?P<module>[A-Za-z_][A-Za-z0-9_]*)[ \t]+import\b",
+_PROJECT_IMPORT = re.compile(
+    r"^(?P<indent>[ \t]*)from[ \t]+mcp_training_dagster\.(?P<path>[A-Za-z_][A-Za-z0-9_.]*)[ \t]+import\b",
     re.MULTILINE,
 )
 
 
 def rewrite_imports(source: str, module: str) -> str:
-    """``from mcp_training_dagster.domain.X import ...`` -> ``from mcp_X import ...`` for shipped X.
+    """``from mcp_training_dagster.serving.X import ...`` -> ``from mcp_X import ...`` for shipped X.
 
     Anything else naming the package (another module, ``import mcp_training_dagster...``, a string)
     fails loudly: the copy would not run where the training project is not installed."""
 
     def sub(m: re.Match[str]) -> str:
-        if m["module"] not in SCORING_MODULES:
+        sub_package, _, name = m["path"].partition(".")
+        if sub_package != "serving" or name not in SCORING_MODULES:
             raise PackageError(
-                f"domain/{module}.py imports mcp_training_dagster.domain.{m['module']}, which is not shipped "
+                f"serving/{module}.py imports mcp_training_dagster.{m['path']}, which is not shipped "
                 f"with the scoring code ({', '.join(SCORING_MODULES)})"
             )
-        return f"{m['indent']}from mcp_{m['module']} import"
+        return f"{m['indent']}from mcp_{name} import"
 
-    out = _DOMAIN_IMPORT.sub(sub, source)
+    out = _PROJECT_IMPORT.sub(sub, source)
     left = [i + 1 for i, line in enumerate(out.splitlines()) if "mcp_training_dagster" in line]
     if left:
         raise PackageError(
-            f"domain/{module}.py still references mcp_training_dagster on line(s) {left} after rewriting its imports; "
+            f"serving/{module}.py still references mcp_training_dagster on line(s) {left} after rewriting its imports; "
             "the shipped copy would need the training project"
         )
     compile(out, f"mcp_{module}.py", "exec")
@@ -210,11 +212,11 @@ def rewrite_imports(source: str, module: str) -> str:
 
 def standalone_modules() -> dict[str, bytes]:
     """``mcp_<name>.py`` -> source: the serving chain, importable without this project."""
-    domain = importlib.resources.files("mcp_training_dagster") / "domain"
+    serving = importlib.resources.files("mcp_training_dagster") / "serving"
     out = {}
     for name in SCORING_MODULES:
-        src = (domain / f"{name}.py").read_text(encoding="utf-8")
-        header = f"# Packaged copy of the training project's domain/{name}.py (imports rewritten). Hash-checked: do not edit.\n"
+        src = (serving / f"{name}.py").read_text(encoding="utf-8")
+        header = f"# Packaged copy of the training project's serving/{name}.py (imports rewritten). Hash-checked: do not edit.\n"
         out[f"mcp_{name}.py"] = (header + rewrite_imports(src, name)).encode("utf-8")
     return out
 

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.calibration import calibrated_scores
+from mcp_training_dagster.serving.calibration import calibrated_scores
 from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster.domain.package_check import load_package
 from mcp_training_dagster.domain.packaging import LoadedPackage, PackageError
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.results import Evaluation, binary_metrics, meets_quality_gates, not_worse_than
-from mcp_training_dagster.domain.scoring import anomaly_scores, feature_matrix, score_table
+from mcp_training_dagster.serving.scoring import anomaly_scores, feature_matrix, score_table
 
 # A gate passed by less than this (absolute, in the metric's units) is flagged as "barely passing".
 BARELY_MARGIN = 0.05

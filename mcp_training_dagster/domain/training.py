@@ -24,9 +24,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
-from mcp_training_dagster.domain.calibration import calibrated_scores, fit_calibration, raw_threshold
+from mcp_training_dagster.serving.calibration import calibrated_scores, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
-from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
+from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.results import (
     BASIC_METRICS,
     HEADLINE_METRICS,
@@ -34,8 +34,8 @@ from mcp_training_dagster.domain.results import (
     Selection,
     TrainingError,
 )
-from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores, score_table
-from mcp_training_dagster.domain.scoring import feature_matrix as _matrix
+from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores, score_table
+from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
 
@@ -252,7 +252,7 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
     :func:`train_and_select` for the model the pipeline ships).
 
     With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
-    tail calibration (``domain/calibration.py``) and ``threshold`` is its raw-score equivalent for
+    tail calibration (``serving/calibration.py``) and ``threshold`` is its raw-score equivalent for
     device windows; with ``alarm_budget=None`` the legacy ``1 - contamination`` quantile of all scores."""
     fit = _fit(windows, detector, min_windows=min_windows, alarm_budget=alarm_budget)
     return _complete(windows, detector, fit, window_minutes=window_minutes)

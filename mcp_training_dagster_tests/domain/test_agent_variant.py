@@ -17,9 +17,9 @@ from mcp_training_dagster.domain.agent_variant import (
     agent_version,
     train_agent_model,
 )
-from mcp_training_dagster.domain.exports import read_export, records_to_frame
+from mcp_training_dagster.serving.exports import read_export, records_to_frame
 from mcp_training_dagster.domain.training import new_version
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 
 

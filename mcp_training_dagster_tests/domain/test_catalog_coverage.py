@@ -8,7 +8,7 @@ deliberately marked neutral (``wifi_info``), not left as ``other_wifi``."""
 
 from __future__ import annotations
 
-from mcp_training_dagster.domain.events import classify_events
+from mcp_training_dagster.serving.events import classify_events
 from mcp_training_dagster_tests.domain.hostap_formats import syslog_lines
 
 TARGET = 0.90

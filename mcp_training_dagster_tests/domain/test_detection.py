@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 
 from mcp_training_dagster.domain.evaluation import evaluate_scores, window_labels
-from mcp_training_dagster.domain.exports import records_to_frame
-from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.serving.exports import records_to_frame
+from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData
 from mcp_training_dagster.domain.scenarios import ANOMALY_SCENARIOS, generate
 from mcp_training_dagster.domain.training import train_model
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import get_settings
 
 TRAIN_SEED, EVAL_SEED = 1, 2

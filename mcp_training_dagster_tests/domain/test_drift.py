@@ -11,9 +11,9 @@ import pytest
 from mcp_training_dagster.domain.drift import (
     DriftReport, build_baseline, compare, independent_slots, psi_noise_floor, with_records,
 )
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import MODEL_FEATURES, WindowSpec, build_windows
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.features import MODEL_FEATURES, WindowSpec, build_windows
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35
 
 THRESHOLD = 0.1  # the shipped drift.threshold

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from mcp_training_dagster.domain.evaluation import evaluate_scores, score_diagnostics, time_split, usual_gap, window_labels
-from mcp_training_dagster.domain.exports import records_to_frame
-from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.serving.exports import records_to_frame
+from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.results import EvaluationData, Metrics, binary_metrics, meets_quality_gates, not_worse_than
 from mcp_training_dagster.domain.scenarios import generate
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 
 
 def test_binary_metrics_against_hand_counts() -> None:

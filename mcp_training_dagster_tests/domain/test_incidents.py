@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mcp_training_dagster.domain.features import WindowSpec
+from mcp_training_dagster.serving.features import WindowSpec
 from mcp_training_dagster.domain.incidents import INCIDENT_COLUMNS, build_incidents, incidents_to_json
 
 

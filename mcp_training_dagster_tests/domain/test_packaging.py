@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from mcp_training_dagster.domain import evaluation, scoring, training
+from mcp_training_dagster.domain import evaluation, training
+from mcp_training_dagster.serving import scoring
 from mcp_training_dagster.domain.agent_variant import (
     agent_metadata,
     agent_model_card,
@@ -27,7 +28,7 @@ from mcp_training_dagster.domain.agent_variant import (
     agent_version,
     train_agent_model,
 )
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, MODEL_FEATURES, WindowSpec
+from mcp_training_dagster.serving.features import FEATURE_COLUMNS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.package_check import load_package, safe_extract, verify_package
 from mcp_training_dagster.domain.packaging import (
     MAX_ZIP_BYTES,
@@ -36,8 +37,8 @@ from mcp_training_dagster.domain.packaging import (
     records_inference_config,
     rewrite_imports,
 )
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import get_settings
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 
@@ -308,7 +309,7 @@ def test_metadata_the_inference_side_cannot_use_is_refused(tmp_path, model, meta
 
 
 def test_import_rewrite_fails_loudly() -> None:
-    src = "from mcp_training_dagster.domain.events import EVENT_TYPES\nfrom mcp_training_dagster.domain.features import (\n    X,\n)\n"
+    src = "from mcp_training_dagster.serving.events import EVENT_TYPES\nfrom mcp_training_dagster.serving.features import (\n    X,\n)\n"
     assert rewrite_imports(src, "demo") == "from mcp_events import EVENT_TYPES\nfrom mcp_features import (\n    X,\n)\n"
     with pytest.raises(PackageError, match="settings"):
         rewrite_imports("from mcp_training_dagster.domain.settings import X\n", "demo")

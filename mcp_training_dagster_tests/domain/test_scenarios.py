@@ -17,9 +17,9 @@ import pytest
 from pydantic import ValidationError
 
 from mcp_training_dagster.domain import scenarios as sc
-from mcp_training_dagster.domain.events import classify_events
-from mcp_training_dagster.domain.exports import RECORD_KEYS, read_export, records_to_frame
-from mcp_training_dagster.domain.validation import LEVELS, ValidationResult, validate_records
+from mcp_training_dagster.serving.events import classify_events
+from mcp_training_dagster.serving.exports import RECORD_KEYS, read_export, records_to_frame
+from mcp_training_dagster.serving.validation import LEVELS, ValidationResult, validate_records
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35
 
 SMALL = dict(seed=11, days=3, n_devices=2, episodes_per_scenario=1, benign_per_scenario=1)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, MODEL_FEATURES, build_windows
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.features import FEATURE_COLUMNS, MODEL_FEATURES, build_windows
 from mcp_training_dagster.domain.training import (
     SCORE_CONVENTION,
     TrainedModel,
@@ -20,8 +20,8 @@ from mcp_training_dagster.domain.training import (
     train_model,
     union_records,
 )
-from mcp_training_dagster.domain.scoring import SCORE_COLUMNS, score_table
-from mcp_training_dagster.domain.validation import check_schema, validate_records
+from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, score_table
+from mcp_training_dagster.serving.validation import check_schema, validate_records
 from mcp_training_dagster.settings import DetectorConfig
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
 
@@ -85,7 +85,7 @@ def test_calibrated_threshold(model: TrainedModel, windows: pd.DataFrame) -> Non
     raw = model.raw_score(windows)
     X = feature_matrix(windows, MODEL_FEATURES)
     np.testing.assert_array_equal(model.pipeline.predict(X) == -1, raw > model.threshold)
-    from mcp_training_dagster.domain.calibration import silence_score
+    from mcp_training_dagster.serving.calibration import silence_score
 
     from mcp_training_dagster.settings import AlarmConfig
 
@@ -290,7 +290,7 @@ def test_horizon_on_empty() -> None:
 # ------------------------------------------------------------------- selection + evaluation
 @pytest.fixture(scope="module")
 def generated_records() -> tuple[pd.DataFrame, pd.DataFrame]:
-    from mcp_training_dagster.domain.exports import records_to_frame
+    from mcp_training_dagster.serving.exports import records_to_frame
     from mcp_training_dagster.domain.scenarios import generate
 
     data = generate(seed=5, days=4, n_devices=2, episodes_per_scenario=1, benign_per_scenario=1)
@@ -299,7 +299,7 @@ def generated_records() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated_records) -> None:
     from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
-    from mcp_training_dagster.domain.features import WindowSpec
+    from mcp_training_dagster.serving.features import WindowSpec
     from mcp_training_dagster.domain.training import train_and_select
 
     records, labels = generated_records

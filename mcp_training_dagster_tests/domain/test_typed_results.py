@@ -18,13 +18,13 @@ from upath import UPath
 from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_package
 from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import WindowSpec, build_windows
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import decide
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, Metrics, Selection, binary_metrics
 from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_and_select
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.io_managers import JoblibIOManager
 from mcp_training_dagster.settings import DetectorConfig
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824

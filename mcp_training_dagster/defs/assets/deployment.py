@@ -17,7 +17,7 @@ from mcp_training_dagster.domain.object_registry import open_registry, package_s
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
 from mcp_training_dagster.domain.report import fmt, markdown_table
-from mcp_training_dagster.domain.scoring import SCORE_COLUMNS
+from mcp_training_dagster.serving.scoring import SCORE_COLUMNS
 from mcp_training_dagster.domain.training import TrainedModel
 
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)

@@ -10,7 +10,7 @@ from mcp_training_dagster.defs.assets.features import window_spec
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
-from mcp_training_dagster.domain.features import KEY_COLUMNS, empty_windows
+from mcp_training_dagster.serving.features import KEY_COLUMNS, empty_windows
 from mcp_training_dagster.domain.object_landing import fetch_side_files, is_remote
 from mcp_training_dagster.domain.promotion import decide, load_production
 from mcp_training_dagster.domain.registry import RegistryError

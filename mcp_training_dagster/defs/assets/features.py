@@ -6,7 +6,7 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.features import FEATURE_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.serving.features import FEATURE_COLUMNS, WindowSpec, build_windows
 from mcp_training_dagster.domain.report import frame_fingerprint, markdown_table
 from mcp_training_dagster.domain.training import horizon_filter, union_records
 from mcp_training_dagster.settings import Settings

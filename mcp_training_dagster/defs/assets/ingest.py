@@ -5,10 +5,10 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.exports import ExportFileError, read_export
+from mcp_training_dagster.serving.exports import ExportFileError, read_export
 from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
 from mcp_training_dagster.domain.object_landing import is_remote, read_landed_export
-from mcp_training_dagster.domain.validation import check_schema, validate_records
+from mcp_training_dagster.serving.validation import check_schema, validate_records
 
 
 

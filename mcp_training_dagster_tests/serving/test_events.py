@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 import mcp_training_dagster
-from mcp_training_dagster.domain.events import (
+from mcp_training_dagster.serving.events import (
     EVENT_CATALOG,
     EVENT_TYPES,
     WIFI_PROCESSES,

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from mcp_training_dagster.domain.events import EVENT_TYPES, WIFI_PROCESSES, classify_events
-from mcp_training_dagster.domain.exports import RECORD_KEYS
+from mcp_training_dagster.serving.events import EVENT_TYPES, WIFI_PROCESSES, classify_events
+from mcp_training_dagster.serving.exports import RECORD_KEYS
 
 # Syslog severities, index = severity code (RFC 5424).
 LEVELS: tuple[str, ...] = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.events import EVENT_TYPES
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.features import (
+from mcp_training_dagster.serving.events import EVENT_TYPES
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.features import (
     DEVICE_ENTITY,
     FEATURE_COLUMNS,
     KEY_COLUMNS,
     WindowSpec,
     build_windows,
 )
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 
 STA_A = "30:d8:75:a2:e2:6a"  # globally administered (first octet 0x30: bit 1 clear)
@@ -505,7 +505,7 @@ def test_silence_within_usual_gap_is_not_beyond() -> None:
 
 
 def test_model_features_are_documented_columns() -> None:
-    from mcp_training_dagster.domain.features import FEATURE_DOCS, MODEL_FEATURES
+    from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES
 
     assert set(MODEL_FEATURES) <= set(FEATURE_COLUMNS)
     assert len(set(MODEL_FEATURES)) == len(MODEL_FEATURES)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.exports import read_export
-from mcp_training_dagster.domain.validation import (
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.serving.validation import (
     LEVELS,
     QUARANTINE_COLUMNS,
     VALID_COLUMNS,

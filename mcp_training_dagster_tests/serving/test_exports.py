@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.exports import (
+from mcp_training_dagster.serving.exports import (
     RAW_COLUMNS,
     RECORD_KEYS,
     ExportFileError,
@@ -347,7 +347,7 @@ def test_all_record_keys_present_as_columns(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- fast decoder == general path
 def _dict_path(path: Path) -> pd.DataFrame:
     """The general path: the standard library's JSON, records as dicts (what any quirk falls back to)."""
-    from mcp_training_dagster.domain.exports import records_to_frame
+    from mcp_training_dagster.serving.exports import records_to_frame
 
     return records_to_frame(json.loads(path.read_bytes())["data"])
 
@@ -383,7 +383,7 @@ def test_without_msgspec_the_same_table(tmp_path: Path) -> None:
     out = tmp_path / "no_msgspec.parquet"
     code = (
         "import sys; sys.modules['msgspec'] = None\n"  # import msgspec now raises ImportError
-        "from mcp_training_dagster.domain import exports\n"
+        "from mcp_training_dagster.serving import exports\n"
         "assert exports.msgspec is None\n"
         f"exports.read_export({str(HOSTAPD_1824)!r}).records.to_parquet({str(out)!r})\n"
     )

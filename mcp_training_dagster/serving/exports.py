@@ -29,14 +29,19 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 
-try:  # optional accelerator (see the module docstring)
+# Optional accelerators (see the module docstring): the training project installs both; a model package
+# lists neither in its requirements, so its copy of this module falls back to the standard library.
+try:
     import msgspec
 except ImportError:  # pragma: no cover - the serving copy may run without it
     msgspec = None  # type: ignore[assignment]
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the serving copy may run without it
+    orjson = None  # type: ignore[assignment]
 
 # 2**64 has 20 digits: an integer that long is not safe through orjson (it becomes a float).
 _LONG_RUN = b"1" * 20
@@ -319,9 +324,9 @@ def _json_from_bytes(name: str, payload: bytes) -> Any:
         # orjson parses ~1.6-2x faster than json; anything it refuses (invalid UTF-8, NaN, bad syntax)
         # goes through json, so results and error messages stay json's. orjson turns integers beyond
         # 64 bits into floats (losing the id's text), so a payload with a 20-digit run goes to json too.
-        if not _has_long_digit_run(payload):
+        if orjson is not None and not _has_long_digit_run(payload):
             return orjson.loads(payload)
-    except orjson.JSONDecodeError:
+    except ValueError:  # orjson.JSONDecodeError is a ValueError
         pass
     try:
         return json.loads(payload)

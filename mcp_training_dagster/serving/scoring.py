@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.calibration import calibrated_scores
-from mcp_training_dagster.domain.exports import parse_export_bytes, records_to_frame
-from mcp_training_dagster.domain.features import WindowSpec, build_windows
-from mcp_training_dagster.domain.validation import validate_records
+from mcp_training_dagster.serving.calibration import calibrated_scores
+from mcp_training_dagster.serving.exports import parse_export_bytes, records_to_frame
+from mcp_training_dagster.serving.features import WindowSpec, build_windows
+from mcp_training_dagster.serving.validation import validate_records
 
 SCORE_CONVENTION = "higher_is_more_anomalous"
 SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
@@ -146,7 +146,7 @@ def score_table(
 def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: dict[str, Any]) -> None:
     """Flagged windows whose features stand out nowhere still say why: the silence rule, or their router's
     window (station/interface scores take their device window's into account)."""
-    from mcp_training_dagster.domain.calibration import silence_score
+    from mcp_training_dagster.serving.calibration import silence_score
 
     flagged = out["is_anomaly"].to_numpy() & (out["reasons"].astype("str").to_numpy() == "")
     if not flagged.any():

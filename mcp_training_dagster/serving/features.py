@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mcp_training_dagster.domain.events import EVENT_TYPES
+from mcp_training_dagster.serving.events import EVENT_TYPES
 
 ENTITY_KINDS: tuple[str, ...] = ("device", "station", "interface")
 DEVICE_ENTITY = "*"

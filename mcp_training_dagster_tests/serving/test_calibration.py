@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.calibration import (
+from mcp_training_dagster.serving.calibration import (
     calibrated_scores,
     exponential_tail_threshold,
     fit_calibration,
@@ -85,7 +85,7 @@ def test_fit_and_apply_calibration() -> None:
 def test_magnitude_grows_with_the_count_relative_to_the_routers_own_usual() -> None:
     """A flood ranks above a handful that is as rare, and a chatty router's busy window is judged against its
     own usual most (shrunk to the fleet's), not a terse router's."""
-    from mcp_training_dagster.domain.calibration import fit_magnitude, magnitude
+    from mcp_training_dagster.serving.calibration import fit_magnitude, magnitude
 
     rng = np.random.default_rng(3)
     n = 2000
