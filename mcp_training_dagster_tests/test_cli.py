@@ -80,6 +80,14 @@ def test_train_score_and_registry(run, data_dir: Path, tmp_path: Path) -> None:
     assert flagged["reasons"].notna().all()
     js = json.loads(run("score", HOSTAPD_1824, "--format", "json", "--anomalies-only", "--model", v1).output)
     assert len(js) == len(flagged) and all(r["is_anomaly"] for r in js)
+    # --history: the router's other exports feed the gaps and history features (here its system log's records)
+    hist = run("score", SYSTEM_35, "--history", HOSTAPD_1824, "--history", SYSTEM_19)
+    assert hist.exit_code == 0, hist.output
+    alone = run("score", SYSTEM_35)
+    both = pd.read_csv(pd.io.common.StringIO(hist.output)).merge(
+        pd.read_csv(pd.io.common.StringIO(alone.output)), on=["device_id", "entity", "window_start"], suffixes=("_h", "_a"))
+    assert len(both) and (both["score_h"] != both["score_a"]).any()
+    assert run("score", HOSTAPD_1824, "--history", tmp_path / "nope.json").exit_code != 0
 
     # the same files again: nothing re-ingested, nothing retrained, no new version (and the CLI says so)
     again = run("train", HOSTAPD_1824, SYSTEM_35, SYSTEM_19)

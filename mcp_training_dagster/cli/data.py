@@ -61,17 +61,24 @@ def _emit(fmt: str, obj: dict, text: str) -> None:
 @click.option("--model", "version", default=None, help="Model version (default: the production model).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--anomalies-only", is_flag=True, help="Only the windows flagged as anomalous.")
-def score(file: Path, version: str | None, fmt: str, anomalies_only: bool) -> None:
+@click.option("--history", "history", multiple=True, type=click.Path(path_type=Path),
+              help="Earlier exports of the same routers: their records feed the gap and history features.")
+def score(file: Path, version: str | None, fmt: str, anomalies_only: bool, history: tuple[Path, ...] = ()) -> None:
     """Score an export with a registered model: one row per window, most anomalous first.
 
     Columns: device_id, entity (station MAC, interface, or * for the whole device), window_start
     (ISO-8601), score (higher = more anomalous), is_anomaly (score > the model's threshold), reasons."""
-    from mcp_training_dagster.serving.features import WindowSpec
+    # Imported here, not at the top: the CLI starts fast for the commands that need none of this.
+    import pandas as pd
+
     from mcp_training_dagster.domain.promotion import load_production
     from mcp_training_dagster.domain.registry import RegistryError
-    from mcp_training_dagster.serving.scoring import export_file_windows
+    from mcp_training_dagster.serving.features import WindowSpec
+    from mcp_training_dagster.serving.scoring import export_file_records, export_file_windows
 
     check_input_file(file)  # before the model load, which takes seconds
+    for h in history:
+        check_input_file(h)
     settings = load()
     try:
         prod = load_production(settings.models_location, version)
@@ -83,9 +90,18 @@ def score(file: Path, version: str | None, fmt: str, anomalies_only: bool) -> No
     if ic.get("input") != "export_records":
         fail(f"model {prod.version} takes {ic.get('input')}, not export records; score with a window model")
     spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
+    opts = {"service_timezone": ic.get("service_timezone", "UTC"), "extra_wifi_processes": ic.get("extra_wifi_processes", ())}
+    past = None
+    for h in history:
+        try:
+            part = export_file_records(h, **opts)
+        except (ExportFileError, OSError) as exc:
+            fail(f"{h}: {getattr(exc, 'problem', None) or exc}")
+        past = part if past is None else pd.concat([past, part], ignore_index=True)
+    if past is not None:
+        past = past.sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
     try:
-        windows = export_file_windows(file, spec, service_timezone=ic.get("service_timezone", "UTC"),
-                                      extra_wifi_processes=ic.get("extra_wifi_processes", ()))
+        windows = export_file_windows(file, spec, history=past, **opts)
     except (ExportFileError, OSError) as exc:
         fail(f"{file}: {getattr(exc, 'problem', None) or exc}")
     table = prod.score_table(windows)

@@ -6,10 +6,13 @@ file are exact copies of the code that built the training windows (only their im
 so serving cannot drift from training. Needs numpy, pandas, pyarrow, pydantic, scikit-learn and
 joblib (``pip install -r requirements.txt``).
 
-    python score_export.py EXPORT.json [--format csv|json] [--all]
+    python score_export.py EXPORT.json [--history EARLIER.json ...] [--format csv|json] [--all]
 
 prints one row per window (device_id, entity, window_start, score, is_anomaly, reasons), most
-anomalous first; only the anomalous windows unless ``--all``. Exit status 1 (with the reason) when
+anomalous first; only the anomalous windows unless ``--all``. ``--history``: earlier exports of the
+same routers; their records before EXPORT's feed the gap and history features (silence, the usual
+gap, stations seen before), exactly as training computed them on the union of the exports: without
+it, the first windows of each router in EXPORT have no past. Exit status 1 (with the reason) when
 the package fails its integrity check or the export cannot be read.
 
 Score convention: ``score = -model.score_samples(X)``; HIGHER = MORE anomalous; a window is
@@ -18,8 +21,9 @@ exactly when ``model.predict(X) == -1``.
 
 As a module (this folder on ``sys.path``)::
 
-    from score_export import score_records
+    from score_export import score_records, load_history
     table = score_records(records)   # records: list of export records (dicts, as in the file)
+    table = score_records(records, history=load_history(["earlier.json"]))  # with the routers' past
 
 Immune to shadowing: nothing is imported from this folder before every file in it is verified
 (hashes, and no file the manifest does not list): its standard-library imports run with the folder
@@ -132,18 +136,31 @@ def load_package() -> dict[str, Any]:
     return _PACKAGE
 
 
-def score_records(records: list[dict[str, Any]], *, source: str = "records") -> "Any":
-    """Export records (dicts as in an export's ``data``) -> one row per window, most anomalous first:
-    ``device_id, entity, entity_kind, window_start, score, is_anomaly, reasons`` (a pandas DataFrame)."""
+def load_history(paths: "list[str | Path] | tuple[str | Path, ...]") -> "Any":
+    """Earlier export files of the same routers -> their validated records (one table, or None for none),
+    for the ``history`` of :func:`score_records` / :func:`score_file`."""
+    if not paths:
+        return None
     pkg = load_package()
-    windows = pkg["scoring"].records_to_windows(records, pkg["spec"], source=source, **pkg["options"])
+    import pandas as pd
+
+    frames = [pkg["scoring"].export_file_records(p, **pkg["options"]) for p in paths]
+    return pd.concat(frames, ignore_index=True).sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+
+
+def score_records(records: list[dict[str, Any]], *, source: str = "records", history: "Any" = None) -> "Any":
+    """Export records (dicts as in an export's ``data``) -> one row per window, most anomalous first:
+    ``device_id, entity, entity_kind, window_start, score, is_anomaly, reasons`` (a pandas DataFrame).
+    ``history``: :func:`load_history` of earlier exports of the same routers (gaps and history features)."""
+    pkg = load_package()
+    windows = pkg["scoring"].records_to_windows(records, pkg["spec"], source=source, history=history, **pkg["options"])
     return pkg["scoring"].score_table(windows, pkg["model"], pkg["threshold"], pkg["feature_names"])
 
 
-def score_file(path: str | Path) -> "Any":
+def score_file(path: str | Path, history: "Any" = None) -> "Any":
     """An export file (JSON, or ZIP holding data.json) -> the same table as :func:`score_records`."""
     pkg = load_package()
-    windows = pkg["scoring"].export_file_windows(path, pkg["spec"], **pkg["options"])
+    windows = pkg["scoring"].export_file_windows(path, pkg["spec"], history=history, **pkg["options"])
     return pkg["scoring"].score_table(windows, pkg["model"], pkg["threshold"], pkg["feature_names"])
 
 
@@ -152,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export", help="export file (.json, or .zip holding data.json)")
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--all", action="store_true", help="print every window, not only the anomalous ones")
+    parser.add_argument("--history", action="append", default=[], metavar="EARLIER",
+                        help="an earlier export of the same routers (repeatable): gaps and history look back into it")
     args = parser.parse_args(argv)
     try:
-        table = score_file(args.export)
+        table = score_file(args.export, history=load_history(args.history))
     except PackageIntegrityError as exc:
         for line in str(exc).split("; "):
             print(f"INVALID {line}", file=sys.stderr)

@@ -26,7 +26,24 @@ from mcp_training_dagster.serving.validation import validate_records
 SCORE_CONVENTION = "higher_is_more_anomalous"
 SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
 UNKEYED_ENTITY = "-"
+# One event in two exports: all of these agree (ids alone are unique only within one log database; as
+# training.SAME_EVENT_COLUMNS, repeated here because the serving core imports only itself).
+SAME_EVENT_COLUMNS: tuple[str, ...] = ("id", "timestamp", "device", "process_name", "message")
 SCORE_COLUMNS: tuple[str, ...] = ("device_id", "entity", "entity_kind", "window_start", "score", "is_anomaly", "reasons")
+
+
+def validated_records(
+    records: Sequence[Any] | pd.DataFrame,
+    *,
+    source: str = "records",
+    service_timezone: str = "UTC",
+    extra_wifi_processes: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Export records (dicts as in the file, or the raw table) -> validated records, as in training."""
+    raw = records if isinstance(records, pd.DataFrame) else records_to_frame(list(records))
+    return validate_records(
+        raw, source, service_timezone=service_timezone, extra_wifi_processes=tuple(extra_wifi_processes)
+    ).records
 
 
 def records_to_windows(
@@ -36,20 +53,29 @@ def records_to_windows(
     source: str = "records",
     service_timezone: str = "UTC",
     extra_wifi_processes: Iterable[str] = (),
+    history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Export records (dicts as in the file, or the raw table) -> feature windows, as in training."""
-    raw = records if isinstance(records, pd.DataFrame) else records_to_frame(list(records))
-    result = validate_records(
-        raw, source, service_timezone=service_timezone, extra_wifi_processes=tuple(extra_wifi_processes)
-    )
-    return build_windows(result.records, spec)
+    """Export records (dicts as in the file, or the raw table) -> feature windows, as in training. ``history``:
+    validated records of earlier exports of the same routers (:func:`export_file_records`), whose records
+    before these feed the gap and history features exactly as training on their union did."""
+    valid = validated_records(records, source=source, service_timezone=service_timezone,
+                              extra_wifi_processes=extra_wifi_processes)
+    return windows_with_history(valid, history, spec)
 
 
-def export_file_windows(path: str | Path, spec: WindowSpec, **kwargs: Any) -> pd.DataFrame:
-    """An export file (JSON or ZIP) -> feature windows."""
+def export_file_records(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """An export file (JSON or ZIP) -> validated records (e.g. the ``history`` of a later export)."""
     p = Path(path)
     raw = parse_export_bytes(p.name, p.read_bytes())
-    return records_to_windows(raw.records, spec, source=p.name, **kwargs)
+    return validated_records(raw.records, source=p.name, **kwargs)
+
+
+def export_file_windows(path: str | Path, spec: WindowSpec, *, history: pd.DataFrame | None = None,
+                        **kwargs: Any) -> pd.DataFrame:
+    """An export file (JSON or ZIP) -> feature windows (with the earlier records of ``history``, if given)."""
+    p = Path(path)
+    raw = parse_export_bytes(p.name, p.read_bytes())
+    return records_to_windows(raw.records, spec, source=p.name, history=history, **kwargs)
 
 
 def feature_matrix(windows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
@@ -166,15 +192,20 @@ def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: d
 def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, spec: WindowSpec) -> pd.DataFrame:
     """Feature windows of validated ``records`` computed with the earlier records of ``history`` (other
     exports of the same routers, validated): gaps, trailing activity and "seen before" look back across
-    files exactly as training did on their union. Records present in both (same ``id``) count once; only
-    the windows from the first window of ``records`` on are returned."""
+    files exactly as training did on their union. A copy of the same event in both (same id, time, device,
+    process and message) counts once; only the windows from the first window of ``records`` on are returned."""
     if history is None or not len(history) or not len(records):
         return build_windows(records, spec)
     start = records["timestamp"].min()
-    horizon = pd.Timedelta(hours=max(float(spec.silence_cap_hours), float(spec.history_hours)))
-    earlier = history[(history["timestamp"] < start) & (history["timestamp"] >= start - horizon)]
+    # A window's history features look back history_hours, and the windows in that history need their own
+    # silence before them (up to the cap) and a device at least history_hours old to have a usual gap: both.
+    horizon = pd.Timedelta(hours=float(spec.silence_cap_hours) + float(spec.history_hours),
+                           minutes=int(spec.length_minutes))
+    # up to and including the first record's second: exports cut inside a second (several records share it)
+    earlier = history[(history["timestamp"] <= start) & (history["timestamp"] >= start - horizon)]
     both = pd.concat([earlier, records], ignore_index=True)
-    both = both[~both["id"].duplicated(keep="last")].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    same_event = [c for c in SAME_EVENT_COLUMNS if c in both.columns]  # a copy of the same event counts once
+    both = both[~both.duplicated(same_event, keep="last")].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
     windows = build_windows(both, spec)
     first = pd.Timestamp(start).floor(f"{int(spec.length_minutes)}min")
     return windows[windows["window_start"] >= first].reset_index(drop=True)

@@ -218,6 +218,37 @@ def test_scripts_run_without_the_training_project(built, windows, model, tmp_pat
     assert not (built.path / "__pycache__").exists()  # the verified folder stays as packaged
 
 
+def test_score_export_with_history_scores_as_training_did(built, spec, tmp_path) -> None:
+    """A later export scored with ``--history EARLIER`` gets the scores of the windows training built on the
+    union of both (gaps and history look back across files); without it, its first windows lose their past."""
+    doc = json.loads(HOSTAPD_1824.read_text(encoding="utf-8"))
+    data = sorted(doc["data"], key=lambda r: str(r.get("timestamp")))
+    cut = len(data) * 3 // 4
+    earlier, later = tmp_path / "earlier.json", tmp_path / "later.json"
+    earlier.write_text(json.dumps({**doc, "data": data[:cut]}), encoding="utf-8")
+    later.write_text(json.dumps({**doc, "data": data[cut:]}), encoding="utf-8")
+    pkg = load_package(built.path)
+    ic = pkg.metadata["inference_config"]
+    union = scoring.export_file_windows(HOSTAPD_1824, spec)
+    first = scoring.export_file_windows(later, spec)["window_start"].min()
+    want = scoring.score_table(union[union["window_start"] >= first].reset_index(drop=True), pkg.pipeline,
+                               ic["threshold"], ic["feature_names"])
+    keys = ["device_id", "entity", "window_start"]
+
+    res = run_isolated(built.path, "score_export.py", str(later), "--history", str(earlier), "--format", "json", "--all")
+    assert res.returncode == 0, res.stderr
+    got = pd.DataFrame(json.loads(res.stdout))
+    both = got.merge(want, on=keys, suffixes=("_pkg", "_union"), validate="one_to_one")
+    assert len(both) == len(got) == len(want) > 100
+    np.testing.assert_allclose(both["score_pkg"], both["score_union"], rtol=0, atol=1e-9)
+    assert (both["is_anomaly_pkg"] == both["is_anomaly_union"]).all()
+
+    alone = run_isolated(built.path, "score_export.py", str(later), "--format", "json", "--all")
+    assert alone.returncode == 0, alone.stderr
+    solo = pd.DataFrame(json.loads(alone.stdout)).merge(want, on=keys, suffixes=("_pkg", "_union"))
+    assert (np.abs(solo["score_pkg"] - solo["score_union"]) > 1e-9).any()  # history does change scores
+
+
 def test_score_records_is_importable(built, windows, tmp_path) -> None:
     """``from score_export import score_records`` in a program elsewhere, without the training project."""
     driver = tmp_path / "driver.py"
