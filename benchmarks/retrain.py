@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
     from mcp_training_dagster.domain.features import WindowSpec, build_windows
-    from mcp_training_dagster.domain.training import horizon_filter, train_model, union_records
+    from mcp_training_dagster.domain.horizon import horizon_filter, union_records
+    from mcp_training_dagster.domain.training import train_model
     from mcp_training_dagster.settings import DetectorConfig
 
     frames = _copies(args.validated, args.copies)

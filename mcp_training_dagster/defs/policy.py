@@ -1,4 +1,4 @@
-"""THE retraining policy, in one place. Every fan-in asset (training_windows, evaluation_dataset,
+"""THE retraining policy, in one place. Every fan-in asset (horizon_records, training_windows, evaluation_dataset,
 anomaly_model, agent_model) carries ``RETRAIN_CONDITION``; ``retrain_automation_sensor`` evaluates it.
 
 Retrain when ANY trigger fired since the asset was last requested or materialised ...
@@ -138,3 +138,7 @@ GUARDS = (
 ).with_label("safe_to_train")
 
 RETRAIN_CONDITION = (AC.in_latest_time_window() & TRIGGERS & GUARDS).with_label("retrain_policy")
+
+# model_metadata follows the model: the export list it reads from horizon_records changes only with a new model
+# (a horizon_records update without one, e.g. identical inputs, must not rewrite metadata.json or re-package).
+FOLLOWS_MODEL = AC.eager().ignore(dg.AssetSelection.assets("horizon_records")).with_label("follows_model")

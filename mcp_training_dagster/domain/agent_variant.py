@@ -30,6 +30,8 @@ from sklearn.ensemble import IsolationForest
 from mcp_training_dagster.domain.packaging import AGENT_SUFFIX, INPUT_AGENT_VECTOR, check_version
 from mcp_training_dagster.domain.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
 
+# The record columns agent_vectors reads (the fan-in loads only these).
+AGENT_COLUMNS: tuple[str, ...] = ("timestamp", "process_name", "message")
 AGENT_FEATURES: tuple[str, ...] = (
     "log_count",
     "error_count",
@@ -83,7 +85,7 @@ def agent_vectors(records: pd.DataFrame, window_minutes: int = 5) -> pd.DataFram
     Columns: ``window_start`` then :data:`AGENT_FEATURES`, ascending by ``window_start``."""
     if int(window_minutes) < 1:
         raise ValueError(f"window_minutes must be at least 1, got {window_minutes}")
-    missing = [c for c in ("timestamp", "process_name", "message") if c not in records.columns]
+    missing = [c for c in AGENT_COLUMNS if c not in records.columns]
     if missing:
         raise ValueError(f"records lack columns {missing} (pass validated records)")
     if records.empty:

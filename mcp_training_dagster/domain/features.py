@@ -25,6 +25,8 @@ from mcp_training_dagster.domain.events import EVENT_TYPES
 ENTITY_KINDS: tuple[str, ...] = ("device", "station", "interface")
 DEVICE_ENTITY = "*"
 KEY_COLUMNS: tuple[str, ...] = ("device", "entity_kind", "entity", "window_start")
+# The record columns build_windows reads (the fan-in loads only these).
+RECORD_COLUMNS: tuple[str, ...] = ("device", "station_mac", "interface", "timestamp", "event_type", "severity")
 
 # Severity buckets over syslog severity codes (0..7); -1 = unknown.
 SEVERITY_FEATURES: tuple[tuple[str, int, int], ...] = (

@@ -201,7 +201,7 @@ def incident_figures(incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_
 def load_records(paths: Sequence[str | Path], *, service_timezone: str = "UTC",
                  extra_wifi_processes: Sequence[str] = ()) -> pd.DataFrame:
     """Validated records of every export, cross-file duplicates removed, in time order."""
-    from mcp_training_dagster.domain.training import union_records
+    from mcp_training_dagster.domain.horizon import union_records
 
     frames = {}
     for p in paths:
