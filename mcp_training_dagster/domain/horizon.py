@@ -220,3 +220,21 @@ def _read_rows(readers: Mapping[str, Reader], names: list[str], offsets: np.ndar
     del parts
     return table if perm is None else table.take(perm).reset_index(drop=True)
 
+
+def device_chunks(devices: pd.Series, max_records: int) -> list[np.ndarray]:
+    """Row positions of ``devices`` grouped into chunks of whole devices (first-appearance order), each
+    at most ``max_records`` rows unless one device alone has more. Every feature is a function of one
+    device's records, so windowing chunk by chunk gives the same windows with a bounded working set."""
+    codes, _ = pd.factorize(devices)
+    counts = np.bincount(codes[codes >= 0])
+    chunk_of = np.zeros(len(counts), dtype=np.int64)
+    size, chunk = 0, 0
+    for d, c in enumerate(counts):
+        if size and size + c > max_records:
+            chunk, size = chunk + 1, 0
+        chunk_of[d] = chunk
+        size += int(c)
+    row_chunk = chunk_of[codes]
+    order = np.argsort(row_chunk, kind="stable")
+    bounds = np.searchsorted(row_chunk[order], np.arange(chunk + 2))
+    return [order[bounds[k]:bounds[k + 1]] for k in range(chunk + 1)]

@@ -87,6 +87,7 @@ class TrainedModel:
     input_fingerprint: str | None = None  # data + evaluation set + config + code: same inputs, same model
     devices: tuple[str, ...] = ()  # device keys it was fitted on (which held-out windows it has not seen)
     heldout_scores: np.ndarray | None = None  # the pre-split fit's calibrated scores on the evaluation windows
+    fit_sample: dict[str, Any] | None = None  # how many windows it was fitted on, of how many, chosen how (None: all)
 
     def raw_score(self, windows: pd.DataFrame) -> np.ndarray:
         """The detector's own score per window (higher = more anomalous), before calibration."""
@@ -141,8 +142,22 @@ def new_version(now: datetime | None = None) -> str:
 _DEFAULT_ALARMS = AlarmConfig()
 
 
+def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """At most ``cap`` windows to fit and calibrate on, and how they were chosen (None: all of them).
+
+    Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
+    reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
+    at a fraction of the time and memory; the choice is recorded in the model's metadata."""
+    if cap is None or len(windows) <= cap:
+        return windows, None
+    rows = np.sort(np.random.default_rng(seed).choice(len(windows), size=cap, replace=False))
+    how = {"windows": int(cap), "of": len(windows), "seed": int(seed),
+           "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order"}
+    return windows.iloc[rows], how
+
+
 def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20,
-                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS) -> TrainedModel:
+                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS, fit_cap: int | None = None) -> TrainedModel:
     """Fit the configured detector and calibrate its threshold on the training scores.
 
     With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
@@ -155,6 +170,7 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
             f"only {active} feature windows with records in the training horizon; at least {min_windows} are needed "
             "(model.training.min_training_windows)"
         )
+    windows, fit_sample = fit_subsample(windows, fit_cap, detector.random_state)
     X = feature_matrix(windows, MODEL_FEATURES)
     started = time.perf_counter()
     pipeline = build_pipeline(detector)
@@ -202,7 +218,12 @@ def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minut
         data_end=ts.max().isoformat() if len(ts) else None,
         version=new_version(),
         library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+        fit_sample=fit_sample,
     )
+
+
+# Above this many windows every fit uses a seeded uniform subsample (fit_subsample); far above today's data.
+FIT_WINDOWS_CAP = 1_000_000
 
 
 def _rank(result: dict[str, Any]) -> float:
@@ -220,6 +241,7 @@ def train_and_select(
     split_fraction: float = 0.8,
     stability_seeds: int = 3,
     alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
+    fit_cap: int | None = FIT_WINDOWS_CAP,
 ) -> TrainedModel:
     """Fit every candidate on the windows before the time split, evaluate each on the held-out
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
@@ -234,7 +256,7 @@ def train_and_select(
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
             twins[kind] = train_model(early, detector.model_copy(update={"kind": kind}), window_minutes=window_minutes,
-                                      min_windows=min_windows, alarm_budget=alarm_budget)
+                                      min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
             results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:
@@ -242,7 +264,7 @@ def train_and_select(
         if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     chosen = detector.model_copy(update={"kind": best})
-    model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget)
+    model = train_model(windows, chosen, window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
     model.evaluation = results.get(best)
     model.heldout_scores = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
     model.selection = {
@@ -258,12 +280,12 @@ def train_and_select(
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         for i in range(1, stability_seeds):
             other = train_model(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
-                                window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget)
+                                window_minutes=window_minutes, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
             seed_scores.append(other.score(windows))
     later_scores = None
     if len(early) >= min_windows and len(later):
         twin = twins.get(best) or train_model(early, chosen, window_minutes=window_minutes, min_windows=min_windows,
-                                              alarm_budget=alarm_budget)
+                                              alarm_budget=alarm_budget, fit_cap=fit_cap)
         later_scores = twin.score(later)
     model.diagnostics = score_diagnostics(train_scores, model.decision_threshold, later_scores, seed_scores)
     return model
@@ -320,6 +342,7 @@ def metadata_document(model: TrainedModel, *, export_files: list[str], spec: Win
             "data_start": model.data_start,
             "data_end": model.data_end,
             "library_versions": model.library_versions,
+            **({"fit_sample": model.fit_sample} if model.fit_sample else {}),
         },
         "evaluation_info": {
             "basic_metrics": basic,

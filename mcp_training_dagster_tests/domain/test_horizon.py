@@ -118,3 +118,19 @@ def test_select_records_keeps_first_copy_in_export_order() -> None:
     assert len(got.records) == 35 and set(got.records["source_file"]) == {"a.json"}
     assert got.union.by_file.set_index("source_file")["identical_copies_dropped"].to_dict() == {"a.json": 0, "z.json": 35}
     assert np.all(np.diff(got.records["timestamp"].to_numpy().astype(np.int64)) >= 0)
+
+
+def test_device_chunks_keep_devices_whole_and_windows_equal() -> None:
+    from mcp_training_dagster.domain.features import build_windows
+    from mcp_training_dagster.domain.horizon import device_chunks
+
+    recs = validated(HOSTAPD_1824)
+    recs = pd.concat([recs, recs.assign(device="other", id=recs["id"] + 10_000)], ignore_index=True)
+    chunks = device_chunks(recs["device"], max_records=len(recs) // 2)
+    assert len(chunks) == 2 and sorted(np.concatenate(chunks).tolist()) == list(range(len(recs)))
+    assert all(recs["device"].iloc[c].nunique() == 1 for c in chunks)
+    whole = build_windows(recs)
+    parts = pd.concat([build_windows(recs.iloc[c]) for c in chunks], ignore_index=True)
+    key = ["entity_kind", "device", "entity", "window_start"]
+    pd.testing.assert_frame_equal(parts.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True))
+    assert len(device_chunks(recs["device"], max_records=10)) == 2  # a device larger than the cap is one chunk

@@ -262,3 +262,18 @@ def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated
 
 def json_keys(obj) -> set[str]:
     return set(obj) | {k for v in obj.values() if isinstance(v, dict) for k in json_keys(v)} if isinstance(obj, dict) else set()
+
+
+def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
+    from mcp_training_dagster.domain.training import fit_subsample
+
+    windows = build_windows(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
+    same, how = fit_subsample(windows, None, 7)
+    assert same is windows and how is None
+    assert fit_subsample(windows, len(windows), 7)[1] is None
+    a, how = fit_subsample(windows, 500, 7)
+    b, _ = fit_subsample(windows, 500, 7)
+    assert len(a) == 500 and a.index.equals(b.index) and a.index.is_monotonic_increasing
+    assert how == {"windows": 500, "of": len(windows), "seed": 7, "chosen": how["chosen"]}
+    model = train_model(windows, DetectorConfig(), window_minutes=5, fit_cap=500)
+    assert model.n_windows == 500 and model.fit_sample == fit_subsample(windows, 500, DetectorConfig().random_state)[1]
