@@ -15,6 +15,7 @@ Entities (``entity_kind``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -229,15 +230,30 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     spec = spec or WindowSpec()
     if records.empty:
         return empty_windows()
-    windows, last_ts, gap_from = _aggregate(records, spec)
-    if windows.empty:
+    agg = _aggregate(records, spec)
+    if agg is None:
         return empty_windows()
-    return _with_history(windows, last_ts, gap_from, spec)
+    return _with_history(agg, spec)
 
 
-def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Windows with records, the time (ns) of each window's last record, and the time of the entity's
-    record before the window's first one (where its silence began; NO_GAP for the entity's first window)."""
+class _Aggregated(NamedTuple):
+    """The windows with records, as arrays (one row per window, in aggregation order)."""
+
+    feat: np.ndarray  # (windows, AGGREGATE_FEATURES) float32, column-major
+    kind: np.ndarray  # index into ENTITY_KINDS
+    dev: np.ndarray  # code into dev_uniques (one per distinct device string)
+    ent: np.ndarray  # code into ent_uniques (one per distinct entity string)
+    win: np.ndarray  # window index: window_start // length
+    dev_uniques: np.ndarray
+    ent_uniques: np.ndarray
+    last_ts: np.ndarray  # time (ns) of the window's last record
+    gap_from: np.ndarray  # time of the entity's record before the window's first one (NO_GAP: none)
+
+
+def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
+    """Windows with records (None: none), with the time (ns) of each window's last record and the time of
+    the entity's record before the window's first one (where its silence began; NO_GAP for the entity's
+    first window). Arrays only: the table is built once, at the end of :func:`_with_history`."""
     kinds = [(k, kind) for k, kind in enumerate(ENTITY_KINDS) if kind in spec.entities]
     if not kinds:
         raise ValueError("no entity kinds to build windows for (model.windows.entities is empty)")
@@ -321,7 +337,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     win = ts // spec.length_ns
     n = len(ridx)
     if n == 0:
-        return empty_windows(), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return None
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -408,15 +424,19 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     for i, k in enumerate(ENTITY_KINDS):
         feat[:, col[f"kind_{k}"]] = kind_s == i
 
-    data = {
-        "device": _str_column(dev_uniques, dev[starts]),
-        "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_s.astype(np.int64)),
-        "entity": _str_column(ent_uniques, ent[starts]),
-        "window_start": (win[starts] * spec.length_ns).astype("datetime64[ns]").astype("datetime64[us]"),
-    }
-    for name, i in col.items():
-        data[name] = feat[:, i]
-    return pd.DataFrame(data, copy=False), ts[np.r_[starts[1:], n] - 1], gap_from
+    return _Aggregated(feat, kind_s, dev[starts], ent[starts], win[starts], dev_uniques, ent_uniques,
+                       ts[np.r_[starts[1:], n] - 1], gap_from)
+
+
+def _first_appearance(codes: np.ndarray) -> np.ndarray:
+    """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
+    they stand for (one code per distinct string), without touching the strings."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    uniq, first = np.unique(codes, return_index=True)
+    rank = np.zeros(int(uniq[-1]) + 1, dtype=np.int64)
+    rank[uniq[np.argsort(first)]] = np.arange(len(uniq))
+    return rank[codes]
 
 
 REPEAT_LEAVE_SECONDS = 5
@@ -471,58 +491,65 @@ def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.n
     return out
 
 
-def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarray, spec: WindowSpec) -> pd.DataFrame:
+def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     """Add quiet device windows, trailing activity and device context to the aggregated windows.
 
     Everything here is a pure function of the entity's records in and before the window, computed
     from the windows themselves (windows are clock-aligned, so "the 24 h before" is a whole number
-    of windows) with sorted keys and ``searchsorted``: no per-window loops."""
+    of windows) with sorted keys and ``searchsorted``: no per-window loops. Works on arrays and builds
+    the table once (one column-major float32 block), so no wide table is copied, reordered or re-encoded."""
     L = spec.length_ns
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
-    kind_code = pd.Categorical(windows["entity_kind"].astype("str"), categories=ENTITY_KINDS).codes.astype(np.int8)
-    dev_code, dev_uniques = _str_codes(windows["device"])
-    win = windows["window_start"].to_numpy(dtype="datetime64[ns]").astype(np.int64) // L
+    kind_code, win, gap_from = agg.kind.astype(np.int8), agg.win, agg.gap_from
+    dev_agg, ent_agg = agg.dev, agg.ent
+    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
+    n_real = len(win)
 
     # Quiet device windows: after each device window, the empty windows up to its next one (at most
     # the silence cap), so a router that stops logging is visible as windows with no records.
-    quiet = windows.iloc[:0]
+    dev_first = _first_appearance(dev_agg)
+    src = np.zeros(0, dtype=np.int64)
+    q_silence = np.zeros(0, dtype=np.float32)
     d = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
     if len(d) > 1:
-        same = dev_code[d[1:]] == dev_code[d[:-1]]
+        same = dev_first[d[1:]] == dev_first[d[:-1]]
         gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
         n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
         src = np.repeat(d[:-1], n_fill)
         if len(src):
             step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
             q_win = win[src] + step
-            silence = np.minimum(((q_win + 1) * L - last_ts[src]) / 1e9, cap_s)
-            cols: dict[str, object] = {
-                "device": windows["device"].iloc[src].reset_index(drop=True),
-                "entity_kind": windows["entity_kind"].iloc[src].reset_index(drop=True),
-                "entity": windows["entity"].iloc[src].reset_index(drop=True),
-                "window_start": (q_win * L).astype("datetime64[ns]").astype("datetime64[us]"),
-            }
-            zeros = np.zeros(len(src), dtype=np.float32)
-            for name in AGGREGATE_FEATURES:
-                cols[name] = zeros
-            cols["silence_before_s"] = silence.astype(np.float32)
-            cols["kind_device"] = np.ones(len(src), dtype=np.float32)
-            quiet = pd.DataFrame(cols)
-            windows = pd.concat([windows, quiet], ignore_index=True)
+            q_silence = np.minimum(((q_win + 1) * L - agg.last_ts[src]) / 1e9, cap_s).astype(np.float32)
             kind_code = np.r_[kind_code, kind_code[src]]
             gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
-            dev_code = np.r_[dev_code, dev_code[src]]
+            dev_agg, ent_agg = np.r_[dev_agg, dev_agg[src]], np.r_[ent_agg, ent_agg[src]]
             win = np.r_[win, q_win]
 
-    # Rows back in (kind, device, entity, time) order; entity codes are per kind.
-    ent_code, _ = _str_codes(windows["entity"])
+    # Rows in (kind, device, entity, time) order, device and entity in order of first appearance.
+    dev_code, ent_code = _first_appearance(dev_agg), _first_appearance(ent_agg)
     order = np.lexsort((win, ent_code, dev_code, kind_code))
-    windows = windows.iloc[order].reset_index(drop=True)
     kind_code, dev_code, ent_code, win = kind_code[order], dev_code[order], ent_code[order], win[order]
     gap_from = gap_from[order]
-    n = len(windows)
-    n_records = windows["n_records"].to_numpy(dtype=np.float64)
+    n = len(order)
+    quiet_value = {"silence_before_s": q_silence, "kind_device": np.float32(1)}
+
+    def aggregate(name: str) -> np.ndarray:
+        """One aggregate feature over every row (quiet windows: 0 but their silence and kind), in row order."""
+        full = np.empty(n, dtype=np.float32)
+        full[:n_real] = agg.feat[:, col[name]]
+        full[n_real:] = quiet_value.get(name, np.float32(0))
+        return full[order]
+
+    out = np.empty((n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+    out_col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+    for name in AGGREGATE_FEATURES:
+        out[:, out_col[name]] = aggregate(name)
+
+    def feature(name: str) -> np.ndarray:
+        return out[:, out_col[name]]
+
+    n_records = feature("n_records").astype(np.float64)
 
     # Trailing activity: records of the same entity in the windows of the history before this one.
     new_entity = np.r_[True, (kind_code[1:] != kind_code[:-1]) | (dev_code[1:] != dev_code[:-1]) | (ent_code[1:] != ent_code[:-1])]
@@ -535,14 +562,14 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
     hi = np.searchsorted(key, key, side="left")
     lo = np.searchsorted(key, eg * span + np.maximum(offset - lag, 0), side="left")
     expected = (before[hi] - before[lo]) / lag
-    silence = windows["silence_before_s"].to_numpy(dtype=np.float64)
-    windows["expected_records"] = expected.astype(np.float32)
-    windows["missed_records"] = (silence * expected / window_s).astype(np.float32)
+    silence = feature("silence_before_s").astype(np.float64)
+    out[:, out_col["expected_records"]] = expected.astype(np.float32)
+    out[:, out_col["missed_records"]] = (silence * expected / window_s).astype(np.float32)
 
     # Event families.
     for name, events in (("grp_joins", JOIN_EVENTS), ("grp_leaves", DEAUTH_EVENTS), ("grp_failures", FAILURE_EVENTS),
                          ("grp_radio_control", RADIO_CONTROL_EVENTS), ("grp_radio_faults", RADIO_FAULT_EVENTS)):
-        windows[name] = windows.loc[:, [f"ev_{t}" for t in events]].to_numpy().sum(axis=1).astype(np.float32)
+        out[:, out_col[name]] = _sum_columns(out, [out_col[f"ev_{t}"] for t in events])
 
     # Silence against the device's own usual gap: the longest gap between two of its records in the
     # history before the window (a gap that began before the history, the tail of an earlier outage,
@@ -576,14 +603,16 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
     ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
     is_dev = kind_code == ENTITY_KINDS.index("device")
     if is_dev.any():
-        at = pd.Index(ctx_key[is_dev]).get_indexer(ctx_key)
-        hit = at >= 0
-        dev_rows = windows.loc[is_dev]
+        # Device rows come first, in (device, window) order: their keys are sorted and unique.
+        dev_keys = ctx_key[is_dev]
+        at = np.minimum(np.searchsorted(dev_keys, ctx_key), len(dev_keys) - 1)
+        hit = dev_keys[at] == ctx_key
+        at = np.flatnonzero(is_dev)[at]
         sources = {
-            "dev_records": dev_rows["n_records"].to_numpy(),
-            "dev_stations": dev_rows["n_stations"].to_numpy(),
-            "dev_deauth": dev_rows.loc[:, [f"ev_{t}" for t in DEAUTH_EVENTS]].to_numpy().sum(axis=1),
-            "dev_failures": dev_rows.loc[:, [f"ev_{t}" for t in FAILURE_EVENTS]].to_numpy().sum(axis=1),
+            "dev_records": feature("n_records"),
+            "dev_stations": feature("n_stations"),
+            "dev_deauth": _sum_columns(out, [out_col[f"ev_{t}"] for t in DEAUTH_EVENTS]),
+            "dev_failures": _sum_columns(out, [out_col[f"ev_{t}"] for t in FAILURE_EVENTS]),
         }
         for name, values in sources.items():
             ctx[name][hit] = values[at[hit]]
@@ -603,11 +632,26 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
         hit = sta_keys[at] == ctx_key
         ctx["dev_unseen_stations"][hit] = unseen[at[hit]]
         ctx["dev_max_station_records"][hit] = busiest[at[hit]]
-    for name, values in ctx.items():
-        windows[name] = values
-    for name, values in rel.items():
-        windows[name] = values
-    return windows.loc[:, [*KEY_COLUMNS, *FEATURE_COLUMNS]]
+    for name, values in (*ctx.items(), *rel.items()):
+        out[:, out_col[name]] = values
+    windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
+    keys = {
+        "device": _str_column(agg.dev_uniques, dev_agg[order]),
+        "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_code.astype(np.int64)),
+        "entity": _str_column(agg.ent_uniques, ent_agg[order]),
+        "window_start": (win * L).astype("datetime64[ns]").astype("datetime64[us]"),
+    }
+    for i, name in enumerate(KEY_COLUMNS):
+        windows.insert(i, name, keys[name])
+    return windows
+
+
+def _sum_columns(out: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Row sums of some float32 columns, in float32 (counts: exact)."""
+    total = out[:, columns[0]].copy()
+    for c in columns[1:]:
+        total += out[:, c]
+    return total
 
 
 def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
