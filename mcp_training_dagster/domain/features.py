@@ -324,7 +324,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
     repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
     unannounced_rec &= ~_after_restart(station_rows, dev_rec, event_rec)
-    radio = np.flatnonzero(np.isin(event_rec, [EVENT_TYPES.index(t) for t in RADIO_FAULT_EVENTS]))
+    radio = np.flatnonzero(_is_event(event_rec, RADIO_FAULT_EVENTS))
     radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
     repeat_radio_rec = np.zeros(n_rec, dtype=bool)
     repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
@@ -446,6 +446,13 @@ UNSEEN_HISTORY_S = 3600  # dev_unseen_stations counts once the device has this m
 NO_GAP = np.iinfo(np.int64).min
 
 
+def _is_event(codes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Per code: is it one of the event types ``names`` (a table lookup, not a sort as ``np.isin``)."""
+    table = np.zeros(len(EVENT_TYPES), dtype=bool)
+    table[[EVENT_TYPES.index(t) for t in names]] = True
+    return table[codes]
+
+
 def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
     """Per record (record order), from each station's previous record on the same device: a disconnect
@@ -458,9 +465,9 @@ def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, 
     if len(rows) < 2:
         return repeat_leave, unannounced
     ev = event[rows]
-    is_leave = np.isin(ev, [EVENT_TYPES.index(t) for t in DEAUTH_EVENTS])
-    is_join = np.isin(ev, [EVENT_TYPES.index(t) for t in JOIN_EVENTS])
-    is_fail = np.isin(ev, [EVENT_TYPES.index(t) for t in FAILURE_EVENTS])
+    is_leave = _is_event(ev, DEAUTH_EVENTS)
+    is_join = _is_event(ev, JOIN_EVENTS)
+    is_fail = _is_event(ev, FAILURE_EVENTS)
     same = np.r_[False, (dev[rows[1:]] == dev[rows[:-1]]) & (mac[rows[1:]] == mac[rows[:-1]])]
     t = ts[rows]
     dt = np.r_[0, t[1:] - t[:-1]]
@@ -478,7 +485,7 @@ def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.n
     station rejoins without having left, and that is announced by the restart, not a radio dropping it."""
     n = len(dev)
     out = np.zeros(n, dtype=bool)
-    life = np.flatnonzero(np.isin(event, [EVENT_TYPES.index(t) for t in RESTART_EVENTS]))
+    life = np.flatnonzero(_is_event(event, RESTART_EVENTS))
     if len(rows) < 2 or not len(life):
         return out
     # Records are in time order, so a record's index orders it in time: key = device x n + index.
@@ -559,7 +566,7 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     span = int(offset.max()) + 1
     key = eg * span + offset
     before = np.r_[0.0, np.cumsum(n_records)]
-    hi = np.searchsorted(key, key, side="left")
+    hi = np.arange(n)  # key is sorted and unique: each row is the first with its key
     lo = np.searchsorted(key, eg * span + np.maximum(offset - lag, 0), side="left")
     expected = (before[hi] - before[lo]) / lag
     silence = feature("silence_before_s").astype(np.float64)
