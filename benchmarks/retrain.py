@@ -3,12 +3,20 @@
     python -m benchmarks.retrain --validated validated.parquet --copies 10   # 1M records x 10 = 10M
 
 The input is one validated-records Parquet file (e.g. the ``validated`` file the stage benchmark writes,
-or an asset's stored partition). It is loaded ``--copies`` times as separate exports of distinct routers
-(device names suffixed, ids offset), so the union keeps every record, then the steps ``training_windows``
-and ``anomaly_model`` run: ``union_records`` -> ``horizon_filter`` -> ``build_windows`` -> ``train_model``
-(on at most ``--train-cap`` windows, a seeded random subsample, as the stage benchmark does). Prints one
-JSON line: records, windows, seconds and peak RSS (whole process, kernel's high-water mark reset per
-step) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
+or an asset's stored partition). It is written ``--copies`` times as the validated partitions of separate
+exports of distinct routers (device names suffixed, ids offset, untimed), so the union keeps every record.
+Then the steps of ``horizon_records``, ``training_windows`` and ``anomaly_model`` run as the assets run them:
+
+  horizon   ``select_records`` over lazy Parquet readers: keys column-wise, full rows only for what is kept
+            (the asset's whole work; its table is written to Parquet, untimed, as the IO manager does)
+  windows   that table read back with only ``RECORD_COLUMNS`` (as ``training_windows`` loads it), then
+            ``build_windows`` per device chunk of at most ``--chunk-records`` records; each chunk's windows
+            go to a Parquet file (``--keep-windows`` keeps them all in memory instead) and a seeded
+            uniform sample of them (share: ``--train-cap`` / estimated windows) is kept for the fit
+  train     ``train_model`` on that sample (``fit_cap=--train-cap``: at most that many windows)
+
+Prints one JSON line: records, windows, seconds, CPU seconds and peak RSS (whole process, kernel's high-water mark
+reset per step) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,20 +36,39 @@ TARGET_SECONDS = 60.0
 TARGET_PEAK_MB = 4096.0
 
 
-def _copies(path: Path, copies: int) -> dict[str, Any]:
-    """``copies`` exports of distinct routers from one validated table (untimed input)."""
+def _write_copies(path: Path, copies: int, folder: Path) -> dict[str, Path]:
+    """``copies`` validated partitions of distinct routers from one validated table (untimed input)."""
     import pandas as pd
 
     base = pd.read_parquet(path)
     span = int(base["id"].max()) - int(base["id"].min()) + 1
-    frames = {}
+    out = {}
     for k in range(copies):
         part = base.copy()
         part["device"] = (part["device"] + f"-r{k}").astype("str")
         part["id"] = part["id"] + k * span
         part["source_file"] = f"copy_{k:02d}.json"
-        frames[f"copy_{k:02d}.json"] = part
-    return frames
+        out[f"copy_{k:02d}.json"] = folder / f"copy_{k:02d}.parquet"
+        part.to_parquet(out[f"copy_{k:02d}.json"], index=False, compression="zstd")
+    return out
+
+
+class _Reader:
+    """A validated partition read on demand, as the IO manager's ``ParquetReader`` (without importing Dagster)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def columns(self) -> list[str]:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(self.path).names)
+
+    def __call__(self, columns: Any = None) -> Any:
+        import pandas as pd
+
+        return pd.read_parquet(self.path, columns=None if columns is None else list(columns))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,41 +77,67 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copies", type=int, default=10)
     p.add_argument("--horizon-days", type=float, default=3650.0, help="wide enough to keep every record")
     p.add_argument("--train-cap", type=int, default=100_000)
+    p.add_argument("--chunk-records", type=int, default=1_000_000)
+    p.add_argument("--keep-windows", action="store_true", help="hold every window in memory (no Parquet spill)")
+    p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
-    from mcp_training_dagster.serving.features import WindowSpec, build_windows
-    from mcp_training_dagster.domain.training import horizon_filter, train_model, union_records
+    import numpy as np
+    import pandas as pd
+
+    from mcp_training_dagster.serving.features import RECORD_COLUMNS, WindowSpec, build_windows
+    from mcp_training_dagster.domain.horizon import device_chunks, select_records
+    from mcp_training_dagster.domain.training import train_model
     from mcp_training_dagster.settings import DetectorConfig
 
-    frames = _copies(args.validated, args.copies)
-    n_in = sum(len(f) for f in frames.values())
+    tmp = tempfile.TemporaryDirectory(prefix="retrain-")
+    folder = Path(tmp.name)
+    paths = _write_copies(args.validated, args.copies, folder)
     steps: dict[str, dict[str, float]] = {}
     input_mb = _rss_now_mb()
 
     def step(name: str, fn: Any, *fn_args: Any) -> Any:
         _reset_peak_rss()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn(*fn_args)
-        steps[name] = {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+        steps[name] = {"seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2),
+                       "peak_rss_mb": round(_peak_rss_mb(), 1)}
         return out
 
-    records, _ = step("union", union_records, frames)
-    del frames
-    in_horizon, _ = step("horizon", horizon_filter, records, args.horizon_days)
-    del records
-    windows = step("windows", build_windows, in_horizon, WindowSpec())
-    n_records = len(in_horizon)
-    del in_horizon
-    total = len(windows)
-    if args.train_cap and total > args.train_cap:
-        windows = windows.sample(n=args.train_cap, random_state=7).sort_values("window_start", kind="stable")
-    step("train", lambda w: train_model(w, DetectorConfig(), window_minutes=5), windows)
+    result = step("horizon", select_records, {k: _Reader(v) for k, v in paths.items()}, args.horizon_days)
+    n_in, n_records = result.distinct + result.union.identical, len(result.records)
+    result.records.to_parquet(folder / "horizon_records.parquet", index=False, compression="zstd")  # untimed (IO manager)
+    del result
+
+    def windows_step() -> tuple[pd.DataFrame, int, int]:
+        records = pd.read_parquet(folder / "horizon_records.parquet", columns=list(RECORD_COLUMNS))
+        rng = np.random.default_rng(args.seed)
+        share = min(1.0, args.train_cap / max(1.35 * len(records), 1))  # ~1.35 windows per record (measured)
+        kept, parts, total, n_chunks = [], [], 0, 0
+        for rows in device_chunks(records["device"], args.chunk_records):
+            w = build_windows(records.take(rows), WindowSpec())
+            total += len(w)
+            n_chunks += 1
+            if args.keep_windows:
+                parts.append(w)
+            else:
+                w.to_parquet(folder / f"windows_{n_chunks:03d}.parquet", index=False)
+            kept.append(w.iloc[np.flatnonzero(rng.random(len(w)) < share)])
+            del w
+        sample = pd.concat(kept, ignore_index=True).sort_values("window_start", kind="stable", ignore_index=True)
+        return sample, total, n_chunks
+
+    sample, total, n_chunks = step("windows", windows_step)
+    model = step("train", lambda w: train_model(w, DetectorConfig(), window_minutes=5, fit_cap=args.train_cap), sample)
+    tmp.cleanup()
     seconds = sum(s["seconds"] for s in steps.values())
     peak = max(s["peak_rss_mb"] for s in steps.values())
     print(json.dumps({
         "stage": "retrain", "records_in": n_in, "records_in_horizon": n_records, "windows": total,
-        "trained_on_windows": len(windows), "seconds": round(seconds, 2), "peak_rss_mb": peak,
-        "input_rss_mb": round(input_mb, 1), "steps": steps, "load_avg_1m": os.getloadavg()[0],
+        "device_chunks": n_chunks, "trained_on_windows": model.n_windows, "fit_sample": model.fit_sample,
+        "seconds": round(seconds, 2), "cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 2),
+        "peak_rss_mb": peak, "input_rss_mb": round(input_mb, 1), "steps": steps,
+        "load_avg_1m": os.getloadavg()[0],
         "targets": {"seconds": TARGET_SECONDS, "peak_rss_mb": TARGET_PEAK_MB,
                     "met": seconds <= TARGET_SECONDS and peak <= TARGET_PEAK_MB},
     }), flush=True)

@@ -27,7 +27,7 @@ from mcp_training_dagster.domain import landing as landing_mod
 from mcp_training_dagster.serving.exports import ExportFileError, read_export
 from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_atomic
 from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
-from mcp_training_dagster.domain.training import horizon_filter
+from mcp_training_dagster.domain.horizon import horizon_filter
 from mcp_training_dagster.serving.validation import check_schema, validate_records
 from mcp_training_dagster.io_managers import ParquetIOManager
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample

@@ -151,6 +151,7 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
 
     tw = materialization(result, "training_windows") or {}
     if tw:
+        tw = {**(materialization(result, "horizon_records") or {}), **tw}
         click.echo(f"  windows    {tw.get('dagster/row_count')} from {len(tw.get('exports_in_horizon') or [])} export(s) "
                    f"({tw.get('records_in_horizon')} records in the horizon; {tw.get('cross_file_duplicates', 0)} identical "
                    f"copies counted once, {tw.get('id_conflicts_kept', 0)} records reusing an id kept)")

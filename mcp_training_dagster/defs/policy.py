@@ -1,5 +1,5 @@
 """THE retraining policy, in one place (and, at the end, the rule that keeps every export's verdicts on the
-production model). Every fan-in asset (training_windows, evaluation_dataset,
+production model). Every fan-in asset (horizon_records, training_windows, evaluation_dataset,
 anomaly_model, agent_model) carries ``RETRAIN_CONDITION``; ``retrain_automation_sensor`` evaluates it.
 
 Retrain when ANY trigger fired since the asset was last requested or materialised ...
@@ -205,3 +205,8 @@ VERDICT_CONDITION = (
     AC.eager()
     | (RESCORE_DUE & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress())
 ).with_label("verdicts_follow_production")
+
+
+# model_metadata follows the model: the export list it reads from horizon_records changes only with a new model
+# (a horizon_records update without one, e.g. identical inputs, must not rewrite metadata.json or re-package).
+FOLLOWS_MODEL = AC.eager().ignore(dg.AssetSelection.assets("horizon_records")).with_label("follows_model")

@@ -30,11 +30,3 @@ def export_links(files: list[str], webserver: str) -> dg.MetadataValue:
     """The export files a model was trained on, each linked to its partition in the UI at ``webserver``."""
     rows = "\n".join(f"- [{f}]({partition_url(webserver, 'validated_records', f)})" for f in files) or "_none_"
     return dg.MetadataValue.md(f"Trained on {len(files)} export(s):\n\n{rows}")
-
-
-def trained_on(instance: dg.DagsterInstance, webserver: str) -> dg.MetadataValue:
-    """Links to the exports behind the newest training windows (from training_windows' own record: lineage)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey("training_windows"))
-    entry = event.asset_materialization.metadata.get("exports_in_horizon") if event and event.asset_materialization else None
-    files = [str(f) for f in entry.value] if entry is not None and isinstance(entry.value, (list, tuple)) else []
-    return export_links(files, webserver)

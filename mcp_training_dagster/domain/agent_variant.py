@@ -50,6 +50,8 @@ from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINIT
 if TYPE_CHECKING:  # evaluation builds the agent's vectors of its held-out period with agent_vectors below
     from mcp_training_dagster.domain.evaluation import EvaluationSet
 
+# The record columns agent_vectors reads (the fan-in loads only these).
+AGENT_COLUMNS: tuple[str, ...] = ("timestamp", "process_name", "message")
 AGENT_FEATURES: tuple[str, ...] = (
     "log_count",
     "error_count",
@@ -103,7 +105,7 @@ def agent_vectors(records: pd.DataFrame, window_minutes: int = 5) -> pd.DataFram
     Columns: ``window_start`` then :data:`AGENT_FEATURES`, ascending by ``window_start``."""
     if int(window_minutes) < 1:
         raise ValueError(f"window_minutes must be at least 1, got {window_minutes}")
-    missing = [c for c in ("timestamp", "process_name", "message") if c not in records.columns]
+    missing = [c for c in AGENT_COLUMNS if c not in records.columns]
     if missing:
         raise ValueError(f"records lack columns {missing} (pass validated records)")
     if records.empty:

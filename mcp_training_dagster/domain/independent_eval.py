@@ -30,7 +30,8 @@ import pandas as pd
 from mcp_training_dagster.serving.exports import read_export
 from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.incidents import build_incidents
-from mcp_training_dagster.domain.training import train_model, union_records
+from mcp_training_dagster.domain.horizon import union_records
+from mcp_training_dagster.domain.training import train_model
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import get_settings
 

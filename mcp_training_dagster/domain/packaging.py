@@ -73,7 +73,7 @@ DEFAULT_MAX_EXTRACT_MEMBERS = 1_000
 DEPENDENCIES: tuple[str, ...] = ("scikit-learn", "numpy", "pandas", "joblib", "pyarrow", "pydantic")
 # Shipped as mcp_<name>.py: the serving core, the mcp_training_dagster/serving/ subpackage (every module in it;
 # a test checks this list against the folder).
-SCORING_MODULES: tuple[str, ...] = ("exports", "validation", "events", "features", "calibration", "scoring")
+SCORING_MODULES: tuple[str, ...] = ("exports", "validation", "events", "feature_catalog", "features", "calibration", "scoring")
 
 # The project's version format (training.new_version(): UTC time to the microsecond + 6 random hex
 # digits), optionally the agent-variant suffix. ASCII digits only: ``\d`` would accept other scripts'.

@@ -91,6 +91,7 @@ class TrainedModel:
     input_fingerprint: str | None = None  # data + evaluation set + config + code: same inputs, same model
     devices: tuple[str, ...] = ()  # device keys it was fitted on (which held-out windows it has not seen)
     heldout_scores: np.ndarray | None = None  # the pre-split fit's calibrated scores on the evaluation windows
+    fit_sample: dict[str, Any] | None = None  # how many windows it was fitted on, of how many, chosen how (None: all)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Models pickled before the typed results (the ``anomaly_model`` asset's stored values) carry
@@ -161,6 +162,7 @@ class _Fit:
     calibration: dict[str, Any] | None
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
+    sample: dict[str, Any] | None = None  # fit_subsample's record (None: fitted on every window)
 
     @property
     def decision_threshold(self) -> float:
@@ -171,9 +173,25 @@ class _Fit:
                            self.calibration)
 
 
+def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """At most ``cap`` windows to fit and calibrate on, and how they were chosen (None: all of them).
+
+    Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
+    reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
+    at a fraction of the time and memory; the choice is recorded in the model's metadata."""
+    if cap is None or len(windows) <= cap:
+        return windows, None
+    rows = np.sort(np.random.default_rng(seed).choice(len(windows), size=cap, replace=False))
+    how = {"windows": int(cap), "of": len(windows), "seed": int(seed),
+           "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order"}
+    return windows.iloc[rows], how
+
+
 def _fit(windows: pd.DataFrame, detector: DetectorConfig, *, min_windows: int,
-         alarm_budget: AlarmConfig | None) -> _Fit:
-    """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`)."""
+         alarm_budget: AlarmConfig | None, fit_cap: int | None = None) -> _Fit:
+    """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
+    on at most ``fit_cap`` windows (:func:`fit_subsample`)."""
+    windows, sample = fit_subsample(windows, fit_cap, detector.random_state)
     # Quiet device windows are many and alike; what the detector learns from are windows with records.
     active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
     if active < min_windows:
@@ -209,7 +227,7 @@ def _fit(windows: pd.DataFrame, detector: DetectorConfig, *, min_windows: int,
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
-    return _Fit(pipeline, threshold, calibration, scores, seconds)
+    return _Fit(pipeline, threshold, calibration, scores, seconds, sample)
 
 
 def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, window_minutes: int,
@@ -218,7 +236,9 @@ def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, win
               devices: tuple[str, ...] = (), heldout_scores: np.ndarray | None = None) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data, and its results."""
     ts = windows["window_start"]
-    scores, calibration = fit.scores, fit.calibration
+    calibration = fit.calibration
+    # Fitted on a subsample: the facts below are of every training window, so score them all (cheap next to the fit).
+    scores = fit.scores if fit.sample is None else anomaly_scores(fit.pipeline, feature_matrix(windows, MODEL_FEATURES))
     return TrainedModel(
         pipeline=fit.pipeline,
         feature_names=MODEL_FEATURES,
@@ -243,117 +263,24 @@ def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, win
         input_fingerprint=input_fingerprint,
         devices=devices,
         heldout_scores=heldout_scores,
+        fit_sample=fit.sample,
     )
 
 
 def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20,
-                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS) -> TrainedModel:
+                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS, fit_cap: int | None = None) -> TrainedModel:
     """Fit the configured detector and calibrate its threshold on the training scores (no evaluation: see
     :func:`train_and_select` for the model the pipeline ships).
 
     With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
     tail calibration (``serving/calibration.py``) and ``threshold`` is its raw-score equivalent for
     device windows; with ``alarm_budget=None`` the legacy ``1 - contamination`` quantile of all scores."""
-    fit = _fit(windows, detector, min_windows=min_windows, alarm_budget=alarm_budget)
+    fit = _fit(windows, detector, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
     return _complete(windows, detector, fit, window_minutes=window_minutes)
 
 
-HORIZON_MIN_SUPPORT = 10  # records a horizon must hold to be anchored at its newest one
-
-
-def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataFrame, pd.Timestamp | None]:
-    """Keep the records within ``horizon_days`` of the newest *supported* record (not of today:
-    exports can be old); returns them and the cutoff.
-
-    Robust to a stray record: the horizon ends at the newest record that has at least
-    ``HORIZON_MIN_SUPPORT`` (10) records, itself included, in the ``horizon_days`` up to it (or, when
-    no record has that many, as many as the densest such span). A lone record dated years after the
-    rest (a device clock gone wrong) has a support of 1, so it neither moves the horizon nor enters
-    training; a real newer export of 10 records or more does move it. Normal data: the anchor is
-    simply the newest record. Vectorised: one sort and one binary search."""
-    if records.empty:
-        return records, None
-    ts = records["timestamp"].to_numpy()
-    sorted_ts = np.sort(ts)
-    span = np.timedelta64(int(round(horizon_days * 86_400_000_000)), "us")
-    first_inside = np.searchsorted(sorted_ts, sorted_ts - span, side="right")
-    support = np.arange(len(sorted_ts)) - first_inside + 1
-    needed = min(HORIZON_MIN_SUPPORT, int(support.max()))
-    anchor = pd.Timestamp(sorted_ts[np.flatnonzero(support >= needed)[-1]])
-    cutoff = anchor - pd.Timedelta(days=horizon_days)
-    keep = (ts > cutoff.to_datetime64()) & (ts <= anchor.to_datetime64())
-    return (records if keep.all() else records[keep]), cutoff  # no copy of millions of rows to keep them all
-
-
-# A record is "the same event" in two exports when all of these agree. Ids alone are only unique within
-# one log database: two services (or a generator numbering from 1) reuse them for different events.
-SAME_EVENT_COLUMNS = ("id", "timestamp", "device", "process_name", "message")
-
-
-@dataclass(frozen=True)
-class UnionReport:
-    """What the cross-file union did, per export: nothing a user gave us disappears without a count.
-
-    ``identical`` copies of an event already taken from another export were dropped; ``id_conflicts``
-    records share an id with a *different* event in another export and were all kept."""
-
-    identical: int
-    id_conflicts: int
-    by_file: pd.DataFrame  # source_file, records, kept, identical_copies_dropped, id_conflicts_kept
-
-    def lines(self) -> list[str]:
-        """One line per export that lost or kept something unusual (for logs and the CLI)."""
-        out = []
-        for r in self.by_file.itertuples(index=False):
-            if r.identical_copies_dropped or r.id_conflicts_kept:
-                out.append(f"{r.source_file}: {r.records} records, {r.identical_copies_dropped} identical to records "
-                           f"of another export (counted once), {r.id_conflicts_kept} reuse an id of a different "
-                           "event elsewhere (kept)")
-        return out
-
-
-def union_records(frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, UnionReport]:
-    """Records of several exports, each event once.
-
-    Exports overlap in time, so one event routinely arrives in several files; counting it twice would
-    teach the model double traffic. Only copies of the *same event* (every column of
-    :data:`SAME_EVENT_COLUMNS` equal) are merged; records that merely reuse an id are different events
-    and are all kept, counted per file in the report. Which copy of an identical event survives cannot
-    change the result (they are equal in every column the features read)."""
-    parts = [frames[k] for k in sorted(frames) if frames[k] is not None and len(frames[k])]
-    if not parts:
-        empty = pd.DataFrame(columns=["source_file", "records", "kept", "identical_copies_dropped", "id_conflicts_kept"])
-        return pd.DataFrame(), UnionReport(0, 0, empty)
-    allrec = pd.concat(parts, ignore_index=True)
-    n = len(allrec)
-    ts = allrec["timestamp"].to_numpy(dtype="datetime64[us]").view(np.int64)
-    ids = allrec["id"].to_numpy(dtype=np.int64)
-    # One stable sort by (timestamp, id) serves both the de-duplication and the output order. Only rows
-    # sharing (timestamp, id) with another row can be copies: the string columns are compared on those
-    # few candidates (in file order, so the first copy is kept), not hashed for millions of records.
-    order = np.lexsort((ids, ts))
-    same = (ts[order][1:] == ts[order][:-1]) & (ids[order][1:] == ids[order][:-1])
-    shared = np.r_[same, False] | np.r_[False, same]
-    candidates = np.zeros(n, dtype=bool)
-    candidates[order[shared]] = True
-    dup = np.zeros(n, dtype=bool)
-    if candidates.any():
-        dup[candidates] = allrec[candidates].duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first").to_numpy()
-    kept = ~dup
-    conflict = np.zeros(n, dtype=bool)
-    conflict[kept] = pd.Series(ids[kept]).duplicated(keep=False).to_numpy()
-    file_code, files = pd.factorize(allrec["source_file"], sort=True)
-    per_file = {
-        "records": np.ones(n, dtype=bool),
-        "kept": kept,
-        "identical_copies_dropped": dup,
-        "id_conflicts_kept": conflict,
-    }
-    by_file = pd.DataFrame({"source_file": pd.array(np.asarray(files, dtype=object), dtype="str")})
-    for column, mask in per_file.items():
-        by_file[column] = np.bincount(file_code[mask], minlength=len(files)).astype("int64")
-    records = allrec.take(order[kept[order]]).reset_index(drop=True)
-    return records, UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
+# Above this many windows every fit uses a seeded uniform subsample (fit_subsample); far above today's data.
+FIT_WINDOWS_CAP = 1_000_000
 
 
 def _rank(result: Evaluation) -> float:
@@ -372,6 +299,7 @@ def train_and_select(
     stability_seeds: int = 3,
     alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
     input_fingerprint: str | None = None,
+    fit_cap: int | None = FIT_WINDOWS_CAP,
 ) -> TrainedModel:
     """Fit every candidate on the windows before the time split, evaluate each on the held-out
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
@@ -388,7 +316,7 @@ def train_and_select(
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
             twins[kind] = _fit(early, detector.model_copy(update={"kind": kind}), min_windows=min_windows,
-                               alarm_budget=alarm_budget)
+                               alarm_budget=alarm_budget, fit_cap=fit_cap)
             results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:
@@ -396,7 +324,7 @@ def train_and_select(
         if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     chosen = detector.model_copy(update={"kind": best})
-    fit = _fit(windows, chosen, min_windows=min_windows, alarm_budget=alarm_budget)
+    fit = _fit(windows, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
     heldout = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
     selection = Selection(
         chosen=best,
@@ -410,11 +338,11 @@ def train_and_select(
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         for i in range(1, stability_seeds):
             other = _fit(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
-                         min_windows=min_windows, alarm_budget=alarm_budget)
+                         min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
             seed_scores.append(other.score(windows))
     later_scores = None
     if len(early) >= min_windows and len(later):
-        twin = twins.get(best) or _fit(early, chosen, min_windows=min_windows, alarm_budget=alarm_budget)
+        twin = twins.get(best) or _fit(early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
         later_scores = twin.score(later)
     return _complete(
         windows, chosen, fit, window_minutes=window_minutes,
@@ -478,6 +406,7 @@ def metadata_document(model: TrainedModel, *, export_files: list[str], spec: Win
             "library_versions": model.library_versions,
             "input_fingerprint": model.input_fingerprint,
             "devices": list(model.devices),
+            **({"fit_sample": model.fit_sample} if model.fit_sample else {}),
         },
         "evaluation_info": {
             "basic_metrics": basic,

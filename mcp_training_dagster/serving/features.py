@@ -14,7 +14,7 @@ Entities (``entity_kind``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,129 +22,47 @@ import pyarrow as pa
 
 from mcp_training_dagster.serving.events import EVENT_TYPES
 
-ENTITY_KINDS: tuple[str, ...] = ("device", "station", "interface")
-DEVICE_ENTITY = "*"
-KEY_COLUMNS: tuple[str, ...] = ("device", "entity_kind", "entity", "window_start")
-
-# Severity buckets over syslog severity codes (0..7); -1 = unknown.
-SEVERITY_FEATURES: tuple[tuple[str, int, int], ...] = (
-    ("sev_error_or_worse", 0, 3),  # emergency, alert, critical, error
-    ("sev_warning", 4, 4),
-    ("sev_notice", 5, 5),
-    ("sev_info_debug", 6, 7),
+# The catalog (names, meanings, model features, event families, the window spec) is its own module;
+# its names are re-exported here, where most callers look for them.
+from mcp_training_dagster.serving.feature_catalog import (
+    AGGREGATE_FEATURES,
+    DEAUTH_EVENTS,
+    DEVICE_ENTITY,
+    ENTITY_KINDS,
+    FAILURE_EVENTS,
+    FEATURE_COLUMNS,
+    FEATURE_DOCS,
+    JOIN_EVENTS,
+    KEY_COLUMNS,
+    MODEL_FEATURES,
+    RADIO_CONTROL_EVENTS,
+    RADIO_FAULT_EVENTS,
+    RECORD_COLUMNS,
+    RESTART_EVENTS,
+    SEVERITY_FEATURES,
+    WindowSpec,
 )
 
-# name -> one-line meaning (the README's feature table is generated from this).
-FEATURE_DOCS: dict[str, str] = {
-    "n_records": "records of the entity in the window",
-    **{f"ev_{t}": f"records classified as `{t}` by the event catalog" for t in EVENT_TYPES},
-    "sev_error_or_worse": "records with syslog severity emergency..error (0-3)",
-    "sev_warning": "records with severity warning (4)",
-    "sev_notice": "records with severity notice (5)",
-    "sev_info_debug": "records with severity info or debug (6-7)",
-    "n_stations": "distinct station MACs seen in the window",
-    "n_new_stations": "distinct stations not seen by this entity in the immediately preceding window",
-    "n_random_macs": "distinct locally-administered (randomised) station MACs",
-    "n_interfaces": "distinct interfaces seen in the window",
-    "peak_burst": "most records in any one burst sub-bucket (default 10 s) of the window",
-    "active_buckets": "burst sub-buckets with at least one record (spread of activity)",
-    "silence_before_s": "seconds since the entity's previous record before this window (capped)",
-    "repeat_leaves": "disconnect records of a station whose previous record (>= 5 s earlier) was also a disconnect: kicked again without rejoining",
-    "repeat_radio_errors": "radio, driver or lost-link records of the device within 10 minutes after its previous one: a failing radio, not a lone reset",
-    "unannounced_joins": "first join records of a station whose previous record was neither a join, a disconnect nor a failure, with no restart of the router's interfaces in between: rejoined while still connected",
-    "kind_device": "1 for a device-level window",
-    "kind_station": "1 for a station-level window",
-    "kind_interface": "1 for an interface-level window",
-    "n_unkeyed": "records naming neither a station nor an interface (device windows: scored as key `-`)",
-}
-AGGREGATE_FEATURES: tuple[str, ...] = tuple(FEATURE_DOCS)
-# Features that look back beyond the window: the entity's own normal activity, so silence is judged
-# against that device's usual gaps rather than a global constant.
-FEATURE_DOCS.update(
-    {
-        "expected_records": "mean records per window of the entity over the history (24 h) before the window",
-        "missed_records": "records the entity would normally have sent while silent: silence_before_s x expected_records / window length",
-    }
-)
-# The device's situation in the same window, on every window of that device: a station's reconnect
-# means something else during a flood of unknown MACs than during a reboot of the router.
-FEATURE_DOCS.update(
-    {
-        "dev_records": "records of the whole device in the same window",
-        "dev_stations": "distinct stations on the device in the same window",
-        "dev_unseen_stations": "stations of the device in the window with no record in the silence cap (24 h) before (0 until the device has an hour of history)",
-        "dev_max_station_records": "records of the device's busiest station in the window",
-        "dev_deauth": "deauthentications, disassociations and AP-STA disconnects on the device in the window",
-        "dev_failures": "authentication, handshake, EAPOL and PSK failures on the device in the window",
-    }
-)
-# Event families (sums of the ev_ columns above): one family per behaviour, so a detector splits on
-# "many failures" rather than on which of five rare failure wordings a router happens to print.
-FEATURE_DOCS.update(
-    {
-        "grp_joins": "association, reassociation, authentication and AP-STA-CONNECTED records in the window",
-        "grp_leaves": "deauthentication, disassociation and AP-STA-DISCONNECTED records in the window",
-        "grp_failures": "authentication, handshake, group key, EAPOL-timeout and PSK-mismatch failures in the window",
-        "grp_radio_control": "DFS and channel-switch records in the window",
-        "grp_radio_faults": "radio errors, driver errors and lost links (missing ACKs, beacon loss) in the window",
-    }
-)
-# A router's silence judged against its own longest gap of the day before (routers log at least at
-# every hourly group rekey, busy ones far more often). Device windows only (0 for stations and
-# interfaces, which come and go), and 0 until the device has a full history (history_hours) of records.
-FEATURE_DOCS.update(
-    {
-        "gap_vs_usual": "device windows: silence_before_s / the device's longest gap between two of its records in the history before (floor: one window)",
-        "silence_excess": "device windows: windows of silence beyond that longest gap, max(0, silence_before_s - usual) / window length",
-        "silent_beyond_usual": "device windows: 1 when the device has been silent longer than 1.5 x its longest gap in the history before (hourly-rekey jitter beats 1 x by seconds)",
-    }
-)
-FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
-# The curated subset the detector should see (measured in the tuning report): event families instead
-# of the 20 single event types, relative silence instead of raw seconds, the device context, and the
-# station sequences (kicked again without rejoining, rejoined without leaving, radio errors in a series).
-# n_stations and dev_failures are left out: they repeat n_records/grp_failures and only added noise.
-MODEL_FEATURES: tuple[str, ...] = (
-    "kind_device", "kind_station", "kind_interface",
-    "n_records", "n_random_macs",
-    "grp_joins", "grp_leaves", "grp_failures", "grp_radio_faults", "grp_radio_control",
-    "dev_unseen_stations", "dev_max_station_records", "dev_deauth",
-    "gap_vs_usual", "silence_excess", "silent_beyond_usual",
-    "repeat_leaves", "unannounced_joins", "repeat_radio_errors",
-)
-JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
-# Interface lifecycle lines (AP-ENABLED/DISABLED, interface state changes, bridge ports, link up/down) are
-# not in a family: every boot, WiFi reload and configuration change writes a burst of them, so on their own
-# they mean "restarted", not "in trouble"; a failing interface shows itself by driver errors (radio faults).
-# They announce the rejoins that follow instead (unannounced_joins).
-RADIO_CONTROL_EVENTS: tuple[str, ...] = ("dfs", "channel_switch")
-RESTART_EVENTS: tuple[str, ...] = ("interface_state", "channel_switch")  # the AP (re)started or moved channel
-RADIO_FAULT_EVENTS: tuple[str, ...] = ("radio_error", "driver_error", "beacon_loss")
-DEAUTH_EVENTS: tuple[str, ...] = ("deauthentication", "disassociation", "ap_sta_disconnected")
-FAILURE_EVENTS: tuple[str, ...] = (
-    "auth_failure",
-    "pairwise_handshake_failure",
-    "group_key_failure",
-    "eapol_timeout",
-    "psk_mismatch",
-)
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    length_minutes: int = 5
-    entities: tuple[str, ...] = ENTITY_KINDS
-    burst_seconds: int = 10
-    silence_cap_hours: float = 24.0
-    history_hours: float = 24.0
-
-    def __post_init__(self) -> None:
-        if (self.history_hours * 60) % self.length_minutes:
-            raise ValueError("history_hours must be a whole number of windows")
-
-    @property
-    def length_ns(self) -> int:
-        return int(self.length_minutes) * 60 * 1_000_000_000
+__all__ = [
+    "AGGREGATE_FEATURES",
+    "DEAUTH_EVENTS",
+    "DEVICE_ENTITY",
+    "ENTITY_KINDS",
+    "FAILURE_EVENTS",
+    "FEATURE_COLUMNS",
+    "FEATURE_DOCS",
+    "JOIN_EVENTS",
+    "KEY_COLUMNS",
+    "MODEL_FEATURES",
+    "RADIO_CONTROL_EVENTS",
+    "RADIO_FAULT_EVENTS",
+    "RECORD_COLUMNS",
+    "RESTART_EVENTS",
+    "SEVERITY_FEATURES",
+    "WindowSpec",
+    "build_windows",
+    "empty_windows",
+]
 
 
 def empty_windows() -> pd.DataFrame:
@@ -227,15 +145,30 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     spec = spec or WindowSpec()
     if records.empty:
         return empty_windows()
-    windows, last_ts, gap_from = _aggregate(records, spec)
-    if windows.empty:
+    agg = _aggregate(records, spec)
+    if agg is None:
         return empty_windows()
-    return _with_history(windows, last_ts, gap_from, spec)
+    return _with_history(agg, spec)
 
 
-def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Windows with records, the time (ns) of each window's last record, and the time of the entity's
-    record before the window's first one (where its silence began; NO_GAP for the entity's first window)."""
+class _Aggregated(NamedTuple):
+    """The windows with records, as arrays (one row per window, in aggregation order)."""
+
+    feat: np.ndarray  # (windows, AGGREGATE_FEATURES) float32, column-major
+    kind: np.ndarray  # index into ENTITY_KINDS
+    dev: np.ndarray  # code into dev_uniques (one per distinct device string)
+    ent: np.ndarray  # code into ent_uniques (one per distinct entity string)
+    win: np.ndarray  # window index: window_start // length
+    dev_uniques: np.ndarray
+    ent_uniques: np.ndarray
+    last_ts: np.ndarray  # time (ns) of the window's last record
+    gap_from: np.ndarray  # time of the entity's record before the window's first one (NO_GAP: none)
+
+
+def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
+    """Windows with records (None: none), with the time (ns) of each window's last record and the time of
+    the entity's record before the window's first one (where its silence began; NO_GAP for the entity's
+    first window). Arrays only: the table is built once, at the end of :func:`_with_history`."""
     kinds = [(k, kind) for k, kind in enumerate(ENTITY_KINDS) if kind in spec.entities]
     if not kinds:
         raise ValueError("no entity kinds to build windows for (model.windows.entities is empty)")
@@ -306,7 +239,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
         station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
     repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
     unannounced_rec &= ~_after_restart(station_rows, dev_rec, event_rec)
-    radio = np.flatnonzero(np.isin(event_rec, [EVENT_TYPES.index(t) for t in RADIO_FAULT_EVENTS]))
+    radio = np.flatnonzero(_is_event(event_rec, RADIO_FAULT_EVENTS))
     radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
     repeat_radio_rec = np.zeros(n_rec, dtype=bool)
     repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
@@ -319,7 +252,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     win = ts // spec.length_ns
     n = len(ridx)
     if n == 0:
-        return empty_windows(), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return None
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -406,15 +339,19 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.DataFrame, n
     for i, k in enumerate(ENTITY_KINDS):
         feat[:, col[f"kind_{k}"]] = kind_s == i
 
-    data = {
-        "device": _str_column(dev_uniques, dev[starts]),
-        "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_s.astype(np.int64)),
-        "entity": _str_column(ent_uniques, ent[starts]),
-        "window_start": (win[starts] * spec.length_ns).astype("datetime64[ns]").astype("datetime64[us]"),
-    }
-    for name, i in col.items():
-        data[name] = feat[:, i]
-    return pd.DataFrame(data, copy=False), ts[np.r_[starts[1:], n] - 1], gap_from
+    return _Aggregated(feat, kind_s, dev[starts], ent[starts], win[starts], dev_uniques, ent_uniques,
+                       ts[np.r_[starts[1:], n] - 1], gap_from)
+
+
+def _first_appearance(codes: np.ndarray) -> np.ndarray:
+    """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
+    they stand for (one code per distinct string), without touching the strings."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    uniq, first = np.unique(codes, return_index=True)
+    rank = np.zeros(int(uniq[-1]) + 1, dtype=np.int64)
+    rank[uniq[np.argsort(first)]] = np.arange(len(uniq))
+    return rank[codes]
 
 
 REPEAT_LEAVE_SECONDS = 5
@@ -422,6 +359,13 @@ SILENCE_FACTOR = 1.5  # silent_beyond_usual: a gap this many times the device's 
 REPEAT_RADIO_SECONDS = 600
 UNSEEN_HISTORY_S = 3600  # dev_unseen_stations counts once the device has this much history
 NO_GAP = np.iinfo(np.int64).min
+
+
+def _is_event(codes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Per code: is it one of the event types ``names`` (a table lookup, not a sort as ``np.isin``)."""
+    table = np.zeros(len(EVENT_TYPES), dtype=bool)
+    table[[EVENT_TYPES.index(t) for t in names]] = True
+    return table[codes]
 
 
 def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
@@ -436,9 +380,9 @@ def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, 
     if len(rows) < 2:
         return repeat_leave, unannounced
     ev = event[rows]
-    is_leave = np.isin(ev, [EVENT_TYPES.index(t) for t in DEAUTH_EVENTS])
-    is_join = np.isin(ev, [EVENT_TYPES.index(t) for t in JOIN_EVENTS])
-    is_fail = np.isin(ev, [EVENT_TYPES.index(t) for t in FAILURE_EVENTS])
+    is_leave = _is_event(ev, DEAUTH_EVENTS)
+    is_join = _is_event(ev, JOIN_EVENTS)
+    is_fail = _is_event(ev, FAILURE_EVENTS)
     same = np.r_[False, (dev[rows[1:]] == dev[rows[:-1]]) & (mac[rows[1:]] == mac[rows[:-1]])]
     t = ts[rows]
     dt = np.r_[0, t[1:] - t[:-1]]
@@ -456,7 +400,7 @@ def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.n
     station rejoins without having left, and that is announced by the restart, not a radio dropping it."""
     n = len(dev)
     out = np.zeros(n, dtype=bool)
-    life = np.flatnonzero(np.isin(event, [EVENT_TYPES.index(t) for t in RESTART_EVENTS]))
+    life = np.flatnonzero(_is_event(event, RESTART_EVENTS))
     if len(rows) < 2 or not len(life):
         return out
     # Records are in time order, so a record's index orders it in time: key = device x n + index.
@@ -469,58 +413,65 @@ def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.n
     return out
 
 
-def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarray, spec: WindowSpec) -> pd.DataFrame:
+def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     """Add quiet device windows, trailing activity and device context to the aggregated windows.
 
     Everything here is a pure function of the entity's records in and before the window, computed
     from the windows themselves (windows are clock-aligned, so "the 24 h before" is a whole number
-    of windows) with sorted keys and ``searchsorted``: no per-window loops."""
+    of windows) with sorted keys and ``searchsorted``: no per-window loops. Works on arrays and builds
+    the table once (one column-major float32 block), so no wide table is copied, reordered or re-encoded."""
     L = spec.length_ns
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
-    kind_code = pd.Categorical(windows["entity_kind"].astype("str"), categories=ENTITY_KINDS).codes.astype(np.int8)
-    dev_code, dev_uniques = _str_codes(windows["device"])
-    win = windows["window_start"].to_numpy(dtype="datetime64[ns]").astype(np.int64) // L
+    kind_code, win, gap_from = agg.kind.astype(np.int8), agg.win, agg.gap_from
+    dev_agg, ent_agg = agg.dev, agg.ent
+    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
+    n_real = len(win)
 
     # Quiet device windows: after each device window, the empty windows up to its next one (at most
     # the silence cap), so a router that stops logging is visible as windows with no records.
-    quiet = windows.iloc[:0]
+    dev_first = _first_appearance(dev_agg)
+    src = np.zeros(0, dtype=np.int64)
+    q_silence = np.zeros(0, dtype=np.float32)
     d = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
     if len(d) > 1:
-        same = dev_code[d[1:]] == dev_code[d[:-1]]
+        same = dev_first[d[1:]] == dev_first[d[:-1]]
         gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
         n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
         src = np.repeat(d[:-1], n_fill)
         if len(src):
             step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
             q_win = win[src] + step
-            silence = np.minimum(((q_win + 1) * L - last_ts[src]) / 1e9, cap_s)
-            cols: dict[str, object] = {
-                "device": windows["device"].iloc[src].reset_index(drop=True),
-                "entity_kind": windows["entity_kind"].iloc[src].reset_index(drop=True),
-                "entity": windows["entity"].iloc[src].reset_index(drop=True),
-                "window_start": (q_win * L).astype("datetime64[ns]").astype("datetime64[us]"),
-            }
-            zeros = np.zeros(len(src), dtype=np.float32)
-            for name in AGGREGATE_FEATURES:
-                cols[name] = zeros
-            cols["silence_before_s"] = silence.astype(np.float32)
-            cols["kind_device"] = np.ones(len(src), dtype=np.float32)
-            quiet = pd.DataFrame(cols)
-            windows = pd.concat([windows, quiet], ignore_index=True)
+            q_silence = np.minimum(((q_win + 1) * L - agg.last_ts[src]) / 1e9, cap_s).astype(np.float32)
             kind_code = np.r_[kind_code, kind_code[src]]
             gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
-            dev_code = np.r_[dev_code, dev_code[src]]
+            dev_agg, ent_agg = np.r_[dev_agg, dev_agg[src]], np.r_[ent_agg, ent_agg[src]]
             win = np.r_[win, q_win]
 
-    # Rows back in (kind, device, entity, time) order; entity codes are per kind.
-    ent_code, _ = _str_codes(windows["entity"])
+    # Rows in (kind, device, entity, time) order, device and entity in order of first appearance.
+    dev_code, ent_code = _first_appearance(dev_agg), _first_appearance(ent_agg)
     order = np.lexsort((win, ent_code, dev_code, kind_code))
-    windows = windows.iloc[order].reset_index(drop=True)
     kind_code, dev_code, ent_code, win = kind_code[order], dev_code[order], ent_code[order], win[order]
     gap_from = gap_from[order]
-    n = len(windows)
-    n_records = windows["n_records"].to_numpy(dtype=np.float64)
+    n = len(order)
+    quiet_value = {"silence_before_s": q_silence, "kind_device": np.float32(1)}
+
+    def aggregate(name: str) -> np.ndarray:
+        """One aggregate feature over every row (quiet windows: 0 but their silence and kind), in row order."""
+        full = np.empty(n, dtype=np.float32)
+        full[:n_real] = agg.feat[:, col[name]]
+        full[n_real:] = quiet_value.get(name, np.float32(0))
+        return full[order]
+
+    out = np.empty((n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+    out_col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+    for name in AGGREGATE_FEATURES:
+        out[:, out_col[name]] = aggregate(name)
+
+    def feature(name: str) -> np.ndarray:
+        return out[:, out_col[name]]
+
+    n_records = feature("n_records").astype(np.float64)
 
     # Trailing activity: records of the same entity in the windows of the history before this one.
     new_entity = np.r_[True, (kind_code[1:] != kind_code[:-1]) | (dev_code[1:] != dev_code[:-1]) | (ent_code[1:] != ent_code[:-1])]
@@ -530,17 +481,17 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
     span = int(offset.max()) + 1
     key = eg * span + offset
     before = np.r_[0.0, np.cumsum(n_records)]
-    hi = np.searchsorted(key, key, side="left")
+    hi = np.arange(n)  # key is sorted and unique: each row is the first with its key
     lo = np.searchsorted(key, eg * span + np.maximum(offset - lag, 0), side="left")
     expected = (before[hi] - before[lo]) / lag
-    silence = windows["silence_before_s"].to_numpy(dtype=np.float64)
-    windows["expected_records"] = expected.astype(np.float32)
-    windows["missed_records"] = (silence * expected / window_s).astype(np.float32)
+    silence = feature("silence_before_s").astype(np.float64)
+    out[:, out_col["expected_records"]] = expected.astype(np.float32)
+    out[:, out_col["missed_records"]] = (silence * expected / window_s).astype(np.float32)
 
     # Event families.
     for name, events in (("grp_joins", JOIN_EVENTS), ("grp_leaves", DEAUTH_EVENTS), ("grp_failures", FAILURE_EVENTS),
                          ("grp_radio_control", RADIO_CONTROL_EVENTS), ("grp_radio_faults", RADIO_FAULT_EVENTS)):
-        windows[name] = windows.loc[:, [f"ev_{t}" for t in events]].to_numpy().sum(axis=1).astype(np.float32)
+        out[:, out_col[name]] = _sum_columns(out, [out_col[f"ev_{t}"] for t in events])
 
     # Silence against the device's own usual gap: the longest gap between two of its records in the
     # history before the window (a gap that began before the history, the tail of an earlier outage,
@@ -574,14 +525,16 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
     ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
     is_dev = kind_code == ENTITY_KINDS.index("device")
     if is_dev.any():
-        at = pd.Index(ctx_key[is_dev]).get_indexer(ctx_key)
-        hit = at >= 0
-        dev_rows = windows.loc[is_dev]
+        # Device rows come first, in (device, window) order: their keys are sorted and unique.
+        dev_keys = ctx_key[is_dev]
+        at = np.minimum(np.searchsorted(dev_keys, ctx_key), len(dev_keys) - 1)
+        hit = dev_keys[at] == ctx_key
+        at = np.flatnonzero(is_dev)[at]
         sources = {
-            "dev_records": dev_rows["n_records"].to_numpy(),
-            "dev_stations": dev_rows["n_stations"].to_numpy(),
-            "dev_deauth": dev_rows.loc[:, [f"ev_{t}" for t in DEAUTH_EVENTS]].to_numpy().sum(axis=1),
-            "dev_failures": dev_rows.loc[:, [f"ev_{t}" for t in FAILURE_EVENTS]].to_numpy().sum(axis=1),
+            "dev_records": feature("n_records"),
+            "dev_stations": feature("n_stations"),
+            "dev_deauth": _sum_columns(out, [out_col[f"ev_{t}"] for t in DEAUTH_EVENTS]),
+            "dev_failures": _sum_columns(out, [out_col[f"ev_{t}"] for t in FAILURE_EVENTS]),
         }
         for name, values in sources.items():
             ctx[name][hit] = values[at[hit]]
@@ -601,11 +554,26 @@ def _with_history(windows: pd.DataFrame, last_ts: np.ndarray, gap_from: np.ndarr
         hit = sta_keys[at] == ctx_key
         ctx["dev_unseen_stations"][hit] = unseen[at[hit]]
         ctx["dev_max_station_records"][hit] = busiest[at[hit]]
-    for name, values in ctx.items():
-        windows[name] = values
-    for name, values in rel.items():
-        windows[name] = values
-    return windows.loc[:, [*KEY_COLUMNS, *FEATURE_COLUMNS]]
+    for name, values in (*ctx.items(), *rel.items()):
+        out[:, out_col[name]] = values
+    windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
+    keys = {
+        "device": _str_column(agg.dev_uniques, dev_agg[order]),
+        "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_code.astype(np.int64)),
+        "entity": _str_column(agg.ent_uniques, ent_agg[order]),
+        "window_start": (win * L).astype("datetime64[ns]").astype("datetime64[us]"),
+    }
+    for i, name in enumerate(KEY_COLUMNS):
+        windows.insert(i, name, keys[name])
+    return windows
+
+
+def _sum_columns(out: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Row sums of some float32 columns, in float32 (counts: exact)."""
+    total = out[:, columns[0]].copy()
+    for c in columns[1:]:
+        total += out[:, c]
+    return total
 
 
 def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -228,12 +228,14 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     assert result.success, failure_text(result)
 
     tw = md(materializations(result, "training_windows")[0])
-    assert tw["exports_loaded"] == 3, "the failed partition is skipped, not fatal"
-    assert tw["exports_in_horizon"] == sorted([HOSTAPD, SYSTEM_35.name, SYSTEM_19.name])
+    hr = md(materializations(result, "horizon_records")[0])  # the fan-in: union and horizon, once
+    assert hr["exports_loaded"] == 3, "the failed partition is skipped, not fatal"
+    assert hr["exports_in_horizon"] == sorted([HOSTAPD, SYSTEM_35.name, SYSTEM_19.name])
     # system_19 is a subset of system_35 (same ids): counted once.
-    assert tw["cross_file_duplicates"] == 19
-    assert tw["records_distinct"] == 1824 + 35
-    assert tw["id_conflicts_kept"] == 0
+    assert hr["cross_file_duplicates"] == 19
+    assert hr["records_distinct"] == 1824 + 35
+    assert hr["id_conflicts_kept"] == 0
+    assert tw["records_in_horizon"] == hr["records_in_horizon"] == hr["dagster/row_count"]
     assert tw["dagster/row_count"] > 1000
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["features_finite_nonnegative"].passed

@@ -18,6 +18,7 @@ ASSET_KEYS = {
     "validated_records",
     "quarantined_records",
     "export_windows",
+    "horizon_records",
     "training_windows",
     "anomaly_model",
     "model_metadata",
@@ -140,11 +141,12 @@ def test_lineage(defs):
     assert deps["validated_records"] == {"raw_export"}
     assert deps["quarantined_records"] == {"raw_export"}
     assert deps["export_windows"] == {"validated_records"}
-    assert deps["training_windows"] == {"validated_records"}
-    assert deps["evaluation_dataset"] == {"validated_records"}
-    assert deps["anomaly_model"] == {"training_windows", "evaluation_dataset"}
-    assert deps["agent_model"] == {"validated_records", "evaluation_dataset"}
-    assert deps["model_metadata"] == {"anomaly_model"}
+    assert deps["horizon_records"] == {"validated_records"}
+    assert deps["training_windows"] == {"horizon_records"}
+    assert deps["evaluation_dataset"] == {"horizon_records"}
+    assert deps["anomaly_model"] == {"training_windows", "evaluation_dataset", "horizon_records"}
+    assert deps["agent_model"] == {"horizon_records", "evaluation_dataset"}
+    assert deps["model_metadata"] == {"anomaly_model", "horizon_records"}
     assert deps["model_evaluation"] == {"anomaly_model", "evaluation_dataset"}
     assert deps["model_package"] == {"anomaly_model", "model_metadata", "model_evaluation", "agent_model", "training_windows"}
     assert deps["production_model"] == {"model_package"}

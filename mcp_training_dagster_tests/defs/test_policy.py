@@ -16,7 +16,7 @@ from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35, copy_sa
 from mcp_training_dagster_tests.defs.conftest import materializations, md, run_ingest
 
 MODEL = dg.AssetKey("anomaly_model")
-FAN_IN = ("training_windows", "evaluation_dataset", "anomaly_model", "agent_model")
+FAN_IN = ("horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model")
 
 
 def _evaluate(defs, instance, cursor):

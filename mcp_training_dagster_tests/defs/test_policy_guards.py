@@ -24,7 +24,7 @@ from mcp_training_dagster_tests.defs.conftest import run_ingest
 
 pytestmark = pytest.mark.slow
 
-FAN_IN = [dg.AssetKey(a) for a in ("training_windows", "evaluation_dataset", "anomaly_model", "agent_model")]
+FAN_IN = [dg.AssetKey(a) for a in ("horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model")]
 EVENT = dg.DagsterEventType
 
 

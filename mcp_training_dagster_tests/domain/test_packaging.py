@@ -46,7 +46,7 @@ ROOT_FILES = {
     "model.joblib", "metadata.json", "README.md", "requirements.txt", "validate_model.py", "inference_example.py",
     "deployment_manifest.json",
 }
-SCORING_FILES = {"score_export.py", "mcp_exports.py", "mcp_validation.py", "mcp_events.py", "mcp_features.py",
+SCORING_FILES = {"score_export.py", "mcp_exports.py", "mcp_validation.py", "mcp_events.py", "mcp_feature_catalog.py", "mcp_features.py",
                  "mcp_calibration.py", "mcp_scoring.py"}
 
 # Runs a package script as __main__ in an interpreter that cannot import mcp_training_dagster:

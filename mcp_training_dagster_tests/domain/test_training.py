@@ -15,15 +15,13 @@ from mcp_training_dagster.domain.training import (
     TrainedModel,
     TrainingError,
     feature_matrix,
-    horizon_filter,
     new_version,
     train_model,
-    union_records,
 )
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, score_table
-from mcp_training_dagster.serving.validation import check_schema, validate_records
+from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import DetectorConfig
-from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 
 
 def validated(path) -> pd.DataFrame:
@@ -220,73 +218,6 @@ def test_trained_models_get_distinct_versions(windows: pd.DataFrame) -> None:
     assert a.version != b.version
 
 
-# ----------------------------------------------------------------------- union/horizon
-def test_union_counts_identical_events_once() -> None:
-    big, small = validated(SYSTEM_35), validated(SYSTEM_19)
-    assert set(small["id"]) <= set(big["id"])  # the 19 are copies of 19 of the 35
-    union, report = union_records({SYSTEM_35.name: big, SYSTEM_19.name: small})
-    assert len(union) == 35
-    assert report.identical == 19 and report.id_conflicts == 0
-    assert union["id"].is_unique
-    assert set(union["id"]) == set(big["id"])
-    assert check_schema(union) == []
-    per_file = report.by_file.set_index("source_file")
-    assert per_file["records"].to_dict() == {SYSTEM_19.name: 19, SYSTEM_35.name: 35}
-    assert per_file["identical_copies_dropped"].sum() == 19 and per_file["kept"].sum() == 35
-    again, report_again = union_records({SYSTEM_19.name: small, SYSTEM_35.name: big})
-    pd.testing.assert_frame_equal(again, union)
-    assert report_again.identical == report.identical
-
-
-def test_union_keeps_records_that_only_reuse_an_id() -> None:
-    """Ids are unique only within one log database: another router's export numbered from 1 is not a copy."""
-    a = validated(HOSTAPD_1824)
-    other = a.copy()
-    other["device"] = "77"
-    other["timestamp"] = other["timestamp"] + pd.Timedelta(days=60)
-    other["source_file"] = "export_other_router.json"
-    for names in (("a.json", "export_other_router.json"), ("z.json", "export_other_router.json")):
-        union, report = union_records({names[0]: a.assign(source_file=names[0]), names[1]: other})
-        assert len(union) == 2 * len(a)  # nothing dropped, whichever name sorts first
-        assert report.identical == 0 and report.id_conflicts == 2 * len(a)
-        assert (union["device"] == "77").sum() == len(a)
-        assert any("reuse an id" in line and "export_other_router.json" in line for line in report.lines())
-
-
-def test_union_of_disjoint_files_keeps_everything() -> None:
-    a, b = validated(HOSTAPD_1824), validated(SYSTEM_35)
-    union, report = union_records({"a.json": a, "b.json": b})
-    assert report.identical == 0
-    assert len(union) == len(a) + len(b)
-    assert check_schema(union) == []
-
-
-def test_union_of_nothing() -> None:
-    union, report = union_records({})
-    assert union.empty and report.identical == 0
-    union, report = union_records({"a.json": validated(SYSTEM_19).iloc[:0]})
-    assert union.empty and report.identical == 0
-
-
-def test_horizon_measured_from_newest_record() -> None:
-    recs = validated(HOSTAPD_1824)  # 2025-05-04 .. 2025-06-27: far in the past of "today"
-    kept, cutoff = horizon_filter(recs, 7)
-    newest = recs["timestamp"].max()
-    assert cutoff == newest - pd.Timedelta(days=7)
-    assert len(kept) > 0
-    assert kept["timestamp"].max() == newest
-    assert (kept["timestamp"] > cutoff).all()
-    assert len(kept) == int((recs["timestamp"] > cutoff).sum())
-    everything, _ = horizon_filter(recs, 365)
-    assert len(everything) == len(recs)
-
-
-def test_horizon_on_empty() -> None:
-    empty = validated(SYSTEM_19).iloc[:0]
-    kept, cutoff = horizon_filter(empty, 30)
-    assert kept.empty and cutoff is None
-
-
 # ------------------------------------------------------------------- selection + evaluation
 @pytest.fixture(scope="module")
 def generated_records() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -332,3 +263,19 @@ def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated
 
 def json_keys(obj) -> set[str]:
     return set(obj) | {k for v in obj.values() if isinstance(v, dict) for k in json_keys(v)} if isinstance(obj, dict) else set()
+
+
+def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
+    from mcp_training_dagster.domain.training import fit_subsample
+
+    windows = build_windows(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
+    same, how = fit_subsample(windows, None, 7)
+    assert same is windows and how is None
+    assert fit_subsample(windows, len(windows), 7)[1] is None
+    a, how = fit_subsample(windows, 500, 7)
+    b, _ = fit_subsample(windows, 500, 7)
+    assert len(a) == 500 and a.index.equals(b.index) and a.index.is_monotonic_increasing
+    assert how == {"windows": 500, "of": len(windows), "seed": 7, "chosen": how["chosen"]}
+    model = train_model(windows, DetectorConfig(), window_minutes=5, fit_cap=500)
+    # Fitted on the 500; its facts (windows, flag rate, score quantiles) are of every training window.
+    assert model.n_windows == len(windows) and model.fit_sample == fit_subsample(windows, 500, DetectorConfig().random_state)[1]

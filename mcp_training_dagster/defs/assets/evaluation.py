@@ -15,7 +15,7 @@ from mcp_training_dagster.domain.object_landing import fetch_side_files, is_remo
 from mcp_training_dagster.domain.promotion import decide, load_production
 from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scenarios import read_labels
-from mcp_training_dagster.domain.training import TrainedModel, horizon_filter, union_records
+from mcp_training_dagster.domain.training import TrainedModel
 
 
 
@@ -45,12 +45,11 @@ def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
     ),
 )
 def evaluation_dataset(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, validated_records: dict[str, pd.DataFrame]
+    context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: pd.DataFrame
 ) -> dg.Output[EvaluationSet]:
     cfg = settings.get()
     ev = cfg.model.evaluation
-    records, _ = union_records(validated_records)
-    in_horizon, _ = horizon_filter(records, cfg.training.training_horizon_days)
+    in_horizon = horizon_records
     spec = window_spec(cfg)
     if in_horizon.empty:  # training reports the lack of data (min_training_windows); nothing to evaluate on
         empty = empty_windows()

@@ -1,4 +1,5 @@
-"""Feature stage: per-file windows (drift checks and scoring of one export) and the training fan-in."""
+"""Feature stage: per-file windows (drift checks and scoring of one export), the training fan-in (the records in
+the horizon, once) and its windows."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +7,10 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.serving.features import FEATURE_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.io_managers import ParquetReader
+from mcp_training_dagster.serving.features import FEATURE_COLUMNS, RECORD_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.domain.horizon import select_records
 from mcp_training_dagster.domain.report import frame_fingerprint, markdown_table
-from mcp_training_dagster.domain.training import horizon_filter, union_records
 from mcp_training_dagster.settings import Settings
 
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
@@ -48,6 +50,48 @@ def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) 
     return dg.Output(windows, metadata=window_metadata(windows))
 
 
+HORIZON_RECORDS_DESCRIPTION = (
+    "Fan-in: validated records of every export inside the training horizon (measured back from the newest "
+    "record seen), each event once ACROSS files because exports overlap, ordered by (timestamp, id); the exports "
+    "that contributed are its source_file values. Read column-wise from the validated partitions."
+)
+
+
+@dg.asset(
+    group_name="features",
+    kinds={"pandas", "parquet"},
+    code_version="1",
+    automation_condition=RETRAIN_CONDITION,
+    ins={"validated_records": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={"lazy": True})},
+    description=HORIZON_RECORDS_DESCRIPTION,
+)
+def horizon_records(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, validated_records: dict[str, ParquetReader]
+) -> dg.Output[pd.DataFrame]:
+    cfg = settings.get()
+    result = select_records(validated_records, cfg.training.training_horizon_days)
+    union = result.union
+    context.log.info(
+        f"{len(validated_records)} exports, {result.distinct} distinct records ({union.identical} identical copies "
+        f"counted once, {union.id_conflicts} records reusing another event's id kept), {len(result.records)} in the horizon"
+    )
+    for line in union.lines():
+        context.log.warning(line)
+    return dg.Output(
+        result.records,
+        metadata={
+            "exports_loaded": len(validated_records),
+            "exports_in_horizon": dg.MetadataValue.json(result.exports),
+            "records_distinct": result.distinct,
+            "records_in_horizon": len(result.records),
+            "cross_file_duplicates": union.identical,
+            "id_conflicts_kept": union.id_conflicts,
+            "records_by_export": dg.MetadataValue.md(markdown_table(union.by_file)),
+            "horizon_cutoff": str(result.cutoff) if result.cutoff is not None else "",
+        },
+    )
+
+
 @dg.asset(
     group_name="features",
     kinds={"pandas", "parquet"},
@@ -61,41 +105,20 @@ def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) 
             description="every feature is a finite, non-negative number",
         )
     ],
-    description=(
-        "Fan-in: validated records of every export inside the training horizon (measured back from the newest "
-        "record seen), de-duplicated by id ACROSS files because exports overlap, aggregated into feature windows."
-    ),
+    ins={"horizon_records": dg.AssetIn(metadata={"columns": list(RECORD_COLUMNS)})},
+    description="Feature windows of every record inside the training horizon (horizon_records).",
 )
-def training_windows(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, validated_records: dict[str, pd.DataFrame]
-):
-    cfg = settings.get()
-    records, union = union_records(validated_records)
-    in_horizon, cutoff = horizon_filter(records, cfg.training.training_horizon_days)
-    windows = build_windows(in_horizon, window_spec(cfg))
-    used = sorted(in_horizon["source_file"].unique().tolist()) if len(in_horizon) else []
-    context.log.info(
-        f"{len(validated_records)} exports, {len(records)} distinct records ({union.identical} identical copies counted "
-        f"once, {union.id_conflicts} records reusing another event's id kept), {len(in_horizon)} in the horizon "
-        f"-> {len(windows)} windows"
-    )
-    for line in union.lines():
-        context.log.warning(line)
+def training_windows(context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: pd.DataFrame):
+    windows = build_windows(horizon_records, window_spec(settings.get()))
+    context.log.info(f"{len(horizon_records)} records in the horizon -> {len(windows)} windows")
     yield dg.Output(
         windows,
-        metadata={
-            **window_metadata(windows),
-            "exports_loaded": len(validated_records),
-            "exports_in_horizon": dg.MetadataValue.json(used),
-            "records_distinct": len(records),
-            "records_in_horizon": len(in_horizon),
-            "cross_file_duplicates": union.identical,
-            "id_conflicts_kept": union.id_conflicts,
-            "records_by_export": dg.MetadataValue.md(markdown_table(union.by_file)),
-            "horizon_cutoff": str(cutoff) if cutoff is not None else "",
-        },
+        metadata={**window_metadata(windows), "records_in_horizon": len(horizon_records)},
         data_version=dg.DataVersion(frame_fingerprint(windows)),
     )
-    values = windows.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
-    bad = int((~np.isfinite(values) | (values < 0)).any(axis=1).sum()) if len(values) else 0
+    bad_rows = np.zeros(len(windows), dtype=bool)
+    for name in FEATURE_COLUMNS:  # column by column: no float64 copy of the whole table
+        values = windows[name].to_numpy()
+        bad_rows |= ~np.isfinite(values) | (values < 0)
+    bad = int(bad_rows.sum())
     yield dg.AssetCheckResult(check_name="features_finite_nonnegative", passed=bad == 0, metadata={"bad_rows": bad})

@@ -4,24 +4,31 @@ import pandas as pd
 
 import dagster as dg
 from mcp_training_dagster.defs.assets.features import window_spec
-from mcp_training_dagster.defs.policy import RETRAIN_CONDITION, with_model_config
+from mcp_training_dagster.defs.policy import FOLLOWS_MODEL, RETRAIN_CONDITION, with_model_config
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.defs.ui import export_links, score_distribution, trained_on
+from mcp_training_dagster.defs.ui import export_links, score_distribution
 from mcp_training_dagster.domain.evaluation import EvaluationSet
 from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
-from mcp_training_dagster.domain.agent_variant import AgentModel, train_agent_variant
+from mcp_training_dagster.domain.agent_variant import AGENT_COLUMNS, AgentModel, train_agent_variant
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain.training import (
     TrainedModel,
     TrainingError,
-    horizon_filter,
     metadata_document,
     train_and_select,
-    union_records,
 )
 
+
+
+# The exports behind a model are the source_file values of horizon_records (an input: lineage, not a lookup).
+EXPORTS_ONLY = {"columns": ["source_file"]}
+
+
+def exports_of(horizon_records: pd.DataFrame) -> list[str]:
+    """The exports with records inside the horizon, sorted."""
+    return sorted(horizon_records["source_file"].astype("str").unique().tolist()) if len(horizon_records) else []
 
 
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
@@ -67,6 +74,7 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     code_version=with_model_config(TRAINING_CODE_VERSION),
     automation_condition=RETRAIN_CONDITION,
     output_required=False,
+    ins={"horizon_records": dg.AssetIn(metadata=EXPORTS_ONLY)},
     description=(
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
         "threshold calibrated on the training scores; higher score = more anomalous. Not materialised when its "
@@ -78,6 +86,7 @@ def anomaly_model(
     settings: PipelineSettings,
     training_windows: pd.DataFrame,
     evaluation_dataset: EvaluationSet,
+    horizon_records: pd.DataFrame,
 ):
     cfg = settings.get()
     m = cfg.model
@@ -117,7 +126,7 @@ def anomaly_model(
             **{f"eval_{k}": v for k, v in figures.items()},
             "model_card": dg.MetadataValue.md(card),
             "score_distribution": score_distribution(model, training_windows),
-            "trained_on": trained_on(context.instance, cfg.training.alerts.webserver_base_url),
+            "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },
     )
 
@@ -140,17 +149,13 @@ def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel
     io_manager_key="json_io_manager",
     kinds={"json"},
     code_version="2",
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=FOLLOWS_MODEL,
+    ins={"horizon_records": dg.AssetIn(metadata=EXPORTS_ONLY)},
     description="metadata.json of the current model: version, features, parameters, threshold and its sign convention.",
 )
-def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings, anomaly_model: TrainedModel) -> dg.Output[dict]:
-    # The exports behind the model come from training_windows' own materialisation record (lineage),
-    # so the windows table itself does not have to carry file names.
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("training_windows"))
-    files: list[str] = []
-    if event is not None and event.asset_materialization is not None:
-        entry = event.asset_materialization.metadata.get("exports_in_horizon")
-        files = list(entry.value) if entry is not None else []
+def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings, anomaly_model: TrainedModel,
+                   horizon_records: pd.DataFrame) -> dg.Output[dict]:
+    files = exports_of(horizon_records)
     cfg = settings.get()
     doc = metadata_document(anomaly_model, export_files=files, spec=window_spec(cfg), service_timezone=cfg.training.service_timezone,
                             extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes))
@@ -167,6 +172,7 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
     kinds={"scikitlearn", "joblib"},
     code_version="1",
     automation_condition=RETRAIN_CONDITION,
+    ins={"horizon_records": dg.AssetIn(metadata={"columns": list(AGENT_COLUMNS)})},
     description=(
         "The variant for today's inference agent: an unscaled IsolationForest on exactly the agent's 5-value window "
         "vector [log_count, error_count, warning_count, 0, 0] of hostapd/wpa_supplicant records."
@@ -175,12 +181,11 @@ def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings
 def agent_model(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    validated_records: dict[str, pd.DataFrame],
+    horizon_records: pd.DataFrame,
     evaluation_dataset: EvaluationSet,
 ) -> dg.Output[AgentModel]:
     cfg = settings.get()
-    records, _ = union_records(validated_records)
-    in_horizon, _ = horizon_filter(records, cfg.training.training_horizon_days)
+    in_horizon = horizon_records
     if in_horizon.empty:
         raise dg.Failure(description="no validated records in the training horizon: ingest an export first",
                          allow_retries=False)

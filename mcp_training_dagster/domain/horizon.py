@@ -1,0 +1,240 @@
+"""The training fan-in: validated records of every export, each event once, inside the training horizon.
+
+Read column-wise so that millions of records never exist as one wide table more than once: the
+union and the horizon are decided on the key columns alone (``id``, ``timestamp``, ``source_file``),
+the text columns that tell two copies of an event apart are read only for the rows that share
+(timestamp, id) with another row, and the full rows are read last, per export, for the records that
+survive. Each export is given as a *reader*: ``reader(columns)`` returns that export's validated
+records with those columns (``None``: all of them), so the same code serves in-memory tables (tests,
+the CLI's independent evaluation) and Parquet partitions read lazily (the ``horizon_records`` asset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mcp_training_dagster.serving.validation import VALID_COLUMNS
+
+# reader(columns) -> the export's validated records with those columns (None: all); a reader with a
+# ``columns`` attribute (its schema) is read one column at a time.
+Reader = Callable[[Sequence[str] | None], pd.DataFrame]
+
+HORIZON_MIN_SUPPORT = 10  # records a horizon must hold to be anchored at its newest one
+
+# A record is "the same event" in two exports when all of these agree. Ids alone are only unique within
+# one log database: two services (or a generator numbering from 1) reuse them for different events.
+SAME_EVENT_COLUMNS = ("id", "timestamp", "device", "process_name", "message")
+KEYS = ("id", "timestamp", "source_file")
+BY_FILE_COLUMNS = ["source_file", "records", "kept", "identical_copies_dropped", "id_conflicts_kept"]
+
+
+@dataclass(frozen=True)
+class UnionReport:
+    """What the cross-file union did, per export: nothing a user gave us disappears without a count.
+
+    ``identical`` copies of an event already taken from another export were dropped; ``id_conflicts``
+    records share an id with a *different* event in another export and were all kept."""
+
+    identical: int
+    id_conflicts: int
+    by_file: pd.DataFrame  # source_file, records, kept, identical_copies_dropped, id_conflicts_kept
+
+    def lines(self) -> list[str]:
+        """One line per export that lost or kept something unusual (for logs and the CLI)."""
+        out = []
+        for r in self.by_file.itertuples(index=False):
+            if r.identical_copies_dropped or r.id_conflicts_kept:
+                out.append(f"{r.source_file}: {r.records} records, {r.identical_copies_dropped} identical to records "
+                           f"of another export (counted once), {r.id_conflicts_kept} reuse an id of a different "
+                           "event elsewhere (kept)")
+        return out
+
+
+@dataclass(frozen=True)
+class HorizonRecords:
+    """The records inside the training horizon (each event once, ordered by (timestamp, id)) and how they were chosen."""
+
+    records: pd.DataFrame
+    union: UnionReport
+    distinct: int  # records after the union, before the horizon cut
+    cutoff: pd.Timestamp | None
+    exports: list[str]  # the exports with at least one record inside the horizon
+
+    @property
+    def loaded(self) -> int:
+        return len(self.union.by_file)
+
+
+def horizon_bounds(timestamps: np.ndarray, horizon_days: float) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(cutoff, anchor) of the horizon over non-empty ``timestamps``: records with cutoff < t <= anchor are inside.
+
+    The horizon ends at the newest record that has at least ``HORIZON_MIN_SUPPORT`` (10) records, itself
+    included, in the ``horizon_days`` up to it (or, when no record has that many, as many as the densest
+    such span): a lone record dated years after the rest (a device clock gone wrong) neither moves the
+    horizon nor enters training; a real newer export of 10 records or more does move it. Normal data:
+    the anchor is simply the newest record. Vectorised: one sort and one binary search."""
+    sorted_ts = np.sort(timestamps)
+    span = np.timedelta64(int(round(horizon_days * 86_400_000_000)), "us")
+    first_inside = np.searchsorted(sorted_ts, sorted_ts - span, side="right")
+    support = np.arange(len(sorted_ts)) - first_inside + 1
+    needed = min(HORIZON_MIN_SUPPORT, int(support.max()))
+    anchor = pd.Timestamp(sorted_ts[np.flatnonzero(support >= needed)[-1]])
+    return anchor - pd.Timedelta(days=horizon_days), anchor
+
+
+def horizon_filter(records: pd.DataFrame, horizon_days: float) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """Keep the records within ``horizon_days`` of the newest *supported* record (not of today: exports
+    can be old, see :func:`horizon_bounds`); returns them and the cutoff."""
+    if records.empty:
+        return records, None
+    ts = records["timestamp"].to_numpy()
+    cutoff, anchor = horizon_bounds(ts, horizon_days)
+    keep = (ts > cutoff.to_datetime64()) & (ts <= anchor.to_datetime64())
+    return (records if keep.all() else records[keep]), cutoff  # no copy of millions of rows to keep them all
+
+
+class FrameReader:
+    """A reader over a table already in memory (``columns``: what it holds, as a Parquet reader's schema)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def __call__(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return self.frame if columns is None else self.frame.loc[:, list(columns)]
+
+
+def frame_readers(frames: Mapping[str, pd.DataFrame | None]) -> dict[str, Reader]:
+    """Readers over tables already in memory."""
+    return {name: FrameReader(f) for name, f in frames.items() if f is not None and len(f)}
+
+
+def union_records(frames: Mapping[str, pd.DataFrame | None]) -> tuple[pd.DataFrame, UnionReport]:
+    """Records of several exports, each event once, ordered by (timestamp, id) (see :func:`select_records`)."""
+    result = select_records(frame_readers(frames), horizon_days=None)
+    return result.records, result.union
+
+
+def select_records(readers: Mapping[str, Reader], horizon_days: float | None,
+                   columns: Sequence[str] | None = None) -> HorizonRecords:
+    """The union of the exports (each event once) cut to the training horizon (``None``: no cut).
+
+    Exports overlap in time, so one event routinely arrives in several files; counting it twice would
+    teach the model double traffic. Only copies of the *same event* (every column of
+    :data:`SAME_EVENT_COLUMNS` equal) are merged, the first in (export name, row) order kept; records
+    that merely reuse an id are different events and are all kept, counted per file in the report.
+    One stable sort by (timestamp, id) serves both the de-duplication and the output order.
+    ``columns`` limits the columns of the returned records (default: every column)."""
+    names = sorted(readers)
+    ids_parts, ts_parts, file_parts, sizes = [], [], [], []
+    file_names = pd.Index([], dtype=object)
+    for name in names:
+        keys = readers[name](list(KEYS))
+        codes, uniques = pd.factorize(keys["source_file"].astype("str"))
+        file_names = file_names.append(pd.Index(np.asarray(uniques, dtype=object)).difference(file_names))
+        file_parts.append(np.asarray(file_names.get_indexer(np.asarray(uniques, dtype=object)))[codes])
+        ids_parts.append(keys["id"].to_numpy(dtype=np.int64))
+        ts_parts.append(keys["timestamp"].to_numpy(dtype="datetime64[us]").view(np.int64))
+        sizes.append(len(keys))
+        del keys
+    n = int(sum(sizes))
+    if n == 0:
+        # No records at all: an empty table that still has the columns (readers downstream project on them).
+        empty = pd.DataFrame(columns=list(columns) if columns is not None else list(VALID_COLUMNS))
+        return HorizonRecords(empty, UnionReport(0, 0, pd.DataFrame(columns=BY_FILE_COLUMNS)), 0, None, [])
+    offsets = np.r_[0, np.cumsum(sizes)]
+    ids, ts = np.concatenate(ids_parts), np.concatenate(ts_parts)
+    del ids_parts, ts_parts
+
+    order = np.lexsort((ids, ts))
+    same = (ts[order][1:] == ts[order][:-1]) & (ids[order][1:] == ids[order][:-1])
+    shared = np.r_[same, False] | np.r_[False, same]
+    candidates = np.zeros(n, dtype=bool)
+    candidates[order[shared]] = True
+    dup = np.zeros(n, dtype=bool)
+    if candidates.any():  # only rows sharing (timestamp, id) can be copies: compare their text columns
+        rows = _read_rows(readers, names, offsets, np.flatnonzero(candidates), SAME_EVENT_COLUMNS)
+        dup[candidates] = rows.duplicated(subset=list(SAME_EVENT_COLUMNS), keep="first").to_numpy()
+        del rows
+    kept = ~dup
+    conflict = np.zeros(n, dtype=bool)
+    conflict[kept] = pd.Series(ids[kept]).duplicated(keep=False).to_numpy()
+    by_file = _by_file(np.concatenate(file_parts), np.asarray(file_names, dtype=object),
+                       {"records": np.ones(n, dtype=bool), "kept": kept, "identical_copies_dropped": dup,
+                        "id_conflicts_kept": conflict})
+    union = UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
+
+    chosen = order[kept[order]]
+    cutoff = None
+    if horizon_days is not None:
+        t = ts[chosen].astype("datetime64[us]")
+        cutoff, anchor = horizon_bounds(t, horizon_days)
+        chosen = chosen[(t > cutoff.to_datetime64()) & (t <= anchor.to_datetime64())]
+    records = _read_rows(readers, names, offsets, chosen, columns)
+    exports = sorted(records["source_file"].astype("str").unique().tolist()) if "source_file" in records.columns \
+        else sorted({str(file_names[c]) for c in np.unique(np.concatenate(file_parts)[chosen])})
+    return HorizonRecords(records, union, int(kept.sum()), cutoff, exports)
+
+
+def _by_file(file_code: np.ndarray, files: np.ndarray, masks: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Counts per ``source_file`` (sorted by name) of each mask."""
+    by_name = np.argsort(files, kind="stable")
+    rank = np.empty(len(files), dtype=np.int64)
+    rank[by_name] = np.arange(len(files))
+    code = rank[file_code]
+    out = pd.DataFrame({"source_file": pd.array(files[by_name], dtype="str")})
+    for column, mask in masks.items():
+        out[column] = np.bincount(code[mask], minlength=len(files)).astype("int64")
+    return out
+
+
+def _read_rows(readers: Mapping[str, Reader], names: list[str], offsets: np.ndarray, rows: np.ndarray,
+               columns: Sequence[str] | None) -> pd.DataFrame:
+    """The given global rows (positions in the concatenation of the exports in ``names`` order), in
+    that order, reading each export once and keeping only its wanted rows."""
+    cols = None if columns is None else list(columns)
+    ascending = np.sort(rows)
+    bounds = np.searchsorted(ascending, offsets)
+    local = {name: ascending[bounds[k]:bounds[k + 1]] - offsets[k] for k, name in enumerate(names)}
+    used = [name for name in names if len(local[name])]
+    if not used:
+        return readers[names[0]](cols).iloc[:0].reset_index(drop=True)
+    perm = None if len(rows) < 2 or (rows[1:] > rows[:-1]).all() else np.searchsorted(ascending, rows)
+    schemas = {tuple(getattr(readers[name], "columns", None) or ()) for name in used}
+    if len(schemas) == 1 and (known := list(schemas.pop())):
+        # One column at a time: the peak is the result plus one column, not every export's whole table twice.
+        out = {}
+        for c in cols if cols is not None else known:
+            col = pd.concat([readers[name]([c])[c].take(local[name]) for name in used], ignore_index=True)
+            out[c] = col if perm is None else col.take(perm).reset_index(drop=True)
+        return pd.DataFrame(out, copy=False)
+    parts = [readers[name](cols).take(local[name]) for name in used]
+    table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    del parts
+    return table if perm is None else table.take(perm).reset_index(drop=True)
+
+
+def device_chunks(devices: pd.Series, max_records: int) -> list[np.ndarray]:
+    """Row positions of ``devices`` grouped into chunks of whole devices (first-appearance order), each
+    at most ``max_records`` rows unless one device alone has more. Every feature is a function of one
+    device's records, so windowing chunk by chunk gives the same windows with a bounded working set."""
+    codes, _ = pd.factorize(devices)
+    counts = np.bincount(codes[codes >= 0])
+    chunk_of = np.zeros(len(counts), dtype=np.int64)
+    size, chunk = 0, 0
+    for d, c in enumerate(counts):
+        if size and size + c > max_records:
+            chunk, size = chunk + 1, 0
+        chunk_of[d] = chunk
+        size += int(c)
+    row_chunk = chunk_of[codes]
+    order = np.argsort(row_chunk, kind="stable")
+    bounds = np.searchsorted(row_chunk[order], np.arange(chunk + 2))
+    return [order[bounds[k]:bounds[k + 1]] for k in range(chunk + 1)]

@@ -1,0 +1,136 @@
+"""The training fan-in: union of exports (each event once) and the horizon cut, read column-wise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mcp_training_dagster.serving.exports import read_export
+from mcp_training_dagster.domain.horizon import frame_readers, horizon_filter, select_records, union_records
+from mcp_training_dagster.serving.validation import check_schema, validate_records
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
+
+
+def validated(path) -> pd.DataFrame:
+    return validate_records(read_export(path).records, path.name).records
+
+
+# ----------------------------------------------------------------------- union/horizon
+def test_union_counts_identical_events_once() -> None:
+    big, small = validated(SYSTEM_35), validated(SYSTEM_19)
+    assert set(small["id"]) <= set(big["id"])  # the 19 are copies of 19 of the 35
+    union, report = union_records({SYSTEM_35.name: big, SYSTEM_19.name: small})
+    assert len(union) == 35
+    assert report.identical == 19 and report.id_conflicts == 0
+    assert union["id"].is_unique
+    assert set(union["id"]) == set(big["id"])
+    assert check_schema(union) == []
+    per_file = report.by_file.set_index("source_file")
+    assert per_file["records"].to_dict() == {SYSTEM_19.name: 19, SYSTEM_35.name: 35}
+    assert per_file["identical_copies_dropped"].sum() == 19 and per_file["kept"].sum() == 35
+    again, report_again = union_records({SYSTEM_19.name: small, SYSTEM_35.name: big})
+    pd.testing.assert_frame_equal(again, union)
+    assert report_again.identical == report.identical
+
+
+def test_union_keeps_records_that_only_reuse_an_id() -> None:
+    """Ids are unique only within one log database: another router's export numbered from 1 is not a copy."""
+    a = validated(HOSTAPD_1824)
+    other = a.copy()
+    other["device"] = "77"
+    other["timestamp"] = other["timestamp"] + pd.Timedelta(days=60)
+    other["source_file"] = "export_other_router.json"
+    for names in (("a.json", "export_other_router.json"), ("z.json", "export_other_router.json")):
+        union, report = union_records({names[0]: a.assign(source_file=names[0]), names[1]: other})
+        assert len(union) == 2 * len(a)  # nothing dropped, whichever name sorts first
+        assert report.identical == 0 and report.id_conflicts == 2 * len(a)
+        assert (union["device"] == "77").sum() == len(a)
+        assert any("reuse an id" in line and "export_other_router.json" in line for line in report.lines())
+
+
+def test_union_of_disjoint_files_keeps_everything() -> None:
+    a, b = validated(HOSTAPD_1824), validated(SYSTEM_35)
+    union, report = union_records({"a.json": a, "b.json": b})
+    assert report.identical == 0
+    assert len(union) == len(a) + len(b)
+    assert check_schema(union) == []
+
+
+def test_union_of_nothing() -> None:
+    union, report = union_records({})
+    assert union.empty and report.identical == 0
+    union, report = union_records({"a.json": validated(SYSTEM_19).iloc[:0]})
+    assert union.empty and report.identical == 0
+
+
+def test_horizon_measured_from_newest_record() -> None:
+    recs = validated(HOSTAPD_1824)  # 2025-05-04 .. 2025-06-27: far in the past of "today"
+    kept, cutoff = horizon_filter(recs, 7)
+    newest = recs["timestamp"].max()
+    assert cutoff == newest - pd.Timedelta(days=7)
+    assert len(kept) > 0
+    assert kept["timestamp"].max() == newest
+    assert (kept["timestamp"] > cutoff).all()
+    assert len(kept) == int((recs["timestamp"] > cutoff).sum())
+    everything, _ = horizon_filter(recs, 365)
+    assert len(everything) == len(recs)
+
+
+def test_horizon_on_empty() -> None:
+    empty = validated(SYSTEM_19).iloc[:0]
+    kept, cutoff = horizon_filter(empty, 30)
+    assert kept.empty and cutoff is None
+
+
+def test_select_records_is_union_then_horizon_read_column_wise() -> None:
+    """Same table as union + horizon cut on whole tables; full rows are read only for the chosen records."""
+    a, b, c = validated(HOSTAPD_1824), validated(SYSTEM_35), validated(SYSTEM_19)
+    frames = {"a.json": a, "b.json": b, "c.json": c}
+    expected, cutoff = horizon_filter(union_records(frames)[0], 20)
+    asked: list[tuple[str, Sequence[str] | None, int]] = []
+
+    def spy(name: str, inner):
+        def read(columns):
+            out = inner(columns)
+            asked.append((name, None if columns is None else tuple(columns), len(out)))
+            return out
+        return read
+
+    readers = {k: spy(k, r) for k, r in frame_readers(frames).items()}
+    got = select_records(readers, 20)
+    pd.testing.assert_frame_equal(got.records, expected.reset_index(drop=True))
+    assert got.cutoff == cutoff and got.distinct == 35 + len(a)
+    assert got.exports == sorted(expected["source_file"].unique())
+    assert {cols for _, cols, _ in asked} <= {("id", "timestamp", "source_file"), None,
+                                               ("id", "timestamp", "device", "process_name", "message")}
+    whole = [name for name, cols, _ in asked if cols is None]
+    assert len(whole) == len(set(whole)) == len(got.exports)  # whole rows once per export that keeps something
+    narrow = select_records(frame_readers(frames), 20, columns=["timestamp", "device"])
+    pd.testing.assert_frame_equal(narrow.records, expected.loc[:, ["timestamp", "device"]].reset_index(drop=True))
+
+
+def test_select_records_keeps_first_copy_in_export_order() -> None:
+    big = validated(SYSTEM_35)
+    copy = big.assign(source_file="z.json")
+    got = select_records(frame_readers({"a.json": big.assign(source_file="a.json"), "z.json": copy}), None)
+    assert len(got.records) == 35 and set(got.records["source_file"]) == {"a.json"}
+    assert got.union.by_file.set_index("source_file")["identical_copies_dropped"].to_dict() == {"a.json": 0, "z.json": 35}
+    assert np.all(np.diff(got.records["timestamp"].to_numpy().astype(np.int64)) >= 0)
+
+
+def test_device_chunks_keep_devices_whole_and_windows_equal() -> None:
+    from mcp_training_dagster.serving.features import build_windows
+    from mcp_training_dagster.domain.horizon import device_chunks
+
+    recs = validated(HOSTAPD_1824)
+    recs = pd.concat([recs, recs.assign(device="other", id=recs["id"] + 10_000)], ignore_index=True)
+    chunks = device_chunks(recs["device"], max_records=len(recs) // 2)
+    assert len(chunks) == 2 and sorted(np.concatenate(chunks).tolist()) == list(range(len(recs)))
+    assert all(recs["device"].iloc[c].nunique() == 1 for c in chunks)
+    whole = build_windows(recs)
+    parts = pd.concat([build_windows(recs.iloc[c]) for c in chunks], ignore_index=True)
+    key = ["entity_kind", "device", "entity", "window_start"]
+    pd.testing.assert_frame_equal(parts.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True))
+    assert len(device_chunks(recs["device"], max_records=10)) == 2  # a device larger than the cap is one chunk
