@@ -62,17 +62,23 @@ def _wait(cond, timeout: float, proc: subprocess.Popen, poll: float = 0.2):  # n
 
 
 def _idle(home: Path, proc: subprocess.Popen, quiet: float = 15, timeout: float = 600) -> None:
-    """Wait until no run has been queued or running for ``quiet`` seconds (verdicts, drift and retrains done)."""
+    """Wait until no run has been queued or running, and no backfill in progress, for ``quiet`` seconds
+    (verdicts, drift and retrains done)."""
     import dagster as dg
     from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+
     busy = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    # Automation submits the re-scoring of every export as a backfill, whose runs the backfill daemon creates
+    # up to 30 s later: a backfill still in progress is work not done yet.
+    backfilling = BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
     deadline, calm_since = time.monotonic() + timeout, None
     with dg.DagsterInstance.from_config(str(home)) as instance:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"mcp-training up exited with {proc.returncode}")
-            if instance.get_runs_count(RunsFilter(statuses=busy)):
+            if instance.get_runs_count(RunsFilter(statuses=busy)) or instance.get_backfills(filters=backfilling, limit=1):
                 calm_since = None
             elif calm_since is None:
                 calm_since = time.monotonic()
@@ -152,7 +158,12 @@ def measure(runs: int, root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: the instance, the logs")
     args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        print(json.dumps(measure(args.runs, args.keep.resolve()), indent=1))
+        return
     with tempfile.TemporaryDirectory(prefix="mcp-latency-") as tmp:
         print(json.dumps(measure(args.runs, Path(tmp)), indent=1))
 

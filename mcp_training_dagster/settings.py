@@ -151,7 +151,7 @@ class ModelConfig(_Strict):
 
 # ------------------------------------------------------------------------ training config
 class SensorConfig(_Strict):
-    interval_seconds: int = Field(5, ge=1, le=86400)
+    interval_seconds: int = Field(1, ge=1, le=86400)
     settled_after_seconds: float | None = Field(
         2.0, ge=0, description="a file unmodified for this long is complete on the first tick (None: wait a tick)"
     )

@@ -7,8 +7,9 @@ Made by factories from the settings the code location is built with (their inter
 import warnings
 
 import dagster as dg
-from mcp_training_dagster.defs.jobs import ingest_job
+from mcp_training_dagster.defs.jobs import file_to_model_job, ingest_job
 from mcp_training_dagster.defs.partitions import EXPORT_FILES, export_files
+from mcp_training_dagster.defs.policy import changed_at, handled_at
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.landing import ReadyFile, ScanResult, scan_landing
 from mcp_training_dagster.domain.object_landing import ObjectScanResult, is_remote, scan_object_landing
@@ -17,17 +18,52 @@ from mcp_training_dagster.settings import Settings
 # SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
 PARTITION_BATCH = 500
 
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# Runs that neither ingest nor train: an export's verdicts, drift and incidents. Any other unfinished run (an
+# ingest, a training, a production change, anything unknown) sends a new file the slow way.
+NOT_IN_THE_WAY = {dg.AssetKey(k) for k in ("export_anomalies", "export_drift", "export_incidents")}
+RUNS_LOOKED_AT = 200  # more unfinished runs than this: busy, whatever they are
+
+
+def why_not_train_with(instance: dg.DagsterInstance, scan: ScanResult | ObjectScanResult) -> str | None:
+    """Why this tick's file must NOT take the file-to-model run (ingest + the retraining it makes due, one run),
+    or None when it may. The retraining policy's guards (defs/policy.py), judged here for the one case where
+    waiting for the automation sensor is only latency: one file, on a system with nothing ingesting or training.
+
+    * debounce: exactly one file ready and none still arriving or deferred; a burst is ingested by ingest_job
+      runs and trained on once, by automation;
+    * never two trainings at once: no unfinished run other than verdicts / drift / incidents;
+    * no training already due: validated data has not changed since the last training run was created
+      (automation has it in hand, or its guards are holding it back: it stays automation's call).
+    A new file's blocking checks still stop the training inside the run (Dagster skips what follows a failed
+    blocking check), as in automation's runs."""
+    if len(scan.ready) != 1 or scan.waiting or scan.deferred:
+        return f"{len(scan.ready)} ready, {len(scan.waiting)} still changing, {scan.deferred} deferred"
+    unfinished = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED), limit=RUNS_LOOKED_AT)
+    if len(unfinished) >= RUNS_LOOKED_AT:
+        return f"{len(unfinished)} or more runs not finished"
+    for run in unfinished:
+        selection = run.asset_selection
+        if selection is None or not selection <= NOT_IN_THE_WAY:
+            return f"run {run.run_id[:8]} ({run.job_name}) is not finished"
+    validated = changed_at(instance, dg.AssetKey("validated_records"))
+    if validated > handled_at(instance, dg.AssetKey("training_windows")):
+        return "validated data changed since the last training run: automation trains on it"
+    return None
+
 
 def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
     """``export_file_sensor``, ticking every ``sensor.interval_seconds``."""
 
     @dg.sensor(
-        target=ingest_job,
+        jobs=[ingest_job, file_to_model_job],
         minimum_interval_seconds=settings.training.sensor.interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Watches the landing folder. A new or changed export file (by content hash) that has stopped changing "
-            "since the previous tick gets a partition and an ingest run; unchanged files never re-run."
+            "since the previous tick gets a partition and an ingest run; unchanged files never re-run. One file on a "
+            "system with nothing ingesting or training is ingested and trained on in one run (file_to_model_job)."
         ),
     )
     def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
@@ -52,11 +88,24 @@ def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
             export_files.build_add_request(new_keys[i : i + PARTITION_BATCH])
             for i in range(0, len(new_keys), PARTITION_BATCH)
         ]
+        job, selection = ingest_job.name, None
+        if scan.ready:
+            why_not = why_not_train_with(context.instance, scan)
+            if why_not is None and context.repository_def is not None:
+                job = file_to_model_job.name
+                # Named explicitly: automation reads a run's asset selection to know that the updates it made
+                # (model_package before production_model, ...) were already followed in that run, not to redo.
+                selection = sorted(context.repository_def.get_job(job).asset_layer.executable_asset_keys)
+                context.log.info(f"{scan.ready[0].name}: ingest and train in one run")
+            elif why_not is not None:
+                context.log.info(f"ingest only ({why_not}); automation trains when its policy allows")
         runs = []
         for f in scan.ready:
             kind, fingerprint = ("sha256", f.sha256) if isinstance(f, ReadyFile) else ("etag", f.etag)
             runs.append(
                 dg.RunRequest(
+                    job_name=job,
+                    asset_selection=selection,
                     partition_key=f.name,
                     run_key=f"{f.name}:{fingerprint}",
                     # Queue ahead of verdict re-scoring runs: a new file is the start of the file-to-model path.
@@ -91,6 +140,8 @@ def build_retrain_automation_sensor(settings: Settings) -> dg.AutomationConditio
             # Evaluated in the code server: the retraining policy has a custom condition (drift, defs/policy.py),
             # which the AssetDaemon cannot deserialise.
             use_user_code_server=True,
+            # Not below 5: a tick evaluates the whole policy in the code server (1-2 CPU-s on 2 cores), and one file on
+            # an idle system does not wait for it (export_file_sensor's file_to_model_job trains in the ingest run).
             minimum_interval_seconds=max(5, min(30, settings.training.sensor.interval_seconds)),
             description=(
                 "Retrains when validated data changes: training windows and evaluation data -> model selection and "

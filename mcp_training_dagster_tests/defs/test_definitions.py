@@ -76,7 +76,7 @@ def test_the_defs_folder_loads_by_itself(defs):
                    "training_windows:features_finite_nonnegative", "anomaly_model:threshold_calibrated",
                    "model_evaluation:meets_quality_gates", "model_evaluation:not_worse_than_production",
                    "export_drift:drift_within_threshold"},
-        "jobs": {"ingest_job", "train_job", "production_job", "verdicts_job", "__ASSET_JOB"},
+        "jobs": {"ingest_job", "train_job", "file_to_model_job", "production_job", "verdicts_job", "__ASSET_JOB"},
         # No implicit default_automation_condition_sensor: every automated asset is the retrain sensor's.
         "sensors": {"export_file_sensor", "retrain_automation_sensor", "alert_on_run_failure",
                     "alert_on_checks_and_freshness"},
@@ -185,7 +185,8 @@ def test_sensors_present_and_running_by_default(defs):
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, name
     ingest_sensor = defs.resolve_sensor_def("export_file_sensor")
-    assert ingest_sensor.job_name == "ingest_job"
+    # ingest_job; file_to_model_job (ingest + training in one run) for one file on an idle system
+    assert {job.name for job in ingest_sensor.jobs} == {"ingest_job", "file_to_model_job"}
     retrain = defs.resolve_sensor_def("retrain_automation_sensor")
     assert isinstance(retrain, dg.AutomationConditionSensorDefinition)
     targeted = retrain.asset_selection.resolve(defs.resolve_asset_graph())
@@ -199,6 +200,8 @@ def test_jobs_resolve(defs):
     train_keys = {k.to_user_string() for k in train_job.asset_layer.executable_asset_keys}
     assert ingest_keys == {"raw_export", "validated_records", "quarantined_records", "export_windows"}
     assert train_keys == FAN_IN
+    one_run = {k.to_user_string() for k in defs.resolve_job_def("file_to_model_job").asset_layer.executable_asset_keys}
+    assert one_run == ingest_keys | train_keys | {"drift_baseline"}
     assert ingest_job.partitions_def is not None and ingest_job.partitions_def.name == "export_files"
 
 
@@ -211,7 +214,7 @@ def test_executor_switches_to_multiprocess(data_dir):
     env = {"MCP_TRAINING_DATA_DIR": str(data_dir), "MCP_TRAINING_EXECUTOR": "multiprocess"}
     multi = build_definitions(load_settings(env=env))
     dg.Definitions.validate_loadable(multi)
-    for job in ("ingest_job", "train_job"):
+    for job in ("ingest_job", "train_job", "file_to_model_job"):
         assert multi.resolve_job_def(job).executor_def.name == "multiprocess", job
 
 
