@@ -23,7 +23,7 @@ from mcp_training_dagster_tests.defs.test_policy_guards import _create, _report
 
 pytestmark = pytest.mark.slow
 
-TRAINING = {"training_windows", "evaluation_dataset", "anomaly_model", "agent_model", "model_metadata",
+TRAINING = {"horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model", "model_metadata",
             "model_evaluation", "model_package", "production_model", "drift_baseline"}
 
 
