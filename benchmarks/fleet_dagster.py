@@ -90,9 +90,23 @@ def main(argv: list[str] | None = None) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), MCP_TRAINING_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
     log = open(work / "dagster.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-m", "mcp_training_dagster.definitions",
-                             "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-m",
+            "mcp_training_dagster.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     peak_one = peak_all = 0.0
     try:
         while True:
@@ -126,29 +140,43 @@ def main(argv: list[str] | None = None) -> None:
                     all_ingested_at = max(e for e in ends if e is not None)
                 if all_ingested_at is not None:
                     latest = instance.get_latest_materialization_event(dg.AssetKey("model_package"))
-                    if latest is not None and (instance.get_run_stats(latest.run_id).start_time or 0) >= all_ingested_at:
+                    if (
+                        latest is not None
+                        and (instance.get_run_stats(latest.run_id).start_time or 0) >= all_ingested_at
+                    ):
                         model_at = latest.timestamp  # trained on every file of the fleet
                         break
                 time.sleep(1)
             runs = instance.get_runs()
-            stats = [instance.get_run_stats(r.run_id) for r in runs if r.job_name == "ingest_job" and r.status == DagsterRunStatus.SUCCESS]
-            durations = sorted(s.end_time - s.start_time for s in stats if s.end_time is not None and s.start_time is not None)
+            stats = [
+                instance.get_run_stats(r.run_id)
+                for r in runs
+                if r.job_name == "ingest_job" and r.status == DagsterRunStatus.SUCCESS
+            ]
+            durations = sorted(
+                s.end_time - s.start_time for s in stats if s.end_time is not None and s.start_time is not None
+            )
             ticks = _sensor_ticks(instance, "export_file_sensor")
             result = {
-                "files": len(files), "records_per_file": args.records,
+                "files": len(files),
+                "records_per_file": args.records,
                 "mb": round(sum((data / "exports" / f.name).stat().st_size for f in files) / 1e6, 1),
                 "drop_to_all_ingested_s": round(all_ingested_at - t_drop, 1) if all_ingested_at else None,
                 "drop_to_model_registered_s": round(model_at - t_drop, 1) if model_at else None,
                 "ingest_run_s_mean": round(sum(durations) / len(durations), 2) if durations else None,
                 "ingest_run_s_p95": round(durations[int(0.95 * (len(durations) - 1))], 2) if durations else None,
-                "ingest_files_per_min": round(60 * len(durations) / (all_ingested_at - t_drop), 1) if all_ingested_at else None,
+                "ingest_files_per_min": round(60 * len(durations) / (all_ingested_at - t_drop), 1)
+                if all_ingested_at
+                else None,
                 "sensor_ticks": len(ticks),
                 "longest_sensor_tick_s": round(max((e - s for s, e, _ in ticks), default=0.0), 2),
                 "failed_sensor_ticks": sum(1 for *_, st in ticks if st == "FAILURE"),
                 "training_runs": sum(1 for r in runs if r.job_name != "ingest_job"),
                 "failed_runs": sum(1 for r in runs if r.status == DagsterRunStatus.FAILURE),
-                "peak_rss_one_process_mb": round(peak_one), "peak_rss_all_processes_mb": round(peak_all),
-                "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
+                "peak_rss_one_process_mb": round(peak_one),
+                "peak_rss_all_processes_mb": round(peak_all),
+                "load_avg_before": round(load_before, 2),
+                "load_avg_after": round(os.getloadavg()[0], 2),
             }
         print(json.dumps(result), flush=True)
     finally:

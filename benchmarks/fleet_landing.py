@@ -61,9 +61,14 @@ def drain(tick: Callable[[str | None], Any], expected: int) -> dict[str, Any]:
         dt = time.perf_counter() - t0
         cursor, ticks, handed = result.cursor(), ticks + 1, handed + len(result.ready)
         longest, total = max(longest, dt), total + dt
-    return {"ticks": ticks, "handed_over": handed, "longest_tick_s": round(longest, 3),
-            "scan_seconds": round(total, 2), "ms_per_file": round(1000 * total / max(expected, 1), 2),
-            "cursor_kb": round(len(cursor or "") / 1024, 1)}
+    return {
+        "ticks": ticks,
+        "handed_over": handed,
+        "longest_tick_s": round(longest, 3),
+        "scan_seconds": round(total, 2),
+        "ms_per_file": round(1000 * total / max(expected, 1), 2),
+        "cursor_kb": round(len(cursor or "") / 1024, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,13 +85,30 @@ def main(argv: list[str] | None = None) -> None:
     try:
         files = make_fleet(work / "all", args.routers, args.days, args.records)
         mb = sum(f.stat().st_size for f in files) / 1e6
-        print(json.dumps({"fleet_files": len(files), "fleet_mb": round(mb, 1), "records_per_file": args.records,
-                          "load_avg": os.getloadavg()[0]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "fleet_files": len(files),
+                    "fleet_mb": round(mb, 1),
+                    "records_per_file": args.records,
+                    "load_avg": os.getloadavg()[0],
+                }
+            ),
+            flush=True,
+        )
         port = _free_port()
-        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                          AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        os.environ.update(
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         import fsspec
 
         for _ in range(100):
@@ -103,14 +125,22 @@ def main(argv: list[str] | None = None) -> None:
             local.mkdir()
             for f in chosen:
                 os.link(f, local / f.name)
-            line = {"files": n, "landing": "local folder", **budget,
-                    **drain(lambda c: scan_landing(local, c, **budget), n)}
+            line = {
+                "files": n,
+                "landing": "local folder",
+                **budget,
+                **drain(lambda c: scan_landing(local, c, **budget), n),
+            }
             print(json.dumps(line), flush=True)
             bucket = f"fleet{n}"
             fs.mkdir(bucket)
             fs.put([str(f) for f in chosen], f"{bucket}/exports/")
-            line = {"files": n, "landing": "s3 (moto, 127.0.0.1)", **budget,
-                    **drain(lambda c: scan_object_landing(f"s3://{bucket}/exports", c, **budget), n)}
+            line = {
+                "files": n,
+                "landing": "s3 (moto, 127.0.0.1)",
+                **budget,
+                **drain(lambda c: scan_object_landing(f"s3://{bucket}/exports", c, **budget), n),
+            }
             print(json.dumps(line), flush=True)
     finally:
         if moto is not None:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from mcp_training_dagster.domain.registry import ModelRegistry
 
-SAMPLE = Path(__file__).resolve().parents[1] / "mcp_training_dagster" / "sample_exports" / "export_asus_hostapd_1824.json"
+SAMPLE = (
+    Path(__file__).resolve().parents[1] / "mcp_training_dagster" / "sample_exports" / "export_asus_hostapd_1824.json"
+)
 
 
 def _free_port() -> int:
@@ -78,7 +80,9 @@ def _idle(home: Path, proc: subprocess.Popen, quiet: float = 15, timeout: float 
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"mcp-training up exited with {proc.returncode}")
-            if instance.get_runs_count(RunsFilter(statuses=busy)) or instance.get_backfills(filters=backfilling, limit=1):
+            if instance.get_runs_count(RunsFilter(statuses=busy)) or instance.get_backfills(
+                filters=backfilling, limit=1
+            ):
                 calm_since = None
             elif calm_since is None:
                 calm_since = time.monotonic()
@@ -96,10 +100,18 @@ def _runs_since(home: Path, since: float) -> list[dict]:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         records = instance.get_run_records(RunsFilter(created_after=datetime.fromtimestamp(since).astimezone()))
     rel = lambda t: round(t - since, 1) if t else None  # noqa: E731
-    rows = [{"job": r.dagster_run.job_name, "partition": r.dagster_run.tags.get("dagster/partition"),
-             "assets": sorted(k.to_user_string() for k in (r.dagster_run.asset_selection or []))[:4],
-             "created": rel(r.create_timestamp.timestamp()), "started": rel(r.start_time), "ended": rel(r.end_time),
-             "status": r.dagster_run.status.value} for r in records]
+    rows = [
+        {
+            "job": r.dagster_run.job_name,
+            "partition": r.dagster_run.tags.get("dagster/partition"),
+            "assets": sorted(k.to_user_string() for k in (r.dagster_run.asset_selection or []))[:4],
+            "created": rel(r.create_timestamp.timestamp()),
+            "started": rel(r.start_time),
+            "ended": rel(r.end_time),
+            "status": r.dagster_run.status.value,
+        }
+        for r in records
+    ]
     return sorted(rows, key=lambda r: r["created"])
 
 
@@ -117,8 +129,9 @@ def measure(runs: int, root: Path) -> dict:
     exe = Path(sys.executable).parent / "mcp-training"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_training_dagster.cli"]
     out = open(root / "up.out", "wb")
-    proc = subprocess.Popen([*cmd, "up", "--port", str(_free_port())], env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, "up", "--port", str(_free_port())], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     timings: list[float] = []
     breakdown: list[list[dict]] = []
     try:
@@ -150,9 +163,14 @@ def measure(runs: int, root: Path) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
         out.close()
     load = os.getloadavg()
-    return {"first_model_after_start_s": round(first, 1), "file_to_new_package_s": timings,
-            "median_s": sorted(timings)[len(timings) // 2] if timings else None,
-            "loadavg_1_5_15": [round(x, 2) for x in load], "cpus": os.cpu_count(), "runs_after_each_file": breakdown}
+    return {
+        "first_model_after_start_s": round(first, 1),
+        "file_to_new_package_s": timings,
+        "median_s": sorted(timings)[len(timings) // 2] if timings else None,
+        "loadavg_1_5_15": [round(x, 2) for x in load],
+        "cpus": os.cpu_count(),
+        "runs_after_each_file": breakdown,
+    }
 
 
 def main() -> None:

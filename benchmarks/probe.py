@@ -87,4 +87,3 @@ def _write_parquet(df: Any, path: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-

@@ -100,13 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         _reset_peak_rss()
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn(*fn_args)
-        steps[name] = {"seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2),
-                       "peak_rss_mb": round(_peak_rss_mb(), 1)}
+        steps[name] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "cpu_seconds": round(time.process_time() - c0, 2),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+        }
         return out
 
     result = step("horizon", select_records, {k: _Reader(v) for k, v in paths.items()}, args.horizon_days)
     n_in, n_records = result.distinct + result.union.identical, len(result.records)
-    result.records.to_parquet(folder / "horizon_records.parquet", index=False, compression="zstd")  # untimed (IO manager)
+    result.records.to_parquet(
+        folder / "horizon_records.parquet", index=False, compression="zstd"
+    )  # untimed (IO manager)
     del result
 
     def windows_step() -> tuple[pd.DataFrame, int, int]:
@@ -132,15 +137,31 @@ def main(argv: list[str] | None = None) -> int:
     tmp.cleanup()
     seconds = sum(s["seconds"] for s in steps.values())
     peak = max(s["peak_rss_mb"] for s in steps.values())
-    print(json.dumps({
-        "stage": "retrain", "records_in": n_in, "records_in_horizon": n_records, "windows": total,
-        "device_chunks": n_chunks, "trained_on_windows": model.n_windows, "fit_sample": model.fit_sample,
-        "seconds": round(seconds, 2), "cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 2),
-        "peak_rss_mb": peak, "input_rss_mb": round(input_mb, 1), "steps": steps,
-        "load_avg_1m": os.getloadavg()[0],
-        "targets": {"seconds": TARGET_SECONDS, "peak_rss_mb": TARGET_PEAK_MB,
-                    "met": seconds <= TARGET_SECONDS and peak <= TARGET_PEAK_MB},
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "stage": "retrain",
+                "records_in": n_in,
+                "records_in_horizon": n_records,
+                "windows": total,
+                "device_chunks": n_chunks,
+                "trained_on_windows": model.n_windows,
+                "fit_sample": model.fit_sample,
+                "seconds": round(seconds, 2),
+                "cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 2),
+                "peak_rss_mb": peak,
+                "input_rss_mb": round(input_mb, 1),
+                "steps": steps,
+                "load_avg_1m": os.getloadavg()[0],
+                "targets": {
+                    "seconds": TARGET_SECONDS,
+                    "peak_rss_mb": TARGET_PEAK_MB,
+                    "met": seconds <= TARGET_SECONDS and peak <= TARGET_PEAK_MB,
+                },
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -83,10 +83,7 @@ TARGET_WINDOWS_RPS = 1_000_000
 TARGET_PEAK_OVER_FILE = 12.0
 MEMORY_TARGET_MIN_FILE_MB = 50.0  # below this the interpreter's own baseline dominates the ratio
 LINEAR_MAX_SLOPE = 1.15  # log-log slope of seconds vs records between the two largest sizes
-LINEAR_STAGES: tuple[str, ...] = (
-    "read", "validate", "read_validate", "write_parquet", "windows", "end_to_end"
-)
-
+LINEAR_STAGES: tuple[str, ...] = ("read", "validate", "read_validate", "write_parquet", "windows", "end_to_end")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,9 +241,7 @@ def _throughput_target(suite: SuiteResult, stage: str, target: float) -> dict[st
 
 def _memory_target(suites: list[SuiteResult]) -> dict[str, Any]:
     """Peak RSS from file to validated Parquet over the file size, judged on the file closest to 100 MB."""
-    by_size = {
-        f"{s.file_mb:.1f}": s.lines["end_to_end"].get("peak_rss_to_parquet_over_file_size") for s in suites
-    }
+    by_size = {f"{s.file_mb:.1f}": s.lines["end_to_end"].get("peak_rss_to_parquet_over_file_size") for s in suites}
     eligible = [s for s in suites if s.file_mb >= MEMORY_TARGET_MIN_FILE_MB]
     out: dict[str, Any] = {"target": TARGET_PEAK_OVER_FILE, "by_file_mb": by_size}
     if not eligible:
@@ -287,8 +282,10 @@ def _linearity_target(suites: list[SuiteResult]) -> dict[str, Any]:
         a, b = small.lines[stage], big.lines[stage]
         slope = math.log(b["seconds"] / a["seconds"]) / math.log(b["records"] / a["records"])
         slopes[stage] = round(slope, 3)
-    per_record_us = {stage: {str(s.lines[stage]["records"]): _us_per_record(s.lines[stage]) for s in ordered}
-                     for stage in LINEAR_STAGES}
+    per_record_us = {
+        stage: {str(s.lines[stage]["records"]): _us_per_record(s.lines[stage]) for s in ordered}
+        for stage in LINEAR_STAGES
+    }
     out.update(
         between_records=[small.lines["read"]["records"], big.lines["read"]["records"]],
         measured=slopes,
@@ -347,11 +344,17 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--file-mb", type=float, metavar="M", help="generate an export of about M MiB")
     p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
     p.add_argument(
-        "--repeat", type=int, default=1, metavar="K",
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
         help="run each measured stage K times (fresh process each) and report the fastest (default 1)",
     )
     p.add_argument(
-        "--train-cap", type=int, default=DEFAULT_TRAIN_CAP, metavar="K",
+        "--train-cap",
+        type=int,
+        default=DEFAULT_TRAIN_CAP,
+        metavar="K",
         help=f"train on at most K windows, a seeded random subsample (default {DEFAULT_TRAIN_CAP}; 0 = all)",
     )
     return p

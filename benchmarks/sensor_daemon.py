@@ -37,8 +37,12 @@ def _tick(files: int, workers: int, records: int) -> dict[str, float | int]:
         from dagster._daemon.sensor import execute_sensor_iteration
 
         overrides = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
-        target = ModuleTarget(module_name="mcp_training_dagster.definitions", attribute="defs",
-                              working_directory=str(Path(__file__).resolve().parents[1]), location_name="bench")
+        target = ModuleTarget(
+            module_name="mcp_training_dagster.definitions",
+            attribute="defs",
+            working_directory=str(Path(__file__).resolve().parents[1]),
+            location_name="bench",
+        )
         with dg.instance_for_test(overrides=overrides) as instance:
             with create_test_daemon_workspace_context(target, instance) as context:
                 log = logging.getLogger("bench")
@@ -55,9 +59,14 @@ def _tick(files: int, workers: int, records: int) -> dict[str, float | int]:
                 ticks = _sensor_ticks(instance, "export_file_sensor")
                 runs = len(instance.get_run_records())
     tick = max(ticks)[1] - max(ticks)[0] if ticks else float("nan")  # the newest tick: the one with the files
-    return {"files": files, "submit_workers": workers, "tick_seconds": round(tick, 2),
-            "iteration_seconds": round(wall, 2), "runs_created": runs,
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "files": files,
+        "submit_workers": workers,
+        "tick_seconds": round(tick, 2),
+        "iteration_seconds": round(wall, 2),
+        "runs_created": runs,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,7 +216,6 @@ def _run_stage_here(stage: str, spec_json: str) -> None:
     Path(spec["result"]).write_text(json.dumps(result))
 
 
-
 def _stage_parser() -> argparse.ArgumentParser:
     """The hidden interface of a stage process (started by ``benchmarks.run._run_stage``)."""
     p = argparse.ArgumentParser(add_help=False)

@@ -77,7 +77,9 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
     def _contained(self, path: UPath, what: str) -> UPath:
         base, target = _normalised(self._base_path), _normalised(path)
         if not (target == base or target.startswith(base.rstrip("/") + "/")):
-            raise PathOutsideBaseError(f"{what}: resolves to {target}, outside the IO manager's base path {base}; refused")
+            raise PathOutsideBaseError(
+                f"{what}: resolves to {target}, outside the IO manager's base path {base}; refused"
+            )
         return path
 
     def get_path_for_partition(self, context: Any, path: UPath, partition: str) -> UPath:
@@ -152,7 +154,9 @@ class _ParquetUPathIOManager(_AtomicUPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
         if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: Parquet IO manager expects a DataFrame, got {type(obj)}")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: Parquet IO manager expects a DataFrame, got {type(obj)}"
+            )
         atomic_write_bytes(path, lambda fh: obj.to_parquet(fh, index=False, compression="zstd"))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:

@@ -124,15 +124,25 @@ class AlarmConfig(_Strict):
     fusion: Literal["max", "mean", "none"] = Field(
         "max", description="station/interface windows: combine their score with their device window's (score level)"
     )
-    max_alarm_fraction: float = Field(0.02, gt=0.0, lt=0.5, description="ceiling: never more than this share of a kind's active windows (sparse routers)")
+    max_alarm_fraction: float = Field(
+        0.02,
+        gt=0.0,
+        lt=0.5,
+        description="ceiling: never more than this share of a kind's active windows (sparse routers)",
+    )
     ensemble: Literal["mean", "none"] = Field(
         "mean", description="average the detector's robust z with the rarity component's (per-family tail probability)"
     )
     magnitude: Literal["device", "none"] = Field(
-        "device", description="device windows: add the doublings of their largest event-family count above the router's own usual most (its 95th percentile, shrunk to the fleet's)"
+        "device",
+        description="device windows: add the doublings of their largest event-family count above the router's own usual most (its 95th percentile, shrunk to the fleet's)",
     )
-    silence_factor: float = Field(1.5, gt=1.0, description="a device is silent when its gap exceeds this x its longest gap of the 24 h before")
-    tail_quantile: float = Field(0.8, gt=0.5, lt=0.95, description="the tail is matched between this quantile and the 95 % one (active windows)")
+    silence_factor: float = Field(
+        1.5, gt=1.0, description="a device is silent when its gap exceeds this x its longest gap of the 24 h before"
+    )
+    tail_quantile: float = Field(
+        0.8, gt=0.5, lt=0.95, description="the tail is matched between this quantile and the 95 % one (active windows)"
+    )
 
 
 class TrainingGates(_Strict):
@@ -155,7 +165,9 @@ class SensorConfig(_Strict):
     settled_after_seconds: float | None = Field(
         2.0, ge=0, description="a file unmodified for this long is complete on the first tick (None: wait a tick)"
     )
-    max_files_per_tick: int = Field(5, ge=1, le=10000)  # each run request costs the daemon ~1.4 s (README: fleet landing)
+    max_files_per_tick: int = Field(
+        5, ge=1, le=10000
+    )  # each run request costs the daemon ~1.4 s (README: fleet landing)
     max_bytes_hashed_per_tick: int = Field(2_000_000_000, ge=1)
     file_patterns: tuple[str, ...] = ("*.json", "*.zip")
     ignore_patterns: tuple[str, ...] = ("*.part", "*.tmp", "*.partial", "*.crdownload", ".*", "~*")
@@ -178,13 +190,17 @@ class InputLimitsConfig(_Strict):
     )
     earliest_timestamp: datetime = Field(datetime(2000, 1, 1), description="records dated before this are quarantined")
     future_tolerance_hours: float = Field(
-        24.0, ge=0, le=24 * 366,
+        24.0,
+        ge=0,
+        le=24 * 366,
         description="records dated more than this after the export's created_at (else the file's time) are quarantined",
     )
 
 
 class RegistryConfig(_Strict):
-    keep_versions: int = Field(10, ge=2, le=10000, description="newest versions kept (plus production and its predecessor)")
+    keep_versions: int = Field(
+        10, ge=2, le=10000, description="newest versions kept (plus production and its predecessor)"
+    )
     auto_promote: bool = Field(True, description="promote a new model when every evaluation gate passes")
 
 
@@ -302,7 +318,6 @@ class Settings(_Strict):
     # another process, e.g. a run worker, rebuilds exactly these settings: see PipelineSettings (defs/resources.py).
     config_dir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-
 
     @property
     def landing_dir(self) -> Path:
@@ -444,7 +459,9 @@ def load_settings(config_directory: Path | None = None, env: Mapping[str, str] |
 
     model_env = _env_overrides(MODEL_ENV_PREFIX, env)
     training_env = _env_overrides(TRAINING_ENV_PREFIX, env, skip=(CONFIG_DIR_ENV,))
-    used = {k: v for k, v in env.items() if k.startswith((MODEL_ENV_PREFIX, TRAINING_ENV_PREFIX)) and k != CONFIG_DIR_ENV}
+    used = {
+        k: v for k, v in env.items() if k.startswith((MODEL_ENV_PREFIX, TRAINING_ENV_PREFIX)) and k != CONFIG_DIR_ENV
+    }
     for key in ("data_dir", "landing_dir", "models_dir", "dagster_home"):
         if isinstance(training_env.get(key), str):
             training_env[key] = str(Path(training_env[key]).expanduser().resolve())
@@ -460,8 +477,13 @@ def load_settings(config_directory: Path | None = None, env: Mapping[str, str] |
         training = TrainingConfig.model_validate(_deep_merge(training_raw, training_env))
     except ValidationError as exc:
         raise _explain(exc, str(training_path), TRAINING_ENV_PREFIX, env_keys) from None
-    return Settings(model=model, training=training, sources=tuple(sources),
-                    config_dir=str(cdir.resolve()) if cdir is not None else None, env=dict(sorted(used.items())))
+    return Settings(
+        model=model,
+        training=training,
+        sources=tuple(sources),
+        config_dir=str(cdir.resolve()) if cdir is not None else None,
+        env=dict(sorted(used.items())),
+    )
 
 
 @lru_cache(maxsize=8)

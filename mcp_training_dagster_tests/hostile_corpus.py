@@ -68,8 +68,9 @@ class Expect:
     valid: int = 0
 
 
-def _patch_zip_member(path: Path, *, flag_bits: int | None = None, method: int | None = None,
-                      declared_size: int | None = None) -> None:
+def _patch_zip_member(
+    path: Path, *, flag_bits: int | None = None, method: int | None = None, declared_size: int | None = None
+) -> None:
     """Rewrite fields of the (single) member in both its local header and the central directory:
     what a hostile tool writes, which Python's zipfile will not produce itself."""
     raw = bytearray(path.read_bytes())
@@ -100,9 +101,13 @@ def build_corpus(folder: Path) -> dict[str, Expect]:
     good = good_records()
 
     # -- data integrity: absurd timestamps (created_at 2025-06-27T09:38: tolerance until 06-28T09:38)
-    absurd = [record(101, ts="2999-01-01T00:00:00"), record(102, ts="9999-12-31T23:59:59"),
-              record(103, ts="1999-12-31T23:59:59"), record(104, ts="1970-01-01T00:00:00"),
-              record(105, ts="2025-06-28T10:00:00")]
+    absurd = [
+        record(101, ts="2999-01-01T00:00:00"),
+        record(102, ts="9999-12-31T23:59:59"),
+        record(103, ts="1999-12-31T23:59:59"),
+        record(104, ts="1970-01-01T00:00:00"),
+        record(105, ts="2025-06-28T10:00:00"),
+    ]
     ok_late = [record(106, ts="2025-06-28T09:00:00")]  # within a day of created_at: plausible
     (folder / "absurd_years.json").write_bytes(export_bytes(good + absurd + ok_late))
     out["absurd_years.json"] = Expect(quarantined={"implausible_timestamp": 5}, valid=GOOD_RECORDS + 1)
@@ -182,5 +187,8 @@ def plant_landing_links(landing: Path, outside: Path) -> dict[str, str]:
     (landing / "passwd.json").symlink_to("/etc/passwd")
     (landing / "foreign_export.json").symlink_to(foreign)
     (landing / "climb.json").symlink_to(os.path.relpath(foreign, landing))  # relative: ../../outside/...
-    return {"passwd.json": "outside the landing folder", "foreign_export.json": "outside the landing folder",
-            "climb.json": "outside the landing folder"}
+    return {
+        "passwd.json": "outside the landing folder",
+        "foreign_export.json": "outside the landing folder",
+        "climb.json": "outside the landing folder",
+    }

@@ -15,15 +15,40 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["generate", "parse_floor", "read", "validate", "read_validate", "write_parquet", "windows", "train", "end_to_end"]
-REQUIRED = {"stage", "records", "seconds", "records_per_s", "peak_rss_mb", "baseline_rss_mb", "file_mb",
-            "peak_rss_over_file_size"}
+STAGES = [
+    "generate",
+    "parse_floor",
+    "read",
+    "validate",
+    "read_validate",
+    "write_parquet",
+    "windows",
+    "train",
+    "end_to_end",
+]
+REQUIRED = {
+    "stage",
+    "records",
+    "seconds",
+    "records_per_s",
+    "peak_rss_mb",
+    "baseline_rss_mb",
+    "file_mb",
+    "peak_rss_over_file_size",
+}
 
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_runner_on_a_thousand_records_prints_every_stage_and_the_targets() -> None:
@@ -43,8 +68,14 @@ def test_runner_on_a_thousand_records_prints_every_stage_and_the_targets() -> No
     assert by_stage["windows"]["windows"] > 0
     assert by_stage["end_to_end"]["windows"] == by_stage["windows"]["windows"]
     assert by_stage["train"]["windows"] == by_stage["windows"]["windows"] and not by_stage["train"]["subsampled"]
-    assert set(targets) == {"stage", "read_validate_records_per_s", "read_validate_over_orjson_parse",
-                            "windows_records_per_s", "file_to_parquet_peak_rss_over_file_size", "linear_in_records"}
+    assert set(targets) == {
+        "stage",
+        "read_validate_records_per_s",
+        "read_validate_over_orjson_parse",
+        "windows_records_per_s",
+        "file_to_parquet_peak_rss_over_file_size",
+        "linear_in_records",
+    }
     floor = targets["read_validate_over_orjson_parse"]
     assert floor["orjson_seconds"] > 0 and floor["stdlib_json_seconds"] > 0 and floor["measured"] > 0
     assert floor["met"] is None and "not judged" in floor["note"]
@@ -62,8 +93,16 @@ def test_bad_options_fail_with_one_message() -> None:
 
 def test_the_orchestrator_imports_no_numpy_or_pandas() -> None:
     """Stage processes inherit their parent's peak RSS at fork/exec: the runner must stay small."""
-    code = ("import sys, benchmarks.run; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'mcp_training_dagster'}))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    code = (
+        "import sys, benchmarks.run; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'mcp_training_dagster'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert proc.stdout.strip() == "[]"

@@ -28,8 +28,21 @@ def run(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_every_command_has_help(run) -> None:
-    for cmd in ([], ["validate"], ["train"], ["score"], ["generate"], ["up"], ["models"], ["models", "list"],
-                ["models", "show"], ["models", "promote"], ["models", "rollback"], ["models", "package"], ["models", "delete"]):
+    for cmd in (
+        [],
+        ["validate"],
+        ["train"],
+        ["score"],
+        ["generate"],
+        ["up"],
+        ["models"],
+        ["models", "list"],
+        ["models", "show"],
+        ["models", "promote"],
+        ["models", "rollback"],
+        ["models", "package"],
+        ["models", "delete"],
+    ):
         result = run(*cmd, "--help")
         assert result.exit_code == 0, cmd
         assert "Usage:" in result.output
@@ -63,7 +76,9 @@ def test_generate_writes_labelled_export_and_never_overwrites(run, tmp_path: Pat
 def test_train_score_and_registry(run, data_dir: Path, tmp_path: Path) -> None:
     first = run("train", HOSTAPD_1824, SYSTEM_35, SYSTEM_19)
     assert first.exit_code == 0, first.output
-    lines = dict(line.split(None, 1) for line in first.output.splitlines() if line.startswith(("version", "package", "zip")))
+    lines = dict(
+        line.split(None, 1) for line in first.output.splitlines() if line.startswith(("version", "package", "zip"))
+    )
     v1 = lines["version"].strip()
     assert Path(lines["package"].strip()) == data_dir / "models" / f"model_{v1}"
     assert (data_dir / "exports" / HOSTAPD_1824.name).is_file()  # landed, the original untouched
@@ -85,7 +100,10 @@ def test_train_score_and_registry(run, data_dir: Path, tmp_path: Path) -> None:
     assert hist.exit_code == 0, hist.output
     alone = run("score", SYSTEM_35)
     both = pd.read_csv(pd.io.common.StringIO(hist.output)).merge(
-        pd.read_csv(pd.io.common.StringIO(alone.output)), on=["device_id", "entity", "window_start"], suffixes=("_h", "_a"))
+        pd.read_csv(pd.io.common.StringIO(alone.output)),
+        on=["device_id", "entity", "window_start"],
+        suffixes=("_h", "_a"),
+    )
     assert len(both) and (both["score_h"] != both["score_a"]).any()
     assert run("score", HOSTAPD_1824, "--history", tmp_path / "nope.json").exit_code != 0
 
@@ -94,7 +112,10 @@ def test_train_score_and_registry(run, data_dir: Path, tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert "already ingested (same content), skipped" in again.output
     assert "no new version" in again.output and "version    " not in again.output
-    assert sorted(p.name for p in (data_dir / "models").glob("model_*") if p.is_dir()) == [f"model_{v1}", f"model_{v1}_agent5"]
+    assert sorted(p.name for p in (data_dir / "models").glob("model_*") if p.is_dir()) == [
+        f"model_{v1}",
+        f"model_{v1}_agent5",
+    ]
 
     # --force trains again on purpose: a new version
     second = run("train", "--force")
@@ -146,7 +167,8 @@ def _verdict_version(data_dir: Path, export: str) -> str | None:
 
     with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
         recs = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("export_anomalies"), asset_partitions=[export]), limit=1).records
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("export_anomalies"), asset_partitions=[export]), limit=1
+        ).records
         return recs[0].asset_materialization.metadata["production_version"].value if recs else None
 
 
@@ -237,7 +259,12 @@ def test_wrong_paths_are_one_clear_line(run, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["../etc", "model_../x", "/tmp/x", "20250101", ""])
 def test_bad_version_strings_are_one_clear_line(run, bad: str) -> None:
-    for cmd in (["models", "show", bad], ["models", "promote", bad], ["models", "delete", bad], ["score", str(HOSTAPD_1824), "--model", bad]):
+    for cmd in (
+        ["models", "show", bad],
+        ["models", "promote", bad],
+        ["models", "delete", bad],
+        ["score", str(HOSTAPD_1824), "--model", bad],
+    ):
         result = run(*cmd)
         assert result.exit_code != 0, cmd
         assert result.output.startswith("error:") and result.output.count("\n") == 1, (cmd, result.output)
@@ -251,7 +278,10 @@ def test_score_without_production_model(run) -> None:
 def test_up_dry_run_prepares_the_data_root(run, data_dir: Path) -> None:
     result = run("up", "--dry-run")
     assert result.exit_code == 0
-    assert "dagster dev" in result.output.replace("/dagster dev", "dagster dev") or " dev -m mcp_training_dagster.definitions" in result.output
+    assert (
+        "dagster dev" in result.output.replace("/dagster dev", "dagster dev")
+        or " dev -m mcp_training_dagster.definitions" in result.output
+    )
     assert (data_dir / "exports" / HOSTAPD_1824.name).is_file()
     assert (data_dir / "dagster_home" / "dagster.yaml").is_file()
     assert (data_dir / "dagster_home" / ".nux" / "nux.yaml").is_file(), "no community prompt over the first view"

@@ -33,14 +33,18 @@ def test_distributed_puts_everything_under_the_object_store() -> None:
 
 
 def test_explicit_choices_still_win() -> None:
-    s = load_settings(REPO / "config", env={**DISTRIBUTED, "MCP_TRAINING_EXECUTOR": "multiprocess",
-                                             "MCP_TRAINING_ASSET_STORAGE": "s3://other/assets"})
+    s = load_settings(
+        REPO / "config",
+        env={**DISTRIBUTED, "MCP_TRAINING_EXECUTOR": "multiprocess", "MCP_TRAINING_ASSET_STORAGE": "s3://other/assets"},
+    )
     assert (s.training.executor, s.asset_storage) == ("multiprocess", "s3://other/assets")
 
 
 @pytest.mark.parametrize("store", [None, "", "/srv/not-an-object-store"])
 def test_distributed_needs_an_object_store_url(store) -> None:
-    env = {"MCP_TRAINING_DEPLOYMENT": "distributed"} | ({"MCP_TRAINING_OBJECT_STORE": store} if store is not None else {})
+    env = {"MCP_TRAINING_DEPLOYMENT": "distributed"} | (
+        {"MCP_TRAINING_OBJECT_STORE": store} if store is not None else {}
+    )
     with pytest.raises(ConfigError, match="object_store"):
         load_settings(REPO / "config", env=env)
 

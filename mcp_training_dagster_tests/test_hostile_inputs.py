@@ -114,14 +114,20 @@ def test_absurd_timestamps_are_quarantined_with_the_range(corpus) -> None:
     assert q.loc["102", "detail"].endswith("9999-12-31T23:59:59")
     assert result.records["timestamp"].max() == pd.Timestamp("2025-06-28T09:00:00")  # within the day: kept
     # configurable: a later earliest bound and no tolerance
-    strict = validate_records(read_export(folder / "absurd_years.json").records, "x",
-                              earliest_timestamp="2025-06-27T09:10:00", future_tolerance_hours=0)
+    strict = validate_records(
+        read_export(folder / "absurd_years.json").records,
+        "x",
+        earliest_timestamp="2025-06-27T09:10:00",
+        future_tolerance_hours=0,
+    )
     assert strict.report.quarantine_by_reason == {"implausible_timestamp": 16}
 
 
 def test_created_at_in_the_future_does_not_widen_the_range(tmp_path: Path) -> None:
     path = tmp_path / "liar.json"
-    path.write_bytes(export_bytes(good_records() + [record(500, ts="2999-01-01T00:00:00")], created_at="9999-01-01T00:00:00"))
+    path.write_bytes(
+        export_bytes(good_records() + [record(500, ts="2999-01-01T00:00:00")], created_at="9999-01-01T00:00:00")
+    )
     result = validate_records(read_export(path).records, path.name)
     assert result.report.quarantine_by_reason == {"implausible_timestamp": 1}
     assert "now (export created_at is in the future) + 24h" in result.quarantine["detail"].iloc[0]
@@ -146,7 +152,9 @@ def test_horizon_is_robust_to_a_stray_record() -> None:
         assert len(kept) == int((recs["timestamp"] > cutoff).sum()) > 1000, when
         assert 10**9 not in set(kept["id"])
     # ten or more records are data, not a stray: a real newer export moves the horizon
-    later = recs.iloc[-10:].assign(id=np.arange(10) + 10**9, timestamp=pd.date_range("2025-09-01", periods=10, freq="min"))
+    later = recs.iloc[-10:].assign(
+        id=np.arange(10) + 10**9, timestamp=pd.date_range("2025-09-01", periods=10, freq="min")
+    )
     kept, cutoff = horizon_filter(pd.concat([recs, later], ignore_index=True), 30)
     assert len(kept) == 10 and cutoff == pd.Timestamp("2025-09-01T00:09:00") - pd.Timedelta(days=30)
 
@@ -172,7 +180,8 @@ def test_each_bad_archive_fails_its_own_partition_with_one_line(limited, defs, i
             assert md(materializations(result, "validated_records")[0])["dagster/row_count"] == exp.valid, name
     assert run_ingest(defs, instance, good.name).success
     assert instance.get_materialized_partitions(dg.AssetKey("validated_records")) == {
-        good.name, *(n for n, e in expect.items() if not e.fails)
+        good.name,
+        *(n for n, e in expect.items() if not e.fails),
     }
 
 
@@ -215,8 +224,13 @@ def test_io_manager_never_writes_outside_its_base_path(tmp_path: Path, key: str)
     base = tmp_path / "deep" / "assets"
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(PARTS.name, [key])
-        result = dg.materialize([per_key], partition_key=key, instance=instance, raise_on_error=False,
-                                resources={"io_manager": ParquetIOManager(base_path=str(base))})
+        result = dg.materialize(
+            [per_key],
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
+            resources={"io_manager": ParquetIOManager(base_path=str(base))},
+        )
     assert not result.success
     assert "outside" in failure_text(result) or "partition key" in failure_text(result)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
@@ -350,7 +364,9 @@ def run_cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def _rezip(src: Path, dest: Path, *, change: dict[str, bytes] | None = None, add: dict[str, bytes] | None = None) -> Path:
+def _rezip(
+    src: Path, dest: Path, *, change: dict[str, bytes] | None = None, add: dict[str, bytes] | None = None
+) -> Path:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
         for name in zin.namelist():
             zout.writestr(name, (change or {}).get(name, zin.read(name)))
@@ -378,16 +394,26 @@ def test_shipped_scripts_are_immune_to_shadowing(tmp_path: Path, tiny_model) -> 
     pkg = tmp_path / "pkg"
     shutil.copytree(source.models_dir / f"model_{v}", pkg)
     for mod in ("joblib", "json", "numpy", "hashlib"):
-        (pkg / f"{mod}.py").write_text(f"import pathlib\npathlib.Path(__file__).with_name('PLANTED_{mod}_RAN').touch()\n")
+        (pkg / f"{mod}.py").write_text(
+            f"import pathlib\npathlib.Path(__file__).with_name('PLANTED_{mod}_RAN').touch()\n"
+        )
     for cwd in (tmp_path, pkg):  # run from elsewhere and from inside the package, as users do
         for script in ("validate_model.py", "inference_example.py"):
-            res = subprocess.run([sys.executable, str(pkg / script)], cwd=cwd, capture_output=True, text=True, timeout=120)
+            res = subprocess.run(
+                [sys.executable, str(pkg / script)], cwd=cwd, capture_output=True, text=True, timeout=120
+            )
             assert res.returncode != 0, (script, res.stdout, res.stderr)
-            assert "joblib.py: not listed in deployment_manifest.json" in res.stdout + res.stderr, (script, res.stdout, res.stderr)
+            assert "joblib.py: not listed in deployment_manifest.json" in res.stdout + res.stderr, (
+                script,
+                res.stdout,
+                res.stderr,
+            )
             assert not list(pkg.glob("PLANTED_*")), (script, cwd, sorted(p.name for p in pkg.glob("PLANTED_*")))
     for mod in ("joblib", "json", "numpy", "hashlib"):
         (pkg / f"{mod}.py").unlink()
-    ok = subprocess.run([sys.executable, str(pkg / "validate_model.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, str(pkg / "validate_model.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0 and ok.stdout.startswith("OK "), ok.stdout + ok.stderr
 
 

@@ -157,7 +157,9 @@ def test_fan_in_returns_a_mapping_and_skips_unmaterialised(tmp_path):
     res = _resources(base)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(parts.name, ["a.json"])
-        assert dg.materialize([per_file, per_file_copy], partition_key="a.json", instance=instance, resources=res).success
+        assert dg.materialize(
+            [per_file, per_file_copy], partition_key="a.json", instance=instance, resources=res
+        ).success
         assert (base / "per_file" / "a.json.parquet").is_file()
         assert (base / "per_file_copy" / "a.json.parquet").is_file()
 

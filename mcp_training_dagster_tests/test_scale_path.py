@@ -33,9 +33,7 @@ def test_multiprocess_executor_by_configuration(data_dir, landing, tmp_path, mon
             tags={"dagster/partition": "export_asus_system_35.json"},
         ) as result:
             assert result.success
-            step_pids = {
-                e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START
-            }
+            step_pids = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
     # every step ran in a process of its own, and all wrote to the shared storage path
     assert len(step_pids) >= 3
     stored = pd.read_parquet(data_dir / "assets" / "validated_records" / "export_asus_system_35.json.parquet")

@@ -53,8 +53,11 @@ def _history(home: Path, landing: Path) -> None:
         job = defs.resolve_implicit_global_asset_job_def()
         assert job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey("drift_baseline")]).success
         for sample in (HOSTAPD_1824, SYSTEM_35):
-            assert job.execute_in_process(instance=instance, partition_key=sample.name, asset_selection=[
-                dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")]).success
+            assert job.execute_in_process(
+                instance=instance,
+                partition_key=sample.name,
+                asset_selection=[dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")],
+            ).success
 
 
 @pytest.fixture
@@ -63,12 +66,21 @@ def webserver(data_dir, landing):
     home.mkdir()
     _history(home, landing)
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     exe = Path(sys.executable).parent / "dagster-webserver"
     log = open(data_dir / "webserver.out", "wb")
-    proc = subprocess.Popen([str(exe), "-h", "127.0.0.1", "-p", str(port), "-m", "mcp_training_dagster.definitions"],
-                            env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(exe), "-h", "127.0.0.1", "-p", str(port), "-m", "mcp_training_dagster.definitions"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -77,7 +89,9 @@ def webserver(data_dir, landing):
                 with urllib.request.urlopen(f"{url}/server_info", timeout=5):
                     break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (data_dir / "webserver.out").read_text()[-2000:]
+                assert proc.poll() is None and time.monotonic() < deadline, (data_dir / "webserver.out").read_text()[
+                    -2000:
+                ]
                 time.sleep(1)
         yield url
     finally:
@@ -139,14 +153,17 @@ def _save_small(png: bytes, path: Path, crop_nav: bool) -> None:
 def _show_markdown(browser, key: str, *expected: str, timeout: float = 30):
     """Open a Markdown metadata entry (``[Show Markdown]`` in ``key``'s row) and wait for its dialog to render."""
     link = browser.find_element(
-        "xpath", f"(//tr[td[1][contains(normalize-space(), '{key}')]]//*[normalize-space()='[Show Markdown]'])[last()]")
+        "xpath", f"(//tr[td[1][contains(normalize-space(), '{key}')]]//*[normalize-space()='[Show Markdown]'])[last()]"
+    )
     browser.execute_script("arguments[0].click()", link)
     deadline = time.monotonic() + timeout
     while True:
         dialogs = browser.find_elements("css selector", ".bp5-dialog")
         if dialogs and all(e in dialogs[-1].text for e in expected):
             return dialogs[-1]
-        assert time.monotonic() < deadline, f"{key}: dialog without {expected}: {dialogs[-1].text[:500] if dialogs else ''}"
+        assert time.monotonic() < deadline, (
+            f"{key}: dialog without {expected}: {dialogs[-1].text[:500] if dialogs else ''}"
+        )
         time.sleep(0.5)
 
 
@@ -186,7 +203,11 @@ def test_catalog_and_model_page_render_our_assets_and_model_card(webserver, brow
     _shot(browser, "drift_checks")
     assert drift
 
-    _page(browser, f"{webserver}/assets/export_anomalies?view=partitions&partition={SYSTEM_35.name}",
-          SYSTEM_35.name, "top_anomalies")
+    _page(
+        browser,
+        f"{webserver}/assets/export_anomalies?view=partitions&partition={SYSTEM_35.name}",
+        SYSTEM_35.name,
+        "top_anomalies",
+    )
     anomalies = _show_markdown(browser, "top_anomalies", "score", "reasons")
     _shot(browser, "export_anomalies", element=anomalies)

@@ -79,10 +79,17 @@ def _runs_not_done(home: Path) -> list[str]:
     from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        statuses = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-        return [f"{r.dagster_run.status.value} {sorted(k.to_user_string() for k in r.dagster_run.asset_selection or [])} "
-                f"{r.dagster_run.tags.get('dagster/partition', '')}"
-                for r in instance.get_run_records(filters=RunsFilter(statuses=statuses), limit=20)]
+        statuses = [
+            DagsterRunStatus.QUEUED,
+            DagsterRunStatus.NOT_STARTED,
+            DagsterRunStatus.STARTING,
+            DagsterRunStatus.STARTED,
+        ]
+        return [
+            f"{r.dagster_run.status.value} {sorted(k.to_user_string() for k in r.dagster_run.asset_selection or [])} "
+            f"{r.dagster_run.tags.get('dagster/partition', '')}"
+            for r in instance.get_run_records(filters=RunsFilter(statuses=statuses), limit=20)
+        ]
 
 
 def _runs(home: Path) -> list[tuple[str, str, str]]:
@@ -90,8 +97,10 @@ def _runs(home: Path) -> list[tuple[str, str, str]]:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return [(r.dagster_run.run_id, r.dagster_run.status.value, r.dagster_run.tags.get("dagster/sensor_name", ""))
-                for r in instance.get_run_records(limit=500)]
+        return [
+            (r.dagster_run.run_id, r.dagster_run.status.value, r.dagster_run.tags.get("dagster/sensor_name", ""))
+            for r in instance.get_run_records(limit=500)
+        ]
 
 
 def _wait(what: str, cond, timeout: float, proc: subprocess.Popen, out: Path, detail=None):  # noqa: ANN001
@@ -100,10 +109,14 @@ def _wait(what: str, cond, timeout: float, proc: subprocess.Popen, out: Path, de
         value = cond()
         if value:
             return value
-        assert proc.poll() is None, f"`mcp-training up` exited ({proc.returncode}) waiting for {what}\n{out.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, (f"no {what} after {timeout}s; seen: {detail() if detail else value}; "
-                                             f"not done: {_runs_not_done(out.parent / 'data' / 'dagster_home')}\n"
-                                             f"{out.read_text()[-3000:]}")
+        assert proc.poll() is None, (
+            f"`mcp-training up` exited ({proc.returncode}) waiting for {what}\n{out.read_text()[-3000:]}"
+        )
+        assert time.monotonic() < deadline, (
+            f"no {what} after {timeout}s; seen: {detail() if detail else value}; "
+            f"not done: {_runs_not_done(out.parent / 'data' / 'dagster_home')}\n"
+            f"{out.read_text()[-3000:]}"
+        )
         time.sleep(2)
 
 
@@ -114,12 +127,17 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
     home = data / "dagster_home"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
-    env.update(MCP_TRAINING_DATA_DIR=str(data), MCP_TRAINING_SENSOR__INTERVAL_SECONDS="2", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env.update(
+        MCP_TRAINING_DATA_DIR=str(data),
+        MCP_TRAINING_SENSOR__INTERVAL_SECONDS="2",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
     out = tmp_path / "up.out"
     with open(out, "wb") as fh:
-        proc = subprocess.Popen([*_cli(), "up", "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [*_cli(), "up", "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         # 1. The shipped samples become the first production model, with no clicks.
         first = _wait("first production model", lambda: _production(models), FIRST_MODEL_TIMEOUT_S, proc, out)
@@ -136,8 +154,13 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
 
         # 3. Another router's export (reusing the same record ids) lands: a new model replaces the first.
         _other_router_export(data / "exports" / "export_other_router_20250901.json")
-        second_version = _wait("a new production model", lambda: (v := _production(models)) != first and v,
-                               SECOND_MODEL_TIMEOUT_S, proc, out)
+        second_version = _wait(
+            "a new production model",
+            lambda: (v := _production(models)) != first and v,
+            SECOND_MODEL_TIMEOUT_S,
+            proc,
+            out,
+        )
         meta = json.loads((models / f"model_{second_version}" / "metadata.json").read_text())
         assert "export_other_router_20250901.json" in meta["model_info"]["export_files"]
 
@@ -150,9 +173,14 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
 
         # 5. Every export's verdicts follow the new production model, through lineage; one whose run raced the
         # promotion (it scored with the old model and finished just after) is re-scored too (defs/policy.py).
-        verdicts = _wait("verdicts by the new model",
-                         lambda: (v := _verdict_versions(home)) and set(v.values()) == {second_version} and len(v) == 4 and v,
-                         180, proc, out, detail=lambda: _verdict_versions(home))
+        verdicts = _wait(
+            "verdicts by the new model",
+            lambda: (v := _verdict_versions(home)) and set(v.values()) == {second_version} and len(v) == 4 and v,
+            180,
+            proc,
+            out,
+            detail=lambda: _verdict_versions(home),
+        )
         assert HOSTAPD_1824.name in verdicts
         text = out.read_text()
         assert f"production is now {second_version}" in text, text

@@ -19,7 +19,9 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver(statuses: list[int] | None = None, path: str = "/hooks/T000/B000/SECRET-TOKEN") -> Iterator[Receiver]:
+def webhook_receiver(
+    statuses: list[int] | None = None, path: str = "/hooks/T000/B000/SECRET-TOKEN"
+) -> Iterator[Receiver]:
     receiver = Receiver(statuses)
 
     class Handler(BaseHTTPRequestHandler):

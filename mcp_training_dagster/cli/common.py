@@ -107,8 +107,10 @@ def hold_lock(home: Path, holder: str) -> Lock:
     try:
         return Lock(data_folder_lock(home, holder))
     except DataFolderBusy as exc:
-        fail(f"this data folder ({home.parent}) is in use by {exc}; stop it first, or drop export files into "
-              "its landing folder, which it watches")
+        fail(
+            f"this data folder ({home.parent}) is in use by {exc}; stop it first, or drop export files into "
+            "its landing folder, which it watches"
+        )
 
 
 def prepare_data_root(settings: Settings, with_samples: bool = True) -> dict[str, object]:

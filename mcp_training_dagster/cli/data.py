@@ -61,8 +61,13 @@ def _emit(fmt: str, obj: dict, text: str) -> None:
 @click.option("--model", "version", default=None, help="Model version (default: the production model).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--anomalies-only", is_flag=True, help="Only the windows flagged as anomalous.")
-@click.option("--history", "history", multiple=True, type=click.Path(path_type=Path),
-              help="Earlier exports of the same routers: their records feed the gap and history features.")
+@click.option(
+    "--history",
+    "history",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Earlier exports of the same routers: their records feed the gap and history features.",
+)
 def score(file: Path, version: str | None, fmt: str, anomalies_only: bool, history: tuple[Path, ...] = ()) -> None:
     """Score an export with a registered model: one row per window, most anomalous first.
 
@@ -90,7 +95,10 @@ def score(file: Path, version: str | None, fmt: str, anomalies_only: bool, histo
     if ic.get("input") != "export_records":
         fail(f"model {prod.version} takes {ic.get('input')}, not export records; score with a window model")
     spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
-    opts = {"service_timezone": ic.get("service_timezone", "UTC"), "extra_wifi_processes": ic.get("extra_wifi_processes", ())}
+    opts = {
+        "service_timezone": ic.get("service_timezone", "UTC"),
+        "extra_wifi_processes": ic.get("extra_wifi_processes", ()),
+    }
     past = None
     for h in history:
         try:
@@ -115,8 +123,14 @@ def score(file: Path, version: str | None, fmt: str, anomalies_only: bool, histo
 
 
 # Option names as the user typed them, for pydantic errors that name a ScenarioConfig field.
-_GENERATE_OPTIONS = {"seed": "--seed", "days": "--days", "n_devices": "--devices", "start": "--start",
-                     "episodes_per_scenario": "--episodes", "benign_per_scenario": "--benign"}
+_GENERATE_OPTIONS = {
+    "seed": "--seed",
+    "days": "--days",
+    "n_devices": "--devices",
+    "start": "--start",
+    "episodes_per_scenario": "--episodes",
+    "benign_per_scenario": "--benign",
+}
 
 
 @main.command()
@@ -124,7 +138,9 @@ _GENERATE_OPTIONS = {"seed": "--seed", "days": "--days", "n_devices": "--devices
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--days", default=7.0, show_default=True, type=float)
 @click.option("--devices", default=3, show_default=True, type=int)
-@click.option("--start", default="2025-06-01T00:00:00", show_default=True, help="First timestamp (service time, naive).")
+@click.option(
+    "--start", default="2025-06-01T00:00:00", show_default=True, help="First timestamp (service time, naive)."
+)
 @click.option("--episodes", default=3, show_default=True, type=int, help="Episodes per anomaly scenario.")
 @click.option("--benign", default=3, show_default=True, type=int, help="Episodes per benign lookalike.")
 def generate(output: Path, seed: int, days: float, devices: int, start: str, episodes: int, benign: int) -> None:
@@ -147,8 +163,14 @@ def generate(output: Path, seed: int, days: float, devices: int, start: str, epi
     except ValueError:
         fail(f"--start {start!r}: not an ISO-8601 time (for example 2025-06-01T00:00:00)")
     try:
-        cfg = ScenarioConfig(seed=seed, days=days, n_devices=devices, start=first,
-                             episodes_per_scenario=episodes, benign_per_scenario=benign)
+        cfg = ScenarioConfig(
+            seed=seed,
+            days=days,
+            n_devices=devices,
+            start=first,
+            episodes_per_scenario=episodes,
+            benign_per_scenario=benign,
+        )
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err.get("loc") else ""
@@ -163,5 +185,7 @@ def generate(output: Path, seed: int, days: float, devices: int, start: str, epi
     except OSError as exc:
         fail(f"{output}: cannot write ({exc.strerror})")
     n_anom = int(data.labels["is_anomaly"].sum())
-    click.echo(f"{paths['export'] if 'export' in paths else output}: {len(data.records)} records, {n_anom} anomalous, "
-               f"{len(data.episodes)} episodes (seed {seed})")
+    click.echo(
+        f"{paths['export'] if 'export' in paths else output}: {len(data.records)} records, {n_anom} anomalous, "
+        f"{len(data.episodes)} episodes (seed {seed})"
+    )

@@ -23,34 +23,56 @@ def _fmt(v) -> str:
 
 def evaluation_text(result: dict) -> str:
     """A short human-readable report of :func:`independent_eval.evaluate_exports`."""
-    lines = [f"{len(result['exports'])} export(s), {result['records']} records, {result['routers']} routers, "
-             f"{result['router_days']} router-days (trained and scored in {result['seconds']} s)"]
+    lines = [
+        f"{len(result['exports'])} export(s), {result['records']} records, {result['routers']} routers, "
+        f"{result['router_days']} router-days (trained and scored in {result['seconds']} s)"
+    ]
     for level in ("device", "key"):
         f = result[level]
-        lines.append(f"{level:<7} PR-AUC {_fmt(f['pr_auc'])}  ROC-AUC {_fmt(f['roc_auc'])}  F1 {_fmt(f['f1'])}  "
-                     f"precision {_fmt(f['precision'])}  recall {_fmt(f['recall'])}  "
-                     f"({f['positive_windows']} positive of {f['windows']} windows; tp {f['tp']} fp {f['fp']} fn {f['fn']})")
-        lines.append("        recall by scenario: " + ", ".join(f"{k} {v:.2f}" for k, v in f["per_scenario_recall"].items()))
+        lines.append(
+            f"{level:<7} PR-AUC {_fmt(f['pr_auc'])}  ROC-AUC {_fmt(f['roc_auc'])}  F1 {_fmt(f['f1'])}  "
+            f"precision {_fmt(f['precision'])}  recall {_fmt(f['recall'])}  "
+            f"({f['positive_windows']} positive of {f['windows']} windows; tp {f['tp']} fp {f['fp']} fn {f['fn']})"
+        )
+        lines.append(
+            "        recall by scenario: " + ", ".join(f"{k} {v:.2f}" for k, v in f["per_scenario_recall"].items())
+        )
     i = result["incidents"]
-    lines.append(f"incidents {i['incidents']}: precision {_fmt(i['incident_precision'])}, episode recall "
-                 f"{_fmt(i['episode_recall'])} ({i['episodes_detected']}/{i['episodes']}), false incidents "
-                 f"{i['false_incidents']} = {i['false_incidents_per_router_week']} per router-week")
+    lines.append(
+        f"incidents {i['incidents']}: precision {_fmt(i['incident_precision'])}, episode recall "
+        f"{_fmt(i['episode_recall'])} ({i['episodes_detected']}/{i['episodes']}), false incidents "
+        f"{i['false_incidents']} = {i['false_incidents_per_router_week']} per router-week"
+    )
     a = result["alarms_per_router_day"]
     lines.append(f"alarms per router-day: {a['device_windows']} device windows, {a['incidents']} incidents")
     t = result["threshold"]
-    lines.append(f"threshold: {t['method']}" + "".join(
-        f"; {k} budget {v['budget_per_router_day']}/router-day (expected {v['expected_alarms_per_router_day']})"
-        for k, v in t.get("by_kind", {}).items()))
+    lines.append(
+        f"threshold: {t['method']}"
+        + "".join(
+            f"; {k} budget {v['budget_per_router_day']}/router-day (expected {v['expected_alarms_per_router_day']})"
+            for k, v in t.get("by_kind", {}).items()
+        )
+    )
     return "\n".join(lines)
 
 
 @main.command()
 @click.argument("exports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--labels", "labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="labels.csv: id,device_id,timestamp,station_mac,scenario,is_anomaly[,interface] (read only to measure)")
+@click.option(
+    "--labels",
+    "labels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="labels.csv: id,device_id,timestamp,station_mac,scenario,is_anomaly[,interface] (read only to measure)",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--predictions", "pred_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write preds_device.csv, preds_key.csv (eval_windows.py input) and incidents.csv here.")
+@click.option(
+    "--predictions",
+    "pred_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write preds_device.csv, preds_key.csv (eval_windows.py input) and incidents.csv here.",
+)
 def evaluate(exports: tuple[Path, ...], labels: Path, fmt: str, pred_dir: Path | None) -> None:
     """Train on EXPORTS as a user would (unsupervised, the labels unseen), score them, then measure against
     LABELS: window figures at device and key level, recall per scenario, incident precision and episode recall."""
@@ -81,8 +103,13 @@ def evaluate(exports: tuple[Path, ...], labels: Path, fmt: str, pred_dir: Path |
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "version", default=None, help="Model version (default: the production model).")
-@click.option("--history", "history", multiple=True, type=click.Path(path_type=Path),
-              help="Earlier exports of the same routers: their records feed the gap and history features.")
+@click.option(
+    "--history",
+    "history",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Earlier exports of the same routers: their records feed the gap and history features.",
+)
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path, ...], fmt: str) -> None:
     """Score FILES with a registered model and print its incidents, most severe first: flagged windows of one
@@ -111,7 +138,10 @@ def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path,
     if ic.get("input") != "export_records":
         _fail(f"model {chosen} takes {ic.get('input')}, not export records; use a window model")
     spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
-    opts = {"service_timezone": ic.get("service_timezone", "UTC"), "extra_wifi_processes": ic.get("extra_wifi_processes", ())}
+    opts = {
+        "service_timezone": ic.get("service_timezone", "UTC"),
+        "extra_wifi_processes": ic.get("extra_wifi_processes", ()),
+    }
     for p in (*files, *history):
         if not p.is_file():
             _fail(f"{p}: no such file")

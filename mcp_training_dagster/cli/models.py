@@ -46,9 +46,20 @@ def models_list(fmt: str) -> None:
     rows = [["", "VERSION", "CREATED (UTC)", "TYPE", "INPUT", "F1", "ROC-AUC", "PR-AUC", "READY"]]
     for e in entries:
         created = (e.created_at or "?").replace("T", " ")[:19]
-        rows.append(["*" if e.is_production else "", e.version, created, e.model_type or "?", e.input_kind or "?",
-                     num(e.f1), num(e.roc_auc), num(e.pr_auc), "yes" if e.deployment_ready else "no"]
-                    + ([f"ERROR {e.error}"] if e.error else []))
+        rows.append(
+            [
+                "*" if e.is_production else "",
+                e.version,
+                created,
+                e.model_type or "?",
+                e.input_kind or "?",
+                num(e.f1),
+                num(e.roc_auc),
+                num(e.pr_auc),
+                "yes" if e.deployment_ready else "no",
+            ]
+            + ([f"ERROR {e.error}"] if e.error else [])
+        )
     widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(widths[i]) if i < len(widths) else c for i, c in enumerate(r)).rstrip())
@@ -82,7 +93,8 @@ def _record_production(settings: Settings) -> None:
     run_config = quiet_run_config(False)
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("production_job").execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config)
+            instance=instance, raise_on_error=False, run_config=run_config
+        )
         log_run(instance, result.run_id, log_file)
         try:
             with data_folder_lock(home, "mcp-training models"):
@@ -124,8 +136,13 @@ def models_delete(version: str) -> None:
 
 @models.command("package")
 @click.argument("version")
-@click.option("--dest", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-              help="Folder to copy model_<version>_deployment.zip into (created if its parent exists; never overwriting).")
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder to copy model_<version>_deployment.zip into (created if its parent exists; never overwriting).",
+)
 def models_package(version: str, dest: Path) -> None:
     """Verify VERSION's files and the deployment ZIP itself, and copy that ZIP to DEST."""
     from mcp_training_dagster.domain.package_check import verify_package, verify_zip

@@ -18,6 +18,7 @@ import dagster as dg
 from mcp_training_dagster.defs.alerts import step_failure_text
 from mcp_training_dagster.domain.report import fmt
 
+
 def quiet_run_config(verbose: bool) -> dict[str, Any]:
     """Dagster's console logger silent unless ``--verbose`` (the command prints its own summary, failures
     included); the full event log stays in the instance and in the command's log file."""
@@ -31,8 +32,10 @@ def write_event_log(instance: dg.DagsterInstance, run_id: str, log_file: Path) -
         for entry in instance.all_logs(run_id):
             when = datetime.fromtimestamp(entry.timestamp, timezone.utc).strftime("%H:%M:%S")
             step = f" [{entry.step_key}]" if entry.step_key else ""
-            fh.write(f"{when} {run_id[:8]}{step} {entry.dagster_event.event_type_value if entry.dagster_event else 'LOG'}: "
-                     f"{entry.message or entry.user_message}\n")
+            fh.write(
+                f"{when} {run_id[:8]}{step} {entry.dagster_event.event_type_value if entry.dagster_event else 'LOG'}: "
+                f"{entry.message or entry.user_message}\n"
+            )
 
 
 def materialization(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any] | None:
@@ -68,8 +71,11 @@ def check_outcomes(result: dg.ExecuteInProcessResult) -> list[CheckOutcome]:
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             ev = event.asset_check_evaluation_data
-            out.append(CheckOutcome(ev.check_name, bool(ev.passed), ev.description or "",
-                                    {k: v.value for k, v in ev.metadata.items()}))
+            out.append(
+                CheckOutcome(
+                    ev.check_name, bool(ev.passed), ev.description or "", {k: v.value for k, v in ev.metadata.items()}
+                )
+            )
     return out
 
 
@@ -91,8 +97,10 @@ def describe_checks(checks: list[CheckOutcome]) -> list[str]:
     lines = []
     for c in checks:
         figures = {k: v for k, v in c.metadata.items() if k != "compared"}
-        lines.append(f"{'passed' if c.passed else 'FAILED'} {c.name}: {fmt(figures)}"
-                     + (f"\n             ({c.description})" if c.description else ""))
+        lines.append(
+            f"{'passed' if c.passed else 'FAILED'} {c.name}: {fmt(figures)}"
+            + (f"\n             ({c.description})" if c.description else "")
+        )
     return lines
 
 
@@ -137,7 +145,10 @@ class Progress:
         from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
         done = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
-        records = self.instance.get_run_records(filters=RunsFilter(statuses=done, updated_after=datetime.fromtimestamp(self.started, timezone.utc)), limit=200)
+        records = self.instance.get_run_records(
+            filters=RunsFilter(statuses=done, updated_after=datetime.fromtimestamp(self.started, timezone.utc)),
+            limit=200,
+        )
         for rec in sorted(records, key=lambda r: r.update_timestamp):
             run = rec.dagster_run
             if run.run_id in self.seen_runs:
@@ -188,10 +199,13 @@ def refresh_verdicts(defs, instance, run_config: dict, log_file: Path) -> None: 
     job = defs.resolve_job_def("verdicts_job")
     flagged = scored = 0
     for name in instance.get_dynamic_partitions(export_files.name):
-        if not instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("export_windows"),
-                                                                     asset_partitions=[name]), limit=1).records:
+        if not instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("export_windows"), asset_partitions=[name]), limit=1
+        ).records:
             continue  # never ingested successfully: nothing to score
-        result = job.execute_in_process(instance=instance, partition_key=name, raise_on_error=False, run_config=run_config)
+        result = job.execute_in_process(
+            instance=instance, partition_key=name, raise_on_error=False, run_config=run_config
+        )
         log_run(instance, result.run_id, log_file)
         m = materialization(result, "export_anomalies")
         if m:

@@ -33,8 +33,10 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
 
     settings = load()
     if settings.training.deployment != "local":
-        fail("`up` starts the local deployment on this machine; the distributed one runs as services "
-             "(docker compose up, or Dagster's Helm chart): see the README's distributed deployment")
+        fail(
+            "`up` starts the local deployment on this machine; the distributed one runs as services "
+            "(docker compose up, or Dagster's Helm chart): see the README's distributed deployment"
+        )
     home = Path(settings.training.dagster_home)  # type: ignore[arg-type]
     lock = hold_lock(home, f"mcp-training up (http://{host}:{port})")
     info = prepare_data_root(settings, with_samples=not no_samples)
@@ -55,12 +57,15 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
         return
     _create_instance_storage(Path(info["dagster_home"]))  # type: ignore[arg-type]
     click.echo(f"Dagster's log  : {'this terminal' if verbose else log_path}")
-    click.echo("Drop export files into the landing folder: each is ingested, then a model is trained, evaluated "
-               "and, when it passes its gates, promoted.")
+    click.echo(
+        "Drop export files into the landing folder: each is ingested, then a model is trained, evaluated "
+        "and, when it passes its gates, promoted."
+    )
     with open(log_path, "ab") as log:
         out = None if verbose else log
-        proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True)  # our Ctrl-C is forwarded, so dagster dev stops cleanly
+        proc = subprocess.Popen(
+            cmd, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+        )  # our Ctrl-C is forwarded, so dagster dev stops cleanly
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     try:
         import dagster as dg

@@ -10,7 +10,15 @@ from pathlib import Path
 import click
 
 from mcp_training_dagster.cli.app import main
-from mcp_training_dagster.cli.common import check_input_file, fail, hold_lock, load, open_registry, prepare_data_root, stamp
+from mcp_training_dagster.cli.common import (
+    check_input_file,
+    fail,
+    hold_lock,
+    load,
+    open_registry,
+    prepare_data_root,
+    stamp,
+)
 from mcp_training_dagster.cli.runs import log_run, refresh_verdicts
 from mcp_training_dagster.settings import Settings
 
@@ -76,12 +84,16 @@ def train(files: tuple[Path, ...], force: bool, verbose: bool) -> None:
         with dg.DagsterInstance.get() as instance:
             failed = _ingest(defs, instance, settings, names, copied, run_config, log_file)
             if failed:
-                fail(f"nothing trained: {failed} of {len(names)} file(s) could not be ingested (see above; "
-                      f"event log: {log_file})", code=1)
+                fail(
+                    f"nothing trained: {failed} of {len(names)} file(s) could not be ingested (see above; "
+                    f"event log: {log_file})",
+                    code=1,
+                )
             click.echo("training: windows, candidates, evaluation gates, package ...")
             tags = {"mcp/force_retrain": "true"} if force else {}
             result = defs.resolve_job_def("train_job").execute_in_process(
-                instance=instance, raise_on_error=False, run_config=run_config, tags=tags)
+                instance=instance, raise_on_error=False, run_config=run_config, tags=tags
+            )
             log_run(instance, result.run_id, log_file)
             outcome = _report_training(result, settings, log_file)
             if outcome == "promoted":
@@ -92,8 +104,15 @@ def train(files: tuple[Path, ...], force: bool, verbose: bool) -> None:
         sys.exit(1)
 
 
-def _ingest(defs, instance, settings: Settings, names: list[str], copied: set[str], run_config: dict,  # noqa: ANN001
-            log_file: Path) -> int:
+def _ingest(
+    defs,
+    instance,
+    settings: Settings,
+    names: list[str],
+    copied: set[str],
+    run_config: dict,  # noqa: ANN001
+    log_file: Path,
+) -> int:
     """Ingest each landed file that is new or changed; returns how many failed (each said in one line).
 
     A failed file that this command copied in is taken out of the landing folder again and its partition
@@ -111,21 +130,28 @@ def _ingest(defs, instance, settings: Settings, names: list[str], copied: set[st
     ingest = defs.resolve_job_def("ingest_job")
     failed = 0
     for name in names:
-        records = [] if name in new else instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_export"), asset_partitions=[name]), limit=1
-        ).records
+        records = (
+            []
+            if name in new
+            else instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_export"), asset_partitions=[name]), limit=1
+            ).records
+        )
         mat = records[0].asset_materialization if records else None
         seen = mat.metadata.get("sha256") if mat else None
         if seen is not None and seen.value == sha256_file(settings.landing_dir / name):
             click.echo(f"{name}: already ingested (same content), skipped")
             continue
-        result = ingest.execute_in_process(instance=instance, partition_key=name, raise_on_error=False,
-                                           run_config=run_config)
+        result = ingest.execute_in_process(
+            instance=instance, partition_key=name, raise_on_error=False, run_config=run_config
+        )
         log_run(instance, result.run_id, log_file)
         if result.success:
             v = materialization(result, "validated_records") or {}
-            click.echo(f"{name}: ingested {v.get('records_in', '?')} records, {v.get('dagster/row_count', '?')} valid, "
-                       f"{v.get('quarantined', 0)} quarantined ({v.get('time_start', '')} .. {v.get('time_end', '')})")
+            click.echo(
+                f"{name}: ingested {v.get('records_in', '?')} records, {v.get('dagster/row_count', '?')} valid, "
+                f"{v.get('quarantined', 0)} quarantined ({v.get('time_start', '')} .. {v.get('time_end', '')})"
+            )
             continue
         failed += 1
         why = "; ".join(failure_lines(result)) or "see the event log"
@@ -152,22 +178,28 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
     tw = materialization(result, "training_windows") or {}
     if tw:
         tw = {**(materialization(result, "horizon_records") or {}), **tw}
-        click.echo(f"  windows    {tw.get('dagster/row_count')} from {len(tw.get('exports_in_horizon') or [])} export(s) "
-                   f"({tw.get('records_in_horizon')} records in the horizon; {tw.get('cross_file_duplicates', 0)} identical "
-                   f"copies counted once, {tw.get('id_conflicts_kept', 0)} records reusing an id kept)")
+        click.echo(
+            f"  windows    {tw.get('dagster/row_count')} from {len(tw.get('exports_in_horizon') or [])} export(s) "
+            f"({tw.get('records_in_horizon')} records in the horizon; {tw.get('cross_file_duplicates', 0)} identical "
+            f"copies counted once, {tw.get('id_conflicts_kept', 0)} records reusing an id kept)"
+        )
     model = materialization(result, "anomaly_model")
     gates = [c for c in check_outcomes(result) if c.name in ("meets_quality_gates", "not_worse_than_production")]
     if model is not None:
-        click.echo(f"  model      {model['version']} ({model['detector']}, threshold {model['threshold']:.4f}, "
-                   f"{model['n_windows']} windows, {model['training_seconds']:.1f} s)")
+        click.echo(
+            f"  model      {model['version']} ({model['detector']}, threshold {model['threshold']:.4f}, "
+            f"{model['n_windows']} windows, {model['training_seconds']:.1f} s)"
+        )
     for line in describe_checks(gates):
         click.echo(f"  gate       {line}")
     blocked = [g for g in gates if not g.passed]
     if model is not None and blocked:
         prod = open_registry(settings).production()
         why = "; ".join(f"{g.name}: {g.description}" for g in blocked)
-        click.echo(f"error: {model['version']} was not packaged, its gates failed ({why}). Production stays "
-                   f"{prod or 'none'}.", err=True)
+        click.echo(
+            f"error: {model['version']} was not packaged, its gates failed ({why}). Production stays {prod or 'none'}.",
+            err=True,
+        )
         return "blocked"
     failures = failure_lines(result)
     if failures:
@@ -177,15 +209,20 @@ def _report_training(result, settings: Settings, log_file: Path) -> str:  # noqa
         return "failed"
     if model is None:
         prod = open_registry(settings).production()
-        click.echo(f"no new version: the inputs (data, config, code) are identical to a model already trained; "
-                   f"production is {prod or 'none'} (use --force to train anyway)")
+        click.echo(
+            f"no new version: the inputs (data, config, code) are identical to a model already trained; "
+            f"production is {prod or 'none'} (use --force to train anyway)"
+        )
         return "unchanged"
     package = materialization(result, "model_package")
     if package is None:
         noted = observations(result, "model_package")
         why = noted[0]["blocked_because"] if noted else "its evaluation gates failed"
-        click.echo(f"error: {model['version']} was not packaged: {why}. Production stays "
-                   f"{open_registry(settings).production() or 'none'}.", err=True)
+        click.echo(
+            f"error: {model['version']} was not packaged: {why}. Production stays "
+            f"{open_registry(settings).production() or 'none'}.",
+            err=True,
+        )
         return "blocked"
     click.echo(f"version    {package['version']}")
     click.echo(f"package    {package['package_path']}")

@@ -70,10 +70,15 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, settings: Pipeline
     first_error = next((s["error"] for s in steps if s["error"]), context.failure_event.message or "")
     partition = run.tags.get(PARTITION_TAG)
     alert = Alert(
-        kind="run_failure", severity="error",
-        what=f"run of {run.job_name}{f' for {partition}' if partition else ''} failed in {failed}: {first_error}"[:1000],
+        kind="run_failure",
+        severity="error",
+        what=f"run of {run.job_name}{f' for {partition}' if partition else ''} failed in {failed}: {first_error}"[
+            :1000
+        ],
         asset=steps[0]["step"] if steps else (assets[0] if assets else None),
-        partition=partition, run_id=run.run_id, job=run.job_name,
+        partition=partition,
+        run_id=run.run_id,
+        job=run.job_name,
         run_url=run_url(cfg.training.alerts.webserver_base_url, run.run_id),
         details={"failed_steps": steps, "assets": assets, "sensor": run.tags.get("dagster/sensor_name")},
     )
@@ -87,20 +92,36 @@ def _check_alert(cfg: Settings, instance: dg.DagsterInstance, record) -> Alert:
     key = record.key
     is_drift = key == DRIFT_CHECK_KEY
     meta = {k: v.value for k, v in (evaluation.metadata or {}).items()} if evaluation is not None else {}
-    severity: Severity = "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
-    partition = (record.partition or (evaluation.partition if evaluation is not None else None)
-                 or (run.tags.get(PARTITION_TAG) if run is not None else None))
+    severity: Severity = (
+        "warning" if (evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN) else "error"
+    )
+    partition = (
+        record.partition
+        or (evaluation.partition if evaluation is not None else None)
+        or (run.tags.get(PARTITION_TAG) if run is not None else None)
+    )
     figures = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float, str, bool)))[:300]
     description = (evaluation.description if evaluation is not None else None) or figures
-    what = (f"drift in {partition or key.asset_key.to_user_string()}: {description}" if is_drift
-            else f"check {key.asset_key.to_user_string()}/{key.name} failed"
-                 + (f" for {partition}" if partition else "") + (f": {description}" if description else ""))
+    what = (
+        f"drift in {partition or key.asset_key.to_user_string()}: {description}"
+        if is_drift
+        else f"check {key.asset_key.to_user_string()}/{key.name} failed"
+        + (f" for {partition}" if partition else "")
+        + (f": {description}" if description else "")
+    )
     return Alert(
-        kind="drift" if is_drift else "check_failure", severity=severity, what=what[:1000],
-        asset=key.asset_key.to_user_string(), partition=partition, run_id=record.run_id,
+        kind="drift" if is_drift else "check_failure",
+        severity=severity,
+        what=what[:1000],
+        asset=key.asset_key.to_user_string(),
+        partition=partition,
+        run_id=record.run_id,
         run_url=run_url(cfg.training.alerts.webserver_base_url, record.run_id),
-        details={"check": key.name, "blocking": bool(evaluation.blocking) if evaluation is not None else None,
-                 "metadata": json.loads(json.dumps(meta, default=str))},
+        details={
+            "check": key.name,
+            "blocking": bool(evaluation.blocking) if evaluation is not None else None,
+            "metadata": json.loads(json.dumps(meta, default=str)),
+        },
         job=run.job_name if run is not None else None,
     )
 
@@ -109,20 +130,29 @@ def _freshness_alert(cfg: Settings, key: dg.AssetKey, state: str, updated_at: st
     name = key.to_user_string()
     t = cfg.training
     if name == "raw_export":
-        what = (f"no export ingested for over {t.freshness.ingest_quiet_hours:g} h from {t.landing_dir}: "
-                "the exporter or the log service may have stopped")
+        what = (
+            f"no export ingested for over {t.freshness.ingest_quiet_hours:g} h from {t.landing_dir}: "
+            "the exporter or the log service may have stopped"
+        )
     elif name in ("anomaly_model", "production_model"):
         what = f"{name} is older than {t.model_max_age_hours:g} h (model_max_age_hours)"
     else:
         what = f"{name} is overdue (freshness {state})"
-    return Alert(kind="freshness", severity="error" if state == "FAIL" else "warning", what=what, asset=name,
-                 details={"state": state, "since": updated_at, "landing_dir": str(t.landing_dir)})
+    return Alert(
+        kind="freshness",
+        severity="error" if state == "FAIL" else "warning",
+        what=what,
+        asset=name,
+        details={"state": state, "since": updated_at, "landing_dir": str(t.landing_dir)},
+    )
 
 
 VERDICTS = dg.AssetKey("export_anomalies")
 
 
-def _verdicts_lag_alert(cfg: Settings, instance: dg.DagsterInstance, done: str | None) -> tuple[Alert | None, str | None]:
+def _verdicts_lag_alert(
+    cfg: Settings, instance: dg.DagsterInstance, done: str | None
+) -> tuple[Alert | None, str | None]:
     """The per-export verdicts older than the production model after ``freshness.verdicts_max_lag_hours``: a
     freshness rule Dagster's FreshnessPolicy cannot state (it is relative to another asset), checked once per
     production version, when its window has passed (one query then, none before or after).
@@ -142,20 +172,33 @@ def _verdicts_lag_alert(cfg: Settings, instance: dg.DagsterInstance, done: str |
     if not behind:
         return None, current
     shown = ", ".join(behind[:10]) + (f" and {len(behind) - 10} more" if len(behind) > 10 else "")
-    what = (f"verdicts of {len(behind)} export(s) are still not by production model {current}, "
-            f"promoted {age_h:.1f} h ago (verdicts_max_lag_hours {lag_h:g}): {shown}")
-    return Alert(kind="freshness", severity="warning", what=what, asset=VERDICTS.to_user_string(),
-                 details={"production_version": current, "behind": behind[:100], "behind_count": len(behind),
-                          "scored_with": {k: scored_with[k] for k in behind[:100]}}), current
+    what = (
+        f"verdicts of {len(behind)} export(s) are still not by production model {current}, "
+        f"promoted {age_h:.1f} h ago (verdicts_max_lag_hours {lag_h:g}): {shown}"
+    )
+    return Alert(
+        kind="freshness",
+        severity="warning",
+        what=what,
+        asset=VERDICTS.to_user_string(),
+        details={
+            "production_version": current,
+            "behind": behind[:100],
+            "behind_count": len(behind),
+            "scored_with": {k: scored_with[k] for k in behind[:100]},
+        },
+    ), current
 
 
 @dg.sensor(
     name="alert_on_checks_and_freshness",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
-    description=("Failed asset checks (gates, warnings, drift) and freshness policies turning FAIL -> alerts, "
-                 "from the sensor's first tick on (past failures are not replayed); and exports whose verdicts "
-                 "are still by a replaced model verdicts_max_lag_hours after a promotion (once per promotion)."),
+    description=(
+        "Failed asset checks (gates, warnings, drift) and freshness policies turning FAIL -> alerts, "
+        "from the sensor's first tick on (past failures are not replayed); and exports whose verdicts "
+        "are still by a replaced model verdicts_max_lag_hours after a promotion (once per promotion)."
+    ),
 )
 def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
     cfg = settings.get()
@@ -170,7 +213,8 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
     for check_key in check_keys:
         name = check_key.to_user_string()
         records = storage.get_asset_check_execution_history(
-            check_key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED})
+            check_key, limit=CHECK_HISTORY_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED}
+        )
         # After the first tick every check has an entry; one without (added to the code since) has no past here.
         seen = None if first_tick else cursor["checks"].get(name, [])
         new = set(new_check_failures(seen, [r.id for r in records], CHECK_HISTORY_PER_TICK))
@@ -187,6 +231,9 @@ def alert_on_checks_and_freshness(context: dg.SensorEvaluationContext, settings:
     for alert in alerts:
         writer.write(alert)
         context.log.info(f"alert: {alert.what[:200]}")
-    skip = None if alerts else (
-        "started: alerting on failures from now on" if first_tick else "nothing failed since the last tick")
+    skip = (
+        None
+        if alerts
+        else ("started: alerting on failures from now on" if first_tick else "nothing failed since the last tick")
+    )
     return dg.SensorResult(cursor=json.dumps(cursor, sort_keys=True), skip_reason=skip)

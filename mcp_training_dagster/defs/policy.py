@@ -51,7 +51,8 @@ def freshness_policies(settings: Settings) -> dict[dg.AssetKey, dg.FreshnessPoli
     t = settings.training
     return {
         dg.AssetKey("raw_export"): dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=t.freshness.ingest_quiet_hours)),
+            fail_window=timedelta(hours=t.freshness.ingest_quiet_hours)
+        ),
         PRODUCTION: dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=t.model_max_age_hours)),
     }
 
@@ -75,7 +76,9 @@ class DriftDetected(dg.AutomationCondition):
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         instance = context.asset_graph_view.instance
-        drifted = latest_drift_failure(instance) > max(handled_at(instance, context.key), changed_at(instance, PRODUCTION))
+        drifted = latest_drift_failure(instance) > max(
+            handled_at(instance, context.key), changed_at(instance, PRODUCTION)
+        )
         true_subset = context.candidate_subset if drifted else context.get_empty_subset()
         return dg.AutomationResult(context=context, true_subset=true_subset)
 
@@ -103,7 +106,8 @@ def changed_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
 def latest_drift_failure(instance: dg.DagsterInstance, lookback: int = 50) -> float:
     """Time of the newest failed drift evaluation among the last ``lookback`` (0 if none)."""
     records = instance.event_log_storage.get_asset_check_execution_history(
-        DRIFT_CHECK_KEY, limit=lookback, status={AssetCheckExecutionRecordStatus.FAILED})
+        DRIFT_CHECK_KEY, limit=lookback, status={AssetCheckExecutionRecordStatus.FAILED}
+    )
     return max((r.event.timestamp for r in records if r.event is not None), default=0.0)
 
 
@@ -133,11 +137,9 @@ TOO_OLD = ProductionTooOld().newly_true().with_label("too_old")
 
 ANY_TRIGGER: dg.AutomationCondition = NEW_DATA | DRIFT | CODE_CHANGED | TOO_OLD
 TRIGGERS = ANY_TRIGGER.since_last_handled().with_label("retraining_due")
-GUARDS = (
-    ~AC.any_deps_in_progress()
-    & ~AC.in_progress()
-    & AC.all_deps_blocking_checks_passed()
-).with_label("safe_to_train")
+GUARDS = (~AC.any_deps_in_progress() & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()).with_label(
+    "safe_to_train"
+)
 
 RETRAIN_CONDITION = (AC.in_latest_time_window() & TRIGGERS & GUARDS).with_label("retrain_policy")
 
@@ -168,7 +170,8 @@ class ScoredByReplacedModel(dg.AutomationCondition):
         scored_with = latest_partition_metadata(instance, context.key, keys, "production_version")
         behind = {key for key, version in scored_with.items() if version != current}
         return dg.AutomationResult(
-            context=context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(behind))
+            context=context, true_subset=context.candidate_subset.compute_intersection_with_partition_keys(behind)
+        )
 
 
 def production_version(instance: dg.DagsterInstance) -> str | None:
@@ -198,12 +201,13 @@ def latest_partition_metadata(
 
 
 _BEHIND = ScoredByReplacedModel()
-RESCORE_DUE = (AC.newly_updated() & _BEHIND).since(
-    AC.newly_requested() | (AC.newly_updated() & ~_BEHIND)
-).with_label("scored_by_replaced_model")
+RESCORE_DUE = (
+    (AC.newly_updated() & _BEHIND)
+    .since(AC.newly_requested() | (AC.newly_updated() & ~_BEHIND))
+    .with_label("scored_by_replaced_model")
+)
 VERDICT_CONDITION = (
-    AC.eager()
-    | (RESCORE_DUE & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress())
+    AC.eager() | (RESCORE_DUE & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress())
 ).with_label("verdicts_follow_production")
 
 

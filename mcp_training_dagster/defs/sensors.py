@@ -18,8 +18,13 @@ from mcp_training_dagster.settings import Settings
 # SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
 PARTITION_BATCH = 500
 
-UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 # Runs that neither ingest nor train: an export's verdicts, drift and incidents. Any other unfinished run (an
 # ingest, a training, a production change, anything unknown) sends a new file the slow way.
 NOT_IN_THE_WAY = {dg.AssetKey(k) for k in ("export_anomalies", "export_drift", "export_incidents")}
@@ -74,12 +79,24 @@ def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
         patterns, ignore = tuple(s.file_patterns), tuple(s.ignore_patterns)
         scan: ScanResult | ObjectScanResult
         if is_remote(where):  # objects are stable after two unchanged listings (size and ETag)
-            scan = scan_object_landing(where, context.cursor, patterns=patterns, ignore=ignore,
-                                       max_files=s.max_files_per_tick, max_bytes=s.max_bytes_hashed_per_tick)
+            scan = scan_object_landing(
+                where,
+                context.cursor,
+                patterns=patterns,
+                ignore=ignore,
+                max_files=s.max_files_per_tick,
+                max_bytes=s.max_bytes_hashed_per_tick,
+            )
         else:  # a local file unmodified for settled_after_seconds (e.g. renamed in) is ready on its first tick
-            scan = scan_landing(cfg.landing_dir, context.cursor, settled_after_seconds=s.settled_after_seconds,
-                                patterns=patterns, ignore=ignore,
-                                max_files=s.max_files_per_tick, max_bytes=s.max_bytes_hashed_per_tick)
+            scan = scan_landing(
+                cfg.landing_dir,
+                context.cursor,
+                settled_after_seconds=s.settled_after_seconds,
+                patterns=patterns,
+                ignore=ignore,
+                max_files=s.max_files_per_tick,
+                max_bytes=s.max_bytes_hashed_per_tick,
+            )
         for name, why in scan.skipped.items():
             context.log.warning(f"{name}: {why}")
         known = set(context.instance.get_dynamic_partitions(EXPORT_FILES))  # one query per tick

@@ -124,7 +124,9 @@ def agent_vectors(records: pd.DataFrame, window_minutes: int = 5) -> pd.DataFram
     warnings = _contains_any(messages, WARNING_WORDS)
     out = pd.DataFrame(
         {
-            "window_start": ((first + np.arange(n, dtype=np.int64)) * length).astype("datetime64[ns]").astype("datetime64[us]"),
+            "window_start": ((first + np.arange(n, dtype=np.int64)) * length)
+            .astype("datetime64[ns]")
+            .astype("datetime64[us]"),
             "log_count": np.bincount(slot, minlength=n).astype(np.float64),
             "error_count": np.bincount(slot[errors], minlength=n).astype(np.float64),
             "warning_count": np.bincount(slot[warnings], minlength=n).astype(np.float64),
@@ -216,7 +218,9 @@ def agent_metadata(
     if not bare.endswith(AGENT_SUFFIX):
         raise ValueError(f"agent variant versions end with {AGENT_SUFFIX!r} (see agent_version()), got {version!r}")
     if not isinstance(basic_metrics, Mapping) or not basic_metrics:
-        raise ValueError("basic_metrics are required: evaluate the agent model on labelled data (evaluation.binary_metrics)")
+        raise ValueError(
+            "basic_metrics are required: evaluate the agent model on labelled data (evaluation.binary_metrics)"
+        )
     X = vector_matrix(vectors)
     log_count = X[:, 0]
     windows = pd.to_datetime(vectors["window_start"]) if isinstance(vectors, pd.DataFrame) and len(vectors) else None
@@ -255,7 +259,9 @@ def agent_metadata(
             "training_duration": float(training_duration),
             "window_minutes": int(window_minutes),
             "empty_windows": int((log_count == 0).sum()),
-            "log_count_quantiles": {f"p{q}": float(np.quantile(log_count, q / 100)) for q in (50, 90, 99)} if len(X) else {},
+            "log_count_quantiles": {f"p{q}": float(np.quantile(log_count, q / 100)) for q in (50, 90, 99)}
+            if len(X)
+            else {},
             "data_start": windows.min().isoformat() if windows is not None else None,
             "data_end": windows.max().isoformat() if windows is not None else None,
         },
@@ -320,43 +326,79 @@ class AgentModel:
         self.__dict__.update(state)
 
 
-def train_agent_variant(records: pd.DataFrame, evaluation: EvaluationSet | None, *, window_minutes: int,
-                        contamination: float, random_state: int) -> AgentModel:
+def train_agent_variant(
+    records: pd.DataFrame,
+    evaluation: EvaluationSet | None,
+    *,
+    window_minutes: int,
+    contamination: float,
+    random_state: int,
+) -> AgentModel:
     """Fit on the vectors before the split, evaluate on the held-out vectors, refit on all (as for the
     window model: the figures are those of the earlier fit on data it never saw)."""
     vectors = agent_vectors(records, window_minutes)
     if len(vectors) < 2:
-        raise TrainingError(f"only {len(vectors)} agent windows (hostapd/wpa_supplicant records): cannot train the agent variant")
+        raise TrainingError(
+            f"only {len(vectors)} agent windows (hostapd/wpa_supplicant records): cannot train the agent variant"
+        )
     result = None
-    if (evaluation is not None and evaluation.agent_vectors is not None and evaluation.agent_labels is not None
-            and len(evaluation.agent_vectors) and evaluation.split_time):
+    if (
+        evaluation is not None
+        and evaluation.agent_vectors is not None
+        and evaluation.agent_labels is not None
+        and len(evaluation.agent_vectors)
+        and evaluation.split_time
+    ):
         early = vectors[vectors["window_start"] < pd.Timestamp(evaluation.split_time)]
         if len(early) >= 2:
             twin, twin_threshold = train_agent_model(early, contamination, random_state)
             scores = anomaly_scores(twin, vector_matrix(evaluation.agent_vectors))
             about = evaluation.about()
-            data = EvaluationData(about.source, about.description, about.split_time, windows=len(scores),
-                                  anomalous_windows=int(evaluation.agent_labels.sum()))
+            data = EvaluationData(
+                about.source,
+                about.description,
+                about.split_time,
+                windows=len(scores),
+                anomalous_windows=int(evaluation.agent_labels.sum()),
+            )
             result = Evaluation(data, binary_metrics(evaluation.agent_labels, scores, twin_threshold))
     started = time.perf_counter()
     est, threshold = train_agent_model(vectors, contamination, random_state)
     return AgentModel(est, threshold, vectors, result, round(time.perf_counter() - started, 4))
 
 
-def build_agent_package(agent: AgentModel, models_dir: Path, *, model_version: str, export_files: Sequence[str],
-                        contamination: float, window_minutes: int, service_timezone: str, min_f1: float,
-                        min_roc_auc: float) -> tuple[PackageInfo, bool]:
+def build_agent_package(
+    agent: AgentModel,
+    models_dir: Path,
+    *,
+    model_version: str,
+    export_files: Sequence[str],
+    contamination: float,
+    window_minutes: int,
+    service_timezone: str,
+    min_f1: float,
+    min_roc_auc: float,
+) -> tuple[PackageInfo, bool]:
     """The agent variant's own package (``model_<version>_agent5`` beside the window model's) and whether it
     is deployment-ready: only when its own held-out figures pass the quality gates."""
     overall = agent.evaluation.overall if agent.evaluation is not None else None
     ready = meets_quality_gates(overall, min_f1, min_roc_auc)
     version = agent_version(model_version)
     metadata = agent_metadata(
-        version=version, estimator=agent.estimator, threshold=agent.threshold,
+        version=version,
+        estimator=agent.estimator,
+        threshold=agent.threshold,
         vectors=agent.vectors,
-        basic_metrics=(overall.figures(BASIC_METRICS) if overall is not None else {}) or {"f1_score": 0.0, "roc_auc": 0.0},
-        contamination=contamination, window_minutes=window_minutes, evaluation=agent.evaluation,
-        export_files=export_files, training_duration=agent.training_seconds, service_timezone=service_timezone,
+        basic_metrics=(overall.figures(BASIC_METRICS) if overall is not None else {})
+        or {"f1_score": 0.0, "roc_auc": 0.0},
+        contamination=contamination,
+        window_minutes=window_minutes,
+        evaluation=agent.evaluation,
+        export_files=export_files,
+        training_duration=agent.training_seconds,
+        service_timezone=service_timezone,
     )
-    info = build_package(models_dir, version, agent.estimator, metadata, model_card_md=agent_model_card(metadata), deployment_ready=ready)
+    info = build_package(
+        models_dir, version, agent.estimator, metadata, model_card_md=agent_model_card(metadata), deployment_ready=ready
+    )
     return info, ready

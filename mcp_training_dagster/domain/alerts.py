@@ -125,7 +125,9 @@ class AlertWriter:
         error = None
         for attempt in range(1, self.retries + 2):
             request = urllib.request.Request(
-                self.webhook_url, data=body.encode("utf-8"), method="POST",
+                self.webhook_url,
+                data=body.encode("utf-8"),
+                method="POST",
                 headers={"Content-Type": "application/json", "User-Agent": "mcp-training-alerts"},
             )
             try:

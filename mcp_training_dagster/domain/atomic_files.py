@@ -73,7 +73,9 @@ def _locked_by_writer(path: Path) -> bool:
     return False
 
 
-def remove_stale_temp(folder: Path, max_age_seconds: float = STALE_TEMP_SECONDS, *, now: float | None = None) -> list[Path]:
+def remove_stale_temp(
+    folder: Path, max_age_seconds: float = STALE_TEMP_SECONDS, *, now: float | None = None
+) -> list[Path]:
     """Remove the temporary files and folders killed runs left directly in ``folder``: only names
     :func:`is_temp_name` accepts, only when older than ``max_age_seconds`` AND not locked by a writer
     (never a file another run is writing). Returns what was removed."""

@@ -141,11 +141,19 @@ class DriftReport:
     def summary(self) -> str:
         if not self.enough:
             return f"{self.windows} windows with records: too few to judge drift"
-        moved = ", ".join(f"{f} (PSI {p:.2f})" for f, p in zip(self.table["feature"], self.table["psi"]) if f in self.drifted)
-        parts = [f"features drifted: {moved}" if moved else f"no feature above PSI {self.threshold:g} (max {self.max_psi:.3f})"]
+        moved = ", ".join(
+            f"{f} (PSI {p:.2f})" for f, p in zip(self.table["feature"], self.table["psi"]) if f in self.drifted
+        )
+        parts = [
+            f"features drifted: {moved}"
+            if moved
+            else f"no feature above PSI {self.threshold:g} (max {self.max_psi:.3f})"
+        ]
         if self.flag_share_change is not None:
-            parts.append(f"flagged share {self.flag_rate:.3f} vs {self.baseline_flag_rate:.3f} at training"
-                         + (" (drifted)" if self.flag_share_drifted else ""))
+            parts.append(
+                f"flagged share {self.flag_rate:.3f} vs {self.baseline_flag_rate:.3f} at training"
+                + (" (drifted)" if self.flag_share_drifted else "")
+            )
         return "; ".join(parts)
 
 
@@ -170,17 +178,32 @@ def compare(
         actual = np.maximum(_shares(values, edges), EPS) if values.size else expected
         ks = float(np.max(np.abs(np.cumsum(actual / actual.sum()) - np.cumsum(expected / expected.sum()))))
         noise = psi_noise_floor(tuple(base["shares"]), min(slots, int(values.size)), tail)
-        rows.append({"feature": name, "psi": round(float(psi(actual, expected)), 4), "noise_floor": round(noise, 4),
-                     "ks": round(ks, 4), "baseline_mean": round(base["mean"], 4),
-                     "export_mean": round(float(values.mean()), 4) if values.size else 0.0})
+        rows.append(
+            {
+                "feature": name,
+                "psi": round(float(psi(actual, expected)), 4),
+                "noise_floor": round(noise, 4),
+                "ks": round(ks, 4),
+                "baseline_mean": round(base["mean"], 4),
+                "export_mean": round(float(values.mean()), 4) if values.size else 0.0,
+            }
+        )
     table = pd.DataFrame(rows, columns=["feature", "psi", "noise_floor", "ks", "baseline_mean", "export_mean"])
     table = table.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
     enough = len(w) >= min_windows
     beyond = (table["psi"] > threshold) & (table["psi"] > table["noise_floor"])
     drifted = table.loc[beyond, "feature"].tolist() if enough else []
     table["drifted"] = table["feature"].isin(drifted)
-    return DriftReport(windows=int(len(w)), table=table, flag_rate=flag_rate, baseline_flag_rate=float(baseline["flag_rate"]),
-                       threshold=threshold, flag_share_threshold=flag_share_threshold, enough=enough, drifted=drifted)
+    return DriftReport(
+        windows=int(len(w)),
+        table=table,
+        flag_rate=flag_rate,
+        baseline_flag_rate=float(baseline["flag_rate"]),
+        threshold=threshold,
+        flag_share_threshold=flag_share_threshold,
+        enough=enough,
+        drifted=drifted,
+    )
 
 
 def not_new_data(export: str, windows: pd.DataFrame, baseline: dict[str, Any]) -> str:
@@ -189,6 +212,11 @@ def not_new_data(export: str, windows: pd.DataFrame, baseline: dict[str, Any]) -
     if export in baseline.get("exports", []):
         return f"{baseline['version']} was trained on this export"
     end = baseline.get("data_end")
-    if end and len(windows) and "window_start" in windows.columns and windows["window_start"].max() <= pd.Timestamp(end):
+    if (
+        end
+        and len(windows)
+        and "window_start" in windows.columns
+        and windows["window_start"].max() <= pd.Timestamp(end)
+    ):
         return f"this export ends before {baseline['version']}'s training data does ({end})"
     return ""

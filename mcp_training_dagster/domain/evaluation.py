@@ -45,14 +45,31 @@ def window_labels(
     rec = rec[rec["scenario"] != "normal"]
     start = rec["timestamp"].dt.floor(f"{window_minutes}min")
     parts = [
-        pd.DataFrame({"device": rec["device"], "entity_kind": "device", "entity": DEVICE_ENTITY, "window_start": start,
-                      "is_anomaly": rec["is_anomaly"].astype(bool), "scenario": rec["scenario"]}),
+        pd.DataFrame(
+            {
+                "device": rec["device"],
+                "entity_kind": "device",
+                "entity": DEVICE_ENTITY,
+                "window_start": start,
+                "is_anomaly": rec["is_anomaly"].astype(bool),
+                "scenario": rec["scenario"],
+            }
+        ),
     ]
     for kind, column in (("station", "station_mac"), ("interface", "interface")):
         has = rec[column].notna()
-        parts.append(pd.DataFrame({"device": rec.loc[has, "device"], "entity_kind": kind, "entity": rec.loc[has, column],
-                                   "window_start": start[has], "is_anomaly": rec.loc[has, "is_anomaly"].astype(bool),
-                                   "scenario": rec.loc[has, "scenario"]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "device": rec.loc[has, "device"],
+                    "entity_kind": kind,
+                    "entity": rec.loc[has, column],
+                    "window_start": start[has],
+                    "is_anomaly": rec.loc[has, "is_anomaly"].astype(bool),
+                    "scenario": rec.loc[has, "scenario"],
+                }
+            )
+        )
     if episodes is not None and len(episodes):
         quiet = episodes[episodes["is_anomaly"].astype(bool) & (episodes["entity_kind"] == "device")]
         quiet = quiet[~quiet["scenario"].isin(rec["scenario"].unique())]  # episodes with records are labelled above
@@ -63,12 +80,18 @@ def window_labels(
             # before; until then it is indistinguishable from a normal pause, by any detector.
             usual = usual_gap(records, str(ep.device), pd.Timestamp(ep.start))
             # the device stays silent until its next record, which may come after the episode's end
-            after = records.loc[(records["device"].astype("str") == str(ep.device)) & (records["timestamp"] >= ep.start), "timestamp"]
+            after = records.loc[
+                (records["device"].astype("str") == str(ep.device)) & (records["timestamp"] >= ep.start), "timestamp"
+            ]
             quiet_until = max(pd.Timestamp(ep.end), after.min()) if len(after) else pd.Timestamp(ep.end)
             inside = (dev["device"] == str(ep.device)) & (dev["window_start"] < quiet_until) & (end > ep.start)
             late = inside & (end > pd.Timestamp(ep.start) + usual)
             parts.append(dev.loc[late, list(KEY_COLUMNS)].assign(is_anomaly=True, scenario=ep.scenario))
-            parts.append(dev.loc[inside & ~late, list(KEY_COLUMNS)].assign(is_anomaly=False, scenario=f"{ep.scenario}_within_usual_gap"))
+            parts.append(
+                dev.loc[inside & ~late, list(KEY_COLUMNS)].assign(
+                    is_anomaly=False, scenario=f"{ep.scenario}_within_usual_gap"
+                )
+            )
     marks = pd.concat(parts, ignore_index=True)
     marks["device"] = marks["device"].astype("str")
     marks["entity"] = marks["entity"].astype("str")
@@ -84,10 +107,16 @@ def window_labels(
     return out
 
 
-def usual_gap(records: pd.DataFrame, device: str, before: pd.Timestamp, history: pd.Timedelta = pd.Timedelta(hours=24)) -> pd.Timedelta:
+def usual_gap(
+    records: pd.DataFrame, device: str, before: pd.Timestamp, history: pd.Timedelta = pd.Timedelta(hours=24)
+) -> pd.Timedelta:
     """The device's longest gap between consecutive records in the ``history`` before ``before``."""
-    mine = records.loc[(records["device"].astype("str") == device) & (records["timestamp"] < before)
-                       & (records["timestamp"] >= before - history), "timestamp"]
+    mine = records.loc[
+        (records["device"].astype("str") == device)
+        & (records["timestamp"] < before)
+        & (records["timestamp"] >= before - history),
+        "timestamp",
+    ]
     if len(mine) < 2:
         return pd.Timedelta(0)
     t = np.sort(mine.to_numpy(dtype="datetime64[ns]"))
@@ -107,10 +136,13 @@ def evaluate_scores(labelled: pd.DataFrame, scores: np.ndarray, threshold: float
         data=data,
         overall=binary_metrics(y, s, threshold),
         by_kind={k: binary_metrics(y[kind == k], s[kind == k], threshold) for k in np.unique(kind)},
-        recall_by_scenario={name: float(flagged[dev & (scen == name) & y].mean()) for name in sorted(set(scen[dev & y]))},
+        recall_by_scenario={
+            name: float(flagged[dev & (scen == name) & y].mean()) for name in sorted(set(scen[dev & y]))
+        },
         windows_by_scenario={name: int((dev & (scen == name)).sum()) for name in sorted(set(scen[dev]))},
-        benign_flag_rate={name: float(flagged[dev & (scen == name) & ~y].mean())
-                          for name in sorted(set(scen[dev & ~y]) - {"normal"})},
+        benign_flag_rate={
+            name: float(flagged[dev & (scen == name) & ~y].mean()) for name in sorted(set(scen[dev & ~y]) - {"normal"})
+        },
         normal_flag_rate=float(flagged[dev & (scen == "normal")].mean()) if (dev & (scen == "normal")).any() else None,
     )
 
@@ -149,13 +181,21 @@ def time_split(times: pd.Series, fraction: float) -> pd.Timestamp:
     return pd.Timestamp(times.quantile(fraction)).floor("min")
 
 
-def score_diagnostics(train_scores: np.ndarray, threshold: float, later_scores: np.ndarray | None,
-                      seed_scores: list[np.ndarray]) -> dict[str, Any]:
+def score_diagnostics(
+    train_scores: np.ndarray, threshold: float, later_scores: np.ndarray | None, seed_scores: list[np.ndarray]
+) -> dict[str, Any]:
     """Unsupervised diagnostics: NOT accuracy. Score quantiles, flag rate on later (unseen) windows of
     the same stream, and agreement between fits with different seeds (Spearman rank correlation and
     overlap of the flagged sets)."""
-    q = {f"p{p}": float(np.quantile(train_scores, p / 100)) for p in (1, 5, 25, 50, 75, 95, 99)} if len(train_scores) else {}
-    out: dict[str, Any] = {"score_quantiles": q, "training_flag_rate": float(np.mean(train_scores > threshold)) if len(train_scores) else None}
+    q = (
+        {f"p{p}": float(np.quantile(train_scores, p / 100)) for p in (1, 5, 25, 50, 75, 95, 99)}
+        if len(train_scores)
+        else {}
+    )
+    out: dict[str, Any] = {
+        "score_quantiles": q,
+        "training_flag_rate": float(np.mean(train_scores > threshold)) if len(train_scores) else None,
+    }
     if later_scores is not None and len(later_scores):
         out["later_windows_flag_rate"] = float(np.mean(later_scores > threshold))
     if len(seed_scores) > 1:
@@ -201,15 +241,23 @@ def build_evaluation_set(
         data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
         return _with_agent_vectors(data, held, spec)
     end = records["timestamp"].max() if len(records) else split
-    inj = inject_episodes(records, start=split, end=end, seed=injection_seed, episodes_per_scenario=episodes_per_scenario)
+    inj = inject_episodes(
+        records, start=split, end=end, seed=injection_seed, episodes_per_scenario=episodes_per_scenario
+    )
     added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
     kept = records[~records["id"].isin(inj.remove_ids)]
-    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True).sort_values(["timestamp", "id"], kind="stable")
+    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True).sort_values(
+        ["timestamp", "id"], kind="stable"
+    )
     windows = _windows_after(combined, spec, split)
-    lab = window_labels(windows, combined[combined["timestamp"] >= split], inj.labels, spec.length_minutes, inj.episodes)
+    lab = window_labels(
+        windows, combined[combined["timestamp"] >= split], inj.labels, spec.length_minutes, inj.episodes
+    )
     n_ep = len(inj.episodes)
-    desc = (f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
-            f"injected into the real records after {split}; real records count as normal")
+    desc = (
+        f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
+        f"injected into the real records after {split}; real records count as normal"
+    )
     data = EvaluationSet("injected", desc, windows, lab, str(split))
     return _with_agent_vectors(data, combined[combined["timestamp"] >= split], spec)
 

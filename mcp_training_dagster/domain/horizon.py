@@ -48,9 +48,11 @@ class UnionReport:
         out = []
         for r in self.by_file.itertuples(index=False):
             if r.identical_copies_dropped or r.id_conflicts_kept:
-                out.append(f"{r.source_file}: {r.records} records, {r.identical_copies_dropped} identical to records "
-                           f"of another export (counted once), {r.id_conflicts_kept} reuse an id of a different "
-                           "event elsewhere (kept)")
+                out.append(
+                    f"{r.source_file}: {r.records} records, {r.identical_copies_dropped} identical to records "
+                    f"of another export (counted once), {r.id_conflicts_kept} reuse an id of a different "
+                    "event elsewhere (kept)"
+                )
         return out
 
 
@@ -122,8 +124,9 @@ def union_records(frames: Mapping[str, pd.DataFrame | None]) -> tuple[pd.DataFra
     return result.records, result.union
 
 
-def select_records(readers: Mapping[str, Reader], horizon_days: float | None,
-                   columns: Sequence[str] | None = None) -> HorizonRecords:
+def select_records(
+    readers: Mapping[str, Reader], horizon_days: float | None, columns: Sequence[str] | None = None
+) -> HorizonRecords:
     """The union of the exports (each event once) cut to the training horizon (``None``: no cut).
 
     Exports overlap in time, so one event routinely arrives in several files; counting it twice would
@@ -166,9 +169,16 @@ def select_records(readers: Mapping[str, Reader], horizon_days: float | None,
     kept = ~dup
     conflict = np.zeros(n, dtype=bool)
     conflict[kept] = pd.Series(ids[kept]).duplicated(keep=False).to_numpy()
-    by_file = _by_file(np.concatenate(file_parts), np.asarray(file_names, dtype=object),
-                       {"records": np.ones(n, dtype=bool), "kept": kept, "identical_copies_dropped": dup,
-                        "id_conflicts_kept": conflict})
+    by_file = _by_file(
+        np.concatenate(file_parts),
+        np.asarray(file_names, dtype=object),
+        {
+            "records": np.ones(n, dtype=bool),
+            "kept": kept,
+            "identical_copies_dropped": dup,
+            "id_conflicts_kept": conflict,
+        },
+    )
     union = UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
 
     chosen = order[kept[order]]
@@ -178,8 +188,11 @@ def select_records(readers: Mapping[str, Reader], horizon_days: float | None,
         cutoff, anchor = horizon_bounds(t, horizon_days)
         chosen = chosen[(t > cutoff.to_datetime64()) & (t <= anchor.to_datetime64())]
     records = _read_rows(readers, names, offsets, chosen, columns)
-    exports = sorted(records["source_file"].astype("str").unique().tolist()) if "source_file" in records.columns \
+    exports = (
+        sorted(records["source_file"].astype("str").unique().tolist())
+        if "source_file" in records.columns
         else sorted({str(file_names[c]) for c in np.unique(np.concatenate(file_parts)[chosen])})
+    )
     return HorizonRecords(records, union, int(kept.sum()), cutoff, exports)
 
 
@@ -195,14 +208,19 @@ def _by_file(file_code: np.ndarray, files: np.ndarray, masks: dict[str, np.ndarr
     return out
 
 
-def _read_rows(readers: Mapping[str, Reader], names: list[str], offsets: np.ndarray, rows: np.ndarray,
-               columns: Sequence[str] | None) -> pd.DataFrame:
+def _read_rows(
+    readers: Mapping[str, Reader],
+    names: list[str],
+    offsets: np.ndarray,
+    rows: np.ndarray,
+    columns: Sequence[str] | None,
+) -> pd.DataFrame:
     """The given global rows (positions in the concatenation of the exports in ``names`` order), in
     that order, reading each export once and keeping only its wanted rows."""
     cols = None if columns is None else list(columns)
     ascending = np.sort(rows)
     bounds = np.searchsorted(ascending, offsets)
-    local = {name: ascending[bounds[k]:bounds[k + 1]] - offsets[k] for k, name in enumerate(names)}
+    local = {name: ascending[bounds[k] : bounds[k + 1]] - offsets[k] for k, name in enumerate(names)}
     used = [name for name in names if len(local[name])]
     if not used:
         return readers[names[0]](cols).iloc[:0].reset_index(drop=True)
@@ -237,4 +255,4 @@ def device_chunks(devices: pd.Series, max_records: int) -> list[np.ndarray]:
     row_chunk = chunk_of[codes]
     order = np.argsort(row_chunk, kind="stable")
     bounds = np.searchsorted(row_chunk[order], np.arange(chunk + 2))
-    return [order[bounds[k]:bounds[k + 1]] for k in range(chunk + 1)]
+    return [order[bounds[k] : bounds[k + 1]] for k in range(chunk + 1)]

@@ -28,7 +28,15 @@ from mcp_training_dagster.serving.features import (
 from mcp_training_dagster.serving.scoring import score_table, windows_with_history
 
 INCIDENT_COLUMNS: tuple[str, ...] = (
-    "incident_id", "device_id", "start", "end", "severity", "n_windows", "entities", "event_families", "summary",
+    "incident_id",
+    "device_id",
+    "start",
+    "end",
+    "severity",
+    "n_windows",
+    "entities",
+    "event_families",
+    "summary",
 )
 # family -> (event types, how a count of them reads)
 FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -63,8 +71,14 @@ def _merge(flagged: pd.DataFrame, length: pd.Timedelta) -> pd.DataFrame:
     return f
 
 
-def _reasons(dev_records: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, spec: WindowSpec,
-             silence_s: float, usual_gap_s: float) -> tuple[list[str], list[str]]:
+def _reasons(
+    dev_records: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    spec: WindowSpec,
+    silence_s: float,
+    usual_gap_s: float,
+) -> tuple[list[str], list[str]]:
     """Phrases for the incident's families (strongest first) and the families that stood out."""
     L = pd.Timedelta(minutes=spec.length_minutes)
     ts = dev_records["timestamp"]
@@ -78,8 +92,7 @@ def _reasons(dev_records: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, 
         sel = inside[etype.isin(events).to_numpy()]
         if sel.empty:
             continue
-        per_win = sel.groupby(sel["timestamp"].dt.floor(L)).agg(n=("event_type", "size"),
-                                                                 st=("station_mac", "nunique"))
+        per_win = sel.groupby(sel["timestamp"].dt.floor(L)).agg(n=("event_type", "size"), st=("station_mac", "nunique"))
         peak = per_win.sort_values("n", ascending=False).iloc[0]
         hist = before[btype.isin(events).to_numpy()]
         counts = hist.groupby(hist["timestamp"].dt.floor(L)).size().to_numpy()
@@ -94,18 +107,35 @@ def _reasons(dev_records: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, 
         new = sorted(set(macs) - seen)
         if len(new) >= 3:
             rnd = sum(1 for m in new if len(m) > 1 and int(m[1], 16) & 0x2)
-            phrases.append((len(new) / 3.0, f"{len(new)} station MACs not seen in the 24 h before ({rnd} randomised)",
-                            "new_stations"))
+            phrases.append(
+                (
+                    len(new) / 3.0,
+                    f"{len(new)} station MACs not seen in the 24 h before ({rnd} randomised)",
+                    "new_stations",
+                )
+            )
     if silence_s > 0 and usual_gap_s > 0 and silence_s > usual_gap_s:
-        phrases.append((silence_s / usual_gap_s, f"silent for {_duration(silence_s)}; usual longest gap "
-                        f"{_duration(usual_gap_s)}", "silence"))
+        phrases.append(
+            (
+                silence_s / usual_gap_s,
+                f"silent for {_duration(silence_s)}; usual longest gap {_duration(usual_gap_s)}",
+                "silence",
+            )
+        )
     phrases.sort(key=lambda p: -p[0])
     stood_out = [fam for score, _, fam in phrases if score > 1.0] or [fam for _, _, fam in phrases[:1]]
     return [text for _, text, _ in phrases], stood_out
 
 
-def build_incidents(table: pd.DataFrame, records: pd.DataFrame | None, spec: WindowSpec | None = None,
-                    *, windows: pd.DataFrame | None = None, top: int = 3, max_entities: int = 12) -> pd.DataFrame:
+def build_incidents(
+    table: pd.DataFrame,
+    records: pd.DataFrame | None,
+    spec: WindowSpec | None = None,
+    *,
+    windows: pd.DataFrame | None = None,
+    top: int = 3,
+    max_entities: int = 12,
+) -> pd.DataFrame:
     """Incidents from a score table (``scoring.score_table``: device_id, entity, entity_kind, window_start,
     score, is_anomaly, reasons) and the records it was scored from (for the reasons in words); ``windows``
     (the feature windows) adds the silence facts. Most severe first."""
@@ -119,8 +149,9 @@ def build_incidents(table: pd.DataFrame, records: pd.DataFrame | None, spec: Win
     silence: dict[tuple[str, pd.Timestamp], tuple[float, float]] = {}
     if windows is not None and len(windows):
         dv = windows[(windows["entity_kind"].astype("str") == "device") & (windows["gap_vs_usual"] > 0)]
-        for dev, ws, sil, ratio in zip(dv["device"].astype("str"), pd.to_datetime(dv["window_start"]),
-                                       dv["silence_before_s"], dv["gap_vs_usual"]):
+        for dev, ws, sil, ratio in zip(
+            dv["device"].astype("str"), pd.to_datetime(dv["window_start"]), dv["silence_before_s"], dv["gap_vs_usual"]
+        ):
             silence[(dev, ws)] = (float(sil), float(sil) / float(ratio))
     by_device: dict[str, pd.DataFrame] = {}
     if records is not None and len(records):
@@ -131,7 +162,9 @@ def build_incidents(table: pd.DataFrame, records: pd.DataFrame | None, spec: Win
         dev = str(grp["device_id"].iloc[0])
         start, end = grp["ws"].min(), grp["ws"].max() + L
         ents = [e for e in pd.unique(grp.sort_values("score", ascending=False)["entity"].astype("str")) if e != "*"]
-        entities = ", ".join(ents[:max_entities]) + (f" (+{len(ents) - max_entities} more)" if len(ents) > max_entities else "")
+        entities = ", ".join(ents[:max_entities]) + (
+            f" (+{len(ents) - max_entities} more)" if len(ents) > max_entities else ""
+        )
         sil, usual = 0.0, 0.0
         for ws in grp.loc[grp["entity_kind"] == "device", "ws"]:
             s = silence.get((dev, ws))
@@ -140,15 +173,25 @@ def build_incidents(table: pd.DataFrame, records: pd.DataFrame | None, spec: Win
         phrases, families = _reasons(by_device[dev], start, end, spec, sil, usual) if dev in by_device else ([], [])
         if not phrases:
             phrases = [r for r in grp.sort_values("score", ascending=False)["reasons"].astype("str") if r][:1]
-        rows.append({
-            "device_id": dev, "start": start.isoformat(), "end": end.isoformat(),
-            "severity": round(float(grp["score"].max()), 4), "n_windows": len(grp), "entities": entities,
-            "event_families": ", ".join(families), "summary": "; ".join(phrases[:top]) if phrases else "",
-        })
+        rows.append(
+            {
+                "device_id": dev,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "severity": round(float(grp["score"].max()), 4),
+                "n_windows": len(grp),
+                "entities": entities,
+                "event_families": ", ".join(families),
+                "summary": "; ".join(phrases[:top]) if phrases else "",
+            }
+        )
     out = pd.DataFrame(rows)
     out = out.sort_values(["severity", "start"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    out.insert(0, "incident_id", [f"{r.device_id}-{r.start.replace(':', '').replace('-', '')[:13]}"
-                                  for r in out.itertuples(index=False)])
+    out.insert(
+        0,
+        "incident_id",
+        [f"{r.device_id}-{r.start.replace(':', '').replace('-', '')[:13]}" for r in out.itertuples(index=False)],
+    )
     return out.loc[:, list(INCIDENT_COLUMNS)]
 
 
@@ -159,8 +202,9 @@ def incidents_to_json(incidents: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def export_incidents_with_model(records: pd.DataFrame, history: pd.DataFrame | None, pipeline: Any,
-                                inference_config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def export_incidents_with_model(
+    records: pd.DataFrame, history: pd.DataFrame | None, pipeline: Any, inference_config: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one export's validated records with a packaged model (its ``inference_config``), using the
     earlier records of ``history`` for gaps and history features; returns (score table, incidents)."""
     ic = inference_config

@@ -97,25 +97,29 @@ def average_precision(y: np.ndarray, s: np.ndarray) -> float | None:
 def window_figures(labels: pd.DataFrame, preds: pd.DataFrame, level: str, window_minutes: int = 5) -> dict[str, Any]:
     """``preds``: device_id, key, window_start, score, is_anomaly (the project's score table with
     ``entity`` named ``key``). Same figures as eval_windows.py at ``level`` (device | key)."""
-    p = pd.DataFrame({
-        "dev": _norm_dev(preds["device_id"]),
-        "key": preds["key"].astype(str).str.strip(),
-        "win": _floor(preds["window_start"], window_minutes),
-        "score": pd.to_numeric(preds["score"], errors="coerce"),
-        "dec": preds["is_anomaly"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "1.0", "t"]),
-    })
+    p = pd.DataFrame(
+        {
+            "dev": _norm_dev(preds["device_id"]),
+            "key": preds["key"].astype(str).str.strip(),
+            "win": _floor(preds["window_start"], window_minutes),
+            "score": pd.to_numeric(preds["score"], errors="coerce"),
+            "dec": preds["is_anomaly"].astype(str).str.strip().str.lower().isin(["1", "true", "yes", "1.0", "t"]),
+        }
+    )
     is_dev = p["key"] == "*"
     p = p[is_dev] if level == "device" else p[~is_dev]
     if level != "device":
         p = p.assign(key=_norm_key(p["key"]))
     p = p.groupby(["dev", "key", "win"], sort=False).agg(score=("score", "max"), dec=("dec", "max"))
 
-    lab = pd.DataFrame({
-        "dev": _norm_dev(labels["device_id"]),
-        "win": _floor(labels["timestamp"], window_minutes),
-        "y": labels["is_anomaly"].astype(str).str.strip().isin(["1", "True", "true"]),
-        "scenario": labels["scenario"].astype(str),
-    })
+    lab = pd.DataFrame(
+        {
+            "dev": _norm_dev(labels["device_id"]),
+            "win": _floor(labels["timestamp"], window_minutes),
+            "y": labels["is_anomaly"].astype(str).str.strip().isin(["1", "True", "true"]),
+            "scenario": labels["scenario"].astype(str),
+        }
+    )
     if level == "device":
         lab["key"] = "*"
     else:
@@ -123,7 +127,11 @@ def window_figures(labels: pd.DataFrame, preds: pd.DataFrame, level: str, window
         lab["key"] = _norm_key(k)
     w = lab.groupby(["dev", "key", "win"], sort=False)["y"].max().to_frame()
     pos = lab[lab["y"]]
-    scen = pos.groupby(["dev", "key", "win", "scenario"], sort=False).size().reset_index()[["dev", "key", "win", "scenario"]]
+    scen = (
+        pos.groupby(["dev", "key", "win", "scenario"], sort=False)
+        .size()
+        .reset_index()[["dev", "key", "win", "scenario"]]
+    )
     w = w.join(p, how="left")
     matched = int(w["score"].notna().sum())
     finite = w["score"].dropna()
@@ -143,10 +151,20 @@ def window_figures(labels: pd.DataFrame, preds: pd.DataFrame, level: str, window
         per_n[name] = len(grp)
         per_rec[name] = round(float(w_dec.loc[idx].mean()), 4)
     return {
-        "level": level, "windows": len(w), "positive_windows": int(y.sum()), "pred_windows_matched": matched,
-        "tp": tp, "fp": fp, "fn": fn, "precision": round(prec, 4), "recall": round(rec, 4), "f1": round(f1, 4),
-        "roc_auc": None if auc is None else round(auc, 4), "pr_auc": None if ap is None else round(ap, 4),
-        "per_scenario_windows": per_n, "per_scenario_recall": per_rec,
+        "level": level,
+        "windows": len(w),
+        "positive_windows": int(y.sum()),
+        "pred_windows_matched": matched,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": round(prec, 4),
+        "recall": round(rec, 4),
+        "f1": round(f1, 4),
+        "roc_auc": None if auc is None else round(auc, 4),
+        "pr_auc": None if ap is None else round(ap, 4),
+        "per_scenario_windows": per_n,
+        "per_scenario_recall": per_rec,
     }
 
 
@@ -156,18 +174,30 @@ def labelled_episodes(labels: pd.DataFrame, gap_minutes: float = 10.0) -> pd.Dat
     a = labels[labels["is_anomaly"].astype(str).str.strip().isin(["1", "True", "true"])]
     if a.empty:
         return pd.DataFrame(columns=["device", "scenario", "start", "end"])
-    a = pd.DataFrame({"device": _norm_dev(a["device_id"]), "scenario": a["scenario"].astype(str),
-                      "t": pd.to_datetime(a["timestamp"].astype(str).str.slice(0, 19))})
+    a = pd.DataFrame(
+        {
+            "device": _norm_dev(a["device_id"]),
+            "scenario": a["scenario"].astype(str),
+            "t": pd.to_datetime(a["timestamp"].astype(str).str.slice(0, 19)),
+        }
+    )
     a = a.sort_values(["device", "scenario", "t"])
-    new = (a["device"] != a["device"].shift()) | (a["scenario"] != a["scenario"].shift()) | (
-        a["t"] - a["t"].shift() > pd.Timedelta(minutes=gap_minutes))
+    new = (
+        (a["device"] != a["device"].shift())
+        | (a["scenario"] != a["scenario"].shift())
+        | (a["t"] - a["t"].shift() > pd.Timedelta(minutes=gap_minutes))
+    )
     a["ep"] = new.cumsum()
-    return a.groupby("ep").agg(device=("device", "first"), scenario=("scenario", "first"),
-                               start=("t", "min"), end=("t", "max")).reset_index(drop=True)
+    return (
+        a.groupby("ep")
+        .agg(device=("device", "first"), scenario=("scenario", "first"), start=("t", "min"), end=("t", "max"))
+        .reset_index(drop=True)
+    )
 
 
-def incident_figures(incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_days: float,
-                     window_minutes: int = 5) -> dict[str, Any]:
+def incident_figures(
+    incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_days: float, window_minutes: int = 5
+) -> dict[str, Any]:
     """Incident precision (share of incidents overlapping a labelled episode of their router), episode
     recall (share of episodes overlapped by an incident), per scenario, and false incidents per router-week.
     An episode's span is widened to its windows (the grid the detector sees)."""
@@ -176,8 +206,11 @@ def incident_figures(incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_
     ep_hit = np.zeros(len(episodes), dtype=bool)
     inc_hit = np.zeros(n_inc, dtype=bool)
     if n_inc and len(episodes):
-        inc = incidents.assign(device=_norm_dev(incidents["device_id"]),
-                               s=pd.to_datetime(incidents["start"]), e=pd.to_datetime(incidents["end"]))
+        inc = incidents.assign(
+            device=_norm_dev(incidents["device_id"]),
+            s=pd.to_datetime(incidents["start"]),
+            e=pd.to_datetime(incidents["end"]),
+        )
         for dev, eps in episodes.groupby("device"):
             mine = inc[inc["device"] == dev]
             if mine.empty:
@@ -192,9 +225,11 @@ def incident_figures(incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_
         by_scen[name] = round(float(ep_hit[grp.index.to_numpy()].mean()), 4)
     false = int((~inc_hit).sum())
     return {
-        "incidents": n_inc, "incidents_on_episodes": int(inc_hit.sum()),
+        "incidents": n_inc,
+        "incidents_on_episodes": int(inc_hit.sum()),
         "incident_precision": round(float(inc_hit.mean()), 4) if n_inc else None,
-        "episodes": len(episodes), "episodes_detected": int(ep_hit.sum()),
+        "episodes": len(episodes),
+        "episodes_detected": int(ep_hit.sum()),
         "episode_recall": round(float(ep_hit.mean()), 4) if len(episodes) else None,
         "episode_recall_by_scenario": by_scen,
         "false_incidents": false,
@@ -202,34 +237,47 @@ def incident_figures(incidents: pd.DataFrame, episodes: pd.DataFrame, *, router_
     }
 
 
-def load_records(paths: Sequence[str | Path], *, service_timezone: str = "UTC",
-                 extra_wifi_processes: Sequence[str] = ()) -> pd.DataFrame:
+def load_records(
+    paths: Sequence[str | Path], *, service_timezone: str = "UTC", extra_wifi_processes: Sequence[str] = ()
+) -> pd.DataFrame:
     """Validated records of every export, cross-file duplicates removed, in time order."""
     frames = {}
     for p in paths:
         p = Path(p)
         raw = read_export(p)
-        frames[p.name] = validate_records(raw.records, p.name, service_timezone=service_timezone,
-                                          extra_wifi_processes=tuple(extra_wifi_processes)).records
+        frames[p.name] = validate_records(
+            raw.records, p.name, service_timezone=service_timezone, extra_wifi_processes=tuple(extra_wifi_processes)
+        ).records
     records, _ = union_records(frames)
     return records
 
 
-def evaluate_exports(paths: Sequence[str | Path], labels_path: str | Path, settings: Any = None, *,
-                     keep_predictions: bool = False) -> dict[str, Any]:
+def evaluate_exports(
+    paths: Sequence[str | Path], labels_path: str | Path, settings: Any = None, *, keep_predictions: bool = False
+) -> dict[str, Any]:
     """Train on the exports as a user would, score them, then measure against the labels."""
     if not len(paths):
         raise ValueError("no export files given")
     settings = settings or get_settings()
     m = settings.model
-    spec = WindowSpec(length_minutes=m.windows.length_minutes, entities=tuple(m.windows.entities),
-                      burst_seconds=m.windows.burst_seconds, silence_cap_hours=m.windows.silence_cap_hours)
+    spec = WindowSpec(
+        length_minutes=m.windows.length_minutes,
+        entities=tuple(m.windows.entities),
+        burst_seconds=m.windows.burst_seconds,
+        silence_cap_hours=m.windows.silence_cap_hours,
+    )
     started = time.perf_counter()
-    records = load_records(paths, service_timezone=settings.training.service_timezone,
-                           extra_wifi_processes=m.events.extra_wifi_processes)
+    records = load_records(
+        paths, service_timezone=settings.training.service_timezone, extra_wifi_processes=m.events.extra_wifi_processes
+    )
     windows = build_windows(records, spec)
-    model = train_model(windows, m.detector, window_minutes=spec.length_minutes,
-                        min_windows=m.training.min_training_windows, alarm_budget=m.alarms)
+    model = train_model(
+        windows,
+        m.detector,
+        window_minutes=spec.length_minutes,
+        min_windows=m.training.min_training_windows,
+        alarm_budget=m.alarms,
+    )
     table = model.score_table(windows)
     seconds = time.perf_counter() - started
     labels = read_labels(labels_path)
@@ -240,13 +288,18 @@ def evaluate_exports(paths: Sequence[str | Path], labels_path: str | Path, setti
     t0, t1 = records["timestamp"].min(), records["timestamp"].max()
     n_dev = records["device"].nunique()
     router_days = n_dev * max((t1 - t0) / pd.Timedelta(days=1), 1e-9)
-    inc_fig = incident_figures(incidents, labelled_episodes(labels), router_days=router_days,
-                               window_minutes=spec.length_minutes)
+    inc_fig = incident_figures(
+        incidents, labelled_episodes(labels), router_days=router_days, window_minutes=spec.length_minutes
+    )
     dev_rows = table[table["entity_kind"] == "device"]
     return {
         "exports": [Path(p).name for p in paths],
-        "records": len(records), "routers": int(n_dev), "router_days": round(router_days, 2),
-        "device": dev_fig, "key": key_fig, "incidents": inc_fig,
+        "records": len(records),
+        "routers": int(n_dev),
+        "router_days": round(router_days, 2),
+        "device": dev_fig,
+        "key": key_fig,
+        "incidents": inc_fig,
         "alarms_per_router_day": {
             "device_windows": round(float(dev_rows["is_anomaly"].sum()) / router_days, 3),
             "incidents": round(len(incidents) / router_days, 3),

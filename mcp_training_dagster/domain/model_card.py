@@ -44,8 +44,9 @@ def _decision_section(decision: PromotionDecision | None) -> str:
     if decision is None:
         return ""
     rows = [{"gate": g.name, "passed": g.passed, "margin": g.margin, "compared": g.compared} for g in decision.gates]
-    warn = "".join(f"\n> **Warning:** {w}. Treat its verdicts with care and watch the next retrain.\n"
-                   for w in decision.warnings)
+    warn = "".join(
+        f"\n> **Warning:** {w}. Treat its verdicts with care and watch the next retrain.\n" for w in decision.warnings
+    )
     return f"\n### Promotion gates\n\n{markdown_table(rows)}\n{warn}"
 
 
@@ -72,13 +73,23 @@ def render(model: TrainedModel, top: pd.DataFrame | None = None, decision: Promo
     """The whole card: what the model is, how it was judged, what it flags, and its parameters."""
     params = model.detector.model_dump(mode="json")
     kind = model.detector.kind
-    param_rows = [{"parameter": k, "value": v} for k, v in {**params.get(kind, {}), "contamination": params["contamination"]}.items()]
+    param_rows = [
+        {"parameter": k, "value": v}
+        for k, v in {**params.get(kind, {}), "contamination": params["contamination"]}.items()
+    ]
     by_kind = ", ".join(f"{n} {k}" for k, n in model.windows_by_kind.items())
     top_md = ""
     if top is not None and len(top):
-        rows = [{"window": r.window_start, "device": r.device_id, "entity": f"{r.entity_kind} `{r.entity}`",
-                 "score": r.score, "what stands out (value, +standard units)": r.reasons or "-"}
-                for r in top.itertuples(index=False)]
+        rows = [
+            {
+                "window": r.window_start,
+                "device": r.device_id,
+                "entity": f"{r.entity_kind} `{r.entity}`",
+                "score": r.score,
+                "what stands out (value, +standard units)": r.reasons or "-",
+            }
+            for r in top.itertuples(index=False)
+        ]
         top_md = f"\n### Most anomalous training windows, and what drove them\n\n{markdown_table(rows, digits=4)}\n"
     return (
         f"## {kind} `{model.version}`\n\n"

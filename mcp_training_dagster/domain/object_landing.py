@@ -118,7 +118,10 @@ def scan_object_landing(
         etag = _etag(info)
         rec = files.get(name)
         # Without an ETag the modification time stands in for "did it change since the last tick".
-        seen = {"size": size, "etag": etag or str(info.get("LastModified") or info.get("mtime") or info.get("created") or "")}
+        seen = {
+            "size": size,
+            "etag": etag or str(info.get("LastModified") or info.get("mtime") or info.get("created") or ""),
+        }
         if rec is None or rec.get("size") != size or rec.get("etag") != seen["etag"]:
             files[name] = {**seen, "fp": etag, "done": rec.get("done") if rec else None}
             result.waiting.append(name)

@@ -247,7 +247,11 @@ class ObjectRegistry:
         try:
             self.fs.call_s3("put_object", Bucket=bucket, Key=obj, Body=body, ContentType="application/json", **cond)
         except OSError as exc:  # s3fs maps 412 PreconditionFailed to FileExistsError / EINVAL
-            if "pre-condition" in str(exc).lower() or "precondition" in str(exc).lower() or isinstance(exc, FileExistsError):
+            if (
+                "pre-condition" in str(exc).lower()
+                or "precondition" in str(exc).lower()
+                or isinstance(exc, FileExistsError)
+            ):
                 raise PointerConflict(str(exc)) from None
             raise
         finally:
@@ -293,14 +297,22 @@ class ObjectRegistry:
         bare = validate_version(version)
         manifest = self._verified_manifest(bare, "promote")
         if manifest.get("deployment_ready") is not True and not force:
-            raise RegistryError(f"cannot promote {bare}: its manifest says it is not deployment-ready; force to override")
+            raise RegistryError(
+                f"cannot promote {bare}: its manifest says it is not deployment-ready; force to override"
+            )
 
         def change(current: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
             if current and current["version"] == bare:
                 return None, current
             history = [current["version"], *current["history"]] if current else []
             history = list(dict.fromkeys(h for h in history if h != bare))[:HISTORY_LIMIT]
-            doc = {"version": bare, "promoted_at": _now(), "promoted_by": str(by), "history": history, "action": "promote"}
+            doc = {
+                "version": bare,
+                "promoted_at": _now(),
+                "promoted_by": str(by),
+                "history": history,
+                "action": "promote",
+            }
             return doc, doc
 
         return self._swap(change)
@@ -316,9 +328,17 @@ class ObjectRegistry:
             for i, h in enumerate(history):
                 if h != current["version"] and h in present:
                     self._verified_manifest(h, "roll back to")
-                    return {"version": h, "promoted_at": _now(), "promoted_by": str(by), "history": history[i + 1:],
-                            "action": "rollback", "rolled_back_from": current["version"]}, h
-            raise RegistryError(f"cannot roll back from {current['version']}: no earlier production version in {self.location}")
+                    return {
+                        "version": h,
+                        "promoted_at": _now(),
+                        "promoted_by": str(by),
+                        "history": history[i + 1 :],
+                        "action": "rollback",
+                        "rolled_back_from": current["version"],
+                    }, h
+            raise RegistryError(
+                f"cannot roll back from {current['version']}: no earlier production version in {self.location}"
+            )
 
         return self._swap(change)
 
@@ -332,8 +352,10 @@ class ObjectRegistry:
 
     def _protected(self) -> dict[str, str]:
         prod, pred = self.production(), self.predecessor()
-        return {**({pred: "it is the version a rollback would return to"} if pred else {}),
-                **({prod: "it is the production model"} if prod else {})}
+        return {
+            **({pred: "it is the version a rollback would return to"} if pred else {}),
+            **({prod: "it is the production model"} if prod else {}),
+        }
 
     def delete(self, version: str) -> builtins.list[str]:
         """Remove a version and its agent variant (as :meth:`ModelRegistry.delete`); returns what was deleted."""

@@ -76,7 +76,9 @@ def verify_package(path: Path, *, allow_pycache: bool = True) -> dict[str, Any]:
         else:
             actual = sha256_file(d / fname)
             if actual != str(expected).lower():
-                problems.append(f"{d.name}/{fname}: SHA-256 mismatch (manifest {str(expected)[:16]}..., file {actual[:16]}...)")
+                problems.append(
+                    f"{d.name}/{fname}: SHA-256 mismatch (manifest {str(expected)[:16]}..., file {actual[:16]}...)"
+                )
     listed = set(hashes) | {MANIFEST_FILE}
     for entry in sorted(os.listdir(d)):
         pycache = allow_pycache and entry == PYCACHE and (d / entry).is_dir() and not (d / entry).is_symlink()
@@ -87,7 +89,9 @@ def verify_package(path: Path, *, allow_pycache: bool = True) -> dict[str, Any]:
     return manifest
 
 
-def verify_zip(zip_path: Path, *, expected_manifest: bytes | None = None, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES) -> dict[str, Any]:
+def verify_zip(
+    zip_path: Path, *, expected_manifest: bytes | None = None, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES
+) -> dict[str, Any]:
     """Verify a deployment ZIP itself, the thing handed out: every member a plain, unique, unencrypted
     file name; exactly the files its manifest lists; each member's SHA-256 (streamed, at most
     ``max_bytes`` in all) equal to ``file_hashes``. With ``expected_manifest`` (the verified
@@ -127,7 +131,10 @@ def verify_zip(zip_path: Path, *, expected_manifest: bytes | None = None, max_by
             problems.append(f"{name}/{MANIFEST_FILE}: differs from the verified package folder's manifest")
         problems += [f"{name}/{f}: not covered by file_hashes" for f in (MODEL_FILE, METADATA_FILE) if f not in hashes]
         listed = set(hashes) | {MANIFEST_FILE}
-        problems += [f"{name}/{n}: not listed in the manifest (a package holds only the files it lists)" for n in sorted(set(names) - listed)]
+        problems += [
+            f"{name}/{n}: not listed in the manifest (a package holds only the files it lists)"
+            for n in sorted(set(names) - listed)
+        ]
         total = 0
         for fname, expected in sorted(hashes.items()):
             if fname not in names:
@@ -145,7 +152,9 @@ def verify_zip(zip_path: Path, *, expected_manifest: bytes | None = None, max_by
                 problems.append(f"{name}/{fname}: cannot be read ({type(exc).__name__}: {exc})")
                 continue
             if digest.hexdigest() != str(expected).lower():
-                problems.append(f"{name}/{fname}: SHA-256 mismatch (manifest {str(expected)[:16]}..., ZIP member {digest.hexdigest()[:16]}...)")
+                problems.append(
+                    f"{name}/{fname}: SHA-256 mismatch (manifest {str(expected)[:16]}..., ZIP member {digest.hexdigest()[:16]}...)"
+                )
     if problems:
         raise PackageError("deployment ZIP failed verification: " + "; ".join(problems))
     return manifest
@@ -212,7 +221,9 @@ def safe_extract(
                 raise PackageError(f"{Path(zip_path).name}: refusing member {info.filename!r}: {why}")
             declared += info.file_size
             if declared > max_bytes:
-                raise PackageError(f"{Path(zip_path).name}: unpacks to more than {max_bytes:,} bytes (member {info.filename!r})")
+                raise PackageError(
+                    f"{Path(zip_path).name}: unpacks to more than {max_bytes:,} bytes (member {info.filename!r})"
+                )
         target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
         total = 0
@@ -228,7 +239,9 @@ def safe_extract(
                 try:
                     out = open(dest, "xb")
                 except FileExistsError:
-                    raise PackageError(f"{Path(zip_path).name}: member {info.filename!r} exists already (duplicate name?)") from None
+                    raise PackageError(
+                        f"{Path(zip_path).name}: member {info.filename!r} exists already (duplicate name?)"
+                    ) from None
                 written.append(dest)
                 with out, zf.open(info) as src:
                     while chunk := src.read(1 << 20):

@@ -73,7 +73,15 @@ DEFAULT_MAX_EXTRACT_MEMBERS = 1_000
 DEPENDENCIES: tuple[str, ...] = ("scikit-learn", "numpy", "pandas", "joblib", "pyarrow", "pydantic")
 # Shipped as mcp_<name>.py: the serving core, the mcp_training_dagster/serving/ subpackage (every module in it;
 # a test checks this list against the folder).
-SCORING_MODULES: tuple[str, ...] = ("exports", "validation", "events", "feature_catalog", "features", "calibration", "scoring")
+SCORING_MODULES: tuple[str, ...] = (
+    "exports",
+    "validation",
+    "events",
+    "feature_catalog",
+    "features",
+    "calibration",
+    "scoring",
+)
 
 # The project's version format (training.new_version(): UTC time to the microsecond + 6 random hex
 # digits), optionally the agent-variant suffix. ASCII digits only: ``\d`` would accept other scripts'.
@@ -114,7 +122,7 @@ def check_version(version: Any) -> str:
     scripts' digits, NUL, whitespace) is refused, so a version can be joined to a path safely."""
     if not isinstance(version, str):
         raise PackageError(f"model version must be a string, got {type(version).__name__}")
-    bare = version[len(DIR_PREFIX):] if version.startswith(DIR_PREFIX) else version
+    bare = version[len(DIR_PREFIX) :] if version.startswith(DIR_PREFIX) else version
     if not VERSION_RE.fullmatch(bare):
         shown = repr(version) if len(version) <= 80 else repr(version[:77]) + "..."
         raise PackageError(
@@ -262,19 +270,31 @@ def _checked_metadata(metadata: Mapping[str, Any], name: str, pipeline: Any) -> 
     mi, ti, ev, ic = meta["model_info"], meta["training_info"], meta["evaluation_info"], meta["inference_config"]
     mi.setdefault("version", name)
     if mi["version"] != name:
-        raise PackageError(f"metadata.json: model_info.version is {mi['version']!r} but the package is {name!r}; they must be equal")
+        raise PackageError(
+            f"metadata.json: model_info.version is {mi['version']!r} but the package is {name!r}; they must be equal"
+        )
     missing = [f"model_info.{k}" for k in ("created_at", "model_type") if not mi.get(k)]
     missing += ["training_info.training_samples"] if ti.get("training_samples") is None else []
     missing += ["evaluation_info.basic_metrics"] if not isinstance(ev.get("basic_metrics"), dict) else []
-    missing += [f"inference_config.{k}" for k in ("threshold", "score_convention", "feature_names", "input") if ic.get(k) is None]
+    missing += [
+        f"inference_config.{k}"
+        for k in ("threshold", "score_convention", "feature_names", "input")
+        if ic.get(k) is None
+    ]
     if ic.get("input") == INPUT_EXPORT_RECORDS:
-        missing += [f"inference_config.{k}" for k in ("window_spec", "service_timezone", "extra_wifi_processes") if k not in ic]
+        missing += [
+            f"inference_config.{k}" for k in ("window_spec", "service_timezone", "extra_wifi_processes") if k not in ic
+        ]
     if missing:
-        raise PackageError(f"metadata.json lacks {', '.join(missing)} (required by the inference contract / score_export.py)")
+        raise PackageError(
+            f"metadata.json lacks {', '.join(missing)} (required by the inference contract / score_export.py)"
+        )
     if ic["input"] not in INPUT_KINDS:
         raise PackageError(f"metadata.json: inference_config.input {ic['input']!r} is not one of {INPUT_KINDS}")
     if ic["score_convention"] != SCORE_CONVENTION:
-        raise PackageError(f"metadata.json: score_convention {ic['score_convention']!r}; this project writes {SCORE_CONVENTION!r}")
+        raise PackageError(
+            f"metadata.json: score_convention {ic['score_convention']!r}; this project writes {SCORE_CONVENTION!r}"
+        )
     threshold = ic["threshold"]
     if not isinstance(threshold, (int, float, np.floating)) or not math.isfinite(float(threshold)):
         raise PackageError(f"metadata.json: inference_config.threshold {threshold!r} is not a finite number")
@@ -323,8 +343,7 @@ def how_to_use(metadata: Mapping[str, Any], name: str) -> str:
     )
     if ic["input"] == INPUT_EXPORT_RECORDS:
         return (
-            common
-            + "2. **Score an export** (the raw JSON or ZIP the router service writes):\n\n"
+            common + "2. **Score an export** (the raw JSON or ZIP the router service writes):\n\n"
             "   ```\n   python score_export.py export.json --all --format csv\n   ```\n\n"
             "   One row per window: `device_id, entity, window_start, score, is_anomaly, reasons`, most anomalous "
             "first (without `--all`, only anomalous windows). The feature code is in `mcp_*.py`: exact copies of "
@@ -333,16 +352,14 @@ def how_to_use(metadata: Mapping[str, Any], name: str) -> str:
             "   ```python\n   from score_export import score_records\n"
             "   table = score_records(records)   # list of export records (dicts)\n   ```\n\n"
             f"   `inference_example.py` is a complete example. Windows: {ic['window_spec'].get('length_minutes')} "
-            f"minutes, clock-aligned, per device, station and interface; {len(names)} features.\n\n"
-            + convention
+            f"minutes, clock-aligned, per device, station and interface; {len(names)} features.\n\n" + convention
         )
     return (
-        common
-        + "2. **Input.** One unscaled vector per 5-minute window over all devices' `hostapd`/`wpa_supplicant` "
+        common + "2. **Input.** One unscaled vector per 5-minute window over all devices' `hostapd`/`wpa_supplicant` "
         f"records: `[{', '.join(names)}]`, exactly as today's inference agent builds it in its generic branch "
         "(the last two are always 0 there). No scaler: pass the raw counts.\n\n"
         "3. **Call it** as the agent does:\n\n"
-        "   ```python\n   model = joblib.load(\"model.joblib\")\n   model.predict([[40, 3, 1, 0, 0]])   # -1 = anomaly\n"
+        '   ```python\n   model = joblib.load("model.joblib")\n   model.predict([[40, 3, 1, 0, 0]])   # -1 = anomaly\n'
         "   -model.score_samples([[40, 3, 1, 0, 0]])   # score\n   ```\n\n"
         "   `inference_example.py` is a complete example (verification included).\n\n" + convention
     )
@@ -424,8 +441,12 @@ def build_package(
             "python_version": platform.python_version(),
             "zip_file": zip_final.name,
         },
-        "model_artifacts": {"model_file": MODEL_FILE, "metadata_file": METADATA_FILE, "scaler_file": None,
-                            "entry_point": SCORE_EXPORT_FILE if input_kind == INPUT_EXPORT_RECORDS else None},
+        "model_artifacts": {
+            "model_file": MODEL_FILE,
+            "metadata_file": METADATA_FILE,
+            "scaler_file": None,
+            "entry_point": SCORE_EXPORT_FILE if input_kind == INPUT_EXPORT_RECORDS else None,
+        },
     }
     files[MANIFEST_FILE] = _json_bytes(manifest)
 
@@ -456,7 +477,9 @@ def build_package(
             os.fsync(fh.fileno())
         size = tmp_zip.stat().st_size
         if size >= max_zip_bytes:
-            raise PackageError(f"{zip_final.name} would be {size:,} bytes; the inference side accepts less than {max_zip_bytes:,}")
+            raise PackageError(
+                f"{zip_final.name} would be {size:,} bytes; the inference side accepts less than {max_zip_bytes:,}"
+            )
         if final.exists():
             raise PackageError(f"{final} appeared while building: a version is never overwritten")
         os.rename(tmp_dir, final)

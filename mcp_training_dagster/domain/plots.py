@@ -30,7 +30,9 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
-def score_histogram(scores: np.ndarray, threshold: float, *, bins: int = 40, width: int = 400, height: int = 140) -> bytes:
+def score_histogram(
+    scores: np.ndarray, threshold: float, *, bins: int = 40, width: int = 400, height: int = 140
+) -> bytes:
     """Histogram of scores (log-scaled counts, so the few anomalous windows stay visible) with the threshold
     as a red vertical line; bars above the threshold in orange."""
     scores = np.asarray(scores, dtype=np.float64)

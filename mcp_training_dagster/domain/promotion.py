@@ -79,8 +79,13 @@ class ProductionModel:
         return raw if self.calibration is None else calibrated_scores(windows, raw, self.calibration)
 
     def score_table(self, windows: pd.DataFrame) -> pd.DataFrame:
-        return score_table(windows, self.package.pipeline, float(self.config["threshold"]), self.feature_names,
-                           calibration=self.calibration)
+        return score_table(
+            windows,
+            self.package.pipeline,
+            float(self.config["threshold"]),
+            self.feature_names,
+            calibration=self.calibration,
+        )
 
 
 def load_production(location: str | Path, version: str | None = None) -> ProductionModel | None:
@@ -134,8 +139,12 @@ class PromotionDecision:
         return next(g for g in self.gates if g.name == name)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"production_version": self.production_version, "deployment_ready": self.deployment_ready,
-                "gates": [asdict(g) | {"barely": g.barely} for g in self.gates], "warnings": self.warnings}
+        return {
+            "production_version": self.production_version,
+            "deployment_ready": self.deployment_ready,
+            "gates": [asdict(g) | {"barely": g.barely} for g in self.gates],
+            "warnings": self.warnings,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> PromotionDecision:
@@ -145,9 +154,16 @@ class PromotionDecision:
         return cls(gates, doc.get("production_version"))
 
 
-def decide(candidate_eval: Evaluation | None, candidate_scores: np.ndarray | None, data: EvaluationSet,
-           production: ProductionModel | None, *, min_f1: float, min_roc_auc: float,
-           max_regression: float) -> PromotionDecision:
+def decide(
+    candidate_eval: Evaluation | None,
+    candidate_scores: np.ndarray | None,
+    data: EvaluationSet,
+    production: ProductionModel | None,
+    *,
+    min_f1: float,
+    min_roc_auc: float,
+    max_regression: float,
+) -> PromotionDecision:
     """Both gates, from held-out figures only (see the module docstring).
 
     ``candidate_scores`` are the pre-split fit's scores on ``data.windows`` (row-aligned). Production is
@@ -163,31 +179,42 @@ def decide(candidate_eval: Evaluation | None, candidate_scores: np.ndarray | Non
         {"f1_score": f1, "roc_auc": auc, "min_f1": min_f1, "min_roc_auc": min_roc_auc},
         None if f1 is None or auc is None else min(f1 - min_f1, auc - min_roc_auc),
     )
-    figures: dict[str, Any] = {"production_version": production.version if production else None,
-                               "max_regression": max_regression}
+    figures: dict[str, Any] = {
+        "production_version": production.version if production else None,
+        "max_regression": max_regression,
+    }
     cand_pr = prod_pr = None
     if production is None:
         compared = "no production model yet: nothing to compare with"
     elif not len(data.windows) or candidate_scores is None:
         compared = "no held-out windows: nothing to compare on"
     elif not production.takes_windows_of(data.windows):
-        compared = f"production {production.version} takes other features: not comparable, not held against the candidate"
+        compared = (
+            f"production {production.version} takes other features: not comparable, not held against the candidate"
+        )
     else:
         mask = production.unseen(data.windows)
         y = data.labels["is_anomaly"].to_numpy(dtype=bool)[mask]
-        figures |= {"windows_compared": int(mask.sum()), "anomalous_compared": int(y.sum()),
-                    "production_data_end": production.data_end}
+        figures |= {
+            "windows_compared": int(mask.sum()),
+            "anomalous_compared": int(y.sum()),
+            "production_data_end": production.data_end,
+        }
         if 0 < y.sum() < len(y):
             cand = binary_metrics(y, np.asarray(candidate_scores)[mask], np.inf)
             prod = binary_metrics(y, production.scores(data.windows[mask]), production.threshold)
             cand_pr, prod_pr = cand.pr_auc, prod.pr_auc
             figures |= {"candidate_pr_auc": cand_pr, "production_pr_auc": prod_pr, "production_f1": prod.f1_score}
-            compared = (f"PR-AUC of the candidate fitted before {data.split_time} and of production {production.version} "
-                        f"on the {int(mask.sum())} held-out windows neither was fitted on ({int(y.sum())} anomalous, "
-                        f"{data.source})")
+            compared = (
+                f"PR-AUC of the candidate fitted before {data.split_time} and of production {production.version} "
+                f"on the {int(mask.sum())} held-out windows neither was fitted on ({int(y.sum())} anomalous, "
+                f"{data.source})"
+            )
         else:
-            compared = (f"production {production.version} was fitted on every held-out window with a known anomaly: "
-                        "nothing fair to compare on, not held against the candidate")
+            compared = (
+                f"production {production.version} was fitted on every held-out window with a known anomaly: "
+                "nothing fair to compare on, not held against the candidate"
+            )
     not_worse = Gate(
         "not_worse_than_production",
         not_worse_than(cand_pr, prod_pr, max_regression),

@@ -108,8 +108,14 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def model_entry(bare: str, path: Path | str, meta: dict[str, Any], manifest: dict[str, Any], production: str | None,
-                error: str | None = None) -> ModelEntry:
+def model_entry(
+    bare: str,
+    path: Path | str,
+    meta: dict[str, Any],
+    manifest: dict[str, Any],
+    production: str | None,
+    error: str | None = None,
+) -> ModelEntry:
     """One line of ``models list`` from a package's metadata.json and manifest (either registry)."""
     mi, ic = _section(meta, "model_info"), _section(meta, "inference_config")
     bm = _section(_section(meta, "evaluation_info"), "basic_metrics")
@@ -170,7 +176,7 @@ class ModelRegistry:
         for p in self.models_dir.iterdir():
             if not p.name.startswith(DIR_PREFIX) or p.is_symlink() or not p.is_dir():
                 continue
-            bare = p.name[len(DIR_PREFIX):]
+            bare = p.name[len(DIR_PREFIX) :]
             if VERSION_RE.fullmatch(bare):
                 out.append(bare)
         return sorted(out, reverse=True)
@@ -296,13 +302,21 @@ class ModelRegistry:
         with self._locked():
             manifest = self._verified(bare, "promote")
             if manifest.get("deployment_ready") is not True and not force:
-                raise RegistryError(f"cannot promote {bare}: its manifest says it is not deployment-ready (failed its quality gates); force to override")
+                raise RegistryError(
+                    f"cannot promote {bare}: its manifest says it is not deployment-ready (failed its quality gates); force to override"
+                )
             current = self._pointer()
             if current and current["version"] == bare:
                 return current
             history = [current["version"], *current["history"]] if current else []
             history = list(dict.fromkeys(h for h in history if h != bare))[:HISTORY_LIMIT]
-            pointer = {"version": bare, "promoted_at": _now(), "promoted_by": str(by), "history": history, "action": "promote"}
+            pointer = {
+                "version": bare,
+                "promoted_at": _now(),
+                "promoted_by": str(by),
+                "history": history,
+                "action": "promote",
+            }
             self._write_pointer(pointer)
             return pointer
 
@@ -319,11 +333,19 @@ class ModelRegistry:
             for i, h in enumerate(history):
                 if h != current["version"] and self._dir(h).is_dir():
                     self._verified(h, "roll back to")
-                    pointer = {"version": h, "promoted_at": _now(), "promoted_by": str(by), "history": history[i + 1:],
-                               "action": "rollback", "rolled_back_from": current["version"]}
+                    pointer = {
+                        "version": h,
+                        "promoted_at": _now(),
+                        "promoted_by": str(by),
+                        "history": history[i + 1 :],
+                        "action": "rollback",
+                        "rolled_back_from": current["version"],
+                    }
                     self._write_pointer(pointer)
                     return h
-            raise RegistryError(f"cannot roll back from {current['version']}: no earlier production version is still in {self.models_dir}")
+            raise RegistryError(
+                f"cannot roll back from {current['version']}: no earlier production version is still in {self.models_dir}"
+            )
 
     def _remove(self, bare: str) -> None:
         d = self._dir(bare)
@@ -407,4 +429,3 @@ class ModelRegistry:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             return bare
-

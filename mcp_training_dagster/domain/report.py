@@ -23,7 +23,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float | np.floating):
         if not np.isfinite(value):
             return str(value)
-        return f"{value:.{digits}f}" if abs(value) >= 10 ** -digits or value == 0 else f"{value:.2e}"
+        return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.2e}"
     if isinstance(value, Mapping):
         return ", ".join(f"{k} {fmt(v, digits)}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple | set):
@@ -31,8 +31,9 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def markdown_table(rows: pd.DataFrame | Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                   digits: int = 3) -> str:
+def markdown_table(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3
+) -> str:
     """A Markdown table from a DataFrame or a list of mappings (``_none_`` when there are no rows)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if columns is not None:
@@ -41,8 +42,10 @@ def markdown_table(rows: pd.DataFrame | Iterable[Mapping[str, Any]], columns: Se
         return "_none_"
     head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(fmt(v, digits).replace("|", "\\|") for v in row) + " |"
-            for row in frame.itertuples(index=False, name=None)]
+    body = [
+        "| " + " | ".join(fmt(v, digits).replace("|", "\\|") for v in row) + " |"
+        for row in frame.itertuples(index=False, name=None)
+    ]
     return "\n".join([head, rule, *body])
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
+
 class TrainingError(ValueError):
     """Training cannot produce a trustworthy model from this data."""
 
@@ -130,9 +131,13 @@ class Evaluation:
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"data": self.data.as_dict(), "overall": self.overall.as_dict()}
         if self.by_kind is not None:
-            doc |= {"by_kind": {k: m.as_dict() for k, m in self.by_kind.items()},
-                    "recall_by_scenario": self.recall_by_scenario, "windows_by_scenario": self.windows_by_scenario,
-                    "benign_flag_rate": self.benign_flag_rate, "normal_flag_rate": self.normal_flag_rate}
+            doc |= {
+                "by_kind": {k: m.as_dict() for k, m in self.by_kind.items()},
+                "recall_by_scenario": self.recall_by_scenario,
+                "windows_by_scenario": self.windows_by_scenario,
+                "benign_flag_rate": self.benign_flag_rate,
+                "normal_flag_rate": self.normal_flag_rate,
+            }
         return doc
 
     @classmethod

@@ -120,17 +120,33 @@ class TrainedModel:
         return self.score(windows) > self.decision_threshold
 
     def score_table(self, windows: pd.DataFrame, top_reasons: int = 3) -> pd.DataFrame:
-        return score_table(windows, self.pipeline, self.threshold, self.feature_names, top_reasons=top_reasons,
-                           calibration=self.calibration)
+        return score_table(
+            windows,
+            self.pipeline,
+            self.threshold,
+            self.feature_names,
+            top_reasons=top_reasons,
+            calibration=self.calibration,
+        )
 
     def calibration_summary(self) -> dict[str, Any]:
         if self.calibration is None:
             return {"method": "quantile", "threshold": self.threshold}
         c = self.calibration
-        return {"method": c["method"], "fusion": c["fusion"], "silence_factor": c["silence_factor"],
-                "by_kind": {k: {"budget_per_router_day": v["budget_per_router_day"],
-                                "expected_alarms_per_router_day": v["expected_alarms_per_router_day"],
-                                "threshold_z": v["threshold"], "xi": v["xi"]} for k, v in c["thresholds"].items()}}
+        return {
+            "method": c["method"],
+            "fusion": c["fusion"],
+            "silence_factor": c["silence_factor"],
+            "by_kind": {
+                k: {
+                    "budget_per_router_day": v["budget_per_router_day"],
+                    "expected_alarms_per_router_day": v["expected_alarms_per_router_day"],
+                    "threshold_z": v["threshold"],
+                    "xi": v["xi"],
+                }
+                for k, v in c["thresholds"].items()
+            },
+        }
 
 
 def _calibrated(windows: pd.DataFrame, raw: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
@@ -169,8 +185,9 @@ class _Fit:
         return 0.0 if self.calibration is not None else self.threshold
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
-        return _calibrated(windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)),
-                           self.calibration)
+        return _calibrated(
+            windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)), self.calibration
+        )
 
 
 def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, Any] | None]:
@@ -182,13 +199,23 @@ def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd
     if cap is None or len(windows) <= cap:
         return windows, None
     rows = np.sort(np.random.default_rng(seed).choice(len(windows), size=cap, replace=False))
-    how = {"windows": int(cap), "of": len(windows), "seed": int(seed),
-           "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order"}
+    how = {
+        "windows": int(cap),
+        "of": len(windows),
+        "seed": int(seed),
+        "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
+    }
     return windows.iloc[rows], how
 
 
-def _fit(windows: pd.DataFrame, detector: DetectorConfig, *, min_windows: int,
-         alarm_budget: AlarmConfig | None, fit_cap: int | None = None) -> _Fit:
+def _fit(
+    windows: pd.DataFrame,
+    detector: DetectorConfig,
+    *,
+    min_windows: int,
+    alarm_budget: AlarmConfig | None,
+    fit_cap: int | None = None,
+) -> _Fit:
     """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
     on at most ``fit_cap`` windows (:func:`fit_subsample`)."""
     windows, sample = fit_subsample(windows, fit_cap, detector.random_state)
@@ -209,12 +236,17 @@ def _fit(windows: pd.DataFrame, detector: DetectorConfig, *, min_windows: int,
     seconds = time.perf_counter() - started
     calibration = None
     if alarm_budget is not None:
-        calibration = fit_calibration(windows, scores, budget={str(k): float(v) for k, v in alarm_budget.budget_per_router_day.items()},
-                                      fusion=alarm_budget.fusion, silence_factor=alarm_budget.silence_factor,
-                                      u_quantile=alarm_budget.tail_quantile,
-                                      max_alarm_fraction=alarm_budget.max_alarm_fraction,
-                                      ensemble=alarm_budget.ensemble,
-                                      magnitude_kinds=() if alarm_budget.magnitude == "none" else ("device",))
+        calibration = fit_calibration(
+            windows,
+            scores,
+            budget={str(k): float(v) for k, v in alarm_budget.budget_per_router_day.items()},
+            fusion=alarm_budget.fusion,
+            silence_factor=alarm_budget.silence_factor,
+            u_quantile=alarm_budget.tail_quantile,
+            max_alarm_fraction=alarm_budget.max_alarm_fraction,
+            ensemble=alarm_budget.ensemble,
+            magnitude_kinds=() if alarm_budget.magnitude == "none" else ("device",),
+        )
     if calibration is not None and "device" in calibration["thresholds"]:
         threshold = raw_threshold(calibration, "device")
     else:
@@ -230,10 +262,19 @@ def _fit(windows: pd.DataFrame, detector: DetectorConfig, *, min_windows: int,
     return _Fit(pipeline, threshold, calibration, scores, seconds, sample)
 
 
-def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, window_minutes: int,
-              evaluation: Evaluation | None = None, selection: Selection | None = None,
-              diagnostics: dict[str, Any] | None = None, input_fingerprint: str | None = None,
-              devices: tuple[str, ...] = (), heldout_scores: np.ndarray | None = None) -> TrainedModel:
+def _complete(
+    windows: pd.DataFrame,
+    detector: DetectorConfig,
+    fit: _Fit,
+    *,
+    window_minutes: int,
+    evaluation: Evaluation | None = None,
+    selection: Selection | None = None,
+    diagnostics: dict[str, Any] | None = None,
+    input_fingerprint: str | None = None,
+    devices: tuple[str, ...] = (),
+    heldout_scores: np.ndarray | None = None,
+) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data, and its results."""
     ts = windows["window_start"]
     calibration = fit.calibration
@@ -249,7 +290,8 @@ def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, win
         training_seconds=round(fit.seconds, 4),
         n_windows=len(windows),
         windows_by_kind={str(k): int(v) for k, v in windows["entity_kind"].value_counts().items()},
-        training_flag_rate=float(np.mean(calibrated_scores(windows, scores, calibration) > 0)) if calibration
+        training_flag_rate=float(np.mean(calibrated_scores(windows, scores, calibration) > 0))
+        if calibration
         else float(np.mean(scores > fit.threshold)),
         calibration=calibration,
         score_quantiles={f"p{q}": float(np.quantile(scores, q / 100)) for q in (1, 25, 50, 75, 99)},
@@ -267,8 +309,15 @@ def _complete(windows: pd.DataFrame, detector: DetectorConfig, fit: _Fit, *, win
     )
 
 
-def train_model(windows: pd.DataFrame, detector: DetectorConfig, *, window_minutes: int, min_windows: int = 20,
-                alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS, fit_cap: int | None = None) -> TrainedModel:
+def train_model(
+    windows: pd.DataFrame,
+    detector: DetectorConfig,
+    *,
+    window_minutes: int,
+    min_windows: int = 20,
+    alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
+    fit_cap: int | None = None,
+) -> TrainedModel:
     """Fit the configured detector and calibrate its threshold on the training scores (no evaluation: see
     :func:`train_and_select` for the model the pipeline ships).
 
@@ -307,7 +356,11 @@ def train_and_select(
     honest estimate for the refit model, and said so in its metadata. The model comes back complete:
     evaluation, selection, diagnostics, the devices it was fitted on and ``input_fingerprint`` (the
     caller's identity of these inputs, see the ``anomaly_model`` asset)."""
-    split = pd.Timestamp(evaluation.split_time) if evaluation and evaluation.split_time else time_split(windows["window_start"], split_fraction)
+    split = (
+        pd.Timestamp(evaluation.split_time)
+        if evaluation and evaluation.split_time
+        else time_split(windows["window_start"], split_fraction)
+    )
     early = windows[windows["window_start"] < split]
     later = windows[windows["window_start"] >= split]
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
@@ -315,9 +368,16 @@ def train_and_select(
     twins: dict[str, _Fit] = {}
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
-            twins[kind] = _fit(early, detector.model_copy(update={"kind": kind}), min_windows=min_windows,
-                               alarm_budget=alarm_budget, fit_cap=fit_cap)
-            results[kind] = evaluate_on(twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation)
+            twins[kind] = _fit(
+                early,
+                detector.model_copy(update={"kind": kind}),
+                min_windows=min_windows,
+                alarm_budget=alarm_budget,
+                fit_cap=fit_cap,
+            )
+            results[kind] = evaluate_on(
+                twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation
+            )
     best = detector.kind
     if results:
         challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
@@ -329,7 +389,7 @@ def train_and_select(
     selection = Selection(
         chosen=best,
         criterion=f"overall window PR-AUC on the evaluation set; another candidate replaces {detector.kind} "
-                  f"only when higher by more than {detector.selection_margin}",
+        f"only when higher by more than {detector.selection_margin}",
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
@@ -337,15 +397,25 @@ def train_and_select(
     seed_scores = [train_scores]
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         for i in range(1, stability_seeds):
-            other = _fit(windows, chosen.model_copy(update={"random_state": chosen.random_state + i}),
-                         min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
+            other = _fit(
+                windows,
+                chosen.model_copy(update={"random_state": chosen.random_state + i}),
+                min_windows=min_windows,
+                alarm_budget=alarm_budget,
+                fit_cap=fit_cap,
+            )
             seed_scores.append(other.score(windows))
     later_scores = None
     if len(early) >= min_windows and len(later):
-        twin = twins.get(best) or _fit(early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
+        twin = twins.get(best) or _fit(
+            early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
+        )
         later_scores = twin.score(later)
     return _complete(
-        windows, chosen, fit, window_minutes=window_minutes,
+        windows,
+        chosen,
+        fit,
+        window_minutes=window_minutes,
         evaluation=results.get(best),
         selection=selection,
         diagnostics=score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores),
@@ -362,16 +432,25 @@ def calibration_card(model: TrainedModel) -> str:
         return ""
     rows = "\n".join(
         f"| {k} | {v['active_windows']} | {v['budget_per_router_day']} | {v['p']:.4%} | {v['expected_alarms_per_router_day']} |"
-        for k, v in c["thresholds"].items())
-    return ("**Verdicts** (`metadata.json` `inference_config.calibration`): " + c["description"] + ". The window "
-            "verdicts are `calibrated score > 0`; `predict()` is the detector's own verdict at the threshold above "
-            f"(device windows). Over {c['router_days']} router-days of training data:\n\n"
-            "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |\n"
-            f"|---|---|---|---|---|\n{rows}\n\n")
+        for k, v in c["thresholds"].items()
+    )
+    return (
+        "**Verdicts** (`metadata.json` `inference_config.calibration`): " + c["description"] + ". The window "
+        "verdicts are `calibrated score > 0`; `predict()` is the detector's own verdict at the threshold above "
+        f"(device windows). Over {c['router_days']} router-days of training data:\n\n"
+        "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |\n"
+        f"|---|---|---|---|---|\n{rows}\n\n"
+    )
 
 
-def metadata_document(model: TrainedModel, *, export_files: list[str], spec: WindowSpec, service_timezone: str,
-                      extra_wifi_processes: tuple[str, ...] = ()) -> dict[str, Any]:
+def metadata_document(
+    model: TrainedModel,
+    *,
+    export_files: list[str],
+    spec: WindowSpec,
+    service_timezone: str,
+    extra_wifi_processes: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """metadata.json in the inference contract's shape, whole (the one builder: nothing is added to it later).
     ``basic_metrics`` come from the evaluation (held-out data with known labels, source named beside them),
     never from the training scores."""
@@ -426,11 +505,14 @@ def metadata_document(model: TrainedModel, *, export_files: list[str], spec: Win
             "score_convention": model.score_convention,
             "score_definition": model.score_definition,
             "predict": "pipeline.predict(X) == -1 exactly when score > threshold (the detector's own score, "
-                       "the device-window threshold); the window verdicts are the calibrated ones below"
-            if model.calibration else "pipeline.predict(X) == -1 exactly when score > threshold",
+            "the device-window threshold); the window verdicts are the calibrated ones below"
+            if model.calibration
+            else "pipeline.predict(X) == -1 exactly when score > threshold",
             "calibration": model.calibration,
             "verdict": "calibrated score > 0 (scoring.score_table: per-kind tail thresholds, device context fused "
-                       "into station/interface windows, silence rule)" if model.calibration else "score > threshold",
+            "into station/interface windows, silence rule)"
+            if model.calibration
+            else "score > threshold",
             "feature_names": list(model.feature_names),
             "window_spec": asdict(spec),
             "service_timezone": service_timezone,

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Minimal example: verify this package, load it and score one 5-value window vector, as the agent does."""
+
 import os
 import sys
 

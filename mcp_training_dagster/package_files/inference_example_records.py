@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Minimal example: verify this package, load it and score an export file.  python inference_example.py EXPORT.json"""
+
 import os
 import sys
 

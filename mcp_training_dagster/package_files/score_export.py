@@ -89,7 +89,9 @@ def verify_hashes(directory: Path = HERE) -> list[str]:
             problems.append(f"{name}: not covered by {MANIFEST} file_hashes")
     listed = set(hashes) | {MANIFEST}
     for name in sorted(os.listdir(directory)):
-        if name not in listed and not (name == PYCACHE and (directory / name).is_dir() and not (directory / name).is_symlink()):
+        if name not in listed and not (
+            name == PYCACHE and (directory / name).is_dir() and not (directory / name).is_symlink()
+        ):
             problems.append(f"{name}: not listed in {MANIFEST}; a package holds only the files its manifest lists")
     return problems
 
@@ -169,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("export", help="export file (.json, or .zip holding data.json)")
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--all", action="store_true", help="print every window, not only the anomalous ones")
-    parser.add_argument("--history", action="append", default=[], metavar="EARLIER",
-                        help="an earlier export of the same routers (repeatable): gaps and history look back into it")
+    parser.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        metavar="EARLIER",
+        help="an earlier export of the same routers (repeatable): gaps and history look back into it",
+    )
     args = parser.parse_args(argv)
     try:
         table = score_file(args.export, history=load_history(args.history))
@@ -189,8 +196,14 @@ def main(argv: list[str] | None = None) -> int:
             table.to_csv(sys.stdout, index=False)
         else:
             rows = [
-                {"device_id": str(r[0]), "entity": str(r[1]), "window_start": str(r[2]), "score": float(r[3]),
-                 "is_anomaly": bool(r[4]), "reasons": str(r[5])}
+                {
+                    "device_id": str(r[0]),
+                    "entity": str(r[1]),
+                    "window_start": str(r[2]),
+                    "score": float(r[3]),
+                    "is_anomaly": bool(r[4]),
+                    "reasons": str(r[5]),
+                }
                 for r in table.itertuples(index=False, name=None)
             ]
             json.dump(rows, sys.stdout, indent=1)

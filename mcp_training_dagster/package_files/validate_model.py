@@ -89,7 +89,9 @@ def verify_hashes(directory: str | Path) -> list[str]:
             continue
         actual = sha256_file(path)
         if actual != str(expected).lower():
-            problems.append(f"{name}: SHA-256 mismatch (manifest {str(expected)[:16]}..., file {actual[:16]}...): modified or corrupted")
+            problems.append(
+                f"{name}: SHA-256 mismatch (manifest {str(expected)[:16]}..., file {actual[:16]}...): modified or corrupted"
+            )
     for name in manifest.get("files") or []:
         if name != MANIFEST and name not in hashes:
             problems.append(f"{name}: listed in {MANIFEST} files but has no hash")
@@ -131,7 +133,9 @@ def check_model(directory: str | Path) -> tuple[list[str], str]:
     if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
         problems.append(f"{METADATA}: inference_config.threshold missing or not a finite number")
     if cfg.get("score_convention") != SCORE_CONVENTION:
-        problems.append(f"{METADATA}: inference_config.score_convention is {cfg.get('score_convention')!r}, expected {SCORE_CONVENTION!r}")
+        problems.append(
+            f"{METADATA}: inference_config.score_convention is {cfg.get('score_convention')!r}, expected {SCORE_CONVENTION!r}"
+        )
     try:
         model = joblib.load(d / MODEL)
     except Exception as exc:  # any unpickling failure is a problem to report, not a crash

@@ -45,8 +45,10 @@ import numpy as np
 import pandas as pd
 
 KINDS: tuple[str, ...] = ("device", "station", "interface")
-METHOD = ("min(empirical quantile, exponential tail q80-q95); device windows: + magnitude over the router's own q95, "
-          "min(empirical quantile, GPD q80/q90/q95 with shape <= 0.5)")
+METHOD = (
+    "min(empirical quantile, exponential tail q80-q95); device windows: + magnitude over the router's own q95, "
+    "min(empirical quantile, GPD q80/q90/q95 with shape <= 0.5)"
+)
 TAIL_FIT_TOP = 0.95
 TAIL_QUANTILE = 0.80  # the exponential tail is matched between this quantile and TAIL_FIT_TOP
 XI_BOUNDS = (-0.5, 0.0)  # the detector's score is bounded above (IsolationForest: score <= 1): no heavy tail
@@ -83,8 +85,12 @@ def gpd_tail_threshold(x: np.ndarray, p: float, u_quantile: float = 0.95) -> dic
     return {"threshold": float(t), "u": u, "sigma": float(sigma), "xi": xi, "n_excess": k, "n": n, "p": p}
 
 
-def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float, float] = (0.80, 0.90, 0.97),
-                            xi_bounds: tuple[float, float] = XI_BOUNDS) -> dict[str, float]:
+def quantile_tail_threshold(
+    x: np.ndarray,
+    p: float,
+    levels: tuple[float, float, float] = (0.80, 0.90, 0.97),
+    xi_bounds: tuple[float, float] = XI_BOUNDS,
+) -> dict[str, float]:
     """Score exceeded with probability ``p`` under a GPD matched to three upper quantiles of ``x``
     (Pickands-type: the shape from the ratio of quantile spacings, then the scale). The top
     ``1 - levels[2]`` of the scores, where in-sample anomalies sit, never enters the fit, so a few
@@ -117,8 +123,10 @@ def quantile_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, float,
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if ratio(mid) < target else (lo, mid)
         xi = (lo + hi) / 2
+
     def g(r: float) -> float:
         return -math.log(r) if abs(xi) < 1e-9 else (r ** (-xi) - 1) / xi
+
     sigma = (qc - qa) / g(rc)
     r = p / (1 - a)
     t = qa + sigma * g(r)
@@ -147,8 +155,7 @@ def exponential_tail_threshold(x: np.ndarray, p: float, levels: tuple[float, flo
         # anomalies push it up, the exponential tail because a bounded score's tail is lighter. The lower
         # one is the tighter bound.
         t = min(empirical, qa + sigma * math.log((1 - a) / p))
-    return {"threshold": float(t), "u": qa, "sigma": float(sigma), "xi": 0.0, "n": n, "p": p,
-            "empirical": empirical}
+    return {"threshold": float(t), "u": qa, "sigma": float(sigma), "xi": 0.0, "n": n, "p": p, "empirical": empirical}
 
 
 def _kinds(windows: pd.DataFrame) -> np.ndarray:
@@ -208,8 +215,18 @@ def silence_score(windows: pd.DataFrame, factor: float) -> np.ndarray:
 # The rarity component: per behaviour family, how rarely a window of the same kind had at least this much
 # in training (-log10 of the smoothed empirical tail probability), the rarest family counting.
 RARITY_FEATURES: tuple[str, ...] = (
-    "grp_leaves", "grp_failures", "grp_joins", "grp_radio_faults", "grp_radio_control", "n_random_macs",
-    "dev_unseen_stations", "repeat_leaves", "unannounced_joins", "n_records", "dev_deauth", "dev_max_station_records",
+    "grp_leaves",
+    "grp_failures",
+    "grp_joins",
+    "grp_radio_faults",
+    "grp_radio_control",
+    "n_random_macs",
+    "dev_unseen_stations",
+    "repeat_leaves",
+    "unannounced_joins",
+    "n_records",
+    "dev_deauth",
+    "dev_max_station_records",
 )
 
 
@@ -226,8 +243,9 @@ def _robust_scales(values: np.ndarray, kinds: np.ndarray, active: np.ndarray) ->
     return scales
 
 
-def fit_rarity(windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray,
-               features: tuple[str, ...] = RARITY_FEATURES) -> dict[str, Any]:
+def fit_rarity(
+    windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray, features: tuple[str, ...] = RARITY_FEATURES
+) -> dict[str, Any]:
     """Per kind and feature: the distinct training values (active windows) and how many were >= each."""
     tables: dict[str, Any] = {}
     for kind in KINDS:
@@ -278,9 +296,15 @@ def _magnitude_features(windows: pd.DataFrame, features: tuple[str, ...]) -> lis
     return [f for f in features if f in windows.columns]
 
 
-def fit_magnitude(windows: pd.DataFrame, kinds: np.ndarray, active: np.ndarray,
-                  features: tuple[str, ...] = RARITY_FEATURES, q: float = MAGNITUDE_QUANTILE,
-                  prior: float = MAGNITUDE_PRIOR_WINDOWS, kinds_fitted: tuple[str, ...] = ("device",)) -> dict[str, Any]:
+def fit_magnitude(
+    windows: pd.DataFrame,
+    kinds: np.ndarray,
+    active: np.ndarray,
+    features: tuple[str, ...] = RARITY_FEATURES,
+    q: float = MAGNITUDE_QUANTILE,
+    prior: float = MAGNITUDE_PRIOR_WINDOWS,
+    kinds_fitted: tuple[str, ...] = ("device",),
+) -> dict[str, Any]:
     """Per kind and family: the fleet's and each router's usual most (the ``q`` quantile of active windows), the
     router's shrunk towards the fleet's by its number of windows (``n / (n + prior)``)."""
     feats = _magnitude_features(windows, features)
@@ -329,7 +353,9 @@ def magnitude(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any
     return out
 
 
-def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+def _combined_z(
+    windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any]
+) -> np.ndarray:
     z = robust_z(raw, kinds, calibration["scales"])
     if calibration.get("ensemble") == "mean" and calibration.get("rarity"):
         zr = robust_z(rarity(windows, kinds, calibration["rarity"]), kinds, calibration["rarity_scales"])
@@ -337,8 +363,13 @@ def _combined_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calib
     return z
 
 
-def _scored_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibration: Mapping[str, Any],
-              with_magnitude: bool = True) -> np.ndarray:
+def _scored_z(
+    windows: pd.DataFrame,
+    raw: np.ndarray,
+    kinds: np.ndarray,
+    calibration: Mapping[str, Any],
+    with_magnitude: bool = True,
+) -> np.ndarray:
     """The score the thresholds apply to: the combined z, fused with the device context, plus (device windows)
     the magnitude in doublings above the router's usual most. The magnitude is added after the fusion:
     a station is judged with its router's state, not with the router's count of someone else's events."""
@@ -354,8 +385,16 @@ def _scored_z(windows: pd.DataFrame, raw: np.ndarray, kinds: np.ndarray, calibra
 ROUTER_PRIOR_WINDOWS = 288.0  # a router's own tail threshold weighs half when it has this many active windows
 
 
-def _router_thresholds(z: np.ndarray, devices: np.ndarray, span_days: float, budget: float, fleet: float,
-                       u_quantile: float, max_alarm_fraction: float, prior: float) -> dict[str, float]:
+def _router_thresholds(
+    z: np.ndarray,
+    devices: np.ndarray,
+    span_days: float,
+    budget: float,
+    fleet: float,
+    u_quantile: float,
+    max_alarm_fraction: float,
+    prior: float,
+) -> dict[str, float]:
     """Per router: the same tail rule on its own active windows (its budget: ``budget x its days``), shrunk
     towards the fleet's threshold by ``n / (n + prior)``. Vendors differ in verbosity: a chatty router's
     ordinary busy window is judged against its own tail, a terse one's against its own."""
@@ -370,12 +409,20 @@ def _router_thresholds(z: np.ndarray, devices: np.ndarray, span_days: float, bud
     return out
 
 
-def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[str, float], fusion: str = "max",
-                    silence_factor: float = 2.0, u_quantile: float = TAIL_QUANTILE,
-                    max_alarm_fraction: float = 0.02, ensemble: str = "mean",
-                    magnitude_kinds: tuple[str, ...] = ("device",),
-                    magnitude_quantile: float = MAGNITUDE_QUANTILE,
-                    per_router_prior: float | None = None) -> dict[str, Any]:
+def fit_calibration(
+    windows: pd.DataFrame,
+    raw: np.ndarray,
+    *,
+    budget: Mapping[str, float],
+    fusion: str = "max",
+    silence_factor: float = 2.0,
+    u_quantile: float = TAIL_QUANTILE,
+    max_alarm_fraction: float = 0.02,
+    ensemble: str = "mean",
+    magnitude_kinds: tuple[str, ...] = ("device",),
+    magnitude_quantile: float = MAGNITUDE_QUANTILE,
+    per_router_prior: float | None = None,
+) -> dict[str, Any]:
     """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
     and the silence rule."""
     kinds = _kinds(windows)
@@ -393,8 +440,9 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
         raise ValueError(f"unknown ensemble {ensemble!r}")
     cal["fusion"] = fusion
     if magnitude_kinds:
-        cal["magnitude"] = fit_magnitude(windows, kinds, active, kinds_fitted=tuple(magnitude_kinds),
-                                         q=magnitude_quantile)
+        cal["magnitude"] = fit_magnitude(
+            windows, kinds, active, kinds_fitted=tuple(magnitude_kinds), q=magnitude_quantile
+        )
     zi = robust_z(raw, kinds, scales)
     devices = windows["device"].astype("str").to_numpy()
     z = _scored_z(windows, raw, kinds, cal)
@@ -412,49 +460,69 @@ def fit_calibration(windows: pd.DataFrame, raw: np.ndarray, *, budget: Mapping[s
             # with the log of a count), so the tail beyond the fitted quantiles is heavier than the
             # extrapolation (when the term is 0 on every training window, the score is the bounded one)
             heavy = quantile_tail_threshold(z[m], p, MAGNITUDE_TAIL_LEVELS, MAGNITUDE_XI_BOUNDS)
-            fit = {**fit, "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
-                   "xi": heavy["xi"], "sigma": heavy["sigma"], "u": heavy["u"],
-                   "rule": "min(empirical quantile, GPD matched to the q80/q90/q95 spacings, shape up to 0.5)"}
-        thresholds[kind] = {**fit, "budget_per_router_day": b, "active_windows": n_active,
-                            "expected_alarms_per_router_day": round(p * n_active / router_days, 4)}
+            fit = {
+                **fit,
+                "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
+                "xi": heavy["xi"],
+                "sigma": heavy["sigma"],
+                "u": heavy["u"],
+                "rule": "min(empirical quantile, GPD matched to the q80/q90/q95 spacings, shape up to 0.5)",
+            }
+        thresholds[kind] = {
+            **fit,
+            "budget_per_router_day": b,
+            "active_windows": n_active,
+            "expected_alarms_per_router_day": round(p * n_active / router_days, 4),
+        }
         if per_router_prior is not None and n_active:
-            thresholds[kind]["routers"] = _router_thresholds(z[m], devices[m], span_days, b, fit["threshold"],
-                                                             u_quantile, max_alarm_fraction, per_router_prior)
+            thresholds[kind]["routers"] = _router_thresholds(
+                z[m], devices[m], span_days, b, fit["threshold"], u_quantile, max_alarm_fraction, per_router_prior
+            )
         if cal.get("magnitude") and kind in cal["magnitude"]["kinds"]:  # the same kind judged without it (key "-")
             thresholds[kind]["threshold_without_magnitude"] = exponential_tail_threshold(
-                z0[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
+                z0[m], p, (u_quantile, TAIL_FIT_TOP)
+            )["threshold"]
         if kind == "device":  # the detector alone, same rule: what the stored estimator's predict() answers
             own = exponential_tail_threshold(zi[m], p, (u_quantile, TAIL_FIT_TOP))["threshold"]
             detector_threshold = scales[kind]["center"] + scales[kind]["scale"] * own
-    cal.update({
-        "method": METHOD,
-        "description": "per entity kind, on windows with records: robust z of the detector score"
-                       + (" averaged with the rarity component's" if ensemble == "mean" else "")
-                       + f", station/interface windows fused with their device window ({fusion})"
-                       + (f", {'/'.join(magnitude_kinds)} windows + doublings above the router's own "
-                          f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's; threshold: the lower of the "
-                          "empirical (1 - p) quantile and a GPD matched to the 80/90/95 % quantiles with shape up to 0.5, "
-                          "as the score is no longer bounded)" if magnitude_kinds else "")
-                       + (", thresholds per router shrunk to the fleet's" if per_router_prior is not None else "")
-                       + ", threshold = the "
-                       "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
-                       f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
-                       "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
-                       f"{silence_factor} x longest gap of the 24 h before",
-        "fusion": fusion,
-        "thresholds": {k: {kk: (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()}
-                       for k, v in thresholds.items()},
-        "detector_threshold": detector_threshold,
-        "silence_factor": float(silence_factor),
-        "max_alarm_fraction": float(max_alarm_fraction),
-        "router_days": round(router_days, 3),
-        "tail_quantile": u_quantile,
-    })
+    cal.update(
+        {
+            "method": METHOD,
+            "description": "per entity kind, on windows with records: robust z of the detector score"
+            + (" averaged with the rarity component's" if ensemble == "mean" else "")
+            + f", station/interface windows fused with their device window ({fusion})"
+            + (
+                f", {'/'.join(magnitude_kinds)} windows + doublings above the router's own "
+                f"{magnitude_quantile:.0%} quantile per event family (shrunk to the fleet's; threshold: the lower of the "
+                "empirical (1 - p) quantile and a GPD matched to the 80/90/95 % quantiles with shape up to 0.5, "
+                "as the score is no longer bounded)"
+                if magnitude_kinds
+                else ""
+            )
+            + (", thresholds per router shrunk to the fleet's" if per_router_prior is not None else "")
+            + ", threshold = the "
+            "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
+            f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
+            "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
+            f"{silence_factor} x longest gap of the 24 h before",
+            "fusion": fusion,
+            "thresholds": {
+                k: {kk: (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+                for k, v in thresholds.items()
+            },
+            "detector_threshold": detector_threshold,
+            "silence_factor": float(silence_factor),
+            "max_alarm_fraction": float(max_alarm_fraction),
+            "router_days": round(router_days, 3),
+            "tail_quantile": u_quantile,
+        }
+    )
     return cal
 
 
-def calibrated_scores(windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any],
-                      with_magnitude: bool = True) -> np.ndarray:
+def calibrated_scores(
+    windows: pd.DataFrame, raw: np.ndarray, calibration: Mapping[str, Any], with_magnitude: bool = True
+) -> np.ndarray:
     """Calibrated score per window (> 0 = anomalous), from the raw detector scores and a fitted calibration.
     ``with_magnitude=False``: device windows without the magnitude term (the unkeyed records' key ``-``, judged
     like a station with its router's state rather than with the router's count of its stations' events)."""

@@ -111,174 +111,316 @@ _WLC_EV = "wlceventd_proc_event(511): eth7: "  # prefix of Broadcom wlceventd ex
 
 EVENT_CATALOG: tuple[EventPattern, ...] = (
     # --- radio / driver health (kernel and driver lines, any process) ---
-    EventPattern("radio_error",
-                 r"\b(?:wl|wlan|wifi|ath|ra|rai)\d+[\w.-]*:.*(?:fatal error|microcode watchdog"
-                 r"|psm watchdog|(?:dongle|firmware|fw) trap|firmware (?:has )?(?:crash|halt))",
-                 None, "wl0: fatal error, reinitializing"),
-    EventPattern("radio_error",
-                 r"\b(?:phy\d+|ath\d+k\w*|ath9k\w*|mt76\w*|mt79\w*|brcmf\w*|dhd\w*|iwlwifi|rtw\w*|mwlwifi"
-                 r"|mwifiex\w*)\b.*(?:firmware (?:has )?(?:crash|halt)|fw crash|firmware error"
-                 r"|hardware restart was requested|(?:dongle|firmware|fw) trap|device (?:hung|hang))",
-                 None, "ath10k_pci 0000:01:00.0: firmware crashed! "
-                 "(guid 5e1d3c7a-0b7e-4c2e-9a43-2f1b1c0d7a21)"),
+    EventPattern(
+        "radio_error",
+        r"\b(?:wl|wlan|wifi|ath|ra|rai)\d+[\w.-]*:.*(?:fatal error|microcode watchdog"
+        r"|psm watchdog|(?:dongle|firmware|fw) trap|firmware (?:has )?(?:crash|halt))",
+        None,
+        "wl0: fatal error, reinitializing",
+    ),
+    EventPattern(
+        "radio_error",
+        r"\b(?:phy\d+|ath\d+k\w*|ath9k\w*|mt76\w*|mt79\w*|brcmf\w*|dhd\w*|iwlwifi|rtw\w*|mwlwifi"
+        r"|mwifiex\w*)\b.*(?:firmware (?:has )?(?:crash|halt)|fw crash|firmware error"
+        r"|hardware restart was requested|(?:dongle|firmware|fw) trap|device (?:hung|hang))",
+        None,
+        "ath10k_pci 0000:01:00.0: firmware crashed! (guid 5e1d3c7a-0b7e-4c2e-9a43-2f1b1c0d7a21)",
+    ),
     # --- driver / radio trouble short of a crash (kernel driver lines, any process) ---
-    EventPattern("driver_error",
-                 r"\b(?:ath\d+k\w*|ath9k\w*|mt76\w*|mt79\w*|brcmf\w*|dhd\w*|iwlwifi|rtw\w*|mwlwifi|mwifiex\w*"
-                 r"|ieee80211 phy\d+)\b.*(?:fail|error|time(?:d)? ?out|recover|restart|reset|stuck|hang|not respond"
-                 r"|tx (?:hang|stall)|dma)",
-                 None, "[ 812.331] ath10k_pci 0000:01:00.0: failed to get memcpy hi address for firmware address 4: -16"),
-    EventPattern("driver_error", r"ACS-FAILED|\bACS: .*(?:unable|fail)|Could not set channel|Failed to set beacon"
-                 r"|Interface initialization failed|Unable to setup interface|Could not add STA to kernel driver"
-                 r"|Device or resource busy|Resource busy|\bnl80211: .*(?:fail|error|could not|unable)"
-                 r"|\brfkill: .*blocked|driver (?:failed|error|reported)|(?:fail|could not|unable)[^,]* (?:to|from|with|for) (?:the )?"
-                 r"(?:kernel )?driver|to the driver|from the driver|\bHardware (?:restart|reset)", _W,
-                 "wlan1: ACS-FAILED"),
+    EventPattern(
+        "driver_error",
+        r"\b(?:ath\d+k\w*|ath9k\w*|mt76\w*|mt79\w*|brcmf\w*|dhd\w*|iwlwifi|rtw\w*|mwlwifi|mwifiex\w*"
+        r"|ieee80211 phy\d+)\b.*(?:fail|error|time(?:d)? ?out|recover|restart|reset|stuck|hang|not respond"
+        r"|tx (?:hang|stall)|dma)",
+        None,
+        "[ 812.331] ath10k_pci 0000:01:00.0: failed to get memcpy hi address for firmware address 4: -16",
+    ),
+    EventPattern(
+        "driver_error",
+        r"ACS-FAILED|\bACS: .*(?:unable|fail)|Could not set channel|Failed to set beacon"
+        r"|Interface initialization failed|Unable to setup interface|Could not add STA to kernel driver"
+        r"|Device or resource busy|Resource busy|\bnl80211: .*(?:fail|error|could not|unable)"
+        r"|\brfkill: .*blocked|driver (?:failed|error|reported)|(?:fail|could not|unable)[^,]* (?:to|from|with|for) (?:the )?"
+        r"(?:kernel )?driver|to the driver|from the driver|\bHardware (?:restart|reset)",
+        _W,
+        "wlan1: ACS-FAILED",
+    ),
     # --- a station's link lost (missing ACKs / beacons) ---
-    EventPattern("beacon_loss", r"CTRL-EVENT-BEACON-LOSS|beacon loss|excessive missing ACKs|\bbeacon (?:miss|lost)"
-                 r"|\blink (?:lost|loss)\b", _W,
-                 "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.11: disconnected due to excessive missing ACKs"),
+    EventPattern(
+        "beacon_loss",
+        r"CTRL-EVENT-BEACON-LOSS|beacon loss|excessive missing ACKs|\bbeacon (?:miss|lost)"
+        r"|\blink (?:lost|loss)\b",
+        _W,
+        "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.11: disconnected due to excessive missing ACKs",
+    ),
     # --- interface / AP state changes (hostapd, netifd, bridge ports of WiFi interfaces) ---
-    EventPattern("interface_state",
-                 r"\bAP-(?:ENABLED|DISABLED)\b|interface state \w+->\w+|\bINTERFACE-(?:ENABLED|DISABLED)"
-                 r"|CTRL-EVENT-TERMINATING|\((?:wl|wlan|phy|ath|ra|rai)\d[^)]*\) entered \w+ state"
-                 r"|'(?:wl|wlan|phy|ath|ra|rai)\d[^']*' link is (?:up|down)|\bELOOP: remaining socket"
-                 r"|^(?:\[\s*\d+\.\d+\]\s*)?(?:wl|eth)\d+: Broadcom BCM\w* 802\.11 Wireless Controller",  # Broadcom radio attach (boot)
-                 None, "wl0-ap0: interface state ENABLED->DISABLED"),
+    EventPattern(
+        "interface_state",
+        r"\bAP-(?:ENABLED|DISABLED)\b|interface state \w+->\w+|\bINTERFACE-(?:ENABLED|DISABLED)"
+        r"|CTRL-EVENT-TERMINATING|\((?:wl|wlan|phy|ath|ra|rai)\d[^)]*\) entered \w+ state"
+        r"|'(?:wl|wlan|phy|ath|ra|rai)\d[^']*' link is (?:up|down)|\bELOOP: remaining socket"
+        r"|^(?:\[\s*\d+\.\d+\]\s*)?(?:wl|eth)\d+: Broadcom BCM\w* 802\.11 Wireless Controller",  # Broadcom radio attach (boot)
+        None,
+        "wl0-ap0: interface state ENABLED->DISABLED",
+    ),
     # --- DFS radar / CAC (hostapd DFS-* events, driver "radar detected"; any process) ---
-    EventPattern("dfs", r"\bDFS-[A-Z]|\bDFS:|\bradar\b[^,]*\bdetect|\bCAC\b|channel availability check", None,
-                 "wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 "
-                 "cf1=5290 cf2=0"),
+    EventPattern(
+        "dfs",
+        r"\bDFS-[A-Z]|\bDFS:|\bradar\b[^,]*\bdetect|\bCAC\b|channel availability check",
+        None,
+        "wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 cf1=5290 cf2=0",
+    ),
     # --- channel switches (after DFS: DFS-NEW-CHANNEL is a DFS event) ---
-    EventPattern("channel_switch", r"CTRL-EVENT-(?:STARTED-)?CHANNEL-SWITCH|\bCSA\b|\bchannel switch", None,
-                 "wlan0: CTRL-EVENT-CHANNEL-SWITCH freq=5180 ht_enabled=1 ch_offset=1 ch_width=80 MHz "
-                 "cf1=5210 cf2=0"),
+    EventPattern(
+        "channel_switch",
+        r"CTRL-EVENT-(?:STARTED-)?CHANNEL-SWITCH|\bCSA\b|\bchannel switch",
+        None,
+        "wlan0: CTRL-EVENT-CHANNEL-SWITCH freq=5180 ht_enabled=1 ch_offset=1 ch_width=80 MHz cf1=5210 cf2=0",
+    ),
     EventPattern("channel_switch", r"\bAP-CSA-FINISHED\b", None, "wlan1: AP-CSA-FINISHED freq=5180 dfs=0"),
-    EventPattern("channel_switch",
-                 r"selected channel spec|adjusted channel spec|acs_set_chspec|selected_chspec", _ACSD,
-                 "eth6: selected channel spec: 0x1006 (6)"),
+    EventPattern(
+        "channel_switch",
+        r"selected channel spec|adjusted channel spec|acs_set_chspec|selected_chspec",
+        _ACSD,
+        "eth6: selected channel spec: 0x1006 (6)",
+    ),
     # --- reason codes naming the cause beat the frame kind (802.11 reason 15/16/23) ---
-    EventPattern("eapol_timeout", r"\breason=15\b", _W,
-                 "wlan0: CTRL-EVENT-DISCONNECTED bssid=c4:41:1e:26:30:43 reason=15"),
-    EventPattern("eapol_timeout", r"\breason: [^,]*\(15\)", _W,
-                 _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, "
-                 "reason: 4-Way Handshake timeout (15), rssi:0"),
-    EventPattern("eapol_timeout", r"EAPOL-Key timeout|4-?way handshake time(?:d )?out", _W,
-                 "wl0-ap0: STA c4:41:1e:09:a4:5d WPA: EAPOL-Key timeout"),
-    EventPattern("group_key_failure",
-                 r"\breason=16\b|\breason: [^,]*\(16\)|group key handshake failed|group rekeying failed", _W,
-                 "eth5: STA c4:41:1e:0a:55:d2 WPA: group key handshake failed (RSN) after 4 tries"),
+    EventPattern(
+        "eapol_timeout", r"\breason=15\b", _W, "wlan0: CTRL-EVENT-DISCONNECTED bssid=c4:41:1e:26:30:43 reason=15"
+    ),
+    EventPattern(
+        "eapol_timeout",
+        r"\breason: [^,]*\(15\)",
+        _W,
+        _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: 4-Way Handshake timeout (15), rssi:0",
+    ),
+    EventPattern(
+        "eapol_timeout",
+        r"EAPOL-Key timeout|4-?way handshake time(?:d )?out",
+        _W,
+        "wl0-ap0: STA c4:41:1e:09:a4:5d WPA: EAPOL-Key timeout",
+    ),
+    EventPattern(
+        "group_key_failure",
+        r"\breason=16\b|\breason: [^,]*\(16\)|group key handshake failed|group rekeying failed",
+        _W,
+        "eth5: STA c4:41:1e:0a:55:d2 WPA: group key handshake failed (RSN) after 4 tries",
+    ),
     # --- wrong passphrase ---
-    EventPattern("psk_mismatch", r"AP-STA-POSSIBLE-PSK-MISMATCH", _W,
-                 "wl0-ap0: AP-STA-POSSIBLE-PSK-MISMATCH c4:41:1e:09:a4:5d"),
-    EventPattern("psk_mismatch",
-                 r"CTRL-EVENT-SSID-TEMP-DISABLED.*\breason=WRONG_KEY|invalid MIC in msg 2/4", _W,
-                 'wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 '
-                 "reason=WRONG_KEY"),
-    EventPattern("psk_mismatch", r"pre-shared key may be incorrect", _W,
-                 "wlan0: WPA: 4-Way Handshake failed - pre-shared key may be incorrect"),
+    EventPattern(
+        "psk_mismatch", r"AP-STA-POSSIBLE-PSK-MISMATCH", _W, "wl0-ap0: AP-STA-POSSIBLE-PSK-MISMATCH c4:41:1e:09:a4:5d"
+    ),
+    EventPattern(
+        "psk_mismatch",
+        r"CTRL-EVENT-SSID-TEMP-DISABLED.*\breason=WRONG_KEY|invalid MIC in msg 2/4",
+        _W,
+        'wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 reason=WRONG_KEY',
+    ),
+    EventPattern(
+        "psk_mismatch",
+        r"pre-shared key may be incorrect",
+        _W,
+        "wlan0: WPA: 4-Way Handshake failed - pre-shared key may be incorrect",
+    ),
     # --- authentication / association rejected ---
-    EventPattern("auth_failure",
-                 r"CTRL-EVENT-ASSOC-REJECT|CTRL-EVENT-EAP-FAILURE|CTRL-EVENT-SSID-TEMP-DISABLED", _W,
-                 "wlan0: CTRL-EVENT-ASSOC-REJECT bssid=c4:41:1e:26:30:43 status_code=17"),
-    EventPattern("auth_failure", r"CTRL-EVENT-AUTH-REJECT", _W,
-                 "wlan0: CTRL-EVENT-AUTH-REJECT c4:41:1e:26:30:43 auth_type=0 auth_transaction=2 "
-                 "status_code=1"),
-    EventPattern("auth_failure",  # wlceventd Auth/Assoc/ReAssoc with a non-zero status
-                 r":\s+(?:Auth|Assoc|ReAssoc)\s+" + _MAC + r",\s*status:\s*(?:[1-9]|[^,(]*\(\s*[1-9])", _W,
-                 _WLC_EV + "Auth AB:CD:EF:01:23:45, status: Unspecified failure (1), rssi:0"),
-    EventPattern("auth_failure",
-                 r"authentication (?:failed|failure|rejected|timed out)|authentication with \S+ timed out"
-                 r"|\breason: [^,]*\(23\)", _W,
-                 "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.1X: authentication failed - EAP type: 0 (unknown)"),
+    EventPattern(
+        "auth_failure",
+        r"CTRL-EVENT-ASSOC-REJECT|CTRL-EVENT-EAP-FAILURE|CTRL-EVENT-SSID-TEMP-DISABLED",
+        _W,
+        "wlan0: CTRL-EVENT-ASSOC-REJECT bssid=c4:41:1e:26:30:43 status_code=17",
+    ),
+    EventPattern(
+        "auth_failure",
+        r"CTRL-EVENT-AUTH-REJECT",
+        _W,
+        "wlan0: CTRL-EVENT-AUTH-REJECT c4:41:1e:26:30:43 auth_type=0 auth_transaction=2 status_code=1",
+    ),
+    EventPattern(
+        "auth_failure",  # wlceventd Auth/Assoc/ReAssoc with a non-zero status
+        r":\s+(?:Auth|Assoc|ReAssoc)\s+" + _MAC + r",\s*status:\s*(?:[1-9]|[^,(]*\(\s*[1-9])",
+        _W,
+        _WLC_EV + "Auth AB:CD:EF:01:23:45, status: Unspecified failure (1), rssi:0",
+    ),
+    EventPattern(
+        "auth_failure",
+        r"authentication (?:failed|failure|rejected|timed out)|authentication with \S+ timed out"
+        r"|\breason: [^,]*\(23\)",
+        _W,
+        "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.1X: authentication failed - EAP type: 0 (unknown)",
+    ),
     # --- key handshakes ---
-    EventPattern("pairwise_handshake_failure", r"pairwise key handshake failed|4-?way handshake failed"
-                 r"|PTKSTART: Retry limit", _W,
-                 "eth6: STA 30:d8:75:a2:e2:6a WPA: pairwise key handshake failed (RSN) after 4 tries"),
-    EventPattern("pairwise_handshake_success",
-                 r"pairwise key handshake completed|4-?way handshake completed"
-                 r"|\bKey negotiation completed", _W,
-                 "eth6: STA 56:6c:7e:e5:22:11 WPA: pairwise key handshake completed (RSN)"),
-    EventPattern("pairwise_handshake_success", r"\bEAPOL-4WAY-HS-COMPLETED\b", _W,
-                 "wl0-ap0: EAPOL-4WAY-HS-COMPLETED c4:41:1e:09:a4:5d"),
-    EventPattern("group_key_success", r"group key handshake completed", _W,
-                 "eth6: STA 30:d8:75:a2:e2:6a WPA: group key handshake completed (RSN)"),
-    EventPattern("group_key_success", r"group rekeying completed", _W,
-                 "wl1-sta0: RSN: Group rekeying completed with c4:41:1e:26:30:43 [GTK=CCMP]"),
+    EventPattern(
+        "pairwise_handshake_failure",
+        r"pairwise key handshake failed|4-?way handshake failed"
+        r"|PTKSTART: Retry limit",
+        _W,
+        "eth6: STA 30:d8:75:a2:e2:6a WPA: pairwise key handshake failed (RSN) after 4 tries",
+    ),
+    EventPattern(
+        "pairwise_handshake_success",
+        r"pairwise key handshake completed|4-?way handshake completed"
+        r"|\bKey negotiation completed",
+        _W,
+        "eth6: STA 56:6c:7e:e5:22:11 WPA: pairwise key handshake completed (RSN)",
+    ),
+    EventPattern(
+        "pairwise_handshake_success",
+        r"\bEAPOL-4WAY-HS-COMPLETED\b",
+        _W,
+        "wl0-ap0: EAPOL-4WAY-HS-COMPLETED c4:41:1e:09:a4:5d",
+    ),
+    EventPattern(
+        "group_key_success",
+        r"group key handshake completed",
+        _W,
+        "eth6: STA 30:d8:75:a2:e2:6a WPA: group key handshake completed (RSN)",
+    ),
+    EventPattern(
+        "group_key_success",
+        r"group rekeying completed",
+        _W,
+        "wl1-sta0: RSN: Group rekeying completed with c4:41:1e:26:30:43 [GTK=CCMP]",
+    ),
     # --- RADIUS accounting (ASUS hostapd starts a session per association) ---
-    EventPattern("radius_accounting",
-                 r"\bRADIUS:.*\baccounting|accounting session|\bAccounting-(?:Request|Response)", _W,
-                 "eth6: STA 56:6c:7e:e5:22:11 RADIUS: starting accounting session E0E3FA055456AACA"),
+    EventPattern(
+        "radius_accounting",
+        r"\bRADIUS:.*\baccounting|accounting session|\bAccounting-(?:Request|Response)",
+        _W,
+        "eth6: STA 56:6c:7e:e5:22:11 RADIUS: starting accounting session E0E3FA055456AACA",
+    ),
     # --- station up/down (hostapd AP-STA-*, wpa_supplicant CTRL-EVENT-*) ---
-    EventPattern("ap_sta_disconnected", r"\bAP-STA-DISCONNECTED\b", _W,
-                 "wl0-ap0: AP-STA-DISCONNECTED c4:41:1e:09:a4:5d"),
-    EventPattern("ap_sta_disconnected", r"\bCTRL-EVENT-DISCONNECTED\b", _W,
-                 "wlan0: CTRL-EVENT-DISCONNECTED bssid=c4:41:1e:26:30:43 reason=3 locally_generated=1"),
-    EventPattern("ap_sta_connected", r"\bAP-STA-CONNECTED\b", _W,
-                 "wl0-ap0: AP-STA-CONNECTED c4:41:1e:09:a4:5d auth_alg=open"),
-    EventPattern("ap_sta_connected", r"\bCTRL-EVENT-CONNECTED\b", _W,
-                 "wlan0: CTRL-EVENT-CONNECTED - Connection to c4:41:1e:26:30:43 completed [id=0 id_str=]"),
-    EventPattern("psk_mismatch", r"EAPOL-Key with invalid MIC|\bMIC (?:failure|mismatch)", _W,
-                 "eth6: STA 30:d8:75:a2:e2:6a WPA: received EAPOL-Key with invalid MIC"),
-    EventPattern("auth_failure", r"CTRL-EVENT-EAP-TIMEOUT-FAILURE|No room for more AIDs|\bAP-STA-(?:POLL|)?REJECT"
-                 r"|association (?:rejected|failed)|\bCTRL-EVENT-SAE-UNKNOWN-PASSWORD-IDENTIFIER|\bSAE: .*(?:reject|fail)",
-                 _W, "eth6: STA 30:d8:75:a2:e2:6a IEEE 802.11: No room for more AIDs"),
-    EventPattern("authentication", r"CTRL-EVENT-EAP-SUCCESS|\bEAP-SUCCESS\b", _W,
-                 "wlan0: CTRL-EVENT-EAP-SUCCESS EAP authentication completed successfully"),
+    EventPattern(
+        "ap_sta_disconnected", r"\bAP-STA-DISCONNECTED\b", _W, "wl0-ap0: AP-STA-DISCONNECTED c4:41:1e:09:a4:5d"
+    ),
+    EventPattern(
+        "ap_sta_disconnected",
+        r"\bCTRL-EVENT-DISCONNECTED\b",
+        _W,
+        "wlan0: CTRL-EVENT-DISCONNECTED bssid=c4:41:1e:26:30:43 reason=3 locally_generated=1",
+    ),
+    EventPattern(
+        "ap_sta_connected", r"\bAP-STA-CONNECTED\b", _W, "wl0-ap0: AP-STA-CONNECTED c4:41:1e:09:a4:5d auth_alg=open"
+    ),
+    EventPattern(
+        "ap_sta_connected",
+        r"\bCTRL-EVENT-CONNECTED\b",
+        _W,
+        "wlan0: CTRL-EVENT-CONNECTED - Connection to c4:41:1e:26:30:43 completed [id=0 id_str=]",
+    ),
+    EventPattern(
+        "psk_mismatch",
+        r"EAPOL-Key with invalid MIC|\bMIC (?:failure|mismatch)",
+        _W,
+        "eth6: STA 30:d8:75:a2:e2:6a WPA: received EAPOL-Key with invalid MIC",
+    ),
+    EventPattern(
+        "auth_failure",
+        r"CTRL-EVENT-EAP-TIMEOUT-FAILURE|No room for more AIDs|\bAP-STA-(?:POLL|)?REJECT"
+        r"|association (?:rejected|failed)|\bCTRL-EVENT-SAE-UNKNOWN-PASSWORD-IDENTIFIER|\bSAE: .*(?:reject|fail)",
+        _W,
+        "eth6: STA 30:d8:75:a2:e2:6a IEEE 802.11: No room for more AIDs",
+    ),
+    EventPattern(
+        "authentication",
+        r"CTRL-EVENT-EAP-SUCCESS|\bEAP-SUCCESS\b",
+        _W,
+        "wlan0: CTRL-EVENT-EAP-SUCCESS EAP authentication completed successfully",
+    ),
     # --- Broadcom wlceventd frame events: "<iface>: <Kind> <MAC>, status: ..." ---
-    EventPattern("deauthentication", r":\s+Deauth(?:_ind)?\s+" + _MAC, _W,
-                 _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0"),
-    EventPattern("disassociation", r":\s+Disassoc(?:_ind)?\s+" + _MAC, _W,
-                 _WLC_EV + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because "
-                 "sending station is leaving (or has left) BSS (8), rssi:0"),
-    EventPattern("reassociation", r":\s+ReAssoc(?:_ind)?\s+" + _MAC, _W,
-                 _WLC_EV + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53"),
-    EventPattern("association", r":\s+Assoc(?:_ind)?\s+" + _MAC, _W,
-                 _WLC_EV + "Assoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-40"),
-    EventPattern("authentication", r":\s+Auth(?:_ind)?\s+" + _MAC, _W,
-                 _WLC_EV + "Auth AB:CD:EF:01:23:45, status: Successful (0), rssi:-40"),
+    EventPattern(
+        "deauthentication",
+        r":\s+Deauth(?:_ind)?\s+" + _MAC,
+        _W,
+        _WLC_EV + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0",
+    ),
+    EventPattern(
+        "disassociation",
+        r":\s+Disassoc(?:_ind)?\s+" + _MAC,
+        _W,
+        _WLC_EV + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because "
+        "sending station is leaving (or has left) BSS (8), rssi:0",
+    ),
+    EventPattern(
+        "reassociation",
+        r":\s+ReAssoc(?:_ind)?\s+" + _MAC,
+        _W,
+        _WLC_EV + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53",
+    ),
+    EventPattern(
+        "association",
+        r":\s+Assoc(?:_ind)?\s+" + _MAC,
+        _W,
+        _WLC_EV + "Assoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-40",
+    ),
+    EventPattern(
+        "authentication",
+        r":\s+Auth(?:_ind)?\s+" + _MAC,
+        _W,
+        _WLC_EV + "Auth AB:CD:EF:01:23:45, status: Successful (0), rssi:-40",
+    ),
     # --- hostapd "IEEE 802.11:" logger (ASUS and OpenWrt) and wpa_supplicant phrasings ---
-    EventPattern("deauthentication", r"\bdeauthenticat(?:ed|ing|ion)\b", _W,
-                 "eth6: STA 92:3f:24:40:58:16 IEEE 802.11: deauthenticated due to local deauth request"),
-    EventPattern("disassociation", r"\bdisassociat(?:ed|ing|ion)\b", _W,
-                 "eth6: STA 56:6c:7e:e5:22:11 IEEE 802.11: disassociated"),
-    EventPattern("reassociation", r"\breassociat(?:ed|ion)\b", _W,
-                 "wlan0: STA c4:41:1e:09:a4:5d IEEE 802.11: reassociated"),
-    EventPattern("association", r"IEEE 802\.11: associated\b", _W,
-                 "eth6: STA 56:6c:7e:e5:22:11 IEEE 802.11: associated (aid 5)"),
+    EventPattern(
+        "deauthentication",
+        r"\bdeauthenticat(?:ed|ing|ion)\b",
+        _W,
+        "eth6: STA 92:3f:24:40:58:16 IEEE 802.11: deauthenticated due to local deauth request",
+    ),
+    EventPattern(
+        "disassociation", r"\bdisassociat(?:ed|ing|ion)\b", _W, "eth6: STA 56:6c:7e:e5:22:11 IEEE 802.11: disassociated"
+    ),
+    EventPattern(
+        "reassociation", r"\breassociat(?:ed|ion)\b", _W, "wlan0: STA c4:41:1e:09:a4:5d IEEE 802.11: reassociated"
+    ),
+    EventPattern(
+        "association", r"IEEE 802\.11: associated\b", _W, "eth6: STA 56:6c:7e:e5:22:11 IEEE 802.11: associated (aid 5)"
+    ),
     EventPattern("association", r"\bAssociated with\b", _W, "wlan0: Associated with c4:41:1e:26:30:43"),
-    EventPattern("authentication", r"IEEE 802\.1[1x]: authenticated\b|IEEE 802\.11: authentication OK", _W,
-                 "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.11: authenticated"),
+    EventPattern(
+        "authentication",
+        r"IEEE 802\.1[1x]: authenticated\b|IEEE 802\.11: authentication OK",
+        _W,
+        "wl0-ap0: STA c4:41:1e:09:a4:5d IEEE 802.11: authenticated",
+    ),
     # --- wpa_supplicant scans, BSS table and state changes; hostapd ACS/survey ---
-    EventPattern("scan_state",
-                 r"CTRL-EVENT-(?:SCAN-|SSID-REENABLED|NETWORK-NOT-FOUND|BSS-|REGDOM-|SUBNET-|SIGNAL-CHANGE|STATE|FREQ|DO-ROAM"
-                 r"|SKIP-ROAM|NETWORK-ADDED|NETWORK-REMOVED|AVOID-FREQ|BEACON)|\bTrying to (?:associate|authenticate)"
-                 r"|\bSME: Trying|\bscan(?:ning|ned|s)?\b|\bsurvey\b|\bACS\b|\bbgscan|\bState: \w+ -> \w+"
-                 r"|\broam(?:ing)?\b", _W,
-                 "wlan0: CTRL-EVENT-SCAN-RESULTS "),
+    EventPattern(
+        "scan_state",
+        r"CTRL-EVENT-(?:SCAN-|SSID-REENABLED|NETWORK-NOT-FOUND|BSS-|REGDOM-|SUBNET-|SIGNAL-CHANGE|STATE|FREQ|DO-ROAM"
+        r"|SKIP-ROAM|NETWORK-ADDED|NETWORK-REMOVED|AVOID-FREQ|BEACON)|\bTrying to (?:associate|authenticate)"
+        r"|\bSME: Trying|\bscan(?:ning|ned|s)?\b|\bsurvey\b|\bACS\b|\bbgscan|\bState: \w+ -> \w+"
+        r"|\broam(?:ing)?\b",
+        _W,
+        "wlan0: CTRL-EVENT-SCAN-RESULTS ",
+    ),
     # --- the daemons' own errors (configuration, control interface, crypto, protocol parsing) ---
-    EventPattern("daemon_error",
-                 r"^Line \d+:|\b(?:fail(?:ed|ure|s)?|could not|couldn't|cannot|can't|unable to|errors?|invalid"
-                 r"|unsupported|not supported|out of memory|no memory|allocation|overflow|too (?:long|short|many)"
-                 r"|mismatch|missing|malformed|unexpected|truncated|refused|rejected|denied|not allowed|expired"
-                 r"|corrupt|bad|wrong|illegal|abort(?:ed|ing)?|drop(?:ped|ping)?|ignor(?:e|ed|ing)|disabled|reject|timeout|err"
-                 r"|errno|not found|not enough|does not support|did not|not present|not connected|not suppored)\b"
-                 r"|\b(?:ioctl|socket|bind|sendto|recvfrom|chmod|fork|setsockopt|getsockopt|select|open|write|read)"
-                 r"\s*[\[(:]|l2_packet_send", _W,
-                 "Line 12: invalid channel '300'"),
+    EventPattern(
+        "daemon_error",
+        r"^Line \d+:|\b(?:fail(?:ed|ure|s)?|could not|couldn't|cannot|can't|unable to|errors?|invalid"
+        r"|unsupported|not supported|out of memory|no memory|allocation|overflow|too (?:long|short|many)"
+        r"|mismatch|missing|malformed|unexpected|truncated|refused|rejected|denied|not allowed|expired"
+        r"|corrupt|bad|wrong|illegal|abort(?:ed|ing)?|drop(?:ped|ping)?|ignor(?:e|ed|ing)|disabled|reject|timeout|err"
+        r"|errno|not found|not enough|does not support|did not|not present|not connected|not suppored)\b"
+        r"|\b(?:ioctl|socket|bind|sendto|recvfrom|chmod|fork|setsockopt|getsockopt|select|open|write|read)"
+        r"\s*[\[(:]|l2_packet_send",
+        _W,
+        "Line 12: invalid channel '300'",
+    ),
     # --- protocol chatter deliberately left neutral: status lines of the named hostap modules ---
-    EventPattern("wifi_info",
-                 r"^(?:\S+: )?(?:DPP|NAN|P2P|WPS|TDLS|EAP|EAPOL|TLS|TLSv1|OpenSSL|wolfSSL|GnuTLS|SSL|IKEV2|KaY|MACsec"
-                 r"|macsec_\w+|RADIUS|DAS|ANQP|GAS|HS20|Interworking|FT|PASN|FILS|SAE|SAE-PK|OWE|RRM|WNM|MBO|DSCP"
-                 r"|MLD|VLAN|dbus|TEST|TESTING|PR|QM|TNC|SCARD|ENGINE|mesh|MESH|SME|RSN|WPA|WEP|IEEE 802\.1[1X]"
-                 r"|ctrl_iface|CTRL|CTRL-EVENT|nl80211|Driver|WEXT|l2_packet|hostapd|wpa_supplicant|PMKSA|PMKID|AP"
-                 r"|STA|BSS|HT|VHT|HE|EHT|morse|EPPKE|MSCS|SCS|NFC|EXT PW|WMM|Radio|BSS Coex|ACL|PKEX|MACsec"
-                 r"|Wi-Fi|WNM-[A-Z]+|AP-[A-Z-]+|DPP-[A-Z-]+|P2P-[A-Z-]+|WPS-[A-Z-]+|NAN-[A-Z-]+|PR-[A-Z-]+"
-                 r"|CTRL-EVENT-[A-Z-]+|EAP-[A-Za-z0-9-]+|[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)+|Unknown event|MLME"
-                 r"|random|hostapd_cli|wpa_cli|FST|AKM|GTK|IGTK|BIGTK|PTK|TK|EHT-ML|ML|SA Query|OCV|HE-?SR|wolfFIPS"
-                 r"|LibTomCrypt|PKCS #\d+|SHA\d+|MD5|RFC \d+|DEPRECATED|Switching to|Enabling|Starting|Browser"
-                 r"|Using|Add|Remove|Received|Sending|Trying|EVENT_\w+|ECSA|S1G|CTWindow)\b|\btest (?:case|vector)"
-                 r"|\btests?$|: (?:Done|Enter|Exit)$", _W,
-                 "wlan0: DPP-CONFOBJ-SSID HomeNet"),
+    EventPattern(
+        "wifi_info",
+        r"^(?:\S+: )?(?:DPP|NAN|P2P|WPS|TDLS|EAP|EAPOL|TLS|TLSv1|OpenSSL|wolfSSL|GnuTLS|SSL|IKEV2|KaY|MACsec"
+        r"|macsec_\w+|RADIUS|DAS|ANQP|GAS|HS20|Interworking|FT|PASN|FILS|SAE|SAE-PK|OWE|RRM|WNM|MBO|DSCP"
+        r"|MLD|VLAN|dbus|TEST|TESTING|PR|QM|TNC|SCARD|ENGINE|mesh|MESH|SME|RSN|WPA|WEP|IEEE 802\.1[1X]"
+        r"|ctrl_iface|CTRL|CTRL-EVENT|nl80211|Driver|WEXT|l2_packet|hostapd|wpa_supplicant|PMKSA|PMKID|AP"
+        r"|STA|BSS|HT|VHT|HE|EHT|morse|EPPKE|MSCS|SCS|NFC|EXT PW|WMM|Radio|BSS Coex|ACL|PKEX|MACsec"
+        r"|Wi-Fi|WNM-[A-Z]+|AP-[A-Z-]+|DPP-[A-Z-]+|P2P-[A-Z-]+|WPS-[A-Z-]+|NAN-[A-Z-]+|PR-[A-Z-]+"
+        r"|CTRL-EVENT-[A-Z-]+|EAP-[A-Za-z0-9-]+|[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)+|Unknown event|MLME"
+        r"|random|hostapd_cli|wpa_cli|FST|AKM|GTK|IGTK|BIGTK|PTK|TK|EHT-ML|ML|SA Query|OCV|HE-?SR|wolfFIPS"
+        r"|LibTomCrypt|PKCS #\d+|SHA\d+|MD5|RFC \d+|DEPRECATED|Switching to|Enabling|Starting|Browser"
+        r"|Using|Add|Remove|Received|Sending|Trying|EVENT_\w+|ECSA|S1G|CTWindow)\b|\btest (?:case|vector)"
+        r"|\btests?$|: (?:Done|Enter|Exit)$",
+        _W,
+        "wlan0: DPP-CONFOBJ-SSID HomeNet",
+    ),
 )
 
 # MAC: a whole 6-octet address, not part of a longer colon-hex run (DUIDs, IPv6).
@@ -359,9 +501,7 @@ def _first_match(msgs: pa.Array, rows: np.ndarray, rules: list[tuple[int, str]],
         pending.append((rows[~hit], mid, hi))
 
 
-def _classify_unique(
-    msgs: pa.Array, proc_codes: np.ndarray, proc_names: list[str], wifi: frozenset[str]
-) -> np.ndarray:
+def _classify_unique(msgs: pa.Array, proc_codes: np.ndarray, proc_names: list[str], wifi: frozenset[str]) -> np.ndarray:
     """Event codes for distinct (message, process) pairs; ``proc_names[proc_codes[i]]`` is line i's process.
 
     Lines are grouped by which catalog rows apply to their process (any / WiFi / acsd ...),
@@ -373,7 +513,8 @@ def _classify_unique(
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, proc in enumerate(proc_names):
         applies = tuple(
-            k for k, row in enumerate(EVENT_CATALOG)
+            k
+            for k, row in enumerate(EVENT_CATALOG)
             if row.processes is None or proc in (wifi if row.processes == WIFI_PROCESSES else row.processes)
         )
         groups.setdefault(applies, []).append(i)

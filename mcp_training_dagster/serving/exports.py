@@ -74,10 +74,24 @@ ZIP_MEMBER = "data.json"
 # covers the largest plausible export with room to spare, while a ZIP bomb is refused before it is
 # read. Callers pass the configured value (training.input_limits.max_export_bytes).
 DEFAULT_MAX_EXPORT_BYTES = 1024**3
-_READABLE_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+_READABLE_COMPRESSION = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 # Errors a damaged or odd ZIP member raises while being decompressed (bad CRC, zlib/lzma stream
 # errors, truncated data, an encrypted member, a method zipfile cannot decode).
-_ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, NotImplementedError, ValueError)
+_ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+    ValueError,
+)
 
 
 class ExportFileError(ValueError):
@@ -236,9 +250,7 @@ def _has_long_digit_run(payload: bytes) -> bool:
 if msgspec is not None:
     # One struct per record: every known key, any JSON value (exactly what json would give, big ints
     # included), absent = None like ``dict.get``; an unknown key is refused (the general path keeps it).
-    _Record = msgspec.defstruct(
-        "_Record", [(k, Any, None) for k in RECORD_KEYS], forbid_unknown_fields=True, gc=False
-    )
+    _Record = msgspec.defstruct("_Record", [(k, Any, None) for k in RECORD_KEYS], forbid_unknown_fields=True, gc=False)
     _Document = msgspec.defstruct(
         "_Document",
         [("data", list[_Record]), ("export_metadata", Any, None)],  # type: ignore[valid-type]
@@ -382,11 +394,15 @@ def _unzip(name: str, fh: BinaryIO, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES) -
                     while chunk := src.read(1 << 20):
                         out += chunk
                         if len(out) > max_bytes:  # the header lied about the size
-                            raise ExportFileError(name, _limit_problem(f"{member} expands to more than", max_bytes, max_bytes))
+                            raise ExportFileError(
+                                name, _limit_problem(f"{member} expands to more than", max_bytes, max_bytes)
+                            )
             except ExportFileError:
                 raise
             except _ZIP_READ_ERRORS as exc:
-                raise ExportFileError(name, f"{member} cannot be decompressed (corrupt ZIP?): {type(exc).__name__}: {exc}") from None
+                raise ExportFileError(
+                    name, f"{member} cannot be decompressed (corrupt ZIP?): {type(exc).__name__}: {exc}"
+                ) from None
             return bytes(out)
     except ExportFileError:
         raise
@@ -462,7 +478,9 @@ def _looks_like_zip(path: Path) -> bool:
         return fh.read(4) == b"PK\x03\x04"
 
 
-def _from_document(name: str, doc: Any, sha: str, size: int, container: str, file_mtime: float | None = None) -> RawExport:
+def _from_document(
+    name: str, doc: Any, sha: str, size: int, container: str, file_mtime: float | None = None
+) -> RawExport:
     if not isinstance(doc, dict):
         raise ExportFileError(name, f"top level must be a JSON object, found {type(doc).__name__}")
     if "data" not in doc:

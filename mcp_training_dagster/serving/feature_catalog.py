@@ -94,12 +94,25 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
 # station sequences (kicked again without rejoining, rejoined without leaving, radio errors in a series).
 # n_stations and dev_failures are left out: they repeat n_records/grp_failures and only added noise.
 MODEL_FEATURES: tuple[str, ...] = (
-    "kind_device", "kind_station", "kind_interface",
-    "n_records", "n_random_macs",
-    "grp_joins", "grp_leaves", "grp_failures", "grp_radio_faults", "grp_radio_control",
-    "dev_unseen_stations", "dev_max_station_records", "dev_deauth",
-    "gap_vs_usual", "silence_excess", "silent_beyond_usual",
-    "repeat_leaves", "unannounced_joins", "repeat_radio_errors",
+    "kind_device",
+    "kind_station",
+    "kind_interface",
+    "n_records",
+    "n_random_macs",
+    "grp_joins",
+    "grp_leaves",
+    "grp_failures",
+    "grp_radio_faults",
+    "grp_radio_control",
+    "dev_unseen_stations",
+    "dev_max_station_records",
+    "dev_deauth",
+    "gap_vs_usual",
+    "silence_excess",
+    "silent_beyond_usual",
+    "repeat_leaves",
+    "unannounced_joins",
+    "repeat_radio_errors",
 )
 JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
 # Interface lifecycle lines (AP-ENABLED/DISABLED, interface state changes, bridge ports, link up/down) are

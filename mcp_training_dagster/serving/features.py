@@ -130,6 +130,7 @@ def _locally_administered(macs: np.ndarray) -> np.ndarray:
     """Bit 1 of the first octet marks randomised/private MACs (phones rotate these).
 
     Called on the distinct MACs only, so the per-value parse is cheap."""
+
     def la(mac: str) -> bool:
         try:
             return bool(int(mac[:2], 16) & 0x02)
@@ -223,7 +224,11 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     station_rows = None  # rows with a station MAC in (device, station, time) order
     for (kind_code, kind_name), sel, local, emap in zip(kinds, part_rows, part_local, ent_maps):
         if sel is None:
-            o = np.argsort(dev_rec.astype(np.uint16), kind="stable") if n_dev <= 65535 else np.argsort(dev_rec, kind="stable")
+            o = (
+                np.argsort(dev_rec.astype(np.uint16), kind="stable")
+                if n_dev <= 65535
+                else np.argsort(dev_rec, kind="stable")
+            )
             idx_parts.append(o)
             ent_parts.append(np.full(len(o), emap[0], dtype=np.int64))
         else:
@@ -243,7 +248,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
     repeat_radio_rec = np.zeros(n_rec, dtype=bool)
     repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
-        ts_rec[radio[1:]] - ts_rec[radio[:-1]] <= REPEAT_RADIO_SECONDS * 1_000_000_000)
+        ts_rec[radio[1:]] - ts_rec[radio[:-1]] <= REPEAT_RADIO_SECONDS * 1_000_000_000
+    )
     ridx = np.concatenate(idx_parts)
     ent = np.concatenate(ent_parts).astype(np.int32)
     kind = np.concatenate(kind_parts)
@@ -339,8 +345,17 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     for i, k in enumerate(ENTITY_KINDS):
         feat[:, col[f"kind_{k}"]] = kind_s == i
 
-    return _Aggregated(feat, kind_s, dev[starts], ent[starts], win[starts], dev_uniques, ent_uniques,
-                       ts[np.r_[starts[1:], n] - 1], gap_from)
+    return _Aggregated(
+        feat,
+        kind_s,
+        dev[starts],
+        ent[starts],
+        win[starts],
+        dev_uniques,
+        ent_uniques,
+        ts[np.r_[starts[1:], n] - 1],
+        gap_from,
+    )
 
 
 def _first_appearance(codes: np.ndarray) -> np.ndarray:
@@ -368,8 +383,9 @@ def _is_event(codes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return table[codes]
 
 
-def _station_sequence_flags(rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def _station_sequence_flags(
+    rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per record (record order), from each station's previous record on the same device: a disconnect
     after a disconnect at least REPEAT_LEAVE_SECONDS earlier (no rejoin in between: a kicked station is
     kicked again), and the first join line of a join after a record that was neither a join, a
@@ -474,7 +490,9 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     n_records = feature("n_records").astype(np.float64)
 
     # Trailing activity: records of the same entity in the windows of the history before this one.
-    new_entity = np.r_[True, (kind_code[1:] != kind_code[:-1]) | (dev_code[1:] != dev_code[:-1]) | (ent_code[1:] != ent_code[:-1])]
+    new_entity = np.r_[
+        True, (kind_code[1:] != kind_code[:-1]) | (dev_code[1:] != dev_code[:-1]) | (ent_code[1:] != ent_code[:-1])
+    ]
     eg = np.cumsum(new_entity) - 1
     lag = int(round(spec.history_hours * 3600 / window_s))
     offset = win - win.min()
@@ -489,8 +507,13 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     out[:, out_col["missed_records"]] = (silence * expected / window_s).astype(np.float32)
 
     # Event families.
-    for name, events in (("grp_joins", JOIN_EVENTS), ("grp_leaves", DEAUTH_EVENTS), ("grp_failures", FAILURE_EVENTS),
-                         ("grp_radio_control", RADIO_CONTROL_EVENTS), ("grp_radio_faults", RADIO_FAULT_EVENTS)):
+    for name, events in (
+        ("grp_joins", JOIN_EVENTS),
+        ("grp_leaves", DEAUTH_EVENTS),
+        ("grp_failures", FAILURE_EVENTS),
+        ("grp_radio_control", RADIO_CONTROL_EVENTS),
+        ("grp_radio_faults", RADIO_FAULT_EVENTS),
+    ):
         out[:, out_col[name]] = _sum_columns(out, [out_col[f"ev_{t}"] for t in events])
 
     # Silence against the device's own usual gap: the longest gap between two of its records in the

@@ -29,7 +29,15 @@ UNKEYED_ENTITY = "-"
 # One event in two exports: all of these agree (ids alone are unique only within one log database; as
 # training.SAME_EVENT_COLUMNS, repeated here because the serving core imports only itself).
 SAME_EVENT_COLUMNS: tuple[str, ...] = ("id", "timestamp", "device", "process_name", "message")
-SCORE_COLUMNS: tuple[str, ...] = ("device_id", "entity", "entity_kind", "window_start", "score", "is_anomaly", "reasons")
+SCORE_COLUMNS: tuple[str, ...] = (
+    "device_id",
+    "entity",
+    "entity_kind",
+    "window_start",
+    "score",
+    "is_anomaly",
+    "reasons",
+)
 
 
 def validated_records(
@@ -58,8 +66,9 @@ def records_to_windows(
     """Export records (dicts as in the file, or the raw table) -> feature windows, as in training. ``history``:
     validated records of earlier exports of the same routers (:func:`export_file_records`), whose records
     before these feed the gap and history features exactly as training on their union did."""
-    valid = validated_records(records, source=source, service_timezone=service_timezone,
-                              extra_wifi_processes=extra_wifi_processes)
+    valid = validated_records(
+        records, source=source, service_timezone=service_timezone, extra_wifi_processes=extra_wifi_processes
+    )
     return windows_with_history(valid, history, spec)
 
 
@@ -70,8 +79,9 @@ def export_file_records(path: str | Path, **kwargs: Any) -> pd.DataFrame:
     return validated_records(raw.records, source=p.name, **kwargs)
 
 
-def export_file_windows(path: str | Path, spec: WindowSpec, *, history: pd.DataFrame | None = None,
-                        **kwargs: Any) -> pd.DataFrame:
+def export_file_windows(
+    path: str | Path, spec: WindowSpec, *, history: pd.DataFrame | None = None, **kwargs: Any
+) -> pd.DataFrame:
     """An export file (JSON or ZIP) -> feature windows (with the earlier records of ``history``, if given)."""
     p = Path(path)
     raw = parse_export_bytes(p.name, p.read_bytes())
@@ -120,7 +130,12 @@ def reasons(pipeline: Any, X: np.ndarray, names: Sequence[str], top: int = 3) ->
 
 
 def score_table(
-    windows: pd.DataFrame, pipeline: Any, threshold: float, names: Sequence[str], *, top_reasons: int = 3,
+    windows: pd.DataFrame,
+    pipeline: Any,
+    threshold: float,
+    names: Sequence[str],
+    *,
+    top_reasons: int = 3,
     calibration: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per window: ``device_id, entity, entity_kind, window_start (ISO-8601), score, is_anomaly, reasons``,
@@ -179,8 +194,11 @@ def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: d
         return
     silent = silence_score(windows, float(calibration.get("silence_factor", 2.0))) > 0
     kinds = windows["entity_kind"].astype("str").to_numpy()
-    text = np.where(kinds == "device", "rare combination of the features above (no single one > +1)",
-                    "its router's window at the same time is anomalous")
+    text = np.where(
+        kinds == "device",
+        "rare combination of the features above (no single one > +1)",
+        "its router's window at the same time is anomalous",
+    )
     if silent.any():
         gap = windows["silence_before_s"].to_numpy(dtype=np.float64)
         ratio = windows["gap_vs_usual"].to_numpy(dtype=np.float64)
@@ -199,13 +217,18 @@ def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, sp
     start = records["timestamp"].min()
     # A window's history features look back history_hours, and the windows in that history need their own
     # silence before them (up to the cap) and a device at least history_hours old to have a usual gap: both.
-    horizon = pd.Timedelta(hours=float(spec.silence_cap_hours) + float(spec.history_hours),
-                           minutes=int(spec.length_minutes))
+    horizon = pd.Timedelta(
+        hours=float(spec.silence_cap_hours) + float(spec.history_hours), minutes=int(spec.length_minutes)
+    )
     # up to and including the first record's second: exports cut inside a second (several records share it)
     earlier = history[(history["timestamp"] <= start) & (history["timestamp"] >= start - horizon)]
     both = pd.concat([earlier, records], ignore_index=True)
     same_event = [c for c in SAME_EVENT_COLUMNS if c in both.columns]  # a copy of the same event counts once
-    both = both[~both.duplicated(same_event, keep="last")].sort_values(["timestamp", "id"], kind="stable").reset_index(drop=True)
+    both = (
+        both[~both.duplicated(same_event, keep="last")]
+        .sort_values(["timestamp", "id"], kind="stable")
+        .reset_index(drop=True)
+    )
     windows = build_windows(both, spec)
     first = pd.Timestamp(start).floor(f"{int(spec.length_minutes)}min")
     return windows[windows["window_start"] >= first].reset_index(drop=True)

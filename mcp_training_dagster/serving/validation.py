@@ -132,7 +132,9 @@ def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Ser
         plain = pc.fill_null(pc.match_substring_regex(arr, _PLAIN), False)
         if pc.any(plain).as_py():
             parsed = pc.strptime(arr, format="%Y-%m-%dT%H:%M:%S", unit="us", error_is_null=True)
-            day_text = pc.utf8_slice_codeunits(pc.if_else(plain, arr, pa.scalar("2000-01-01", pa.large_string())), 8, 10)
+            day_text = pc.utf8_slice_codeunits(
+                pc.if_else(plain, arr, pa.scalar("2000-01-01", pa.large_string())), 8, 10
+            )
             same_day = pc.equal(pc.day(parsed), pc.cast(day_text, pa.int64()))
             fast_arr = pc.fill_null(pc.and_(plain, same_day), False)
             fast = fast_arr.to_numpy(zero_copy_only=False)
@@ -307,7 +309,10 @@ def validate_records(
     flag(
         outside,
         "implausible_timestamp",
-        lambda m: f"'timestamp' outside the plausible range {lo.isoformat()} .. {hi.isoformat()} ({basis}): " + ts_text[m].fillna(""),
+        lambda m: (
+            f"'timestamp' outside the plausible range {lo.isoformat()} .. {hi.isoformat()} ({basis}): "
+            + ts_text[m].fillna("")
+        ),
     )
 
     msg = raw["message"].astype("str")

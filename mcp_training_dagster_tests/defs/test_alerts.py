@@ -27,16 +27,20 @@ def hook(data_dir, monkeypatch):
 def _on_failure(defs, instance, result: dg.ExecuteInProcessResult) -> None:
     sensor = defs.resolve_sensor_def("alert_on_run_failure")
     ctx = dg.build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure", dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance, dagster_run=result.dagster_run, resources={"settings": defs.resources["settings"]},
+        sensor_name="alert_on_run_failure",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"settings": defs.resources["settings"]},
     )
     sensor(ctx.for_run_failure())
 
 
 def _tick(defs, instance, cursor=None) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def("alert_on_checks_and_freshness")
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                  resources={"settings": defs.resources["settings"]})
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"settings": defs.resources["settings"]}
+    )
     return sensor(ctx)
 
 
@@ -60,6 +64,7 @@ def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, l
 
     # 3. A training that cannot succeed (more windows required than exist) -> run-failure alert for train_job.
     import os
+
     os.environ["MCP_MODEL_TRAINING__MIN_TRAINING_WINDOWS"] = "100000000"
     try:
         train = defs.resolve_job_def("train_job").execute_in_process(instance=instance, raise_on_error=False)
@@ -69,9 +74,14 @@ def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, l
     _on_failure(defs, instance, train)
 
     # 4. The ingest freshness window fails, as the FreshnessDaemon reports it -> freshness alert naming the folder.
-    instance.report_runless_asset_event(FreshnessStateChange(
-        key=dg.AssetKey("raw_export"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL,
-        state_change_timestamp=time.time()))
+    instance.report_runless_asset_event(
+        FreshnessStateChange(
+            key=dg.AssetKey("raw_export"),
+            previous_state=FreshnessState.PASS,
+            new_state=FreshnessState.FAIL,
+            state_change_timestamp=time.time(),
+        )
+    )
     second = _tick(defs, instance, first.cursor)
     third = _tick(defs, instance, second.cursor)
     assert third.skip_reason, "each event alerts once"
@@ -110,9 +120,14 @@ def test_a_new_sensor_starts_from_now_not_from_every_past_failure(hook, defs, in
     sensor whose cursor was reset: its first tick alerts nothing and leaves a cursor; the next failure alerts once."""
     for name in ("old-1.json", "old-2.json"):
         assert run_ingest(defs, instance, _liar(landing, name)).success
-    instance.report_runless_asset_event(FreshnessStateChange(
-        key=dg.AssetKey("raw_export"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL,
-        state_change_timestamp=time.time()))
+    instance.report_runless_asset_event(
+        FreshnessStateChange(
+            key=dg.AssetKey("raw_export"),
+            previous_state=FreshnessState.PASS,
+            new_state=FreshnessState.FAIL,
+            state_change_timestamp=time.time(),
+        )
+    )
     alerts_file = get_settings().training.alerts.file
 
     first = _tick(defs, instance)
@@ -130,7 +145,8 @@ def test_a_new_sensor_starts_from_now_not_from_every_past_failure(hook, defs, in
 
 def _scored(instance, partition: str, version: str) -> None:
     instance.report_runless_asset_event(
-        dg.AssetMaterialization("export_anomalies", partition=partition, metadata={"production_version": version}))
+        dg.AssetMaterialization("export_anomalies", partition=partition, metadata={"production_version": version})
+    )
 
 
 def test_verdicts_still_by_a_replaced_model_after_the_lag_alert_once_per_promotion(hook, defs, instance, monkeypatch):

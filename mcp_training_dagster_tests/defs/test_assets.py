@@ -31,7 +31,11 @@ def _no_temp_leftovers(root: Path) -> None:
 
 
 def _write_export(path: Path, records: list[dict], total: int | None = None) -> Path:
-    meta = {"created_at": "2025-07-01T15:50:20", "total_records": total if total is not None else len(records), "format": "json"}
+    meta = {
+        "created_at": "2025-07-01T15:50:20",
+        "total_records": total if total is not None else len(records),
+        "format": "json",
+    }
     path.write_text(json.dumps({"export_metadata": meta, "data": records}))
     return path
 
@@ -145,7 +149,7 @@ def test_not_an_export_messages(defs, instance, landing):
         "no_data.json": (b'{"export_metadata": {}}', "no 'data' key"),
         "a_list.json": (b"[1, 2, 3]", "top level must be a JSON object"),
         "no_records.json": (b'{"data": []}', "holds no records"),
-        "binary.json": (b"{\"data\": [\"\xc3\x28\"]}", "not UTF-8"),
+        "binary.json": (b'{"data": ["\xc3\x28"]}', "not UTF-8"),
     }
     for name, (content, problem) in cases.items():
         (landing / name).write_bytes(content)
@@ -296,8 +300,15 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     assert pkg["version"] == am["version"] and pkg["promoted"] is True and pkg["production"] == am["version"]
     folder = Path(pkg["package_path"])
     assert folder.name == f"model_{am['version']}" and folder.parent == settings.models_dir
-    for name in ("model.joblib", "metadata.json", "deployment_manifest.json", "README.md", "requirements.txt",
-                 "validate_model.py", "score_export.py"):
+    for name in (
+        "model.joblib",
+        "metadata.json",
+        "deployment_manifest.json",
+        "README.md",
+        "requirements.txt",
+        "validate_model.py",
+        "score_export.py",
+    ):
         assert (folder / name).is_file(), name
     assert Path(pkg["package_zip"]).name == f"model_{am['version']}_deployment.zip"
     assert (settings.models_dir / f"model_{am['version']}_agent5" / "metadata.json").is_file()
@@ -365,10 +376,12 @@ def test_failed_gate_means_no_package_whichever_run_materialises_it(data_dir, mo
         assert not materializations(trained, "model_package")
 
         alone = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("model_package")], raise_on_error=False)
+            instance=instance, asset_selection=[dg.AssetKey("model_package")], raise_on_error=False
+        )
         assert alone.success, failure_text(alone)
         assert not materializations(alone, "model_package")
         blocked = [e for e in alone.all_events if e.event_type_value == "ASSET_OBSERVATION"]
         assert blocked and "meets_quality_gates failed" in str(
-            blocked[0].asset_observation_data.asset_observation.metadata["blocked_because"].value)
+            blocked[0].asset_observation_data.asset_observation.metadata["blocked_because"].value
+        )
     assert not list(settings.models_dir.glob("model_*")), "a failed blocking check means no package"

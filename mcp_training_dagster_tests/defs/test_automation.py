@@ -38,8 +38,11 @@ def test_new_validated_data_requests_retraining(defs, instance, landing):
     promoted = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=after_ingest.cursor)
     assert promoted.get_num_requested(dg.AssetKey("export_anomalies")) == 1
     assert promoted.total_requested == 1
-    assert defs.resolve_job_def("verdicts_job").execute_in_process(
-        instance=instance, partition_key=HOSTAPD_1824.name).success
+    assert (
+        defs.resolve_job_def("verdicts_job")
+        .execute_in_process(instance=instance, partition_key=HOSTAPD_1824.name)
+        .success
+    )
     settled = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=promoted.cursor)
     assert settled.total_requested == 0
 

@@ -31,8 +31,14 @@ ASSET_KEYS = {
     "export_incidents",
 }
 MONITORING = {"drift_baseline", "export_drift"}  # drift (defs/assets/drift.py), automated, not in train_job
-FAN_IN = ASSET_KEYS - {"raw_export", "validated_records", "quarantined_records", "export_windows", "export_anomalies",
-                       "export_incidents"}
+FAN_IN = ASSET_KEYS - {
+    "raw_export",
+    "validated_records",
+    "quarantined_records",
+    "export_windows",
+    "export_anomalies",
+    "export_incidents",
+}
 AUTOMATED = FAN_IN | {"export_anomalies"} | MONITORING  # verdicts and drift follow the production model
 ASSET_KEYS |= MONITORING
 
@@ -70,21 +76,35 @@ def test_the_defs_folder_loads_by_itself(defs):
     wired outside defs/; owners and tags come from defs/defs.yaml either way."""
     autoloaded = dg.load_from_defs_folder(path_within_project=REPO_ROOT)
     dg.Definitions.validate_loadable(autoloaded)
-    assert _contents(autoloaded) == _contents(defs) == {
-        "assets": ASSET_KEYS,
-        "checks": {"raw_export:claimed_count_matches", "validated_records:schema_invariants",
-                   "training_windows:features_finite_nonnegative", "anomaly_model:threshold_calibrated",
-                   "model_evaluation:meets_quality_gates", "model_evaluation:not_worse_than_production",
-                   "export_drift:drift_within_threshold"},
-        "jobs": {"ingest_job", "train_job", "file_to_model_job", "production_job", "verdicts_job", "__ASSET_JOB"},
-        # No implicit default_automation_condition_sensor: every automated asset is the retrain sensor's.
-        "sensors": {"export_file_sensor", "retrain_automation_sensor", "alert_on_run_failure",
-                    "alert_on_checks_and_freshness"},
-        "resources": {"settings", "io_manager", "model_io_manager", "json_io_manager"},
-    }
+    assert (
+        _contents(autoloaded)
+        == _contents(defs)
+        == {
+            "assets": ASSET_KEYS,
+            "checks": {
+                "raw_export:claimed_count_matches",
+                "validated_records:schema_invariants",
+                "training_windows:features_finite_nonnegative",
+                "anomaly_model:threshold_calibrated",
+                "model_evaluation:meets_quality_gates",
+                "model_evaluation:not_worse_than_production",
+                "export_drift:drift_within_threshold",
+            },
+            "jobs": {"ingest_job", "train_job", "file_to_model_job", "production_job", "verdicts_job", "__ASSET_JOB"},
+            # No implicit default_automation_condition_sensor: every automated asset is the retrain sensor's.
+            "sensors": {
+                "export_file_sensor",
+                "retrain_automation_sensor",
+                "alert_on_run_failure",
+                "alert_on_checks_and_freshness",
+            },
+            "resources": {"settings", "io_manager", "model_io_manager", "json_io_manager"},
+        }
+    )
     specs = _specs(autoloaded)
     assert {n for n, s in specs.items() if s.tags.get("scope") == "per_export"} == {
-        n for n, s in specs.items() if s.partitions_def is not None}
+        n for n, s in specs.items() if s.partitions_def is not None
+    }
     assert all(s.tags["stage"] == s.group_name and s.owners == ["team:ml-platform"] for s in specs.values())
 
 
@@ -95,10 +115,15 @@ def test_other_settings_are_used_everywhere(data_dir, tmp_path):
     from mcp_training_dagster.settings import get_settings
 
     ambient = get_settings()
-    other = load_settings(env={
-        "MCP_TRAINING_DATA_DIR": str(tmp_path / "elsewhere"), "MCP_TRAINING_SENSOR__INTERVAL_SECONDS": "17",
-        "MCP_TRAINING_MODEL_MAX_AGE_HOURS": "7", "MCP_TRAINING_FRESHNESS__INGEST_QUIET_HOURS": "3",
-        "MCP_MODEL_DETECTOR__CONTAMINATION": "0.04"})
+    other = load_settings(
+        env={
+            "MCP_TRAINING_DATA_DIR": str(tmp_path / "elsewhere"),
+            "MCP_TRAINING_SENSOR__INTERVAL_SECONDS": "17",
+            "MCP_TRAINING_MODEL_MAX_AGE_HOURS": "7",
+            "MCP_TRAINING_FRESHNESS__INGEST_QUIET_HOURS": "3",
+            "MCP_MODEL_DETECTOR__CONTAMINATION": "0.04",
+        }
+    )
     assert config_version(other) != config_version(ambient)
     built = build_definitions(other)
     for key in ("io_manager", "model_io_manager", "json_io_manager"):
@@ -119,15 +144,24 @@ def test_the_settings_resource_rebuilds_the_same_settings_in_another_process(dat
     were loaded from (config folder, variables with paths resolved), so the worker gets the same settings."""
     from mcp_training_dagster.defs.resources import PipelineSettings
 
-    other = load_settings(env={"MCP_TRAINING_DATA_DIR": str(tmp_path / "elsewhere"),
-                               "MCP_MODEL_DETECTOR__CONTAMINATION": "0.04"})
+    other = load_settings(
+        env={"MCP_TRAINING_DATA_DIR": str(tmp_path / "elsewhere"), "MCP_MODEL_DETECTOR__CONTAMINATION": "0.04"}
+    )
     resource = build_definitions(other).resources["settings"]
-    code = ("import json, sys; from mcp_training_dagster.defs.resources import PipelineSettings; "
-            "print(PipelineSettings(**json.loads(sys.argv[1])).get().model_dump_json())")
+    code = (
+        "import json, sys; from mcp_training_dagster.defs.resources import PipelineSettings; "
+        "print(PipelineSettings(**json.loads(sys.argv[1])).get().model_dump_json())"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(resource.model_dump())], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(resource.model_dump())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == other.model_dump_json()
     # The Launchpad may still move the data root.
@@ -148,7 +182,13 @@ def test_lineage(defs):
     assert deps["agent_model"] == {"horizon_records", "evaluation_dataset"}
     assert deps["model_metadata"] == {"anomaly_model", "horizon_records"}
     assert deps["model_evaluation"] == {"anomaly_model", "evaluation_dataset"}
-    assert deps["model_package"] == {"anomaly_model", "model_metadata", "model_evaluation", "agent_model", "training_windows"}
+    assert deps["model_package"] == {
+        "anomaly_model",
+        "model_metadata",
+        "model_evaluation",
+        "agent_model",
+        "training_windows",
+    }
     assert deps["production_model"] == {"model_package"}
     assert deps["export_anomalies"] == {"export_windows", "validated_records", "production_model"}
 
@@ -224,8 +264,6 @@ def test_executor_from_environment(data_dir, monkeypatch):
     monkeypatch.setenv("MCP_TRAINING_EXECUTOR", "multiprocess")
     multi = build_definitions(get_settings())
     assert multi.resolve_job_def("train_job").executor_def.name == "multiprocess"
-
-
 
 
 def test_dagster_cli_validates_the_module(data_dir, tmp_path):

@@ -23,8 +23,18 @@ from mcp_training_dagster_tests.defs.test_policy_guards import _create, _report
 
 pytestmark = pytest.mark.slow
 
-TRAINING = {"horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model", "model_metadata",
-            "model_evaluation", "model_package", "production_model", "drift_baseline"}
+TRAINING = {
+    "horizon_records",
+    "training_windows",
+    "evaluation_dataset",
+    "anomaly_model",
+    "agent_model",
+    "model_metadata",
+    "model_evaluation",
+    "model_package",
+    "production_model",
+    "drift_baseline",
+}
 
 
 def other_router_export(folder: Path, name: str, device: int = 70, days: int = 60) -> Path:
@@ -41,7 +51,9 @@ def other_router_export(folder: Path, name: str, device: int = 70, days: int = 6
     return staged.rename(folder / name)
 
 
-def tick(defs: dg.Definitions, instance: dg.DagsterInstance, resources: dict, cursor: str | None = None) -> dg.SensorResult:
+def tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, resources: dict, cursor: str | None = None
+) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def("export_file_sensor")
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
     result = sensor(context)
@@ -117,8 +129,11 @@ def test_one_file_on_an_idle_system_becomes_a_model_in_one_run(defs, trained_sen
 
     assert {k.to_user_string() for k in request.asset_selection or []} == ONE_RUN
     run = defs.resolve_job_def("file_to_model_job").execute_in_process(
-        instance=instance, partition_key=request.partition_key, tags=request.tags,
-        asset_selection=list(request.asset_selection))
+        instance=instance,
+        partition_key=request.partition_key,
+        tags=request.tags,
+        asset_selection=list(request.asset_selection),
+    )
     assert run.dagster_run.asset_selection == set(request.asset_selection)
     assert run.success
     new = {v for v in set(ModelRegistry(settings.models_dir).versions()) - before if not v.endswith("_agent5")}
@@ -167,9 +182,13 @@ def test_never_two_trainings_at_once(defs, sensor, landing):
 def test_verdict_runs_are_not_in_the_way(defs, sensor, landing):
     # What automation creates to re-score an export: a run of its verdicts and drift, queued.
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")})
-    sensor.instance.create_run_for_job(job_def=job, tags={"dagster/partition": HOSTAPD_1824.name},
-                                       asset_selection={dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")})
+        asset_selection={dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")}
+    )
+    sensor.instance.create_run_for_job(
+        job_def=job,
+        tags={"dagster/partition": HOSTAPD_1824.name},
+        asset_selection={dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")},
+    )
     other_router_export(landing, "export_router70.json")
     assert sensor.jobs() == ["file_to_model_job"]
 

@@ -17,8 +17,9 @@ def test_export_incidents_asset(defs, instance, landing):
     result = defs.resolve_job_def("train_job").execute_in_process(instance=instance)
     assert result.success, failure_text(result)
     job = defs.resolve_implicit_global_asset_job_def()
-    out = job.execute_in_process(instance=instance, partition_key=HOSTAPD_1824.name,
-                                 asset_selection=[dg.AssetKey("export_incidents")])
+    out = job.execute_in_process(
+        instance=instance, partition_key=HOSTAPD_1824.name, asset_selection=[dg.AssetKey("export_incidents")]
+    )
     assert out.success, failure_text(out)
     meta = md(materializations(out, "export_incidents")[0])
     assert meta["production_version"] != "none"

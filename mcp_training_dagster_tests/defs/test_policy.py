@@ -25,19 +25,27 @@ def _evaluate(defs, instance, cursor):
 
 def _run(defs, instance, assets, partition=None) -> dg.ExecuteInProcessResult:
     job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(a) for a in assets],
-                                  partition_key=partition)
+    return job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition
+    )
 
 
 def _with_code_version(defs: dg.Definitions, key: dg.AssetKey, version: str) -> dg.Definitions:
     """The same definitions after someone changed the training code (bumped its code_version)."""
     assets = [
         a.map_asset_specs(lambda s: s.replace_attributes(code_version=version) if s.key == key else s)
-        if isinstance(a, dg.AssetsDefinition) and key in a.keys else a
+        if isinstance(a, dg.AssetsDefinition) and key in a.keys
+        else a
         for a in defs.assets
     ]
-    return dg.Definitions(assets=assets, asset_checks=defs.asset_checks, jobs=defs.jobs, sensors=defs.sensors,
-                          resources=defs.resources, executor=defs.executor)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        sensors=defs.sensors,
+        resources=defs.resources,
+        executor=defs.executor,
+    )
 
 
 def test_every_fan_in_asset_has_the_one_policy(defs):
@@ -51,7 +59,9 @@ def few_drift_windows(data_dir, monkeypatch):
     monkeypatch.setenv("MCP_TRAINING_DRIFT__MIN_WINDOWS", "1")  # the system export has few windows
 
 
-def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(few_drift_windows, defs, instance, landing):
+def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(
+    few_drift_windows, defs, instance, landing
+):
     cursor = _evaluate(defs, instance, None).cursor
 
     # new_data: a validated export requests the whole fan-in, once.
@@ -100,8 +110,14 @@ def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(few
     assert result.get_num_requested(MODEL) == 0
 
     # too_old: the production model's FreshnessPolicy (model_max_age_hours) turns FAIL, as the FreshnessDaemon reports it.
-    instance.report_runless_asset_event(FreshnessStateChange(
-        key=dg.AssetKey("production_model"), previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL, state_change_timestamp=time.time()))
+    instance.report_runless_asset_event(
+        FreshnessStateChange(
+            key=dg.AssetKey("production_model"),
+            previous_state=FreshnessState.PASS,
+            new_state=FreshnessState.FAIL,
+            state_change_timestamp=time.time(),
+        )
+    )
     result = _evaluate(defs, instance, result.cursor)
     assert result.get_num_requested(MODEL) == 1
     result = _evaluate(defs, instance, result.cursor)

@@ -24,7 +24,10 @@ from mcp_training_dagster_tests.defs.conftest import run_ingest
 
 pytestmark = pytest.mark.slow
 
-FAN_IN = [dg.AssetKey(a) for a in ("horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model")]
+FAN_IN = [
+    dg.AssetKey(a)
+    for a in ("horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model")
+]
 EVENT = dg.DagsterEventType
 
 
@@ -41,7 +44,9 @@ class Ticks:
         return {k.to_user_string(): result.get_num_requested(k) for k in FAN_IN}
 
 
-def _create(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition: str | None = None) -> dg.DagsterRun:
+def _create(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition: str | None = None
+) -> dg.DagsterRun:
     """What a sensor's run request becomes in the instance: a run with its planned materialisations."""
     if partition is not None and not instance.has_dynamic_partition(export_files.name, partition):
         instance.add_dynamic_partitions(export_files.name, [partition])

@@ -204,8 +204,11 @@ def test_lost_cursor_reproduces_the_same_run_keys(ticker, landing):
 
 def test_hashing_budget_defers_but_never_starves(ticker, landing, monkeypatch):
     # Stability over two ticks (these files are dated 2023, settled at once by default: test_landing_settled.py).
-    ticker.configure(monkeypatch, MCP_TRAINING_SENSOR__MAX_BYTES_HASHED_PER_TICK="30000",
-                     MCP_TRAINING_SENSOR__SETTLED_AFTER_SECONDS="null")
+    ticker.configure(
+        monkeypatch,
+        MCP_TRAINING_SENSOR__MAX_BYTES_HASHED_PER_TICK="30000",
+        MCP_TRAINING_SENSOR__SETTLED_AFTER_SECONDS="null",
+    )
     order = [HOSTAPD_1824, SYSTEM_35, SYSTEM_19]  # 1.1 MB (over the budget on its own), 23 kB, 13 kB
     for age, sample in enumerate(order):
         path = copy_sample(sample.name, landing)

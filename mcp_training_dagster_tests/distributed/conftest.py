@@ -103,8 +103,10 @@ def binary(name: str) -> str:
     """A server binary from the system (Debian puts PostgreSQL's in /usr/lib/postgresql/<v>/bin)."""
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
     if not found:
-        pytest.fail(f"{name} not found: install Debian's postgresql and redis-server (.ci/run does: "
-                    f"apt-get install -y postgresql redis-server), or deselect with -m 'not distributed'")
+        pytest.fail(
+            f"{name} not found: install Debian's postgresql and redis-server (.ci/run does: "
+            f"apt-get install -y postgresql redis-server), or deselect with -m 'not distributed'"
+        )
     return found
 
 
@@ -121,14 +123,17 @@ class S3Server:
     endpoint: str
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": S3_KEY,
-                "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": S3_REGION}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+            "AWS_DEFAULT_REGION": S3_REGION,
+        }
 
     def filesystem(self):
         import s3fs
 
-        return s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=self.endpoint,
-                                 skip_instance_cache=True)
+        return s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=self.endpoint, skip_instance_cache=True)
 
     def new_bucket(self) -> str:
         name = f"mcp-{uuid.uuid4().hex[:12]}"
@@ -147,10 +152,32 @@ def postgres_server() -> Iterator[Postgres]:
         os.chown(root, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     data, log, port = root / "data", root / "postgres.log", free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True)
-    proc = start([*as_user, postgres, "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(root),
-                  "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"], log)
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    proc = start(
+        [
+            *as_user,
+            postgres,
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(root),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ],
+        log,
+    )
     try:
         wait_port(port, proc, log)
         import psycopg2
@@ -176,8 +203,22 @@ def redis_server() -> Iterator[str]:
     """A throwaway Redis (no persistence) on 127.0.0.1; yields its URL without a database number."""
     root = Path(tempfile.mkdtemp(prefix="mcp-redis-"))
     port, log = free_port(), root / "redis.log"
-    proc = start([binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--dir", str(root)], log)
+    proc = start(
+        [
+            binary("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root),
+        ],
+        log,
+    )
     try:
         wait_port(port, proc, log)
         yield f"redis://127.0.0.1:{port}"

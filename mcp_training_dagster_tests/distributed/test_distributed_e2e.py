@@ -111,8 +111,10 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
                 names = []
             package = next((n for n in names if n.endswith("_deployment.zip") and "_agent5" not in n), None)
             if time.monotonic() - dropped > MODEL_TIMEOUT_S:
-                pytest.fail(f"no model package in s3://{models} after {MODEL_TIMEOUT_S}s\n"
-                            + "\n".join(f"--- {n}\n{tail(logs[n], 25)}" for n in DAGSTER_SERVICES))
+                pytest.fail(
+                    f"no model package in s3://{models} after {MODEL_TIMEOUT_S}s\n"
+                    + "\n".join(f"--- {n}\n{tail(logs[n], 25)}" for n in DAGSTER_SERVICES)
+                )
             time.sleep(2)
         to_model_s = time.monotonic() - dropped
 
@@ -155,7 +157,9 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         # Runs and events are rows in Postgres.
         import psycopg2
 
-        with psycopg2.connect(host=postgres_server.host, port=postgres_server.port, user="dagster", dbname="dagster") as conn:
+        with psycopg2.connect(
+            host=postgres_server.host, port=postgres_server.port, user="dagster", dbname="dagster"
+        ) as conn:
             with conn.cursor() as cur:
                 cur.execute("SELECT run_id FROM runs")
                 assert {r[0] for r in cur.fetchall()} == {r.run_id for r in runs}
@@ -177,7 +181,9 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         from mcp_training_dagster.definitions import defs
 
         # export_incidents reads every export as history: materialised on demand, not by automation.
-        all_assets = {k.to_user_string() for k in defs().resolve_asset_graph().get_all_asset_keys()} - {"export_incidents"}
+        all_assets = {k.to_user_string() for k in defs().resolve_asset_graph().get_all_asset_keys()} - {
+            "export_incidents"
+        }
         assert materialized == all_assets
         for key in sorted(all_assets):
             assert fs.glob(f"{bucket}/fleet/assets/{key}*"), f"no object for {key} in s3://{bucket}/fleet/assets/"
@@ -186,8 +192,10 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         # Nothing was written to the local data folder.
         assert not data.exists() or not any(data.rglob("*")), sorted(map(str, data.rglob("*")))[:20]
 
-        print(f"\ncode location up in {code_location_s:.1f}s; export -> package in {to_model_s:.1f}s; {len(runs)} runs, {len(step_pids)} steps; "
-              f"steps per worker: { {w: list(ran_on.values()).count(w) for w in workers.values()} }; "
-              f"run durations (s): {run_seconds}")
+        print(
+            f"\ncode location up in {code_location_s:.1f}s; export -> package in {to_model_s:.1f}s; {len(runs)} runs, {len(step_pids)} steps; "
+            f"steps per worker: { {w: list(ran_on.values()).count(w) for w in workers.values()} }; "
+            f"run durations (s): {run_seconds}"
+        )
     finally:
         stop_all(list(procs.values()))

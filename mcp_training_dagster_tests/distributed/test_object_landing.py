@@ -9,7 +9,12 @@ import fsspec
 import pytest
 
 from mcp_training_dagster.serving.exports import ExportFileError
-from mcp_training_dagster.domain.object_landing import ObjectScanResult, is_remote, read_landed_export, scan_object_landing
+from mcp_training_dagster.domain.object_landing import (
+    ObjectScanResult,
+    is_remote,
+    read_landed_export,
+    scan_object_landing,
+)
 from mcp_training_dagster_tests.conftest import SYSTEM_19, SYSTEM_35
 
 pytestmark = pytest.mark.distributed

@@ -9,9 +9,24 @@ import pandas as pd
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "hostap" / "syslog_formats.tsv.gz"
 _MACSTR = re.compile(r"%02x:%02x:%02x:%02x:%02x:%02x", re.I)
-_CONV = re.compile(r"%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t|L)?([sdiuxXcpfgeo%])|%\"\s*PRI\w+\s*\"|\"\s*PRI\w+\s*\"")
-_SAMPLE = {"s": "abc", "d": "1", "i": "1", "u": "1", "x": "1f", "X": "1F", "c": "a", "p": "0x1", "f": "1.0",
-           "g": "1", "e": "1", "o": "1", "%": "%"}
+_CONV = re.compile(
+    r"%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t|L)?([sdiuxXcpfgeo%])|%\"\s*PRI\w+\s*\"|\"\s*PRI\w+\s*\""
+)
+_SAMPLE = {
+    "s": "abc",
+    "d": "1",
+    "i": "1",
+    "u": "1",
+    "x": "1f",
+    "X": "1F",
+    "c": "a",
+    "p": "0x1",
+    "f": "1.0",
+    "g": "1",
+    "e": "1",
+    "o": "1",
+    "%": "%",
+}
 
 
 def render(fmt: str) -> str:
@@ -28,7 +43,9 @@ def syslog_lines() -> pd.DataFrame:
     d = pd.read_csv(DATA, sep="\t", quoting=3, dtype=str, keep_default_na=False)
     body = d["format"].map(render)
     logger = d["call"].str.contains("logger")
-    module = d["call"].map(lambda c: "WPA" if c.startswith("wpa_auth") else ("IEEE 802.1X" if c.startswith("eapol") else "IEEE 802.11"))
+    module = d["call"].map(
+        lambda c: "WPA" if c.startswith("wpa_auth") else ("IEEE 802.1X" if c.startswith("eapol") else "IEEE 802.11")
+    )
     line = body.where(~d["call"].str.startswith("wpa_msg"), "wlan0: " + body)
     line = line.where(~logger, "wlan0: STA 02:11:22:33:44:55 " + module + ": " + body)
     process = d["program_dir"].map(lambda p: "hostapd" if p in ("hostapd", "src/ap") else "wpa_supplicant")

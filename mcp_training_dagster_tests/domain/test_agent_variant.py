@@ -26,8 +26,15 @@ from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 def validated(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     """(timestamp, device, process, message) -> validated records, through the real validation."""
     raw = [
-        {"id": i + 1, "device_id": dev, "device_ip": f"10.0.0.{dev}", "timestamp": ts, "log_level": "info",
-         "process_name": proc, "message": msg}
+        {
+            "id": i + 1,
+            "device_id": dev,
+            "device_ip": f"10.0.0.{dev}",
+            "timestamp": ts,
+            "log_level": "info",
+            "process_name": proc,
+            "message": msg,
+        }
         for i, (ts, dev, proc, msg) in enumerate(rows)
     ]
     return validate_records(records_to_frame(raw), "handmade.json").records
@@ -51,7 +58,10 @@ def test_vectors_follow_the_agent_semantics() -> None:
     assert list(v.columns) == ["window_start", *AGENT_FEATURES]
     assert all(v[c].dtype == np.float64 for c in AGENT_FEATURES)
     assert v["window_start"].astype(str).tolist() == [
-        "2025-06-01 10:00:00", "2025-06-01 10:05:00", "2025-06-01 10:10:00", "2025-06-01 10:15:00",
+        "2025-06-01 10:00:00",
+        "2025-06-01 10:05:00",
+        "2025-06-01 10:10:00",
+        "2025-06-01 10:15:00",
     ]
     expected = [
         [4, 3, 1, 0, 0],  # both devices together; dnsmasq excluded; HOSTAPD matched case-insensitively
@@ -146,8 +156,15 @@ def test_metadata_in_the_contract_shape(vectors: pd.DataFrame) -> None:
     base = new_version()
     version = agent_version(base)
     assert version == f"{base}_agent5" and agent_version(version) == version
-    meta = agent_metadata(version=version, estimator=est, threshold=threshold, vectors=vectors, basic_metrics=metrics,
-                          contamination=0.02, export_files=["a.json"])
+    meta = agent_metadata(
+        version=version,
+        estimator=est,
+        threshold=threshold,
+        vectors=vectors,
+        basic_metrics=metrics,
+        contamination=0.02,
+        export_files=["a.json"],
+    )
     mi, ti, ic = meta["model_info"], meta["training_info"], meta["inference_config"]
     assert mi["version"] == f"model_{version}" and mi["model_type"] == "IsolationForest" and mi["created_at"]
     assert "generic branch" in mi["description"] and f"model_{base}" in mi["description"]
@@ -160,8 +177,10 @@ def test_metadata_in_the_contract_shape(vectors: pd.DataFrame) -> None:
     assert meta["evaluation_info"]["basic_metrics"] == metrics  # as measured, untouched
     assert meta["evaluation_info"]["basic_metrics"]["recall"] == 1.0
     with pytest.raises(ValueError, match="basic_metrics are required"):
-        agent_metadata(version=version, estimator=est, threshold=threshold, vectors=vectors, basic_metrics={},
-                       contamination=0.02)
+        agent_metadata(
+            version=version, estimator=est, threshold=threshold, vectors=vectors, basic_metrics={}, contamination=0.02
+        )
     with pytest.raises(ValueError, match="_agent5"):
-        agent_metadata(version=base, estimator=est, threshold=threshold, vectors=vectors, basic_metrics=metrics,
-                       contamination=0.02)
+        agent_metadata(
+            version=base, estimator=est, threshold=threshold, vectors=vectors, basic_metrics=metrics, contamination=0.02
+        )

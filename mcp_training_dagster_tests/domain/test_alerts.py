@@ -4,14 +4,26 @@ import logging
 import socket
 
 from mcp_training_dagster.domain.alerts import (
-    Alert, AlertWriter, new_check_failures, read_alerts, redact_url, run_url,
+    Alert,
+    AlertWriter,
+    new_check_failures,
+    read_alerts,
+    redact_url,
+    run_url,
 )
 from mcp_training_dagster_tests.webhook import webhook_receiver
 
 
 def _alert(what: str = "run of ingest_job for a.json failed in raw_export: truncated JSON") -> Alert:
-    return Alert(kind="run_failure", severity="error", what=what, asset="raw_export", partition="a.json",
-                 run_id="abc", run_url=run_url("http://127.0.0.1:3000/", "abc"))
+    return Alert(
+        kind="run_failure",
+        severity="error",
+        what=what,
+        asset="raw_export",
+        partition="a.json",
+        run_id="abc",
+        run_url=run_url("http://127.0.0.1:3000/", "abc"),
+    )
 
 
 def test_file_only_when_no_webhook(tmp_path):
@@ -53,8 +65,13 @@ def test_client_errors_are_not_retried_and_unreachable_hooks_time_out(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    d = AlertWriter(tmp_path / "a.jsonl", f"http://127.0.0.1:{port}/x?token=s3cret", timeout_seconds=1, retries=1,
-                    sleep=lambda s: None).write(_alert())
+    d = AlertWriter(
+        tmp_path / "a.jsonl",
+        f"http://127.0.0.1:{port}/x?token=s3cret",
+        timeout_seconds=1,
+        retries=1,
+        sleep=lambda s: None,
+    ).write(_alert())
     assert d.posted is False and d.attempts == 2
 
 

@@ -21,7 +21,9 @@ def test_default_syslog_formats_are_typed(capsys) -> None:
     typed = float((ev != "other_wifi").mean())
     rest = d.loc[ev == "other_wifi", ["level", "line"]]
     with capsys.disabled():
-        print(f"\ncatalog types {typed:.1%} of {len(d)} default-syslog hostap formats; untyped remainder ({len(rest)}):")
+        print(
+            f"\ncatalog types {typed:.1%} of {len(d)} default-syslog hostap formats; untyped remainder ({len(rest)}):"
+        )
         for level, line in rest.itertuples(index=False):
             print(f"  {level:<11} {line}")
     assert typed >= TARGET
@@ -45,7 +47,11 @@ def test_new_families_on_known_lines() -> None:
     }
     out = classify_events(pd.Series(list(lines)), pd.Series(["hostapd"] * len(lines)))["event_type"].astype(str)
     assert dict(zip(lines, out)) == lines
-    kernel = pd.Series(["[  812.331] ath10k_pci 0000:01:00.0: failed to get memcpy hi address for firmware address 4: -16",
-                        "[ 12.5] br-lan: port 2(phy0-ap0) entered forwarding state"])
+    kernel = pd.Series(
+        [
+            "[  812.331] ath10k_pci 0000:01:00.0: failed to get memcpy hi address for firmware address 4: -16",
+            "[ 12.5] br-lan: port 2(phy0-ap0) entered forwarding state",
+        ]
+    )
     got = classify_events(kernel, pd.Series(["kernel", "kernel"]))["event_type"].astype(str).tolist()
     assert got == ["driver_error", "interface_state"]

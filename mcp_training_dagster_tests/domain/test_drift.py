@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from mcp_training_dagster.domain.drift import (
-    DriftReport, build_baseline, compare, independent_slots, psi_noise_floor, with_records,
+    DriftReport,
+    build_baseline,
+    compare,
+    independent_slots,
+    psi_noise_floor,
+    with_records,
 )
 from mcp_training_dagster.serving.exports import read_export
 from mcp_training_dagster.serving.features import MODEL_FEATURES, WindowSpec, build_windows
@@ -31,14 +36,15 @@ def trained() -> tuple[pd.DataFrame, dict]:
 
 
 def _compare(windows: pd.DataFrame, baseline: dict, min_windows: int = 10) -> DriftReport:
-    return compare(windows, baseline, flag_rate=None, threshold=THRESHOLD, flag_share_threshold=0.1,
-                   min_windows=min_windows)
+    return compare(
+        windows, baseline, flag_rate=None, threshold=THRESHOLD, flag_share_threshold=0.1, min_windows=min_windows
+    )
 
 
 def _cut(source: Path, target: Path, start: int, size: int) -> Path:
     """A real, smaller export of the same router: ``size`` consecutive records of ``source``."""
     doc = json.loads(source.read_text())
-    doc["data"] = doc["data"][start:start + size]
+    doc["data"] = doc["data"][start : start + size]
     doc["export_metadata"]["total_records"] = size
     target.write_text(json.dumps(doc))
     return target
@@ -77,8 +83,11 @@ def test_the_training_data_does_not_drift_from_itself_and_large_samples_are_judg
 def test_samples_drawn_from_the_baseline_are_flagged_at_most_at_the_false_alarm_rate(trained):
     windows, baseline = trained
     w = with_records(windows)
-    flagged = [not _compare(w.sample(n, random_state=seed), baseline, min_windows=1).passed
-               for n in (5, 20, 60) for seed in range(40)]
+    flagged = [
+        not _compare(w.sample(n, random_state=seed), baseline, min_windows=1).passed
+        for n in (5, 20, 60)
+        for seed in range(40)
+    ]
     assert np.mean(flagged) <= 0.03  # designed for 1 % (Bonferroni over the features)
 
 

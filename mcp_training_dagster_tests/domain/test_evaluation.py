@@ -8,10 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.domain.evaluation import evaluate_scores, score_diagnostics, time_split, usual_gap, window_labels
+from mcp_training_dagster.domain.evaluation import (
+    evaluate_scores,
+    score_diagnostics,
+    time_split,
+    usual_gap,
+    window_labels,
+)
 from mcp_training_dagster.serving.exports import records_to_frame
 from mcp_training_dagster.serving.features import WindowSpec, build_windows
-from mcp_training_dagster.domain.results import EvaluationData, Metrics, binary_metrics, meets_quality_gates, not_worse_than
+from mcp_training_dagster.domain.results import (
+    EvaluationData,
+    Metrics,
+    binary_metrics,
+    meets_quality_gates,
+    not_worse_than,
+)
 from mcp_training_dagster.domain.scenarios import generate
 from mcp_training_dagster.serving.validation import validate_records
 
@@ -52,7 +64,10 @@ def test_window_labels_from_records_and_silence(generated) -> None:
     data, records, windows = generated
     lab = window_labels(windows, records, data.labels, 5, data.episodes)
     assert len(lab) == len(windows)
-    assert (lab[["device", "entity_kind", "entity"]].to_numpy() == windows[["device", "entity_kind", "entity"]].astype(str).to_numpy()).all()
+    assert (
+        lab[["device", "entity_kind", "entity"]].to_numpy()
+        == windows[["device", "entity_kind", "entity"]].astype(str).to_numpy()
+    ).all()
     # every anomalous record makes its device window anomalous, under its scenario
     bad = records.merge(data.labels[data.labels["is_anomaly"]], on="id")
     dev = lab[lab["entity_kind"] == "device"].set_index(["device", "window_start"])
@@ -73,8 +88,14 @@ def test_window_labels_from_records_and_silence(generated) -> None:
     # benign lookalikes are marked, not anomalous
     benign = lab[lab["scenario"].isin(["reboot_wave", "mistyped_passphrase", "iot_gtk_deauth", "boot_dfs"])]
     assert len(benign) > 0 and not benign["is_anomaly"].any()
-    assert set(lab.loc[~lab["is_anomaly"], "scenario"]) <= {"normal", "reboot_wave", "mistyped_passphrase", "iot_gtk_deauth",
-                                                            "boot_dfs", "silence_within_usual_gap"}
+    assert set(lab.loc[~lab["is_anomaly"], "scenario"]) <= {
+        "normal",
+        "reboot_wave",
+        "mistyped_passphrase",
+        "iot_gtk_deauth",
+        "boot_dfs",
+        "silence_within_usual_gap",
+    }
 
 
 def test_evaluate_scores_reports_per_kind_and_scenario(generated) -> None:
@@ -86,7 +107,14 @@ def test_evaluate_scores_reports_per_kind_and_scenario(generated) -> None:
     assert out.data is about and out.overall.f1_score == 1.0 and out.overall.pr_auc == 1.0
     assert out.by_kind is not None and set(out.by_kind) == {"device", "station", "interface"}
     assert out.recall_by_scenario is not None and out.benign_flag_rate is not None
-    assert set(out.recall_by_scenario) == {"deauth_flood", "auth_bruteforce", "reconnect_loop", "mac_flood", "radio_fault", "silence"}
+    assert set(out.recall_by_scenario) == {
+        "deauth_flood",
+        "auth_bruteforce",
+        "reconnect_loop",
+        "mac_flood",
+        "radio_fault",
+        "silence",
+    }
     assert all(v == 1.0 for v in out.recall_by_scenario.values())
     assert all(v == 0.0 for v in out.benign_flag_rate.values())
     # a constant score knows nothing: AUCs at chance, nothing flagged

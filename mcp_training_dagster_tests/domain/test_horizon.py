@@ -96,6 +96,7 @@ def test_select_records_is_union_then_horizon_read_column_wise() -> None:
             out = inner(columns)
             asked.append((name, None if columns is None else tuple(columns), len(out)))
             return out
+
         return read
 
     readers = {k: spy(k, r) for k, r in frame_readers(frames).items()}
@@ -103,8 +104,11 @@ def test_select_records_is_union_then_horizon_read_column_wise() -> None:
     pd.testing.assert_frame_equal(got.records, expected.reset_index(drop=True))
     assert got.cutoff == cutoff and got.distinct == 35 + len(a)
     assert got.exports == sorted(expected["source_file"].unique())
-    assert {cols for _, cols, _ in asked} <= {("id", "timestamp", "source_file"), None,
-                                               ("id", "timestamp", "device", "process_name", "message")}
+    assert {cols for _, cols, _ in asked} <= {
+        ("id", "timestamp", "source_file"),
+        None,
+        ("id", "timestamp", "device", "process_name", "message"),
+    }
     whole = [name for name, cols, _ in asked if cols is None]
     assert len(whole) == len(set(whole)) == len(got.exports)  # whole rows once per export that keeps something
     narrow = select_records(frame_readers(frames), 20, columns=["timestamp", "device"])
@@ -116,7 +120,10 @@ def test_select_records_keeps_first_copy_in_export_order() -> None:
     copy = big.assign(source_file="z.json")
     got = select_records(frame_readers({"a.json": big.assign(source_file="a.json"), "z.json": copy}), None)
     assert len(got.records) == 35 and set(got.records["source_file"]) == {"a.json"}
-    assert got.union.by_file.set_index("source_file")["identical_copies_dropped"].to_dict() == {"a.json": 0, "z.json": 35}
+    assert got.union.by_file.set_index("source_file")["identical_copies_dropped"].to_dict() == {
+        "a.json": 0,
+        "z.json": 35,
+    }
     assert np.all(np.diff(got.records["timestamp"].to_numpy().astype(np.int64)) >= 0)
 
 

@@ -58,11 +58,20 @@ def test_figures_floor(result: dict) -> None:
     assert dev["pr_auc"] >= 0.82 - TOL and dev["f1"] >= 0.73 - TOL
     assert key["pr_auc"] >= 0.84 - TOL and key["f1"] >= 0.71 - TOL
     assert inc["episode_recall"] >= 0.9
-    assert set(dev["per_scenario_recall"]) == {"auth_bruteforce", "deauth_flood", "mac_randomization_storm",
-                                               "radio_fault", "reconnect_loop", "silence"}
+    assert set(dev["per_scenario_recall"]) == {
+        "auth_bruteforce",
+        "deauth_flood",
+        "mac_randomization_storm",
+        "radio_fault",
+        "reconnect_loop",
+        "silence",
+    }
 
 
-@pytest.mark.xfail(reason="issue 9 targets not met yet (dev_asus device PR-AUC ~0.83, F1 ~0.73, 2.3 false incidents/router-week; see README)", strict=False)
+@pytest.mark.xfail(
+    reason="issue 9 targets not met yet (dev_asus device PR-AUC ~0.83, F1 ~0.73, 2.3 false incidents/router-week; see README)",
+    strict=False,
+)
 def test_issue_targets(result: dict) -> None:
     dev, key, inc = result["device"], result["key"], result["incidents"]
     assert dev["pr_auc"] >= 0.90 - TOL and dev["f1"] >= 0.80 - TOL
@@ -90,8 +99,12 @@ def test_same_figures_as_eval_windows(result: dict, dev_asus, tmp_path: Path) ->
         part = preds[(preds["key"] == "*") == (level == "device")]
         path = tmp_path / f"preds_{level}.csv"
         part.to_csv(path, index=False)
-        out = subprocess.run([sys.executable, str(EVAL_WINDOWS), "--labels", str(labels), "--pred", str(path),
-                              "--level", level], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, str(EVAL_WINDOWS), "--labels", str(labels), "--pred", str(path), "--level", level],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         theirs = json.loads(out.stdout)
         ours = result[level]
         for k in ("tp", "fp", "fn", "precision", "recall", "f1", "roc_auc", "pr_auc"):
@@ -108,25 +121,46 @@ def test_metric_helpers() -> None:
 
 
 def test_window_figures_and_incidents_on_a_toy() -> None:
-    labels = pd.DataFrame({
-        "id": ["1", "2", "3", "4"], "device_id": ["7", "7", "7", "8"],
-        "timestamp": ["2025-01-01T00:01:00", "2025-01-01T00:02:00", "2025-01-01T01:00:10", "2025-01-01T00:03:00"],
-        "station_mac": ["AA-BB-CC-DD-EE-01", "", "", ""], "scenario": ["deauth_flood", "normal", "normal", "normal"],
-        "is_anomaly": ["1", "0", "0", "0"], "interface": ["eth6", "eth6", "", ""],
-    })
-    preds = pd.DataFrame({
-        "device_id": ["7", "7", "8", "7"], "key": ["*", "*", "*", "aa:bb:cc:dd:ee:01"],
-        "window_start": ["2025-01-01T00:00:00", "2025-01-01T01:00:00", "2025-01-01T00:00:00", "2025-01-01T00:00:00"],
-        "score": [2.0, 0.5, 0.1, 1.0], "is_anomaly": [True, True, False, True],
-    })
+    labels = pd.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "device_id": ["7", "7", "7", "8"],
+            "timestamp": ["2025-01-01T00:01:00", "2025-01-01T00:02:00", "2025-01-01T01:00:10", "2025-01-01T00:03:00"],
+            "station_mac": ["AA-BB-CC-DD-EE-01", "", "", ""],
+            "scenario": ["deauth_flood", "normal", "normal", "normal"],
+            "is_anomaly": ["1", "0", "0", "0"],
+            "interface": ["eth6", "eth6", "", ""],
+        }
+    )
+    preds = pd.DataFrame(
+        {
+            "device_id": ["7", "7", "8", "7"],
+            "key": ["*", "*", "*", "aa:bb:cc:dd:ee:01"],
+            "window_start": [
+                "2025-01-01T00:00:00",
+                "2025-01-01T01:00:00",
+                "2025-01-01T00:00:00",
+                "2025-01-01T00:00:00",
+            ],
+            "score": [2.0, 0.5, 0.1, 1.0],
+            "is_anomaly": [True, True, False, True],
+        }
+    )
     dev = window_figures(labels, preds, "device")
     assert (dev["windows"], dev["positive_windows"], dev["tp"], dev["fp"]) == (3, 1, 1, 1)
     key = window_figures(labels, preds, "key")
-    assert key["positive_windows"] == 1 and key["tp"] == 1 and key["windows"] == 4  # (7, mac), (7, eth6), (7, -), (8, -)
+    assert (
+        key["positive_windows"] == 1 and key["tp"] == 1 and key["windows"] == 4
+    )  # (7, mac), (7, eth6), (7, -), (8, -)
     eps = labelled_episodes(labels)
     assert len(eps) == 1 and eps.loc[0, "scenario"] == "deauth_flood"
-    incidents = pd.DataFrame({"device_id": ["7", "7"], "start": ["2025-01-01T00:00:00", "2025-01-01T01:00:00"],
-                              "end": ["2025-01-01T00:05:00", "2025-01-01T01:05:00"]})
+    incidents = pd.DataFrame(
+        {
+            "device_id": ["7", "7"],
+            "start": ["2025-01-01T00:00:00", "2025-01-01T01:00:00"],
+            "end": ["2025-01-01T00:05:00", "2025-01-01T01:05:00"],
+        }
+    )
     fig = incident_figures(incidents, eps, router_days=7.0)
     assert fig["incident_precision"] == 0.5 and fig["episode_recall"] == 1.0
     assert fig["false_incidents_per_router_week"] == 1.0

@@ -215,8 +215,18 @@ def test_deleted_file_forgotten(landing: Path) -> None:
         json.dumps({"v": STATE_VERSION, "files": []}),
         json.dumps({"v": STATE_VERSION, "files": {"export.json": 5}}),
     ],
-    ids=["none", "empty", "garbage", "list", "null", "old-version", "no-version", "no-files", "files-list",
-         "entry-not-object"],
+    ids=[
+        "none",
+        "empty",
+        "garbage",
+        "list",
+        "null",
+        "old-version",
+        "no-version",
+        "no-files",
+        "files-list",
+        "entry-not-object",
+    ],
 )
 def test_corrupt_or_old_cursor_treated_as_empty(landing: Path, cursor: str | None) -> None:
     path = copy_sample(SYSTEM_19.name, landing, as_name="export.json")

@@ -43,11 +43,24 @@ from mcp_training_dagster.settings import get_settings
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 
 ROOT_FILES = {
-    "model.joblib", "metadata.json", "README.md", "requirements.txt", "validate_model.py", "inference_example.py",
+    "model.joblib",
+    "metadata.json",
+    "README.md",
+    "requirements.txt",
+    "validate_model.py",
+    "inference_example.py",
     "deployment_manifest.json",
 }
-SCORING_FILES = {"score_export.py", "mcp_exports.py", "mcp_validation.py", "mcp_events.py", "mcp_feature_catalog.py", "mcp_features.py",
-                 "mcp_calibration.py", "mcp_scoring.py"}
+SCORING_FILES = {
+    "score_export.py",
+    "mcp_exports.py",
+    "mcp_validation.py",
+    "mcp_events.py",
+    "mcp_feature_catalog.py",
+    "mcp_features.py",
+    "mcp_calibration.py",
+    "mcp_scoring.py",
+}
 
 # Runs a package script as __main__ in an interpreter that cannot import mcp_training_dagster:
 # -I (no PYTHONPATH, no user site, no script/cwd dir on sys.path) and -S (no .pth files, so no
@@ -78,14 +91,22 @@ def run_isolated(pkgdir: Path, script: str, *args: str) -> subprocess.CompletedP
     paths = [p for p in site.getsitepackages() if Path(p).is_dir()]
     return subprocess.run(
         [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(paths), script, *args],
-        cwd=pkgdir, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+        cwd=pkgdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
     )
 
 
 def window_spec() -> WindowSpec:
     w = get_settings().model.windows
-    return WindowSpec(length_minutes=w.length_minutes, entities=tuple(w.entities), burst_seconds=w.burst_seconds,
-                      silence_cap_hours=w.silence_cap_hours)
+    return WindowSpec(
+        length_minutes=w.length_minutes,
+        entities=tuple(w.entities),
+        burst_seconds=w.burst_seconds,
+        silence_cap_hours=w.silence_cap_hours,
+    )
 
 
 def extreme_windows(windows: pd.DataFrame, n: int = 10) -> pd.DataFrame:
@@ -105,10 +126,20 @@ def rich_metadata(model: training.TrainedModel, windows: pd.DataFrame, spec: Win
     y = np.r_[np.zeros(len(windows), bool), np.ones(len(data) - len(windows), bool)]
     metrics = evaluation.binary_metrics(y, model.score(data), model.threshold).as_dict()
     return {
-        "model_info": {"created_at": model.trained_at, "model_type": "IsolationForest", "model_name": "WiFiAnomalyWindows",
-                       "description": "test model", "training_source": "export_data", "export_files": [HOSTAPD_1824.name]},
-        "training_info": {"training_samples": model.n_windows, "n_samples": model.n_windows,
-                          "feature_names": list(model.feature_names), "feature_count": len(model.feature_names)},
+        "model_info": {
+            "created_at": model.trained_at,
+            "model_type": "IsolationForest",
+            "model_name": "WiFiAnomalyWindows",
+            "description": "test model",
+            "training_source": "export_data",
+            "export_files": [HOSTAPD_1824.name],
+        },
+        "training_info": {
+            "training_samples": model.n_windows,
+            "n_samples": model.n_windows,
+            "feature_names": list(model.feature_names),
+            "feature_count": len(model.feature_names),
+        },
         "evaluation_info": {"basic_metrics": metrics, "source": "injected", "feature_importance": {}},
         "inference_config": records_inference_config(model.threshold, model.feature_names, spec),
         "deployment_info": {"status": "available", "deployed_at": None, "deployed_by": None},
@@ -138,8 +169,14 @@ def metadata(model, windows, spec) -> dict:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, model, metadata):
     models_dir = tmp_path_factory.mktemp("models")
-    info = build_package(models_dir, model.version, model.pipeline, metadata, model_card_md="# Test model\n\nA card.",
-                         deployment_ready=True)
+    info = build_package(
+        models_dir,
+        model.version,
+        model.pipeline,
+        metadata,
+        model_card_md="# Test model\n\nA card.",
+        deployment_ready=True,
+    )
     return info
 
 
@@ -206,8 +243,10 @@ def test_scripts_run_without_the_training_project(built, windows, model, tmp_pat
     assert (both["is_anomaly_pkg"] == both["is_anomaly_here"]).all()
     assert (both["reasons_pkg"] == both["reasons_here"]).all()
     # the stored model IS the trained one
-    np.testing.assert_array_equal(pkg.pipeline.score_samples(scoring.feature_matrix(windows, MODEL_FEATURES)),
-                                  model.pipeline.score_samples(scoring.feature_matrix(windows, MODEL_FEATURES)))
+    np.testing.assert_array_equal(
+        pkg.pipeline.score_samples(scoring.feature_matrix(windows, MODEL_FEATURES)),
+        model.pipeline.score_samples(scoring.feature_matrix(windows, MODEL_FEATURES)),
+    )
 
     # default output: only anomalous windows, CSV with full float precision
     res = run_isolated(built.path, "score_export.py", str(HOSTAPD_1824))
@@ -231,11 +270,14 @@ def test_score_export_with_history_scores_as_training_did(built, spec, tmp_path)
     ic = pkg.metadata["inference_config"]
     union = scoring.export_file_windows(HOSTAPD_1824, spec)
     first = scoring.export_file_windows(later, spec)["window_start"].min()
-    want = scoring.score_table(union[union["window_start"] >= first].reset_index(drop=True), pkg.pipeline,
-                               ic["threshold"], ic["feature_names"])
+    want = scoring.score_table(
+        union[union["window_start"] >= first].reset_index(drop=True), pkg.pipeline, ic["threshold"], ic["feature_names"]
+    )
     keys = ["device_id", "entity", "window_start"]
 
-    res = run_isolated(built.path, "score_export.py", str(later), "--history", str(earlier), "--format", "json", "--all")
+    res = run_isolated(
+        built.path, "score_export.py", str(later), "--history", str(earlier), "--format", "json", "--all"
+    )
     assert res.returncode == 0, res.stderr
     got = pd.DataFrame(json.loads(res.stdout))
     both = got.merge(want, on=keys, suffixes=("_pkg", "_union"), validate="one_to_one")
@@ -307,7 +349,9 @@ def test_build_is_atomic_and_never_overwrites(tmp_path, model, metadata) -> None
     # a ZIP over the limit: nothing published, nothing left behind
     v3 = training.new_version()
     with pytest.raises(PackageError, match="accepts less than"):
-        build_package(tmp_path, v3, model.pipeline, metadata, model_card_md=card, deployment_ready=True, max_zip_bytes=10_000)
+        build_package(
+            tmp_path, v3, model.pipeline, metadata, model_card_md=card, deployment_ready=True, max_zip_bytes=10_000
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [a.path.name, b.path.name, a.zip_path.name, b.zip_path.name]
     )
@@ -353,14 +397,28 @@ def test_agent_variant_package(tmp_path) -> None:
     records = validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records
     vectors = agent_vectors(records)
     est, threshold = train_agent_model(vectors, contamination=0.02, random_state=42)
-    floods = pd.DataFrame({"log_count": [900.0] * 5, "error_count": [300.0] * 5, "warning_count": [50.0] * 5,
-                           "unique_program_count": 0.0, "unique_host_count": 0.0})
+    floods = pd.DataFrame(
+        {
+            "log_count": [900.0] * 5,
+            "error_count": [300.0] * 5,
+            "warning_count": [50.0] * 5,
+            "unique_program_count": 0.0,
+            "unique_host_count": 0.0,
+        }
+    )
     X = np.r_[vectors.iloc[:, 1:].to_numpy(), floods.to_numpy()]
     y = np.r_[np.zeros(len(vectors), bool), np.ones(5, bool)]
     metrics = evaluation.binary_metrics(y, -est.score_samples(X), threshold).as_dict()
     version = agent_version(training.new_version())
-    meta = agent_metadata(version=version, estimator=est, threshold=threshold, vectors=vectors, basic_metrics=metrics,
-                          contamination=0.02, export_files=[HOSTAPD_1824.name])
+    meta = agent_metadata(
+        version=version,
+        estimator=est,
+        threshold=threshold,
+        vectors=vectors,
+        basic_metrics=metrics,
+        contamination=0.02,
+        export_files=[HOSTAPD_1824.name],
+    )
     info = build_package(tmp_path, version, est, meta, model_card_md=agent_model_card(meta), deployment_ready=True)
     assert info.path.name.endswith("_agent5")
     assert set(info.files) == ROOT_FILES
@@ -423,8 +481,8 @@ def test_safe_extract_rejects_symlinks_and_oversize(tmp_path) -> None:
         info = zf.getinfo("bomb.bin")
     # patch the declared uncompressed size (local header offset 22, central directory entry offset 24)
     local, central = info.header_offset, data.rindex(b"PK\x01\x02")
-    data[local + 22:local + 26] = (10).to_bytes(4, "little")
-    data[central + 24:central + 28] = (10).to_bytes(4, "little")
+    data[local + 22 : local + 26] = (10).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
     (tmp_path / "bomb.zip").write_bytes(bytes(data))
     with pytest.raises(PackageError, match="cannot be unpacked"):
         safe_extract(tmp_path / "bomb.zip", tmp_path / "t3", max_bytes=1000)

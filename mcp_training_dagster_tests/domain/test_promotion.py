@@ -40,7 +40,9 @@ def _register(models_dir: Path, model: TrainedModel, devices: list[str] | None) 
 def _evaluated(f1: float, roc_auc: float, pr_auc: float | None = None) -> Evaluation:
     """A candidate's held-out evaluation with these headline figures (the rest do not enter the gates)."""
     m = binary_metrics(np.array([True, False]), np.array([1.0, 0.0]), 0.5)
-    return Evaluation(EvaluationData("labelled", "test", None, 2, 1), replace(m, f1_score=f1, roc_auc=roc_auc, pr_auc=pr_auc))
+    return Evaluation(
+        EvaluationData("labelled", "test", None, 2, 1), replace(m, f1_score=f1, roc_auc=roc_auc, pr_auc=pr_auc)
+    )
 
 
 def _held_out(windows: pd.DataFrame, split: pd.Timestamp) -> EvaluationSet:
@@ -61,25 +63,31 @@ def test_production_is_judged_only_on_windows_it_was_not_fitted_on(tmp_path: Pat
     assert prod.unseen(data.windows).all()
 
     scores = prod.scores(data.windows)  # a candidate that ranks exactly like production: not worse
-    same = decide(_evaluated(0.9, 0.9), scores, data, prod,
-                  min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    same = decide(_evaluated(0.9, 0.9), scores, data, prod, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     gate = same.gate("not_worse_than_production")
     assert gate.passed and gate.figures["candidate_pr_auc"] == pytest.approx(gate.figures["production_pr_auc"])
     assert gate.figures["windows_compared"] == len(data.windows) and "neither was fitted on" in gate.compared
 
-    worse = decide(_evaluated(0.9, 0.9), -scores, data, prod,
-                   min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    worse = decide(_evaluated(0.9, 0.9), -scores, data, prod, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert not worse.gate("not_worse_than_production").passed and not worse.deployment_ready
 
 
 def test_production_that_saw_the_whole_held_out_period_is_not_held_against_a_candidate(
-        tmp_path: Path, windows: pd.DataFrame) -> None:
+    tmp_path: Path, windows: pd.DataFrame
+) -> None:
     split = windows["window_start"].quantile(0.8)
     data = _held_out(windows, split)
     everything = train_model(windows, DetectorConfig(), window_minutes=5)  # fitted on the held-out period too
     _register(tmp_path, everything, devices=sorted(windows["device"].astype(str).unique()))
-    decision = decide(_evaluated(0.9, 0.9), np.zeros(len(data.windows)), data,
-                      load_production(tmp_path), min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    decision = decide(
+        _evaluated(0.9, 0.9),
+        np.zeros(len(data.windows)),
+        data,
+        load_production(tmp_path),
+        min_f1=0.5,
+        min_roc_auc=0.6,
+        max_regression=0.02,
+    )
     gate = decision.gate("not_worse_than_production")
     assert gate.passed and gate.figures["windows_compared"] == 0
     assert "nothing fair to compare on" in gate.compared
@@ -92,24 +100,32 @@ def test_production_that_saw_the_whole_held_out_period_is_not_held_against_a_can
 
 def test_quality_gate_and_round_trip() -> None:
     empty = EvaluationSet("none", "", pd.DataFrame(), pd.DataFrame({"is_anomaly": []}))
-    d = decide(_evaluated(0.52, 0.95, 0.8), None, empty, None,
-               min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    d = decide(_evaluated(0.52, 0.95, 0.8), None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert d.deployment_ready and d.gate("meets_quality_gates").margin == pytest.approx(0.02)
     assert d.warnings and "meets_quality_gates passes by only 0.020" in d.warnings[0]
     assert PromotionDecision.from_dict(d.as_dict()) == d
-    failing = decide(_evaluated(0.3, 0.95), None, empty, None,
-                     min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    failing = decide(_evaluated(0.3, 0.95), None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert not failing.deployment_ready and [g.name for g in failing.failed] == ["meets_quality_gates"]
 
 
 def test_model_card_reads_as_a_person_reads_it(windows: pd.DataFrame) -> None:
     overall = binary_metrics(np.r_[np.ones(2, bool), np.zeros(8, bool)], np.zeros(10), 0.5)
     overall = replace(overall, precision=0.123456789, recall=0.5, f1_score=0.52, roc_auc=0.9, pr_auc=None)
-    evaluation = Evaluation(EvaluationData("injected", "d", None, 10, 2), overall, by_kind={},
-                            recall_by_scenario={"deauth_flood": 1.0}, windows_by_scenario={}, benign_flag_rate={})
+    evaluation = Evaluation(
+        EvaluationData("injected", "d", None, 10, 2),
+        overall,
+        by_kind={},
+        recall_by_scenario={"deauth_flood": 1.0},
+        windows_by_scenario={},
+        benign_flag_rate={},
+    )
     selection = Selection("isolation_forest", "c", {"isolation_forest": {"pr_auc": 0.7777777777, "roc_auc": 0.9}}, "t")
-    model = replace(train_model(windows, DetectorConfig(), window_minutes=5), evaluation=evaluation, selection=selection,
-                    diagnostics={"score_quantiles": {"p50": 0.4444444444}, "seed_spearman": [0.99999999, 0.98888888]})
+    model = replace(
+        train_model(windows, DetectorConfig(), window_minutes=5),
+        evaluation=evaluation,
+        selection=selection,
+        diagnostics={"score_quantiles": {"p50": 0.4444444444}, "seed_spearman": [0.99999999, 0.98888888]},
+    )
     empty = EvaluationSet("none", "", pd.DataFrame(), pd.DataFrame({"is_anomaly": []}))
     decision = decide(model.evaluation, None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     card = model_card.render(model, model_card.top_windows(model, windows), decision)

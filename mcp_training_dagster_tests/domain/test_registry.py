@@ -42,14 +42,21 @@ def tiny_model():
     return est, threshold, vectors, metrics
 
 
-def make(models_dir: Path, tiny_model, minutes: int, *, agent: bool = False, ready: bool = True,
-         base: str | None = None) -> str:
+def make(
+    models_dir: Path, tiny_model, minutes: int, *, agent: bool = False, ready: bool = True, base: str | None = None
+) -> str:
     """Build a real package whose version is T0 + ``minutes`` (or ``base``, plus ``_agent5`` for an
     agent variant); returns its bare version."""
     est, threshold, vectors, metrics = tiny_model
     base = base or new_version(T0 + timedelta(minutes=minutes))
-    meta = agent_metadata(version=agent_version(base), estimator=est, threshold=threshold, vectors=vectors,
-                          basic_metrics=metrics, contamination=0.05)
+    meta = agent_metadata(
+        version=agent_version(base),
+        estimator=est,
+        threshold=threshold,
+        vectors=vectors,
+        basic_metrics=metrics,
+        contamination=0.05,
+    )
     version = agent_version(base) if agent else base
     meta["model_info"]["version"] = f"model_{version}"
     build_package(models_dir, version, est, meta, model_card_md=agent_model_card(meta), deployment_ready=ready)

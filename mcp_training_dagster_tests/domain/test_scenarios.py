@@ -68,8 +68,9 @@ def test_generate_seed0_is_pinned() -> None:
     d = sc.generate(seed=0)
     got = {
         "records": _sha(json.dumps(d.records)),
-        "labels": _sha(json.dumps([d.labels["id"].tolist(), d.labels["is_anomaly"].tolist(),
-                                   d.labels["scenario"].tolist()])),
+        "labels": _sha(
+            json.dumps([d.labels["id"].tolist(), d.labels["is_anomaly"].tolist(), d.labels["scenario"].tolist()])
+        ),
         "episodes": _sha(json.dumps([[str(v) for v in r] for r in d.episodes.itertuples(index=False)])),
     }
     assert got == GENERATE_SEED0_SHA256
@@ -160,12 +161,17 @@ def _template_cases() -> list[tuple[str, int | None]]:
 def test_every_template_classifies_to_its_intended_event_type() -> None:
     cases = _template_cases()
     mac = "9a:eb:8a:3f:c4:c0"
-    msgs = [sc.render(key, **sc.template_fields(key, mac=mac, iface="wl1-ap0" if key.startswith("c_") else "eth6",
-                                                code=code)) for key, code in cases]
+    msgs = [
+        sc.render(
+            key, **sc.template_fields(key, mac=mac, iface="wl1-ap0" if key.startswith("c_") else "eth6", code=code)
+        )
+        for key, code in cases
+    ]
     procs = [sc.TEMPLATES[key].process for key, _ in cases]
     got = classify_events(pd.Series(msgs), pd.Series(procs))
-    for (key, code), msg, event, station, iface in zip(cases, msgs, got["event_type"], got["station_mac"],
-                                                        got["interface"]):
+    for (key, code), msg, event, station, iface in zip(
+        cases, msgs, got["event_type"], got["station_mac"], got["interface"]
+    ):
         assert event == sc.TEMPLATES[key].event_type, (key, code, msg, event)
         if "{mac}" in sc.TEMPLATES[key].text or "{MAC}" in sc.TEMPLATES[key].text:
             assert station == mac, (key, msg)  # the station MAC is the first MAC of the line
@@ -258,8 +264,9 @@ def test_silence_is_a_busy_device_going_quiet(data: sc.GeneratedData, frame: pd.
         assert pd.Timedelta(hours=1) <= ep.end - ep.start <= pd.Timedelta(hours=6)
         # the same hours a day earlier the device logged (at least its hourly group rekeys)
         day_before = (ep.start - pd.Timedelta(days=1), ep.end - pd.Timedelta(days=1))
-        if ((silences["device"] == ep.device) & (silences["start"] < day_before[1])
-                & (silences["end"] > day_before[0])).any():
+        if (
+            (silences["device"] == ep.device) & (silences["start"] < day_before[1]) & (silences["end"] > day_before[0])
+        ).any():
             continue  # that was a silence too
         before = dev[(dev["timestamp"] >= day_before[0]) & (dev["timestamp"] < day_before[1])]
         assert before["timestamp"].dt.floor("h").nunique() >= (ep.end - ep.start) // pd.Timedelta(hours=1)
@@ -298,8 +305,9 @@ def test_normal_traffic_looks_like_the_real_router(frame: pd.DataFrame, data: sc
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_busy_router_logs_in_most_daytime_windows(seed: int) -> None:
-    d = sc.generate(seed=seed, days=3, n_devices=2, stations_per_device=(28, 30), episodes_per_scenario=0,
-                    benign_per_scenario=0)
+    d = sc.generate(
+        seed=seed, days=3, n_devices=2, stations_per_device=(28, 30), episodes_per_scenario=0, benign_per_scenario=0
+    )
     stamps = pd.to_datetime(pd.Series([r["timestamp"] for r in d.records]))
     devices = pd.Series([r["device_id"] for r in d.records])
     for _, ts in stamps.groupby(devices):
@@ -356,8 +364,12 @@ def test_scenarios_differ_from_normal_in_counts(frame: pd.DataFrame, data: sc.Ge
         assert len(new) >= 30
     # a reconnect loop is one station joining again and again
     for ep in data.episodes[data.episodes["scenario"] == "reconnect_loop"].itertuples(index=False):
-        mine = frame[(frame["scenario"] == "reconnect_loop") & (frame["device"] == ep.device)
-                     & (frame["timestamp"] >= ep.start) & (frame["timestamp"] < ep.end)]
+        mine = frame[
+            (frame["scenario"] == "reconnect_loop")
+            & (frame["device"] == ep.device)
+            & (frame["timestamp"] >= ep.start)
+            & (frame["timestamp"] < ep.end)
+        ]
         assert set(mine["station_mac"]) == {ep.entity}
         assert (mine["ev"] == "association").sum() >= 20
 
@@ -365,8 +377,12 @@ def test_scenarios_differ_from_normal_in_counts(frame: pd.DataFrame, data: sc.Ge
 def test_benign_lookalikes_are_what_real_networks_do(frame: pd.DataFrame, data: sc.GeneratedData) -> None:
     ev = frame["event_type"].astype("str")
     for ep in data.episodes[~data.episodes["is_anomaly"]].itertuples(index=False):
-        mine = frame[(frame["scenario"] == ep.scenario) & (frame["device"] == ep.device)
-                     & (frame["timestamp"] >= ep.start) & (frame["timestamp"] < ep.end)]
+        mine = frame[
+            (frame["scenario"] == ep.scenario)
+            & (frame["device"] == ep.device)
+            & (frame["timestamp"] >= ep.start)
+            & (frame["timestamp"] < ep.end)
+        ]
         kinds = Counter(ev[mine.index])
         if ep.scenario == "reboot_wave":
             assert kinds["other_process"] + kinds["other_wifi"] >= 2  # boot lines
@@ -400,8 +416,11 @@ def test_write_export_refuses_to_overwrite_and_round_trips(tmp_path: Path) -> No
     header = paths["labels"].read_text(encoding="utf-8").splitlines()[0]
     assert header == "id,is_anomaly,scenario"
     labels = sc.read_labels(target)
-    pd.testing.assert_frame_equal(labels.sort_values("id").reset_index(drop=True),
-                                  d.labels.sort_values("id").reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        labels.sort_values("id").reset_index(drop=True),
+        d.labels.sort_values("id").reset_index(drop=True),
+        check_dtype=False,
+    )
     assert labels["is_anomaly"].dtype == bool and labels["id"].dtype == np.int64
     episodes = sc.read_episodes(target)
     pd.testing.assert_frame_equal(episodes, d.episodes, check_dtype=False)
@@ -439,7 +458,9 @@ def test_read_episodes_rejects_bad_times(tmp_path: Path) -> None:
     (tmp_path / "e.json.episodes.csv").write_text(
         "scenario,is_anomaly,device,entity_kind,entity,start,end\n"
         "silence,1,3,device,*,2025-06-02T10:00:00,2025-06-02T12:00:00\n"
-        "silence,1,3,device,*,yesterday,2025-06-02T12:00:00\n", encoding="utf-8")
+        "silence,1,3,device,*,yesterday,2025-06-02T12:00:00\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ValueError, match=r"e\.json\.episodes\.csv: line 3: start"):
         sc.read_episodes(tmp_path / "e.json")
 
@@ -469,8 +490,13 @@ def _held_out(records: pd.DataFrame, fraction: float = 0.8) -> tuple[pd.Timestam
     return pd.Timestamp(records["timestamp"].quantile(fraction)).floor("min"), records["timestamp"].max()
 
 
-def _check_injection(records: pd.DataFrame, inj: sc.Injection, start: pd.Timestamp, end: pd.Timestamp,
-                     scenarios: tuple[str, ...] = sc.ANOMALY_SCENARIOS) -> pd.DataFrame:
+def _check_injection(
+    records: pd.DataFrame,
+    inj: sc.Injection,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    scenarios: tuple[str, ...] = sc.ANOMALY_SCENARIOS,
+) -> pd.DataFrame:
     """Everything every injection must satisfy; returns the injected records, validated and labelled."""
     assert list(inj.labels.columns) == list(sc.LABEL_COLUMNS)
     assert list(inj.episodes.columns) == list(sc.EPISODE_COLUMNS)
@@ -504,15 +530,19 @@ def _check_injection(records: pd.DataFrame, inj: sc.Injection, start: pd.Timesta
     # every injected record lies in an episode of its scenario on its device
     covered = np.zeros(len(added), dtype=bool)
     for e in ep.itertuples(index=False):
-        covered |= ((added["device"] == e.device) & (added["scenario"] == e.scenario)
-                    & (added["timestamp"] >= e.start) & (added["timestamp"] < e.end)).to_numpy()
+        covered |= (
+            (added["device"] == e.device)
+            & (added["scenario"] == e.scenario)
+            & (added["timestamp"] >= e.start)
+            & (added["timestamp"] < e.end)
+        ).to_numpy()
     assert covered.all()
     # removed records: existing ones, of the episode's device, inside a silence (or the loop they replace)
     removed = records[records["id"].isin(inj.remove_ids)]
     assert len(removed) == len(inj.remove_ids)
     inside = np.zeros(len(removed), dtype=bool)
     for e in ep[ep["scenario"].isin(["silence", "reconnect_loop"])].itertuples(index=False):
-        hit = ((removed["device"] == e.device) & (removed["timestamp"] >= e.start) & (removed["timestamp"] < e.end))
+        hit = (removed["device"] == e.device) & (removed["timestamp"] >= e.start) & (removed["timestamp"] < e.end)
         if e.scenario == "reconnect_loop":
             hit &= removed["station_mac"] == e.entity
         inside |= hit.to_numpy()
@@ -536,8 +566,12 @@ def _own_stations_and_interfaces(records: pd.DataFrame, added: pd.DataFrame, inj
         assert set(g.loc[~radio, "interface"].dropna()) <= own, device
     for e in inj.episodes[inj.episodes["scenario"].isin(["deauth_flood", "reconnect_loop"])].itertuples(index=False):
         before = records[(records["device"] == e.device) & (records["timestamp"] < e.start)]
-        victims = added[(added["device"] == e.device) & (added["scenario"] == e.scenario)
-                        & (added["timestamp"] >= e.start) & (added["timestamp"] < e.end)]["station_mac"]
+        victims = added[
+            (added["device"] == e.device)
+            & (added["scenario"] == e.scenario)
+            & (added["timestamp"] >= e.start)
+            & (added["timestamp"] < e.end)
+        ]["station_mac"]
         assert len(victims) and set(victims) <= set(before["station_mac"].dropna()), e
         if e.entity_kind == "station":
             assert set(victims) == {e.entity}
@@ -595,8 +629,9 @@ def test_injection_is_deterministic_by_seed(real_records: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("device_id, device_ip", [(None, "  OpenWrt-Lab "), ("007", "ap-7"), ("router-a", "10.0.0.1")])
-def test_injected_records_keep_any_device_key(real_records: pd.DataFrame, device_id: str | None,
-                                              device_ip: str) -> None:
+def test_injected_records_keep_any_device_key(
+    real_records: pd.DataFrame, device_id: str | None, device_ip: str
+) -> None:
     raw = read_export(HOSTAPD_1824).records
     raw["device_id"] = pd.Series([device_id] * len(raw), dtype="str")
     raw["device_ip"] = pd.Series([device_ip] * len(raw), dtype="str")
@@ -620,8 +655,12 @@ def test_injection_fits_what_it_can_and_rejects_bad_arguments(real_records: pd.D
         sc.inject_episodes(real_records, start=start, end=start + pd.Timedelta(seconds=30), seed=1),
         sc.inject_episodes(real_records, start=start, end=end, seed=1, episodes_per_scenario=0),
         sc.inject_episodes(real_records.iloc[:0], start=start, end=end, seed=1),
-        sc.inject_episodes(_validated(read_export(SYSTEM_35).records, SYSTEM_35.name),  # no WiFi lines
-                           start="2025-06-20", end="2025-07-02", seed=1),
+        sc.inject_episodes(
+            _validated(read_export(SYSTEM_35).records, SYSTEM_35.name),  # no WiFi lines
+            start="2025-06-20",
+            end="2025-07-02",
+            seed=1,
+        ),
     ):
         assert empty.records == [] and len(empty.remove_ids) == 0
         assert empty.labels.empty and empty.episodes.empty

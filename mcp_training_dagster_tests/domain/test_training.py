@@ -89,8 +89,9 @@ def test_calibrated_threshold(model: TrainedModel, windows: pd.DataFrame) -> Non
 
     # without the rarity ensemble and the magnitude term, a device window is anomalous exactly when its own
     # detector score is above the stored threshold (what predict() answers), or when the silence rule holds
-    plain = train_model(windows, DetectorConfig(), window_minutes=5,
-                        alarm_budget=AlarmConfig(ensemble="none", magnitude="none"))
+    plain = train_model(
+        windows, DetectorConfig(), window_minutes=5, alarm_budget=AlarmConfig(ensemble="none", magnitude="none")
+    )
     rule = silence_score(windows, cal["silence_factor"]) > 0
     dev = (windows["entity_kind"] == "device").to_numpy() & (windows["n_records"] > 0).to_numpy()
     raw_plain = plain.raw_score(windows)
@@ -249,7 +250,11 @@ def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated
     assert sel.fitted_before == str(split)
     # the kind is kept unless another candidate wins by more than the margin
     pr = {k: v["pr_auc"] or 0.0 for k, v in sel.candidates.items()}
-    expected = "local_outlier_factor" if pr["local_outlier_factor"] > pr["isolation_forest"] + det.selection_margin else "isolation_forest"
+    expected = (
+        "local_outlier_factor"
+        if pr["local_outlier_factor"] > pr["isolation_forest"] + det.selection_margin
+        else "isolation_forest"
+    )
     assert sel.chosen == expected == model.detector.kind
     ev = model.evaluation
     assert ev is not None and ev.data.source == "labelled" and ev.data.windows == len(data.windows)
@@ -262,7 +267,11 @@ def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated
 
 
 def json_keys(obj) -> set[str]:
-    return set(obj) | {k for v in obj.values() if isinstance(v, dict) for k in json_keys(v)} if isinstance(obj, dict) else set()
+    return (
+        set(obj) | {k for v in obj.values() if isinstance(v, dict) for k in json_keys(v)}
+        if isinstance(obj, dict)
+        else set()
+    )
 
 
 def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
@@ -278,4 +287,7 @@ def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
     assert how == {"windows": 500, "of": len(windows), "seed": 7, "chosen": how["chosen"]}
     model = train_model(windows, DetectorConfig(), window_minutes=5, fit_cap=500)
     # Fitted on the 500; its facts (windows, flag rate, score quantiles) are of every training window.
-    assert model.n_windows == len(windows) and model.fit_sample == fit_subsample(windows, 500, DetectorConfig().random_state)[1]
+    assert (
+        model.n_windows == len(windows)
+        and model.fit_sample == fit_subsample(windows, 500, DetectorConfig().random_state)[1]
+    )

@@ -79,15 +79,30 @@ def test_an_old_model_packages_exactly_as_before(tmp_path: Path, old_model: Trai
     doc, packaged = _package_metadata(tmp_path, old_model)
     assert packaged == BEFORE["metadata"]  # every key and value, the ids and times included (same model)
 
-    decision = decide(old_model.evaluation, old_model.heldout_scores, evaluation, None,
-                      min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    decision = decide(
+        old_model.evaluation,
+        old_model.heldout_scores,
+        evaluation,
+        None,
+        min_f1=0.5,
+        min_roc_auc=0.6,
+        max_regression=0.02,
+    )
     assert decision.as_dict() == BEFORE["decision"]
     assert model_card.render(old_model, model_card.top_windows(old_model, windows), decision) == BEFORE["model_card"]
 
     agent = _load("agent_model_before_typed_results.joblib")
-    info, ready = build_agent_package(agent, tmp_path, model_version=old_model.version,
-                                      export_files=doc["model_info"]["export_files"], contamination=0.02,
-                                      window_minutes=5, service_timezone="UTC", min_f1=0.5, min_roc_auc=0.6)
+    info, ready = build_agent_package(
+        agent,
+        tmp_path,
+        model_version=old_model.version,
+        export_files=doc["model_info"]["export_files"],
+        contamination=0.02,
+        window_minutes=5,
+        service_timezone="UTC",
+        min_f1=0.5,
+        min_roc_auc=0.6,
+    )
     agent_doc = json.loads((info.path / "metadata.json").read_text())
     before = BEFORE["agent_metadata"]
     assert ready == BEFORE["agent_summary"]["deployment_ready"]
@@ -109,10 +124,12 @@ def test_metadata_json_of_a_new_training_is_the_one_built_before(tmp_path: Path,
     and value for value, apart from the version, its times and the training's duration."""
     _, windows, evaluation = data
     detector = DetectorConfig()
-    detector = detector.model_copy(update={"isolation_forest": detector.isolation_forest.model_copy(
-        update={"n_estimators": 3})})
-    model = train_and_select(windows, detector, evaluation, window_minutes=5, stability_seeds=2,
-                             input_fingerprint="f" * 64)
+    detector = detector.model_copy(
+        update={"isolation_forest": detector.isolation_forest.model_copy(update={"n_estimators": 3})}
+    )
+    model = train_and_select(
+        windows, detector, evaluation, window_minutes=5, stability_seeds=2, input_fingerprint="f" * 64
+    )
     _, packaged = _package_metadata(tmp_path, model)
     assert _without_run_identity(packaged) == _without_run_identity(BEFORE["metadata"])
     assert packaged["model_info"]["version"] == f"model_{model.version}" != BEFORE["metadata"]["model_info"]["version"]
@@ -121,15 +138,34 @@ def test_metadata_json_of_a_new_training_is_the_one_built_before(tmp_path: Path,
 def test_results_round_trip_through_their_documents() -> None:
     m = binary_metrics(pd.Series([True, False, False]).to_numpy(), pd.Series([0.9, 0.1, 0.5]).to_numpy(), 0.4)
     data = EvaluationData("injected", "d", "2025-01-01 00:00:00", 3, 1)
-    window = Evaluation(data, m, by_kind={"device": m}, recall_by_scenario={"x": 1.0}, windows_by_scenario={"x": 1},
-                        benign_flag_rate={}, normal_flag_rate=None)
+    window = Evaluation(
+        data,
+        m,
+        by_kind={"device": m},
+        recall_by_scenario={"x": 1.0},
+        windows_by_scenario={"x": 1},
+        benign_flag_rate={},
+        normal_flag_rate=None,
+    )
     agent = Evaluation(data, m)
     for ev in (window, agent):
         assert Evaluation.from_dict(json.loads(json.dumps(ev.as_dict()))) == ev
-    assert list(window.as_dict()) == ["data", "overall", "by_kind", "recall_by_scenario", "windows_by_scenario",
-                                      "benign_flag_rate", "normal_flag_rate"]
-    assert m.figures() == pytest.approx({"pr_auc": 1.0, "roc_auc": 1.0, "f1_score": 2 / 3, "precision": 0.5, "recall": 1.0})
+    assert list(window.as_dict()) == [
+        "data",
+        "overall",
+        "by_kind",
+        "recall_by_scenario",
+        "windows_by_scenario",
+        "benign_flag_rate",
+        "normal_flag_rate",
+    ]
+    assert m.figures() == pytest.approx(
+        {"pr_auc": 1.0, "roc_auc": 1.0, "f1_score": 2 / 3, "precision": 0.5, "recall": 1.0}
+    )
     assert list(m.figures()) == ["pr_auc", "roc_auc", "f1_score", "precision", "recall"]
-    assert "roc_auc" not in binary_metrics(pd.Series([False, False]).to_numpy(), pd.Series([0.1, 0.2]).to_numpy(), 0.0).figures()
+    assert (
+        "roc_auc"
+        not in binary_metrics(pd.Series([False, False]).to_numpy(), pd.Series([0.1, 0.2]).to_numpy(), 0.0).figures()
+    )
     sel = Selection("isolation_forest", "c", {"isolation_forest": {"pr_auc": None}}, "2025-01-01 00:00:00")
     assert Selection.from_dict(sel.as_dict()) == sel

@@ -89,16 +89,24 @@ def test_magnitude_grows_with_the_count_relative_to_the_routers_own_usual() -> N
 
     rng = np.random.default_rng(3)
     n = 2000
-    w = pd.DataFrame({
-        "device": np.r_[np.full(n, "quiet"), np.full(n, "chatty")],
-        "entity_kind": "device",
-        "n_records": np.r_[rng.poisson(2, n), rng.poisson(20, n)].astype(float) + 1,
-        "grp_failures": 0.0,
-    })
+    w = pd.DataFrame(
+        {
+            "device": np.r_[np.full(n, "quiet"), np.full(n, "chatty")],
+            "entity_kind": "device",
+            "n_records": np.r_[rng.poisson(2, n), rng.poisson(20, n)].astype(float) + 1,
+            "grp_failures": 0.0,
+        }
+    )
     kinds = w["entity_kind"].to_numpy()
     tab = fit_magnitude(w, kinds, np.ones(len(w), dtype=bool), features=("n_records", "grp_failures"))
-    probe = pd.DataFrame({"device": ["quiet", "quiet", "quiet", "chatty", "unknown"], "entity_kind": "device",
-                          "n_records": [30.0, 30.0, 30.0, 30.0, 30.0], "grp_failures": [0.0, 6.0, 40.0, 0.0, 0.0]})
+    probe = pd.DataFrame(
+        {
+            "device": ["quiet", "quiet", "quiet", "chatty", "unknown"],
+            "entity_kind": "device",
+            "n_records": [30.0, 30.0, 30.0, 30.0, 30.0],
+            "grp_failures": [0.0, 6.0, 40.0, 0.0, 0.0],
+        }
+    )
     mg = magnitude(probe, probe["entity_kind"].to_numpy(), tab)
     assert mg[2] > mg[1] > 0  # 40 failures above 6, both above a usual of 0
     assert mg[0] > mg[3]  # 30 records: far above the quiet router's usual, ordinary for the chatty one

@@ -58,7 +58,12 @@ def row_process(row: EventPattern) -> str:
 
 def test_event_types_order_and_catalog_rows_are_well_formed() -> None:
     assert EVENT_TYPES[:6] == (
-        "association", "reassociation", "disassociation", "deauthentication", "authentication", "auth_failure"
+        "association",
+        "reassociation",
+        "disassociation",
+        "deauthentication",
+        "authentication",
+        "auth_failure",
     )
     assert EVENT_TYPES[-2:] == ("other_wifi", "other_process")
     assert len(set(EVENT_TYPES)) == len(EVENT_TYPES)
@@ -135,8 +140,7 @@ REAL_SHAPES: dict[str, str] = {
     rf"^eth\d+: STA {_M} RADIUS: starting accounting session [0-9A-F]+$": "radius_accounting",
     r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]retrieve firmware information$": "other_process",
     r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]no need to upgrade firmware$": "other_process",
-    r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]could not retrieve firmware information: .*$":
-        "other_process",
+    r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]could not retrieve firmware information: .*$": "other_process",
     r"^\[FAUPGRADE\]\[auto_firmware_check:\(\d+\)\]periodic_check [AP]M \d+:\d+$": "other_process",
     r"^time disparity of \d+ minutes detected$": "other_process",
 }
@@ -201,91 +205,208 @@ DOC_LINES: list[tuple[str, str, str, str | None, str | None]] = [
     (f"wl0-ap0: EAPOL-4WAY-HS-COMPLETED {MAC1}", "hostapd", "pairwise_handshake_success", MAC1, "wl0-ap0"),
     (f"wl0-ap0: AP-STA-DISCONNECTED {MAC1}", "hostapd", "ap_sta_disconnected", MAC1, "wl0-ap0"),
     (f"wl0-ap0: AP-STA-POSSIBLE-PSK-MISMATCH {MAC1}", "hostapd", "psk_mismatch", MAC1, "wl0-ap0"),
-    (f"wl0-ap0: STA {MAC1} WPA: pairwise key handshake failed (RSN) after 4 tries", "hostapd",
-     "pairwise_handshake_failure", MAC1, "wl0-ap0"),
+    (
+        f"wl0-ap0: STA {MAC1} WPA: pairwise key handshake failed (RSN) after 4 tries",
+        "hostapd",
+        "pairwise_handshake_failure",
+        MAC1,
+        "wl0-ap0",
+    ),
     (f"wl0-ap0: STA {MAC1} WPA: EAPOL-Key timeout", "hostapd", "eapol_timeout", MAC1, "wl0-ap0"),
     ("wlan0: EAPOL-Key timeout", "hostapd", "eapol_timeout", None, "wlan0"),
-    (f"wlan0: STA {MAC1} WPA: invalid MIC in msg 2/4 of 4-Way Handshake", "hostapd",
-     "psk_mismatch", MAC1, "wlan0"),
-    (f"wlan0: STA {MAC1} IEEE 802.11: disassociated due to inactivity", "hostapd",
-     "disassociation", MAC1, "wlan0"),
-    (f"wlan0: STA {MAC1} IEEE 802.11: deauthenticated due to inactivity (timer DEAUTH/REMOVE)", "hostapd",
-     "deauthentication", MAC1, "wlan0"),
-    (f"phy0-ap0: STA {MAC1} IEEE 802.1X: authenticated - EAP type: 25 (PEAP)", "hostapd",
-     "authentication", MAC1, "phy0-ap0"),
-    (f"wl0.1: STA {MAC1} RADIUS: starting accounting session 5F1A2B3C-00000001", "hostapd",
-     "radius_accounting", MAC1, "wl0.1"),
+    (f"wlan0: STA {MAC1} WPA: invalid MIC in msg 2/4 of 4-Way Handshake", "hostapd", "psk_mismatch", MAC1, "wlan0"),
+    (f"wlan0: STA {MAC1} IEEE 802.11: disassociated due to inactivity", "hostapd", "disassociation", MAC1, "wlan0"),
+    (
+        f"wlan0: STA {MAC1} IEEE 802.11: deauthenticated due to inactivity (timer DEAUTH/REMOVE)",
+        "hostapd",
+        "deauthentication",
+        MAC1,
+        "wlan0",
+    ),
+    (
+        f"phy0-ap0: STA {MAC1} IEEE 802.1X: authenticated - EAP type: 25 (PEAP)",
+        "hostapd",
+        "authentication",
+        MAC1,
+        "phy0-ap0",
+    ),
+    (
+        f"wl0.1: STA {MAC1} RADIUS: starting accounting session 5F1A2B3C-00000001",
+        "hostapd",
+        "radius_accounting",
+        MAC1,
+        "wl0.1",
+    ),
     # wpa_supplicant
-    (f"wl1-sta0: RSN: Group rekeying completed with {MAC2} [GTK=CCMP]", "wpa_supplicant",
-     "group_key_success", MAC2, "wl1-sta0"),
-    (f"wlan0: CTRL-EVENT-CONNECTED - Connection to {MAC2} completed [id=0 id_str=]", "wpa_supplicant",
-     "ap_sta_connected", MAC2, "wlan0"),
-    (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=3 locally_generated=1", "wpa_supplicant",
-     "ap_sta_disconnected", MAC2, "wlan0"),
-    (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=15", "wpa_supplicant",
-     "eapol_timeout", MAC2, "wlan0"),
-    (f"wlan0: CTRL-EVENT-ASSOC-REJECT bssid={MAC2} status_code=17", "wpa_supplicant",
-     "auth_failure", MAC2, "wlan0"),
-    (f"wlan0: CTRL-EVENT-AUTH-REJECT {MAC2} auth_type=0 auth_transaction=2 status_code=1", "wpa_supplicant",
-     "auth_failure", MAC2, "wlan0"),
-    ('wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 reason=WRONG_KEY',
-     "wpa_supplicant", "psk_mismatch", None, "wlan0"),
-    ('wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=2 duration=20 '
-     "reason=CONN_FAILED",
-     "wpa_supplicant", "auth_failure", None, "wlan0"),
-    ("wlan0: WPA: 4-Way Handshake failed - pre-shared key may be incorrect", "wpa_supplicant",
-     "psk_mismatch", None, "wlan0"),
+    (
+        f"wl1-sta0: RSN: Group rekeying completed with {MAC2} [GTK=CCMP]",
+        "wpa_supplicant",
+        "group_key_success",
+        MAC2,
+        "wl1-sta0",
+    ),
+    (
+        f"wlan0: CTRL-EVENT-CONNECTED - Connection to {MAC2} completed [id=0 id_str=]",
+        "wpa_supplicant",
+        "ap_sta_connected",
+        MAC2,
+        "wlan0",
+    ),
+    (
+        f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=3 locally_generated=1",
+        "wpa_supplicant",
+        "ap_sta_disconnected",
+        MAC2,
+        "wlan0",
+    ),
+    (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=15", "wpa_supplicant", "eapol_timeout", MAC2, "wlan0"),
+    (f"wlan0: CTRL-EVENT-ASSOC-REJECT bssid={MAC2} status_code=17", "wpa_supplicant", "auth_failure", MAC2, "wlan0"),
+    (
+        f"wlan0: CTRL-EVENT-AUTH-REJECT {MAC2} auth_type=0 auth_transaction=2 status_code=1",
+        "wpa_supplicant",
+        "auth_failure",
+        MAC2,
+        "wlan0",
+    ),
+    (
+        'wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=1 duration=10 reason=WRONG_KEY',
+        "wpa_supplicant",
+        "psk_mismatch",
+        None,
+        "wlan0",
+    ),
+    (
+        'wlan0: CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid="HomeNet" auth_failures=2 duration=20 reason=CONN_FAILED',
+        "wpa_supplicant",
+        "auth_failure",
+        None,
+        "wlan0",
+    ),
+    (
+        "wlan0: WPA: 4-Way Handshake failed - pre-shared key may be incorrect",
+        "wpa_supplicant",
+        "psk_mismatch",
+        None,
+        "wlan0",
+    ),
     ("wlan0: WPA: 4-Way Handshake failed", "wpa_supplicant", "pairwise_handshake_failure", None, "wlan0"),
-    (f"wlan0: WPA: Key negotiation completed with {MAC2} [PTK=CCMP GTK=CCMP]", "wpa_supplicant",
-     "pairwise_handshake_success", MAC2, "wlan0"),
+    (
+        f"wlan0: WPA: Key negotiation completed with {MAC2} [PTK=CCMP GTK=CCMP]",
+        "wpa_supplicant",
+        "pairwise_handshake_success",
+        MAC2,
+        "wlan0",
+    ),
     (f"wlan0: Associated with {MAC2}", "wpa_supplicant", "association", MAC2, "wlan0"),
-    (f"wlan0: Trying to associate with {MAC2} (SSID='HomeNet' freq=2412 MHz)", "wpa_supplicant",
-     "scan_state", MAC2, "wlan0"),
+    (
+        f"wlan0: Trying to associate with {MAC2} (SSID='HomeNet' freq=2412 MHz)",
+        "wpa_supplicant",
+        "scan_state",
+        MAC2,
+        "wlan0",
+    ),
     # Broadcom wlceventd (upper-case MACs in the line, lower-case out)
-    (WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because sending station is leaving "
-     "(or has left) BSS (8), rssi:0", "wlceventd", "disassociation", "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Class 3 frame received from nonassociated "
-     "station (7), rssi:0", "wlceventd", "deauthentication", "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Deauth AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0", "wlceventd",
-     "deauthentication", "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Auth AB:CD:EF:01:23:45, status: Successful (0), rssi:-61", "wlceventd", "authentication",
-     "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Assoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-61", "wlceventd", "association",
-     "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-61", "wlceventd", "reassociation",
-     "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Assoc AB:CD:EF:01:23:45, status: 17, rssi:-80", "wlceventd", "auth_failure",
-     "ab:cd:ef:01:23:45", "eth7"),
-    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: 4-Way Handshake timeout (15), rssi:0",
-     "wlceventd", "eapol_timeout", "ab:cd:ef:01:23:45", "eth7"),
+    (
+        WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Disassociated because sending station is leaving "
+        "(or has left) BSS (8), rssi:0",
+        "wlceventd",
+        "disassociation",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
+    (
+        WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Class 3 frame received from nonassociated "
+        "station (7), rssi:0",
+        "wlceventd",
+        "deauthentication",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
+    (
+        WLC + "Deauth AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0",
+        "wlceventd",
+        "deauthentication",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
+    (
+        WLC + "Auth AB:CD:EF:01:23:45, status: Successful (0), rssi:-61",
+        "wlceventd",
+        "authentication",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
+    (
+        WLC + "Assoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-61",
+        "wlceventd",
+        "association",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
+    (
+        WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-61",
+        "wlceventd",
+        "reassociation",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
+    (WLC + "Assoc AB:CD:EF:01:23:45, status: 17, rssi:-80", "wlceventd", "auth_failure", "ab:cd:ef:01:23:45", "eth7"),
+    (
+        WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: 4-Way Handshake timeout (15), rssi:0",
+        "wlceventd",
+        "eapol_timeout",
+        "ab:cd:ef:01:23:45",
+        "eth7",
+    ),
     # radio, DFS and channel switches: any process, including the kernel
     ("wl0: fatal error, reinitializing", "kernel", "radio_error", None, "wl0"),
-    ("[ 1234.567890] wl1: PSM microcode watchdog fired at 8123 (seconds). Resetting.", "kernel",
-     "radio_error", None, "wl1"),
+    (
+        "[ 1234.567890] wl1: PSM microcode watchdog fired at 8123 (seconds). Resetting.",
+        "kernel",
+        "radio_error",
+        None,
+        "wl1",
+    ),
     ("ieee80211 phy0: Hardware restart was requested", "kernel", "radio_error", None, "phy0"),
     ("phy0: mt7915e firmware crashed, restarting", "kernel", "radio_error", None, "phy0"),
-    ("wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 cf1=5290 cf2=0", "hostapd",
-     "dfs", None, "wlan1"),
-    ("wlan1: DFS-CAC-START freq=5500 chan=100 sec_chan=1, width=1, seg0=106, seg1=0, cac_time=60s", "hostapd",
-     "dfs", None, "wlan1"),
+    (
+        "wlan1: DFS-RADAR-DETECTED freq=5260 ht_enabled=0 chan_offset=0 chan_width=3 cf1=5290 cf2=0",
+        "hostapd",
+        "dfs",
+        None,
+        "wlan1",
+    ),
+    (
+        "wlan1: DFS-CAC-START freq=5500 chan=100 sec_chan=1, width=1, seg0=106, seg1=0, cac_time=60s",
+        "hostapd",
+        "dfs",
+        None,
+        "wlan1",
+    ),
     ("wl1: radar detected on chanspec 0xe06a", "kernel", "dfs", None, "wl1"),
-    ("wlan0: CTRL-EVENT-CHANNEL-SWITCH freq=5180 ht_enabled=1 ch_offset=1 ch_width=80 MHz cf1=5210 cf2=0",
-     "wpa_supplicant", "channel_switch", None, "wlan0"),
+    (
+        "wlan0: CTRL-EVENT-CHANNEL-SWITCH freq=5180 ht_enabled=1 ch_offset=1 ch_width=80 MHz cf1=5210 cf2=0",
+        "wpa_supplicant",
+        "channel_switch",
+        None,
+        "wlan0",
+    ),
     ("wlan1: AP-CSA-FINISHED freq=5180 dfs=0", "hostapd", "channel_switch", None, "wlan1"),
     ("eth6: selected channel spec: 0x1006 (6)", "acsd", "channel_switch", None, "eth6"),
     # WiFi daemons' other lines
-    ("nl80211: Driver does not support authentication/association or connect commands", "wpa_supplicant",
-     "daemon_error", None, None),
+    (
+        "nl80211: Driver does not support authentication/association or connect commands",
+        "wpa_supplicant",
+        "daemon_error",
+        None,
+        None,
+    ),
     (f"wlan0: STA {MAC1} IEEE 802.1X: authorizing port", "hostapd", "wifi_info", MAC1, "wlan0"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("message", "process", "etype", "mac", "iface"), DOC_LINES, ids=lambda v: str(v)[:50]
-)
-def test_documented_phrasings(
-    message: str, process: str, etype: str, mac: str | None, iface: str | None
-) -> None:
+@pytest.mark.parametrize(("message", "process", "etype", "mac", "iface"), DOC_LINES, ids=lambda v: str(v)[:50])
+def test_documented_phrasings(message: str, process: str, etype: str, mac: str | None, iface: str | None) -> None:
     out = classify([(message, process)]).iloc[0]
     assert out["event_type"] == etype
     assert (out["station_mac"] is pd.NA) if mac is None else (out["station_mac"] == mac)
@@ -303,39 +424,68 @@ def test_documented_phrasings_in_one_batch() -> None:
 
 # (message, process, expected type, type it must NOT be matched by at pattern level)
 NEGATIVE_LINES: list[tuple[str, str, str, str]] = [
-    (f"eth6: STA {MAC1} IEEE 802.11: deauthenticated due to local deauth request", "hostapd",
-     "deauthentication", "authentication"),
+    (
+        f"eth6: STA {MAC1} IEEE 802.11: deauthenticated due to local deauth request",
+        "hostapd",
+        "deauthentication",
+        "authentication",
+    ),
     (f"eth6: STA {MAC1} IEEE 802.11: disassociated", "hostapd", "disassociation", "association"),
     (f"wlan0: STA {MAC1} IEEE 802.11: reassociated", "hostapd", "reassociation", "association"),
-    (WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Deauthenticated because sending station "
-     "is leaving (or has left) IBSS or ESS (3), rssi:0", "wlceventd", "deauthentication", "authentication"),
-    (WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Previous authentication no longer valid (2), "
-     "rssi:0",
-     "wlceventd", "disassociation", "association"),
-    (WLC + "Disassoc_ind AB:CD:EF:01:23:45, status: 0, reason: Disassociated due to inactivity (4), rssi:0",
-     "wlceventd", "disassociation", "association"),
-    (WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53", "wlceventd",
-     "reassociation", "association"),
-    (WLC + "Deauth AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0", "wlceventd",
-     "deauthentication", "authentication"),
+    (
+        WLC + "Deauth_ind AB:CD:EF:01:23:45, status: 0, reason: Deauthenticated because sending station "
+        "is leaving (or has left) IBSS or ESS (3), rssi:0",
+        "wlceventd",
+        "deauthentication",
+        "authentication",
+    ),
+    (
+        WLC + "Disassoc AB:CD:EF:01:23:45, status: 0, reason: Previous authentication no longer valid (2), rssi:0",
+        "wlceventd",
+        "disassociation",
+        "association",
+    ),
+    (
+        WLC + "Disassoc_ind AB:CD:EF:01:23:45, status: 0, reason: Disassociated due to inactivity (4), rssi:0",
+        "wlceventd",
+        "disassociation",
+        "association",
+    ),
+    (WLC + "ReAssoc AB:CD:EF:01:23:45, status: Successful (0), rssi:-53", "wlceventd", "reassociation", "association"),
+    (
+        WLC + "Deauth AB:CD:EF:01:23:45, status: 0, reason: Unspecified reason (1), rssi:0",
+        "wlceventd",
+        "deauthentication",
+        "authentication",
+    ),
     (f"wl0-ap0: AP-STA-DISCONNECTED {MAC1}", "hostapd", "ap_sta_disconnected", "ap_sta_connected"),
-    (f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=3", "wpa_supplicant", "ap_sta_disconnected",
-     "ap_sta_connected"),
+    (
+        f"wlan0: CTRL-EVENT-DISCONNECTED bssid={MAC2} reason=3",
+        "wpa_supplicant",
+        "ap_sta_disconnected",
+        "ap_sta_connected",
+    ),
     ("wlan1: AP-CSA-FINISHED freq=5180 dfs=0", "hostapd", "channel_switch", "dfs"),
-    (f"eth6: STA {MAC1} WPA: group key handshake completed (RSN)", "hostapd", "group_key_success",
-     "pairwise_handshake_success"),
+    (
+        f"eth6: STA {MAC1} WPA: group key handshake completed (RSN)",
+        "hostapd",
+        "group_key_success",
+        "pairwise_handshake_success",
+    ),
     # Non-WiFi processes never get station events, whatever their wording.
     (f"DHCPACK(br0) 192.168.1.23 {MAC1} associated-host", "dnsmasq-dhcp", "other_process", "association"),
-    ("[FAUPGRADE][auto_firmware_check:(1234)]could not retrieve firmware information: webs_state_update = 0",
-     "WATCHDOG", "other_process", "radio_error"),
+    (
+        "[FAUPGRADE][auto_firmware_check:(1234)]could not retrieve firmware information: webs_state_update = 0",
+        "WATCHDOG",
+        "other_process",
+        "radio_error",
+    ),
     # A wired port's "fatal error" is not a radio error.
     ("eth0: link down, fatal error count 0", "netifd", "other_process", "radio_error"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("message", "process", "etype", "not_type"), NEGATIVE_LINES, ids=lambda v: str(v)[:50]
-)
+@pytest.mark.parametrize(("message", "process", "etype", "not_type"), NEGATIVE_LINES, ids=lambda v: str(v)[:50])
 def test_look_alikes(message: str, process: str, etype: str, not_type: str) -> None:
     assert classify([(message, process)]).iloc[0]["event_type"] == etype
     if process.lower() in WIFI_PROCESSES:
@@ -380,13 +530,12 @@ def test_mac_is_always_a_whole_lower_case_address() -> None:
 
 def test_nulls_do_not_crash() -> None:
     index = pd.Index([7, 3, 11, 5, 2])
-    messages = pd.Series([None, np.nan, None, "eth6: STA aa:bb:cc:dd:ee:ff IEEE 802.11: associated", None],
-                         index=index, dtype=object)
+    messages = pd.Series(
+        [None, np.nan, None, "eth6: STA aa:bb:cc:dd:ee:ff IEEE 802.11: associated", None], index=index, dtype=object
+    )
     processes = pd.Series(["hostapd", "crond", None, None, "WLCEVENTD"], index=index, dtype=object)
     out = classify_events(messages, processes)
-    assert list(out["event_type"]) == [
-        "other_wifi", "other_process", "other_process", "other_process", "other_wifi"
-    ]
+    assert list(out["event_type"]) == ["other_wifi", "other_process", "other_process", "other_process", "other_wifi"]
     assert out["station_mac"].tolist() == [pd.NA, pd.NA, pd.NA, "aa:bb:cc:dd:ee:ff", pd.NA]
     assert out["interface"].tolist() == [pd.NA, pd.NA, pd.NA, "eth6", pd.NA]
 

@@ -360,7 +360,7 @@ QUIRKY = {
     "float_and_bool_ids": [record(1.5), record(True), record(3)],
     "keys_missing": [{"id": 1, "timestamp": "2025-06-27T09:16:56", "message": "x"}, record(2)],
     "all_null_column": [record(1, last_push_error=None), record(2, last_push_error=None)],
-    "non_ascii_and_escapes": [record(1, message="Wi\u2011Fi \u00e9t\u00e9 \"q\" \\ \u0000"), record(2)],
+    "non_ascii_and_escapes": [record(1, message='Wi\u2011Fi \u00e9t\u00e9 "q" \\ \u0000'), record(2)],
 }
 
 

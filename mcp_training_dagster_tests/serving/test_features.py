@@ -94,7 +94,11 @@ def test_window_counts_per_kind(small: pd.DataFrame) -> None:
 def test_window_start_clock_aligned(small: pd.DataFrame) -> None:
     busy = small[(small["entity_kind"] == "device") & (small["n_records"] > 0)]
     starts = sorted(busy["window_start"])
-    assert starts == [pd.Timestamp("2025-06-01 10:00"), pd.Timestamp("2025-06-01 10:05"), pd.Timestamp("2025-06-01 10:20")]
+    assert starts == [
+        pd.Timestamp("2025-06-01 10:00"),
+        pd.Timestamp("2025-06-01 10:05"),
+        pd.Timestamp("2025-06-01 10:20"),
+    ]
     assert (small["window_start"] == small["window_start"].dt.floor("5min")).all()
 
 
@@ -155,8 +159,13 @@ def test_random_mac_bit() -> None:
     assert dev["n_stations"] == 5
     assert dev["n_random_macs"] == 3  # da, 02, 9a have bit 1 of the first octet set
     per_station = w[w["entity_kind"] == "station"].set_index("entity")["n_random_macs"].to_dict()
-    assert per_station == {"da:a1:19:00:00:01": 1, "30:d8:75:a2:e2:6a": 0, "02:00:00:00:00:01": 1,
-                           "c4:41:1e:09:a1:83": 0, "9a:eb:8a:3f:c4:c0": 1}
+    assert per_station == {
+        "da:a1:19:00:00:01": 1,
+        "30:d8:75:a2:e2:6a": 0,
+        "02:00:00:00:00:01": 1,
+        "c4:41:1e:09:a1:83": 0,
+        "9a:eb:8a:3f:c4:c0": 1,
+    }
 
 
 def test_peak_burst_and_active_buckets() -> None:
@@ -317,8 +326,10 @@ def test_real_fixture_device_only(real_records: pd.DataFrame) -> None:
     # the same device windows; only the context taken from station windows is absent
     from_stations = ["dev_unseen_stations", "dev_max_station_records"]
     assert (dev[from_stations] == 0).all().all()
-    pd.testing.assert_frame_equal(dev.drop(columns=from_stations).reset_index(drop=True),
-                                  full[full["entity_kind"] == "device"].drop(columns=from_stations).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        dev.drop(columns=from_stations).reset_index(drop=True),
+        full[full["entity_kind"] == "device"].drop(columns=from_stations).reset_index(drop=True),
+    )
 
 
 def test_scales_with_copies_of_the_data(real_records: pd.DataFrame) -> None:
@@ -349,8 +360,16 @@ def test_hand_records_through_validation_match_direct(tmp_path: Any) -> None:
         ("2025-06-01T10:00:03", "eth6: STA da:a1:19:00:00:01 IEEE 802.11: deauthenticated due to local deauth request"),
     ]
     data = [
-        {"id": i, "device_id": 3, "device_ip": "RT", "timestamp": ts, "log_level": "info", "process_name": "hostapd",
-         "message": m, "structured_data": None}
+        {
+            "id": i,
+            "device_id": 3,
+            "device_ip": "RT",
+            "timestamp": ts,
+            "log_level": "info",
+            "process_name": "hostapd",
+            "message": m,
+            "structured_data": None,
+        }
         for i, (ts, m) in enumerate(msgs, 1)
     ]
     path = tmp_path / "e.json"
@@ -392,7 +411,9 @@ def test_expected_and_missed_records() -> None:
     # the device normally sends ~1 record per window, so an hour of silence misses ~12 of them
     deepest = quiet.iloc[-1]
     assert deepest["silence_before_s"] == pytest.approx(3600 + 270)
-    assert deepest["missed_records"] == pytest.approx(deepest["silence_before_s"] / 300 * deepest["expected_records"], rel=1e-5)
+    assert deepest["missed_records"] == pytest.approx(
+        deepest["silence_before_s"] / 300 * deepest["expected_records"], rel=1e-5
+    )
     assert deepest["missed_records"] > 12
 
 
@@ -410,10 +431,12 @@ def test_device_context_on_every_window(small: pd.DataFrame) -> None:
 
 
 def test_unseen_stations_once_the_device_has_an_hour_of_history() -> None:
-    rows = [("2025-06-01 08:00:00", "group_key_success", STA_C, "eth6", 6),
-            ("2025-06-01 08:30:00", "association", STA_A, "eth6", 6),   # new, but no history yet: 0
-            ("2025-06-01 09:30:00", "association", STA_R, "eth6", 6),   # 90 min of history: counts
-            ("2025-06-01 09:31:00", "group_key_success", STA_C, "eth6", 6)]  # seen 91 min before: not new
+    rows = [
+        ("2025-06-01 08:00:00", "group_key_success", STA_C, "eth6", 6),
+        ("2025-06-01 08:30:00", "association", STA_A, "eth6", 6),  # new, but no history yet: 0
+        ("2025-06-01 09:30:00", "association", STA_R, "eth6", 6),  # 90 min of history: counts
+        ("2025-06-01 09:31:00", "group_key_success", STA_C, "eth6", 6),
+    ]  # seen 91 min before: not new
     w = build_windows(make_records(rows))
     assert win(w, "device", "*", "2025-06-01 08:30")["dev_unseen_stations"] == 0
     assert win(w, "device", "*", "2025-06-01 09:30")["dev_unseen_stations"] == 1
@@ -421,13 +444,15 @@ def test_unseen_stations_once_the_device_has_an_hour_of_history() -> None:
 
 def test_joins_after_a_restart_are_announced() -> None:
     # the router's AP restarts (interface lifecycle lines): its stations rejoin without having left
-    rows = [("2025-06-01 10:00:00", "group_key_success", STA_A, "eth6", 6),
-            ("2025-06-01 10:00:10", "group_key_success", STA_C, "eth6", 6),
-            ("2025-06-01 10:01:00", "interface_state", None, "eth6", 5),   # AP-ENABLED after a reboot
-            ("2025-06-01 10:01:05", "association", STA_A, "eth6", 6),      # announced by the restart
-            ("2025-06-01 10:02:00", "group_key_success", STA_A, "eth6", 6),
-            ("2025-06-01 10:03:00", "association", STA_A, "eth6", 6),      # no restart since: unannounced
-            ("2025-06-01 10:03:30", "association", STA_C, "eth6", 6)]      # restart since its last: announced
+    rows = [
+        ("2025-06-01 10:00:00", "group_key_success", STA_A, "eth6", 6),
+        ("2025-06-01 10:00:10", "group_key_success", STA_C, "eth6", 6),
+        ("2025-06-01 10:01:00", "interface_state", None, "eth6", 5),  # AP-ENABLED after a reboot
+        ("2025-06-01 10:01:05", "association", STA_A, "eth6", 6),  # announced by the restart
+        ("2025-06-01 10:02:00", "group_key_success", STA_A, "eth6", 6),
+        ("2025-06-01 10:03:00", "association", STA_A, "eth6", 6),  # no restart since: unannounced
+        ("2025-06-01 10:03:30", "association", STA_C, "eth6", 6),
+    ]  # restart since its last: announced
     w = build_windows(make_records(rows))
     d = win(w, "device", "*", "2025-06-01 10:00")
     assert d["unannounced_joins"] == 1
@@ -517,18 +542,18 @@ def test_model_features_are_documented_columns() -> None:
 def test_repeat_leaves_and_unannounced_joins() -> None:
     rows = [
         # STA_A: joins, rekeys, then rejoins WITHOUT leaving (unannounced), then is kicked three times
-        ("2025-06-01 10:00:00", "authentication", STA_A, "eth6", 6),   # first record: no previous
-        ("2025-06-01 10:00:00", "association", STA_A, "eth6", 6),      # part of the same join
+        ("2025-06-01 10:00:00", "authentication", STA_A, "eth6", 6),  # first record: no previous
+        ("2025-06-01 10:00:00", "association", STA_A, "eth6", 6),  # part of the same join
         ("2025-06-01 10:00:01", "pairwise_handshake_success", STA_A, "eth6", 6),
         ("2025-06-01 10:01:00", "group_key_success", STA_A, "eth6", 6),
-        ("2025-06-01 10:02:00", "association", STA_A, "eth6", 6),      # unannounced (previous: rekey)
+        ("2025-06-01 10:02:00", "association", STA_A, "eth6", 6),  # unannounced (previous: rekey)
         ("2025-06-01 10:02:00", "ap_sta_connected", STA_A, "eth6", 5),  # same join: previous is a join
         ("2025-06-01 10:03:00", "deauthentication", STA_A, "eth6", 6),  # previous: a join
-        ("2025-06-01 10:03:00", "disassociation", STA_A, "eth6", 6),    # same disconnect (0 s later)
+        ("2025-06-01 10:03:00", "disassociation", STA_A, "eth6", 6),  # same disconnect (0 s later)
         ("2025-06-01 10:03:04", "deauthentication", STA_A, "eth6", 6),  # 4 s: below the 5 s minimum
         ("2025-06-01 10:06:00", "deauthentication", STA_A, "eth6", 6),  # kicked again: repeat (next window)
-        ("2025-06-01 10:06:30", "association", STA_A, "eth6", 6),       # rejoin after a disconnect: normal
-        ("2025-06-01 10:06:40", "disassociation", STA_A, "eth6", 6),    # previous: a join
+        ("2025-06-01 10:06:30", "association", STA_A, "eth6", 6),  # rejoin after a disconnect: normal
+        ("2025-06-01 10:06:40", "disassociation", STA_A, "eth6", 6),  # previous: a join
         # STA_C: a failed handshake, then a join (previous is a failure: announced) and a normal leave
         ("2025-06-01 10:01:00", "pairwise_handshake_failure", STA_C, "eth7", 4),
         ("2025-06-01 10:01:30", "association", STA_C, "eth7", 6),
@@ -548,10 +573,15 @@ def test_repeat_leaves_and_unannounced_joins() -> None:
 def test_sequences_do_not_cross_devices_or_stations() -> None:
     # the same MAC on two routers, and two MACs on one router: each has its own previous record
     a = make_records([("2025-06-01 10:00:00", "deauthentication", STA_A, "eth6", 6)], device="1")
-    b = make_records([("2025-06-01 10:00:30", "deauthentication", STA_A, "eth6", 6),
-                      ("2025-06-01 10:01:00", "deauthentication", STA_C, "eth6", 6),
-                      ("2025-06-01 10:01:10", "group_key_success", STA_R, "eth6", 6),
-                      ("2025-06-01 10:01:20", "association", STA_C, "eth6", 6)], device="2")
+    b = make_records(
+        [
+            ("2025-06-01 10:00:30", "deauthentication", STA_A, "eth6", 6),
+            ("2025-06-01 10:01:00", "deauthentication", STA_C, "eth6", 6),
+            ("2025-06-01 10:01:10", "group_key_success", STA_R, "eth6", 6),
+            ("2025-06-01 10:01:20", "association", STA_C, "eth6", 6),
+        ],
+        device="2",
+    )
     b["id"] += 10
     w = build_windows(pd.concat([a, b], ignore_index=True))
     dev = w[w["entity_kind"] == "device"]

@@ -73,6 +73,7 @@ def test_the_packaged_copies_score_without_the_project_or_its_accelerators(tmp_p
         "assert doc == {'export_metadata': {}, 'data': []}, doc\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-I", "-c", blocker], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", blocker], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -255,8 +255,9 @@ def test_structured_data_not_json_counted(tmp_path: Path) -> None:
     ],
 )
 def test_aware_timestamps_converted_to_service_zone(tmp_path: Path, zone: str, stamp: str, expected: str) -> None:
-    res = validate_data(tmp_path, [record(1, timestamp=stamp), record(2, timestamp="2025-06-01T09:00:00")],
-                        service_timezone=zone)
+    res = validate_data(
+        tmp_path, [record(1, timestamp=stamp), record(2, timestamp="2025-06-01T09:00:00")], service_timezone=zone
+    )
     ts = res.records.set_index("id")["timestamp"]
     assert ts.dt.tz is None
     assert ts.loc[1] == pd.Timestamp(expected)
@@ -276,7 +277,12 @@ def _without(rec: dict, key: str) -> dict:
 QUARANTINE_CASES = {
     "missing_timestamp_key": (_without(record(7), "timestamp"), "missing_timestamp", "timestamp", "no 'timestamp'"),
     "null_timestamp": (record(7, timestamp=None), "missing_timestamp", "timestamp", "no 'timestamp'"),
-    "unparseable_timestamp": (record(7, timestamp="yesterday noon"), "invalid_timestamp", "timestamp", "yesterday noon"),
+    "unparseable_timestamp": (
+        record(7, timestamp="yesterday noon"),
+        "invalid_timestamp",
+        "timestamp",
+        "yesterday noon",
+    ),
     "impossible_date": (record(7, timestamp="2025-13-45T10:00:00"), "invalid_timestamp", "timestamp", "2025-13-45"),
     "missing_message_key": (_without(record(7), "message"), "missing_message", "message", "no 'message'"),
     "null_message": (record(7, message=None), "missing_message", "message", "no 'message'"),
@@ -418,10 +424,19 @@ def test_check_schema_reports_missing_columns_and_nulls(real: ValidationResult) 
 def test_report_consistent_with_tables(tmp_path: Path) -> None:
     data = [
         record(1, timestamp="2025-06-01T10:00:00"),
-        record(2, timestamp="2025-06-01T09:00:00", log_level="warning",
-               message="eth6: STA 30:d8:75:a2:e2:6a IEEE 802.11: disassociated"),
-        record(3, timestamp="2025-06-01T11:30:00", process_name="crond", log_level="error",
-               message="crond: USER admin pid 1234 cmd ntp"),
+        record(
+            2,
+            timestamp="2025-06-01T09:00:00",
+            log_level="warning",
+            message="eth6: STA 30:d8:75:a2:e2:6a IEEE 802.11: disassociated",
+        ),
+        record(
+            3,
+            timestamp="2025-06-01T11:30:00",
+            process_name="crond",
+            log_level="error",
+            message="crond: USER admin pid 1234 cmd ntp",
+        ),
         record(3, timestamp="2025-06-01T11:30:00"),
         record(4, timestamp=None),
         "junk",

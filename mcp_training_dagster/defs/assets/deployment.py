@@ -27,15 +27,26 @@ def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_me
     """The agent variant's own package (``model_<version>_agent5``); ready only when its own figures pass the gates."""
     gates = cfg.model.evaluation
     info, ready = build_agent_package(
-        agent, models_dir, model_version=model.version, export_files=window_metadata["model_info"]["export_files"],
-        contamination=cfg.model.agent_variant.contamination, window_minutes=cfg.model.windows.length_minutes,
-        service_timezone=cfg.training.service_timezone, min_f1=gates.min_f1, min_roc_auc=gates.min_roc_auc,
+        agent,
+        models_dir,
+        model_version=model.version,
+        export_files=window_metadata["model_info"]["export_files"],
+        contamination=cfg.model.agent_variant.contamination,
+        window_minutes=cfg.model.windows.length_minutes,
+        service_timezone=cfg.training.service_timezone,
+        min_f1=gates.min_f1,
+        min_roc_auc=gates.min_roc_auc,
     )
     overall = agent.evaluation.overall if agent.evaluation is not None else None
     where = cfg.models_location.rstrip("/")
-    return {"version": info.version, "path": f"{where}/{info.path.name}", "zip": f"{where}/{info.zip_path.name}",
-            "deployment_ready": ready,
-            "f1_score": overall.f1_score if overall else None, "roc_auc": overall.roc_auc if overall else None}
+    return {
+        "version": info.version,
+        "path": f"{where}/{info.path.name}",
+        "zip": f"{where}/{info.zip_path.name}",
+        "deployment_ready": ready,
+        "f1_score": overall.f1_score if overall else None,
+        "roc_auc": overall.roc_auc if overall else None,
+    }
 
 
 @dg.asset(
@@ -64,18 +75,34 @@ def model_package(
     decision = PromotionDecision.from_dict(model_evaluation["decision"])
     registry = open_registry(cfg.models_location)
     if model_evaluation.get("version") != anomaly_model.version or not decision.deployment_ready:
-        why = ("its evaluation is of another model" if model_evaluation.get("version") != anomaly_model.version
-               else "; ".join(f"{g.name} failed ({g.compared}: {fmt(g.figures)})" for g in decision.failed))
+        why = (
+            "its evaluation is of another model"
+            if model_evaluation.get("version") != anomaly_model.version
+            else "; ".join(f"{g.name} failed ({g.compared}: {fmt(g.figures)})" for g in decision.failed)
+        )
         context.log.warning(f"{anomaly_model.version} blocked, not packaged: {why}")
-        context.log_event(dg.AssetObservation(asset_key="model_package", metadata={
-            "blocked_version": anomaly_model.version, "blocked_because": why,
-            "production": registry.production() or "none"}))
+        context.log_event(
+            dg.AssetObservation(
+                asset_key="model_package",
+                metadata={
+                    "blocked_version": anomaly_model.version,
+                    "blocked_because": why,
+                    "production": registry.production() or "none",
+                },
+            )
+        )
         return
     card = model_card.render(anomaly_model, model_card.top_windows(anomaly_model, training_windows), decision)
     # Local folder, or built in a staging folder and published to the object store (config only).
     with package_staging(cfg.models_location) as staging:
-        info = build_package(staging, anomaly_model.version, anomaly_model.pipeline, model_metadata,
-                             model_card_md=card, deployment_ready=True)
+        info = build_package(
+            staging,
+            anomaly_model.version,
+            anomaly_model.pipeline,
+            model_metadata,
+            model_card_md=card,
+            deployment_ready=True,
+        )
         agent = package_agent_variant(cfg, anomaly_model, agent_model, model_metadata, models_dir=staging)
     where = cfg.models_location.rstrip("/")
     package_path, package_zip = f"{where}/{info.path.name}", f"{where}/{info.zip_path.name}"
@@ -84,17 +111,31 @@ def model_package(
         registry.promote(info.version, by="dagster:model_package")
         promoted = True
     removed = registry.apply_retention(cfg.training.registry.keep_versions)
-    summary = {"version": info.version, "path": package_path, "zip": package_zip, "deployment_ready": True,
-               "promoted": promoted, "production": registry.production(), "files": list(info.files),
-               "agent_variant": agent, "removed_by_retention": removed, "warnings": decision.warnings}
+    summary = {
+        "version": info.version,
+        "path": package_path,
+        "zip": package_zip,
+        "deployment_ready": True,
+        "promoted": promoted,
+        "production": registry.production(),
+        "files": list(info.files),
+        "agent_variant": agent,
+        "removed_by_retention": removed,
+        "warnings": decision.warnings,
+    }
     context.log.info(f"packaged {info.version} at {package_path} (promoted={promoted})")
-    yield dg.Output(summary, metadata={
-        "version": info.version, "package_path": dg.MetadataValue.path(package_path),
-        "package_zip": dg.MetadataValue.path(package_zip),
-        "promoted": promoted, "production": registry.production() or "none",
-        "barely_passing": bool(decision.warnings),
-        "model_card": dg.MetadataValue.md(card),
-    })
+    yield dg.Output(
+        summary,
+        metadata={
+            "version": info.version,
+            "package_path": dg.MetadataValue.path(package_path),
+            "package_zip": dg.MetadataValue.path(package_zip),
+            "promoted": promoted,
+            "production": registry.production() or "none",
+            "barely_passing": bool(decision.warnings),
+            "model_card": dg.MetadataValue.md(card),
+        },
+    )
 
 
 @dg.asset(
@@ -120,10 +161,19 @@ def production_model(settings: PipelineSettings, model_package: dict) -> dg.Outp
     if prod is None:
         raise dg.Failure(description=f"no production model in {location} yet", allow_retries=False)
     pointer = open_registry(location).pointer() or {}
-    doc = {"version": prod.version, "location": location, "threshold": prod.threshold,
-           "data_end": prod.data_end, "promoted_at": pointer.get("promoted_at"), "promoted_by": pointer.get("promoted_by")}
-    return dg.Output(doc, metadata={k: ("none" if v is None else v) for k, v in doc.items()},
-                     data_version=dg.DataVersion(prod.version))
+    doc = {
+        "version": prod.version,
+        "location": location,
+        "threshold": prod.threshold,
+        "data_end": prod.data_end,
+        "promoted_at": pointer.get("promoted_at"),
+        "promoted_by": pointer.get("promoted_by"),
+    }
+    return dg.Output(
+        doc,
+        metadata={k: ("none" if v is None else v) for k, v in doc.items()},
+        data_version=dg.DataVersion(prod.version),
+    )
 
 
 def router_names(validated_records: pd.DataFrame) -> pd.Series:
@@ -141,7 +191,7 @@ def router_names(validated_records: pd.DataFrame) -> pd.Series:
     code_version="2",
     automation_condition=VERDICT_CONDITION,
     description="The production model's verdict on this export: every window's router, entity, score, whether it is "
-                "anomalous, and why. Re-scored whenever production_model changes.",
+    "anomalous, and why. Re-scored whenever production_model changes.",
 )
 def export_anomalies(
     context: dg.AssetExecutionContext,
@@ -170,10 +220,13 @@ def export_anomalies(
     flagged = table[table["is_anomaly"]]
     top = flagged.loc[:, ["router", "window_start", "entity_kind", "entity", "score", "reasons"]].head(10)
     context.log.info(f"{len(flagged)} of {len(table)} windows flagged by {prod.version}")
-    return dg.Output(table.loc[:, list(VERDICT_COLUMNS)], metadata={
-        "production_version": prod.version,
-        "dagster/row_count": len(table),
-        "flagged": len(flagged),
-        "flag_rate": float(len(flagged) / len(table)) if len(table) else 0.0,
-        "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
-    })
+    return dg.Output(
+        table.loc[:, list(VERDICT_COLUMNS)],
+        metadata={
+            "production_version": prod.version,
+            "dagster/row_count": len(table),
+            "flagged": len(flagged),
+            "flag_rate": float(len(flagged) / len(table)) if len(table) else 0.0,
+            "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
+        },
+    )

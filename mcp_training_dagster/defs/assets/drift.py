@@ -46,13 +46,20 @@ def drift_baseline(
 ) -> dg.Output[dict]:
     cfg = settings.get()
     if model_package.get("version") != anomaly_model.version:
-        raise dg.Failure(description=f"package {model_package.get('version')} is not model {anomaly_model.version}",
-                         allow_retries=False)
+        raise dg.Failure(
+            description=f"package {model_package.get('version')} is not model {anomaly_model.version}",
+            allow_retries=False,
+        )
     # The flagged share as the verdicts compute it (the same scorer export_anomalies uses), so the export's
     # share and the baseline's are comparable.
     flagged = anomaly_model.score_table(training_windows)["is_anomaly"]
-    baseline = build_baseline(training_windows, anomaly_model.feature_names, flag_rate=float(flagged.mean()) if len(flagged) else 0.0,
-                              version=anomaly_model.version, bins=cfg.training.drift.bins)
+    baseline = build_baseline(
+        training_windows,
+        anomaly_model.feature_names,
+        flag_rate=float(flagged.mean()) if len(flagged) else 0.0,
+        version=anomaly_model.version,
+        bins=cfg.training.drift.bins,
+    )
     # Drift is about new data. An export the model was trained on, or one that ends before its training data
     # does (left out by the horizon), is not: export_drift shows its figures but does not judge it, so a
     # retrain never "drifts" from its own past (which would retrain again, for nothing, forever).
@@ -67,12 +74,19 @@ def drift_baseline(
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    means = pd.DataFrame([{"feature": k, "mean": v["mean"], "bins": len(v["shares"])} for k, v in baseline["features"].items()])
-    return dg.Output(baseline, metadata={
-        "version": anomaly_model.version, "windows_with_records": baseline["windows"],
-        "training_flag_rate": baseline["flag_rate"], "path": dg.MetadataValue.path(str(path)),
-        "features": dg.MetadataValue.md(markdown_table(means, digits=4)),
-    })
+    means = pd.DataFrame(
+        [{"feature": k, "mean": v["mean"], "bins": len(v["shares"])} for k, v in baseline["features"].items()]
+    )
+    return dg.Output(
+        baseline,
+        metadata={
+            "version": anomaly_model.version,
+            "windows_with_records": baseline["windows"],
+            "training_flag_rate": baseline["flag_rate"],
+            "path": dg.MetadataValue.path(str(path)),
+            "features": dg.MetadataValue.md(markdown_table(means, digits=4)),
+        },
+    )
 
 
 @dg.asset(
@@ -82,13 +96,17 @@ def drift_baseline(
     kinds={"pandas", "parquet"},
     code_version="1",
     automation_condition=VERDICT_CONDITION,
-    check_specs=[dg.AssetCheckSpec(
-        DRIFT_CHECK, asset="export_drift", blocking=False,
-        description="no model feature with PSI above drift.threshold and the flagged share within "
-                    "drift.flag_share_threshold of training (WARN: alerts and makes retraining due)",
-    )],
+    check_specs=[
+        dg.AssetCheckSpec(
+            DRIFT_CHECK,
+            asset="export_drift",
+            blocking=False,
+            description="no model feature with PSI above drift.threshold and the flagged share within "
+            "drift.flag_share_threshold of training (WARN: alerts and makes retraining due)",
+        )
+    ],
     description="This export's drift against the production model's training baseline: PSI and KS per feature on "
-                "the windows with records, and the change in the share of windows the production model flags.",
+    "the windows with records, and the change in the share of windows the production model flags.",
 )
 def export_drift(
     context: dg.AssetExecutionContext,
@@ -102,17 +120,30 @@ def export_drift(
     path = baseline_path(settings.get().models_location, version)
     if not path.exists():
         context.log.warning(f"no drift baseline for production model {version} ({path}); drift not judged")
-        yield dg.Output(pd.DataFrame(columns=["feature", "psi", "ks", "baseline_mean", "export_mean", "drifted"]),
-                        metadata={"production_version": version, "judged": False})
-        yield dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                  description=f"no baseline for production model {version}", metadata={"judged": False})
+        yield dg.Output(
+            pd.DataFrame(columns=["feature", "psi", "ks", "baseline_mean", "export_mean", "drifted"]),
+            metadata={"production_version": version, "judged": False},
+        )
+        yield dg.AssetCheckResult(
+            check_name=DRIFT_CHECK,
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"no baseline for production model {version}",
+            metadata={"judged": False},
+        )
         return
     baseline = json.loads(path.read_text())
     not_new = not_new_data(context.partition_key, export_windows, baseline)
     flagged = export_anomalies["is_anomaly"] if "is_anomaly" in export_anomalies.columns else pd.Series(dtype=bool)
     flag_rate = float(flagged.mean()) if len(flagged) else None
-    report = compare(export_windows, baseline, flag_rate=flag_rate, threshold=d.threshold,
-                     flag_share_threshold=d.flag_share_threshold, min_windows=d.min_windows)
+    report = compare(
+        export_windows,
+        baseline,
+        flag_rate=flag_rate,
+        threshold=d.threshold,
+        flag_share_threshold=d.flag_share_threshold,
+        min_windows=d.min_windows,
+    )
     judged = report.enough and not not_new
     summary = f"{not_new}: not new data, not judged ({report.summary()})" if not_new else report.summary()
     context.log.info(f"drift vs {version}: {summary}")
@@ -128,12 +159,21 @@ def export_drift(
         "flag_share_change": report.flag_share_change or 0.0,
         "threshold": d.threshold,
     }
-    yield dg.Output(report.table, metadata={
-        **figures, "dagster/row_count": len(report.table),
-        "drift": dg.MetadataValue.md(f"**{summary}**\n\n" + markdown_table(report.table, digits=4)),
-    })
+    yield dg.Output(
+        report.table,
+        metadata={
+            **figures,
+            "dagster/row_count": len(report.table),
+            "drift": dg.MetadataValue.md(f"**{summary}**\n\n" + markdown_table(report.table, digits=4)),
+        },
+    )
     yield dg.AssetCheckResult(
-        check_name=DRIFT_CHECK, passed=bool(not_new) or report.passed, severity=dg.AssetCheckSeverity.WARN,
+        check_name=DRIFT_CHECK,
+        passed=bool(not_new) or report.passed,
+        severity=dg.AssetCheckSeverity.WARN,
         description=summary,
-        metadata={**figures, "psi_by_feature": dg.MetadataValue.json(dict(zip(report.table["feature"], report.table["psi"])))},
+        metadata={
+            **figures,
+            "psi_by_feature": dg.MetadataValue.json(dict(zip(report.table["feature"], report.table["psi"]))),
+        },
     )

@@ -18,7 +18,6 @@ from mcp_training_dagster.domain.scenarios import read_labels
 from mcp_training_dagster.domain.training import TrainedModel
 
 
-
 def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
     """``<export>.labels.csv`` files beside the exports in the landing folder or prefix (id,is_anomaly[,scenario])."""
     fetched = fetch_side_files(str(landing), source_files, ".labels.csv") if is_remote(str(landing)) else None
@@ -53,20 +52,34 @@ def evaluation_dataset(
     spec = window_spec(cfg)
     if in_horizon.empty:  # training reports the lack of data (min_training_windows); nothing to evaluate on
         empty = empty_windows()
-        labels = empty.loc[:, list(KEY_COLUMNS)].assign(is_anomaly=pd.Series(dtype=bool), scenario=pd.Series(dtype="str"))
-        return dg.Output(EvaluationSet("none", "no validated records in the training horizon", empty, labels),
-                         metadata={"source": "none", "dagster/row_count": 0})
+        labels = empty.loc[:, list(KEY_COLUMNS)].assign(
+            is_anomaly=pd.Series(dtype=bool), scenario=pd.Series(dtype="str")
+        )
+        return dg.Output(
+            EvaluationSet("none", "no validated records in the training horizon", empty, labels),
+            metadata={"source": "none", "dagster/row_count": 0},
+        )
     split = time_split(in_horizon["timestamp"], ev.split_fraction).floor(f"{spec.length_minutes}min")
     labels = side_file_labels(cfg.landing_location, sorted(in_horizon["source_file"].unique()))
     data = build_evaluation_set(
-        in_horizon, spec, split=split, labels=labels, injection_seed=ev.injection_seed,
-        episodes_per_scenario=ev.injected_episodes_per_scenario, service_timezone=cfg.training.service_timezone,
+        in_horizon,
+        spec,
+        split=split,
+        labels=labels,
+        injection_seed=ev.injection_seed,
+        episodes_per_scenario=ev.injected_episodes_per_scenario,
+        service_timezone=cfg.training.service_timezone,
     )
     context.log.info(f"evaluation data: {data.source}, {data.size}")
     return dg.Output(
         data,
-        metadata={"source": data.source, "description": data.description, "split_time": data.split_time,
-                  "dagster/row_count": data.size["windows"], "anomalous_windows": data.size["anomalous_windows"]},
+        metadata={
+            "source": data.source,
+            "description": data.description,
+            "split_time": data.split_time,
+            "dagster/row_count": data.size["windows"],
+            "anomalous_windows": data.size["anomalous_windows"],
+        },
     )
 
 
@@ -77,18 +90,29 @@ def evaluation_dataset(
     code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec("meets_quality_gates", asset="model_evaluation", blocking=True,
-                          description="F1 and ROC-AUC of the candidate fitted before the split, on the held-out "
-                                      "period, reach model.evaluation.min_f1 / min_roc_auc"),
-        dg.AssetCheckSpec("not_worse_than_production", asset="model_evaluation", blocking=True,
-                          description="PR-AUC of the candidate fitted before the split is at most max_regression below "
-                                      "production's, both scored on the same held-out windows"),
+        dg.AssetCheckSpec(
+            "meets_quality_gates",
+            asset="model_evaluation",
+            blocking=True,
+            description="F1 and ROC-AUC of the candidate fitted before the split, on the held-out "
+            "period, reach model.evaluation.min_f1 / min_roc_auc",
+        ),
+        dg.AssetCheckSpec(
+            "not_worse_than_production",
+            asset="model_evaluation",
+            blocking=True,
+            description="PR-AUC of the candidate fitted before the split is at most max_regression below "
+            "production's, both scored on the same held-out windows",
+        ),
     ],
     description="The candidate's honest figures, its diagnostics, production's figures on the same held-out data, "
-                "and the promotion decision.",
+    "and the promotion decision.",
 )
 def model_evaluation(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, anomaly_model: TrainedModel, evaluation_dataset: EvaluationSet
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    anomaly_model: TrainedModel,
+    evaluation_dataset: EvaluationSet,
 ):
     cfg = settings.get()
     gates = cfg.model.evaluation
@@ -97,8 +121,15 @@ def model_evaluation(
     except RegistryError as exc:  # an unusable production package must not block a good candidate
         context.log.warning(f"production model unusable, not compared: {exc}")
         production = None
-    decision = decide(anomaly_model.evaluation, anomaly_model.heldout_scores, evaluation_dataset, production,
-                      min_f1=gates.min_f1, min_roc_auc=gates.min_roc_auc, max_regression=gates.max_regression)
+    decision = decide(
+        anomaly_model.evaluation,
+        anomaly_model.heldout_scores,
+        evaluation_dataset,
+        production,
+        min_f1=gates.min_f1,
+        min_roc_auc=gates.min_roc_auc,
+        max_regression=gates.max_regression,
+    )
     ev = anomaly_model.evaluation
     report = {
         "version": anomaly_model.version,
@@ -116,14 +147,23 @@ def model_evaluation(
     for kind, m in ((ev.by_kind if ev is not None else None) or {}).items():
         if m.pr_auc is not None:
             metadata[f"{kind}_pr_auc"] = m.pr_auc
-    yield dg.Output(report, metadata={**metadata, "source": ev.data.source if ev is not None else "none",
-                                      "production_version": decision.production_version or "none",
-                                      "deployment_ready": decision.deployment_ready})
+    yield dg.Output(
+        report,
+        metadata={
+            **metadata,
+            "source": ev.data.source if ev is not None else "none",
+            "production_version": decision.production_version or "none",
+            "deployment_ready": decision.deployment_ready,
+        },
+    )
     for gate in decision.gates:
         yield dg.AssetCheckResult(
             check_name=gate.name,
             passed=gate.passed,
             description=gate.compared,
-            metadata={"compared": gate.compared, **{k: ("none" if v is None else v) for k, v in gate.figures.items()},
-                      **({"margin": gate.margin} if gate.margin is not None else {})},
+            metadata={
+                "compared": gate.compared,
+                **{k: ("none" if v is None else v) for k, v in gate.figures.items()},
+                **({"margin": gate.margin} if gate.margin is not None else {}),
+            },
         )

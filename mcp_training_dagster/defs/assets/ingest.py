@@ -1,5 +1,7 @@
 """Ingest stage, one partition per export file: raw_export -> validated_records + quarantined_records."""
 
+from pathlib import Path
+
 import pandas as pd
 
 import dagster as dg
@@ -9,7 +11,6 @@ from mcp_training_dagster.serving.exports import ExportFileError, read_export
 from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
 from mcp_training_dagster.domain.object_landing import is_remote, read_landed_export
 from mcp_training_dagster.serving.validation import check_schema, validate_records
-
 
 
 def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
@@ -45,15 +46,18 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
         if is_remote(location):
             if problem := partition_key_problem(key):
                 raise LandingError(f"{key!r}: {problem}")
-            path: object = f"{location.rstrip('/')}/{key}"
+            path: str | Path = f"{location.rstrip('/')}/{key}"
         else:
             path = resolve_landing_file(cfg.landing_dir, key)
     except LandingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     try:
         # Objects are read through fsspec straight into memory (no local copy).
-        raw = (read_landed_export(location, key) if is_remote(location)
-               else read_export(path, max_bytes=cfg.training.input_limits.max_export_bytes))  # type: ignore[arg-type]
+        raw = (
+            read_landed_export(location, key)
+            if is_remote(location)
+            else read_export(path, max_bytes=cfg.training.input_limits.max_export_bytes)
+        )
     except ExportFileError as exc:
         raise dg.Failure(
             description=str(exc),

@@ -21,7 +21,6 @@ from mcp_training_dagster.domain.training import (
 )
 
 
-
 # The exports behind a model are the source_file values of horizon_records (an input: lineage, not a lookup).
 EXPORTS_ONLY = {"columns": ["source_file"]}
 
@@ -110,7 +109,9 @@ def anomaly_model(
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     card = model_card.render(model, model_card.top_windows(model, training_windows))
-    context.log.info(f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}")
+    context.log.info(
+        f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}"
+    )
     figures = model.evaluation.overall.figures() if model.evaluation is not None else {}
     yield dg.Output(
         model,
@@ -153,16 +154,29 @@ def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel
     ins={"horizon_records": dg.AssetIn(metadata=EXPORTS_ONLY)},
     description="metadata.json of the current model: version, features, parameters, threshold and its sign convention.",
 )
-def model_metadata(context: dg.AssetExecutionContext, settings: PipelineSettings, anomaly_model: TrainedModel,
-                   horizon_records: pd.DataFrame) -> dg.Output[dict]:
+def model_metadata(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    anomaly_model: TrainedModel,
+    horizon_records: pd.DataFrame,
+) -> dg.Output[dict]:
     files = exports_of(horizon_records)
     cfg = settings.get()
-    doc = metadata_document(anomaly_model, export_files=files, spec=window_spec(cfg), service_timezone=cfg.training.service_timezone,
-                            extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes))
+    doc = metadata_document(
+        anomaly_model,
+        export_files=files,
+        spec=window_spec(cfg),
+        service_timezone=cfg.training.service_timezone,
+        extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes),
+    )
     return dg.Output(
         doc,
-        metadata={"version": anomaly_model.version, "export_files": len(files), "document": dg.MetadataValue.json(doc["model_info"]),
-                  "trained_on": export_links(files, cfg.training.alerts.webserver_base_url)},
+        metadata={
+            "version": anomaly_model.version,
+            "export_files": len(files),
+            "document": dg.MetadataValue.json(doc["model_info"]),
+            "trained_on": export_links(files, cfg.training.alerts.webserver_base_url),
+        },
     )
 
 
@@ -187,16 +201,27 @@ def agent_model(
     cfg = settings.get()
     in_horizon = horizon_records
     if in_horizon.empty:
-        raise dg.Failure(description="no validated records in the training horizon: ingest an export first",
-                         allow_retries=False)
+        raise dg.Failure(
+            description="no validated records in the training horizon: ingest an export first", allow_retries=False
+        )
     try:
-        model = train_agent_variant(in_horizon, evaluation_dataset, window_minutes=cfg.model.windows.length_minutes,
-                                    contamination=cfg.model.agent_variant.contamination,
-                                    random_state=cfg.model.detector.random_state)
+        model = train_agent_variant(
+            in_horizon,
+            evaluation_dataset,
+            window_minutes=cfg.model.windows.length_minutes,
+            contamination=cfg.model.agent_variant.contamination,
+            random_state=cfg.model.detector.random_state,
+        )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    figures = model.evaluation.overall.figures(("pr_auc", "roc_auc", "f1_score")) if model.evaluation is not None else {}
-    return dg.Output(model, metadata={
-        "threshold": model.threshold, "n_windows": len(model.vectors),
-        **{f"eval_{k}": v for k, v in figures.items()},
-    })
+    figures = (
+        model.evaluation.overall.figures(("pr_auc", "roc_auc", "f1_score")) if model.evaluation is not None else {}
+    )
+    return dg.Output(
+        model,
+        metadata={
+            "threshold": model.threshold,
+            "n_windows": len(model.vectors),
+            **{f"eval_{k}": v for k, v in figures.items()},
+        },
+    )

@@ -104,7 +104,8 @@ def _schedule(cfg: ScenarioConfig, clock: _Clock) -> list[_Episode]:
         else:
             raise ValueError(
                 f"cannot place {len(items)} non-overlapping episodes on {cfg.n_devices} device(s) over "
-                f"{cfg.days} days (failed on {scen!r}); use more days or devices, or fewer episodes")
+                f"{cfg.days} days (failed on {scen!r}); use more days or devices, or fewer episodes"
+            )
     return sorted(out, key=lambda e: (e.start, e.device))
 
 
@@ -122,12 +123,16 @@ class _Injector:
         """Write episode ``ep`` on ``dev`` with ``rng`` (also used by :func:`inject_episodes`)."""
         getattr(self, "_" + ep.scenario)(ep, dev, rng, _Writer(self.log, dev, rng), _SCEN[ep.scenario])
 
-    def _target_station(self, dev: _Device, t: int, rng: np.random.Generator, kinds: tuple[str, ...],
-                        connected: bool | None) -> tuple[int, int]:
+    def _target_station(
+        self, dev: _Device, t: int, rng: np.random.Generator, kinds: tuple[str, ...], connected: bool | None
+    ) -> tuple[int, int]:
         """A known station (preferring ``kinds``) that is / is not connected at ``t``; (station, iface)."""
         now = dict(dev.connected_at(t))
-        cands = [i for i, st in enumerate(dev.stations)
-                 if st.kind in kinds and (connected is None or (i in now) == connected)]
+        cands = [
+            i
+            for i, st in enumerate(dev.stations)
+            if st.kind in kinds and (connected is None or (i in now) == connected)
+        ]
         if not cands:
             cands = [i for i in range(len(dev.stations)) if connected is None or (i in now) == connected]
         if not cands:
@@ -167,8 +172,7 @@ class _Injector:
         if len(targets) == 1:
             ep.entity_kind, ep.entity = "station", dev.stations[targets[0][0]].mac
 
-    def _auth_bruteforce(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer,
-                         scen: int) -> None:
+    def _auth_bruteforce(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer, scen: int) -> None:
         n_att = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))
         pool = _ASUS_FAILS if dev.vendor == "asus" else _OPENWRT_FAILS
         weights = rng.dirichlet(np.full(len(pool), 0.7))
@@ -193,8 +197,7 @@ class _Injector:
         if n_att == 1:
             ep.entity_kind, ep.entity = "station", macs[0]
 
-    def _reconnect_loop(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer,
-                        scen: int) -> None:
+    def _reconnect_loop(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer, scen: int) -> None:
         si, iface = self._target_station(dev, ep.start, rng, ("iot", "tv", "laptop"), connected=True)
         st = dev.stations[si]
         period = rng.uniform(3, 20)
@@ -251,8 +254,11 @@ class _Injector:
 
     def _radio_fault(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer, scen: int) -> None:
         radio = int(rng.integers(2))
-        keys = ("k_fatal", "k_psm", "k_trap") if dev.vendor == "asus" else (
-            "k_hwrestart", "k_ath_crash" if dev.driver == "ath10k" else "k_mt_error")
+        keys = (
+            ("k_fatal", "k_psm", "k_trap")
+            if dev.vendor == "asus"
+            else ("k_hwrestart", "k_ath_crash" if dev.driver == "ath10k" else "k_mt_error")
+        )
         weights = rng.dirichlet(np.full(len(keys), 0.8))
         gap = _loguniform(rng, 5, 45)
         p_switch = rng.uniform(0.0, 0.25)
@@ -264,13 +270,32 @@ class _Injector:
             _radio_line(self.log, dev, rng, t, radio, scen, keys, weights)
             if rng.random() < p_switch:
                 if dev.vendor == "asus":
-                    self.log.add(t + 1, dev, "a_adjusted" if rng.random() < 0.5 else "a_chanspec", scen,
-                                 iface=dev.ifaces[radio], chanspec=_CHANSPECS[radio][int(rng.integers(3))])
+                    self.log.add(
+                        t + 1,
+                        dev,
+                        "a_adjusted" if rng.random() < 0.5 else "a_chanspec",
+                        scen,
+                        iface=dev.ifaces[radio],
+                        chanspec=_CHANSPECS[radio][int(rng.integers(3))],
+                    )
                 else:
-                    self.log.add(t + 1, dev, "c_csa_start", scen, iface=dev.ifaces[radio],
-                                 freq=_FREQS[radio][int(rng.integers(3))], cf1=_FREQS[radio][0] + 30)
-                    self.log.add(t + 1, dev, "c_csa_done", scen, iface=dev.ifaces[radio],
-                                 freq=_FREQS[radio][int(rng.integers(3))])
+                    self.log.add(
+                        t + 1,
+                        dev,
+                        "c_csa_start",
+                        scen,
+                        iface=dev.ifaces[radio],
+                        freq=_FREQS[radio][int(rng.integers(3))],
+                        cf1=_FREQS[radio][0] + 30,
+                    )
+                    self.log.add(
+                        t + 1,
+                        dev,
+                        "c_csa_done",
+                        scen,
+                        iface=dev.ifaces[radio],
+                        freq=_FREQS[radio][int(rng.integers(3))],
+                    )
             if rng.random() < p_drop:
                 for si, iface in dev.connected_at(int(t)):
                     back = t + rng.uniform(5, 40)
@@ -292,11 +317,18 @@ class _Injector:
         log = self.log
         if dev.vendor == "asus":
             for r in (0, 1):
-                log.add(up, dev, "k_boot_wl", scen, radio=dev.radios[r], chip=("6755", "43684")[r],
-                        ver="17.10.188.6401")
+                log.add(
+                    up, dev, "k_boot_wl", scen, radio=dev.radios[r], chip=("6755", "43684")[r], ver="17.10.188.6401"
+                )
             dev.cron_pid = int(rng.integers(300, 3000))
-            log.add(up + int(rng.integers(30, 60)), dev, "cr_disparity", scen, n=int(rng.integers(10**5, 4 * 10**6)),
-                    pid=dev.cron_pid)
+            log.add(
+                up + int(rng.integers(30, 60)),
+                dev,
+                "cr_disparity",
+                scen,
+                n=int(rng.integers(10**5, 4 * 10**6)),
+                pid=dev.cron_pid,
+            )
             t = up + int(rng.integers(60, 100))
             log.add(t, dev, "wd_periodic", scen, hm=f"{dev.wd_sod // _HOUR}:{(dev.wd_sod % _HOUR) // 60:02d}")
             log.add(t + 7, dev, "wd_retrieve", scen)
@@ -316,8 +348,7 @@ class _Injector:
         ep.end = last + 1
         self.removals.append((dev.index, "", down, up, False))
 
-    def _mistyped_passphrase(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer,
-                             scen: int) -> None:
+    def _mistyped_passphrase(self, ep: _Episode, dev: _Device, rng: np.random.Generator, w: _Writer, scen: int) -> None:
         si, iface = self._target_station(dev, ep.start, rng, ("phone", "laptop", "visitor"), connected=False)
         st = dev.stations[si]
         t = float(ep.start)

@@ -50,15 +50,18 @@ def generate(config: ScenarioConfig | None = None, **overrides: Any) -> Generate
     vendor_off = int(setup.integers(2))
     used: set[str] = set()
     names: set[str] = set()
-    devices = [_make_device(i, cfg.seed, ("asus", "openwrt")[(i + vendor_off) % 2], cfg, used, names, ids)
-               for i in range(cfg.n_devices)]
+    devices = [
+        _make_device(i, cfg.seed, ("asus", "openwrt")[(i + vendor_off) % 2], cfg, used, names, ids)
+        for i in range(cfg.n_devices)
+    ]
 
     episodes = _schedule(cfg, clock)
     for ep in episodes:  # reboots restart the group-rekey timer: known before any rekey is written
         if ep.scenario == "reboot_wave":
             up = ep.start + ep.params["gap"]
-            devices[ep.device].reboots.append((up, up + int(np.random.default_rng([cfg.seed, 5, up]).integers(
-                600, _HOUR))))
+            devices[ep.device].reboots.append(
+                (up, up + int(np.random.default_rng([cfg.seed, 5, up]).integers(600, _HOUR)))
+            )
     for dev in devices:
         dev.reboots.sort()
 
@@ -89,38 +92,47 @@ def generate(config: ScenarioConfig | None = None, **overrides: Any) -> Generate
     records = _build_records(log, rows, ids_out, t, devices, start)
     scen_names = np.asarray(SCENARIO_NAMES, dtype=object)[scen[rows]]
     anomalous = np.isin(scen[rows], [_SCEN[s] for s in ANOMALY_SCENARIOS])
-    labels = pd.DataFrame({"id": ids_out, "is_anomaly": anomalous,
-                           "scenario": pd.Series(scen_names, dtype="str")})
-    intended = pd.DataFrame({
-        "id": ids_out,
-        "event_type": pd.Series([TEMPLATES[log.key[i]].event_type for i in rows], dtype="str"),
-        "station_mac": pd.Series([log.mac[i] or None for i in rows], dtype="str"),
-    })
+    labels = pd.DataFrame({"id": ids_out, "is_anomaly": anomalous, "scenario": pd.Series(scen_names, dtype="str")})
+    intended = pd.DataFrame(
+        {
+            "id": ids_out,
+            "event_type": pd.Series([TEMPLATES[log.key[i]].event_type for i in rows], dtype="str"),
+            "station_mac": pd.Series([log.mac[i] or None for i in rows], dtype="str"),
+        }
+    )
     base = pd.Timestamp(start)
-    ep_df = pd.DataFrame({
-        "scenario": pd.Series([e.scenario for e in episodes], dtype="str"),
-        "is_anomaly": np.array([e.scenario in ANOMALY_SCENARIOS for e in episodes], dtype=bool),
-        "device": pd.Series([str(devices[e.device].device_id) for e in episodes], dtype="str"),
-        "entity_kind": pd.Series([e.entity_kind for e in episodes], dtype="str"),
-        "entity": pd.Series([e.entity for e in episodes], dtype="str"),
-        "start": pd.Series([base + pd.Timedelta(seconds=e.start) for e in episodes], dtype="datetime64[us]"),
-        "end": pd.Series([base + pd.Timedelta(seconds=max(e.end, e.start + 1)) for e in episodes],
-                         dtype="datetime64[us]"),
-    }, columns=list(EPISODE_COLUMNS))
-    dev_df = pd.DataFrame({
-        "device": pd.Series([str(d.device_id) for d in devices], dtype="str"),
-        "device_id": np.array([d.device_id for d in devices], dtype=np.int64),
-        "hostname": pd.Series([d.hostname for d in devices], dtype="str"),
-        "vendor": pd.Series([d.vendor for d in devices], dtype="str"),
-        "interfaces": pd.Series([",".join(d.ifaces) for d in devices], dtype="str"),
-        "n_stations": np.array([len(d.stations) for d in devices], dtype=np.int64),
-    })
-    return GeneratedData(records=records, labels=labels, episodes=ep_df, config=cfg, devices=dev_df,
-                         intended_events=intended)
+    ep_df = pd.DataFrame(
+        {
+            "scenario": pd.Series([e.scenario for e in episodes], dtype="str"),
+            "is_anomaly": np.array([e.scenario in ANOMALY_SCENARIOS for e in episodes], dtype=bool),
+            "device": pd.Series([str(devices[e.device].device_id) for e in episodes], dtype="str"),
+            "entity_kind": pd.Series([e.entity_kind for e in episodes], dtype="str"),
+            "entity": pd.Series([e.entity for e in episodes], dtype="str"),
+            "start": pd.Series([base + pd.Timedelta(seconds=e.start) for e in episodes], dtype="datetime64[us]"),
+            "end": pd.Series(
+                [base + pd.Timedelta(seconds=max(e.end, e.start + 1)) for e in episodes], dtype="datetime64[us]"
+            ),
+        },
+        columns=list(EPISODE_COLUMNS),
+    )
+    dev_df = pd.DataFrame(
+        {
+            "device": pd.Series([str(d.device_id) for d in devices], dtype="str"),
+            "device_id": np.array([d.device_id for d in devices], dtype=np.int64),
+            "hostname": pd.Series([d.hostname for d in devices], dtype="str"),
+            "vendor": pd.Series([d.vendor for d in devices], dtype="str"),
+            "interfaces": pd.Series([",".join(d.ifaces) for d in devices], dtype="str"),
+            "n_stations": np.array([len(d.stations) for d in devices], dtype=np.int64),
+        }
+    )
+    return GeneratedData(
+        records=records, labels=labels, episodes=ep_df, config=cfg, devices=dev_df, intended_events=intended
+    )
 
 
-def _build_records(log: _Log, rows: np.ndarray, ids: np.ndarray, t: np.ndarray, devices: list[_Device],
-                   start: datetime) -> list[dict]:
+def _build_records(
+    log: _Log, rows: np.ndarray, ids: np.ndarray, t: np.ndarray, devices: list[_Device], start: datetime
+) -> list[dict]:
     """Export records, newest first (the service orders by timestamp descending)."""
     base = np.datetime64(start.replace(microsecond=0), "s")
     stamps = np.datetime_as_string(base + t[rows].astype("timedelta64[s]"), unit="s").tolist()
@@ -145,21 +157,23 @@ def _build_records(log: _Log, rows: np.ndarray, ids: np.ndarray, t: np.ndarray, 
             sd = sd_cache[sd_key] = json.dumps(obj)
         tag = f"{tpl.process}[{pid}]" if pid else tpl.process
         msg = log.msg[i]
-        out.append({
-            "id": int(ids[k]),
-            "device_id": dev.device_id,
-            "device_ip": dev.hostname,
-            "timestamp": ts,
-            "log_level": _LEVELS[tpl.severity],
-            "process_name": tpl.process,
-            "message": msg,
-            "raw_message": f"<{pri}>{head} {dev.hostname} {tag}: {msg}\n",
-            "structured_data": sd,
-            "pushed_to_ai": False,
-            "pushed_at": None,
-            "push_attempts": 0,
-            "last_push_error": None,
-        })
+        out.append(
+            {
+                "id": int(ids[k]),
+                "device_id": dev.device_id,
+                "device_ip": dev.hostname,
+                "timestamp": ts,
+                "log_level": _LEVELS[tpl.severity],
+                "process_name": tpl.process,
+                "message": msg,
+                "raw_message": f"<{pri}>{head} {dev.hostname} {tag}: {msg}\n",
+                "structured_data": sd,
+                "pushed_to_ai": False,
+                "pushed_at": None,
+                "push_attempts": 0,
+                "last_push_error": None,
+            }
+        )
     return out
 
 
@@ -177,8 +191,11 @@ def export_document(data: GeneratedData, created_at: datetime | None = None) -> 
             last_dt = datetime.fromisoformat(last)
         created_at = last_dt + timedelta(seconds=97, microseconds=611774)
     return {
-        "export_metadata": {"created_at": created_at.isoformat(timespec="microseconds"),
-                            "total_records": len(data.records), "format": "json"},
+        "export_metadata": {
+            "created_at": created_at.isoformat(timespec="microseconds"),
+            "total_records": len(data.records),
+            "format": "json",
+        },
         "data": data.records,
     }
 

@@ -36,16 +36,34 @@ class Injection:
     episodes: pd.DataFrame  # EPISODE_COLUMNS, one row per injected episode
 
 
-_INJECT_NEEDS: tuple[str, ...] = ("id", "device", "device_name", "timestamp", "process_name", "message",
-                                  "event_type", "station_mac", "interface")
+_INJECT_NEEDS: tuple[str, ...] = (
+    "id",
+    "device",
+    "device_name",
+    "timestamp",
+    "process_name",
+    "message",
+    "event_type",
+    "station_mac",
+    "interface",
+)
 _LOOKBACK = 7 * _DAY  # history a device's stations are read from
 _RECENT = _DAY  # prefer stations seen this recently before the episode
 _MAX_STATIONS = 64
 _CONNECTED_WITHIN = 3 * _HOUR  # a station whose last line was a join/handshake/rekey this recently is on
 _ACTIVE_BEFORE = 2 * _HOUR  # a silence starts where the device logged in the 2 h before
 _MIN_LENGTH = 180  # shortest episode worth writing (s)
-_UP_EVENTS = frozenset({"association", "reassociation", "authentication", "pairwise_handshake_success",
-                        "group_key_success", "radius_accounting", "ap_sta_connected"})
+_UP_EVENTS = frozenset(
+    {
+        "association",
+        "reassociation",
+        "authentication",
+        "pairwise_handshake_success",
+        "group_key_success",
+        "radius_accounting",
+        "ap_sta_connected",
+    }
+)
 _ASUS_IFACE = re.compile(r"^eth\d+$")
 _OPENWRT_IFACE = re.compile(r"^(?:wl\d+-ap\d+|phy\d+-ap\d+|wlan\d+)$")
 _OPENWRT_HOST = re.compile(r"openwrt|^GL-|^Archer", re.IGNORECASE)
@@ -79,8 +97,9 @@ def _interface_pair(counts: dict[str, int], vendor: str) -> tuple[str, str]:
     return _VENDOR_IFACES[vendor]
 
 
-def _check_inject_args(records: pd.DataFrame, start: Any, end: Any, seed: int, episodes_per_scenario: int,
-                       scenarios: tuple[str, ...]) -> tuple[pd.Timestamp, pd.Timestamp, tuple[str, ...]]:
+def _check_inject_args(
+    records: pd.DataFrame, start: Any, end: Any, seed: int, episodes_per_scenario: int, scenarios: tuple[str, ...]
+) -> tuple[pd.Timestamp, pd.Timestamp, tuple[str, ...]]:
     missing = [c for c in _INJECT_NEEDS if c not in getattr(records, "columns", ())]
     if missing:
         raise ValueError(f"records must be a validated records table; missing column(s) {missing}")
@@ -140,7 +159,7 @@ class _RealDevice:
     def stations(self, stream: _Stream) -> np.ndarray:
         """Stream positions of its station lines, by time."""
         if self._stations is None:
-            self._stations = self.lo + np.flatnonzero(stream.mac[self.lo:self.hi] >= 0)
+            self._stations = self.lo + np.flatnonzero(stream.mac[self.lo : self.hi] >= 0)
         return self._stations
 
 
@@ -171,8 +190,10 @@ class _Stream:
         self.is_wlc = _lookup([p == "wlceventd" for p in procs])[self.proc]
         self.is_hostapd = _lookup([p == "hostapd" for p in procs])[self.proc]
         self.is_kernel = _lookup([p == "kernel" for p in procs])[self.proc]
-        self.asus_sign = (_lookup([bool(_ASUS_IFACE.match(x)) for x in self.if_names])[self.iface]
-                          | _lookup([p in ("wlceventd", "acsd") for p in procs])[self.proc])
+        self.asus_sign = (
+            _lookup([bool(_ASUS_IFACE.match(x)) for x in self.if_names])[self.iface]
+            | _lookup([p in ("wlceventd", "acsd") for p in procs])[self.proc]
+        )
         self.openwrt_sign = _lookup([bool(_OPENWRT_IFACE.match(x)) for x in self.if_names])[self.iface]
         self.devices = self._devices()
 
@@ -187,8 +208,9 @@ class _Stream:
         out: list[_RealDevice] = []
         for code in sorted(range(len(self.keys)), key=lambda c: self.keys[c]):
             if wifi[code]:
-                out.append(_RealDevice(len(out), self.keys[code], int(bounds[code]), int(bounds[code + 1]),
-                                       int(wifi[code])))
+                out.append(
+                    _RealDevice(len(out), self.keys[code], int(bounds[code]), int(bounds[code + 1]), int(wifi[code]))
+                )
         return out
 
     def twin(self, rd: _RealDevice, seed: int) -> _Device:
@@ -215,12 +237,14 @@ class _Stream:
         ifaces = _interface_pair({self.if_names[i]: int(c) for i, c in enumerate(used) if c}, vendor)
         rd.wlc = bool(self.is_wlc[sl].any())
         joins = self.joins[sl]
-        p_wlc = float(np.clip((joins & self.is_wlc[sl]).sum() / max(1, (joins & self.is_hostapd[sl]).sum()),
-                              0.1, 1.0)) if rd.wlc else 0.0
+        p_wlc = (
+            float(np.clip((joins & self.is_wlc[sl]).sum() / max(1, (joins & self.is_hostapd[sl]).sum()), 0.1, 1.0))
+            if rd.wlc
+            else 0.0
+        )
         hostapd_joins = lo + np.flatnonzero(joins & self.is_hostapd[sl] & station)[-5000:]  # recent habits
         if len(hostapd_joins):
-            aid = pd.to_numeric(self._text(hostapd_joins).str.extract(r"\(aid (\d+)\)", expand=False),
-                                errors="coerce")
+            aid = pd.to_numeric(self._text(hostapd_joins).str.extract(r"\(aid (\d+)\)", expand=False), errors="coerce")
             per_station = pd.DataFrame({"mac": self.mac[hostapd_joins], "aid": aid}).groupby("mac")["aid"]
             rd.aid_form = {int(k): bool(v) for k, v in per_station.count().gt(0).items()}
             rd.aid_of = {int(k): int(v) for k, v in per_station.last().dropna().items()}
@@ -235,16 +259,26 @@ class _Stream:
             kernel = " ".join(self._text(lo + np.flatnonzero(self.is_kernel[sl])[-200:]).tolist())
             driver = "ath10k" if "ath10k" in kernel else "mt79" if ("mt79" in kernel or "mt76" in kernel) else driver
         rd.sim = _Device(
-            index=rd.index, device_id=_emitted_device_id(rd.key, name), hostname=host, vendor=vendor, ifaces=ifaces,
-            radios=("wl0", "wl1") if vendor == "asus" else ("phy0", "phy1"), driver=driver, p_wlc=p_wlc,
-            conn_alg=conn_alg, stations=[], phase0=0, wd_sod=4 * _HOUR, cron_pid=1000,
+            index=rd.index,
+            device_id=_emitted_device_id(rd.key, name),
+            hostname=host,
+            vendor=vendor,
+            ifaces=ifaces,
+            radios=("wl0", "wl1") if vendor == "asus" else ("phy0", "phy1"),
+            driver=driver,
+            p_wlc=p_wlc,
+            conn_alg=conn_alg,
+            stations=[],
+            phase0=0,
+            wd_sod=4 * _HOUR,
+            cron_pid=1000,
         )
         return rd.sim
 
     # ---- questions the scheduler asks (searchsorted on sorted times)
     def count(self, rd: _RealDevice, a: int, b: int) -> int:
         """Records of the device in [a, b)."""
-        t = self.t[rd.lo:rd.hi]
+        t = self.t[rd.lo : rd.hi]
         return int(np.searchsorted(t, b) - np.searchsorted(t, a))
 
     def knows_stations(self, rd: _RealDevice, at: int) -> bool:
@@ -253,7 +287,7 @@ class _Stream:
 
     def rows_between(self, rd: _RealDevice, a: int, b: int, mac: str = "") -> np.ndarray:
         """Table positions of the device's records in [a, b) (of station ``mac`` only, if given)."""
-        t = self.t[rd.lo:rd.hi]
+        t = self.t[rd.lo : rd.hi]
         idx = np.arange(rd.lo + int(np.searchsorted(t, a)), rd.lo + int(np.searchsorted(t, b)))
         if mac:
             codes = [i for i, m in enumerate(self.macs) if m == mac]
@@ -267,7 +301,7 @@ class _Stream:
         assert dev is not None, "build the twin first"
         positions = rd.stations(self)
         t_st = self.t[positions]
-        window = positions[int(np.searchsorted(t_st, at - _LOOKBACK)):int(np.searchsorted(t_st, at))]
+        window = positions[int(np.searchsorted(t_st, at - _LOOKBACK)) : int(np.searchsorted(t_st, at))]
         codes = self.mac[window]
         uniq, inverse = np.unique(codes, return_inverse=True)
         _, first_rev = np.unique(codes[::-1], return_index=True)
@@ -296,8 +330,13 @@ class _Stream:
                 name = self.if_names[int(self.iface[row])] if self.iface[row] >= 0 else ""
                 starts.append(int(self.t[row]))
                 who.append(si)
-                ifs.append(1 if name == dev.ifaces[1] and name != dev.ifaces[0] else
-                           0 if name == dev.ifaces[0] else int(p_band1 > 0.5))
+                ifs.append(
+                    1
+                    if name == dev.ifaces[1] and name != dev.ifaces[0]
+                    else 0
+                    if name == dev.ifaces[0]
+                    else int(p_band1 > 0.5)
+                )
         dev.s_start = np.asarray(starts, np.int64)
         dev.s_end = np.full(len(starts), self.horizon + _DAY, np.int64)  # still on through the episode
         dev.s_station = np.asarray(who, np.int64)
@@ -348,8 +387,9 @@ def _place(stream: _Stream, items: list[str], rng: np.random.Generator) -> list[
             if any(start < b + margin and start + length + margin > a for a, b in busy[d]):
                 continue
             rd = devices[d]
-            if scen == "silence" and not (stream.count(rd, start - _ACTIVE_BEFORE, start)
-                                          and stream.count(rd, start, start + length)):
+            if scen == "silence" and not (
+                stream.count(rd, start - _ACTIVE_BEFORE, start) and stream.count(rd, start, start + length)
+            ):
                 continue
             if scen in ("deauth_flood", "reconnect_loop") and not stream.knows_stations(rd, start):
                 continue
@@ -360,20 +400,31 @@ def _place(stream: _Stream, items: list[str], rng: np.random.Generator) -> list[
 
 
 def _episode_frame(episodes: list[_Episode], keys: list[str], base: pd.Timestamp) -> pd.DataFrame:
-    return pd.DataFrame({
-        "scenario": pd.Series([e.scenario for e in episodes], dtype="str"),
-        "is_anomaly": np.array([e.scenario in ANOMALY_SCENARIOS for e in episodes], dtype=bool),
-        "device": pd.Series([keys[e.device] for e in episodes], dtype="str"),
-        "entity_kind": pd.Series([e.entity_kind for e in episodes], dtype="str"),
-        "entity": pd.Series([e.entity for e in episodes], dtype="str"),
-        "start": pd.Series([base + pd.Timedelta(seconds=e.start) for e in episodes], dtype="datetime64[us]"),
-        "end": pd.Series([base + pd.Timedelta(seconds=max(e.end, e.start + 1)) for e in episodes],
-                         dtype="datetime64[us]"),
-    }, columns=list(EPISODE_COLUMNS))
+    return pd.DataFrame(
+        {
+            "scenario": pd.Series([e.scenario for e in episodes], dtype="str"),
+            "is_anomaly": np.array([e.scenario in ANOMALY_SCENARIOS for e in episodes], dtype=bool),
+            "device": pd.Series([keys[e.device] for e in episodes], dtype="str"),
+            "entity_kind": pd.Series([e.entity_kind for e in episodes], dtype="str"),
+            "entity": pd.Series([e.entity for e in episodes], dtype="str"),
+            "start": pd.Series([base + pd.Timedelta(seconds=e.start) for e in episodes], dtype="datetime64[us]"),
+            "end": pd.Series(
+                [base + pd.Timedelta(seconds=max(e.end, e.start + 1)) for e in episodes], dtype="datetime64[us]"
+            ),
+        },
+        columns=list(EPISODE_COLUMNS),
+    )
 
 
-def inject_episodes(records: pd.DataFrame, *, start: Any, end: Any, seed: int, episodes_per_scenario: int = 2,
-                    scenarios: tuple[str, ...] = ANOMALY_SCENARIOS) -> Injection:
+def inject_episodes(
+    records: pd.DataFrame,
+    *,
+    start: Any,
+    end: Any,
+    seed: int,
+    episodes_per_scenario: int = 2,
+    scenarios: tuple[str, ...] = ANOMALY_SCENARIOS,
+) -> Injection:
     """Known anomaly episodes for the period ``[start, end)`` of a real, validated records table.
 
     ``episodes_per_scenario`` episodes of each of ``scenarios`` (anomaly scenarios only) go to the
@@ -424,10 +475,17 @@ def inject_episodes(records: pd.DataFrame, *, start: Any, end: Any, seed: int, e
     removed = [np.zeros(0, np.int64)]
     for d, mac, a, b, _everything in injector.removals:  # every real record counts as normal
         removed.append(id_col[stream.rows_between(stream.devices[d], a, b, mac)].astype(np.int64))
-    labels = pd.DataFrame({
-        "id": ids,
-        "is_anomaly": np.isin(scen[rows], [_SCEN[s] for s in ANOMALY_SCENARIOS]),
-        "scenario": pd.Series(np.asarray(SCENARIO_NAMES, dtype=object)[scen[rows]], dtype="str"),
-    }, columns=list(LABEL_COLUMNS))
-    return Injection(records=out, remove_ids=np.unique(np.concatenate(removed)), labels=labels,
-                     episodes=_episode_frame(episodes, [rd.key for rd in stream.devices], base))
+    labels = pd.DataFrame(
+        {
+            "id": ids,
+            "is_anomaly": np.isin(scen[rows], [_SCEN[s] for s in ANOMALY_SCENARIOS]),
+            "scenario": pd.Series(np.asarray(SCENARIO_NAMES, dtype=object)[scen[rows]], dtype="str"),
+        },
+        columns=list(LABEL_COLUMNS),
+    )
+    return Injection(
+        records=out,
+        remove_ids=np.unique(np.concatenate(removed)),
+        labels=labels,
+        episodes=_episode_frame(episodes, [rd.key for rd in stream.devices], base),
+    )

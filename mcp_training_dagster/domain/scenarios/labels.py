@@ -67,8 +67,9 @@ def read_labels(export_path: Path) -> pd.DataFrame | None:
         scen = scen.where(~empty, pd.Series(np.where(flags, "anomaly", NORMAL), index=scen.index))
     else:
         scen = pd.Series(np.where(flags, "anomaly", NORMAL))
-    return pd.DataFrame({"id": ids.to_numpy(), "is_anomaly": flags, "scenario": pd.Series(scen.to_numpy(),
-                                                                                          dtype="str")})
+    return pd.DataFrame(
+        {"id": ids.to_numpy(), "is_anomaly": flags, "scenario": pd.Series(scen.to_numpy(), dtype="str")}
+    )
 
 
 def read_episodes(export_path: Path) -> pd.DataFrame | None:
@@ -78,8 +79,12 @@ def read_episodes(export_path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     df = _read_side_csv(path, EPISODE_COLUMNS)
-    out = pd.DataFrame({c: pd.Series(df[c].str.strip().to_numpy(), dtype="str")
-                        for c in ("scenario", "device", "entity_kind", "entity")})
+    out = pd.DataFrame(
+        {
+            c: pd.Series(df[c].str.strip().to_numpy(), dtype="str")
+            for c in ("scenario", "device", "entity_kind", "entity")
+        }
+    )
     out.insert(1, "is_anomaly", _parse_bool(path, df["is_anomaly"], "is_anomaly"))
     for col in ("start", "end"):
         parsed = pd.to_datetime(df[col].str.strip(), errors="coerce", format="ISO8601")

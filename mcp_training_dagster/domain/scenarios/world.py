@@ -16,24 +16,47 @@ from mcp_training_dagster.domain.scenarios.templates import REASONS, STATUSES, T
 # --------------------------------------------------------------------------------------------------
 # OUIs (universally administered) of common home devices, by kind.
 _OUIS = {
-    "iot": ("98:f4:ab", "24:6f:28", "84:cc:a8", "c8:c9:a3", "c4:41:1e", "00:0e:58", "44:65:0d", "d8:1f:12",
-            "b8:27:eb", "dc:a6:32"),
+    "iot": (
+        "98:f4:ab",
+        "24:6f:28",
+        "84:cc:a8",
+        "c8:c9:a3",
+        "c4:41:1e",
+        "00:0e:58",
+        "44:65:0d",
+        "d8:1f:12",
+        "b8:27:eb",
+        "dc:a6:32",
+    ),
     "phone": ("f0:18:98", "a4:83:e7", "3c:22:fb", "dc:a9:04", "8c:f5:a3", "5c:e8:eb"),
     "laptop": ("3c:a9:f4", "a0:a8:cd", "f4:f5:d8", "30:d8:75", "80:c5:f2", "0c:ae:7d"),
     "tv": ("fc:65:de", "b0:a7:37", "f4:f5:d8", "30:23:03"),
     "attacker": ("00:c0:ca", "b8:27:eb", "dc:a6:32", "24:6f:28", "3c:a9:f4"),
 }
-_ASUS_MODELS = {"RT-AX3000": ("eth5", "eth6"), "RT-AX58U": ("eth5", "eth6"), "RT-AX86U": ("eth6", "eth7"),
-                "RT-AX88U": ("eth6", "eth7"), "GT-AX6000": ("eth6", "eth7"), "RT-AC68U": ("eth1", "eth2")}
+_ASUS_MODELS = {
+    "RT-AX3000": ("eth5", "eth6"),
+    "RT-AX58U": ("eth5", "eth6"),
+    "RT-AX86U": ("eth6", "eth7"),
+    "RT-AX88U": ("eth6", "eth7"),
+    "GT-AX6000": ("eth6", "eth7"),
+    "RT-AC68U": ("eth1", "eth2"),
+}
 _OPENWRT_IFACES = (("wl0-ap0", "wl1-ap0"), ("phy0-ap0", "phy1-ap0"), ("wlan0", "wlan1"))
 _OPENWRT_NAMES = ("OpenWrt-{loc}", "GL-MT3000-{hex3}", "Archer-C7-{loc}", "openwrt-ap-{loc_l}")
 _LOCATIONS = ("Office", "Garage", "Attic", "Lobby", "Kitchen", "Lab", "Floor2", "Shop", "Annex", "Studio")
 _CHANSPECS = (("0x1001 (1)", "0x1006 (6)", "0x100b (11)"), ("0xe02a (36/80)", "0xe09b (149/80)", "0xe06a (100/80)"))
 _FREQS = ((2412, 2437, 2462), (5180, 5745, 5500))
-_DFS_CHANNELS = ((5260, 52, 58, 5290, "0xe03a (52/80)"), (5500, 100, 106, 5530, "0xe06a (100/80)"),
-                 (5580, 116, 122, 5610, "0xe07a (116/80)"))
-_CRON_CMDS = ("/usr/sbin/logrotate /etc/logrotate.conf", "/usr/lib/ddns/dynamic_dns_updater.sh -- start",
-              "/sbin/fstrim -a", "/usr/bin/opkg-check-updates")
+_DFS_CHANNELS = (
+    (5260, 52, 58, 5290, "0xe03a (52/80)"),
+    (5500, 100, 106, 5530, "0xe06a (100/80)"),
+    (5580, 116, 122, 5610, "0xe07a (116/80)"),
+)
+_CRON_CMDS = (
+    "/usr/sbin/logrotate /etc/logrotate.conf",
+    "/usr/lib/ddns/dynamic_dns_updater.sh -- start",
+    "/sbin/fstrim -a",
+    "/usr/bin/opkg-check-updates",
+)
 
 
 @dataclass
@@ -180,19 +203,28 @@ _OPENWRT_LEAVE = (
     (0.12, (("c_disconnected", 0),)),
     (0.04, (("h_disassoc_idle", 0), ("c_disconnected", 0))),
 )
-_LOCAL_DEAUTH = {"asus": (("w_deauth", 1), ("h_deauth_local", 0)), "openwrt": (("h_deauth_local", 0),
-                                                                               ("c_disconnected", 0))}
+_LOCAL_DEAUTH = {
+    "asus": (("w_deauth", 1), ("h_deauth_local", 0)),
+    "openwrt": (("h_deauth_local", 0), ("c_disconnected", 0)),
+}
 # Attack disconnect phrasings (subsets of the normal ones); weights are drawn per episode.
 _ASUS_ATTACK_DISC = (
-    (("w_deauth_ind", 7), ("h_disassoc", 0)), (("w_deauth_ind", 6), ("h_disassoc", 0)),
-    (("w_deauth_ind", 1), ("h_disassoc", 0)), (("w_deauth_ind", 3), ("h_disassoc", 0)),
-    (("w_deauth", 2), ("h_deauth_local", 0)), (("w_deauth", 1), ("h_deauth_local", 0)),
-    (("w_disassoc", 8), ("h_disassoc", 0)), (("w_disassoc", 1), ("h_disassoc", 0)),
-    (("h_deauth_local", 0),), (("h_disassoc", 0),),
+    (("w_deauth_ind", 7), ("h_disassoc", 0)),
+    (("w_deauth_ind", 6), ("h_disassoc", 0)),
+    (("w_deauth_ind", 1), ("h_disassoc", 0)),
+    (("w_deauth_ind", 3), ("h_disassoc", 0)),
+    (("w_deauth", 2), ("h_deauth_local", 0)),
+    (("w_deauth", 1), ("h_deauth_local", 0)),
+    (("w_disassoc", 8), ("h_disassoc", 0)),
+    (("w_disassoc", 1), ("h_disassoc", 0)),
+    (("h_deauth_local", 0),),
+    (("h_disassoc", 0),),
 )
 _OPENWRT_ATTACK_DISC = (
-    (("h_deauth_local", 0), ("c_disconnected", 0)), (("h_disassoc", 0), ("c_disconnected", 0)),
-    (("c_disconnected", 0), ("h_deauth_idle", 0)), (("c_disconnected", 0),),
+    (("h_deauth_local", 0), ("c_disconnected", 0)),
+    (("h_disassoc", 0), ("c_disconnected", 0)),
+    (("c_disconnected", 0), ("h_deauth_idle", 0)),
+    (("c_disconnected", 0),),
 )
 # Failed handshake attempts (after authenticate/associate): wrong passphrase, timeouts.
 _ASUS_FAILS = (
@@ -236,8 +268,9 @@ class _Writer:
                 t += float(self.rng.uniform(0.5, 4.0))
         return t
 
-    def connect(self, t: float, st_mac: str, iface: int, scen: int, aid: int, aid_form: bool = True,
-                roam: bool = False) -> None:
+    def connect(
+        self, t: float, st_mac: str, iface: int, scen: int, aid: int, aid_form: bool = True, roam: bool = False
+    ) -> None:
         """A successful join: the association, key handshake and accounting lines of the vendor."""
         dev, rng, log, name = self.dev, self.rng, self.log, self.dev.ifaces[iface]
         if dev.vendor == "asus":
@@ -279,8 +312,16 @@ class _Writer:
             log.add(t, dev, "h_auth", scen, mac, iface=name)
             log.add(t, dev, "h_assoc_aid", scen, mac, iface=name, aid=aid)
 
-    def failed_join(self, t: float, mac: str, iface: int, scen: int, aid: int, weights: np.ndarray | None = None,
-                    aid_form: bool = True) -> float:
+    def failed_join(
+        self,
+        t: float,
+        mac: str,
+        iface: int,
+        scen: int,
+        aid: int,
+        weights: np.ndarray | None = None,
+        aid_form: bool = True,
+    ) -> float:
         """One failed join (wrong passphrase / handshake timeout); returns the time of its last line."""
         pool = _ASUS_FAILS if self.dev.vendor == "asus" else _OPENWRT_FAILS
         w = np.ones(len(pool)) if weights is None else weights
@@ -293,8 +334,9 @@ class _Writer:
 # --------------------------------------------------------------------------------------------------
 # Devices and normal traffic
 # --------------------------------------------------------------------------------------------------
-def _make_device(index: int, seed: int, vendor: str, cfg: ScenarioConfig, used: set[str], names: set[str],
-                 ids: np.ndarray) -> _Device:
+def _make_device(
+    index: int, seed: int, vendor: str, cfg: ScenarioConfig, used: set[str], names: set[str], ids: np.ndarray
+) -> _Device:
     rng = np.random.default_rng([seed, 1, index])
     if vendor == "asus":
         model = list(_ASUS_MODELS)[int(rng.integers(len(_ASUS_MODELS)))]
@@ -324,13 +366,30 @@ def _make_device(index: int, seed: int, vendor: str, cfg: ScenarioConfig, used: 
         randomised = (k in ("phone", "visitor") and rng.random() < 0.75) or (k == "laptop" and rng.random() < 0.2)
         mac = _new_mac(rng, used, None if randomised else _OUIS["phone" if k == "visitor" else k])
         p_band1 = {"iot": 0.08, "phone": 0.75, "laptop": 0.7, "tv": 0.8, "visitor": 0.6}[k]
-        stations.append(_Station(mac, k, k == "phone" and rng.random() < 0.15, bool(rng.random() < 0.5), p_band1,
-                                 int(rng.integers(1, max(3, n // 2)))))
+        stations.append(
+            _Station(
+                mac,
+                k,
+                k == "phone" and rng.random() < 0.15,
+                bool(rng.random() < 0.5),
+                p_band1,
+                int(rng.integers(1, max(3, n // 2))),
+            )
+        )
     return _Device(
-        index=index, device_id=int(ids[index]), hostname=host, vendor=vendor, ifaces=ifaces, radios=radios,
-        driver=("ath10k", "mt79")[int(rng.integers(2))], p_wlc=float(rng.uniform(0.25, 0.9)),
-        conn_alg=bool(rng.random() < 0.5), stations=stations, phase0=int(rng.integers(0, _HOUR)),
-        wd_sod=int(4 * _HOUR + rng.integers(40, 59) * 60), cron_pid=int(rng.integers(300, 3000)),
+        index=index,
+        device_id=int(ids[index]),
+        hostname=host,
+        vendor=vendor,
+        ifaces=ifaces,
+        radios=radios,
+        driver=("ath10k", "mt79")[int(rng.integers(2))],
+        p_wlc=float(rng.uniform(0.25, 0.9)),
+        conn_alg=bool(rng.random() < 0.5),
+        stations=stations,
+        phase0=int(rng.integers(0, _HOUR)),
+        wd_sod=int(4 * _HOUR + rng.integers(40, 59) * 60),
+        cron_pid=int(rng.integers(300, 3000)),
     )
 
 
@@ -407,8 +466,9 @@ def _means(st: _Station, hour: float) -> tuple[float, float]:
     return 2 * _HOUR, 300.0
 
 
-def _station_sessions(st: _Station, rng: np.random.Generator, clock: _Clock, roam_ok: bool
-                      ) -> list[tuple[int, int, int, bool, bool]]:
+def _station_sessions(
+    st: _Station, rng: np.random.Generator, clock: _Clock, roam_ok: bool
+) -> list[tuple[int, int, int, bool, bool]]:
     """(start, end, interface, roamed in, ends by leaving) of the station's sessions."""
     out: list[tuple[int, int, int, bool, bool]] = []
     iface = int(rng.random() < st.p_band1)
@@ -478,8 +538,14 @@ def _normal_traffic(dev: _Device, clock: _Clock, log: _Log, seed: int) -> None:
         hit = np.flatnonzero((dev.s_start <= tick - 2) & (dev.s_end > tick + 2))
         step = rng.uniform(0.05, 0.25)
         for rank, i in enumerate(hit[np.argsort(dev.s_station[hit], kind="stable")]):
-            log.add(tick + min(2, int(rank * step)), dev, "h_gtk_ok", scen,
-                    dev.stations[int(dev.s_station[i])].mac, iface=dev.ifaces[int(dev.s_iface[i])])
+            log.add(
+                tick + min(2, int(rank * step)),
+                dev,
+                "h_gtk_ok",
+                scen,
+                dev.stations[int(dev.s_station[i])].mac,
+                iface=dev.ifaces[int(dev.s_iface[i])],
+            )
 
     # Background: daily firmware check (ASUS WATCHDOG, emergency) or cron jobs (OpenWrt), occasional
     # automatic channel re-selection, and an occasional lone radio reset that is not an incident.
@@ -498,14 +564,27 @@ def _normal_traffic(dev: _Device, clock: _Clock, log: _Log, seed: int) -> None:
                 t = d0 + h * _HOUR + minute * 60
                 if 0 <= t < T:
                     dev.cron_pid += int(rng.integers(3, 40))
-                    log.add(t, dev, "cr_job", scen, n=dev.cron_pid + 1, pid=dev.cron_pid,
-                            cmd=_CRON_CMDS[(h // 3) % len(_CRON_CMDS)])
+                    log.add(
+                        t,
+                        dev,
+                        "cr_job",
+                        scen,
+                        n=dev.cron_pid + 1,
+                        pid=dev.cron_pid,
+                        cmd=_CRON_CMDS[(h // 3) % len(_CRON_CMDS)],
+                    )
     for t in np.sort(rng.uniform(0, T, rng.poisson(T / (10 * _HOUR)))):
         band = int(rng.integers(2))
         if dev.vendor == "asus":
             spec = _CHANSPECS[band][int(rng.integers(3))]
-            log.add(t, dev, "a_chanspec" if rng.random() < 0.7 else "a_adjusted", scen, iface=dev.ifaces[band],
-                    chanspec=spec)
+            log.add(
+                t,
+                dev,
+                "a_chanspec" if rng.random() < 0.7 else "a_adjusted",
+                scen,
+                iface=dev.ifaces[band],
+                chanspec=spec,
+            )
         elif rng.random() < 0.25:
             freq = _FREQS[band][int(rng.integers(3))]
             log.add(t, dev, "c_csa_done", scen, iface=dev.ifaces[band], freq=freq)
@@ -513,14 +592,35 @@ def _normal_traffic(dev: _Device, clock: _Clock, log: _Log, seed: int) -> None:
         _radio_line(log, dev, rng, t, int(rng.integers(2)), scen)
 
 
-def _radio_line(log: _Log, dev: _Device, rng: np.random.Generator, t: float, radio: int, scen: int,
-                keys: tuple[str, ...] | None = None, weights: np.ndarray | None = None) -> None:
+def _radio_line(
+    log: _Log,
+    dev: _Device,
+    rng: np.random.Generator,
+    t: float,
+    radio: int,
+    scen: int,
+    keys: tuple[str, ...] | None = None,
+    weights: np.ndarray | None = None,
+) -> None:
     """One driver/radio error line for radio ``radio`` in the device's kernel phrasing."""
     if keys is None:
-        keys = ("k_fatal", "k_psm", "k_trap") if dev.vendor == "asus" else (
-            "k_hwrestart", "k_ath_crash" if dev.driver == "ath10k" else "k_mt_error")
+        keys = (
+            ("k_fatal", "k_psm", "k_trap")
+            if dev.vendor == "asus"
+            else ("k_hwrestart", "k_ath_crash" if dev.driver == "ath10k" else "k_mt_error")
+        )
     w = np.ones(len(keys)) if weights is None else weights
     key = keys[int(rng.choice(len(keys), p=w / w.sum()))]
     guid = "-".join(f"{int(rng.integers(0, 16**n)):0{n}x}" for n in (8, 4, 4, 4, 12))
-    log.add(t, dev, key, scen, radio=dev.radios[radio], phy=dev.radios[radio], unit=radio, bus=radio + 1,
-            n=int(t) % 100000 + 1000, guid=guid)
+    log.add(
+        t,
+        dev,
+        key,
+        scen,
+        radio=dev.radios[radio],
+        phy=dev.radios[radio],
+        unit=radio,
+        bus=radio + 1,
+        n=int(t) % 100000 + 1000,
+        guid=guid,
+    )
