@@ -22,8 +22,8 @@ install:  ## venv + editable install with the extras CI uses and the dev extra +
 lint:  ## ruff check (rules and per-file ignores in pyproject.toml)
 	$(BIN)/ruff check .
 
-format-check:  ## ruff format --check: reports only, not enforced yet (see CONTRIBUTING.md)
-	-$(BIN)/ruff format --check .
+format-check:  ## ruff format --check (enforced in CI)
+	$(BIN)/ruff format --check .
 
 typecheck:  ## mypy with the pydantic plugin (files and baseline in pyproject.toml)
 	$(PY) -m mypy

@@ -1,5 +1,5 @@
 """What pyproject.toml promises, checked where CI looks (the README's test command): ruff's rules, mypy's
-types and ``dg check defs`` (the code location loads the way Dagster's ``dg`` tools load it).
+types, its formatting and ``dg check defs`` (the code location loads the way Dagster's ``dg`` tools load it).
 
 Each tool runs as a subprocess from this interpreter's environment (the ``test`` extra installs them) and a
 finding fails the test with the tool's own output.
@@ -21,14 +21,21 @@ pytestmark = pytest.mark.slow
 
 def _run(args: list[str], *, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, (f"`{' '.join(args[1:] if args[0] == sys.executable else args)}` failed "
-                                  f"(exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+    assert proc.returncode == 0, (
+        f"`{' '.join(args[1:] if args[0] == sys.executable else args)}` failed "
+        f"(exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
 def test_ruff_finds_nothing() -> None:
     proc = _run([sys.executable, "-m", "ruff", "check", "--no-cache", "."])
     assert "All checks passed" in proc.stdout
+
+
+def test_the_code_is_formatted() -> None:
+    """``ruff format`` (configured in pyproject.toml) is enforced: the code was reformatted once, in one commit."""
+    _run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."])
 
 
 def test_mypy_finds_nothing() -> None:
@@ -43,8 +50,11 @@ def test_dg_check_defs(data_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     proc = _run([str(dg_cli), "check", "defs"], env=env)
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
 
@@ -55,9 +65,14 @@ def test_the_domain_and_the_serving_core_never_import_dagster() -> None:
     offenders = []
     for path in sorted([*(package / "domain").rglob("*.py"), *(package / "serving").rglob("*.py")]):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            )
             offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] == "dagster"]
             if path.parent.name == "serving":
-                offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.startswith("mcp_training_dagster.domain")]
+                offenders += [
+                    f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.startswith("mcp_training_dagster.domain")
+                ]
     assert not offenders, offenders
