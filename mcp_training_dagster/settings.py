@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcp_training_dagster.serving.feature_catalog import WindowSpec
+
 CONFIG_DIR_ENV = "MCP_TRAINING_CONFIG_DIR"
 DATA_DIR_ENV = "MCP_TRAINING_DATA_DIR"
 TRAINING_ENV_PREFIX = "MCP_TRAINING_"
@@ -88,6 +90,15 @@ class WindowConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("entities must be unique")
         return v
+
+    def spec(self) -> WindowSpec:
+        """The serving core's window spec for this configuration: what every window is built with."""
+        return WindowSpec(
+            length_minutes=self.length_minutes,
+            entities=tuple(self.entities),
+            burst_seconds=self.burst_seconds,
+            silence_cap_hours=self.silence_cap_hours,
+        )
 
 
 class EventConfig(_Strict):

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.serving.exports import read_export
-from mcp_training_dagster.serving.features import WindowSpec, build_windows
+from mcp_training_dagster.serving.features import build_windows
 from mcp_training_dagster.domain.incidents import build_incidents
 from mcp_training_dagster.domain.horizon import union_records
 from mcp_training_dagster.domain.training import train_model
@@ -260,12 +260,7 @@ def evaluate_exports(
         raise ValueError("no export files given")
     settings = settings or get_settings()
     m = settings.model
-    spec = WindowSpec(
-        length_minutes=m.windows.length_minutes,
-        entities=tuple(m.windows.entities),
-        burst_seconds=m.windows.burst_seconds,
-        silence_cap_hours=m.windows.silence_cap_hours,
-    )
+    spec = m.windows.spec()
     started = time.perf_counter()
     records = load_records(
         paths, service_timezone=settings.training.service_timezone, extra_wifi_processes=m.events.extra_wifi_processes

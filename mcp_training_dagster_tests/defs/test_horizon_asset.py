@@ -10,7 +10,6 @@ import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.serving.features import build_windows
 from mcp_training_dagster.domain.horizon import horizon_filter, union_records
-from mcp_training_dagster.defs.assets.features import window_spec
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample
 from mcp_training_dagster_tests.defs.conftest import materializations, md, run_ingest
 
@@ -50,7 +49,7 @@ def test_horizon_records_is_the_union_in_the_horizon(defs, instance, resources, 
     assert meta["horizon_cutoff"] == str(cutoff)
 
     windows = pd.read_parquet(assets_dir / "training_windows.parquet")
-    pd.testing.assert_frame_equal(windows, build_windows(expected, window_spec(settings)))
+    pd.testing.assert_frame_equal(windows, build_windows(expected, settings.model.windows.spec()))
     assert md(materializations(result, "training_windows")[0])["records_in_horizon"] == len(expected)
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import window_spec
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
@@ -49,7 +48,7 @@ def evaluation_dataset(
     cfg = settings.get()
     ev = cfg.model.evaluation
     in_horizon = horizon_records
-    spec = window_spec(cfg)
+    spec = cfg.model.windows.spec()
     if in_horizon.empty:  # training reports the lack of data (min_training_windows); nothing to evaluate on
         empty = empty_windows()
         labels = empty.loc[:, list(KEY_COLUMNS)].assign(

@@ -8,23 +8,12 @@ import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.io_managers import ParquetReader
-from mcp_training_dagster.serving.features import FEATURE_COLUMNS, RECORD_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.serving.features import FEATURE_COLUMNS, RECORD_COLUMNS, build_windows
 from mcp_training_dagster.domain.horizon import select_records
 from mcp_training_dagster.domain.report import frame_fingerprint, markdown_table
-from mcp_training_dagster.settings import Settings
 
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION, with_model_config
-
-
-def window_spec(settings: Settings) -> WindowSpec:
-    w = settings.model.windows
-    return WindowSpec(
-        length_minutes=w.length_minutes,
-        entities=tuple(w.entities),
-        burst_seconds=w.burst_seconds,
-        silence_cap_hours=w.silence_cap_hours,
-    )
 
 
 def window_metadata(windows: pd.DataFrame) -> dict:
@@ -46,7 +35,7 @@ def window_metadata(windows: pd.DataFrame) -> dict:
     description="Feature windows of this export alone (same features as training): for drift checks and scoring.",
 )
 def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    windows = build_windows(validated_records, window_spec(settings.get()))
+    windows = build_windows(validated_records, settings.get().model.windows.spec())
     return dg.Output(windows, metadata=window_metadata(windows))
 
 
@@ -109,7 +98,7 @@ def horizon_records(
     description="Feature windows of every record inside the training horizon (horizon_records).",
 )
 def training_windows(context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: pd.DataFrame):
-    windows = build_windows(horizon_records, window_spec(settings.get()))
+    windows = build_windows(horizon_records, settings.get().model.windows.spec())
     context.log.info(f"{len(horizon_records)} records in the horizon -> {len(windows)} windows")
     yield dg.Output(
         windows,

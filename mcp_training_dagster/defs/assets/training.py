@@ -3,7 +3,6 @@
 import pandas as pd
 
 import dagster as dg
-from mcp_training_dagster.defs.assets.features import window_spec
 from mcp_training_dagster.defs.policy import FOLLOWS_MODEL, RETRAIN_CONDITION, with_model_config
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.defs.ui import export_links, score_distribution
@@ -165,7 +164,7 @@ def model_metadata(
     doc = metadata_document(
         anomaly_model,
         export_files=files,
-        spec=window_spec(cfg),
+        spec=cfg.model.windows.spec(),
         service_timezone=cfg.training.service_timezone,
         extra_wifi_processes=tuple(cfg.model.events.extra_wifi_processes),
     )
