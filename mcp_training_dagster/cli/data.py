@@ -94,7 +94,7 @@ def score(file: Path, version: str | None, fmt: str, anomalies_only: bool, histo
     ic = prod.config
     if ic.get("input") != "export_records":
         fail(f"model {prod.version} takes {ic.get('input')}, not export records; score with a window model")
-    spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
+    spec = WindowSpec.from_dict(ic["window_spec"])
     opts = {
         "service_timezone": ic.get("service_timezone", "UTC"),
         "extra_wifi_processes": ic.get("extra_wifi_processes", ()),

@@ -137,7 +137,7 @@ def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path,
     ic = pkg.metadata["inference_config"]
     if ic.get("input") != "export_records":
         _fail(f"model {chosen} takes {ic.get('input')}, not export records; use a window model")
-    spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
+    spec = WindowSpec.from_dict(ic["window_spec"])
     opts = {
         "service_timezone": ic.get("service_timezone", "UTC"),
         "extra_wifi_processes": ic.get("extra_wifi_processes", ()),

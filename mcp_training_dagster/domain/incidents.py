@@ -208,7 +208,7 @@ def export_incidents_with_model(
     """Score one export's validated records with a packaged model (its ``inference_config``), using the
     earlier records of ``history`` for gaps and history features; returns (score table, incidents)."""
     ic = inference_config
-    spec = WindowSpec(**{**ic["window_spec"], "entities": tuple(ic["window_spec"]["entities"])})
+    spec = WindowSpec.from_dict(ic["window_spec"])
     windows = windows_with_history(records, history, spec)
     table = score_table(windows, pipeline, float(ic["threshold"]), ic["feature_names"])
     return table, build_incidents(table, records, spec, windows=windows)

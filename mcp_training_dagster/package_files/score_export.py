@@ -120,16 +120,13 @@ def load_package() -> dict[str, Any]:
         import mcp_scoring
     finally:
         sys.dont_write_bytecode = before
-    spec_fields = dict(cfg["window_spec"])
-    if "entities" in spec_fields:
-        spec_fields["entities"] = tuple(spec_fields["entities"])
     _PACKAGE.update(
         scoring=mcp_scoring,
         model=joblib.load(HERE / "model.joblib"),
         metadata=meta,
         threshold=float(cfg["threshold"]),
         feature_names=list(cfg["feature_names"]),
-        spec=mcp_features.WindowSpec(**spec_fields),
+        spec=mcp_features.WindowSpec.from_dict(cfg["window_spec"]),
         options={
             "service_timezone": cfg.get("service_timezone", "UTC"),
             "extra_wifi_processes": tuple(cfg.get("extra_wifi_processes") or ()),

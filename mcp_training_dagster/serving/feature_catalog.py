@@ -5,7 +5,9 @@ event families they are built from. What is computed lives here; how (the window
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mcp_training_dagster.serving.events import EVENT_TYPES
 
@@ -147,3 +149,11 @@ class WindowSpec:
     @property
     def length_ns(self) -> int:
         return int(self.length_minutes) * 60 * 1_000_000_000
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> WindowSpec:
+        """The spec a package records in ``inference_config.window_spec`` (JSON lists back to tuples)."""
+        fields = dict(fields)
+        if "entities" in fields:
+            fields["entities"] = tuple(fields["entities"])
+        return cls(**fields)
