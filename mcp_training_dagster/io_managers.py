@@ -139,14 +139,16 @@ class ParquetReader:
             names = pq.read_schema(fh).names
         return [n for n in names if not n.startswith("__index_level_")]
 
-    def __call__(self, columns: typing.Sequence[str] | None = None) -> pd.DataFrame:
+    def __call__(self, columns: typing.Sequence[str] | None = None, filters: list | None = None) -> pd.DataFrame:
+        """``filters``: pyarrow's row filters (e.g. ``[("timestamp", ">=", t)]``); row groups outside them are
+        not read, which makes a time slice of a large table cheap."""
         # pandas' reader (not pyarrow's to_pandas) on both paths: it restores DataFrame.attrs, which
         # carry the export's reference time from raw_export to validation.
         cols = None if columns is None else list(columns)
         if _is_local(self.path):
-            return pd.read_parquet(_local_path(self.path), columns=cols)
+            return pd.read_parquet(_local_path(self.path), columns=cols, filters=filters)
         with self.path.open("rb") as fh:
-            return pd.read_parquet(fh, columns=cols)
+            return pd.read_parquet(fh, columns=cols, filters=filters)
 
 
 class _ParquetUPathIOManager(_AtomicUPathIOManager):

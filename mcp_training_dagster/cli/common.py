@@ -48,6 +48,17 @@ def check_input_file(path: Path) -> None:
         fail(f"{path}: cannot be read (permission denied)")
 
 
+# ``--history`` of score and incidents: one option, one meaning.
+history_option = click.option(
+    "--history",
+    "history",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="The same routers' other exports (earlier or overlapping): the windows are computed on all their "
+    "records, as training did, so gaps, history and a router's activity span files.",
+)
+
+
 def stamp() -> str:
     """A timestamp for log file names (to the microsecond: two commands in one second do not collide)."""
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f")

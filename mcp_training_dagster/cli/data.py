@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from mcp_training_dagster.cli.app import main
-from mcp_training_dagster.cli.common import check_input_file, fail, load
+from mcp_training_dagster.cli.common import check_input_file, fail, history_option, load
 from mcp_training_dagster.serving.exports import ExportFileError, read_export
 from mcp_training_dagster.serving.validation import validate_records
 
@@ -61,13 +61,7 @@ def _emit(fmt: str, obj: dict, text: str) -> None:
 @click.option("--model", "version", default=None, help="Model version (default: the production model).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--anomalies-only", is_flag=True, help="Only the windows flagged as anomalous.")
-@click.option(
-    "--history",
-    "history",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Earlier exports of the same routers: their records feed the gap and history features.",
-)
+@history_option
 def score(file: Path, version: str | None, fmt: str, anomalies_only: bool, history: tuple[Path, ...] = ()) -> None:
     """Score an export with a registered model: one row per window, most anomalous first.
 

@@ -15,6 +15,7 @@ import click
 from mcp_training_dagster.cli.app import main
 from mcp_training_dagster.cli.common import fail as _fail
 from mcp_training_dagster.cli.common import load as _settings
+from mcp_training_dagster.cli.common import history_option
 
 
 def _fmt(v) -> str:
@@ -103,13 +104,7 @@ def evaluate(exports: tuple[Path, ...], labels: Path, fmt: str, pred_dir: Path |
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "version", default=None, help="Model version (default: the production model).")
-@click.option(
-    "--history",
-    "history",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Earlier exports of the same routers: their records feed the gap and history features.",
-)
+@history_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 def incidents(files: tuple[Path, ...], version: str | None, history: tuple[Path, ...], fmt: str) -> None:
     """Score FILES with a registered model and print its incidents, most severe first: flagged windows of one

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
+from mcp_training_dagster.serving.scoring import context_span
 from mcp_training_dagster.serving.validation import VALID_COLUMNS
 
 # reader(columns) -> the export's validated records with those columns (None: all); a reader with a
@@ -111,6 +113,22 @@ class FrameReader:
 
     def __call__(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         return self.frame if columns is None else self.frame.loc[:, list(columns)]
+
+
+def router_context(horizon: Callable[..., pd.DataFrame], records: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
+    """The records of ``records``' routers in a horizon table (``horizon(columns, filters=...)``, e.g. the
+    ``horizon_records`` asset read lazily) that can change its windows: the time slice of
+    :func:`~mcp_training_dagster.serving.scoring.context_span`, only the columns the windows and the
+    same-event test need. Scoring an export with them gives its windows as training saw them, not as the
+    export alone would show them (:func:`~mcp_training_dagster.serving.scoring.windows_with_history`)."""
+    if records.empty:
+        return records.iloc[:0]
+    lo, hi = context_span(records, spec)
+    columns = list(dict.fromkeys([*RECORD_COLUMNS, *SAME_EVENT_COLUMNS]))
+    devices = [str(d) for d in records["device"].unique()]
+    near = horizon(columns, filters=[("timestamp", ">=", lo), ("timestamp", "<", hi), ("device", "in", devices)])
+    ts = near["timestamp"]
+    return near[(ts >= lo) & (ts < hi) & near["device"].astype("str").isin(devices)].reset_index(drop=True)
 
 
 def frame_readers(frames: Mapping[str, pd.DataFrame | None]) -> dict[str, Reader]:

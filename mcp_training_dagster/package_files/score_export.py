@@ -6,13 +6,14 @@ file are exact copies of the code that built the training windows (only their im
 so serving cannot drift from training. Needs numpy, pandas, pyarrow, pydantic, scikit-learn and
 joblib (``pip install -r requirements.txt``).
 
-    python score_export.py EXPORT.json [--history EARLIER.json ...] [--format csv|json] [--all]
+    python score_export.py EXPORT.json [--history OTHER.json ...] [--format csv|json] [--all]
 
 prints one row per window (device_id, entity, window_start, score, is_anomaly, reasons), most
-anomalous first; only the anomalous windows unless ``--all``. ``--history``: earlier exports of the
-same routers; their records before EXPORT's feed the gap and history features (silence, the usual
-gap, stations seen before), exactly as training computed them on the union of the exports: without
-it, the first windows of each router in EXPORT have no past. Exit status 1 (with the reason) when
+anomalous first; only the anomalous windows unless ``--all``. ``--history``: the same routers' other
+exports (earlier or overlapping); EXPORT's windows are computed on the union of their records, exactly
+as training computed them (silence, the usual gap, stations seen before, a router's activity logged in
+another file): without it, the first windows of each router in EXPORT have no past, and a sparse log
+(a router's system log beside its hostapd export) looks silent. Exit status 1 (with the reason) when
 the package fails its integrity check or the export cannot be read.
 
 Score convention: ``score = -model.score_samples(X)``; HIGHER = MORE anomalous; a window is
@@ -150,7 +151,7 @@ def load_history(paths: "list[str | Path] | tuple[str | Path, ...]") -> "Any":
 def score_records(records: list[dict[str, Any]], *, source: str = "records", history: "Any" = None) -> "Any":
     """Export records (dicts as in an export's ``data``) -> one row per window, most anomalous first:
     ``device_id, entity, entity_kind, window_start, score, is_anomaly, reasons`` (a pandas DataFrame).
-    ``history``: :func:`load_history` of earlier exports of the same routers (gaps and history features)."""
+    ``history``: :func:`load_history` of the same routers' other exports (windows computed on the union)."""
     pkg = load_package()
     windows = pkg["scoring"].records_to_windows(records, pkg["spec"], source=source, history=history, **pkg["options"])
     return pkg["scoring"].score_table(windows, pkg["model"], pkg["threshold"], pkg["feature_names"])
@@ -172,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         "--history",
         action="append",
         default=[],
-        metavar="EARLIER",
-        help="an earlier export of the same routers (repeatable): gaps and history look back into it",
+        metavar="OTHER",
+        help="another export of the same routers, earlier or overlapping (repeatable): windows are computed on "
+        "the union, as in training",
     )
     args = parser.parse_args(argv)
     try:

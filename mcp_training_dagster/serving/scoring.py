@@ -64,8 +64,8 @@ def records_to_windows(
     history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Export records (dicts as in the file, or the raw table) -> feature windows, as in training. ``history``:
-    validated records of earlier exports of the same routers (:func:`export_file_records`), whose records
-    before these feed the gap and history features exactly as training on their union did."""
+    validated records of the same routers' other exports (:func:`export_file_records`), earlier or overlapping:
+    the windows are computed on the union, as training did (:func:`windows_with_history`)."""
     valid = validated_records(
         records, source=source, service_timezone=service_timezone, extra_wifi_processes=extra_wifi_processes
     )
@@ -82,7 +82,7 @@ def export_file_records(path: str | Path, **kwargs: Any) -> pd.DataFrame:
 def export_file_windows(
     path: str | Path, spec: WindowSpec, *, history: pd.DataFrame | None = None, **kwargs: Any
 ) -> pd.DataFrame:
-    """An export file (JSON or ZIP) -> feature windows (with the earlier records of ``history``, if given)."""
+    """An export file (JSON or ZIP) -> feature windows (with the routers' records in ``history``, if given)."""
     p = Path(path)
     raw = parse_export_bytes(p.name, p.read_bytes())
     return records_to_windows(raw.records, spec, source=p.name, history=history, **kwargs)
@@ -207,22 +207,33 @@ def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: d
     out.loc[flagged, "reasons"] = text[flagged]
 
 
+def context_span(records: pd.DataFrame, spec: WindowSpec) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The times of other records that change the windows of ``records``: from the look-back of its first
+    window (a window's history features look back history_hours, the windows in that history need their own
+    silence before them, up to the cap) to the end of its last window. Half-open: [start, end)."""
+    length = pd.Timedelta(minutes=int(spec.length_minutes))
+    first = pd.Timestamp(records["timestamp"].min()).floor(length)
+    last = pd.Timestamp(records["timestamp"].max()).floor(length)
+    lookback = pd.Timedelta(hours=float(spec.silence_cap_hours) + float(spec.history_hours)) + length
+    return first - lookback, last + length
+
+
 def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, spec: WindowSpec) -> pd.DataFrame:
-    """Feature windows of validated ``records`` computed with the earlier records of ``history`` (other
-    exports of the same routers, validated): gaps, trailing activity and "seen before" look back across
-    files exactly as training did on their union. A copy of the same event in both (same id, time, device,
-    process and message) counts once; only the windows from the first window of ``records`` on are returned."""
+    """Feature windows of validated ``records`` computed with the same routers' records in ``history`` (other
+    exports, validated; earlier or overlapping), exactly as training on their union did: gaps, trailing
+    activity and "seen before" look back across files, and a router's device window counts its records from
+    every export (a sparse system log scored beside the router's hostapd export is not "silent").
+
+    A copy of the same event in both counts once. Returned: the windows of the entities ``records`` names
+    (its routers' device windows included), from the window of its first record to the window of its last."""
     if history is None or not len(history) or not len(records):
         return build_windows(records, spec)
-    start = records["timestamp"].min()
-    # A window's history features look back history_hours, and the windows in that history need their own
-    # silence before them (up to the cap) and a device at least history_hours old to have a usual gap: both.
-    horizon = pd.Timedelta(
-        hours=float(spec.silence_cap_hours) + float(spec.history_hours), minutes=int(spec.length_minutes)
-    )
-    # up to and including the first record's second: exports cut inside a second (several records share it)
-    earlier = history[(history["timestamp"] <= start) & (history["timestamp"] >= start - horizon)]
-    both = pd.concat([earlier, records], ignore_index=True)
+    lo, hi = context_span(records, spec)
+    ts = history["timestamp"]
+    near = history[(ts >= lo) & (ts < hi) & history["device"].isin(records["device"].unique())]
+    if not len(near):
+        return build_windows(records, spec)
+    both = pd.concat([near, records.loc[:, [c for c in records.columns if c in near.columns]]], ignore_index=True)
     same_event = [c for c in SAME_EVENT_COLUMNS if c in both.columns]  # a copy of the same event counts once
     both = (
         both[~both.duplicated(same_event, keep="last")]
@@ -230,5 +241,11 @@ def windows_with_history(records: pd.DataFrame, history: pd.DataFrame | None, sp
         .reset_index(drop=True)
     )
     windows = build_windows(both, spec)
-    first = pd.Timestamp(start).floor(f"{int(spec.length_minutes)}min")
-    return windows[windows["window_start"] >= first].reset_index(drop=True)
+    own = build_windows(records, spec)
+    entity = ["device", "entity_kind", "entity"]
+    mine = pd.MultiIndex.from_frame(windows.loc[:, entity].astype("str")).isin(
+        pd.MultiIndex.from_frame(own.loc[:, entity].drop_duplicates().astype("str"))
+    )
+    start, end = own["window_start"].min(), own["window_start"].max()
+    span = (windows["window_start"] >= start).to_numpy() & (windows["window_start"] <= end).to_numpy()
+    return windows[mine & span].reset_index(drop=True)

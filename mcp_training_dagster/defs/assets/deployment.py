@@ -16,8 +16,10 @@ from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_pa
 from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
+from mcp_training_dagster.domain.horizon import router_context
 from mcp_training_dagster.domain.report import fmt, markdown_table
-from mcp_training_dagster.serving.scoring import SCORE_COLUMNS
+from mcp_training_dagster.io_managers import ParquetReader
+from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history
 from mcp_training_dagster.domain.training import TrainedModel
 
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
@@ -184,19 +186,32 @@ def router_names(validated_records: pd.DataFrame) -> pd.Series:
     return names.groupby("device", observed=True)["device_name"].agg(lambda s: s.mode().iat[0]).astype("str")
 
 
+def export_context_windows(
+    settings: PipelineSettings, validated_records: pd.DataFrame, horizon_records: ParquetReader
+) -> pd.DataFrame:
+    """This export's windows computed with its routers' records from every export in the training horizon
+    (earlier or overlapping), as training saw them: a sparse system log beside the router's hostapd export is
+    not scored as "silent", and the first windows keep their gaps and history."""
+    spec = settings.get().model.windows.spec()
+    return windows_with_history(validated_records, router_context(horizon_records, validated_records, spec), spec)
+
+
 @dg.asset(
     partitions_def=export_files,
     group_name="deployment",
     kinds={"pandas", "parquet"},
-    code_version="2",
+    code_version="3",
     automation_condition=VERDICT_CONDITION,
-    description="The production model's verdict on this export: every window's router, entity, score, whether it is "
-    "anomalous, and why. Re-scored whenever production_model changes.",
+    ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
+    description="The production model's verdict on this export: every window of its entities (computed with the "
+    "same routers' records in the other exports of the training horizon, as training saw them), its router, "
+    "score, whether it is anomalous, and why. Re-scored whenever production_model changes.",
 )
 def export_anomalies(
     context: dg.AssetExecutionContext,
-    export_windows: pd.DataFrame,
+    settings: PipelineSettings,
     validated_records: pd.DataFrame,
+    horizon_records: ParquetReader,
     production_model: dict,
 ) -> dg.Output[pd.DataFrame]:
     # The input is the edge that re-scores every export when production changes; the scoring uses production
@@ -206,6 +221,7 @@ def export_anomalies(
     prod = load_production(location)
     if prod is None:
         raise dg.Failure(description="no production model", allow_retries=False)
+    export_windows = export_context_windows(settings, validated_records, horizon_records)
     table = prod.score_table(export_windows)
     for _ in range(3):
         if open_registry(location).production() in (None, prod.version):  # the pointer only: cheap
