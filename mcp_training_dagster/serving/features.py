@@ -277,15 +277,10 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     n_types = len(EVENT_TYPES)
     event = event.clip(0, n_types - 1)
     feat[:, col["n_records"]] = np.diff(np.r_[starts, n])
-    # One radix sort by event type, then a slice per type (instead of 26 full-length masks).
-    by_event = np.argsort(event, kind="stable")
-    bounds = np.searchsorted(event[by_event], np.arange(n_types + 1))
-    gid_by_event = gid[by_event]
-    for i, t in enumerate(EVENT_TYPES):
-        feat[:, col[f"ev_{t}"]] = np.bincount(gid_by_event[bounds[i] : bounds[i + 1]], minlength=n_groups)
-    del by_event, gid_by_event
-    for name, lo, hi in SEVERITY_FEATURES:
-        feat[:, col[name]] = np.bincount(gid[(sev >= lo) & (sev <= hi)], minlength=n_groups)
+    _fill_counts(feat, [col[f"ev_{t}"] for t in EVENT_TYPES], gid, event)
+    sev_bucket = _severity_bucket(sev)
+    has_bucket = np.flatnonzero(sev_bucket >= 0)
+    _fill_counts(feat, [col[name] for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
     feat[:, col["repeat_leaves"]] = np.bincount(gid[repeat_leave_rec[ridx]], minlength=n_groups)
     feat[:, col["repeat_radio_errors"]] = np.bincount(gid[repeat_radio_rec[ridx]], minlength=n_groups)
     feat[:, col["unannounced_joins"]] = np.bincount(gid[unannounced_rec[ridx]], minlength=n_groups)
@@ -356,6 +351,41 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         ts[np.r_[starts[1:], n] - 1],
         gap_from,
     )
+
+
+def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray) -> None:
+    """``feat[g, columns[c]]`` = rows with group ``g`` (non-decreasing) and code ``c`` (0..len(columns)-1).
+
+    One radix sort by code (a stable sort of small integers) keeps each code's groups in order, so the
+    (code, group) pairs are runs and their counts are run lengths, written straight into the columns:
+    linear in the rows, where a ``bincount`` per code would allocate and convert a full column per code."""
+    feat[:, columns] = 0
+    if not len(gid):
+        return
+    by_code = np.argsort(code, kind="stable")
+    g, c = gid[by_code], code[by_code]
+    new_pair = np.empty(len(g), dtype=bool)
+    new_pair[0] = True
+    np.not_equal(g[1:], g[:-1], out=new_pair[1:])
+    new_pair[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(new_pair)
+    counts = np.diff(np.r_[starts, len(g)])
+    column_of = np.asarray(columns, dtype=np.int64)[c[starts]]
+    flat = feat.reshape(-1, order="F")  # a view: feat is column-major
+    flat[column_of * feat.shape[0] + g[starts]] = counts
+
+
+def _severity_bucket(sev: np.ndarray) -> np.ndarray:
+    """Per record, the index of its SEVERITY_FEATURES bucket (-1: none), by table lookup instead of a
+    pair of comparisons per bucket."""
+    lo = min(b[1] for b in SEVERITY_FEATURES) - 1
+    hi = max(b[2] for b in SEVERITY_FEATURES) + 1
+    table = np.full(hi - lo + 1, -1, dtype=np.int8)
+    for k, (_, first, last) in enumerate(SEVERITY_FEATURES):
+        if (table[first - lo : last - lo + 1] >= 0).any():
+            raise ValueError("severity buckets overlap: a record would count in two")
+        table[first - lo : last - lo + 1] = k
+    return table[np.clip(sev, lo, hi) - lo]
 
 
 def _first_appearance(codes: np.ndarray) -> np.ndarray:
