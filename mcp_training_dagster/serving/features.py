@@ -574,40 +574,39 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         rel["silence_excess"][dv] = np.where(has_history, excess, 0.0)
         rel["silent_beyond_usual"][dv] = has_history & (sil > SILENCE_FACTOR * usual)
 
-    # Device context: the device row's own figures and its stations' windows, joined on (device, window).
-    ctx_key = dev_code.astype(np.int64) * span + offset
+    # Device context: the device row's own figures and its stations' windows, joined on (device, window)
+    # through one slot per (device, window): a table lookup and ``bincount``, no search.
+    dev_first = np.full(int(dev_code.max()) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(dev_first, dev_code, offset)
+    slot, n_slots = _device_window_slots(dev_code, offset, dev_first)
     ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
     is_dev = kind_code == ENTITY_KINDS.index("device")
     if is_dev.any():
-        # Device rows come first, in (device, window) order: their keys are sorted and unique.
-        dev_keys = ctx_key[is_dev]
-        at = np.minimum(np.searchsorted(dev_keys, ctx_key), len(dev_keys) - 1)
-        hit = dev_keys[at] == ctx_key
-        at = np.flatnonzero(is_dev)[at]
+        dev_row = np.full(n_slots, -1, dtype=np.int64)
+        dev_row[slot[is_dev]] = np.flatnonzero(is_dev)
+        at = dev_row[slot]
+        hit = at >= 0
+        at = at[hit]
         sources = {
             "dev_records": feature("n_records"),
             "dev_stations": feature("n_stations"),
-            "dev_deauth": _sum_columns(out, [out_col[f"ev_{t}"] for t in DEAUTH_EVENTS]),
-            "dev_failures": _sum_columns(out, [out_col[f"ev_{t}"] for t in FAILURE_EVENTS]),
+            "dev_deauth": feature("grp_leaves"),  # the same float32 sum as before, already in the table
+            "dev_failures": feature("grp_failures"),
         }
         for name, values in sources.items():
-            ctx[name][hit] = values[at[hit]]
+            ctx[name][hit] = values[at]
     is_sta = kind_code == ENTITY_KINDS.index("station")
     if is_sta.any():
-        sta_keys, sta_group = np.unique(ctx_key[is_sta], return_inverse=True)
+        sta_slot = slot[is_sta]
         # "Not seen in the 24 h before" means nothing before the device has any history: every station is
         # new in its first hour (a connected station logs at least at the hourly group rekey).
-        dev_first = np.full(int(dev_code.max()) + 1, np.iinfo(np.int64).max)
-        np.minimum.at(dev_first, dev_code, offset)
         mature = offset[is_sta] - dev_first[dev_code[is_sta]] >= int(round(UNSEEN_HISTORY_S / window_s))
-        unseen = np.bincount(sta_group, weights=(silence[is_sta] >= cap_s) & mature, minlength=len(sta_keys))
-        busiest = np.zeros(len(sta_keys))
-        np.maximum.at(busiest, sta_group, n_records[is_sta])
-        at = np.searchsorted(sta_keys, ctx_key)
-        at = np.minimum(at, len(sta_keys) - 1)
-        hit = sta_keys[at] == ctx_key
-        ctx["dev_unseen_stations"][hit] = unseen[at[hit]]
-        ctx["dev_max_station_records"][hit] = busiest[at[hit]]
+        unseen = np.bincount(sta_slot, weights=(silence[is_sta] >= cap_s) & mature, minlength=n_slots)
+        busiest = np.zeros(n_slots)
+        np.maximum.at(busiest, sta_slot, n_records[is_sta])
+        # A (device, window) without station windows reads 0 from both, as it should.
+        ctx["dev_unseen_stations"][:] = unseen[slot]
+        ctx["dev_max_station_records"][:] = busiest[slot]
     for name, values in (*ctx.items(), *rel.items()):
         out[:, out_col[name]] = values
     windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
@@ -622,6 +621,9 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     return windows
 
 
+PACKED_KEY_LIMIT = 2.0**62  # (kind, device, entity, window) packed in one int64 below this
+
+
 def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarray) -> np.ndarray:
     """The permutation sorting windows by (kind, device, entity, window); the four are unique per window.
 
@@ -631,12 +633,34 @@ def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarr
     would not fit in 63 bits."""
     offset = win - win.min() if len(win) else win
     sizes = [int(a.max()) + 1 if len(a) else 1 for a in (kind, dev, ent, offset)]
-    if np.prod([float(x) for x in sizes]) >= 2.0**62:
+    if np.prod([float(x) for x in sizes]) >= PACKED_KEY_LIMIT:
         return np.lexsort((win, ent, dev, kind))
     key = kind.astype(np.int64)
     for values, size in zip((dev, ent, offset), sizes[1:]):
         key = key * size + values
     return np.argsort(key, kind="stable")
+
+
+DENSE_SLOTS_PER_ROW = 4  # a dense (device, window) table up to this many slots per window row
+
+
+def _device_window_slots(dev: np.ndarray, offset: np.ndarray, dev_first: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per row, an integer slot shared by exactly the rows of the same (device, window), and the number of slots.
+
+    Usually a dense table, each device's windows from its first to its last one: device rows are
+    nearly dense already (quiet windows fill their gaps up to the silence cap), so the table is about
+    as long as the rows and a slot is plain arithmetic. When that would be sparse (long gaps between
+    windows, beyond the cap), the distinct (device, window) pairs are numbered by ``np.unique``."""
+    dev_last = np.full(len(dev_first), -1, dtype=np.int64)
+    np.maximum.at(dev_last, dev, offset)
+    width = np.maximum(dev_last - dev_first + 1, 0)
+    n_slots = int(width.sum())
+    if n_slots <= DENSE_SLOTS_PER_ROW * len(dev) + 1024:
+        base = np.cumsum(width) - width - dev_first
+        return base[dev] + offset, n_slots
+    span = int(offset.max()) + 1
+    uniq, slot = np.unique(dev.astype(np.int64) * span + offset, return_inverse=True)
+    return slot.reshape(-1), len(uniq)
 
 
 def _sum_columns(out: np.ndarray, columns: list[int]) -> np.ndarray:
