@@ -359,7 +359,8 @@ def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np
     One radix sort by code (a stable sort of small integers) keeps each code's groups in order, so the
     (code, group) pairs are runs and their counts are run lengths, written straight into the columns:
     linear in the rows, where a ``bincount`` per code would allocate and convert a full column per code."""
-    feat[:, columns] = 0
+    for column in columns:
+        feat[:, column] = 0  # one contiguous fill per column (a fancy-indexed 2-D fill is several times slower)
     if not len(gid):
         return
     by_code = np.argsort(code, kind="stable")
