@@ -289,19 +289,18 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
     # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
     la = _locally_administered(mac_uniques)
-    h = np.flatnonzero(mac >= 0)
-    n_mac = max(len(mac_uniques), 1)
-    o = _stable_order(egid[h], int(egid[-1]) + 1, mac[h], n_mac)
-    h = h[o]
+    h = _by_entity_and_station(np.flatnonzero(mac >= 0), kind, egid, mac, max(len(mac_uniques), 1))
     h_egid, h_mac, h_win = egid[h], mac[h], win[h]
     same_station = np.zeros(len(h), dtype=bool)
     same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
     first = ~same_station
     first[1:] |= h_win[1:] != h_win[:-1]
+    # The station's previous row (same entity) is in the window just before.
+    continues = np.zeros(len(h), dtype=bool)
+    continues[1:] = same_station[1:] & (h_win[1:] == h_win[:-1] + 1)
     fi = np.flatnonzero(first)
     p_gid, p_mac = gid[h[fi]], h_mac[fi]
-    seen_just_before = same_station[fi]
-    seen_just_before[seen_just_before] = h_win[fi[seen_just_before]] == h_win[fi[seen_just_before] - 1] + 1
+    seen_just_before = continues[fi]
     feat[:, col["n_stations"]] = np.bincount(p_gid, minlength=n_groups)
     feat[:, col["n_new_stations"]] = np.bincount(p_gid[~seen_just_before], minlength=n_groups)
     feat[:, col["n_random_macs"]] = np.bincount(p_gid[la[p_mac]], minlength=n_groups)
@@ -351,6 +350,30 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         ts[np.r_[starts[1:], n] - 1],
         gap_from,
     )
+
+
+def _by_entity_and_station(
+    rows: np.ndarray, kind: np.ndarray, egid: np.ndarray, mac: np.ndarray, n_mac: int
+) -> np.ndarray:
+    """``rows`` (increasing, each with a station) reordered by (entity, station, time), stably.
+
+    Rows come in (kind, entity, time) order, so each kind is a contiguous slice and is sorted on its
+    own, with entity codes relative to the slice (small enough for the 16-bit radix sort more often).
+    Station entities need no sort at all: all rows of one have the same station."""
+    out = rows.copy()
+    if not len(rows):
+        return out
+    row_kind = kind[rows]
+    bounds = np.flatnonzero(np.r_[True, row_kind[1:] != row_kind[:-1], True])
+    station = ENTITY_KINDS.index("station")
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if row_kind[a] == station:
+            continue
+        part = rows[a:b]
+        first_entity = int(egid[part[0]])
+        primary = egid[part] - first_entity
+        out[a:b] = part[_stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
+    return out
 
 
 def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray) -> None:
