@@ -152,18 +152,31 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     return _with_history(agg, spec)
 
 
-class _Aggregated(NamedTuple):
-    """The windows with records, as arrays (one row per window, in aggregation order)."""
+class _Layout(NamedTuple):
+    """Where every window goes in the table: windows with records and the quiet device windows after
+    them, in (kind, device, entity, time) order; the per-row arrays are in that order."""
 
-    feat: np.ndarray  # (windows, AGGREGATE_FEATURES) float32, column-major
-    kind: np.ndarray  # index into ENTITY_KINDS
-    dev: np.ndarray  # code into dev_uniques (one per distinct device string)
-    ent: np.ndarray  # code into ent_uniques (one per distinct entity string)
-    win: np.ndarray  # window index: window_start // length
+    n: int  # rows of the table
+    real_at: np.ndarray  # row of each window with records (aggregation order)
+    quiet_at: np.ndarray  # row of each quiet window
+    q_silence: np.ndarray  # a quiet window's silence_before_s (float32)
+    kind: np.ndarray  # per row: index into ENTITY_KINDS
+    dev: np.ndarray  # per row: code into dev_uniques
+    ent: np.ndarray  # per row: code into ent_uniques
+    dev_code: np.ndarray  # per row: device in order of first appearance (the sort key)
+    ent_code: np.ndarray  # per row: entity in order of first appearance (the sort key)
+    win: np.ndarray  # per row: window index, window_start // length
+    gap_from: np.ndarray  # per row: time of the entity's record before the window's first one (NO_GAP: none)
+
+
+class _Aggregated(NamedTuple):
+    """The table block (rows x FEATURE_COLUMNS, float32, column-major) with the aggregate columns filled
+    in final row order, where they are laid out, and the distinct strings the codes stand for."""
+
+    out: np.ndarray
+    layout: _Layout
     dev_uniques: np.ndarray
     ent_uniques: np.ndarray
-    last_ts: np.ndarray  # time (ns) of the window's last record
-    gap_from: np.ndarray  # time of the entity's record before the window's first one (NO_GAP: none)
 
 
 def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
@@ -271,20 +284,30 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     n_groups = len(starts)
     egid = np.cumsum(new_entity, dtype=np.int32) - 1
 
-    feat = np.empty((n_groups, len(AGGREGATE_FEATURES)), dtype=np.float32, order="F")
-    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
+    # Group-level facts first: they decide the layout, and every feature is then written in final row order.
+    cap_s = float(spec.silence_cap_hours) * 3600.0
+    prev_same_entity = ~new_entity[starts]
+    prev_idx = starts[prev_same_entity] - 1
+    gap = np.full(n_groups, cap_s)
+    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
+    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
+    gap_from[prev_same_entity] = ts[prev_idx]
+    kind_s = kind[starts]
+    last_ts = ts[np.r_[starts[1:], n] - 1]
+    layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
+    table = _Table(layout)
+    row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
-    n_types = len(EVENT_TYPES)
-    event = event.clip(0, n_types - 1)
-    feat[:, col["n_records"]] = np.diff(np.r_[starts, n])
-    _fill_counts(feat, [col[f"ev_{t}"] for t in EVENT_TYPES], gid, event)
+    table.count("n_records", row_at)
+    event = event.clip(0, len(EVENT_TYPES) - 1)
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, event)
     sev_bucket = _severity_bucket(sev)
     has_bucket = np.flatnonzero(sev_bucket >= 0)
-    _fill_counts(feat, [col[name] for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
-    feat[:, col["repeat_leaves"]] = np.bincount(gid[repeat_leave_rec[ridx]], minlength=n_groups)
-    feat[:, col["repeat_radio_errors"]] = np.bincount(gid[repeat_radio_rec[ridx]], minlength=n_groups)
-    feat[:, col["unannounced_joins"]] = np.bincount(gid[unannounced_rec[ridx]], minlength=n_groups)
-    feat[:, col["n_unkeyed"]] = np.bincount(gid[(mac < 0) & (iface < 0)], minlength=n_groups)
+    table.count_codes([name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
+    table.count("repeat_leaves", row_at[repeat_leave_rec[ridx]])
+    table.count("repeat_radio_errors", row_at[repeat_radio_rec[ridx]])
+    table.count("unannounced_joins", row_at[unannounced_rec[ridx]])
+    table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
 
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
     # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
@@ -299,21 +322,21 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     continues = np.zeros(len(h), dtype=bool)
     continues[1:] = same_station[1:] & (h_win[1:] == h_win[:-1] + 1)
     fi = np.flatnonzero(first)
-    p_gid, p_mac = gid[h[fi]], h_mac[fi]
+    p_row, p_mac = row_at[h[fi]], h_mac[fi]
     seen_just_before = continues[fi]
-    feat[:, col["n_stations"]] = np.bincount(p_gid, minlength=n_groups)
-    feat[:, col["n_new_stations"]] = np.bincount(p_gid[~seen_just_before], minlength=n_groups)
-    feat[:, col["n_random_macs"]] = np.bincount(p_gid[la[p_mac]], minlength=n_groups)
+    table.count("n_stations", p_row)
+    table.count("n_new_stations", p_row[~seen_just_before])
+    table.count("n_random_macs", p_row[la[p_mac]])
 
     has_iface = iface >= 0
     n_if = max(len(iface_uniques), 1)
     if n_groups * n_if <= 16 * n:
         present = np.zeros(n_groups * n_if, dtype=bool)
         present[gid[has_iface].astype(np.int64) * n_if + iface[has_iface]] = True
-        feat[:, col["n_interfaces"]] = present.reshape(n_groups, n_if).sum(axis=1)
+        table.put("n_interfaces", present.reshape(n_groups, n_if).sum(axis=1))
     else:
         ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
-        feat[:, col["n_interfaces"]] = np.bincount(ipair // n_if, minlength=n_groups)
+        table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
 
     # Burstiness: runs of equal (window, sub-bucket) are contiguous because rows are time-sorted.
     bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
@@ -323,32 +346,98 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     run_len = np.diff(np.r_[run_start, n])
     run_gid = gid[run_start]
     first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
-    feat[:, col["peak_burst"]] = np.maximum.reduceat(run_len, first_run_of_group)
-    feat[:, col["active_buckets"]] = np.bincount(run_gid, minlength=n_groups)
+    table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
+    table.count("active_buckets", layout.real_at[run_gid])
 
     # Silence before the window: gap from the entity's previous record to the window's first one.
-    cap_s = float(spec.silence_cap_hours) * 3600.0
-    prev_same_entity = ~new_entity[starts]
-    gap = np.full(n_groups, cap_s)
-    prev_idx = starts[prev_same_entity] - 1
-    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
-    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
-    gap_from[prev_same_entity] = ts[prev_idx]
-    feat[:, col["silence_before_s"]] = gap
-    kind_s = kind[starts]
+    table.put("silence_before_s", gap, quiet=layout.q_silence)
     for i, k in enumerate(ENTITY_KINDS):
-        feat[:, col[f"kind_{k}"]] = kind_s == i
+        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
+    return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
 
-    return _Aggregated(
-        feat,
-        kind_s,
-        dev[starts],
-        ent[starts],
-        win[starts],
-        dev_uniques,
-        ent_uniques,
-        ts[np.r_[starts[1:], n] - 1],
-        gap_from,
+
+class _Table:
+    """The output block (rows x FEATURE_COLUMNS, float32, column-major), filled a column at a time.
+
+    Counts are ``bincount`` over each record's final row, so a column is written once, in place and in
+    order; per-window values are put at their windows' rows. Quiet device windows get 0 unless told."""
+
+    def __init__(self, layout: _Layout) -> None:
+        self.layout = layout
+        self.out = np.empty((layout.n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+        self.col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+
+    def column(self, name: str) -> np.ndarray:
+        return self.out[:, self.col[name]]
+
+    def count(self, name: str, rows: np.ndarray) -> None:
+        """How many of ``rows`` (one per counted record: its row) fall on each row."""
+        self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
+
+    def put(self, name: str, per_window: np.ndarray, quiet: np.ndarray | float = 0.0) -> None:
+        """One value per window with records (aggregation order) and ``quiet`` for the quiet windows."""
+        target = self.column(name)
+        target[self.layout.real_at] = per_window
+        target[self.layout.quiet_at] = quiet
+
+    def count_codes(self, names: list[str], gid: np.ndarray, code: np.ndarray) -> None:
+        """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
+        (non-decreasing) by :func:`_fill_counts`."""
+        _fill_counts(self.out, [self.col[name] for name in names], gid, code, self.layout.real_at)
+
+
+def _layout(
+    kind: np.ndarray,
+    dev: np.ndarray,
+    ent: np.ndarray,
+    win: np.ndarray,
+    last_ts: np.ndarray,
+    gap_from: np.ndarray,
+    spec: WindowSpec,
+) -> _Layout:
+    """The table's rows: the windows with records (per-window arrays in aggregation order) plus the quiet
+    device windows, sorted by (kind, device, entity, time), device and entity in order of first appearance.
+
+    Quiet device windows: after each device window, the empty windows up to its next one (at most the
+    silence cap), so a router that stops logging is visible as windows with no records."""
+    L = spec.length_ns
+    window_s = L / 1e9
+    cap_s = float(spec.silence_cap_hours) * 3600.0
+    kind = kind.astype(np.int8)
+    n_real = len(win)
+    src = np.zeros(0, dtype=np.int64)
+    q_win = np.zeros(0, dtype=win.dtype)
+    q_silence = np.zeros(0, dtype=np.float32)
+    d = np.flatnonzero(kind == ENTITY_KINDS.index("device"))
+    if len(d) > 1:
+        dev_first = _first_appearance(dev)
+        same = dev_first[d[1:]] == dev_first[d[:-1]]
+        gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
+        n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
+        src = np.repeat(d[:-1], n_fill)
+        if len(src):
+            step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
+            q_win = win[src] + step
+            q_silence = np.minimum(((q_win + 1) * L - last_ts[src]) / 1e9, cap_s).astype(np.float32)
+    if len(src):
+        kind, dev, ent, win = np.r_[kind, kind[src]], np.r_[dev, dev[src]], np.r_[ent, ent[src]], np.r_[win, q_win]
+        gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
+    dev_code, ent_code = _first_appearance(dev), _first_appearance(ent)
+    order = _row_order(kind, dev_code, ent_code, win)
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    return _Layout(
+        n=len(order),
+        real_at=position[:n_real],
+        quiet_at=position[n_real:],
+        q_silence=q_silence,
+        kind=kind[order],
+        dev=dev[order],
+        ent=ent[order],
+        dev_code=dev_code[order],
+        ent_code=ent_code[order],
+        win=win[order],
+        gap_from=gap_from[order],
     )
 
 
@@ -376,8 +465,9 @@ def _by_entity_and_station(
     return out
 
 
-def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray) -> None:
-    """``feat[g, columns[c]]`` = rows with group ``g`` (non-decreasing) and code ``c`` (0..len(columns)-1).
+def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray, place: np.ndarray) -> None:
+    """``feat[place[g], columns[c]]`` = records with group ``g`` (non-decreasing) and code ``c``
+    (0..len(columns)-1); 0 on every other row.
 
     One radix sort by code (a stable sort of small integers) keeps each code's groups in order, so the
     (code, group) pairs are runs and their counts are run lengths, written straight into the columns:
@@ -396,7 +486,7 @@ def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np
     counts = np.diff(np.r_[starts, len(g)])
     column_of = np.asarray(columns, dtype=np.int64)[c[starts]]
     flat = feat.reshape(-1, order="F")  # a view: feat is column-major
-    flat[column_of * feat.shape[0] + g[starts]] = counts
+    flat[column_of * feat.shape[0] + place[g[starts]]] = counts
 
 
 def _severity_bucket(sev: np.ndarray) -> np.ndarray:
@@ -493,51 +583,10 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     L = spec.length_ns
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
-    kind_code, win, gap_from = agg.kind.astype(np.int8), agg.win, agg.gap_from
-    dev_agg, ent_agg = agg.dev, agg.ent
-    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
-    n_real = len(win)
-
-    # Quiet device windows: after each device window, the empty windows up to its next one (at most
-    # the silence cap), so a router that stops logging is visible as windows with no records.
-    dev_first = _first_appearance(dev_agg)
-    src = np.zeros(0, dtype=np.int64)
-    q_silence = np.zeros(0, dtype=np.float32)
-    d = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
-    if len(d) > 1:
-        same = dev_first[d[1:]] == dev_first[d[:-1]]
-        gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
-        n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
-        src = np.repeat(d[:-1], n_fill)
-        if len(src):
-            step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
-            q_win = win[src] + step
-            q_silence = np.minimum(((q_win + 1) * L - agg.last_ts[src]) / 1e9, cap_s).astype(np.float32)
-            kind_code = np.r_[kind_code, kind_code[src]]
-            gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
-            dev_agg, ent_agg = np.r_[dev_agg, dev_agg[src]], np.r_[ent_agg, ent_agg[src]]
-            win = np.r_[win, q_win]
-
-    # Rows in (kind, device, entity, time) order, device and entity in order of first appearance.
-    dev_code, ent_code = _first_appearance(dev_agg), _first_appearance(ent_agg)
-    order = _row_order(kind_code, dev_code, ent_code, win)
-    kind_code, dev_code, ent_code, win = kind_code[order], dev_code[order], ent_code[order], win[order]
-    gap_from = gap_from[order]
-    n = len(order)
-    # Where each window lands: the aggregate block is scattered there once per column (no per-column
-    # temporaries, and the targets are nearly increasing, so the writes are close to sequential).
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    real_at, quiet_at = position[:n_real], position[n_real:]
-    quiet_value = {"silence_before_s": q_silence, "kind_device": np.float32(1)}
-
-    out = np.empty((n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+    lay, out = agg.layout, agg.out
+    kind_code, dev_code, ent_code, win, gap_from = lay.kind, lay.dev_code, lay.ent_code, lay.win, lay.gap_from
+    n = lay.n
     out_col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
-    for name in AGGREGATE_FEATURES:
-        # Quiet windows: 0 but their silence and kind.
-        target = out[:, out_col[name]]
-        target[real_at] = agg.feat[:, col[name]]
-        target[quiet_at] = quiet_value.get(name, np.float32(0))
 
     def feature(name: str) -> np.ndarray:
         return out[:, out_col[name]]
@@ -635,9 +684,9 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         out[:, out_col[name]] = values
     windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
     keys = {
-        "device": _str_column(agg.dev_uniques, dev_agg[order]),
+        "device": _str_column(agg.dev_uniques, lay.dev),
         "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_code.astype(np.int64)),
-        "entity": _str_column(agg.ent_uniques, ent_agg[order]),
+        "entity": _str_column(agg.ent_uniques, lay.ent),
         "window_start": (win * L).astype("datetime64[ns]").astype("datetime64[us]"),
     }
     for i, name in enumerate(KEY_COLUMNS):
