@@ -364,7 +364,8 @@ class _Table:
 
     def __init__(self, layout: _Layout) -> None:
         self.layout = layout
-        self.out = np.empty((layout.n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+        # Zeros from the allocator (fresh pages are zero already): count columns need no separate fill.
+        self.out = np.zeros((layout.n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
         self.col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 
     def column(self, name: str) -> np.ndarray:
@@ -467,13 +468,11 @@ def _by_entity_and_station(
 
 def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray, place: np.ndarray) -> None:
     """``feat[place[g], columns[c]]`` = records with group ``g`` (non-decreasing) and code ``c``
-    (0..len(columns)-1); 0 on every other row.
+    (0..len(columns)-1); every other row is left as it is (zero: the table starts as zeros).
 
     One radix sort by code (a stable sort of small integers) keeps each code's groups in order, so the
     (code, group) pairs are runs and their counts are run lengths, written straight into the columns:
     linear in the rows, where a ``bincount`` per code would allocate and convert a full column per code."""
-    for column in columns:
-        feat[:, column] = 0  # one contiguous fill per column (a fancy-indexed 2-D fill is several times slower)
     if not len(gid):
         return
     by_code = np.argsort(code, kind="stable")
@@ -504,12 +503,17 @@ def _severity_bucket(sev: np.ndarray) -> np.ndarray:
 
 def _first_appearance(codes: np.ndarray) -> np.ndarray:
     """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
-    they stand for (one code per distinct string), without touching the strings."""
+    they stand for (one code per distinct string), without touching the strings. Linear: the first
+    index of each code by ``np.minimum.at`` over a table as long as the codes' range (distinct strings),
+    then a sort of the distinct codes only."""
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
-    uniq, first = np.unique(codes, return_index=True)
-    rank = np.zeros(int(uniq[-1]) + 1, dtype=np.int64)
-    rank[uniq[np.argsort(first)]] = np.arange(len(uniq))
+    n = len(codes)
+    first = np.full(int(codes.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first < n)
+    rank = np.zeros(len(first), dtype=np.int64)
+    rank[present[np.argsort(first[present])]] = np.arange(len(present))
     return rank[codes]
 
 
