@@ -3,8 +3,10 @@
 Every feature is a pure function of the records of one entity in its window (and, for the
 "before" features, the entity's record just before it), never a batch-wide rank, frequency or
 statistic, so a window gets the same vector in training and at serving time whatever else is in
-the batch. Everything is computed with sorted numpy arrays and ``bincount``: one sort, then linear
-passes, no per-row Python and no per-window loops.
+the batch. Everything is computed with sorted numpy arrays and ``bincount``: a few sorts (radix
+sorts of small integer codes where possible), then linear passes, no per-row Python and no per-window
+loops. The table's row order is decided first (:func:`_layout`), so each feature column is written
+once, in place.
 
 Entities (``entity_kind``):
   device     the whole router (``entity = "*"``)
@@ -180,9 +182,10 @@ class _Aggregated(NamedTuple):
 
 
 def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
-    """Windows with records (None: none), with the time (ns) of each window's last record and the time of
-    the entity's record before the window's first one (where its silence began; NO_GAP for the entity's
-    first window). Arrays only: the table is built once, at the end of :func:`_with_history`."""
+    """The table block with every aggregate feature (None: no windows): records grouped per (kind,
+    device, entity, window), the rows laid out (:func:`_layout`: those windows plus the quiet device
+    windows), then each feature written into its column at its windows' rows. Arrays only: the table
+    (a DataFrame) is built once, at the end of :func:`_with_history`."""
     kinds = [(k, kind) for k, kind in enumerate(ENTITY_KINDS) if kind in spec.entities]
     if not kinds:
         raise ValueError("no entity kinds to build windows for (model.windows.entities is empty)")
@@ -578,12 +581,13 @@ def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.n
 
 
 def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
-    """Add quiet device windows, trailing activity and device context to the aggregated windows.
+    """Add trailing activity, the usual gap and device context to the table laid out by :func:`_layout`
+    (quiet device windows included), then the key columns.
 
     Everything here is a pure function of the entity's records in and before the window, computed
     from the windows themselves (windows are clock-aligned, so "the 24 h before" is a whole number
-    of windows) with sorted keys and ``searchsorted``: no per-window loops. Works on arrays and builds
-    the table once (one column-major float32 block), so no wide table is copied, reordered or re-encoded."""
+    of windows) with sorted keys, ``searchsorted`` and a (device, window) slot table: no per-window
+    loops. Fills the table block in place, so no wide table is copied, reordered or re-encoded."""
     L = spec.length_ns
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
