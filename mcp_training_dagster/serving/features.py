@@ -386,8 +386,20 @@ class _Table:
 
     def count_codes(self, names: list[str], gid: np.ndarray, code: np.ndarray) -> None:
         """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
-        (non-decreasing) by :func:`_fill_counts`."""
-        _fill_counts(self.out, [self.col[name] for name in names], gid, code, self.layout.real_at)
+        (non-decreasing). Needs ``n_records`` counted first.
+
+        One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
+        single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24
+        records (``n_records`` bounds every cell); beyond that the counts are made in integers and
+        rounded once, as a float32 column always held them (:func:`_fill_counts`)."""
+        columns = np.asarray([self.col[name] for name in names], dtype=np.int64)
+        if not len(gid):
+            return
+        if self.column("n_records").max() >= EXACT_FLOAT_COUNT:
+            _fill_counts(self.out, list(columns), gid, code, self.layout.real_at)
+            return
+        flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
+        np.add.at(flat, columns[code] * self.layout.n + self.layout.real_at[gid], np.float32(1))
 
 
 def _layout(
@@ -722,6 +734,7 @@ def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarr
     return np.argsort(key, kind="stable")
 
 
+EXACT_FLOAT_COUNT = 2**24  # float32 holds every integer below this: counting by adding ones is exact
 DENSE_SLOTS_PER_ROW = 4  # a dense (device, window) table up to this many slots per window row
 
 

@@ -17,6 +17,7 @@ from mcp_training_dagster_tests.serving.test_features_golden import DATASETS, GO
 FALLBACKS = {
     "lexsort_order": ("PACKED_KEY_LIMIT", 0.0),
     "sparse_device_windows": ("DENSE_SLOTS_PER_ROW", -(10**12)),
+    "integer_counts": ("EXACT_FLOAT_COUNT", 0),
 }
 
 
