@@ -362,8 +362,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
 class _Table:
     """The output block (rows x FEATURE_COLUMNS, float32, column-major), filled a column at a time.
 
-    Counts are ``bincount`` over each record's final row, so a column is written once, in place and in
-    order; per-window values are put at their windows' rows. Quiet device windows get 0 unless told."""
+    Counts are ``bincount`` (or ``np.add.at``) over each record's final row, so a column is written once,
+    in place; per-window values are put at their windows' rows. Quiet device windows get 0 unless told."""
 
     def __init__(self, layout: _Layout) -> None:
         self.layout = layout
@@ -485,9 +485,10 @@ def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np
     """``feat[place[g], columns[c]]`` = records with group ``g`` (non-decreasing) and code ``c``
     (0..len(columns)-1); every other row is left as it is (zero: the table starts as zeros).
 
-    One radix sort by code (a stable sort of small integers) keeps each code's groups in order, so the
-    (code, group) pairs are runs and their counts are run lengths, written straight into the columns:
-    linear in the rows, where a ``bincount`` per code would allocate and convert a full column per code."""
+    The integer path of :meth:`_Table.count_codes` (a window of 2**24 records or more, where adding
+    float32 ones would stop being exact): one radix sort by code (a stable sort of small integers) keeps
+    each code's groups in order, so the (code, group) pairs are runs and their counts are run lengths,
+    written straight into the columns (and rounded to float32 once, as a bincount per code was)."""
     if not len(gid):
         return
     by_code = np.argsort(code, kind="stable")
