@@ -3,8 +3,10 @@
 Every feature is a pure function of the records of one entity in its window (and, for the
 "before" features, the entity's record just before it), never a batch-wide rank, frequency or
 statistic, so a window gets the same vector in training and at serving time whatever else is in
-the batch. Everything is computed with sorted numpy arrays and ``bincount``: one sort, then linear
-passes, no per-row Python and no per-window loops.
+the batch. Everything is computed with sorted numpy arrays and ``bincount``: a few sorts (radix
+sorts of small integer codes where possible), then linear passes, no per-row Python and no per-window
+loops. The table's row order is decided first (:func:`_layout`), so each feature column is written
+once, in place.
 
 Entities (``entity_kind``):
   device     the whole router (``entity = "*"``)
@@ -152,24 +154,38 @@ def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.D
     return _with_history(agg, spec)
 
 
-class _Aggregated(NamedTuple):
-    """The windows with records, as arrays (one row per window, in aggregation order)."""
+class _Layout(NamedTuple):
+    """Where every window goes in the table: windows with records and the quiet device windows after
+    them, in (kind, device, entity, time) order; the per-row arrays are in that order."""
 
-    feat: np.ndarray  # (windows, AGGREGATE_FEATURES) float32, column-major
-    kind: np.ndarray  # index into ENTITY_KINDS
-    dev: np.ndarray  # code into dev_uniques (one per distinct device string)
-    ent: np.ndarray  # code into ent_uniques (one per distinct entity string)
-    win: np.ndarray  # window index: window_start // length
+    n: int  # rows of the table
+    real_at: np.ndarray  # row of each window with records (aggregation order)
+    quiet_at: np.ndarray  # row of each quiet window
+    q_silence: np.ndarray  # a quiet window's silence_before_s (float32)
+    kind: np.ndarray  # per row: index into ENTITY_KINDS
+    dev: np.ndarray  # per row: code into dev_uniques
+    ent: np.ndarray  # per row: code into ent_uniques
+    dev_code: np.ndarray  # per row: device in order of first appearance (the sort key)
+    ent_code: np.ndarray  # per row: entity in order of first appearance (the sort key)
+    win: np.ndarray  # per row: window index, window_start // length
+    gap_from: np.ndarray  # per row: time of the entity's record before the window's first one (NO_GAP: none)
+
+
+class _Aggregated(NamedTuple):
+    """The table block (rows x FEATURE_COLUMNS, float32, column-major) with the aggregate columns filled
+    in final row order, where they are laid out, and the distinct strings the codes stand for."""
+
+    out: np.ndarray
+    layout: _Layout
     dev_uniques: np.ndarray
     ent_uniques: np.ndarray
-    last_ts: np.ndarray  # time (ns) of the window's last record
-    gap_from: np.ndarray  # time of the entity's record before the window's first one (NO_GAP: none)
 
 
 def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
-    """Windows with records (None: none), with the time (ns) of each window's last record and the time of
-    the entity's record before the window's first one (where its silence began; NO_GAP for the entity's
-    first window). Arrays only: the table is built once, at the end of :func:`_with_history`."""
+    """The table block with every aggregate feature (None: no windows): records grouped per (kind,
+    device, entity, window), the rows laid out (:func:`_layout`: those windows plus the quiet device
+    windows), then each feature written into its column at its windows' rows. Arrays only: the table
+    (a DataFrame) is built once, at the end of :func:`_with_history`."""
     kinds = [(k, kind) for k, kind in enumerate(ENTITY_KINDS) if kind in spec.entities]
     if not kinds:
         raise ValueError("no entity kinds to build windows for (model.windows.entities is empty)")
@@ -271,55 +287,59 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     n_groups = len(starts)
     egid = np.cumsum(new_entity, dtype=np.int32) - 1
 
-    feat = np.empty((n_groups, len(AGGREGATE_FEATURES)), dtype=np.float32, order="F")
-    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
+    # Group-level facts first: they decide the layout, and every feature is then written in final row order.
+    cap_s = float(spec.silence_cap_hours) * 3600.0
+    prev_same_entity = ~new_entity[starts]
+    prev_idx = starts[prev_same_entity] - 1
+    gap = np.full(n_groups, cap_s)
+    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
+    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
+    gap_from[prev_same_entity] = ts[prev_idx]
+    kind_s = kind[starts]
+    last_ts = ts[np.r_[starts[1:], n] - 1]
+    layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
+    table = _Table(layout)
+    row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
-    n_types = len(EVENT_TYPES)
-    event = event.clip(0, n_types - 1)
-    feat[:, col["n_records"]] = np.diff(np.r_[starts, n])
-    # One radix sort by event type, then a slice per type (instead of 26 full-length masks).
-    by_event = np.argsort(event, kind="stable")
-    bounds = np.searchsorted(event[by_event], np.arange(n_types + 1))
-    gid_by_event = gid[by_event]
-    for i, t in enumerate(EVENT_TYPES):
-        feat[:, col[f"ev_{t}"]] = np.bincount(gid_by_event[bounds[i] : bounds[i + 1]], minlength=n_groups)
-    del by_event, gid_by_event
-    for name, lo, hi in SEVERITY_FEATURES:
-        feat[:, col[name]] = np.bincount(gid[(sev >= lo) & (sev <= hi)], minlength=n_groups)
-    feat[:, col["repeat_leaves"]] = np.bincount(gid[repeat_leave_rec[ridx]], minlength=n_groups)
-    feat[:, col["repeat_radio_errors"]] = np.bincount(gid[repeat_radio_rec[ridx]], minlength=n_groups)
-    feat[:, col["unannounced_joins"]] = np.bincount(gid[unannounced_rec[ridx]], minlength=n_groups)
-    feat[:, col["n_unkeyed"]] = np.bincount(gid[(mac < 0) & (iface < 0)], minlength=n_groups)
+    table.count("n_records", row_at)
+    event = event.clip(0, len(EVENT_TYPES) - 1)
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, event)
+    sev_bucket = _severity_bucket(sev)
+    has_bucket = np.flatnonzero(sev_bucket >= 0)
+    table.count_codes([name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
+    table.count("repeat_leaves", row_at[repeat_leave_rec[ridx]])
+    table.count("repeat_radio_errors", row_at[repeat_radio_rec[ridx]])
+    table.count("unannounced_joins", row_at[unannounced_rec[ridx]])
+    table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
 
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
     # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
     la = _locally_administered(mac_uniques)
-    h = np.flatnonzero(mac >= 0)
-    n_mac = max(len(mac_uniques), 1)
-    o = _stable_order(egid[h], int(egid[-1]) + 1, mac[h], n_mac)
-    h = h[o]
+    h = _by_entity_and_station(np.flatnonzero(mac >= 0), kind, egid, mac, max(len(mac_uniques), 1))
     h_egid, h_mac, h_win = egid[h], mac[h], win[h]
     same_station = np.zeros(len(h), dtype=bool)
     same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
     first = ~same_station
     first[1:] |= h_win[1:] != h_win[:-1]
+    # The station's previous row (same entity) is in the window just before.
+    continues = np.zeros(len(h), dtype=bool)
+    continues[1:] = same_station[1:] & (h_win[1:] == h_win[:-1] + 1)
     fi = np.flatnonzero(first)
-    p_gid, p_mac = gid[h[fi]], h_mac[fi]
-    seen_just_before = same_station[fi]
-    seen_just_before[seen_just_before] = h_win[fi[seen_just_before]] == h_win[fi[seen_just_before] - 1] + 1
-    feat[:, col["n_stations"]] = np.bincount(p_gid, minlength=n_groups)
-    feat[:, col["n_new_stations"]] = np.bincount(p_gid[~seen_just_before], minlength=n_groups)
-    feat[:, col["n_random_macs"]] = np.bincount(p_gid[la[p_mac]], minlength=n_groups)
+    p_row, p_mac = row_at[h[fi]], h_mac[fi]
+    seen_just_before = continues[fi]
+    table.count("n_stations", p_row)
+    table.count("n_new_stations", p_row[~seen_just_before])
+    table.count("n_random_macs", p_row[la[p_mac]])
 
     has_iface = iface >= 0
     n_if = max(len(iface_uniques), 1)
     if n_groups * n_if <= 16 * n:
         present = np.zeros(n_groups * n_if, dtype=bool)
         present[gid[has_iface].astype(np.int64) * n_if + iface[has_iface]] = True
-        feat[:, col["n_interfaces"]] = present.reshape(n_groups, n_if).sum(axis=1)
+        table.put("n_interfaces", present.reshape(n_groups, n_if).sum(axis=1))
     else:
         ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
-        feat[:, col["n_interfaces"]] = np.bincount(ipair // n_if, minlength=n_groups)
+        table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
 
     # Burstiness: runs of equal (window, sub-bucket) are contiguous because rows are time-sorted.
     bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
@@ -329,43 +349,187 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     run_len = np.diff(np.r_[run_start, n])
     run_gid = gid[run_start]
     first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
-    feat[:, col["peak_burst"]] = np.maximum.reduceat(run_len, first_run_of_group)
-    feat[:, col["active_buckets"]] = np.bincount(run_gid, minlength=n_groups)
+    table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
+    table.count("active_buckets", layout.real_at[run_gid])
 
     # Silence before the window: gap from the entity's previous record to the window's first one.
-    cap_s = float(spec.silence_cap_hours) * 3600.0
-    prev_same_entity = ~new_entity[starts]
-    gap = np.full(n_groups, cap_s)
-    prev_idx = starts[prev_same_entity] - 1
-    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
-    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
-    gap_from[prev_same_entity] = ts[prev_idx]
-    feat[:, col["silence_before_s"]] = gap
-    kind_s = kind[starts]
+    table.put("silence_before_s", gap, quiet=layout.q_silence)
     for i, k in enumerate(ENTITY_KINDS):
-        feat[:, col[f"kind_{k}"]] = kind_s == i
+        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
+    return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
 
-    return _Aggregated(
-        feat,
-        kind_s,
-        dev[starts],
-        ent[starts],
-        win[starts],
-        dev_uniques,
-        ent_uniques,
-        ts[np.r_[starts[1:], n] - 1],
-        gap_from,
+
+class _Table:
+    """The output block (rows x FEATURE_COLUMNS, float32, column-major), filled a column at a time.
+
+    Counts are ``bincount`` (or ``np.add.at``) over each record's final row, so a column is written once,
+    in place; per-window values are put at their windows' rows. Quiet device windows get 0 unless told."""
+
+    def __init__(self, layout: _Layout) -> None:
+        self.layout = layout
+        # Zeros from the allocator (fresh pages are zero already): count columns need no separate fill.
+        self.out = np.zeros((layout.n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+        self.col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+
+    def column(self, name: str) -> np.ndarray:
+        return self.out[:, self.col[name]]
+
+    def count(self, name: str, rows: np.ndarray) -> None:
+        """How many of ``rows`` (one per counted record: its row) fall on each row."""
+        self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
+
+    def put(self, name: str, per_window: np.ndarray, quiet: np.ndarray | float = 0.0) -> None:
+        """One value per window with records (aggregation order) and ``quiet`` for the quiet windows."""
+        target = self.column(name)
+        target[self.layout.real_at] = per_window
+        target[self.layout.quiet_at] = quiet
+
+    def count_codes(self, names: list[str], gid: np.ndarray, code: np.ndarray) -> None:
+        """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
+        (non-decreasing). Needs ``n_records`` counted first.
+
+        One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
+        single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24
+        records (``n_records`` bounds every cell); beyond that the counts are made in integers and
+        rounded once, as a float32 column always held them (:func:`_fill_counts`)."""
+        columns = np.asarray([self.col[name] for name in names], dtype=np.int64)
+        if not len(gid):
+            return
+        if self.column("n_records").max() >= EXACT_FLOAT_COUNT:
+            _fill_counts(self.out, list(columns), gid, code, self.layout.real_at)
+            return
+        flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
+        np.add.at(flat, columns[code] * self.layout.n + self.layout.real_at[gid], np.float32(1))
+
+
+def _layout(
+    kind: np.ndarray,
+    dev: np.ndarray,
+    ent: np.ndarray,
+    win: np.ndarray,
+    last_ts: np.ndarray,
+    gap_from: np.ndarray,
+    spec: WindowSpec,
+) -> _Layout:
+    """The table's rows: the windows with records (per-window arrays in aggregation order) plus the quiet
+    device windows, sorted by (kind, device, entity, time), device and entity in order of first appearance.
+
+    Quiet device windows: after each device window, the empty windows up to its next one (at most the
+    silence cap), so a router that stops logging is visible as windows with no records."""
+    L = spec.length_ns
+    window_s = L / 1e9
+    cap_s = float(spec.silence_cap_hours) * 3600.0
+    kind = kind.astype(np.int8)
+    n_real = len(win)
+    src = np.zeros(0, dtype=np.int64)
+    q_win = np.zeros(0, dtype=win.dtype)
+    q_silence = np.zeros(0, dtype=np.float32)
+    d = np.flatnonzero(kind == ENTITY_KINDS.index("device"))
+    if len(d) > 1:
+        dev_first = _first_appearance(dev)
+        same = dev_first[d[1:]] == dev_first[d[:-1]]
+        gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
+        n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
+        src = np.repeat(d[:-1], n_fill)
+        if len(src):
+            step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
+            q_win = win[src] + step
+            q_silence = np.minimum(((q_win + 1) * L - last_ts[src]) / 1e9, cap_s).astype(np.float32)
+    if len(src):
+        kind, dev, ent, win = np.r_[kind, kind[src]], np.r_[dev, dev[src]], np.r_[ent, ent[src]], np.r_[win, q_win]
+        gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
+    dev_code, ent_code = _first_appearance(dev), _first_appearance(ent)
+    order = _row_order(kind, dev_code, ent_code, win)
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    return _Layout(
+        n=len(order),
+        real_at=position[:n_real],
+        quiet_at=position[n_real:],
+        q_silence=q_silence,
+        kind=kind[order],
+        dev=dev[order],
+        ent=ent[order],
+        dev_code=dev_code[order],
+        ent_code=ent_code[order],
+        win=win[order],
+        gap_from=gap_from[order],
     )
+
+
+def _by_entity_and_station(
+    rows: np.ndarray, kind: np.ndarray, egid: np.ndarray, mac: np.ndarray, n_mac: int
+) -> np.ndarray:
+    """``rows`` (increasing, each with a station) reordered by (entity, station, time), stably.
+
+    Rows come in (kind, entity, time) order, so each kind is a contiguous slice and is sorted on its
+    own, with entity codes relative to the slice (small enough for the 16-bit radix sort more often).
+    Station entities need no sort at all: all rows of one have the same station."""
+    out = rows.copy()
+    if not len(rows):
+        return out
+    row_kind = kind[rows]
+    bounds = np.flatnonzero(np.r_[True, row_kind[1:] != row_kind[:-1], True])
+    station = ENTITY_KINDS.index("station")
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if row_kind[a] == station:
+            continue
+        part = rows[a:b]
+        first_entity = int(egid[part[0]])
+        primary = egid[part] - first_entity
+        out[a:b] = part[_stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
+    return out
+
+
+def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray, place: np.ndarray) -> None:
+    """``feat[place[g], columns[c]]`` = records with group ``g`` (non-decreasing) and code ``c``
+    (0..len(columns)-1); every other row is left as it is (zero: the table starts as zeros).
+
+    The integer path of :meth:`_Table.count_codes` (a window of 2**24 records or more, where adding
+    float32 ones would stop being exact): one radix sort by code (a stable sort of small integers) keeps
+    each code's groups in order, so the (code, group) pairs are runs and their counts are run lengths,
+    written straight into the columns (and rounded to float32 once, as a bincount per code was)."""
+    if not len(gid):
+        return
+    by_code = np.argsort(code, kind="stable")
+    g, c = gid[by_code], code[by_code]
+    new_pair = np.empty(len(g), dtype=bool)
+    new_pair[0] = True
+    np.not_equal(g[1:], g[:-1], out=new_pair[1:])
+    new_pair[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(new_pair)
+    counts = np.diff(np.r_[starts, len(g)])
+    column_of = np.asarray(columns, dtype=np.int64)[c[starts]]
+    flat = feat.reshape(-1, order="F")  # a view: feat is column-major
+    flat[column_of * feat.shape[0] + place[g[starts]]] = counts
+
+
+def _severity_bucket(sev: np.ndarray) -> np.ndarray:
+    """Per record, the index of its SEVERITY_FEATURES bucket (-1: none), by table lookup instead of a
+    pair of comparisons per bucket."""
+    lo = min(b[1] for b in SEVERITY_FEATURES) - 1
+    hi = max(b[2] for b in SEVERITY_FEATURES) + 1
+    table = np.full(hi - lo + 1, -1, dtype=np.int8)
+    for k, (_, first, last) in enumerate(SEVERITY_FEATURES):
+        if (table[first - lo : last - lo + 1] >= 0).any():
+            raise ValueError("severity buckets overlap: a record would count in two")
+        table[first - lo : last - lo + 1] = k
+    return table[np.clip(sev, lo, hi) - lo]
 
 
 def _first_appearance(codes: np.ndarray) -> np.ndarray:
     """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
-    they stand for (one code per distinct string), without touching the strings."""
+    they stand for (one code per distinct string), without touching the strings. Linear: the first
+    index of each code by ``np.minimum.at`` over a table as long as the codes' range (distinct strings),
+    then a sort of the distinct codes only."""
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
-    uniq, first = np.unique(codes, return_index=True)
-    rank = np.zeros(int(uniq[-1]) + 1, dtype=np.int64)
-    rank[uniq[np.argsort(first)]] = np.arange(len(uniq))
+    n = len(codes)
+    first = np.full(int(codes.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first < n)
+    rank = np.zeros(len(first), dtype=np.int64)
+    rank[present[np.argsort(first[present])]] = np.arange(len(present))
     return rank[codes]
 
 
@@ -430,59 +594,20 @@ def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.n
 
 
 def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
-    """Add quiet device windows, trailing activity and device context to the aggregated windows.
+    """Add trailing activity, the usual gap and device context to the table laid out by :func:`_layout`
+    (quiet device windows included), then the key columns.
 
     Everything here is a pure function of the entity's records in and before the window, computed
     from the windows themselves (windows are clock-aligned, so "the 24 h before" is a whole number
-    of windows) with sorted keys and ``searchsorted``: no per-window loops. Works on arrays and builds
-    the table once (one column-major float32 block), so no wide table is copied, reordered or re-encoded."""
+    of windows) with sorted keys, ``searchsorted`` and a (device, window) slot table: no per-window
+    loops. Fills the table block in place, so no wide table is copied, reordered or re-encoded."""
     L = spec.length_ns
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
-    kind_code, win, gap_from = agg.kind.astype(np.int8), agg.win, agg.gap_from
-    dev_agg, ent_agg = agg.dev, agg.ent
-    col = {name: i for i, name in enumerate(AGGREGATE_FEATURES)}
-    n_real = len(win)
-
-    # Quiet device windows: after each device window, the empty windows up to its next one (at most
-    # the silence cap), so a router that stops logging is visible as windows with no records.
-    dev_first = _first_appearance(dev_agg)
-    src = np.zeros(0, dtype=np.int64)
-    q_silence = np.zeros(0, dtype=np.float32)
-    d = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
-    if len(d) > 1:
-        same = dev_first[d[1:]] == dev_first[d[:-1]]
-        gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
-        n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
-        src = np.repeat(d[:-1], n_fill)
-        if len(src):
-            step = np.arange(len(src)) - np.repeat(np.cumsum(n_fill) - n_fill, n_fill) + 1
-            q_win = win[src] + step
-            q_silence = np.minimum(((q_win + 1) * L - agg.last_ts[src]) / 1e9, cap_s).astype(np.float32)
-            kind_code = np.r_[kind_code, kind_code[src]]
-            gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
-            dev_agg, ent_agg = np.r_[dev_agg, dev_agg[src]], np.r_[ent_agg, ent_agg[src]]
-            win = np.r_[win, q_win]
-
-    # Rows in (kind, device, entity, time) order, device and entity in order of first appearance.
-    dev_code, ent_code = _first_appearance(dev_agg), _first_appearance(ent_agg)
-    order = np.lexsort((win, ent_code, dev_code, kind_code))
-    kind_code, dev_code, ent_code, win = kind_code[order], dev_code[order], ent_code[order], win[order]
-    gap_from = gap_from[order]
-    n = len(order)
-    quiet_value = {"silence_before_s": q_silence, "kind_device": np.float32(1)}
-
-    def aggregate(name: str) -> np.ndarray:
-        """One aggregate feature over every row (quiet windows: 0 but their silence and kind), in row order."""
-        full = np.empty(n, dtype=np.float32)
-        full[:n_real] = agg.feat[:, col[name]]
-        full[n_real:] = quiet_value.get(name, np.float32(0))
-        return full[order]
-
-    out = np.empty((n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
+    lay, out = agg.layout, agg.out
+    kind_code, dev_code, ent_code, win, gap_from = lay.kind, lay.dev_code, lay.ent_code, lay.win, lay.gap_from
+    n = lay.n
     out_col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
-    for name in AGGREGATE_FEATURES:
-        out[:, out_col[name]] = aggregate(name)
 
     def feature(name: str) -> np.ndarray:
         return out[:, out_col[name]]
@@ -543,52 +668,94 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         rel["silence_excess"][dv] = np.where(has_history, excess, 0.0)
         rel["silent_beyond_usual"][dv] = has_history & (sil > SILENCE_FACTOR * usual)
 
-    # Device context: the device row's own figures and its stations' windows, joined on (device, window).
-    ctx_key = dev_code.astype(np.int64) * span + offset
+    # Device context: the device row's own figures and its stations' windows, joined on (device, window)
+    # through one slot per (device, window): a table lookup and ``bincount``, no search.
+    dev_first = np.full(int(dev_code.max()) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(dev_first, dev_code, offset)
+    slot, n_slots = _device_window_slots(dev_code, offset, dev_first)
     ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
     is_dev = kind_code == ENTITY_KINDS.index("device")
     if is_dev.any():
-        # Device rows come first, in (device, window) order: their keys are sorted and unique.
-        dev_keys = ctx_key[is_dev]
-        at = np.minimum(np.searchsorted(dev_keys, ctx_key), len(dev_keys) - 1)
-        hit = dev_keys[at] == ctx_key
-        at = np.flatnonzero(is_dev)[at]
+        dev_row = np.full(n_slots, -1, dtype=np.int64)
+        dev_row[slot[is_dev]] = np.flatnonzero(is_dev)
+        at = dev_row[slot]
+        hit = at >= 0
+        at = at[hit]
         sources = {
             "dev_records": feature("n_records"),
             "dev_stations": feature("n_stations"),
-            "dev_deauth": _sum_columns(out, [out_col[f"ev_{t}"] for t in DEAUTH_EVENTS]),
-            "dev_failures": _sum_columns(out, [out_col[f"ev_{t}"] for t in FAILURE_EVENTS]),
+            "dev_deauth": feature("grp_leaves"),  # the same float32 sum as before, already in the table
+            "dev_failures": feature("grp_failures"),
         }
         for name, values in sources.items():
-            ctx[name][hit] = values[at[hit]]
+            ctx[name][hit] = values[at]
     is_sta = kind_code == ENTITY_KINDS.index("station")
     if is_sta.any():
-        sta_keys, sta_group = np.unique(ctx_key[is_sta], return_inverse=True)
+        sta_slot = slot[is_sta]
         # "Not seen in the 24 h before" means nothing before the device has any history: every station is
         # new in its first hour (a connected station logs at least at the hourly group rekey).
-        dev_first = np.full(int(dev_code.max()) + 1, np.iinfo(np.int64).max)
-        np.minimum.at(dev_first, dev_code, offset)
         mature = offset[is_sta] - dev_first[dev_code[is_sta]] >= int(round(UNSEEN_HISTORY_S / window_s))
-        unseen = np.bincount(sta_group, weights=(silence[is_sta] >= cap_s) & mature, minlength=len(sta_keys))
-        busiest = np.zeros(len(sta_keys))
-        np.maximum.at(busiest, sta_group, n_records[is_sta])
-        at = np.searchsorted(sta_keys, ctx_key)
-        at = np.minimum(at, len(sta_keys) - 1)
-        hit = sta_keys[at] == ctx_key
-        ctx["dev_unseen_stations"][hit] = unseen[at[hit]]
-        ctx["dev_max_station_records"][hit] = busiest[at[hit]]
+        unseen = np.bincount(sta_slot, weights=(silence[is_sta] >= cap_s) & mature, minlength=n_slots)
+        busiest = np.zeros(n_slots)
+        np.maximum.at(busiest, sta_slot, n_records[is_sta])
+        # A (device, window) without station windows reads 0 from both, as it should.
+        ctx["dev_unseen_stations"][:] = unseen[slot]
+        ctx["dev_max_station_records"][:] = busiest[slot]
     for name, values in (*ctx.items(), *rel.items()):
         out[:, out_col[name]] = values
     windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
     keys = {
-        "device": _str_column(agg.dev_uniques, dev_agg[order]),
+        "device": _str_column(agg.dev_uniques, lay.dev),
         "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_code.astype(np.int64)),
-        "entity": _str_column(agg.ent_uniques, ent_agg[order]),
+        "entity": _str_column(agg.ent_uniques, lay.ent),
         "window_start": (win * L).astype("datetime64[ns]").astype("datetime64[us]"),
     }
     for i, name in enumerate(KEY_COLUMNS):
         windows.insert(i, name, keys[name])
     return windows
+
+
+PACKED_KEY_LIMIT = 2.0**62  # (kind, device, entity, window) packed in one int64 below this
+
+
+def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """The permutation sorting windows by (kind, device, entity, window); the four are unique per window.
+
+    The windows arrive nearly in that order (only quiet windows and entities shared by devices are out of
+    place), so one stable sort of a packed int64 key (a run-aware merge sort) costs a fraction of a
+    four-key ``lexsort``, which re-sorts every key from scratch. Falls back to ``lexsort`` if the key
+    would not fit in 63 bits."""
+    offset = win - win.min() if len(win) else win
+    sizes = [int(a.max()) + 1 if len(a) else 1 for a in (kind, dev, ent, offset)]
+    if np.prod([float(x) for x in sizes]) >= PACKED_KEY_LIMIT:
+        return np.lexsort((win, ent, dev, kind))
+    key = kind.astype(np.int64)
+    for values, size in zip((dev, ent, offset), sizes[1:]):
+        key = key * size + values
+    return np.argsort(key, kind="stable")
+
+
+EXACT_FLOAT_COUNT = 2**24  # float32 holds every integer below this: counting by adding ones is exact
+DENSE_SLOTS_PER_ROW = 4  # a dense (device, window) table up to this many slots per window row
+
+
+def _device_window_slots(dev: np.ndarray, offset: np.ndarray, dev_first: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per row, an integer slot shared by exactly the rows of the same (device, window), and the number of slots.
+
+    Usually a dense table, each device's windows from its first to its last one: device rows are
+    nearly dense already (quiet windows fill their gaps up to the silence cap), so the table is about
+    as long as the rows and a slot is plain arithmetic. When that would be sparse (long gaps between
+    windows, beyond the cap), the distinct (device, window) pairs are numbered by ``np.unique``."""
+    dev_last = np.full(len(dev_first), -1, dtype=np.int64)
+    np.maximum.at(dev_last, dev, offset)
+    width = np.maximum(dev_last - dev_first + 1, 0)
+    n_slots = int(width.sum())
+    if n_slots <= DENSE_SLOTS_PER_ROW * len(dev) + 1024:
+        base = np.cumsum(width) - width - dev_first
+        return base[dev] + offset, n_slots
+    span = int(offset.max()) + 1
+    uniq, slot = np.unique(dev.astype(np.int64) * span + offset, return_inverse=True)
+    return slot.reshape(-1), len(uniq)
 
 
 def _sum_columns(out: np.ndarray, columns: list[int]) -> np.ndarray:
