@@ -15,13 +15,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.serving.calibration import calibrated_scores, fit_calibration, raw_threshold
@@ -38,9 +35,19 @@ from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINIT
 from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted (build_pipeline, _complete), not at load:
+    # the code location imports this module, and every run process loads the code location first (an ingest run
+    # never fits); scikit-learn with the SciPy it pulls in is about a second of each such start on 2 cores.
+    from sklearn.pipeline import Pipeline
+
 
 def build_pipeline(detector: DetectorConfig) -> Pipeline:
     """Counts are heavy-tailed, so log1p first; scaling matters for LOF's distances."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
     if detector.kind == "isolation_forest":
         p = detector.isolation_forest
         est: Any = IsolationForest(
@@ -282,6 +289,8 @@ def _complete(
     heldout_scores: np.ndarray | None = None,
 ) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data, and its results."""
+    import sklearn
+
     ts = windows["window_start"]
     calibration = fit.calibration
     # Fitted on a subsample: the facts below are of every training window, so score them all (cheap next to the fit).
