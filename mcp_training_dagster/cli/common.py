@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from mcp_training_dagster.domain.registry import ModelRegistry
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "sample_exports"
-_DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+# Without config/ (a wheel install): no telemetry, and one model fit at a time across runs (the "training" pool,
+# see config/dagster.yaml).
+_DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 
 from mcp_training_dagster.domain.packaging import (
     AGENT_SUFFIX,
@@ -48,6 +47,8 @@ from mcp_training_dagster.domain.results import (
 from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores
 
 if TYPE_CHECKING:  # evaluation builds the agent's vectors of its held-out period with agent_vectors below
+    from sklearn.ensemble import IsolationForest  # imported where fitted: not part of a code-location load
+
     from mcp_training_dagster.domain.evaluation import EvaluationSet
 
 # The record columns agent_vectors reads (the fan-in loads only these).
@@ -172,6 +173,8 @@ def train_agent_model(
     X = vector_matrix(vectors)
     if len(X) < 2:
         raise ValueError(f"need at least 2 window vectors to train the agent model, got {len(X)}")
+    from sklearn.ensemble import IsolationForest
+
     est = IsolationForest(n_estimators=int(n_estimators), contamination="auto", random_state=random_state, n_jobs=1)
     est.fit(X)
     scores = anomaly_scores(est, X)

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
 
 class TrainingError(ValueError):
@@ -64,6 +63,9 @@ class Metrics:
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> Metrics:
     """Precision, recall, F1 at the stored threshold (``score > threshold`` = anomalous), ROC-AUC and
     PR-AUC over the scores, with the counts they come from. AUCs are ``None`` when only one class is present."""
+    # Imported here: this module is part of every code-location load, which needs no scikit-learn (see training.py).
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
     pred = s > threshold

@@ -15,13 +15,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import sklearn
-from sklearn.ensemble import IsolationForest
-from sklearn.neighbors import LocalOutlierFactor
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.serving.calibration import calibrated_scores, fit_calibration, raw_threshold
@@ -38,9 +35,19 @@ from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINIT
 from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
+if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted (build_pipeline, _complete), not at load:
+    # the code location imports this module, and every run process loads the code location first (an ingest run
+    # never fits); scikit-learn with the SciPy it pulls in is about a second of each such start on 2 cores.
+    from sklearn.pipeline import Pipeline
+
 
 def build_pipeline(detector: DetectorConfig) -> Pipeline:
     """Counts are heavy-tailed, so log1p first; scaling matters for LOF's distances."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
     if detector.kind == "isolation_forest":
         p = detector.isolation_forest
         est: Any = IsolationForest(
@@ -189,6 +196,12 @@ class _Fit:
             windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)), self.calibration
         )
 
+    def own_scores(self, windows: pd.DataFrame) -> np.ndarray:
+        """:meth:`score` of the very ``windows`` this was fitted on, from the raw scores the fit already computed:
+        an isolation forest's scoring pass costs about a third of its fit (per-tree Python overhead), and the
+        same pipeline on the same rows gives the same numbers. Refitted on a subsample: scored afresh."""
+        return self.score(windows) if self.sample is not None else _calibrated(windows, self.scores, self.calibration)
+
 
 def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     """At most ``cap`` windows to fit and calibrate on, and how they were chosen (None: all of them).
@@ -276,6 +289,8 @@ def _complete(
     heldout_scores: np.ndarray | None = None,
 ) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data, and its results."""
+    import sklearn
+
     ts = windows["window_start"]
     calibration = fit.calibration
     # Fitted on a subsample: the facts below are of every training window, so score them all (cheap next to the fit).
@@ -366,6 +381,7 @@ def train_and_select(
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
     results: dict[str, Evaluation] = {}
     twins: dict[str, _Fit] = {}
+    heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
             twins[kind] = _fit(
@@ -375,9 +391,8 @@ def train_and_select(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            results[kind] = evaluate_on(
-                twins[kind].score(evaluation.windows), twins[kind].decision_threshold, evaluation
-            )
+            heldout_by_kind[kind] = twins[kind].score(evaluation.windows)
+            results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:
         challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
@@ -385,7 +400,7 @@ def train_and_select(
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     chosen = detector.model_copy(update={"kind": best})
     fit = _fit(windows, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
-    heldout = twins[best].score(evaluation.windows) if best in twins and evaluation is not None else None
+    heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
         criterion=f"overall window PR-AUC on the evaluation set; another candidate replaces {detector.kind} "
@@ -393,7 +408,7 @@ def train_and_select(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    train_scores = fit.score(windows)
+    train_scores = fit.own_scores(windows)
     seed_scores = [train_scores]
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         for i in range(1, stability_seeds):
@@ -404,7 +419,7 @@ def train_and_select(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            seed_scores.append(other.score(windows))
+            seed_scores.append(other.own_scores(windows))
     later_scores = None
     if len(early) >= min_windows and len(later):
         twin = twins.get(best) or _fit(

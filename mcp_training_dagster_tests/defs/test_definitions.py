@@ -60,6 +60,24 @@ def test_module_level_defs_validate(data_dir):
     assert {k.to_user_string() for k in loaded.resolve_all_asset_keys()} == ASSET_KEYS
 
 
+def test_loading_the_code_location_imports_no_scikit_learn(data_dir, tmp_path):
+    """Every run process loads the code location before its first step (and the code server at each start and
+    reload); scikit-learn and the SciPy it pulls in cost about 1 CPU-second of that, which an ingest, verdicts or
+    drift run never needs for loading (domain/training.py, agent_variant.py and results.py import it where they fit
+    and measure). A module-level ``import sklearn`` in anything the definitions import fails here."""
+    code = (
+        "import sys; import mcp_training_dagster.definitions as d; d.defs().get_repository_def(); "
+        "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def _contents(defs: dg.Definitions) -> dict[str, set[str]]:
     repo = defs.get_repository_def()
     return {

@@ -32,6 +32,11 @@ def exports_of(horizon_records: pd.DataFrame) -> list[str]:
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
 TRAINING_CODE_VERSION = "4"
 FORCE_TAG = "mcp/force_retrain"
+# Dagster concurrency pool of the steps that fit models. The shipped instance configs limit every pool to one step
+# at a time (config/dagster*.yaml, concurrency.pools.default_limit: 1): two training runs created in the same second
+# (the landing sensor's file_to_model_job and automation's run on a drift or code-change trigger, each seeing no
+# other) then fit one after the other, and the second finds identical inputs already trained (already_trained).
+TRAINING_POOL = "training"
 
 
 def input_fingerprint(cfg, training_windows: pd.DataFrame, evaluation: EvaluationSet) -> str:
@@ -71,6 +76,7 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     kinds={"scikitlearn", "joblib"},
     code_version=with_model_config(TRAINING_CODE_VERSION),
     automation_condition=RETRAIN_CONDITION,
+    pool=TRAINING_POOL,
     output_required=False,
     ins={"horizon_records": dg.AssetIn(metadata=EXPORTS_ONLY)},
     description=(
@@ -185,6 +191,7 @@ def model_metadata(
     kinds={"scikitlearn", "joblib"},
     code_version="1",
     automation_condition=RETRAIN_CONDITION,
+    pool=TRAINING_POOL,
     ins={"horizon_records": dg.AssetIn(metadata={"columns": list(AGENT_COLUMNS)})},
     description=(
         "The variant for today's inference agent: an unscaled IsolationForest on exactly the agent's 5-value window "
