@@ -195,7 +195,10 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
                 proc.wait(timeout=10)
     assert proc.returncode is not None
     time.sleep(2)
-    leftovers = subprocess.run(["pgrep", "-f", "--", f"-p {port}"], capture_output=True, text=True).stdout.split()
+    # Exactly this port: a bare "-p 4123" would also match another test worker's "-p 41234" and kill its server.
+    leftovers = subprocess.run(
+        ["pgrep", "-f", "--", rf"(^| )-p {port}( |$)"], capture_output=True, text=True
+    ).stdout.split()
     for pid in leftovers:
         os.kill(int(pid), signal.SIGKILL)
     assert not leftovers, "dagster dev outlived `mcp-training up`"
