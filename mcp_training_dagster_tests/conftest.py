@@ -55,3 +55,14 @@ def dagster_cli() -> str:
     if not found:
         pytest.skip("dagster CLI not installed")
     return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (the end-to-end ones, then those on real servers), the rest in collection order.
+    With two workers (pyproject's addopts) a long test started last would leave the other worker idle at the
+    end; started first, the short ones fill in around it. Every worker sorts the same way (xdist checks)."""
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("distributed") else 2
+
+    items.sort(key=rank)  # stable

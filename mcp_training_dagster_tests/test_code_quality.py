@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mcp_training_dagster_tests.source_imports import imported_modules
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # not resolved: the venv's bin/, where its console scripts are
 
@@ -64,15 +66,9 @@ def test_the_domain_and_the_serving_core_never_import_dagster() -> None:
     package = REPO_ROOT / "mcp_training_dagster"
     offenders = []
     for path in sorted([*(package / "domain").rglob("*.py"), *(package / "serving").rglob("*.py")]):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-            )
-            offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] == "dagster"]
-            if path.parent.name == "serving":
-                offenders += [
-                    f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.startswith("mcp_training_dagster.domain")
-                ]
+        for n in (i.module for i in imported_modules(ast.parse(path.read_text(encoding="utf-8")))):
+            if n.split(".")[0] == "dagster":
+                offenders.append(f"{path.relative_to(REPO_ROOT)}: {n}")
+            if path.parent.name == "serving" and n.startswith("mcp_training_dagster.domain"):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}: {n}")
     assert not offenders, offenders

@@ -5,8 +5,10 @@ Real ``dagster dev`` (webserver, daemon, code server) on 127.0.0.1 under the rea
 the way Ctrl-C stops it, and nothing of its process group may survive.
 """
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,9 +34,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _pgrep(pattern: str) -> list[int]:
+    done = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True)
+    return [int(pid) for pid in done.stdout.split()]
+
+
 def _cli() -> list[str]:
     exe = Path(sys.executable).parent / "mcp-training"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_training_dagster.cli"]
+
+
+# `up` as started from a terminal, where Ctrl-C reaches it: SIGINT back at its default before exec. When pytest
+# itself was started with SIGINT ignored (`pytest &` in a script, nohup), `up` would inherit that, Python would
+# install no KeyboardInterrupt handler, and the SIGINT below would be ignored.
+_SIGINT_AT_DEFAULT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+]
 
 
 def _production(models: Path) -> str | None:
@@ -136,7 +153,11 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
     with open(out, "wb") as fh:
         proc = subprocess.Popen(
-            [*_cli(), "up", "--port", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            [*_SIGINT_AT_DEFAULT, *_cli(), "up", "--port", str(port)],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         # 1. The shipped samples become the first production model, with no clicks.
@@ -186,17 +207,28 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
         assert f"production is now {second_version}" in text, text
         assert "Traceback" not in text
     finally:
+        stuck = False
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # what Ctrl-C does
             try:
-                proc.wait(timeout=60)
+                # `up` gives dagster dev 30 s (then SIGKILL and 10 s) and closes its instance: past a minute at load 8.
+                proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
+                stuck = True
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
     assert proc.returncode is not None
     time.sleep(2)
-    leftovers = subprocess.run(["pgrep", "-f", "--", f"-p {port}"], capture_output=True, text=True).stdout.split()
+    # This test's processes only (another worker may run a Dagster of its own): dagster dev by exactly its port
+    # (a bare "-p 4123" also matched another worker's "-p 41234"), what it started by this test's DAGSTER_HOME
+    # (in each child's --instance-ref), so that nothing is left behind even when the assertion fails.
+    leftovers = sorted({pid for pattern in (rf"(^| )-p {port}( |$)", re.escape(str(home))) for pid in _pgrep(pattern)})
     for pid in leftovers:
-        os.kill(int(pid), signal.SIGKILL)
-    assert not leftovers, "dagster dev outlived `mcp-training up`"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not stuck, f"`mcp-training up` still running 120 s after Ctrl-C\n{out.read_text()[-3000:]}"
+    log = home / "dagster-dev.log"
+    assert not leftovers, (
+        f"dagster dev outlived `mcp-training up`: {leftovers}\n{log.read_text()[-3000:] if log.exists() else ''}"
+    )
     shutil.rmtree(tmp_path, ignore_errors=True)

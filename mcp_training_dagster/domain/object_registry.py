@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -66,6 +67,19 @@ class PointerConflict(RuntimeError):
     """The pointer changed between our read and our conditional write."""
 
 
+def default_cache_dir() -> Path:
+    """Where fetched packages are cached, per user: ``$XDG_CACHE_HOME/mcp-training/models`` (by default
+    ``~/.cache/mcp-training/models``). Not a fixed folder in the shared temp directory: another user's
+    processes could neither write there nor plant a package in it."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home directory: a per-user folder in the temp directory
+            base = str(Path(tempfile.gettempdir()) / f"mcp-training-{os.getuid()}")
+    return Path(base) / "mcp-training" / "models"
+
+
 class ObjectRegistry:
     """Packages and a production pointer under an object-store prefix (see the module docstring).
 
@@ -77,7 +91,7 @@ class ObjectRegistry:
     def __init__(self, location: str, cache_dir: Path | None = None) -> None:
         self.location = location.rstrip("/")
         self.fs, self.root = filesystem(self.location)
-        self.cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "mcp-training-model-cache"
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
 
     # ------------------------------------------------------------------ objects
     def _key(self, name: str) -> str:

@@ -4,7 +4,7 @@ Everything points into the test's tmp folder: the ``data_dir`` fixture (parent c
 ``MCP_TRAINING_DATA_DIR`` *before* the settings, definitions and resources are built here.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,35 @@ def run_ingest(
     return defs.resolve_job_def("ingest_job").execute_in_process(
         instance=instance, partition_key=name, raise_on_error=raise_on_error
     )
+
+
+class Ticks:
+    """The automation sensor's successive evaluations (as ``retrain_automation_sensor`` evaluates the policy, once
+    per tick) on one instance: the cursor is carried from tick to tick, and each tick reports what it requested
+    of the watched assets."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, watched: Sequence[dg.AssetKey]) -> None:
+        self.defs, self.instance, self.watched = defs, instance, list(watched)
+        self.cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+
+    def _tick(self) -> dg.EvaluateAutomationConditionsResult:
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return result
+
+    def requested(self) -> dict[str, int]:
+        """One tick: watched asset -> how many runs of it were requested."""
+        result = self._tick()
+        return {k.to_user_string(): result.get_num_requested(k) for k in self.watched}
+
+    def requested_partitions(self) -> dict[str, list[str]]:
+        """One tick: watched asset -> the partitions requested (only the assets requested at all)."""
+        result = self._tick()
+        return {
+            k.to_user_string(): sorted(result.get_requested_partitions(k))
+            for k in self.watched
+            if result.get_num_requested(k)
+        }
 
 
 def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dg.AssetMaterialization]:

@@ -44,7 +44,7 @@ def _tick(defs, instance, cursor=None) -> dg.SensorResult:
     return sensor(ctx)
 
 
-def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, landing, caplog):
+def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, landing, caplog, monkeypatch):
     alerts_file = get_settings().training.alerts.file
     assert alerts_file is not None and str(alerts_file).startswith(str(landing.parent))
     started = _tick(defs, instance)  # the sensor's first tick: it alerts on what happens from now on
@@ -63,13 +63,9 @@ def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, l
     first = _tick(defs, instance, started.cursor)
 
     # 3. A training that cannot succeed (more windows required than exist) -> run-failure alert for train_job.
-    import os
-
-    os.environ["MCP_MODEL_TRAINING__MIN_TRAINING_WINDOWS"] = "100000000"
-    try:
+    with monkeypatch.context() as env:  # for this run only; undone even when the test fails
+        env.setenv("MCP_MODEL_TRAINING__MIN_TRAINING_WINDOWS", "100000000")
         train = defs.resolve_job_def("train_job").execute_in_process(instance=instance, raise_on_error=False)
-    finally:
-        del os.environ["MCP_MODEL_TRAINING__MIN_TRAINING_WINDOWS"]
     assert not train.success
     _on_failure(defs, instance, train)
 

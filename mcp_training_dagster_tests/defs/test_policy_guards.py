@@ -20,7 +20,7 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOr
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample
-from mcp_training_dagster_tests.defs.conftest import run_ingest
+from mcp_training_dagster_tests.defs.conftest import Ticks, run_ingest
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +29,6 @@ FAN_IN = [
     for a in ("horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model")
 ]
 EVENT = dg.DagsterEventType
-
-
-class Ticks:
-    """The retrain sensor's successive evaluations on one instance (the cursor carried between ticks)."""
-
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-        self.defs, self.instance = defs, instance
-        self.cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
-
-    def trainings_requested(self) -> dict[str, int]:
-        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
-        self.cursor = result.cursor
-        return {k.to_user_string(): result.get_num_requested(k) for k in FAN_IN}
 
 
 def _create(
@@ -79,7 +66,7 @@ def _one_training(requested: dict[str, int]) -> bool:
 
 
 def test_a_burst_of_exports_is_one_training_once_the_burst_is_ingested(defs, instance, landing):
-    ticks = Ticks(defs, instance)
+    ticks = Ticks(defs, instance, FAN_IN)
     for sample in (HOSTAPD_1824, SYSTEM_35, SYSTEM_19):
         copy_sample(sample.name, landing)
     # The sensor saw all three files in one tick: three ingest runs, one launched at once, two queued.
@@ -87,25 +74,25 @@ def test_a_burst_of_exports_is_one_training_once_the_burst_is_ingested(defs, ins
     for run in runs:
         _report(instance, run, EVENT.RUN_ENQUEUED)
     _report(instance, runs[0], EVENT.RUN_STARTING)
-    assert _none(ticks.trainings_requested()), "nothing ingested yet"
+    assert _none(ticks.requested()), "nothing ingested yet"
 
     _launch_and_execute(defs, instance, runs[0])
-    assert _none(ticks.trainings_requested()), "the first export is in, two are still queued"
+    assert _none(ticks.requested()), "the first export is in, two are still queued"
     _launch_and_execute(defs, instance, runs[1])
-    assert _none(ticks.trainings_requested()), "one still queued"
+    assert _none(ticks.requested()), "one still queued"
     _launch_and_execute(defs, instance, runs[2])
-    assert _one_training(ticks.trainings_requested()), "the burst is ingested: one training for all of it"
-    assert _none(ticks.trainings_requested()), "requested once, not again on the next tick"
+    assert _one_training(ticks.requested()), "the burst is ingested: one training for all of it"
+    assert _none(ticks.requested()), "requested once, not again on the next tick"
 
 
 def test_never_two_trainings_at_once(defs, instance, landing):
     copy_sample(HOSTAPD_1824.name, landing)
     assert run_ingest(defs, instance, HOSTAPD_1824.name).success
-    ticks = Ticks(defs, instance)
-    ticks.trainings_requested()
+    ticks = Ticks(defs, instance, FAN_IN)
+    ticks.requested()
     first = _create(defs, instance, "train_job")
     _launch_and_execute(defs, instance, first)
-    assert _none(ticks.trainings_requested()), "trained on everything there is"
+    assert _none(ticks.requested()), "trained on everything there is"
 
     # A training run is in progress (STARTED) when a new export is ingested: nothing is requested, tick after tick.
     running = _create(defs, instance, "train_job")
@@ -113,12 +100,12 @@ def test_never_two_trainings_at_once(defs, instance, landing):
         _report(instance, running, event)
     copy_sample(SYSTEM_35.name, landing)
     assert run_ingest(defs, instance, SYSTEM_35.name).success
-    assert _none(ticks.trainings_requested())
-    assert _none(ticks.trainings_requested())
+    assert _none(ticks.requested())
+    assert _none(ticks.requested())
     # It ends without having read the new export (here its worker died): the new data gets its one training.
     _report(instance, running, EVENT.RUN_FAILURE)
-    assert _one_training(ticks.trainings_requested())
-    assert _none(ticks.trainings_requested()), "once"
+    assert _one_training(ticks.requested())
+    assert _none(ticks.requested()), "once"
 
     # A training launched (STARTING) before the next export was ingested, and executed after it: it reads that
     # export, so when it has finished nothing more is requested (the same data is not trained on twice).
@@ -126,6 +113,6 @@ def test_never_two_trainings_at_once(defs, instance, landing):
     _report(instance, launched, EVENT.RUN_STARTING)
     copy_sample(SYSTEM_19.name, landing)
     assert run_ingest(defs, instance, SYSTEM_19.name).success
-    assert _none(ticks.trainings_requested())
+    assert _none(ticks.requested())
     _launch_and_execute(defs, instance, launched)
-    assert _none(ticks.trainings_requested()), "the run that just finished trained on it"
+    assert _none(ticks.requested()), "the run that just finished trained on it"

@@ -12,29 +12,13 @@ import pytest
 
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster_tests.defs.conftest import Ticks
 
 pytestmark = pytest.mark.slow
 
 PARTITION = "export_a.json"
 VERDICTS = [dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")]
 UPSTREAM = ("raw_export", "validated_records", "export_windows")
-
-
-class Ticks:
-    """Successive evaluations of the automation policy on one instance (the cursor carried between ticks)."""
-
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-        self.defs, self.instance = defs, instance
-        self.cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
-
-    def rescored(self) -> dict[str, list[str]]:
-        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
-        self.cursor = result.cursor
-        return {
-            k.to_user_string(): sorted(result.get_requested_partitions(k))
-            for k in VERDICTS
-            if result.get_num_requested(k)
-        }
 
 
 def _materialise(instance: dg.DagsterInstance, asset: str, partition: str | None = None, **metadata: str) -> None:
@@ -59,36 +43,36 @@ def ticks(defs: dg.Definitions, instance: dg.DagsterInstance) -> Ticks:
     _materialise(instance, "horizon_records")  # the verdict's router context (every export's records)
     _promote(instance, "v1")
     _verdicts(instance, "v1")
-    t = Ticks(defs, instance)
-    t.rescored()  # whatever the first look at this history requests is not what this test is about
+    t = Ticks(defs, instance, VERDICTS)
+    t.requested_partitions()  # whatever the first look at this history requests is not what this test is about
     return t
 
 
 def test_a_verdict_finishing_just_after_a_promotion_with_the_old_model_is_rescored(ticks, instance):
-    assert ticks.rescored() == {}
+    assert ticks.requested_partitions() == {}
     # Within one tick: the promotion lands, then the verdict run that was scoring with v1 records its result.
     _promote(instance, "v2")
     _verdicts(instance, "v1")
-    assert ticks.rescored() == {"export_anomalies": [PARTITION]}  # export_drift follows it (it reads it)
+    assert ticks.requested_partitions() == {"export_anomalies": [PARTITION]}  # export_drift follows it (it reads it)
     # The re-score ran with v2: nothing more to do.
     _verdicts(instance, "v2")
-    assert ticks.rescored() == {}
-    assert ticks.rescored() == {}
+    assert ticks.requested_partitions() == {}
+    assert ticks.requested_partitions() == {}
 
 
 def test_a_verdict_already_on_the_new_model_is_not_rescored_again(ticks, instance):
     # The verdict run saw the registry's pointer move (it re-checks after scoring) and scored with v2.
     _promote(instance, "v2")
     _verdicts(instance, "v2")
-    assert ticks.rescored() == {}
-    assert ticks.rescored() == {}
+    assert ticks.requested_partitions() == {}
+    assert ticks.requested_partitions() == {}
 
 
 def test_a_promotion_rescores_every_export_once(ticks, instance):
     _promote(instance, "v2")
-    assert ticks.rescored() == {"export_anomalies": [PARTITION]}
+    assert ticks.requested_partitions() == {"export_anomalies": [PARTITION]}
     _verdicts(instance, "v2")
-    assert ticks.rescored() == {}
+    assert ticks.requested_partitions() == {}
 
 
 def test_a_stale_verdict_waits_while_a_training_is_in_progress_then_is_rescored(ticks, defs, instance):
@@ -99,6 +83,6 @@ def test_a_stale_verdict_waits_while_a_training_is_in_progress_then_is_rescored(
     instance.report_dagster_event(
         dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=run.job_name), run_id=run.run_id
     )
-    assert ticks.rescored() == {}  # never score while production may be about to change
+    assert ticks.requested_partitions() == {}  # never score while production may be about to change
     instance.report_run_failed(run)
-    assert ticks.rescored() == {"export_anomalies": [PARTITION]}
+    assert ticks.requested_partitions() == {"export_anomalies": [PARTITION]}

@@ -73,6 +73,7 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
         "DAGSTER_CODE_LOCATION_PORT": str(code_port),
         "DAGSTER_HOME": str(home),
         "MCP_TRAINING_DATA_DIR": str(data),  # must stay empty: everything goes to the bucket
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),  # fetched packages: this test's, not the user's cache
         "MCP_TRAINING_SENSOR__INTERVAL_SECONDS": "2",
         # The deployment is under test here, not model selection (tests/domain cover that): one candidate.
         "MCP_MODEL_DETECTOR__CANDIDATES": "[isolation_forest]",

@@ -29,6 +29,7 @@ def fleet(s3_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("MCP_TRAINING_DEPLOYMENT", "distributed")
     monkeypatch.setenv("MCP_TRAINING_OBJECT_STORE", store)
     monkeypatch.setenv("MCP_TRAINING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # fetched packages: this test's, not the user's
     runner = CliRunner()
     return store, lambda *args: runner.invoke(main, ["models", *args])
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from mcp_training_dagster.domain.object_registry import ObjectRegistry, PointerConflict, open_registry, package_staging
+from mcp_training_dagster.domain.object_registry import (
+    ObjectRegistry,
+    PointerConflict,
+    default_cache_dir,
+    open_registry,
+    package_staging,
+)
 from mcp_training_dagster.domain.registry import ModelRegistry, RegistryError
 from mcp_training_dagster_tests.domain.test_registry import make, tiny_model  # noqa: F401  (fixture)
 
@@ -33,6 +39,15 @@ def publish(url: str, tiny_model, *minutes: int, ready: bool = True) -> list[str
 def test_open_registry_by_location(tmp_path: Path, models_url: str) -> None:
     assert isinstance(open_registry(str(tmp_path)), ModelRegistry)
     assert isinstance(open_registry(models_url), ObjectRegistry)
+
+
+def test_the_default_cache_is_per_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetched packages are cached under the user's cache folder, never in one fixed folder of the shared /tmp."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "mcp-training" / "models"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "mcp-training" / "models"
 
 
 def test_publish_fetch_promote_rollback_retention(models_url: str, tiny_model, tmp_path: Path) -> None:

@@ -10,28 +10,12 @@ from pathlib import Path
 import pytest
 
 from mcp_training_dagster.domain.packaging import DEPENDENCIES, SCORING_MODULES, standalone_modules
+from mcp_training_dagster_tests.source_imports import imported_modules
 
 SERVING = Path(__file__).resolve().parents[2] / "mcp_training_dagster" / "serving"
 MODULES = sorted(p.stem for p in SERVING.glob("*.py") if p.stem != "__init__")
 # Distribution name -> import name, for the declared dependencies.
 DECLARED = {{"scikit-learn": "sklearn"}.get(d, d) for d in DEPENDENCIES}
-
-
-def _imports(tree: ast.Module) -> list[tuple[str, bool]]:
-    """(top-level module, guarded by ``except ImportError``) for every import in the module."""
-    guarded: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Try) and any(
-            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
-        ):
-            guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(a.name, id(node) in guarded) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.module, id(node) in guarded))
-    return found
 
 
 def test_the_shipped_modules_are_the_serving_folder():
@@ -42,7 +26,7 @@ def test_the_shipped_modules_are_the_serving_folder():
 def test_a_serving_module_imports_only_what_a_package_has(module: str):
     tree = ast.parse((SERVING / f"{module}.py").read_text(encoding="utf-8"))
     wrong = []
-    for name, guarded in _imports(tree):
+    for name, guarded in [(i.module, i.guarded) for i in imported_modules(tree) if not i.relative]:
         top = name.split(".")[0]
         if name.startswith("mcp_training_dagster."):
             if not name.startswith("mcp_training_dagster.serving."):
