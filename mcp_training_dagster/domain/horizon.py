@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
-from mcp_training_dagster.serving.scoring import context_span
+from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
 from mcp_training_dagster.serving.validation import VALID_COLUMNS
 
 # reader(columns) -> the export's validated records with those columns (None: all); a reader with a
@@ -27,9 +27,6 @@ Reader = Callable[[Sequence[str] | None], pd.DataFrame]
 
 HORIZON_MIN_SUPPORT = 10  # records a horizon must hold to be anchored at its newest one
 
-# A record is "the same event" in two exports when all of these agree. Ids alone are only unique within
-# one log database: two services (or a generator numbering from 1) reuse them for different events.
-SAME_EVENT_COLUMNS = ("id", "timestamp", "device", "process_name", "message")
 KEYS = ("id", "timestamp", "source_file")
 BY_FILE_COLUMNS = ["source_file", "records", "kept", "identical_copies_dropped", "id_conflicts_kept"]
 
@@ -126,9 +123,8 @@ def router_context(horizon: Callable[..., pd.DataFrame], records: pd.DataFrame, 
     lo, hi = context_span(records, spec)
     columns = list(dict.fromkeys([*RECORD_COLUMNS, *SAME_EVENT_COLUMNS]))
     devices = [str(d) for d in records["device"].unique()]
-    near = horizon(columns, filters=[("timestamp", ">=", lo), ("timestamp", "<", hi), ("device", "in", devices)])
-    ts = near["timestamp"]
-    return near[(ts >= lo) & (ts < hi) & near["device"].astype("str").isin(devices)].reset_index(drop=True)
+    # pyarrow applies the filters row by row (and skips the row groups outside them): no second mask here
+    return horizon(columns, filters=[("timestamp", ">=", lo), ("timestamp", "<", hi), ("device", "in", devices)])
 
 
 def frame_readers(frames: Mapping[str, pd.DataFrame | None]) -> dict[str, Reader]:

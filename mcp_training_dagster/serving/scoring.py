@@ -26,8 +26,9 @@ from mcp_training_dagster.serving.validation import validate_records
 SCORE_CONVENTION = "higher_is_more_anomalous"
 SCORE_DEFINITION = "score = -pipeline.score_samples(X); anomalous when score > threshold"
 UNKEYED_ENTITY = "-"
-# One event in two exports: all of these agree (ids alone are unique only within one log database; as
-# training.SAME_EVENT_COLUMNS, repeated here because the serving core imports only itself).
+# One event in two exports: all of these agree. Ids alone are only unique within one log database: two
+# services (or a generator numbering from 1) reuse them for different events. The training fan-in
+# (domain/horizon.py) uses this definition too.
 SAME_EVENT_COLUMNS: tuple[str, ...] = ("id", "timestamp", "device", "process_name", "message")
 SCORE_COLUMNS: tuple[str, ...] = (
     "device_id",
