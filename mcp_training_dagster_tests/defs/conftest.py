@@ -4,12 +4,14 @@ Everything points into the test's tmp folder: the ``data_dir`` fixture (parent c
 ``MCP_TRAINING_DATA_DIR`` *before* the settings, definitions and resources are built here.
 """
 
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from mcp_training_dagster.definitions import build_definitions
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import build_resources
@@ -111,3 +113,15 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
         if data.user_failure_data is not None and data.user_failure_data.description:
             parts.append(data.user_failure_data.description)
     return "\n".join(parts)
+
+
+def report_freshness_failed(instance: dg.DagsterInstance, asset: str) -> None:
+    """``asset``'s FreshnessPolicy turns FAIL (from PASS), recorded as Dagster's FreshnessDaemon records it."""
+    instance.report_runless_asset_event(
+        FreshnessStateChange(
+            key=dg.AssetKey(asset),
+            previous_state=FreshnessState.PASS,
+            new_state=FreshnessState.FAIL,
+            state_change_timestamp=time.time(),
+        )
+    )

@@ -3,17 +3,15 @@ webhook receiver on 127.0.0.1. The sensors are Dagster's (run_failure_sensor, a 
 daemon would call them."""
 
 import json
-import time
 
 import pytest
 
 import dagster as dg
-from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from mcp_training_dagster.domain.alerts import read_alerts
 from mcp_training_dagster.definitions import build_definitions
 from mcp_training_dagster.settings import get_settings, load_settings
 from mcp_training_dagster_tests.conftest import SYSTEM_35
-from mcp_training_dagster_tests.defs.conftest import run_ingest
+from mcp_training_dagster_tests.defs.conftest import report_freshness_failed, run_ingest
 from mcp_training_dagster_tests.webhook import webhook_receiver
 
 
@@ -70,14 +68,7 @@ def test_broken_export_training_and_freshness_each_alert(hook, defs, instance, l
     _on_failure(defs, instance, train)
 
     # 4. The ingest freshness window fails, as the FreshnessDaemon reports it -> freshness alert naming the folder.
-    instance.report_runless_asset_event(
-        FreshnessStateChange(
-            key=dg.AssetKey("raw_export"),
-            previous_state=FreshnessState.PASS,
-            new_state=FreshnessState.FAIL,
-            state_change_timestamp=time.time(),
-        )
-    )
+    report_freshness_failed(instance, "raw_export")
     second = _tick(defs, instance, first.cursor)
     third = _tick(defs, instance, second.cursor)
     assert third.skip_reason, "each event alerts once"
@@ -116,14 +107,7 @@ def test_a_new_sensor_starts_from_now_not_from_every_past_failure(hook, defs, in
     sensor whose cursor was reset: its first tick alerts nothing and leaves a cursor; the next failure alerts once."""
     for name in ("old-1.json", "old-2.json"):
         assert run_ingest(defs, instance, _liar(landing, name)).success
-    instance.report_runless_asset_event(
-        FreshnessStateChange(
-            key=dg.AssetKey("raw_export"),
-            previous_state=FreshnessState.PASS,
-            new_state=FreshnessState.FAIL,
-            state_change_timestamp=time.time(),
-        )
-    )
+    report_freshness_failed(instance, "raw_export")
     alerts_file = get_settings().training.alerts.file
 
     first = _tick(defs, instance)

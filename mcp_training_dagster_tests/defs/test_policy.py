@@ -4,16 +4,12 @@ One story on the real samples: train on the hostapd export, then a router whose 
 (the system export) arrives. Each step evaluates the automation conditions as the daemon's
 retrain_automation_sensor would and asserts what a user would see: a training requested, or not."""
 
-import time
-
-
 import pytest
 
 import dagster as dg
-from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35, copy_sample
-from mcp_training_dagster_tests.defs.conftest import materializations, md, run_ingest
+from mcp_training_dagster_tests.defs.conftest import materializations, md, report_freshness_failed, run_ingest
 
 MODEL = dg.AssetKey("anomaly_model")
 FAN_IN = ("horizon_records", "training_windows", "evaluation_dataset", "anomaly_model", "agent_model")
@@ -110,14 +106,7 @@ def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(
     assert result.get_num_requested(MODEL) == 0
 
     # too_old: the production model's FreshnessPolicy (model_max_age_hours) turns FAIL, as the FreshnessDaemon reports it.
-    instance.report_runless_asset_event(
-        FreshnessStateChange(
-            key=dg.AssetKey("production_model"),
-            previous_state=FreshnessState.PASS,
-            new_state=FreshnessState.FAIL,
-            state_change_timestamp=time.time(),
-        )
-    )
+    report_freshness_failed(instance, "production_model")
     result = _evaluate(defs, instance, result.cursor)
     assert result.get_num_requested(MODEL) == 1
     result = _evaluate(defs, instance, result.cursor)
