@@ -131,7 +131,11 @@ def test_export_in_bucket_to_model_in_bucket(tmp_path, postgres_server, redis_se
             deadline = time.monotonic() + 180
             while True:  # model_package's run may still be finishing, and the verdicts follow production
                 runs = instance.get_runs()
-                verdicts = instance.fetch_materializations(dg.AssetKey("export_anomalies"), limit=1).records
+                # both verdict assets: export_drift reads export_anomalies and may come in a run of its own
+                verdicts = all(
+                    instance.fetch_materializations(dg.AssetKey(k), limit=1).records
+                    for k in ("export_anomalies", "export_drift")
+                )
                 if runs and verdicts and all(r.is_finished for r in runs):
                     break
                 assert time.monotonic() < deadline, [(r.job_name, r.status) for r in runs]
