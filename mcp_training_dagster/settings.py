@@ -122,7 +122,8 @@ class AgentVariantConfig(_Strict):
 
 
 EntityKind = Literal["device", "station", "interface"]
-_DEFAULT_ALARM_BUDGET: dict[EntityKind, float] = {"device": 1.0, "station": 2.0, "interface": 1.0}
+_DEFAULT_ALARM_BUDGET: dict[EntityKind, float] = {"device": 0.5, "station": 0.5, "interface": 0.25}
+_DEFAULT_CONTINUE_BUDGET: dict[EntityKind, float] = {"device": 2.0, "station": 2.0, "interface": 1.0}
 
 
 class AlarmConfig(_Strict):
@@ -130,7 +131,12 @@ class AlarmConfig(_Strict):
 
     budget_per_router_day: dict[EntityKind, float] = Field(
         default_factory=lambda: _DEFAULT_ALARM_BUDGET.copy(),
-        description="alarms per router-day each entity kind may raise on normal traffic (tail-model threshold)",
+        description="alarms per router-day each entity kind may raise on normal traffic (tail-model threshold for raising one)",
+    )
+    continue_budget_per_router_day: dict[EntityKind, float] = Field(
+        default_factory=lambda: _DEFAULT_CONTINUE_BUDGET.copy(),
+        description="windows that join an alarm their router raised: above this looser budget's threshold (hysteresis: "
+        "an episode's rise and tail are judged given the alarm); a kind's value <= its start budget = off",
     )
     fusion: Literal["max", "mean", "none"] = Field(
         "max", description="station/interface windows: combine their score with their device window's (score level)"

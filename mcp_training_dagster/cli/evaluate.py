@@ -51,6 +51,11 @@ def evaluation_text(result: dict) -> str:
         f"threshold: {t['method']}"
         + "".join(
             f"; {k} budget {v['budget_per_router_day']}/router-day (expected {v['expected_alarms_per_router_day']})"
+            + (
+                f", joining a raised alarm {v['continue_budget_per_router_day']}/router-day"
+                if "continue_budget_per_router_day" in v
+                else ""
+            )
             for k, v in t.get("by_kind", {}).items()
         )
     )

@@ -148,6 +148,14 @@ class TrainedModel:
                     "expected_alarms_per_router_day": v["expected_alarms_per_router_day"],
                     "threshold_z": v["threshold"],
                     "xi": v["xi"],
+                    **(
+                        {
+                            "continue_budget_per_router_day": v["continue_budget_per_router_day"],
+                            "continue_threshold_z": v["continue_threshold"],
+                        }
+                        if "continue_threshold" in v
+                        else {}
+                    ),
                 }
                 for k, v in c["thresholds"].items()
             },
@@ -257,6 +265,7 @@ def _fit(
             max_alarm_fraction=alarm_budget.max_alarm_fraction,
             ensemble=alarm_budget.ensemble,
             magnitude_kinds=() if alarm_budget.magnitude == "none" else ("device",),
+            continue_budget={str(k): float(v) for k, v in alarm_budget.continue_budget_per_router_day.items()},
         )
     if calibration is not None and "device" in calibration["thresholds"]:
         threshold = raw_threshold(calibration, "device")
@@ -443,16 +452,23 @@ def calibration_card(model: TrainedModel) -> str:
     c = model.calibration
     if not c:
         return ""
+    joining = any("continue_threshold" in v for v in c["thresholds"].values())
     rows = "\n".join(
         f"| {k} | {v['active_windows']} | {v['budget_per_router_day']} | {v['p']:.4%} | {v['expected_alarms_per_router_day']} |"
+        + (f" {v.get('continue_budget_per_router_day', '-')} |" if joining else "")
         for k, v in c["thresholds"].items()
     )
+    head = "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |"
+    if joining:
+        head = (
+            head.replace("budget (alarms", "budget (alarms raised")
+            + " continuation budget (windows joining a raised alarm) |"
+        )
     return (
         "**Verdicts** (`metadata.json` `inference_config.calibration`): " + c["description"] + ". The window "
         "verdicts are `calibrated score > 0`; `predict()` is the detector's own verdict at the threshold above "
         f"(device windows). Over {c['router_days']} router-days of training data:\n\n"
-        "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |\n"
-        f"|---|---|---|---|---|\n{rows}\n\n"
+        f"{head}\n|{'---|' * head.count(' |')}\n{rows}\n\n"
     )
 
 

@@ -33,6 +33,15 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
    hourly-rekey jitter beats "longer than the longest gap" by seconds; twice it does not):
    ``calibrated = max(calibrated, log2(gap_vs_usual / silence_factor))``. Quiet device windows get
    their verdict from this rule alone.
+5. **Alarms, then their extent (hysteresis).** Steps 3-4 decide which windows *raise* an alarm (the
+   budget counts alarms raised). A router's device windows that pass a looser threshold (the continuation
+   budget's, same tail rule) and follow each other with at most one window between them (the incidents'
+   merge rule) join an alarm raised among them, by the device or by one of its stations or interfaces;
+   station and interface windows join their router's alarm above their own continuation threshold. An
+   episode's rise and tail are weaker than its peak, but given the alarm they are not normal traffic; a
+   window that joins gets ``calibrated = z - continuation threshold`` (> 0), so ``> 0`` still means
+   anomalous. Two-sided (the rise before the peak joins too), as a verdict on an export is read after the
+   fact; windows outside the scored span are not seen.
 """
 
 from __future__ import annotations
@@ -409,6 +418,78 @@ def _router_thresholds(
     return out
 
 
+def _tail_fit(z: np.ndarray, p: float, u_quantile: float, heavy_tail: bool) -> dict[str, Any]:
+    """The threshold a normal window of this population exceeds with probability ``p`` (step 3)."""
+    fit: dict[str, Any] = exponential_tail_threshold(z, p, (u_quantile, TAIL_FIT_TOP))
+    if heavy_tail:
+        # the exponential tail's premise is a bounded score; the magnitude term is not bounded (it grows
+        # with the log of a count), so the tail beyond the fitted quantiles is heavier than the
+        # extrapolation (when the term is 0 on every training window, the score is the bounded one)
+        heavy = quantile_tail_threshold(z, p, MAGNITUDE_TAIL_LEVELS, MAGNITUDE_XI_BOUNDS)
+        fit = {
+            **fit,
+            "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
+            "xi": heavy["xi"],
+            "sigma": heavy["sigma"],
+            "u": heavy["u"],
+            "rule": "min(empirical quantile, GPD matched to the q80/q90/q95 spacings, shape up to 0.5)",
+        }
+    return fit
+
+
+def _window_seconds(windows: pd.DataFrame, kinds: np.ndarray) -> float | None:
+    """The window length: the most common step between a device's consecutive windows (None: no two)."""
+    dev = kinds == "device"
+    if dev.sum() < 2:
+        return None
+    t = pd.DataFrame(
+        {
+            "d": windows["device"].astype("str").to_numpy()[dev],
+            "t": pd.to_datetime(windows["window_start"]).to_numpy()[dev],
+        }
+    ).sort_values(["d", "t"])
+    step = t.groupby("d")["t"].diff().dropna() / pd.Timedelta(seconds=1)
+    step = step[step > 0]
+    return float(step.mode().iloc[0]) if len(step) else None
+
+
+def _router_any(windows: pd.DataFrame, flags: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """On each device window: whether any window of its router at the same time (its own, its stations',
+    its interfaces') is in ``flags``. False elsewhere."""
+    out = np.zeros(len(windows), dtype=bool)
+    is_dev = kinds == "device"
+    if not flags.any() or not is_dev.any():
+        return out
+    dev = windows["device"].astype("str").to_numpy()
+    ws = windows["window_start"].to_numpy()
+    hit = pd.MultiIndex.from_arrays([dev[flags], ws[flags]]).unique()
+    out[is_dev] = pd.MultiIndex.from_arrays([dev[is_dev], ws[is_dev]]).isin(hit)
+    return out
+
+
+def continued_alarms(windows: pd.DataFrame, seed: np.ndarray, cont: np.ndarray, window_seconds: float) -> np.ndarray:
+    """Device windows an alarm covers (hysteresis). A run is a device's windows that pass the continuation
+    threshold (``cont``) or raise an alarm (``seed``: the router's device, station or interface window passed
+    its start threshold), following each other with at most one window between them (the incidents' merge
+    rule); in a run holding a seed, every window passing ``cont`` is flagged. Two-sided, as an incident is
+    read after the fact: the rise into an episode and its tail belong to it. One sort, one grouped max."""
+    out = np.zeros(len(windows), dtype=bool)
+    dev = (_kinds(windows) == "device") & (cont | seed)
+    if not dev.any():
+        return out
+    idx = np.flatnonzero(dev)
+    d = windows["device"].astype("str").to_numpy()[idx]
+    t = pd.to_datetime(windows["window_start"]).to_numpy().astype("datetime64[s]").astype(np.int64)[idx]
+    order = np.lexsort((t, d))
+    idx, d, t = idx[order], d[order], t[order]
+    new_run = np.ones(len(idx), dtype=bool)
+    new_run[1:] = (d[1:] != d[:-1]) | (t[1:] - t[:-1] > 2 * int(window_seconds))
+    run = np.cumsum(new_run)
+    seeded = pd.Series(seed[idx].astype(np.int8)).groupby(run).transform("max").to_numpy().astype(bool)
+    out[idx[seeded & cont[idx]]] = True
+    return out
+
+
 def fit_calibration(
     windows: pd.DataFrame,
     raw: np.ndarray,
@@ -422,9 +503,11 @@ def fit_calibration(
     magnitude_kinds: tuple[str, ...] = ("device",),
     magnitude_quantile: float = MAGNITUDE_QUANTILE,
     per_router_prior: float | None = None,
+    continue_budget: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
-    and the silence rule."""
+    and the silence rule. ``continue_budget`` (device): the looser budget whose threshold an alarm already
+    raised must stay above to continue (hysteresis; see the module docstring, step 5)."""
     kinds = _kinds(windows)
     active = windows["n_records"].to_numpy() > 0
     t = pd.to_datetime(windows["window_start"])
@@ -454,26 +537,22 @@ def fit_calibration(
         n_active = int(m.sum())
         b = float(budget.get(kind, 0.0))
         p = min(max_alarm_fraction, b * router_days / n_active) if n_active else max_alarm_fraction
-        fit: dict[str, Any] = exponential_tail_threshold(z[m], p, (u_quantile, TAIL_FIT_TOP))
-        if cal.get("magnitude") and kind in cal["magnitude"]["kinds"] and bool((z[m] > z0[m]).any()):
-            # the exponential tail's premise is a bounded score; the magnitude term is not bounded (it grows
-            # with the log of a count), so the tail beyond the fitted quantiles is heavier than the
-            # extrapolation (when the term is 0 on every training window, the score is the bounded one)
-            heavy = quantile_tail_threshold(z[m], p, MAGNITUDE_TAIL_LEVELS, MAGNITUDE_XI_BOUNDS)
-            fit = {
-                **fit,
-                "threshold": float(min(fit.get("empirical", heavy["threshold"]), heavy["threshold"])),
-                "xi": heavy["xi"],
-                "sigma": heavy["sigma"],
-                "u": heavy["u"],
-                "rule": "min(empirical quantile, GPD matched to the q80/q90/q95 spacings, shape up to 0.5)",
-            }
+        heavy_tail = bool(cal.get("magnitude") and kind in cal["magnitude"]["kinds"] and (z[m] > z0[m]).any())
+        fit = _tail_fit(z[m], p, u_quantile, heavy_tail)
         thresholds[kind] = {
             **fit,
             "budget_per_router_day": b,
             "active_windows": n_active,
             "expected_alarms_per_router_day": round(p * n_active / router_days, 4),
         }
+        bc = float((continue_budget or {}).get(kind, 0.0))
+        if bc > b and n_active:
+            # an alarm already raised continues while the window stays above the looser budget's threshold
+            pc = min(max_alarm_fraction, bc * router_days / n_active)
+            thresholds[kind]["continue_threshold"] = min(
+                fit["threshold"], _tail_fit(z[m], pc, u_quantile, heavy_tail)["threshold"]
+            )
+            thresholds[kind]["continue_budget_per_router_day"] = bc
         if per_router_prior is not None and n_active:
             thresholds[kind]["routers"] = _router_thresholds(
                 z[m], devices[m], span_days, b, fit["threshold"], u_quantile, max_alarm_fraction, per_router_prior
@@ -504,7 +583,13 @@ def fit_calibration(
             "lower of the empirical (1 - p) quantile and an exponential tail matched to the "
             f"{u_quantile:.0%} and {TAIL_FIT_TOP:.0%} quantiles, p from the false-alarm budget; "
             "calibrated = z - threshold, anomalous when > 0; device silence rule: gap > "
-            f"{silence_factor} x longest gap of the 24 h before",
+            f"{silence_factor} x longest gap of the 24 h before"
+            + (
+                "; a router's windows above the continuation budget's threshold join an alarm it raised "
+                "(device runs with at most one window between, stations/interfaces with their router's alarm)"
+                if any("continue_threshold" in v for v in thresholds.values())
+                else ""
+            ),
             "fusion": fusion,
             "thresholds": {
                 k: {kk: (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()}
@@ -517,6 +602,8 @@ def fit_calibration(
             "tail_quantile": u_quantile,
         }
     )
+    if any("continue_threshold" in v for v in thresholds.values()):
+        cal["window_seconds"] = _window_seconds(windows, kinds)
     return cal
 
 
@@ -544,7 +631,25 @@ def calibrated_scores(
     # silence rule holds (silent beyond silence_factor x the usual longest gap); a window the rule flags
     # is anomalous whatever the detector says, ranked by how far beyond the rule it is
     c = np.where(active | silent, c, np.minimum(c, -1e-3))
-    return np.where(silent, np.maximum(c, sil), c)
+    c = np.where(silent, np.maximum(c, sil), c)
+    dev_fit = calibration["thresholds"].get("device", {})
+    window_seconds = calibration.get("window_seconds")
+    if with_magnitude and "continue_threshold" in dev_fit and window_seconds and len(c):
+        # step 5: an alarm raised continues while the router's windows stay above the continuation threshold
+        cc = z - float(dev_fit["continue_threshold"])
+        cc = np.where(active | silent, cc, np.minimum(cc, -1e-3))
+        cc = np.where(silent, np.maximum(cc, sil), cc)
+        flagged = continued_alarms(windows, _router_any(windows, c > 0, kinds), cc > 0, float(window_seconds))
+        c = np.where(flagged & (c <= 0), cc, c)
+        # station/interface windows join their router's alarm above their own continuation threshold
+        in_alarm = _device_context(windows, (c > 0).astype(np.float64), kinds) > 0
+        for kind, fit in calibration["thresholds"].items():
+            if kind == "device" or "continue_threshold" not in fit:
+                continue
+            m = (kinds == kind) & in_alarm & (c <= 0)
+            ck = z[m] - float(fit["continue_threshold"])
+            c[m] = np.where(ck > 0, ck, c[m])
+    return c
 
 
 def raw_threshold(calibration: Mapping[str, Any], kind: str = "device") -> float:

@@ -55,9 +55,10 @@ def test_figures_floor(result: dict) -> None:
     """What the shipped configuration reaches on dev_asus (README table), minus a tolerance."""
     dev, key, inc = result["device"], result["key"], result["incidents"]
     assert dev["positive_windows"] == 22 and key["positive_windows"] == 73
-    assert dev["pr_auc"] >= 0.82 - TOL and dev["f1"] >= 0.73 - TOL
-    assert key["pr_auc"] >= 0.84 - TOL and key["f1"] >= 0.71 - TOL
+    assert dev["pr_auc"] >= 0.86 - TOL and dev["f1"] >= 0.85 - TOL
+    assert key["pr_auc"] >= 0.82 - TOL and key["f1"] >= 0.82 - TOL
     assert inc["episode_recall"] >= 0.9
+    assert inc["false_incidents_per_router_week"] <= 0.5
     assert set(dev["per_scenario_recall"]) == {
         "auth_bruteforce",
         "deauth_flood",
@@ -69,7 +70,7 @@ def test_figures_floor(result: dict) -> None:
 
 
 @pytest.mark.xfail(
-    reason="issue 9 targets not met yet (dev_asus device PR-AUC ~0.83, F1 ~0.73, 2.3 false incidents/router-week; see README)",
+    reason="issue 9 targets not all met yet (dev_asus device PR-AUC ~0.86 of 0.90, radio-fault device recall 0.40 of 0.80; see README)",
     strict=False,
 )
 def test_issue_targets(result: dict) -> None:

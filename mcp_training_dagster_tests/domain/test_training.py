@@ -87,10 +87,14 @@ def test_calibrated_threshold(model: TrainedModel, windows: pd.DataFrame) -> Non
 
     from mcp_training_dagster.settings import AlarmConfig
 
-    # without the rarity ensemble and the magnitude term, a device window is anomalous exactly when its own
-    # detector score is above the stored threshold (what predict() answers), or when the silence rule holds
+    # without the rarity ensemble, the magnitude term and the hysteresis, a device window is anomalous exactly
+    # when its own detector score is above the stored threshold (what predict() answers), or when the silence
+    # rule holds
     plain = train_model(
-        windows, DetectorConfig(), window_minutes=5, alarm_budget=AlarmConfig(ensemble="none", magnitude="none")
+        windows,
+        DetectorConfig(),
+        window_minutes=5,
+        alarm_budget=AlarmConfig(ensemble="none", magnitude="none", continue_budget_per_router_day={}),
     )
     rule = silence_score(windows, cal["silence_factor"]) > 0
     dev = (windows["entity_kind"] == "device").to_numpy() & (windows["n_records"] > 0).to_numpy()

@@ -26,7 +26,7 @@ from mcp_training_dagster.domain.results import Evaluation, EvaluationData, Metr
 from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_and_select
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.io_managers import JoblibIOManager
-from mcp_training_dagster.settings import DetectorConfig
+from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824
 
 FIXTURES = Path(__file__).parents[1] / "data" / "pickles"
@@ -127,8 +127,19 @@ def test_metadata_json_of_a_new_training_is_the_one_built_before(tmp_path: Path,
     detector = detector.model_copy(
         update={"isolation_forest": detector.isolation_forest.model_copy(update={"n_estimators": 3})}
     )
+    # the alarm configuration of the code that made the fixture (no joining threshold, budgets 1/2/1): the
+    # comparison is about how results are built, not about today's verdict policy
+    old_alarms = AlarmConfig(
+        budget_per_router_day={"device": 1.0, "station": 2.0, "interface": 1.0}, continue_budget_per_router_day={}
+    )
     model = train_and_select(
-        windows, detector, evaluation, window_minutes=5, stability_seeds=2, input_fingerprint="f" * 64
+        windows,
+        detector,
+        evaluation,
+        window_minutes=5,
+        stability_seeds=2,
+        input_fingerprint="f" * 64,
+        alarm_budget=old_alarms,
     )
     _, packaged = _package_metadata(tmp_path, model)
     assert _without_run_identity(packaged) == _without_run_identity(BEFORE["metadata"])

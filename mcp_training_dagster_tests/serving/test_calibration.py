@@ -8,6 +8,7 @@ import pytest
 
 from mcp_training_dagster.serving.calibration import (
     calibrated_scores,
+    continued_alarms,
     exponential_tail_threshold,
     fit_calibration,
     fused,
@@ -112,3 +113,73 @@ def test_magnitude_grows_with_the_count_relative_to_the_routers_own_usual() -> N
     assert mg[0] > mg[3]  # 30 records: far above the quiet router's usual, ordinary for the chatty one
     assert mg[3] < mg[4] < mg[0]  # a router never seen: the fleet's usual, between the two
     assert mg[1] == pytest.approx(np.log2(7.0))  # doublings: (1 + 6) / (1 + 0)
+
+
+def _device_run(levels: list[float], start: str = "2025-01-01") -> pd.DataFrame:
+    t0 = pd.Timestamp(start)
+    return pd.DataFrame(
+        {
+            "device": "r1",
+            "entity_kind": "device",
+            "entity": "*",
+            "window_start": [t0 + pd.Timedelta(minutes=5 * i) for i in range(len(levels))],
+            "n_records": 1.0,
+            "gap_vs_usual": 1.0,
+        }
+    )
+
+
+def test_an_alarm_covers_its_rise_and_tail_but_not_the_next_quiet_stretch() -> None:
+    """Hysteresis: windows above the continuation threshold join an alarm raised among them (before or after
+    the peak, across one window below it), and nothing joins a run that raised no alarm."""
+    level = [0, 2, 5, 2, 0, 2, 0, 0, 2, 2, 0, 0, 2]  # 5 = raises; 2 = passes the continuation threshold only
+    w = _device_run([float(x) for x in level])
+    lv = np.array(level)
+    out = continued_alarms(w, lv >= 5, lv >= 2, 300.0)
+    #       rise, peak, tail; across one window to the next 2; a separate run of 2s raised nothing
+    assert out.tolist() == [False, True, True, True, False, True, False, False, False, False, False, False, False]
+
+
+def test_station_raises_and_the_device_window_joins() -> None:
+    """An alarm is the router's: a station window that raises one brings its device window in (above the device
+    continuation threshold), and a station joins its router's alarm above its own continuation threshold."""
+    t0 = pd.Timestamp("2025-01-01")
+    w = pd.DataFrame(
+        {
+            "device": "r1",
+            "entity_kind": ["device", "station", "device", "station"],
+            "entity": ["*", "aa:bb:cc:dd:ee:01", "*", "aa:bb:cc:dd:ee:01"],
+            "window_start": [t0, t0, t0 + pd.Timedelta(minutes=5), t0 + pd.Timedelta(minutes=5)],
+        }
+    )
+    kinds = w["entity_kind"].to_numpy()
+    from mcp_training_dagster.serving.calibration import _router_any
+
+    seed = _router_any(w, np.array([False, True, False, False]), kinds)
+    assert seed.tolist() == [True, False, False, False]
+    out = continued_alarms(w, seed, np.array([True, False, True, False]), 300.0)
+    assert out.tolist() == [True, False, True, False]
+
+
+def test_calibrated_scores_apply_the_continuation_threshold() -> None:
+    """Fitted on a router whose windows hold a few multi-window episodes: every window the calibrated score
+    flags is above the start threshold or joined a raised alarm above the continuation one; a lone window
+    between the two thresholds stays unflagged; ``> 0`` still means anomalous."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    raw = rng.normal(0.5, 0.05, n)
+    for at in (500, 1500, 2500):  # episodes: a ramp up, a peak, a ramp down
+        raw[at : at + 5] = [0.64, 0.645, 1.5, 0.645, 0.64]  # thresholds come out at ~0.69 (start), ~0.62 (joining)
+    raw[1000] = 0.645  # alone: between the thresholds
+    w = _device_run([0.0] * n)
+    budget = {"device": 0.5}
+    plain = fit_calibration(w, raw, budget=budget, ensemble="none", magnitude_kinds=())
+    cal = fit_calibration(w, raw, budget=budget, ensemble="none", magnitude_kinds=(), continue_budget={"device": 4.0})
+    fit = cal["thresholds"]["device"]
+    assert fit["continue_threshold"] < fit["threshold"] and cal["window_seconds"] == 300.0
+    c0, c = calibrated_scores(w, raw, plain), calibrated_scores(w, raw, cal)
+    assert (c0 > 0).sum() < (c > 0).sum()
+    for at in (500, 1500, 2500):
+        assert (c[at : at + 5] > 0).all() and (c0[at : at + 5] > 0).tolist() == [False, False, True, False, False]
+    assert c[1000] <= 0
+    assert ((c > 0) >= (c0 > 0)).all()  # hysteresis only adds windows to alarms already raised
