@@ -453,6 +453,13 @@ def _window_seconds(windows: pd.DataFrame, kinds: np.ndarray) -> float | None:
     return float(step.mode().iloc[0]) if len(step) else None
 
 
+def _slot_keys(windows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per window: its router's code and its start in seconds (int64), for cheap (router, window) matching."""
+    codes = pd.factorize(windows["device"].astype("str"))[0].astype(np.int64)
+    t = pd.to_datetime(windows["window_start"]).to_numpy().astype("datetime64[s]").astype(np.int64)
+    return codes, t
+
+
 def _router_any(windows: pd.DataFrame, flags: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     """On each device window: whether any window of its router at the same time (its own, its stations',
     its interfaces') is in ``flags``. False elsewhere."""
@@ -460,10 +467,9 @@ def _router_any(windows: pd.DataFrame, flags: np.ndarray, kinds: np.ndarray) -> 
     is_dev = kinds == "device"
     if not flags.any() or not is_dev.any():
         return out
-    dev = windows["device"].astype("str").to_numpy()
-    ws = windows["window_start"].to_numpy()
-    hit = pd.MultiIndex.from_arrays([dev[flags], ws[flags]]).unique()
-    out[is_dev] = pd.MultiIndex.from_arrays([dev[is_dev], ws[is_dev]]).isin(hit)
+    codes, t = _slot_keys(windows)
+    key = codes * (1 << 34) + (t - t.min())  # seconds since the first window fit in 34 bits (~540 years)
+    out[is_dev] = np.isin(key[is_dev], np.unique(key[flags]))
     return out
 
 
@@ -478,8 +484,8 @@ def continued_alarms(windows: pd.DataFrame, seed: np.ndarray, cont: np.ndarray, 
     if not dev.any():
         return out
     idx = np.flatnonzero(dev)
-    d = windows["device"].astype("str").to_numpy()[idx]
-    t = pd.to_datetime(windows["window_start"]).to_numpy().astype("datetime64[s]").astype(np.int64)[idx]
+    codes, times = _slot_keys(windows)
+    d, t = codes[idx], times[idx]
     order = np.lexsort((t, d))
     idx, d, t = idx[order], d[order], t[order]
     new_run = np.ones(len(idx), dtype=bool)
