@@ -5,7 +5,9 @@ bin edges and the share of windows in each bin, plus the share of windows the mo
 stored once per model version. A new export's windows are compared with it per feature by the
 population stability index (PSI) and the two-sample Kolmogorov-Smirnov statistic against the binned
 baseline, and by the change in the share of windows the production model flags. Only windows with
-records count: the silent device windows a quiet router produces by design would otherwise dominate.
+records count, for the features and for the flagged share: the silent device windows a quiet router
+produces by design would otherwise dominate (a baseline written before that was a share of every window,
+and is compared as such).
 
 PSI = sum((a - e) * ln(a / e)) over bins, a/e the export's/baseline's shares (floored at 1e-4).
 Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift; the threshold is
@@ -52,6 +54,35 @@ def with_records(windows: pd.DataFrame) -> pd.DataFrame:
     if RECORDS_COLUMN not in windows.columns:
         return windows
     return windows[windows[RECORDS_COLUMN] > 0]
+
+
+FLAG_SHARE_OVER = "windows with records"  # what a baseline's flag_rate is a share of (absent: every window)
+
+
+def flagged_share(table: pd.DataFrame, windows: pd.DataFrame) -> float | None:
+    """The share of ``windows`` *with records* that the verdicts (``table``: a score table, one row per window
+    and the unkeyed ``-`` rows) flag. Quiet device windows are left out as for the features: a router whose
+    log stops for days would otherwise have its flagged share made of one silence, window after window (the
+    silence is one incident, and its own rule). None when no window has records."""
+    active = with_records(windows)
+    if not len(active) or not len(table):
+        return None
+    key = pd.MultiIndex.from_arrays(
+        [
+            active["device"].astype("str").to_numpy(),
+            active["entity"].astype("str").to_numpy(),
+            pd.to_datetime(active["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(),
+        ]
+    )
+    rows = pd.MultiIndex.from_arrays(
+        [
+            table["device_id"].astype("str").to_numpy(),
+            table["entity"].astype("str").to_numpy(),
+            table["window_start"].astype("str").to_numpy(),
+        ]
+    )
+    hit = rows.isin(key)
+    return float(table["is_anomaly"].to_numpy()[hit].mean()) if hit.any() else None
 
 
 def _edges(values: np.ndarray, bins: int) -> list[float]:

@@ -98,3 +98,33 @@ def test_the_noise_floor_is_the_chi_square_approximation_for_large_samples_and_s
     floors = [psi_noise_floor(uniform, n, 0.01) for n in (10, 100, 1000)]
     assert floors[0] > floors[1] > floors[2] and floors[2] < THRESHOLD < floors[0]
     assert psi_noise_floor(uniform, 100, 0.01) == psi_noise_floor(uniform, 100, 0.01), "seeded: reproducible"
+
+
+def test_the_flagged_share_leaves_a_long_silence_out() -> None:
+    """Trained on the three samples, whose router logs only crond/WATCHDOG for four days after its hostapd
+    export ends: as a share of every window, the training verdicts are mostly that silence, window after
+    window, and the busy hostapd export (scored as export_anomalies scores it) would read as drifted from it.
+    Over the windows with records (the drift check's population, as for the features) the two agree."""
+    from mcp_training_dagster.domain.drift import flagged_share
+    from mcp_training_dagster.domain.horizon import union_records
+    from mcp_training_dagster.domain.training import train_model
+    from mcp_training_dagster.serving.scoring import windows_with_history
+    from mcp_training_dagster.settings import DetectorConfig
+    from mcp_training_dagster_tests.conftest import SYSTEM_19
+
+    records = {
+        p.name: validate_records(read_export(p).records, p.name).records for p in (HOSTAPD_1824, SYSTEM_35, SYSTEM_19)
+    }
+    training = build_windows(union_records(records)[0], WindowSpec())
+    model = train_model(training, DetectorConfig(), window_minutes=5)
+    baseline_table = model.score_table(training)
+    others = pd.concat([r for name, r in records.items() if name != HOSTAPD_1824.name])
+    export = model.score_table(windows_with_history(records[HOSTAPD_1824.name], others, WindowSpec()))
+    own = _windows(HOSTAPD_1824)
+
+    every_change = abs(float(export["is_anomaly"].mean()) - float(baseline_table["is_anomaly"].mean()))
+    assert every_change > 0.1  # the shipped flag_share_threshold: a false drift
+    active_export, active_baseline = flagged_share(export, own), flagged_share(baseline_table, training)
+    assert active_export is not None and active_baseline is not None
+    assert abs(active_export - active_baseline) < 0.05
+    assert flagged_share(export, own[own["n_records"] == 0]) is None

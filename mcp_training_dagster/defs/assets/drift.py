@@ -11,7 +11,7 @@ from upath import UPath
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.policy import VERDICT_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.drift import build_baseline, compare, not_new_data
+from mcp_training_dagster.domain.drift import FLAG_SHARE_OVER, build_baseline, compare, flagged_share, not_new_data
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.domain.training import TrainedModel
 
@@ -52,14 +52,15 @@ def drift_baseline(
         )
     # The flagged share as the verdicts compute it (the same scorer export_anomalies uses), so the export's
     # share and the baseline's are comparable.
-    flagged = anomaly_model.score_table(training_windows)["is_anomaly"]
+    share = flagged_share(anomaly_model.score_table(training_windows), training_windows)
     baseline = build_baseline(
         training_windows,
         anomaly_model.feature_names,
-        flag_rate=float(flagged.mean()) if len(flagged) else 0.0,
+        flag_rate=share or 0.0,
         version=anomaly_model.version,
         bins=cfg.training.drift.bins,
     )
+    baseline["flag_rate_over"] = FLAG_SHARE_OVER
     # Drift is about new data. An export the model was trained on, or one that ends before its training data
     # does (left out by the horizon), is not: export_drift shows its figures but does not judge it, so a
     # retrain never "drifts" from its own past (which would retrain again, for nothing, forever).
@@ -135,7 +136,10 @@ def export_drift(
     baseline = json.loads(path.read_text())
     not_new = not_new_data(context.partition_key, export_windows, baseline)
     flagged = export_anomalies["is_anomaly"] if "is_anomaly" in export_anomalies.columns else pd.Series(dtype=bool)
-    flag_rate = float(flagged.mean()) if len(flagged) else None
+    if baseline.get("flag_rate_over") == FLAG_SHARE_OVER:
+        flag_rate = flagged_share(export_anomalies, export_windows) if len(flagged) else None
+    else:  # a baseline written before: a share of every window, so the export's is too
+        flag_rate = float(flagged.mean()) if len(flagged) else None
     report = compare(
         export_windows,
         baseline,
