@@ -52,6 +52,15 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
     log_path = home / "dagster-dev.log"
     click.echo(f"landing folder : {info['landing_dir']}  (samples copied: {len(info['copied_samples'])})")  # type: ignore[arg-type]
     click.echo(f"DAGSTER_HOME   : {info['dagster_home']}")
+    instance_yaml = Path(info["dagster_home"]) / "dagster.yaml"  # type: ignore[arg-type]
+    if info["instance_yaml"] == "upgraded":
+        click.echo(f"instance config: {instance_yaml} rewritten from the current template (an earlier `up` wrote it)")
+    if info["instance_yaml_missing"]:  # one line, naming each missing setting
+        click.echo(
+            f"warning: {instance_yaml} was edited and lacks {'; '.join(info['instance_yaml_missing'])}; "  # type: ignore[arg-type]
+            "add it, or delete the file for `up` to write the current template",
+            err=True,
+        )
     click.echo(f"Dagster UI     : http://{host}:{port}  (Ctrl-C stops it)")
     if dry_run:
         click.echo(" ".join(cmd))
