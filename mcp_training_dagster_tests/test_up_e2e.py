@@ -244,9 +244,9 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
                 stuck = True
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        time.sleep(2)
+        leftovers = _leftovers(port, home)  # in the finally: nothing left behind when an assertion above failed
     assert proc.returncode is not None
-    time.sleep(2)
-    leftovers = _leftovers(port, home)
     assert not stuck, f"`mcp-training up` still running 120 s after Ctrl-C\n{out.read_text()[-3000:]}"
     log = home / "dagster-dev.log"
     assert not leftovers, (
@@ -292,8 +292,10 @@ def test_up_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    time.sleep(1)
-    leftovers = _leftovers(port, home)
+        time.sleep(1)
+        # Here, not after: dagster dev has a session of its own, so killing `up` above leaves it running; a failed
+        # assertion above must not leave it behind either.
+        leftovers = _leftovers(port, home)
     text = out.read_text()
     assert stopped_in is not None, f"`mcp-training up` ignored SIGINT\n{text[-3000:]}"
     assert "stopping Dagster" in text and "did not stop" not in text, text[-3000:]
