@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -226,6 +227,38 @@ def test_blocked_candidate_is_not_packaged_and_says_why(run, data_dir: Path, mon
     assert "Traceback" not in result.output and "AttributeError" not in result.output
     assert "FAILED meets_quality_gates" in result.output and "was not packaged" in result.stderr
     assert not list((data_dir / "models").glob("model_*")), "a failed blocking check means no package"
+    # The one line says why in figures: the candidate's F1 against the minimum, on how many held-out windows.
+    (line,) = [x for x in result.stderr.splitlines() if "was not packaged" in x]
+    assert re.search(
+        r"meets_quality_gates: candidate fitted before the split: F1 \d\.\d{3} \(min 0\.990\), ROC-AUC \d\.\d{3} "
+        r"\(min 0\.600\) on [\d,]+ held-out windows \([\d,]+ anomalous\)",
+        line,
+    ), line
+
+
+def test_candidate_worse_than_production_says_by_how_much(run, data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Blocked by not_worse_than_production: both PR-AUCs, the windows compared and the allowed regression in the
+    one line (the gate forced to fail: a real candidate on another router's data is better than production)."""
+    from mcp_training_dagster.domain import promotion
+
+    assert run("train", HOSTAPD_1824).exit_code == 0
+    production = json.loads((data_dir / "models" / "production.json").read_text())["version"]
+    other = tmp_path / "export_other_router_20250628.json"
+    doc = json.loads(HOSTAPD_1824.read_text())
+    for r in doc["data"]:
+        r["timestamp"] = (pd.Timestamp(r["timestamp"]) + pd.Timedelta(days=1)).isoformat()
+        r["device_id"], r["device_ip"] = 77, "RT-OTHER-77"
+    other.write_text(json.dumps(doc))
+    monkeypatch.setattr(promotion, "not_worse_than", lambda *_: False)
+    result = run("train", other)
+    assert result.exit_code == 1, result.output
+    (line,) = [x for x in result.stderr.splitlines() if "was not packaged" in x]
+    assert re.search(
+        rf"not_worse_than_production: candidate PR-AUC \d\.\d{{3}} vs production {production} \d\.\d{{3}} on "
+        r"[\d,]+ held-out windows neither was fitted on \([\d,]+ anomalous\); allowed regression 0\.020",
+        line,
+    ), line
+    assert f"Production stays {production}" in line
 
 
 def test_train_refuses_while_the_data_folder_is_in_use(run, data_dir: Path) -> None:

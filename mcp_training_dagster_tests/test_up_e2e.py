@@ -44,14 +44,47 @@ def _cli() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "mcp_training_dagster.cli"]
 
 
-# `up` as started from a terminal, where Ctrl-C reaches it: SIGINT back at its default before exec. When pytest
-# itself was started with SIGINT ignored (`pytest &` in a script, nohup), `up` would inherit that, Python would
-# install no KeyboardInterrupt handler, and the SIGINT below would be ignored.
-_SIGINT_AT_DEFAULT = [
+# `up` started the way a script or nohup starts it: SIGINT inherited as ignored through exec. Python then installs
+# no KeyboardInterrupt handler of its own; `up` must restore it, for itself and for the dagster dev it starts.
+_SIGINT_IGNORED = [
     sys.executable,
     "-c",
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])",
 ]
+
+
+def _ignores_sigint(pid: int) -> bool:
+    """Whether the process ignores SIGINT (its SigIgn mask in /proc; False once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+def _leftovers(port: int, home: Path) -> list[int]:
+    """This test's processes only (another worker may run a Dagster of its own): dagster dev by exactly its port
+    (a bare "-p 4123" also matched another worker's "-p 41234"), what it started by this test's DAGSTER_HOME
+    (in each child's --instance-ref); killed, so that nothing is left behind even when the assertion fails."""
+    found = sorted({pid for pattern in (rf"(^| )-p {port}( |$)", re.escape(str(home))) for pid in _pgrep(pattern)})
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
+def _env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
+    env.update(
+        MCP_TRAINING_DATA_DIR=str(data),
+        MCP_TRAINING_SENSOR__INTERVAL_SECONDS="2",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    return env
 
 
 def _production(models: Path) -> str | None:
@@ -143,17 +176,11 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
     models = data / "models"
     home = data / "dagster_home"
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
-    env.update(
-        MCP_TRAINING_DATA_DIR=str(data),
-        MCP_TRAINING_SENSOR__INTERVAL_SECONDS="2",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-    )
+    env = _env(data)
     out = tmp_path / "up.out"
     with open(out, "wb") as fh:
         proc = subprocess.Popen(
-            [*_SIGINT_AT_DEFAULT, *_cli(), "up", "--port", str(port)],
+            [*_cli(), "up", "--port", str(port)],
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -217,18 +244,61 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
                 stuck = True
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        time.sleep(2)
+        leftovers = _leftovers(port, home)  # in the finally: nothing left behind when an assertion above failed
     assert proc.returncode is not None
-    time.sleep(2)
-    # This test's processes only (another worker may run a Dagster of its own): dagster dev by exactly its port
-    # (a bare "-p 4123" also matched another worker's "-p 41234"), what it started by this test's DAGSTER_HOME
-    # (in each child's --instance-ref), so that nothing is left behind even when the assertion fails.
-    leftovers = sorted({pid for pattern in (rf"(^| )-p {port}( |$)", re.escape(str(home))) for pid in _pgrep(pattern)})
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
     assert not stuck, f"`mcp-training up` still running 120 s after Ctrl-C\n{out.read_text()[-3000:]}"
     log = home / "dagster-dev.log"
     assert not leftovers, (
         f"dagster dev outlived `mcp-training up`: {leftovers}\n{log.read_text()[-3000:] if log.exists() else ''}"
     )
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_up_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """`mcp-training up &` from a script: SIGINT arrives ignored, yet Ctrl-C (SIGINT) stops `up` and everything it
+    started, as SIGTERM does, without the 30 s timeout and SIGKILL."""
+    data, port = tmp_path / "data", _free_port()
+    home, out = data / "dagster_home", tmp_path / "up.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(
+            [*_SIGINT_IGNORED, *_cli(), "up", "--no-samples", "--port", str(port)],
+            env=_env(data),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stopped_in = None
+    try:
+
+        def serving() -> bool:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as resp:
+                    return resp.status == 200
+            return False
+
+        _wait("the Dagster UI", serving, 180, proc, out)
+        dev = _pgrep(rf"(^| )-p {port}( |$)")  # dagster dev, then its webserver, daemon and code server
+        assert dev, "no dagster dev process"
+        started = {proc.pid, *dev, *_pgrep(re.escape(str(home)))}
+        assert not [pid for pid in started if _ignores_sigint(pid)], "SIGINT still ignored"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # to `up` alone: dagster dev runs in a session of its own
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=90)
+            stopped_in = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        time.sleep(1)
+        # Here, not after: dagster dev has a session of its own, so killing `up` above leaves it running; a failed
+        # assertion above must not leave it behind either.
+        leftovers = _leftovers(port, home)
+    text = out.read_text()
+    assert stopped_in is not None, f"`mcp-training up` ignored SIGINT\n{text[-3000:]}"
+    assert "stopping Dagster" in text and "did not stop" not in text, text[-3000:]
+    assert not leftovers, f"dagster dev outlived `mcp-training up`: {leftovers}"
+    assert "Traceback" not in text, text[-3000:]
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -12,6 +12,8 @@ import click
 from mcp_training_dagster.cli.app import main
 from mcp_training_dagster.cli.common import fail, hold_lock, load, prepare_data_root
 
+STOP_TIMEOUT_S = 30  # dagster dev's time to stop its webserver, daemon and code server after SIGINT
+
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface the Dagster UI listens on.")
@@ -50,6 +52,15 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
     log_path = home / "dagster-dev.log"
     click.echo(f"landing folder : {info['landing_dir']}  (samples copied: {len(info['copied_samples'])})")  # type: ignore[arg-type]
     click.echo(f"DAGSTER_HOME   : {info['dagster_home']}")
+    instance_yaml = Path(info["dagster_home"]) / "dagster.yaml"  # type: ignore[arg-type]
+    if info["instance_yaml"] == "upgraded":
+        click.echo(f"instance config: {instance_yaml} rewritten from the current template (an earlier `up` wrote it)")
+    if info["instance_yaml_missing"]:  # one line, naming each missing setting
+        click.echo(
+            f"warning: {instance_yaml} was edited and lacks {'; '.join(info['instance_yaml_missing'])}; "  # type: ignore[arg-type]
+            "add it, or delete the file for `up` to write the current template",
+            err=True,
+        )
     click.echo(f"Dagster UI     : http://{host}:{port}  (Ctrl-C stops it)")
     if dry_run:
         click.echo(" ".join(cmd))
@@ -61,12 +72,17 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
         "Drop export files into the landing folder: each is ingested, then a model is trained, evaluated "
         "and, when it passes its gates, promoted."
     )
+    # Ctrl-C (SIGINT) stops `up` even when it was started with SIGINT ignored (`mcp-training up &` from a script,
+    # nohup, a service manager): Python then installs no KeyboardInterrupt handler and the ignored disposition would
+    # also pass through exec to dagster dev and its processes, which would outlive a SIGINT. A handled signal is
+    # reset to its default at exec, so setting ours before Popen restores both. `kill` (SIGTERM) stops it the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     with open(log_path, "ab") as log:
         out = None if verbose else log
         proc = subprocess.Popen(
             cmd, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
-        )  # our Ctrl-C is forwarded, so dagster dev stops cleanly
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+        )  # in a session of its own: our Ctrl-C is forwarded (below), so dagster dev stops cleanly
     try:
         import dagster as dg
 
@@ -87,8 +103,9 @@ def up(host: str, port: int, no_samples: bool, dry_run: bool, verbose: bool) -> 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
+                click.echo(f"dagster dev did not stop within {STOP_TIMEOUT_S} s of SIGINT: killed", err=True)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         lock.__exit__(None, None, None)

@@ -117,6 +117,32 @@ class Gate:
     def barely(self) -> bool:
         return self.passed and self.margin is not None and self.margin < BARELY_MARGIN
 
+    @property
+    def summary(self) -> str:
+        """One line with the figures that decided the gate (what a person reads in the terminal and the alert):
+        e.g. "candidate PR-AUC 0.612 vs production V 0.741 on 1,234 held-out windows neither was fitted on
+        (40 anomalous); allowed regression 0.020". Without figures (nothing to compare), what was compared."""
+        f = self.figures
+        if self.name == "meets_quality_gates" and f.get("f1_score") is not None:
+            auc = "n/a (one class)" if f.get("roc_auc") is None else f"{f['roc_auc']:.3f}"
+            line = (
+                f"candidate fitted before the split: F1 {f['f1_score']:.3f} (min {f['min_f1']:.3f}), "
+                f"ROC-AUC {auc} (min {f['min_roc_auc']:.3f})"
+            )
+            if f.get("windows_evaluated") is not None:
+                line += f" on {f['windows_evaluated']:,} held-out windows ({f['anomalous_evaluated']:,} anomalous)"
+            return line
+        if self.name == "not_worse_than_production" and f.get("production_pr_auc") is not None:
+            cand = "n/a" if f.get("candidate_pr_auc") is None else f"{f['candidate_pr_auc']:.3f}"
+            return (
+                f"candidate PR-AUC {cand} vs production {f['production_version']} {f['production_pr_auc']:.3f} "
+                f"on {f['windows_compared']:,} held-out windows neither was fitted on ({f['anomalous_compared']:,} "
+                f"anomalous); allowed regression {f['max_regression']:.3f}"
+            )
+        if self.name == "meets_quality_gates":
+            return f"no held-out figures for the candidate; {self.compared}"
+        return self.compared
+
 
 @dataclass(frozen=True)
 class PromotionDecision:
@@ -133,7 +159,7 @@ class PromotionDecision:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{g.name} passes by only {g.margin:.3f} ({g.compared})" for g in self.gates if g.barely]
+        return [f"{g.name} passes by only {g.margin:.3f} ({g.summary})" for g in self.gates if g.barely]
 
     def gate(self, name: str) -> Gate:
         return next(g for g in self.gates if g.name == name)
@@ -176,7 +202,14 @@ def decide(
         "meets_quality_gates",
         meets_quality_gates(overall, min_f1, min_roc_auc),
         "candidate fitted before the split, on the held-out period",
-        {"f1_score": f1, "roc_auc": auc, "min_f1": min_f1, "min_roc_auc": min_roc_auc},
+        {
+            "f1_score": f1,
+            "roc_auc": auc,
+            "min_f1": min_f1,
+            "min_roc_auc": min_roc_auc,
+            "windows_evaluated": overall.n_windows if overall is not None else None,
+            "anomalous_evaluated": overall.n_anomalous if overall is not None else None,
+        },
         None if f1 is None or auc is None else min(f1 - min_f1, auc - min_roc_auc),
     )
     figures: dict[str, Any] = {

@@ -3,6 +3,8 @@ webhook receiver on 127.0.0.1. The sensors are Dagster's (run_failure_sensor, a 
 daemon would call them."""
 
 import json
+import re
+import shutil
 
 import pytest
 
@@ -10,7 +12,7 @@ import dagster as dg
 from mcp_training_dagster.domain.alerts import read_alerts
 from mcp_training_dagster.definitions import build_definitions
 from mcp_training_dagster.settings import get_settings, load_settings
-from mcp_training_dagster_tests.conftest import SYSTEM_35
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_35
 from mcp_training_dagster_tests.defs.conftest import report_freshness_failed, run_ingest
 from mcp_training_dagster_tests.webhook import webhook_receiver
 
@@ -154,3 +156,23 @@ def test_verdicts_still_by_a_replaced_model_after_the_lag_alert_once_per_promoti
     assert alert["details"]["scored_with"] == {"b.json": "v1"} and hook.alerts == [alert]
     _tick(defs, instance, cursor)
     assert len(read_alerts(alerts_file)) == 1, "once per promotion"
+
+
+def test_a_blocked_promotion_alerts_with_the_figures_that_blocked_it(hook, data_dir, instance, landing, monkeypatch):
+    """A candidate below the F1 minimum: the check-failure alert's one line carries its F1 against the minimum and
+    the held-out windows it was measured on, not only what was compared."""
+    monkeypatch.setenv("MCP_MODEL_EVALUATION__MIN_F1", "0.99")  # before the definitions: their settings carry it
+    defs = build_definitions(get_settings())
+    started = _tick(defs, instance)
+    shutil.copyfile(HOSTAPD_1824, landing / HOSTAPD_1824.name)
+    assert run_ingest(defs, instance, HOSTAPD_1824.name).success
+    defs.resolve_job_def("train_job").execute_in_process(instance=instance, raise_on_error=False)
+    _tick(defs, instance, started.cursor)
+    (alert,) = [a for a in read_alerts(get_settings().training.alerts.file) if a["kind"] == "check_failure"]
+    assert alert["asset"] == "model_evaluation" and alert["details"]["check"] == "meets_quality_gates"
+    assert re.search(
+        r"^check model_evaluation/meets_quality_gates failed: candidate fitted before the split: F1 \d\.\d{3} "
+        r"\(min 0\.990\), ROC-AUC \d\.\d{3} \(min 0\.600\) on [\d,]+ held-out windows \([\d,]+ anomalous\)$",
+        alert["what"],
+    ), alert["what"]
+    assert hook.alerts == [alert]

@@ -69,7 +69,15 @@ def test_production_is_judged_only_on_windows_it_was_not_fitted_on(tmp_path: Pat
     assert gate.figures["windows_compared"] == len(data.windows) and "neither was fitted on" in gate.compared
 
     worse = decide(_evaluated(0.9, 0.9), -scores, data, prod, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
-    assert not worse.gate("not_worse_than_production").passed and not worse.deployment_ready
+    blocked = worse.gate("not_worse_than_production")
+    assert not blocked.passed and not worse.deployment_ready
+    # The one line a person reads (terminal, alert): the deciding figures, not only what was compared.
+    f = blocked.figures
+    assert blocked.summary == (
+        f"candidate PR-AUC {f['candidate_pr_auc']:.3f} vs production {prod.version} {f['production_pr_auc']:.3f} "
+        f"on {len(data.windows):,} held-out windows neither was fitted on ({int(data.labels['is_anomaly'].sum()):,} "
+        "anomalous); allowed regression 0.020"
+    )
 
 
 def test_production_that_saw_the_whole_held_out_period_is_not_held_against_a_candidate(
@@ -106,6 +114,13 @@ def test_quality_gate_and_round_trip() -> None:
     assert PromotionDecision.from_dict(d.as_dict()) == d
     failing = decide(_evaluated(0.3, 0.95), None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
     assert not failing.deployment_ready and [g.name for g in failing.failed] == ["meets_quality_gates"]
+    assert failing.gate("meets_quality_gates").summary == (
+        "candidate fitted before the split: F1 0.300 (min 0.500), ROC-AUC 0.950 (min 0.600) "
+        "on 2 held-out windows (1 anomalous)"
+    )
+    assert failing.gate("not_worse_than_production").summary == "no production model yet: nothing to compare with"
+    unevaluated = decide(None, None, empty, None, min_f1=0.5, min_roc_auc=0.6, max_regression=0.02)
+    assert unevaluated.gate("meets_quality_gates").summary.startswith("no held-out figures for the candidate")
 
 
 def test_model_card_reads_as_a_person_reads_it(windows: pd.DataFrame) -> None:

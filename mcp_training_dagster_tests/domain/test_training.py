@@ -268,6 +268,31 @@ def test_train_and_select_evaluates_before_the_split_and_refits_on_all(generated
     assert "accuracy" not in json_keys(d) and d["note"] == "unsupervised diagnostics, not accuracy"
     if expected == "isolation_forest":
         assert d["seed_stability"]["seeds"] == 2
+        assert d["seed_stability"]["refit_trees"] == d["seed_stability"]["model_trees"] == 50  # at most the model's
+
+
+def test_the_stability_refits_use_fewer_trees_and_leave_the_model_as_it_was(monkeypatch) -> None:
+    """The seed refits are a diagnostic: STABILITY_REFIT_TREES trees each, said in the metadata; the model (its
+    forest, threshold, calibration, scores and evaluation) is exactly the one fitted with refits of its own size."""
+    from mcp_training_dagster.domain import training
+    from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
+    from mcp_training_dagster.serving.features import WindowSpec
+
+    records = validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records
+    windows = build_windows(records)
+    data = build_evaluation_set(records, WindowSpec(), split=time_split(records["timestamp"], 0.8).floor("5min"))
+    det = DetectorConfig(candidates=["isolation_forest"], isolation_forest={"n_estimators": 60})
+    monkeypatch.setattr(training, "STABILITY_REFIT_TREES", 20)
+    cheap = training.train_and_select(windows, det, data, window_minutes=5, stability_seeds=3)
+    monkeypatch.setattr(training, "STABILITY_REFIT_TREES", 60)
+    full = training.train_and_select(windows, det, data, window_minutes=5, stability_seeds=3)
+    stability = cheap.diagnostics["seed_stability"]
+    assert (stability["refit_trees"], stability["model_trees"], stability["seeds"]) == (20, 60, 3)
+    assert "a diagnostic" in stability["refits"] and full.diagnostics["seed_stability"]["refit_trees"] == 60
+    assert len(cheap.pipeline.named_steps["detector"].estimators_) == 60
+    assert cheap.threshold == full.threshold and cheap.calibration == full.calibration
+    assert np.array_equal(cheap.score(windows), full.score(windows))
+    assert np.array_equal(cheap.heldout_scores, full.heldout_scores) and cheap.evaluation == full.evaluation
 
 
 def json_keys(obj) -> set[str]:

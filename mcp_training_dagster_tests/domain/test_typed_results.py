@@ -88,7 +88,14 @@ def test_an_old_model_packages_exactly_as_before(tmp_path: Path, old_model: Trai
         min_roc_auc=0.6,
         max_regression=0.02,
     )
-    assert decision.as_dict() == BEFORE["decision"]
+    # The same decision; the quality gate's figures now also name the held-out windows they were measured on.
+    before_decision = json.loads(json.dumps(BEFORE["decision"]))
+    overall = old_model.evaluation.overall
+    before_decision["gates"][0]["figures"] |= {
+        "windows_evaluated": overall.n_windows,
+        "anomalous_evaluated": overall.n_anomalous,
+    }
+    assert decision.as_dict() == before_decision
     assert model_card.render(old_model, model_card.top_windows(old_model, windows), decision) == BEFORE["model_card"]
 
     agent = _load("agent_model_before_typed_results.joblib")
@@ -142,6 +149,10 @@ def test_metadata_json_of_a_new_training_is_the_one_built_before(tmp_path: Path,
         alarm_budget=old_alarms,
     )
     _, packaged = _package_metadata(tmp_path, model)
+    # The stability diagnostic now says what its refits were (3 trees here, as the model: at most its own).
+    stability = packaged["evaluation_info"]["diagnostics"]["seed_stability"]
+    assert (stability.pop("refit_trees"), stability.pop("model_trees")) == (3, 3)
+    assert stability.pop("refits").startswith("seeds 43..43 on the same windows, 3 trees each (the model: 3)")
     assert _without_run_identity(packaged) == _without_run_identity(BEFORE["metadata"])
     assert packaged["model_info"]["version"] == f"model_{model.version}" != BEFORE["metadata"]["model_info"]["version"]
 

@@ -159,7 +159,7 @@ def model_evaluation(
         yield dg.AssetCheckResult(
             check_name=gate.name,
             passed=gate.passed,
-            description=gate.compared,
+            description=gate.summary,  # the deciding figures in one line (terminal, alerts, the UI's check)
             metadata={
                 "compared": gate.compared,
                 **{k: ("none" if v is None else v) for k, v in gate.figures.items()},
