@@ -252,7 +252,10 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     assert am["n_windows"] == tw["dagster/row_count"]
     assert am["version"] in am["model_card"]
     assert "Threshold" in am["model_card"]
-    assert "threshold_calibrated" in checks
+    # the shipped samples' router logs only crond/WATCHDOG for days: most training windows are the silence,
+    # which the check says instead of comparing them with a contamination the threshold no longer uses
+    tc = checks["threshold_calibrated"]
+    assert tc.passed and "expected alarms a router-day (budget" in (tc.description or "")
 
     # Storage: the model, its metadata document and the windows, nothing half-written.
     model_path = _stored(assets_dir, "anomaly_model", ext=".joblib")
