@@ -12,6 +12,9 @@ the CLI's independent evaluation) and Parquet partitions read lazily (the ``hori
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,8 +155,7 @@ def select_records(
     names = sorted(readers)
     ids_parts, ts_parts, file_parts, sizes = [], [], [], []
     file_names = pd.Index([], dtype=object)
-    for name in names:
-        keys = readers[name](list(KEYS))
+    for keys in _map_readers(lambda name: readers[name](list(KEYS)), names):
         codes, uniques = pd.factorize(keys["source_file"].astype("str"))
         file_names = file_names.append(pd.Index(np.asarray(uniques, dtype=object)).difference(file_names))
         file_parts.append(np.asarray(file_names.get_indexer(np.asarray(uniques, dtype=object)))[codes])
@@ -182,9 +184,11 @@ def select_records(
         del rows
     kept = ~dup
     conflict = np.zeros(n, dtype=bool)
-    conflict[kept] = pd.Series(ids[kept]).duplicated(keep=False).to_numpy()
+    conflict[kept] = _shared_ids(ids[kept])
+    file_code = np.concatenate(file_parts)
+    del file_parts
     by_file = _by_file(
-        np.concatenate(file_parts),
+        file_code,
         np.asarray(file_names, dtype=object),
         {
             "records": np.ones(n, dtype=bool),
@@ -196,18 +200,44 @@ def select_records(
     union = UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
 
     chosen = order[kept[order]]
+    distinct = int(kept.sum())
+    del order, same, shared, candidates, dup, kept, conflict, ids  # the rows are read next: free the keys first
     cutoff = None
     if horizon_days is not None:
         t = ts[chosen].astype("datetime64[us]")
         cutoff, anchor = horizon_bounds(t, horizon_days)
         chosen = chosen[(t > cutoff.to_datetime64()) & (t <= anchor.to_datetime64())]
+        del t
+    del ts
+    exports = sorted({str(file_names[c]) for c in np.unique(file_code[chosen])})
+    del file_code
     records = _read_rows(readers, names, offsets, chosen, columns)
-    exports = (
-        sorted(records["source_file"].astype("str").unique().tolist())
-        if "source_file" in records.columns
-        else sorted({str(file_names[c]) for c in np.unique(np.concatenate(file_parts)[chosen])})
-    )
-    return HorizonRecords(records, union, int(kept.sum()), cutoff, exports)
+    return HorizonRecords(records, union, distinct, cutoff, exports)
+
+
+def _shared_ids(ids: np.ndarray) -> np.ndarray:
+    """Per element: does another element have the same id (``Series.duplicated(keep=False)``)? Counted with one
+    ``bincount`` when the ids span a range not much wider than their number (exports number their records),
+    hashed otherwise."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=bool)
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo < 4 * len(ids) + 1024:
+        shifted = ids - lo
+        return np.bincount(shifted)[shifted] > 1
+    return pd.Series(ids).duplicated(keep=False).to_numpy()
+
+
+READ_THREADS = 2  # exports read at once (Parquet decoding and Arrow's take release the GIL)
+
+
+def _map_readers(fn: Callable[[str], pd.DataFrame], names: Sequence[str]) -> list[pd.DataFrame]:
+    """``fn(name)`` for every name, in order; on two threads when there are several (reading is I/O and
+    Arrow work outside the GIL: the second core decodes the next export)."""
+    if len(names) < 2 or READ_THREADS < 2:
+        return [fn(name) for name in names]
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return list(pool.map(fn, names))
 
 
 def _by_file(file_code: np.ndarray, files: np.ndarray, masks: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -232,22 +262,32 @@ def _read_rows(
     """The given global rows (positions in the concatenation of the exports in ``names`` order), in
     that order, reading each export once and keeping only its wanted rows."""
     cols = None if columns is None else list(columns)
-    ascending = np.sort(rows)
+    # ``rows`` are distinct positions below offsets[-1]: their ascending order and each one's rank in it come
+    # from a mask and its running count (linear), not from a sort and a binary search of every row.
+    wanted = np.zeros(int(offsets[-1]), dtype=bool)
+    wanted[rows] = True
+    ascending = np.flatnonzero(wanted)
     bounds = np.searchsorted(ascending, offsets)
     local = {name: ascending[bounds[k] : bounds[k + 1]] - offsets[k] for k, name in enumerate(names)}
     used = [name for name in names if len(local[name])]
     if not used:
         return readers[names[0]](cols).iloc[:0].reset_index(drop=True)
-    perm = None if len(rows) < 2 or (rows[1:] > rows[:-1]).all() else np.searchsorted(ascending, rows)
+    perm = None
+    if len(rows) >= 2 and not (rows[1:] > rows[:-1]).all():
+        perm = (np.cumsum(wanted, dtype=np.int64) - 1)[rows]
+    del wanted, ascending
     schemas = {tuple(getattr(readers[name], "columns", None) or ()) for name in used}
     if len(schemas) == 1 and (known := list(schemas.pop())):
         # One column at a time: the peak is the result plus one column, not every export's whole table twice.
         out = {}
         for c in cols if cols is not None else known:
-            col = pd.concat([readers[name]([c])[c].take(local[name]) for name in used], ignore_index=True)
+            parts = _map_readers(lambda name, c=c: readers[name]([c])[c].take(local[name]), used)
+            col = pd.concat(parts, ignore_index=True)
+            del parts
             out[c] = col if perm is None else col.take(perm).reset_index(drop=True)
+            del col
         return pd.DataFrame(out, copy=False)
-    parts = [readers[name](cols).take(local[name]) for name in used]
+    parts = _map_readers(lambda name: readers[name](cols).take(local[name]), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
     del parts
     return table if perm is None else table.take(perm).reset_index(drop=True)
@@ -270,3 +310,81 @@ def device_chunks(devices: pd.Series, max_records: int) -> list[np.ndarray]:
     order = np.argsort(row_chunk, kind="stable")
     bounds = np.searchsorted(row_chunk[order], np.arange(chunk + 2))
     return [order[bounds[k] : bounds[k + 1]] for k in range(chunk + 1)]
+
+
+@dataclass(frozen=True)
+class ChunkWindows:
+    """The windows of one device chunk: how many, where they were written, and the seeded sample kept for a fit."""
+
+    chunk: int  # position in device_chunks' order
+    records: int
+    windows: int
+    sample: pd.DataFrame  # rows of the windows, in their order, each kept with probability ``share``
+    path: str | None  # the chunk's windows as an Arrow IPC (Feather, lz4) file; None: not written
+
+
+PARALLEL_MIN_RECORDS = 2_000_000  # below this, chunks are windowed in this process (a worker costs ~1 s to start)
+
+
+def window_chunk(
+    records: pd.DataFrame, spec: WindowSpec, chunk: int, share: float, seed: int, path: str | None
+) -> ChunkWindows:
+    """Windows of one chunk of whole devices (see :func:`device_chunks`); the same in any process: its sample
+    is drawn by a generator seeded with (``seed``, ``chunk``), not from a stream shared with other chunks."""
+    from mcp_training_dagster.serving.features import build_windows
+
+    windows = build_windows(records, spec)
+    keep = np.random.default_rng([seed, chunk]).random(len(windows)) < share
+    if path is not None:
+        # Arrow IPC with lz4: a spill is read back whole, so Parquet's dictionary pages (most of its
+        # write time for these float columns) buy nothing here; less than half Parquet's CPU per window.
+        import pyarrow as pa
+        import pyarrow.feather as feather
+
+        feather.write_feather(pa.Table.from_pandas(windows, preserve_index=False), path, compression="lz4")
+    return ChunkWindows(chunk, len(records), len(windows), windows.iloc[np.flatnonzero(keep)], path)
+
+
+def windows_by_chunk(
+    records: pd.DataFrame,
+    spec: WindowSpec,
+    *,
+    max_records: int,
+    share: float = 1.0,
+    seed: int = 0,
+    folder: str | None = None,
+    workers: int = 2,
+    parallel_min_records: int = PARALLEL_MIN_RECORDS,
+) -> list[ChunkWindows]:
+    """Windows of ``records`` chunk by chunk of whole devices (at most ``max_records`` records each unless one
+    device has more), in chunk order: each chunk's windows written to ``folder`` (None: not written) and a
+    seeded uniform sample of share ``share`` kept. Every feature is a function of one device's records, so the
+    chunks' windows together are exactly ``build_windows(records)``'s.
+
+    From ``parallel_min_records`` records on and with ``workers`` >= 2, the chunks are windowed in that many
+    worker processes (spawned, so no thread state is forked), at most ``workers`` chunks handed over at once
+    so the parent holds only those copies; the result is identical to windowing them here, which smaller
+    inputs do."""
+    chunks = device_chunks(records["device"], max_records) if len(records) else []
+
+    def path(k: int) -> str | None:
+        return None if folder is None else os.path.join(folder, f"windows_{k:04d}.arrow")
+
+    if workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
+        return [window_chunk(records.take(rows), spec, k, share, seed, path(k)) for k, rows in enumerate(chunks)]
+    out: dict[int, ChunkWindows] = {}
+    todo = list(enumerate(chunks))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        running: set[Future[ChunkWindows]] = set()
+        while todo or running:
+            while todo and len(running) < workers:
+                k, rows = todo.pop(0)
+                running.add(pool.submit(window_chunk, records.take(rows), spec, k, share, seed, path(k)))
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                out[result.chunk] = result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [out[k] for k in range(len(chunks))]
