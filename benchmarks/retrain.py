@@ -5,18 +5,21 @@
 The input is one validated-records Parquet file (e.g. the ``validated`` file the stage benchmark writes,
 or an asset's stored partition). It is written ``--copies`` times as the validated partitions of separate
 exports of distinct routers (device names suffixed, ids offset, untimed), so the union keeps every record.
-Then the steps of ``horizon_records``, ``training_windows`` and ``anomaly_model`` run as the assets run them:
+Then the steps of ``horizon_records`` (as the asset runs it), ``training_windows`` and ``anomaly_model`` (the
+chunked path of the fan-in; the ``training_windows`` asset itself still windows the whole table at once):
 
   horizon   ``select_records`` over lazy Parquet readers: keys column-wise, full rows only for what is kept
             (the asset's whole work; its table is written to Parquet, untimed, as the IO manager does)
   windows   that table read back with only ``RECORD_COLUMNS`` (as ``training_windows`` loads it), then
-            ``build_windows`` per device chunk of at most ``--chunk-records`` records; each chunk's windows
-            go to a Parquet file (``--keep-windows`` keeps them all in memory instead) and a seeded
-            uniform sample of them (share: ``--train-cap`` / estimated windows) is kept for the fit
+            ``windows_by_chunk`` (domain/horizon.py): ``build_windows`` per device chunk of at most
+            ``--chunk-records`` records, each chunk's windows written to an Arrow IPC file (lz4; ``--no-spill``:
+            not written) and a uniform sample of them kept for the fit (share: ``--train-cap`` / estimated
+            windows; seeded per chunk); ``--workers 2`` windows the chunks in two worker processes
   train     ``train_model`` on that sample (``fit_cap=--train-cap``: at most that many windows)
 
-Prints one JSON line: records, windows, seconds, CPU seconds and peak RSS (whole process, kernel's high-water mark
-reset per step) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
+Prints one JSON line: records, windows, seconds, CPU seconds (worker processes included) and peak RSS (the
+kernel's high-water mark, reset per step; with workers, the most this process and its children held at once,
+sampled every 50 ms) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-cap", type=int, default=100_000)
     p.add_argument("--chunk-records", type=int, default=1_000_000)
     p.add_argument("--no-spill", action="store_true", help="do not write the chunks' windows (only the sample is kept)")
-    p.add_argument("--workers", type=int, default=2, help="processes windowing the chunks (1: all in this one)")
+    p.add_argument("--workers", type=int, default=1, help="processes windowing the chunks (1: all in this one)")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 

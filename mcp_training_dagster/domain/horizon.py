@@ -16,9 +16,11 @@ import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
 from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
@@ -80,8 +82,9 @@ def horizon_bounds(timestamps: np.ndarray, horizon_days: float) -> tuple[pd.Time
     included, in the ``horizon_days`` up to it (or, when no record has that many, as many as the densest
     such span): a lone record dated years after the rest (a device clock gone wrong) neither moves the
     horizon nor enters training; a real newer export of 10 records or more does move it. Normal data:
-    the anchor is simply the newest record. Vectorised: one sort and one binary search."""
-    sorted_ts = np.sort(timestamps)
+    the anchor is simply the newest record. Vectorised: one sort (none for timestamps already in order, as
+    the fan-in's are) and one binary search."""
+    sorted_ts = timestamps if np.all(timestamps[1:] >= timestamps[:-1]) else np.sort(timestamps)
     span = np.timedelta64(int(round(horizon_days * 86_400_000_000)), "us")
     first_inside = np.searchsorted(sorted_ts, sorted_ts - span, side="right")
     support = np.arange(len(sorted_ts)) - first_inside + 1
@@ -228,10 +231,28 @@ def _shared_ids(ids: np.ndarray) -> np.ndarray:
     return pd.Series(ids).duplicated(keep=False).to_numpy()
 
 
+def _single_chunk(column: pd.Series) -> pd.Series:
+    """``column`` with its Arrow data in one chunk (a concatenation or a Parquet read leaves many): Arrow's
+    take over many chunks resolves the chunk of every row and costs about twice a take over one; the
+    concatenation is one sequential copy. Other columns are returned as they are."""
+    if not isinstance(column.array, pd.arrays.ArrowExtensionArray):
+        return column
+    chunked = column.array.__arrow_array__()
+    if not isinstance(chunked, pa.ChunkedArray) or chunked.num_chunks < 2:
+        return column
+    return pd.Series(column.dtype.__from_arrow__(chunked.combine_chunks()), index=column.index, name=column.name)
+
+
+def _take(column: pd.Series, positions: np.ndarray) -> pd.Series:
+    """``column.take(positions).reset_index(drop=True)``, Arrow columns taken over one chunk (:func:`_single_chunk`)."""
+    return _single_chunk(column).take(positions).reset_index(drop=True)
+
+
+T = TypeVar("T")
 READ_THREADS = 2  # exports read at once (Parquet decoding and Arrow's take release the GIL)
 
 
-def _map_readers(fn: Callable[[str], pd.DataFrame], names: Sequence[str]) -> list[pd.DataFrame]:
+def _map_readers(fn: Callable[[str], T], names: Sequence[str]) -> list[T]:
     """``fn(name)`` for every name, in order; on two threads when there are several (reading is I/O and
     Arrow work outside the GIL: the second core decodes the next export)."""
     if len(names) < 2 or READ_THREADS < 2:
@@ -272,6 +293,12 @@ def _read_rows(
     used = [name for name in names if len(local[name])]
     if not used:
         return readers[names[0]](cols).iloc[:0].reset_index(drop=True)
+    # an export whose every row is wanted is used as read (its positions are 0..n-1 in order): no copy
+    whole = {name for k, name in enumerate(names) if len(local[name]) == offsets[k + 1] - offsets[k]}
+
+    def wanted_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if name in whole else frame.take(local[name])
+
     perm = None
     if len(rows) >= 2 and not (rows[1:] > rows[:-1]).all():
         perm = (np.cumsum(wanted, dtype=np.int64) - 1)[rows]
@@ -281,13 +308,17 @@ def _read_rows(
         # One column at a time: the peak is the result plus one column, not every export's whole table twice.
         out = {}
         for c in cols if cols is not None else known:
-            parts = _map_readers(lambda name, c=c: readers[name]([c])[c].take(local[name]), used)
+
+            def column(name: str, c: str = c) -> pd.Series:
+                return wanted_rows(name, readers[name]([c])[c])
+
+            parts = _map_readers(column, used)
             col = pd.concat(parts, ignore_index=True)
             del parts
-            out[c] = col if perm is None else col.take(perm).reset_index(drop=True)
+            out[c] = col if perm is None else _take(col, perm)
             del col
         return pd.DataFrame(out, copy=False)
-    parts = _map_readers(lambda name: readers[name](cols).take(local[name]), used)
+    parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
     del parts
     return table if perm is None else table.take(perm).reset_index(drop=True)
@@ -338,11 +369,26 @@ def window_chunk(
     if path is not None:
         # Arrow IPC with lz4: a spill is read back whole, so Parquet's dictionary pages (most of its
         # write time for these float columns) buy nothing here; less than half Parquet's CPU per window.
-        import pyarrow as pa
         import pyarrow.feather as feather
 
-        feather.write_feather(pa.Table.from_pandas(windows, preserve_index=False), path, compression="lz4")
+        feather.write_feather(_arrow_table(windows), path, compression="lz4")
     return ChunkWindows(chunk, len(records), len(windows), windows.iloc[np.flatnonzero(keep)], path)
+
+
+def _arrow_table(frame: pd.DataFrame) -> Any:
+    """``pa.Table.from_pandas(frame, preserve_index=False)`` without its copy of every numeric column: each column
+    of a windows table is contiguous (one float32 block, column-major), so Arrow can use it as it is."""
+    import pyarrow as pa
+
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        array = values.to_numpy() if isinstance(values.dtype, np.dtype) else None
+        columns[str(name)] = (
+            pa.array(array) if array is not None and array.flags.c_contiguous else pa.Array.from_pandas(values)
+        )
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    return pa.table(columns).replace_schema_metadata(schema.metadata)
 
 
 def windows_by_chunk(
@@ -353,7 +399,7 @@ def windows_by_chunk(
     share: float = 1.0,
     seed: int = 0,
     folder: str | None = None,
-    workers: int = 2,
+    workers: int = 1,
     parallel_min_records: int = PARALLEL_MIN_RECORDS,
 ) -> list[ChunkWindows]:
     """Windows of ``records`` chunk by chunk of whole devices (at most ``max_records`` records each unless one
@@ -364,12 +410,15 @@ def windows_by_chunk(
     From ``parallel_min_records`` records on and with ``workers`` >= 2, the chunks are windowed in that many
     worker processes (spawned, so no thread state is forked), at most ``workers`` chunks handed over at once
     so the parent holds only those copies; the result is identical to windowing them here, which smaller
-    inputs do."""
+    inputs do. One process is the default: on this shared 2-core machine (load 3-4) two workers cost 30%
+    more CPU (interpreter start, a second heap's fresh pages, the chunks pickled over) and were slower."""
     chunks = device_chunks(records["device"], max_records) if len(records) else []
 
     def path(k: int) -> str | None:
         return None if folder is None else os.path.join(folder, f"windows_{k:04d}.arrow")
 
+    if len(chunks) > 1:  # every chunk is a take of the records: over one Arrow chunk per column, not many
+        records = records.assign(**{str(c): _single_chunk(records[c]) for c in records.columns})
     if workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
         return [window_chunk(records.take(rows), spec, k, share, seed, path(k)) for k, rows in enumerate(chunks)]
     out: dict[int, ChunkWindows] = {}
