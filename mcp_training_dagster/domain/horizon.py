@@ -357,21 +357,33 @@ class ChunkWindows:
 PARALLEL_MIN_RECORDS = 2_000_000  # below this, chunks are windowed in this process (a worker costs ~1 s to start)
 
 
+def write_windows(windows: pd.DataFrame, path: str) -> None:
+    """A chunk's windows as an Arrow IPC (Feather) file with lz4: a spill is read back whole, so Parquet's
+    dictionary pages (most of its write time for these float columns) buy nothing here; this costs less
+    than half Parquet's CPU per window."""
+    import pyarrow.feather as feather
+
+    feather.write_feather(_arrow_table(windows), path, compression="lz4")
+
+
 def window_chunk(
-    records: pd.DataFrame, spec: WindowSpec, chunk: int, share: float, seed: int, path: str | None
+    records: pd.DataFrame,
+    spec: WindowSpec,
+    chunk: int,
+    share: float,
+    seed: int,
+    path: str | None,
+    write: Callable[[pd.DataFrame, str], None] = write_windows,
 ) -> ChunkWindows:
     """Windows of one chunk of whole devices (see :func:`device_chunks`); the same in any process: its sample
-    is drawn by a generator seeded with (``seed``, ``chunk``), not from a stream shared with other chunks."""
+    is drawn by a generator seeded with (``seed``, ``chunk``), not from a stream shared with other chunks.
+    ``write(windows, path)`` writes them when ``path`` is given."""
     from mcp_training_dagster.serving.features import build_windows
 
     windows = build_windows(records, spec)
     keep = np.random.default_rng([seed, chunk]).random(len(windows)) < share
     if path is not None:
-        # Arrow IPC with lz4: a spill is read back whole, so Parquet's dictionary pages (most of its
-        # write time for these float columns) buy nothing here; less than half Parquet's CPU per window.
-        import pyarrow.feather as feather
-
-        feather.write_feather(_arrow_table(windows), path, compression="lz4")
+        write(windows, path)
     return ChunkWindows(chunk, len(records), len(windows), windows.iloc[np.flatnonzero(keep)], path)
 
 
@@ -420,7 +432,7 @@ def windows_by_chunk(
     if len(chunks) > 1:  # every chunk is a take of the records: over one Arrow chunk per column, not many
         records = records.assign(**{str(c): _single_chunk(records[c]) for c in records.columns})
     if workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
-        return [window_chunk(records.take(rows), spec, k, share, seed, path(k)) for k, rows in enumerate(chunks)]
+        return _windows_here(records, chunks, spec, share, seed, path)
     out: dict[int, ChunkWindows] = {}
     todo = list(enumerate(chunks))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
@@ -437,3 +449,30 @@ def windows_by_chunk(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return [out[k] for k in range(len(chunks))]
+
+
+def _windows_here(
+    records: pd.DataFrame,
+    chunks: list[np.ndarray],
+    spec: WindowSpec,
+    share: float,
+    seed: int,
+    path: Callable[[int], str | None],
+) -> list[ChunkWindows]:
+    """The chunks windowed in this process, each chunk's file written on a thread while the next chunk is
+    windowed (Arrow's conversion and lz4 release the GIL); at most one write pending, so at most one chunk's
+    windows wait for it."""
+    out = []
+    pending: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+
+        def write(windows: pd.DataFrame, file: str) -> None:
+            while pending:
+                pending.pop().result()
+            pending.append(writer.submit(write_windows, windows, file))
+
+        for k, rows in enumerate(chunks):
+            out.append(window_chunk(records.take(rows), spec, k, share, seed, path(k), write))
+        while pending:
+            pending.pop().result()
+    return out
