@@ -243,11 +243,6 @@ def _single_chunk(column: pd.Series) -> pd.Series:
     return pd.Series(column.dtype.__from_arrow__(chunked.combine_chunks()), index=column.index, name=column.name)
 
 
-def _take(column: pd.Series, positions: np.ndarray) -> pd.Series:
-    """``column.take(positions).reset_index(drop=True)``, Arrow columns taken over one chunk (:func:`_single_chunk`)."""
-    return _single_chunk(column).take(positions).reset_index(drop=True)
-
-
 T = TypeVar("T")
 READ_THREADS = 2  # exports read at once (Parquet decoding and Arrow's take release the GIL)
 
@@ -313,9 +308,11 @@ def _read_rows(
                 return wanted_rows(name, readers[name]([c])[c])
 
             parts = _map_readers(column, used)
-            col = pd.concat(parts, ignore_index=True)
+            col = pd.concat(parts, ignore_index=True)  # Arrow columns: chunks over the parts, no copy
+            if perm is not None:
+                col = _single_chunk(col)  # the one copy before the take; the parts go with the next line
             del parts
-            out[c] = col if perm is None else _take(col, perm)
+            out[c] = col if perm is None else col.take(perm).reset_index(drop=True)
             del col
         return pd.DataFrame(out, copy=False)
     parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
