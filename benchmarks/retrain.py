@@ -5,18 +5,21 @@
 The input is one validated-records Parquet file (e.g. the ``validated`` file the stage benchmark writes,
 or an asset's stored partition). It is written ``--copies`` times as the validated partitions of separate
 exports of distinct routers (device names suffixed, ids offset, untimed), so the union keeps every record.
-Then the steps of ``horizon_records``, ``training_windows`` and ``anomaly_model`` run as the assets run them:
+Then the steps of ``horizon_records`` (as the asset runs it), ``training_windows`` and ``anomaly_model`` (the
+chunked path of the fan-in; the ``training_windows`` asset itself still windows the whole table at once):
 
   horizon   ``select_records`` over lazy Parquet readers: keys column-wise, full rows only for what is kept
             (the asset's whole work; its table is written to Parquet, untimed, as the IO manager does)
   windows   that table read back with only ``RECORD_COLUMNS`` (as ``training_windows`` loads it), then
-            ``build_windows`` per device chunk of at most ``--chunk-records`` records; each chunk's windows
-            go to a Parquet file (``--keep-windows`` keeps them all in memory instead) and a seeded
-            uniform sample of them (share: ``--train-cap`` / estimated windows) is kept for the fit
+            ``windows_by_chunk`` (domain/horizon.py): ``build_windows`` per device chunk of at most
+            ``--chunk-records`` records, each chunk's windows written to an Arrow IPC file (lz4; ``--no-spill``:
+            not written) and a uniform sample of them kept for the fit (share: ``--train-cap`` / estimated
+            windows; seeded per chunk); ``--workers 2`` windows the chunks in two worker processes
   train     ``train_model`` on that sample (``fit_cap=--train-cap``: at most that many windows)
 
-Prints one JSON line: records, windows, seconds, CPU seconds and peak RSS (whole process, kernel's high-water mark
-reset per step) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
+Prints one JSON line: records, windows, seconds, CPU seconds (worker processes included) and peak RSS (the
+kernel's high-water mark, reset per step; with workers, the most this process and its children held at once,
+sampled every 50 ms) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
 """
 
 from __future__ import annotations
@@ -71,6 +74,53 @@ class _Reader:
         return pd.read_parquet(self.path, columns=None if columns is None else list(columns))
 
 
+def _children_cpu() -> float:
+    """User + system seconds of this process's finished (waited-for) children, e.g. worker processes."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _TreeRss:
+    """Samples, every 50 ms on a thread, the summed RSS of this process and its child processes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _rss_mb(pid: str) -> float:
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except OSError:
+            return 0.0
+
+    def _children(self) -> list[str]:
+        out: list[str] = []
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/children") as fh:
+                    out.extend(fh.read().split())
+            except OSError:
+                pass
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            total = self._rss_mb("self") + sum(self._rss_mb(pid) for pid in self._children())
+            self.peak_mb = max(self.peak_mb, total)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--validated", type=Path, required=True, help="a validated-records Parquet file")
@@ -78,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--horizon-days", type=float, default=3650.0, help="wide enough to keep every record")
     p.add_argument("--train-cap", type=int, default=100_000)
     p.add_argument("--chunk-records", type=int, default=1_000_000)
-    p.add_argument("--keep-windows", action="store_true", help="hold every window in memory (no Parquet spill)")
+    p.add_argument("--no-spill", action="store_true", help="do not write the chunks' windows (only the sample is kept)")
+    p.add_argument("--workers", type=int, default=1, help="processes windowing the chunks (1: all in this one)")
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
-    import numpy as np
     import pandas as pd
 
-    from mcp_training_dagster.serving.features import RECORD_COLUMNS, WindowSpec, build_windows
-    from mcp_training_dagster.domain.horizon import device_chunks, select_records
+    from mcp_training_dagster.serving.features import RECORD_COLUMNS, WindowSpec
+    from mcp_training_dagster.domain.horizon import select_records, windows_by_chunk
     from mcp_training_dagster.domain.training import train_model
     from mcp_training_dagster.settings import DetectorConfig
 
@@ -98,13 +148,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(name: str, fn: Any, *fn_args: Any) -> Any:
         _reset_peak_rss()
-        t0, c0 = time.perf_counter(), time.process_time()
+        sampler = _TreeRss()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
         out = fn(*fn_args)
+        sampler.stop()
+        workers_cpu = _children_cpu() - k0
+        own_peak = _peak_rss_mb()
         steps[name] = {
             "seconds": round(time.perf_counter() - t0, 2),
-            "cpu_seconds": round(time.process_time() - c0, 2),
-            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "cpu_seconds": round(time.process_time() - c0 + workers_cpu, 2),
+            # this process's kernel high-water mark, or with worker processes the most the tree held at once
+            # (sampled every 50 ms: this process and its children)
+            "peak_rss_mb": round(max(own_peak, sampler.peak_mb), 1),
         }
+        if workers_cpu > 0:
+            steps[name]["worker_cpu_seconds"] = round(workers_cpu, 2)
+            steps[name]["own_peak_rss_mb"] = round(own_peak, 1)
         return out
 
     result = step("horizon", select_records, {k: _Reader(v) for k, v in paths.items()}, args.horizon_days)
@@ -116,21 +175,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def windows_step() -> tuple[pd.DataFrame, int, int]:
         records = pd.read_parquet(folder / "horizon_records.parquet", columns=list(RECORD_COLUMNS))
-        rng = np.random.default_rng(args.seed)
         share = min(1.0, args.train_cap / max(1.35 * len(records), 1))  # ~1.35 windows per record (measured)
-        kept, parts, total, n_chunks = [], [], 0, 0
-        for rows in device_chunks(records["device"], args.chunk_records):
-            w = build_windows(records.take(rows), WindowSpec())
-            total += len(w)
-            n_chunks += 1
-            if args.keep_windows:
-                parts.append(w)
-            else:
-                w.to_parquet(folder / f"windows_{n_chunks:03d}.parquet", index=False)
-            kept.append(w.iloc[np.flatnonzero(rng.random(len(w)) < share)])
-            del w
-        sample = pd.concat(kept, ignore_index=True).sort_values("window_start", kind="stable", ignore_index=True)
-        return sample, total, n_chunks
+        spill = folder / "windows"
+        spill.mkdir()
+        chunks = windows_by_chunk(
+            records,
+            WindowSpec(),
+            max_records=args.chunk_records,
+            share=share,
+            seed=args.seed,
+            folder=None if args.no_spill else str(spill),
+            workers=args.workers,
+        )
+        del records
+        total = sum(c.windows for c in chunks)
+        sample = pd.concat([c.sample for c in chunks], ignore_index=True)
+        return sample.sort_values("window_start", kind="stable", ignore_index=True), total, len(chunks)
 
     sample, total, n_chunks = step("windows", windows_step)
     model = step("train", lambda w: train_model(w, DetectorConfig(), window_minutes=5, fit_cap=args.train_cap), sample)

@@ -12,10 +12,15 @@ the CLI's independent evaluation) and Parquet partitions read lazily (the ``hori
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
 from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
@@ -77,8 +82,9 @@ def horizon_bounds(timestamps: np.ndarray, horizon_days: float) -> tuple[pd.Time
     included, in the ``horizon_days`` up to it (or, when no record has that many, as many as the densest
     such span): a lone record dated years after the rest (a device clock gone wrong) neither moves the
     horizon nor enters training; a real newer export of 10 records or more does move it. Normal data:
-    the anchor is simply the newest record. Vectorised: one sort and one binary search."""
-    sorted_ts = np.sort(timestamps)
+    the anchor is simply the newest record. Vectorised: one sort (none for timestamps already in order, as
+    the fan-in's are) and one binary search."""
+    sorted_ts = timestamps if np.all(timestamps[1:] >= timestamps[:-1]) else np.sort(timestamps)
     span = np.timedelta64(int(round(horizon_days * 86_400_000_000)), "us")
     first_inside = np.searchsorted(sorted_ts, sorted_ts - span, side="right")
     support = np.arange(len(sorted_ts)) - first_inside + 1
@@ -152,8 +158,7 @@ def select_records(
     names = sorted(readers)
     ids_parts, ts_parts, file_parts, sizes = [], [], [], []
     file_names = pd.Index([], dtype=object)
-    for name in names:
-        keys = readers[name](list(KEYS))
+    for keys in _map_readers(lambda name: readers[name](list(KEYS)), names):
         codes, uniques = pd.factorize(keys["source_file"].astype("str"))
         file_names = file_names.append(pd.Index(np.asarray(uniques, dtype=object)).difference(file_names))
         file_parts.append(np.asarray(file_names.get_indexer(np.asarray(uniques, dtype=object)))[codes])
@@ -182,9 +187,11 @@ def select_records(
         del rows
     kept = ~dup
     conflict = np.zeros(n, dtype=bool)
-    conflict[kept] = pd.Series(ids[kept]).duplicated(keep=False).to_numpy()
+    conflict[kept] = _shared_ids(ids[kept])
+    file_code = np.concatenate(file_parts)
+    del file_parts
     by_file = _by_file(
-        np.concatenate(file_parts),
+        file_code,
         np.asarray(file_names, dtype=object),
         {
             "records": np.ones(n, dtype=bool),
@@ -196,18 +203,57 @@ def select_records(
     union = UnionReport(int(dup.sum()), int(conflict.sum()), by_file)
 
     chosen = order[kept[order]]
+    distinct = int(kept.sum())
+    del order, same, shared, candidates, dup, kept, conflict, ids  # the rows are read next: free the keys first
     cutoff = None
     if horizon_days is not None:
         t = ts[chosen].astype("datetime64[us]")
         cutoff, anchor = horizon_bounds(t, horizon_days)
         chosen = chosen[(t > cutoff.to_datetime64()) & (t <= anchor.to_datetime64())]
+        del t
+    del ts
+    exports = sorted({str(file_names[c]) for c in np.unique(file_code[chosen])})
+    del file_code
     records = _read_rows(readers, names, offsets, chosen, columns)
-    exports = (
-        sorted(records["source_file"].astype("str").unique().tolist())
-        if "source_file" in records.columns
-        else sorted({str(file_names[c]) for c in np.unique(np.concatenate(file_parts)[chosen])})
-    )
-    return HorizonRecords(records, union, int(kept.sum()), cutoff, exports)
+    return HorizonRecords(records, union, distinct, cutoff, exports)
+
+
+def _shared_ids(ids: np.ndarray) -> np.ndarray:
+    """Per element: does another element have the same id (``Series.duplicated(keep=False)``)? Counted with one
+    ``bincount`` when the ids span a range not much wider than their number (exports number their records),
+    hashed otherwise."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=bool)
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo < 4 * len(ids) + 1024:
+        shifted = ids - lo
+        return np.bincount(shifted)[shifted] > 1
+    return pd.Series(ids).duplicated(keep=False).to_numpy()
+
+
+def _single_chunk(column: pd.Series) -> pd.Series:
+    """``column`` with its Arrow data in one chunk (a concatenation or a Parquet read leaves many): Arrow's
+    take over many chunks resolves the chunk of every row and costs about twice a take over one; the
+    concatenation is one sequential copy. Other columns are returned as they are."""
+    if not isinstance(column.array, pd.arrays.ArrowExtensionArray):
+        return column
+    chunked = column.array.__arrow_array__()
+    if not isinstance(chunked, pa.ChunkedArray) or chunked.num_chunks < 2:
+        return column
+    return pd.Series(column.dtype.__from_arrow__(chunked.combine_chunks()), index=column.index, name=column.name)
+
+
+T = TypeVar("T")
+READ_THREADS = 2  # exports read at once (Parquet decoding and Arrow's take release the GIL)
+
+
+def _map_readers(fn: Callable[[str], T], names: Sequence[str]) -> list[T]:
+    """``fn(name)`` for every name, in order; on two threads when there are several (reading is I/O and
+    Arrow work outside the GIL: the second core decodes the next export)."""
+    if len(names) < 2 or READ_THREADS < 2:
+        return [fn(name) for name in names]
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return list(pool.map(fn, names))
 
 
 def _by_file(file_code: np.ndarray, files: np.ndarray, masks: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -232,22 +278,44 @@ def _read_rows(
     """The given global rows (positions in the concatenation of the exports in ``names`` order), in
     that order, reading each export once and keeping only its wanted rows."""
     cols = None if columns is None else list(columns)
-    ascending = np.sort(rows)
+    # ``rows`` are distinct positions below offsets[-1]: their ascending order and each one's rank in it come
+    # from a mask and its running count (linear), not from a sort and a binary search of every row.
+    wanted = np.zeros(int(offsets[-1]), dtype=bool)
+    wanted[rows] = True
+    ascending = np.flatnonzero(wanted)
     bounds = np.searchsorted(ascending, offsets)
     local = {name: ascending[bounds[k] : bounds[k + 1]] - offsets[k] for k, name in enumerate(names)}
     used = [name for name in names if len(local[name])]
     if not used:
         return readers[names[0]](cols).iloc[:0].reset_index(drop=True)
-    perm = None if len(rows) < 2 or (rows[1:] > rows[:-1]).all() else np.searchsorted(ascending, rows)
+    # an export whose every row is wanted is used as read (its positions are 0..n-1 in order): no copy
+    whole = {name for k, name in enumerate(names) if len(local[name]) == offsets[k + 1] - offsets[k]}
+
+    def wanted_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if name in whole else frame.take(local[name])
+
+    perm = None
+    if len(rows) >= 2 and not (rows[1:] > rows[:-1]).all():
+        perm = (np.cumsum(wanted, dtype=np.int64) - 1)[rows]
+    del wanted, ascending
     schemas = {tuple(getattr(readers[name], "columns", None) or ()) for name in used}
     if len(schemas) == 1 and (known := list(schemas.pop())):
         # One column at a time: the peak is the result plus one column, not every export's whole table twice.
         out = {}
         for c in cols if cols is not None else known:
-            col = pd.concat([readers[name]([c])[c].take(local[name]) for name in used], ignore_index=True)
+
+            def column(name: str, c: str = c) -> pd.Series:
+                return wanted_rows(name, readers[name]([c])[c])
+
+            parts = _map_readers(column, used)
+            col = pd.concat(parts, ignore_index=True)  # Arrow columns: chunks over the parts, no copy
+            if perm is not None:
+                col = _single_chunk(col)  # the one copy before the take; the parts go with the next line
+            del parts
             out[c] = col if perm is None else col.take(perm).reset_index(drop=True)
+            del col
         return pd.DataFrame(out, copy=False)
-    parts = [readers[name](cols).take(local[name]) for name in used]
+    parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
     del parts
     return table if perm is None else table.take(perm).reset_index(drop=True)
@@ -270,3 +338,138 @@ def device_chunks(devices: pd.Series, max_records: int) -> list[np.ndarray]:
     order = np.argsort(row_chunk, kind="stable")
     bounds = np.searchsorted(row_chunk[order], np.arange(chunk + 2))
     return [order[bounds[k] : bounds[k + 1]] for k in range(chunk + 1)]
+
+
+@dataclass(frozen=True)
+class ChunkWindows:
+    """The windows of one device chunk: how many, where they were written, and the seeded sample kept for a fit."""
+
+    chunk: int  # position in device_chunks' order
+    records: int
+    windows: int
+    sample: pd.DataFrame  # rows of the windows, in their order, each kept with probability ``share``
+    path: str | None  # the chunk's windows as an Arrow IPC (Feather, lz4) file; None: not written
+
+
+PARALLEL_MIN_RECORDS = 2_000_000  # below this, chunks are windowed in this process (a worker costs ~1 s to start)
+
+
+def write_windows(windows: pd.DataFrame, path: str) -> None:
+    """A chunk's windows as an Arrow IPC (Feather) file with lz4: a spill is read back whole, so Parquet's
+    dictionary pages (most of its write time for these float columns) buy nothing here; this costs less
+    than half Parquet's CPU per window."""
+    import pyarrow.feather as feather
+
+    feather.write_feather(_arrow_table(windows), path, compression="lz4")
+
+
+def window_chunk(
+    records: pd.DataFrame,
+    spec: WindowSpec,
+    chunk: int,
+    share: float,
+    seed: int,
+    path: str | None,
+    write: Callable[[pd.DataFrame, str], None] = write_windows,
+) -> ChunkWindows:
+    """Windows of one chunk of whole devices (see :func:`device_chunks`); the same in any process: its sample
+    is drawn by a generator seeded with (``seed``, ``chunk``), not from a stream shared with other chunks.
+    ``write(windows, path)`` writes them when ``path`` is given."""
+    from mcp_training_dagster.serving.features import build_windows
+
+    windows = build_windows(records, spec)
+    keep = np.random.default_rng([seed, chunk]).random(len(windows)) < share
+    if path is not None:
+        write(windows, path)
+    return ChunkWindows(chunk, len(records), len(windows), windows.iloc[np.flatnonzero(keep)], path)
+
+
+def _arrow_table(frame: pd.DataFrame) -> Any:
+    """``pa.Table.from_pandas(frame, preserve_index=False)`` without its copy of every numeric column: each column
+    of a windows table is contiguous (one float32 block, column-major), so Arrow can use it as it is."""
+    import pyarrow as pa
+
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        array = values.to_numpy() if isinstance(values.dtype, np.dtype) else None
+        columns[str(name)] = (
+            pa.array(array) if array is not None and array.flags.c_contiguous else pa.Array.from_pandas(values)
+        )
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    return pa.table(columns).replace_schema_metadata(schema.metadata)
+
+
+def windows_by_chunk(
+    records: pd.DataFrame,
+    spec: WindowSpec,
+    *,
+    max_records: int,
+    share: float = 1.0,
+    seed: int = 0,
+    folder: str | None = None,
+    workers: int = 1,
+    parallel_min_records: int = PARALLEL_MIN_RECORDS,
+) -> list[ChunkWindows]:
+    """Windows of ``records`` chunk by chunk of whole devices (at most ``max_records`` records each unless one
+    device has more), in chunk order: each chunk's windows written to ``folder`` (None: not written) and a
+    seeded uniform sample of share ``share`` kept. Every feature is a function of one device's records, so the
+    chunks' windows together are exactly ``build_windows(records)``'s.
+
+    From ``parallel_min_records`` records on and with ``workers`` >= 2, the chunks are windowed in that many
+    worker processes (spawned, so no thread state is forked), at most ``workers`` chunks handed over at once
+    so the parent holds only those copies; the result is identical to windowing them here, which smaller
+    inputs do. One process is the default: on this shared 2-core machine (load 3-4) two workers cost 30%
+    more CPU (interpreter start, a second heap's fresh pages, the chunks pickled over) and were slower."""
+    chunks = device_chunks(records["device"], max_records) if len(records) else []
+
+    def path(k: int) -> str | None:
+        return None if folder is None else os.path.join(folder, f"windows_{k:04d}.arrow")
+
+    if len(chunks) > 1:  # every chunk is a take of the records: over one Arrow chunk per column, not many
+        records = records.assign(**{str(c): _single_chunk(records[c]) for c in records.columns})
+    if workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
+        return _windows_here(records, chunks, spec, share, seed, path)
+    out: dict[int, ChunkWindows] = {}
+    todo = list(enumerate(chunks))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        running: set[Future[ChunkWindows]] = set()
+        while todo or running:
+            while todo and len(running) < workers:
+                k, rows = todo.pop(0)
+                running.add(pool.submit(window_chunk, records.take(rows), spec, k, share, seed, path(k)))
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                out[result.chunk] = result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [out[k] for k in range(len(chunks))]
+
+
+def _windows_here(
+    records: pd.DataFrame,
+    chunks: list[np.ndarray],
+    spec: WindowSpec,
+    share: float,
+    seed: int,
+    path: Callable[[int], str | None],
+) -> list[ChunkWindows]:
+    """The chunks windowed in this process, each chunk's file written on a thread while the next chunk is
+    windowed (Arrow's conversion and lz4 release the GIL); at most one write pending, so at most one chunk's
+    windows wait for it."""
+    out = []
+    pending: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
+
+        def write(windows: pd.DataFrame, file: str) -> None:
+            while pending:
+                pending.pop().result()
+            pending.append(writer.submit(write_windows, windows, file))
+
+        for k, rows in enumerate(chunks):
+            out.append(window_chunk(records.take(rows), spec, k, share, seed, path(k), write))
+        while pending:
+            pending.pop().result()
+    return out

@@ -141,3 +141,74 @@ def test_device_chunks_keep_devices_whole_and_windows_equal() -> None:
     key = ["entity_kind", "device", "entity", "window_start"]
     pd.testing.assert_frame_equal(parts.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True))
     assert len(device_chunks(recs["device"], max_records=10)) == 2  # a device larger than the cap is one chunk
+
+
+def _three_routers() -> pd.DataFrame:
+    recs = validated(HOSTAPD_1824)
+    return pd.concat(
+        [recs.assign(device=f"router-{k}", id=recs["id"] + 10_000 * k) for k in range(3)], ignore_index=True
+    )
+
+
+def test_windows_by_chunk_same_in_workers_as_in_process(tmp_path) -> None:
+    """Chunks windowed in two spawned worker processes give the same counts, samples and spilled windows as in
+    this process, and together exactly build_windows of the whole table."""
+    import pyarrow.feather as feather
+
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
+    from mcp_training_dagster.domain.horizon import windows_by_chunk
+
+    recs = _three_routers()
+    spec = WindowSpec()
+    runs = {}
+    for mode, workers in (("here", 1), ("workers", 2)):
+        folder = tmp_path / mode
+        folder.mkdir()
+        runs[mode] = windows_by_chunk(
+            recs,
+            spec,
+            max_records=len(recs) // 3,
+            share=0.3,
+            seed=7,
+            folder=str(folder),
+            workers=workers,
+            parallel_min_records=0,
+        )
+    here, there = runs["here"], runs["workers"]
+    assert [c.chunk for c in here] == [c.chunk for c in there] == [0, 1, 2]
+    assert [c.records for c in here] == [c.records for c in there] and sum(c.records for c in here) == len(recs)
+    for a, b in zip(here, there, strict=True):
+        assert a.windows == b.windows and 0 < len(a.sample) < a.windows
+        pd.testing.assert_frame_equal(a.sample, b.sample)
+        assert a.path is not None and b.path is not None and a.path != b.path
+        pd.testing.assert_frame_equal(feather.read_feather(a.path), feather.read_feather(b.path))
+        pd.testing.assert_frame_equal(a.sample, feather.read_feather(a.path).iloc[a.sample.index])
+    whole = build_windows(recs, spec)
+    parts = pd.concat([feather.read_feather(c.path) for c in here], ignore_index=True)
+    key = ["entity_kind", "device", "entity", "window_start"]
+    pd.testing.assert_frame_equal(parts.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True))
+
+
+def test_windows_by_chunk_small_input_stays_in_process_and_unwritten() -> None:
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
+    from mcp_training_dagster.domain.horizon import windows_by_chunk
+
+    recs = _three_routers()
+    chunks = windows_by_chunk(recs, WindowSpec(), max_records=10**9, workers=2)  # far below the threshold
+    assert len(chunks) == 1 and chunks[0].path is None
+    pd.testing.assert_frame_equal(chunks[0].sample, build_windows(recs, WindowSpec()))  # share 1: every window
+    assert windows_by_chunk(recs.iloc[:0], WindowSpec(), max_records=10) == []
+
+
+def test_shared_ids_as_duplicated_for_dense_and_sparse_ids() -> None:
+    from mcp_training_dagster.domain.horizon import _shared_ids
+
+    rng = np.random.default_rng(3)
+    for ids in (
+        rng.integers(-50, 500, 2_000),  # dense, negative included: counted by bincount
+        rng.integers(0, 2**62, 500).repeat(2)[rng.permutation(1_000)],  # sparse: hashed
+        np.array([2**62, -(2**62), 2**62]),
+        np.array([], dtype=np.int64),
+    ):
+        ids = ids.astype(np.int64)
+        np.testing.assert_array_equal(_shared_ids(ids), pd.Series(ids).duplicated(keep=False).to_numpy())
