@@ -439,18 +439,18 @@ def _tail_fit(z: np.ndarray, p: float, u_quantile: float, heavy_tail: bool) -> d
 
 def _window_seconds(windows: pd.DataFrame, kinds: np.ndarray) -> float | None:
     """The window length: the most common step between a device's consecutive windows (None: no two)."""
-    dev = kinds == "device"
-    if dev.sum() < 2:
+    dev = np.flatnonzero(kinds == "device")
+    if len(dev) < 2:
         return None
-    t = pd.DataFrame(
-        {
-            "d": windows["device"].astype("str").to_numpy()[dev],
-            "t": pd.to_datetime(windows["window_start"]).to_numpy()[dev],
-        }
-    ).sort_values(["d", "t"])
-    step = t.groupby("d")["t"].diff().dropna() / pd.Timedelta(seconds=1)
-    step = step[step > 0]
-    return float(step.mode().iloc[0]) if len(step) else None
+    codes, t = _slot_keys(windows)
+    d, t = codes[dev], t[dev]
+    order = np.lexsort((t, d))
+    d, t = d[order], t[order]
+    step = (t[1:] - t[:-1])[(d[1:] == d[:-1]) & (t[1:] > t[:-1])]
+    if not len(step):
+        return None
+    values, counts = np.unique(step, return_counts=True)
+    return float(values[np.argmax(counts)])
 
 
 def _slot_keys(windows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -460,31 +460,45 @@ def _slot_keys(windows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return codes, t
 
 
-def _router_any(windows: pd.DataFrame, flags: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+def _slots(keys: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """One int64 per (router, window start), from :func:`_slot_keys`."""
+    codes, t = keys
+    return codes * (1 << 34) + (t - t.min()) if len(t) else codes  # seconds since the first window: 34 bits
+
+
+def _router_any(
+    windows: pd.DataFrame, flags: np.ndarray, kinds: np.ndarray, keys: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """On each device window: whether any window of its router at the same time (its own, its stations',
-    its interfaces') is in ``flags``. False elsewhere."""
+    its interfaces') is in ``flags``. False elsewhere. ``keys``: :func:`_slot_keys` of ``windows``, if at hand."""
     out = np.zeros(len(windows), dtype=bool)
     is_dev = kinds == "device"
     if not flags.any() or not is_dev.any():
         return out
-    codes, t = _slot_keys(windows)
-    key = codes * (1 << 34) + (t - t.min())  # seconds since the first window fit in 34 bits (~540 years)
-    out[is_dev] = np.isin(key[is_dev], np.unique(key[flags]))
+    slot = _slots(keys if keys is not None else _slot_keys(windows))
+    out[is_dev] = np.isin(slot[is_dev], slot[flags])
     return out
 
 
-def continued_alarms(windows: pd.DataFrame, seed: np.ndarray, cont: np.ndarray, window_seconds: float) -> np.ndarray:
+def continued_alarms(
+    windows: pd.DataFrame,
+    seed: np.ndarray,
+    cont: np.ndarray,
+    window_seconds: float,
+    keys: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Device windows an alarm covers (hysteresis). A run is a device's windows that pass the continuation
     threshold (``cont``) or raise an alarm (``seed``: the router's device, station or interface window passed
     its start threshold), following each other with at most one window between them (the incidents' merge
     rule); in a run holding a seed, every window passing ``cont`` is flagged. Two-sided, as an incident is
-    read after the fact: the rise into an episode and its tail belong to it. One sort, one grouped max."""
+    read after the fact: the rise into an episode and its tail belong to it. One sort, one grouped max.
+    ``keys``: :func:`_slot_keys` of ``windows``, if at hand."""
     out = np.zeros(len(windows), dtype=bool)
     dev = (_kinds(windows) == "device") & (cont | seed)
     if not dev.any():
         return out
     idx = np.flatnonzero(dev)
-    codes, times = _slot_keys(windows)
+    codes, times = keys if keys is not None else _slot_keys(windows)
     d, t = codes[idx], times[idx]
     order = np.lexsort((t, d))
     idx, d, t = idx[order], d[order], t[order]
@@ -512,8 +526,8 @@ def fit_calibration(
     continue_budget: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Per-kind scales, the rarity component, fused tail thresholds for the budget (alarms per router-day)
-    and the silence rule. ``continue_budget`` (device): the looser budget whose threshold an alarm already
-    raised must stay above to continue (hysteresis; see the module docstring, step 5)."""
+    and the silence rule. ``continue_budget`` (per kind): the looser budget whose threshold a window must pass
+    to join an alarm its router raised (hysteresis; see the module docstring, step 5)."""
     kinds = _kinds(windows)
     active = windows["n_records"].to_numpy() > 0
     t = pd.to_datetime(windows["window_start"])
@@ -633,22 +647,26 @@ def calibrated_scores(
     active = windows["n_records"].to_numpy() > 0
     sil = silence_score(windows, float(calibration.get("silence_factor", 2.0)))
     silent = sil > 0
+
     # quiet device windows (no records) are outside the calibrated population: flagged only when the
     # silence rule holds (silent beyond silence_factor x the usual longest gap); a window the rule flags
     # is anomalous whatever the detector says, ranked by how far beyond the rule it is
-    c = np.where(active | silent, c, np.minimum(c, -1e-3))
-    c = np.where(silent, np.maximum(c, sil), c)
+    def with_silence(score: np.ndarray) -> np.ndarray:
+        score = np.where(active | silent, score, np.minimum(score, -1e-3))
+        return np.where(silent, np.maximum(score, sil), score)
+
+    c = with_silence(c)
     dev_fit = calibration["thresholds"].get("device", {})
     window_seconds = calibration.get("window_seconds")
     if with_magnitude and "continue_threshold" in dev_fit and window_seconds and len(c):
         # step 5: an alarm raised continues while the router's windows stay above the continuation threshold
-        cc = z - float(dev_fit["continue_threshold"])
-        cc = np.where(active | silent, cc, np.minimum(cc, -1e-3))
-        cc = np.where(silent, np.maximum(cc, sil), cc)
-        flagged = continued_alarms(windows, _router_any(windows, c > 0, kinds), cc > 0, float(window_seconds))
-        c = np.where(flagged & (c <= 0), cc, c)
+        keys = _slot_keys(windows)
+        cc = with_silence(z - float(dev_fit["continue_threshold"]))
+        seed = _router_any(windows, c > 0, kinds, keys)
+        c = np.where(continued_alarms(windows, seed, cc > 0, float(window_seconds), keys) & (c <= 0), cc, c)
         # station/interface windows join their router's alarm above their own continuation threshold
-        in_alarm = _device_context(windows, (c > 0).astype(np.float64), kinds) > 0
+        slot = _slots(keys)
+        in_alarm = np.isin(slot, slot[(kinds == "device") & (c > 0)])
         for kind, fit in calibration["thresholds"].items():
             if kind == "device" or "continue_threshold" not in fit:
                 continue
