@@ -220,6 +220,13 @@ def test_train_is_quiet_and_keeps_dagsters_log_in_a_file(run, data_dir: Path) ->
     assert len(logs) == 1 and "STEP_SUCCESS" in logs[0].read_text()
 
 
+def _not_packaged_line(result, pattern: str) -> str:
+    """The one "was not packaged" line of a blocked training, asserted to say why in ``pattern``'s figures."""
+    (line,) = [x for x in result.stderr.splitlines() if "was not packaged" in x]
+    assert re.search(pattern, line), line
+    return line
+
+
 def test_blocked_candidate_is_not_packaged_and_says_why(run, data_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("MCP_MODEL_EVALUATION__MIN_F1", "0.99")
     result = run("train", HOSTAPD_1824, SYSTEM_35)
@@ -228,12 +235,11 @@ def test_blocked_candidate_is_not_packaged_and_says_why(run, data_dir: Path, mon
     assert "FAILED meets_quality_gates" in result.output and "was not packaged" in result.stderr
     assert not list((data_dir / "models").glob("model_*")), "a failed blocking check means no package"
     # The one line says why in figures: the candidate's F1 against the minimum, on how many held-out windows.
-    (line,) = [x for x in result.stderr.splitlines() if "was not packaged" in x]
-    assert re.search(
+    _not_packaged_line(
+        result,
         r"meets_quality_gates: candidate fitted before the split: F1 \d\.\d{3} \(min 0\.990\), ROC-AUC \d\.\d{3} "
         r"\(min 0\.600\) on [\d,]+ held-out windows \([\d,]+ anomalous\)",
-        line,
-    ), line
+    )
 
 
 def test_candidate_worse_than_production_says_by_how_much(run, data_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -252,12 +258,11 @@ def test_candidate_worse_than_production_says_by_how_much(run, data_dir: Path, t
     monkeypatch.setattr(promotion, "not_worse_than", lambda *_: False)
     result = run("train", other)
     assert result.exit_code == 1, result.output
-    (line,) = [x for x in result.stderr.splitlines() if "was not packaged" in x]
-    assert re.search(
+    line = _not_packaged_line(
+        result,
         rf"not_worse_than_production: candidate PR-AUC \d\.\d{{3}} vs production {production} \d\.\d{{3}} on "
         r"[\d,]+ held-out windows neither was fitted on \([\d,]+ anomalous\); allowed regression 0\.020",
-        line,
-    ), line
+    )
     assert f"Production stays {production}" in line
 
 

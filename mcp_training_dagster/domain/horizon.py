@@ -387,8 +387,6 @@ def window_chunk(
 def _arrow_table(frame: pd.DataFrame) -> Any:
     """``pa.Table.from_pandas(frame, preserve_index=False)`` without its copy of every numeric column: each column
     of a windows table is contiguous (one float32 block, column-major), so Arrow can use it as it is."""
-    import pyarrow as pa
-
     columns = {}
     for name in frame.columns:
         values = frame[name]

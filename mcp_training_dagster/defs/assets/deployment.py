@@ -17,7 +17,7 @@ from mcp_training_dagster.domain.object_registry import open_registry, package_s
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
 from mcp_training_dagster.domain.horizon import router_context
-from mcp_training_dagster.domain.report import fmt, markdown_table
+from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.io_managers import ParquetReader
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history
 from mcp_training_dagster.domain.training import TrainedModel
@@ -80,7 +80,7 @@ def model_package(
         why = (
             "its evaluation is of another model"
             if model_evaluation.get("version") != anomaly_model.version
-            else "; ".join(f"{g.name} failed ({g.compared}: {fmt(g.figures)})" for g in decision.failed)
+            else "; ".join(f"{g.name} failed: {g.summary}" for g in decision.failed)
         )
         context.log.warning(f"{anomaly_model.version} blocked, not packaged: {why}")
         context.log_event(
