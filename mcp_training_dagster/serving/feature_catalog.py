@@ -95,6 +95,8 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
 # of the 20 single event types, relative silence instead of raw seconds, the device context, and the
 # station sequences (kicked again without rejoining, rejoined without leaving, radio errors in a series).
 # n_stations and dev_failures are left out: they repeat n_records/grp_failures and only added noise.
+# sev_error_or_worse: lines the daemons themselves log as errors (syslog 0-3), whatever their wording: a
+# failing radio says so at error level, while a flood or a reconnect loop is info/notice traffic.
 MODEL_FEATURES: tuple[str, ...] = (
     "kind_device",
     "kind_station",
@@ -115,6 +117,7 @@ MODEL_FEATURES: tuple[str, ...] = (
     "repeat_leaves",
     "unannounced_joins",
     "repeat_radio_errors",
+    "sev_error_or_worse",
 )
 JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
 # Interface lifecycle lines (AP-ENABLED/DISABLED, interface state changes, bridge ports, link up/down) are
