@@ -611,7 +611,8 @@ def fit_calibration(
             f"{silence_factor} x longest gap of the 24 h before"
             + (
                 "; a router's windows above the continuation budget's threshold join an alarm it raised "
-                "(device runs with at most one window between, stations/interfaces with their router's alarm)"
+                "(device runs with at most one window between, stations/interfaces with their router's alarm); "
+                "unflagged windows beside an alarm rank by their distance to that threshold, below 0"
                 if any("continue_threshold" in v for v in thresholds.values())
                 else ""
             ),
