@@ -1,6 +1,8 @@
 """Shared fixtures: the real sample exports (shipped in the package) and an isolated data root."""
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,18 @@ SAMPLES = Path(mcp_training_dagster.__file__).parent / "sample_exports"
 HOSTAPD_1824 = SAMPLES / "export_asus_hostapd_1824.json"
 SYSTEM_35 = SAMPLES / "export_asus_system_35.json"
 SYSTEM_19 = SAMPLES / "export_asus_system_19.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary folders (tmp_path, Dagster's test instances, DAGSTER_HOME of the CLI and `up`) on tmpfs when the
+    machine has one and TMPDIR does not say otherwise. Dagster's SQLite storage opens, commits and closes a
+    connection per event: on a disk that is an fsync each, measured 81 -> 57 s for one policy test (load 4), the
+    same CPU. Nothing asserts durability across a power cut; the product's own folders are never redirected.
+    Set before xdist starts its workers, which inherit it (and so do the processes the tests start)."""
+    shm = Path("/dev/shm")
+    if "TMPDIR" not in os.environ and shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        os.environ["TMPDIR"] = str(shm)
+        tempfile.tempdir = None  # recomputed from TMPDIR on next use
 
 
 @pytest.fixture
