@@ -72,11 +72,15 @@ def dagster_cli() -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (the end-to-end ones, then those on real servers), the rest in collection order.
-    With two workers (pyproject's addopts) a long test started last would leave the other worker idle at the
-    end; started first, the short ones fill in around it. Every worker sorts the same way (xdist checks)."""
+    """The longest tests first (the end-to-end ones, then those on real servers, then those marked slow: Dagster
+    runs, CLI trainings, mypy), the rest in collection order. With two workers (pyproject's addopts) a long test
+    started last would leave the other worker idle at the end; started first, the short ones fill in around it.
+    Every worker sorts the same way (xdist checks)."""
 
     def rank(item: pytest.Item) -> int:
-        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("distributed") else 2
+        for i, mark in enumerate(("e2e", "distributed", "slow")):
+            if item.get_closest_marker(mark):
+                return i
+        return 3
 
     items.sort(key=rank)  # stable
