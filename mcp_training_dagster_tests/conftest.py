@@ -17,12 +17,16 @@ SYSTEM_19 = SAMPLES / "export_asus_system_19.json"
 
 def pytest_configure(config: pytest.Config) -> None:
     """Temporary folders (tmp_path, Dagster's test instances, DAGSTER_HOME of the CLI and `up`) on tmpfs when the
-    machine has one and TMPDIR does not say otherwise. Dagster's SQLite storage opens, commits and closes a
-    connection per event: on a disk that is an fsync each, measured 81 -> 57 s for one policy test (load 4), the
-    same CPU. Nothing asserts durability across a power cut; the product's own folders are never redirected.
+    machine has one with 2 GiB free and TMPDIR does not say otherwise. Dagster's SQLite storage opens, commits and
+    closes a connection per event: on a disk that is an fsync each. Measured one after the other (load 2.5-4):
+    test_policy's two-training test 136 -> 73 s, test_cli's registry test 172 -> 118 s, with less CPU (kernel time
+    halved). Nothing asserts durability across a power cut; the product's own folders are never redirected.
     Set before xdist starts its workers, which inherit it (and so do the processes the tests start)."""
     shm = Path("/dev/shm")
-    if "TMPDIR" not in os.environ and shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+    if "TMPDIR" in os.environ or not shm.is_dir() or not os.access(shm, os.W_OK | os.X_OK):
+        return
+    free = os.statvfs(shm)
+    if free.f_bavail * free.f_frsize >= 2 << 30:  # not a container's 64 MB /dev/shm
         os.environ["TMPDIR"] = str(shm)
         tempfile.tempdir = None  # recomputed from TMPDIR on next use
 
