@@ -193,24 +193,15 @@ def test_up_retrains_promotes_and_refreshes_verdicts(tmp_path: Path) -> None:
             assert resp.status == 200
         assert (home / ".nux" / "nux.yaml").is_file(), "the community prompt would cover the first view"
 
-        # 2. Another router's export (reusing the same record ids) lands as soon as the first model is in
-        # production: a new model replaces the first (waited for below, after step 3).
+        # 2. One `up` per data folder; `train` into the watched folder is refused with one line.
+        for args in (["up", "--port", str(_free_port())], ["train", str(HOSTAPD_1824)]):
+            second = subprocess.run([*_cli(), *args], env=env, capture_output=True, text=True, timeout=120)
+            assert second.returncode != 0, args
+            assert "in use by mcp-training up" in second.stderr and "Traceback" not in second.stderr, second.stderr
+            assert second.stderr.count("\n") == 1, second.stderr
+
+        # 3. Another router's export (reusing the same record ids) lands: a new model replaces the first.
         _other_router_export(data / "exports" / "export_other_router_20250901.json")
-
-        # 3. Meanwhile, one `up` per data folder; `train` into the watched folder is refused with one line. Both
-        # commands at once: each is a cold start of the CLI, and they do not depend on each other.
-        refusals = {
-            tuple(args): subprocess.Popen(
-                [*_cli(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            for args in (["up", "--port", str(_free_port())], ["train", str(HOSTAPD_1824)])
-        }
-        for args, refused in refusals.items():
-            _, stderr = refused.communicate(timeout=120)
-            assert refused.returncode != 0, args
-            assert "in use by mcp-training up" in stderr and "Traceback" not in stderr, stderr
-            assert stderr.count("\n") == 1, stderr
-
         second_version = _wait(
             "a new production model",
             lambda: (v := _production(models)) != first and v,
