@@ -11,12 +11,12 @@ the CLI's independent evaluation) and Parquet partitions read lazily (the ``hori
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -676,3 +676,112 @@ def write_training_windows(
         writer.abort()
         raise
     return writer.close(empty_windows(), len(records))
+
+
+# --- Reading it back: the windows in build_windows' order, chunk by chunk ---------------------------------------
+
+
+class WindowTable(Protocol):
+    """Training windows as training and the scorers read them: positions are rows of ``build_windows``' order;
+    ``chunks`` yields whole routers at a time (the calibration relates a router's windows, never two routers')."""
+
+    def __len__(self) -> int: ...
+
+    def column(self, name: str) -> pd.Series:
+        """One column of every window, in order."""
+        ...
+
+    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+        """The windows at ``positions`` (ascending; None: all), every column, in order."""
+        ...
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """(positions, windows) of each chunk of whole routers."""
+        ...
+
+    def fingerprint(self) -> str:
+        """``report.frame_fingerprint`` of every window in order."""
+        ...
+
+
+class FrameWindows:
+    """Windows already in memory: one table, one chunk."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[name]
+
+    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+        return self.frame if positions is None else self.frame.iloc[positions]
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        yield np.arange(len(self.frame)), self.frame if columns is None else self.frame.loc[:, list(columns)]
+
+    def fingerprint(self) -> str:
+        from mcp_training_dagster.domain.report import frame_fingerprint
+
+        return frame_fingerprint(self.frame)
+
+
+class StoredWindows:
+    """The ``training_windows`` asset's file (:func:`write_training_windows`) read on demand through a Parquet
+    reader with row groups (``io_managers.ParquetReader``): the order from two columns, rows and columns as asked,
+    chunks as stored. Nothing holds every window's features at once."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.offsets = np.r_[0, np.cumsum(reader.row_group_rows)].astype(np.int64)
+        self.names = [c for c in reader.columns if c != ORDER_COLUMN]
+        keys = reader([ORDER_COLUMN, "window_start"])
+        self.order = global_order(keys[ORDER_COLUMN].to_numpy(), keys["window_start"].to_numpy())  # position -> row
+        self.position = np.empty_like(self.order)  # stored row -> position
+        self.position[self.order] = np.arange(len(self.order))
+        self._starts = keys["window_start"].take(self.order).reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def column(self, name: str) -> pd.Series:
+        if name == "window_start":
+            return self._starts
+        return self.reader([name])[name].take(self.order).reset_index(drop=True)
+
+    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+        stored = self.order if positions is None else self.order[positions]
+        by_row = np.argsort(stored, kind="stable")
+        ascending = stored[by_row]
+        parts = []
+        for g in range(len(self.offsets) - 1):
+            lo, hi = np.searchsorted(ascending, self.offsets[g : g + 2])
+            if hi > lo:
+                frame = self.reader.row_group(g, self.names)
+                parts.append(frame.take(ascending[lo:hi] - self.offsets[g]))
+                del frame
+        if not parts:
+            return self.reader.row_group(0, self.names).iloc[:0] if len(self.offsets) > 1 else self.reader(self.names)
+        table = pd.concat(parts, ignore_index=True)
+        del parts
+        back = np.empty_like(by_row)
+        back[by_row] = np.arange(len(by_row))
+        return table.take(back).reset_index(drop=True)
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        cols = self.names if columns is None else list(columns)
+        for g in range(len(self.offsets) - 1):
+            yield self.position[self.offsets[g] : self.offsets[g + 1]], self.reader.row_group(g, cols)
+
+    def fingerprint(self) -> str:
+        stored = self.reader.key_value_metadata.get(FINGERPRINT_KEY)
+        if stored:
+            return stored.decode()
+        hashes = np.zeros(len(self), dtype=np.uint64)
+        dtypes = None
+        for positions, frame in self.chunks():
+            dtypes = frame.dtypes
+            hashes[positions] = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        return _rows_fingerprint(dtypes if dtypes is not None else pd.Series(dtype=object), hashes)
