@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -526,6 +527,55 @@ def train_and_select(
         devices=tuple(sorted(devices)),
         heldout_scores=heldout,
     )
+
+
+def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
+    """:meth:`TrainedModel.score` of every window, scored chunk by chunk of whole routers, in the table's order."""
+    t = as_table(table)
+    return table_scores(t, None, model.pipeline, model.calibration)[1]
+
+
+def top_windows(model: TrainedModel, table: pd.DataFrame | WindowTable, n: int = 8) -> pd.DataFrame:
+    """The ``n`` most anomalous windows' rows of :meth:`TrainedModel.score_table` (the model card's table), scored
+    chunk by chunk of whole routers: each chunk's top ``n``, then the top ``n`` of those (equal scores of two
+    chunks in chunk order)."""
+    tops = [model.score_table(frame).head(n) for _, frame in as_table(table).chunks()]
+    if len(tops) == 1:
+        return tops[0]
+    both = pd.concat(tops, ignore_index=True)
+    return both.sort_values("score", ascending=False, kind="stable").head(n).reset_index(drop=True)
+
+
+def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:
+    """``drift.flagged_share`` of the model's verdicts over every window, chunk by chunk: each chunk's share is
+    of its windows with records (each one row of its score table), so the counts add up."""
+    from mcp_training_dagster.domain.drift import RECORDS_COLUMN, flagged_share
+
+    flagged = active = 0
+    for _, frame in as_table(table).chunks():
+        share = flagged_share(model.score_table(frame), frame)
+        if share is None:
+            continue
+        n = int((frame[RECORDS_COLUMN] > 0).sum()) if RECORDS_COLUMN in frame.columns else len(frame)
+        flagged, active = flagged + int(round(share * n)), active + n
+    return flagged / active if active else None
+
+
+def windows_with_records(table: pd.DataFrame | WindowTable, columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` of the windows with records (``n_records > 0``), in the table's order: what the drift baseline
+    reads, without the quiet windows or the other columns."""
+    from mcp_training_dagster.domain.drift import RECORDS_COLUMN
+
+    cols = list(dict.fromkeys([*columns, RECORDS_COLUMN]))
+    parts, where = [], []
+    for at, frame in as_table(table).chunks(cols):
+        keep = frame[RECORDS_COLUMN].to_numpy() > 0
+        parts.append(frame[keep].reset_index(drop=True))
+        where.append(at[keep])
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    if len(parts) > 1:
+        out = out.take(np.argsort(np.concatenate(where), kind="stable")).reset_index(drop=True)
+    return out
 
 
 def calibration_card(model: TrainedModel) -> str:
