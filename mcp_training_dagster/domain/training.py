@@ -411,7 +411,21 @@ def _rank(result: Evaluation) -> float:
     return -1.0 if pr is None else float(pr)
 
 
-def train_and_select(
+@dataclass(frozen=True)
+class ScoredModel:
+    """A trained model and :meth:`TrainedModel.score` of every training window, in order: training computes them
+    anyway, and scoring millions of windows again (the score distribution) costs as much as it did."""
+
+    model: TrainedModel
+    scores: np.ndarray
+
+
+def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
+    """:func:`train_and_select_scored`'s model."""
+    return train_and_select_scored(windows, *args, **kwargs).model
+
+
+def train_and_select_scored(
     windows: pd.DataFrame | WindowTable,
     detector: DetectorConfig,
     evaluation: EvaluationSet | None,
@@ -423,7 +437,7 @@ def train_and_select(
     alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
     input_fingerprint: str | None = None,
     fit_cap: int | None = FIT_WINDOWS_CAP,
-) -> TrainedModel:
+) -> ScoredModel:
     """Fit every candidate on the windows before the time split, evaluate each on the held-out
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
     windows. The figures attached are those of the fit before the split on data it never saw: an
@@ -514,7 +528,7 @@ def train_and_select(
     devices: set[str] = set()
     for _, frame in table.chunks(["device"]):
         devices.update(frame["device"].astype("str").unique().tolist())
-    return _complete(
+    model = _complete(
         table,
         chosen,
         fit,
@@ -527,6 +541,7 @@ def train_and_select(
         devices=tuple(sorted(devices)),
         heldout_scores=heldout,
     )
+    return ScoredModel(model, all_scores[1])
 
 
 def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
@@ -547,17 +562,15 @@ def top_windows(model: TrainedModel, table: pd.DataFrame | WindowTable, n: int =
 
 
 def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:
-    """``drift.flagged_share`` of the model's verdicts over every window, chunk by chunk: each chunk's share is
-    of its windows with records (each one row of its score table), so the counts add up."""
-    from mcp_training_dagster.domain.drift import RECORDS_COLUMN, flagged_share
-
+    """``drift.flagged_share(model.score_table(windows), windows)`` over every window, chunk by chunk and without
+    the score table's reasons: the share it takes is of the windows with records, each matched by its own row
+    (the unkeyed ``-`` rows match none), whose verdict is ``model.score > decision_threshold``."""
     flagged = active = 0
     for _, frame in as_table(table).chunks():
-        share = flagged_share(model.score_table(frame), frame)
-        if share is None:
-            continue
-        n = int((frame[RECORDS_COLUMN] > 0).sum()) if RECORDS_COLUMN in frame.columns else len(frame)
-        flagged, active = flagged + int(round(share * n)), active + n
+        scores = model.score(frame)
+        if "n_records" in frame.columns:
+            scores = scores[frame["n_records"].to_numpy() > 0]
+        flagged, active = flagged + int((scores > model.decision_threshold).sum()), active + len(scores)
     return flagged / active if active else None
 
 

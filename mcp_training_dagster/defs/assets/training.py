@@ -19,8 +19,7 @@ from mcp_training_dagster.domain.training import (
     as_table,
     metadata_document,
     top_windows,
-    train_and_select,
-    training_scores,
+    train_and_select_scored,
 )
 from mcp_training_dagster.io_managers import ParquetReader
 
@@ -114,7 +113,7 @@ def anomaly_model(
         context.log.info(f"no new model: {why_not}")
         return
     try:
-        model = train_and_select(
+        trained = train_and_select_scored(
             windows,
             m.detector,
             evaluation_dataset,
@@ -127,6 +126,7 @@ def anomaly_model(
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    model = trained.model
     card = model_card.render(model, top_windows(model, windows))
     context.log.info(
         f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}"
@@ -146,7 +146,7 @@ def anomaly_model(
             **{f"eval_{k}": v for k, v in figures.items()},
             "model_card": dg.MetadataValue.md(card),
             "fit_sample": dg.MetadataValue.json(model.fit_sample or {"windows": model.n_windows, "chosen": "all"}),
-            "score_distribution": score_distribution(model, scores=training_scores(model, windows)),
+            "score_distribution": score_distribution(model, scores=trained.scores),
             "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },
     )
