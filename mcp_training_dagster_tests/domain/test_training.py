@@ -401,7 +401,8 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
     assert share is not None and 0 < share < 1 and flagged_share_of(b, stored) == flagged_share_of(b, whole) == share
     cols = drift_features(b.feature_names)
     pd.testing.assert_frame_equal(
-        windows_with_records(stored, cols), with_records(whole)[list(dict.fromkeys([*cols, "n_records"]))].reset_index(drop=True)
+        windows_with_records(stored, cols),
+        with_records(whole)[list(dict.fromkeys([*cols, "n_records"]))].reset_index(drop=True),
     )
     top = b.score_table(whole).head(8)
     assert top_windows(b, whole).equals(top)
