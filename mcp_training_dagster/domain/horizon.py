@@ -484,7 +484,9 @@ def _windows_here(
 
 ORDER_COLUMN = "entity_order"  # (kind, device, entity) rank: with window_start, the row's place in build_windows' order
 FINGERPRINT_KEY = b"mcp.windows_fingerprint"  # the Parquet footer's frame_fingerprint of the windows in that order
-CHUNK_RECORDS = 1_000_000  # records per device chunk of the training windows (~1.35M windows, ~0.35 GB)
+CHUNK_RECORDS = 500_000  # records per device chunk of the training windows (~0.7M windows, ~0.2 GB, one row group)
+DICTIONARY_COLUMNS = ("device", "entity_kind", "entity")  # Parquet dictionary pages for the keys only: for the
+# float features they were most of the write's CPU (see windows_by_chunk's spill) and zstd compresses them anyway
 
 
 @dataclass(frozen=True)
@@ -616,7 +618,12 @@ class TrainingWindowsWriter:
         import pyarrow.parquet as pq
 
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(
+                self.path,
+                table.schema,
+                compression="zstd",
+                use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names],
+            )
         self._writer.write_table(table.cast(self._writer.schema), row_group_size=max(table.num_rows, 1))
 
     def _wait(self) -> None:
@@ -666,9 +673,16 @@ def write_training_windows(
     """The windows of ``records`` as one Parquet file at ``path`` with one row group per chunk of whole devices
     (:func:`windows_by_chunk`): at most two chunks' windows in memory, never all of them. The rows are exactly
     ``build_windows(records)``'s, stored chunk by chunk; their order there is restored from :data:`ORDER_COLUMN`
-    and ``window_start`` (:func:`global_order`), and the footer holds their fingerprint in that order."""
+    and ``window_start`` (:func:`global_order`), and the footer holds their fingerprint in that order.
+
+    A caller that hands over its only reference to ``records`` (``write_training_windows(reader(columns), ...)``)
+    lets each column be gathered into one Arrow chunk in place (the chunks' takes are about twice as fast over
+    one), instead of a copy of every column next to the original."""
     from mcp_training_dagster.serving.features import FEATURE_COLUMNS, empty_windows
 
+    records = records.copy(deep=False)
+    for c in records.columns:  # one column at a time: the caller's multi-chunk column goes as its copy comes
+        records[c] = _single_chunk(records[c])
     writer = TrainingWindowsWriter(path, WindowRanks.of(records, spec), FEATURE_COLUMNS)
     try:
         windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=writer)

@@ -585,6 +585,8 @@ def windows_with_records(table: pd.DataFrame | WindowTable, columns: Sequence[st
         keep = frame[RECORDS_COLUMN].to_numpy() > 0
         parts.append(frame[keep].reset_index(drop=True))
         where.append(at[keep])
+    if not parts:
+        return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
     if len(parts) > 1:
         out = out.take(np.argsort(np.concatenate(where), kind="stable")).reset_index(drop=True)

@@ -102,13 +102,16 @@ TRAINING_WINDOWS_DESCRIPTION = (
             description="every feature is a finite, non-negative number",
         )
     ],
-    ins={"horizon_records": dg.AssetIn(metadata={"columns": list(RECORD_COLUMNS)})},
+    ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
     description=TRAINING_WINDOWS_DESCRIPTION,
 )
-def training_windows(context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: pd.DataFrame):
+def training_windows(context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: ParquetReader):
     staged = StagedParquet()  # written here chunk by chunk, published as it is by the Parquet IO manager
     try:
-        report = write_training_windows(horizon_records, settings.get().model.windows.spec(), staged.path)
+        # the records' only reference is handed over (see write_training_windows): no second copy of them
+        report = write_training_windows(
+            horizon_records(list(RECORD_COLUMNS)), settings.get().model.windows.spec(), staged.path
+        )
     except BaseException:
         staged.cleanup()
         raise
