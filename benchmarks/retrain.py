@@ -299,6 +299,7 @@ def _assets(args: argparse.Namespace) -> int:
                 meta = event.step_materialization_data.materialization.metadata
                 keep = ("dagster/row_count", "device_chunks", "n_windows", "fit_sample", "records_in_horizon")
                 facts[name] = {k: getattr(meta[k], "value", meta[k]) for k in keep if k in meta}
+            del result  # an in-process result holds the step's output values (a real run's step process exits)
     tmp.cleanup()
     seconds = sum(s["seconds"] for s in step.steps.values())
     peak = max(s["peak_rss_mb"] for s in step.steps.values())
