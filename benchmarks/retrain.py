@@ -25,7 +25,7 @@ sampled every 50 ms) of each step, and the machine's 1-minute load. Targets from
 the copies are written as stored ``validated_records`` partitions of a temporary data root (untimed), then each
 named asset is materialised by ``dg.materialize`` on the real definitions and resources against a temporary
 instance, one step per asset, in this process (so the peak RSS is the whole process's: Dagster, the IO
-managers' reads and writes, the asset code; freed heap is returned with ``malloc_trim`` before each step, and
+managers' reads and writes, the asset code; freed heap is returned (``malloc_trim``, Arrow's pool) before each step, and
 the RSS it starts from is reported). Settings are the shipped defaults (horizon 30 days, fit cap 1M) unless
 overridden by ``MCP_MODEL_*`` variables (e.g. ``MCP_MODEL_DETECTOR__ISOLATION_FOREST__N_ESTIMATORS=30``).
 """
@@ -246,8 +246,11 @@ class _Step:
         import ctypes
         import gc
 
+        import pyarrow as pa
+
         gc.collect()
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # the previous step's freed heap back to the system
+        pa.default_memory_pool().release_unused()  # and Arrow's (its allocator keeps freed pages a while)
         start_mb = _rss_now_mb()
         _reset_peak_rss()
         t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
