@@ -82,7 +82,7 @@ def horizon_records(
 
 TRAINING_WINDOWS_DESCRIPTION = (
     "Feature windows of every record inside the training horizon (horizon_records), built chunk by chunk of whole "
-    "routers (at most 1M records each) and stored as one Parquet file with one row group per chunk: never every "
+    f"routers (at most {CHUNK_RECORDS:,} records each) and stored as one Parquet file with one row group per chunk: never every "
     "window in memory at once. Rows are stored chunk by chunk; `entity_order` with `window_start` gives back "
     "build_windows' order (the data version is the fingerprint of the windows in that order). Its readers take it "
     "lazily, row group by row group (domain/horizon.py StoredWindows)."
