@@ -1,6 +1,8 @@
 """Shared fixtures: the real sample exports (shipped in the package) and an isolated data root."""
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,22 @@ SAMPLES = Path(mcp_training_dagster.__file__).parent / "sample_exports"
 HOSTAPD_1824 = SAMPLES / "export_asus_hostapd_1824.json"
 SYSTEM_35 = SAMPLES / "export_asus_system_35.json"
 SYSTEM_19 = SAMPLES / "export_asus_system_19.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary folders (tmp_path, Dagster's test instances, DAGSTER_HOME of the CLI and `up`) on tmpfs when the
+    machine has one with 2 GiB free and TMPDIR does not say otherwise. Dagster's SQLite storage opens, commits and
+    closes a connection per event: on a disk that is an fsync each. Measured one after the other (load 2.5-4):
+    test_policy's two-training test 136 -> 73 s, test_cli's registry test 172 -> 118 s, with less CPU (kernel time
+    halved). Nothing asserts durability across a power cut; the product's own folders are never redirected.
+    Set before xdist starts its workers, which inherit it (and so do the processes the tests start)."""
+    shm = Path("/dev/shm")
+    if "TMPDIR" in os.environ or not shm.is_dir() or not os.access(shm, os.W_OK | os.X_OK):
+        return
+    free = os.statvfs(shm)
+    if free.f_bavail * free.f_frsize >= 2 << 30:  # not a container's 64 MB /dev/shm
+        os.environ["TMPDIR"] = str(shm)
+        tempfile.tempdir = None  # recomputed from TMPDIR on next use
 
 
 @pytest.fixture
@@ -58,11 +76,15 @@ def dagster_cli() -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (the end-to-end ones, then those on real servers), the rest in collection order.
-    With two workers (pyproject's addopts) a long test started last would leave the other worker idle at the
-    end; started first, the short ones fill in around it. Every worker sorts the same way (xdist checks)."""
+    """The longest tests first (the end-to-end ones, then those on real servers, then those marked slow: Dagster
+    runs, CLI trainings, mypy), the rest in collection order. With two workers (pyproject's addopts) a long test
+    started last would leave the other worker idle at the end; started first, the short ones fill in around it.
+    Every worker sorts the same way (xdist checks)."""
 
     def rank(item: pytest.Item) -> int:
-        return 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("distributed") else 2
+        for i, mark in enumerate(("e2e", "distributed", "slow")):
+            if item.get_closest_marker(mark):
+                return i
+        return 3
 
     items.sort(key=rank)  # stable

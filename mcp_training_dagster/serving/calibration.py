@@ -42,6 +42,11 @@ Convention: the CALIBRATED score is higher = more anomalous and a window is anom
    window that joins gets ``calibrated = z - continuation threshold`` (> 0), so ``> 0`` still means
    anomalous. Two-sided (the rise before the peak joins too), as a verdict on an export is read after the
    fact; windows outside the scored span are not seen.
+6. **Near misses beside an alarm (ranking only).** A router's windows with records within the same distance
+   of one of its device windows in alarm (at most one window between) that did not join it score
+   ``z - continuation threshold`` of their kind when that is higher than step 3's score, kept below 0: they
+   stay unflagged, but a weak window beside an alarm ranks above an isolated window of the same score, by
+   how close it came to joining. Verdicts do not change; models fitted before this step keep their scores.
 """
 
 from __future__ import annotations
@@ -606,7 +611,8 @@ def fit_calibration(
             f"{silence_factor} x longest gap of the 24 h before"
             + (
                 "; a router's windows above the continuation budget's threshold join an alarm it raised "
-                "(device runs with at most one window between, stations/interfaces with their router's alarm)"
+                "(device runs with at most one window between, stations/interfaces with their router's alarm); "
+                "unflagged windows beside an alarm rank by their distance to that threshold, below 0"
                 if any("continue_threshold" in v for v in thresholds.values())
                 else ""
             ),
@@ -624,6 +630,7 @@ def fit_calibration(
     )
     if any("continue_threshold" in v for v in thresholds.values()):
         cal["window_seconds"] = _window_seconds(windows, kinds)
+        cal["near_miss_ranking"] = True
     return cal
 
 
@@ -673,7 +680,42 @@ def calibrated_scores(
             m = (kinds == kind) & in_alarm & (c <= 0)
             ck = z[m] - float(fit["continue_threshold"])
             c[m] = np.where(ck > 0, ck, c[m])
+        if calibration.get("near_miss_ranking"):
+            c = near_misses(windows, z, c, calibration, float(window_seconds), kinds, slot)
     return c
+
+
+def near_misses(
+    windows: pd.DataFrame,
+    z: np.ndarray,
+    c: np.ndarray,
+    calibration: Mapping[str, Any],
+    window_seconds: float,
+    kinds: np.ndarray,
+    slot: np.ndarray,
+) -> np.ndarray:
+    """Step 6: unflagged windows with records beside a device window in alarm (the same router, at most one
+    window between) rank by their distance to their kind's continuation threshold, kept below 0.
+    ``slot``: :func:`_slots` of ``windows``."""
+    alarm = np.unique(slot[(kinds == "device") & (c > 0)])
+    if not len(alarm):
+        return c
+    step = int(window_seconds)
+    near = np.zeros(len(c), dtype=bool)
+    for k in range(-2, 3):  # the merge distance of continued_alarms: at most one window between
+        near |= np.isin(slot + k * step, alarm)
+    near &= (c <= 0) & (windows["n_records"].to_numpy() > 0)
+    out = c.copy()
+    for kind, fit in calibration["thresholds"].items():
+        m = near & (kinds == kind)
+        if "continue_threshold" not in fit or not m.any():
+            continue
+        s = z[m] - float(fit["continue_threshold"])
+        # above the continuation threshold but not joined (a station beside, not in, its router's alarm):
+        # just below 0, in the same order
+        s = np.where(s > 0, -1e-6 / (1.0 + s), s)
+        out[m] = np.maximum(c[m], s)
+    return out
 
 
 def raw_threshold(calibration: Mapping[str, Any], kind: str = "device") -> float:

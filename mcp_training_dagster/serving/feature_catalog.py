@@ -33,6 +33,7 @@ FEATURE_DOCS: dict[str, str] = {
     "sev_warning": "records with severity warning (4)",
     "sev_notice": "records with severity notice (5)",
     "sev_info_debug": "records with severity info or debug (6-7)",
+    "wifi_errors": "WiFi records (every event type but `other_process`) with syslog severity emergency..error (0-3)",
     "n_stations": "distinct station MACs seen in the window",
     "n_new_stations": "distinct stations not seen by this entity in the immediately preceding window",
     "n_random_macs": "distinct locally-administered (randomised) station MACs",
@@ -95,6 +96,10 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_DOCS)
 # of the 20 single event types, relative silence instead of raw seconds, the device context, and the
 # station sequences (kicked again without rejoining, rejoined without leaving, radio errors in a series).
 # n_stations and dev_failures are left out: they repeat n_records/grp_failures and only added noise.
+# wifi_errors: WiFi lines their daemon logs as errors (syslog 0-3), whatever their wording: a failing radio
+# says so at error level, while a flood or a reconnect loop is info/notice traffic. Not sev_error_or_worse:
+# other daemons log routine work at error level too (ASUS's WATCHDOG logs its daily firmware check as
+# "emergency"), which would make a router's daily housekeeping an alarm.
 MODEL_FEATURES: tuple[str, ...] = (
     "kind_device",
     "kind_station",
@@ -115,6 +120,7 @@ MODEL_FEATURES: tuple[str, ...] = (
     "repeat_leaves",
     "unannounced_joins",
     "repeat_radio_errors",
+    "wifi_errors",
 )
 JOIN_EVENTS: tuple[str, ...] = ("association", "reassociation", "authentication", "ap_sta_connected")
 # Interface lifecycle lines (AP-ENABLED/DISABLED, interface state changes, bridge ports, link up/down) are

@@ -307,6 +307,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     sev_bucket = _severity_bucket(sev)
     has_bucket = np.flatnonzero(sev_bucket >= 0)
     table.count_codes([name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
+    wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
+    table.count("wifi_errors", row_at[wifi_error])
     table.count("repeat_leaves", row_at[repeat_leave_rec[ridx]])
     table.count("repeat_radio_errors", row_at[repeat_radio_rec[ridx]])
     table.count("unannounced_joins", row_at[unannounced_rec[ridx]])
@@ -605,7 +607,7 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
     lay, out = agg.layout, agg.out
-    kind_code, dev_code, ent_code, win, gap_from = lay.kind, lay.dev_code, lay.ent_code, lay.win, lay.gap_from
+    kind_code, dev_code, ent_code, win = lay.kind, lay.dev_code, lay.ent_code, lay.win
     n = lay.n
     out_col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
 
@@ -641,9 +643,10 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     ):
         out[:, out_col[name]] = _sum_columns(out, [out_col[f"ev_{t}"] for t in events])
 
-    # Silence against the device's own usual gap: the longest gap between two of its records in the
-    # history before the window (a gap that began before the history, the tail of an earlier outage,
-    # does not count: only its part inside would be seen, and it is not the device's normal rhythm).
+    # Silence against the device's own usual gap: the longest gap ending in the history before the window,
+    # whole (with the gap that began before the history): a router that logs a few times a day has gaps
+    # as long as the history as its rhythm, which a history of 24 h never holds whole. The price: for a day
+    # after an outage of its own, a router's next silence must outlast 1.5 x that outage to stand out.
     rel = {name: np.zeros(n, dtype=np.float32) for name in ("gap_vs_usual", "silence_excess", "silent_beyond_usual")}
     dv = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
     if len(dv):
@@ -653,15 +656,7 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         has_history = offset[dv] - first_win >= lag
         d_lo = np.searchsorted(key[dv], eg[dv] * span + np.maximum(offset[dv] - lag, 0), side="left")
         d_hi = np.arange(len(dv))  # the windows strictly before (key is sorted and unique)
-        # Only the first gap ending in the history can have begun before it: take it apart.
-        nxt = np.minimum.accumulate(np.where(ended, np.arange(len(dv)), len(dv))[::-1])[::-1]
-        first_end = np.r_[nxt, len(dv)][d_lo]
-        inside = first_end < d_hi
-        fe = np.minimum(first_end, len(dv) - 1)
-        history_start = (win[dv] - lag) * L
-        first_gap = np.where(inside & (gap_from[dv][fe] >= history_start), completed[fe], 0.0)
-        rest = _range_max(completed, np.minimum(first_end + 1, d_hi), d_hi)
-        usual = np.maximum(np.maximum(rest, first_gap), window_s)
+        usual = np.maximum(_range_max(completed, d_lo, d_hi), window_s)
         sil = silence[dv]
         excess = np.maximum(sil - usual, 0.0) / window_s
         rel["gap_vs_usual"][dv] = np.where(has_history, sil / usual, 0.0)

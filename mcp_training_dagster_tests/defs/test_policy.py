@@ -55,6 +55,7 @@ def few_drift_windows(data_dir, monkeypatch):
     monkeypatch.setenv("MCP_TRAINING_DRIFT__MIN_WINDOWS", "1")  # the system export has few windows
 
 
+@pytest.mark.slow  # two trainings and five Dagster runs: started early under xdist (conftest.py)
 def test_each_trigger_requests_one_training_and_drift_is_measured_per_export(
     few_drift_windows, defs, instance, landing
 ):

@@ -102,7 +102,7 @@ def test_the_noise_floor_is_the_chi_square_approximation_for_large_samples_and_s
 
 def test_the_flagged_share_leaves_a_long_silence_out() -> None:
     """Trained on the three samples, whose router logs only crond/WATCHDOG for four days after its hostapd
-    export ends: as a share of every window, the training verdicts are mostly that silence, window after
+    export ends: as a share of every window, the training verdicts hold that silence, window after
     window, and the busy hostapd export (scored as export_anomalies scores it) would read as drifted from it.
     Over the windows with records (the drift check's population, as for the features) the two agree."""
     from mcp_training_dagster.domain.drift import flagged_share
@@ -123,8 +123,10 @@ def test_the_flagged_share_leaves_a_long_silence_out() -> None:
     own = _windows(HOSTAPD_1824)
 
     every_change = abs(float(export["is_anomaly"].mean()) - float(baseline_table["is_anomaly"].mean()))
-    assert every_change > 0.1  # the shipped flag_share_threshold: a false drift
+    # the four days of crond/WATCHDOG are fewer alarms since the usual gap counts the router's daily rhythm
+    # (round 5), but as a share of every window they still set the two apart
+    assert every_change > 0.03
     active_export, active_baseline = flagged_share(export, own), flagged_share(baseline_table, training)
     assert active_export is not None and active_baseline is not None
-    assert abs(active_export - active_baseline) < 0.05
+    assert abs(active_export - active_baseline) < 0.01 < every_change
     assert flagged_share(export, own[own["n_records"] == 0]) is None

@@ -183,3 +183,26 @@ def test_calibrated_scores_apply_the_continuation_threshold() -> None:
         assert (c[at : at + 5] > 0).all() and (c0[at : at + 5] > 0).tolist() == [False, False, True, False, False]
     assert c[1000] <= 0
     assert ((c > 0) >= (c0 > 0)).all()  # hysteresis only adds windows to alarms already raised
+
+
+def test_a_near_miss_beside_an_alarm_ranks_above_the_same_score_alone() -> None:
+    """Step 6: a weak window beside a raised alarm (at most one window between) ranks by its distance to the
+    continuation threshold, above an isolated window with the same detector score, and stays unflagged;
+    further away it is scored as any other window, and no verdict changes."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    raw = rng.normal(0.5, 0.05, n)
+    raw[500] = 1.5  # raises an alarm
+    raw[[502, 504, 1000]] = 0.56  # below the continuation threshold: beside the alarm, farther, alone
+    w = _device_run([0.0] * n)
+    cal = fit_calibration(
+        w, raw, budget={"device": 0.5}, ensemble="none", magnitude_kinds=(), continue_budget={"device": 4.0}
+    )
+    assert cal["near_miss_ranking"] is True
+    before = {k: v for k, v in cal.items() if k != "near_miss_ranking"}  # a model fitted before step 6
+    c, c0 = calibrated_scores(w, raw, cal), calibrated_scores(w, raw, before)
+    assert c[500] > 0 and c[502] <= 0
+    assert c[502] > c[1000] == c0[1000] == c0[502]  # beside the alarm: ranked up, not flagged
+    assert c[504] == c[1000]  # two windows between: not beside it
+    assert ((c > 0) == (c0 > 0)).all()
+    assert (c >= c0).all()

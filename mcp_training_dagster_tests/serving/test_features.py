@@ -609,10 +609,10 @@ def test_repeat_radio_errors() -> None:
     assert win(w, "station", STA_A, "2025-06-01 11:20")["repeat_radio_errors"] == 0
 
 
-def test_usual_gap_ignores_a_gap_that_began_before_the_history() -> None:
+def test_usual_gap_counts_a_gap_that_began_before_the_history_whole() -> None:
     # one record an hour at hh:00:10 for two days, except a 5 h outage on day 1 (12:00:10 -> 17:00:10)
     start = pd.Timestamp("2025-06-01 00:00:10")
-    hours = [h for h in range(0, 41) if not 12 < h < 17]
+    hours = [h for h in range(0, 44) if not 12 < h < 17]
     rows = [(str(start + pd.Timedelta(hours=h)), "group_key_success", STA_A, "eth6", 6) for h in hours]
     w = build_windows(make_records(rows), WindowSpec(entities=("device",)))
     dev = w.set_index("window_start")
@@ -620,11 +620,27 @@ def test_usual_gap_ignores_a_gap_that_began_before_the_history() -> None:
     q = dev.loc[pd.Timestamp("2025-06-02 12:00")]
     assert q["n_records"] == 1 and q["silence_before_s"] == 3600
     assert q["gap_vs_usual"] == pytest.approx(3600 / 18000)
-    # 12:05 on day 2: the history starts at 12:05 on day 1, after the outage began: only its tail is
-    # inside, which does not count; the usual gap is the hourly one
+    # 12:05 on day 2: the history starts at 12:05 on day 1, after the outage began; the outage ended inside
+    # it and counts whole, as long as it is in the history
     q = dev.loc[pd.Timestamp("2025-06-02 12:05")]
     assert q["n_records"] == 0 and q["silence_before_s"] == 590
-    assert q["gap_vs_usual"] == pytest.approx(590 / 3600)
+    assert q["gap_vs_usual"] == pytest.approx(590 / 18000)
     assert q["silence_excess"] == 0 and q["silent_beyond_usual"] == 0
-    q = dev.loc[pd.Timestamp("2025-06-02 12:55")]
-    assert q["gap_vs_usual"] == pytest.approx(3590 / 3600)
+    # 17:05 on day 2: the outage ended before the history began: the usual gap is the hourly one again
+    q = dev.loc[pd.Timestamp("2025-06-02 17:05")]
+    assert q["silence_before_s"] == 590 and q["gap_vs_usual"] == pytest.approx(590 / 3600)
+
+
+def test_a_router_that_logs_once_a_day_is_not_silent_between_its_records() -> None:
+    """A daily rhythm (a firmware check at 04:56, nothing else: a system-log export) is the router's usual
+    gap: the gap that began before the 24 h history counts whole, so the hours before the next check are not
+    a silence; a day without the check is."""
+    start = pd.Timestamp("2025-06-01 04:56:10")
+    days = [0, 1, 2, 3, 5]  # no record on day 4
+    rows = [(str(start + pd.Timedelta(days=d)), "other_process", None, None, 0) for d in days]
+    w = build_windows(make_records(rows), WindowSpec(entities=("device",)))
+    dev = w.set_index("window_start")
+    between = dev.loc[pd.Timestamp("2025-06-03 06:00") : pd.Timestamp("2025-06-04 04:50")]
+    assert len(between) > 250 and between["silent_beyond_usual"].sum() == 0
+    missed = dev.loc[pd.Timestamp("2025-06-05 17:00") : pd.Timestamp("2025-06-06 04:50")]
+    assert missed["silent_beyond_usual"].all()  # 36 h after the last check: 1.5 x the daily gap
