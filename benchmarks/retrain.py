@@ -20,6 +20,14 @@ chunked path of the fan-in; the ``training_windows`` asset itself still windows 
 Prints one JSON line: records, windows, seconds, CPU seconds (worker processes included) and peak RSS (the
 kernel's high-water mark, reset per step; with workers, the most this process and its children held at once,
 sampled every 50 ms) of each step, and the machine's 1-minute load. Targets from issue 11: <= 60 s, <= 4 GB peak.
+
+``--assets horizon_records,training_windows,evaluation_dataset,anomaly_model`` runs the real assets instead:
+the copies are written as stored ``validated_records`` partitions of a temporary data root (untimed), then each
+named asset is materialised by ``dg.materialize`` on the real definitions and resources against a temporary
+instance, one step per asset, in this process (so the peak RSS is the whole process's: Dagster, the IO
+managers' reads and writes, the asset code; freed heap is returned (``malloc_trim``, Arrow's pool) before each step, and
+the RSS it starts from is reported). Settings are the shipped defaults (horizon 30 days, fit cap 1M) unless
+overridden by ``MCP_MODEL_*`` variables (e.g. ``MCP_MODEL_DETECTOR__ISOLATION_FOREST__N_ESTIMATORS=30``).
 """
 
 from __future__ import annotations
@@ -131,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-spill", action="store_true", help="do not write the chunks' windows (only the sample is kept)")
     p.add_argument("--workers", type=int, default=1, help="processes windowing the chunks (1: all in this one)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--assets", default="", help="comma-separated assets to materialise in order (the real path)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.assets:
+        return _assets(args)
 
     import pandas as pd
 
@@ -219,6 +230,96 @@ def main(argv: list[str] | None = None) -> int:
                     "met": seconds <= TARGET_SECONDS and peak <= TARGET_PEAK_MB,
                 },
             }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+class _Step:
+    """Seconds, CPU seconds (children included), peak RSS (the kernel's high-water mark, reset first) of one call."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, float]] = {}
+
+    def __call__(self, name: str, fn: Any) -> Any:
+        import ctypes
+        import gc
+
+        import pyarrow as pa
+
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # the previous step's freed heap back to the system
+        pa.default_memory_pool().release_unused()  # and Arrow's (its allocator keeps freed pages a while)
+        start_mb = _rss_now_mb()
+        _reset_peak_rss()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
+        out = fn()
+        self.steps[name] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "cpu_seconds": round(time.process_time() - c0 + _children_cpu() - k0, 2),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "rss_at_start_mb": round(start_mb, 1),
+            "load_avg_1m": os.getloadavg()[0],
+        }
+        return out
+
+
+def _assets(args: argparse.Namespace) -> int:
+    """The real assets materialised one after the other (see the module docstring)."""
+    tmp = tempfile.TemporaryDirectory(prefix="retrain-assets-")
+    os.environ["MCP_TRAINING_DATA_DIR"] = tmp.name  # before the settings are read: everything in the temp root
+
+    import dagster as dg
+
+    from mcp_training_dagster.definitions import build_definitions
+    from mcp_training_dagster.defs.partitions import export_files
+    from mcp_training_dagster.defs.resources import build_resources
+    from mcp_training_dagster.settings import get_settings
+
+    settings = get_settings()
+    store = Path(settings.asset_storage) / "validated_records"
+    store.mkdir(parents=True, exist_ok=True)
+    staged = _write_copies(args.validated, args.copies, Path(tmp.name))
+    for name, path in staged.items():  # the IO manager's path of each partition
+        path.rename(store / f"{name}.parquet")
+    defs = build_definitions(settings)
+    resources = build_resources(settings)
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    step = _Step()
+    facts: dict[str, Any] = {}
+    load_before = os.getloadavg()[0]
+    (Path(tmp.name) / "instance").mkdir()
+    with dg.instance_for_test(temp_dir=str(Path(tmp.name) / "instance")) as instance:
+        instance.add_dynamic_partitions(export_files.name, sorted(staged))
+        for name in [a.strip() for a in args.assets.split(",") if a.strip()]:
+            result = step(
+                name, lambda n=name: dg.materialize(assets, selection=[n], instance=instance, resources=resources)
+            )
+            if not result.success:
+                raise SystemExit(f"{name} failed")
+            for event in result.get_asset_materialization_events():
+                meta = event.step_materialization_data.materialization.metadata
+                keep = ("dagster/row_count", "device_chunks", "n_windows", "fit_sample", "records_in_horizon")
+                facts[name] = {k: getattr(meta[k], "value", meta[k]) for k in keep if k in meta}
+            del result  # an in-process result holds the step's output values (a real run's step process exits)
+    tmp.cleanup()
+    seconds = sum(s["seconds"] for s in step.steps.values())
+    peak = max(s["peak_rss_mb"] for s in step.steps.values())
+    print(
+        json.dumps(
+            {
+                "stage": "retrain_assets",
+                "copies": args.copies,
+                "seconds": round(seconds, 2),
+                "cpu_seconds": round(sum(s["cpu_seconds"] for s in step.steps.values()), 2),
+                "peak_rss_mb": peak,
+                "steps": step.steps,
+                "facts": facts,
+                "load_avg_1m_before": load_before,
+                "load_avg_1m": os.getloadavg()[0],
+            },
+            default=str,
         ),
         flush=True,
     )

@@ -19,7 +19,11 @@ Two behaviours the library does not give us:
   returns the bare object then), and registered-but-never-materialised partitions (a file that
   failed validation) are skipped with a warning instead of failing the run.
 * **Column-wise reads.** Input metadata ``columns`` loads only those columns of a table; ``lazy``
-  hands over a reader per table (``reader(columns)``), so a fan-in reads what it needs when it needs it.
+  hands over a reader per table (``reader(columns)``, or row group by row group), so a fan-in reads what it
+  needs when it needs it.
+* **Tables written before they are returned.** An asset whose table is larger than memory writes it itself,
+  chunk by chunk, to a local :class:`StagedParquet` and returns that; the manager publishes the file as it
+  is (atomically, or to the object store) and removes the staged copy.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import typing
 import json
 import os
 import posixpath
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -126,11 +132,46 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
         return out
 
 
+class StagedParquet:
+    """A finished Parquet file in a local staging folder of its own, to be published as an asset's value by the
+    Parquet IO manager (copied as it is, then the folder removed): for tables written chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="staged-table-")
+        self.path = os.path.join(self.folder, "table.parquet")
+        self.footer: Any = None  # its Parquet metadata, read when it is published (the output's metadata)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class ParquetReader:
-    """One stored table, read on demand: ``reader(columns)`` returns those columns (``None``: all)."""
+    """One stored table, read on demand: ``reader(columns)`` returns those columns (``None``: all);
+    ``row_group(i, columns)`` one row group of them (a table written chunk by chunk, read chunk by chunk)."""
 
     def __init__(self, path: UPath) -> None:
         self.path = path
+
+    def _file(self, fn: typing.Callable[[pq.ParquetFile], Any]) -> Any:
+        if _is_local(self.path):
+            return fn(pq.ParquetFile(_local_path(self.path)))
+        with self.path.open("rb") as fh:
+            return fn(pq.ParquetFile(fh))
+
+    @property
+    def row_group_rows(self) -> list[int]:
+        """The rows of each row group, from the footer alone."""
+        return self._file(lambda f: [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)])
+
+    @property
+    def key_value_metadata(self) -> dict[bytes, bytes]:
+        """The footer's key-value metadata (e.g. a fingerprint its writer stored)."""
+        return self._file(lambda f: dict(f.metadata.metadata or {}))
+
+    def row_group(self, i: int, columns: typing.Sequence[str] | None = None) -> pd.DataFrame:
+        """Row group ``i`` with ``columns`` (``None``: all), converted as ``pd.read_parquet`` converts the table."""
+        cols = None if columns is None else list(columns)
+        return self._file(lambda f: f.read_row_group(i, columns=cols).to_pandas())
 
     @property
     def columns(self) -> list[str]:
@@ -154,7 +195,15 @@ class ParquetReader:
 class _ParquetUPathIOManager(_AtomicUPathIOManager):
     extension = ".parquet"
 
-    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame | StagedParquet, path: UPath) -> None:
+        if isinstance(obj, StagedParquet):
+            try:
+                obj.footer = pq.read_metadata(obj.path)
+                with open(obj.path, "rb") as src:
+                    atomic_write_bytes(path, lambda fh: shutil.copyfileobj(src, fh, 8 << 20))
+            finally:
+                obj.cleanup()
+            return
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: Parquet IO manager expects a DataFrame, got {type(obj)}"
@@ -172,11 +221,16 @@ class _ParquetUPathIOManager(_AtomicUPathIOManager):
             return ParquetReader(path)
         return ParquetReader(path)(meta.get("columns"))
 
-    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame) -> dict[str, Any]:
+    def get_metadata(self, context: dg.OutputContext, obj: pd.DataFrame | StagedParquet) -> dict[str, Any]:
+        if isinstance(obj, StagedParquet):  # from the footer: the rows are not read
+            meta = obj.footer if obj.footer is not None else pq.read_metadata(obj.path)
+            rows, dtypes = meta.num_rows, meta.schema.to_arrow_schema().empty_table().to_pandas().dtypes
+        else:
+            rows, dtypes = len(obj), obj.dtypes
         return {
-            "dagster/row_count": dg.MetadataValue.int(len(obj)),
+            "dagster/row_count": dg.MetadataValue.int(rows),
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(str(c), str(t)) for c, t in obj.dtypes.items()]
+                columns=[dg.TableColumn(str(c), str(t)) for c, t in dtypes.items()]
             ),
         }
 

@@ -9,7 +9,13 @@ from sklearn.preprocessing import StandardScaler
 from upath import UPath
 
 import dagster as dg
-from mcp_training_dagster.io_managers import JoblibIOManager, JsonIOManager, ParquetIOManager, atomic_write_bytes
+from mcp_training_dagster.io_managers import (
+    JoblibIOManager,
+    JsonIOManager,
+    ParquetIOManager,
+    StagedParquet,
+    atomic_write_bytes,
+)
 
 
 def _resources(base: Path) -> dict:
@@ -226,3 +232,51 @@ def test_atomic_write_replaces_on_success(tmp_path):
     atomic_write_bytes(target, lambda fh: fh.write(b"v2"))
     assert (tmp_path / "doc.json").read_bytes() == b"v2"
     assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
+
+
+# ------------------------------------------------------------------------------- staged tables, row groups
+STAGED_FOLDERS: list[str] = []
+
+
+@dg.asset
+def chunked() -> StagedParquet:
+    """A table written chunk by chunk (two row groups, a footer entry), handed to the IO manager as a file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    staged = StagedParquet()
+    STAGED_FOLDERS.append(staged.folder)
+    part = pa.Table.from_pandas(TABLE, preserve_index=False)
+    with pq.ParquetWriter(staged.path, part.schema) as writer:
+        writer.write_table(part)
+        writer.write_table(part.slice(0, 2))
+        writer.add_key_value_metadata({b"note": b"two chunks"})
+    return staged
+
+
+@dg.asset(ins={"chunked": dg.AssetIn(metadata={"lazy": True})}, io_manager_key="json_io_manager")
+def chunk_reader(chunked) -> dict:
+    return {
+        "rows": chunked.row_group_rows,
+        "note": chunked.key_value_metadata[b"note"].decode(),
+        "second": chunked.row_group(1, ["id"])["id"].tolist(),
+        "all": len(chunked(["id"])),
+    }
+
+
+def test_a_staged_table_is_published_as_written_and_read_by_row_group(tmp_path):
+    base = tmp_path / "assets"
+    result = dg.materialize([chunked, chunk_reader], resources=_resources(base))
+    assert result.success
+    got = json.loads((base / "chunk_reader.json").read_text())
+    assert got == {"rows": [3, 2], "note": "two chunks", "second": [3, 1], "all": 5}
+    pd.testing.assert_frame_equal(pd.read_parquet(base / "chunked.parquet").iloc[:3], TABLE)
+    assert STAGED_FOLDERS and not Path(STAGED_FOLDERS[-1]).exists()  # the staged copy is gone
+    _no_temp_leftovers(base)
+    mat = next(
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.step_materialization_data.materialization.asset_key == dg.AssetKey("chunked")
+    )
+    assert mat.metadata["dagster/row_count"].value == 5
+    assert {c.name for c in mat.metadata["dagster/column_schema"].value.columns} == set(TABLE.columns)

@@ -10,9 +10,14 @@ from mcp_training_dagster.domain.plots import markdown_image, score_histogram
 from mcp_training_dagster.domain.training import TrainedModel
 
 
-def score_distribution(model: TrainedModel, windows: pd.DataFrame) -> dg.MetadataValue:
-    """The training windows' scores as a histogram PNG with the threshold drawn on it (Markdown)."""
-    scores = np.asarray(model.score(windows), dtype=np.float64) if len(windows) else np.zeros(0)
+def score_distribution(
+    model: TrainedModel, windows: pd.DataFrame | None = None, *, scores: np.ndarray | None = None
+) -> dg.MetadataValue:
+    """The training windows' scores as a histogram PNG with the threshold drawn on it (Markdown). ``scores``:
+    those scores already computed (e.g. chunk by chunk), instead of scoring ``windows``."""
+    if scores is None:
+        scores = model.score(windows) if windows is not None and len(windows) else np.zeros(0)
+    scores = np.asarray(scores, dtype=np.float64)
     flagged = int((scores > model.threshold).sum())
     png = score_histogram(scores, model.threshold)
     return dg.MetadataValue.md(

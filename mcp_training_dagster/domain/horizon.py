@@ -11,12 +11,12 @@ the CLI's independent evaluation) and Parquet partitions read lazily (the ``hori
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -371,16 +371,20 @@ def window_chunk(
     seed: int,
     path: str | None,
     write: Callable[[pd.DataFrame, str], None] = write_windows,
+    sink: Callable[[int, pd.DataFrame], None] | None = None,
 ) -> ChunkWindows:
     """Windows of one chunk of whole devices (see :func:`device_chunks`); the same in any process: its sample
     is drawn by a generator seeded with (``seed``, ``chunk``), not from a stream shared with other chunks.
-    ``write(windows, path)`` writes them when ``path`` is given."""
+    ``write(windows, path)`` writes them when ``path`` is given; ``sink(chunk, windows)`` is handed them
+    (e.g. :class:`TrainingWindowsWriter`, one row group per chunk)."""
     from mcp_training_dagster.serving.features import build_windows
 
     windows = build_windows(records, spec)
     keep = np.random.default_rng([seed, chunk]).random(len(windows)) < share
     if path is not None:
         write(windows, path)
+    if sink is not None:
+        sink(chunk, windows)
     return ChunkWindows(chunk, len(records), len(windows), windows.iloc[np.flatnonzero(keep)], path)
 
 
@@ -408,6 +412,7 @@ def windows_by_chunk(
     folder: str | None = None,
     workers: int = 1,
     parallel_min_records: int = PARALLEL_MIN_RECORDS,
+    sink: Callable[[int, pd.DataFrame], None] | None = None,
 ) -> list[ChunkWindows]:
     """Windows of ``records`` chunk by chunk of whole devices (at most ``max_records`` records each unless one
     device has more), in chunk order: each chunk's windows written to ``folder`` (None: not written) and a
@@ -418,7 +423,8 @@ def windows_by_chunk(
     worker processes (spawned, so no thread state is forked), at most ``workers`` chunks handed over at once
     so the parent holds only those copies; the result is identical to windowing them here, which smaller
     inputs do. One process is the default: on this shared 2-core machine (load 3-4) two workers cost 30%
-    more CPU (interpreter start, a second heap's fresh pages, the chunks pickled over) and were slower."""
+    more CPU (interpreter start, a second heap's fresh pages, the chunks pickled over) and were slower.
+    ``sink(chunk, windows)`` is handed each chunk's windows in chunk order, in this process (so no workers)."""
     chunks = device_chunks(records["device"], max_records) if len(records) else []
 
     def path(k: int) -> str | None:
@@ -426,8 +432,8 @@ def windows_by_chunk(
 
     if len(chunks) > 1:  # every chunk is a take of the records: over one Arrow chunk per column, not many
         records = records.assign(**{str(c): _single_chunk(records[c]) for c in records.columns})
-    if workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
-        return _windows_here(records, chunks, spec, share, seed, path)
+    if sink is not None or workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
+        return _windows_here(records, chunks, spec, share, seed, path, sink)
     out: dict[int, ChunkWindows] = {}
     todo = list(enumerate(chunks))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
@@ -453,6 +459,7 @@ def _windows_here(
     share: float,
     seed: int,
     path: Callable[[int], str | None],
+    sink: Callable[[int, pd.DataFrame], None] | None = None,
 ) -> list[ChunkWindows]:
     """The chunks windowed in this process, each chunk's file written on a thread while the next chunk is
     windowed (Arrow's conversion and lz4 release the GIL); at most one write pending, so at most one chunk's
@@ -467,7 +474,328 @@ def _windows_here(
             pending.append(writer.submit(write_windows, windows, file))
 
         for k, rows in enumerate(chunks):
-            out.append(window_chunk(records.take(rows), spec, k, share, seed, path(k), write))
+            out.append(window_chunk(records.take(rows), spec, k, share, seed, path(k), write, sink))
         while pending:
             pending.pop().result()
     return out
+
+
+# --- The training windows as one stored table, written chunk by chunk -------------------------------------------
+
+ORDER_COLUMN = "entity_order"  # (kind, device, entity) rank: with window_start, the row's place in build_windows' order
+FINGERPRINT_KEY = b"mcp.windows_fingerprint"  # the Parquet footer's frame_fingerprint of the windows in that order
+CHUNK_RECORDS = 500_000  # records per device chunk of the training windows (~0.7M windows, ~0.2 GB, one row group)
+DICTIONARY_COLUMNS = ("device", "entity_kind", "entity")  # Parquet dictionary pages for the keys only: for the
+# float features they were most of the write's CPU (see windows_by_chunk's spill) and zstd compresses them anyway
+
+
+@dataclass(frozen=True)
+class WindowRanks:
+    """Every device's and entity's rank in the row order ``build_windows`` gives the *whole* records: windows are
+    sorted by (kind, device, entity, window), devices and entities numbered by first appearance. A chunk of whole
+    devices numbers its own entities, and a station MAC seen by devices of several chunks would be out of place."""
+
+    devices: pd.Index
+    entities: pd.Index
+
+    @classmethod
+    def of(cls, records: pd.DataFrame, spec: WindowSpec) -> WindowRanks:
+        """The ranks as ``serving.features._aggregate`` numbers them (mirrored here; checked against
+        ``build_windows`` in the tests)."""
+        from mcp_training_dagster.serving.features import DEVICE_ENTITY, ENTITY_KINDS, _merge_uniques
+
+        kinds = [k for k in ENTITY_KINDS if k in spec.entities]
+        devices = np.asarray(pd.factorize(records["device"].astype("str"))[1], dtype=object)
+        if kinds and kinds[0] != "device":  # devices by first appearance over the kinds' rows, the rest last
+            dev = records["device"].astype("str")
+            parts = [dev[records["station_mac" if k == "station" else "interface"].notna()] for k in kinds]
+            seen = pd.unique(pd.concat(parts).to_numpy(dtype=object)) if parts else np.array([], dtype=object)
+            devices = np.concatenate([seen, devices[~pd.Index(devices).isin(seen)]])
+        parts_uniques = [
+            np.asarray([DEVICE_ENTITY], dtype=object)
+            if k == "device"
+            else np.asarray(pd.factorize(records["station_mac" if k == "station" else "interface"].astype("str"))[1])
+            for k in kinds
+        ]
+        _, entities = _merge_uniques(parts_uniques)
+        return cls(pd.Index(devices, dtype=object), pd.Index(entities, dtype=object))
+
+    def order(self, windows: pd.DataFrame) -> np.ndarray:
+        """Per window of any chunk: its (kind, device, entity) rank as one int64 (see :data:`ORDER_COLUMN`)."""
+        from mcp_training_dagster.serving.features import ENTITY_KINDS
+
+        def rank(column: pd.Series, index: pd.Index) -> np.ndarray:
+            codes, uniques = pd.factorize(column.astype("str"))  # a chunk's few distinct values looked up once
+            return np.asarray(index.get_indexer(np.asarray(uniques, dtype=object)), dtype=np.int64)[codes]
+
+        kind = rank(windows["entity_kind"], pd.Index(ENTITY_KINDS, dtype=object))
+        dev, ent = rank(windows["device"], self.devices), rank(windows["entity"], self.entities)
+        return (kind * len(self.devices) + dev) * max(len(self.entities), 1) + ent
+
+
+def global_order(entity_order: np.ndarray, window_start: np.ndarray) -> np.ndarray:
+    """The permutation putting stored rows (chunk by chunk) in ``build_windows``' order: by (entity_order, window
+    start), one int64 key when it fits, ``lexsort`` otherwise. The pair is unique per window."""
+    t = np.asarray(window_start).astype("datetime64[s]").astype(np.int64)
+    if not len(t):
+        return np.zeros(0, dtype=np.int64)
+    span = int(t.max() - t.min()) + 1
+    if float(entity_order.max() + 1) * span < 2.0**62:
+        return np.argsort(entity_order * span + (t - t.min()), kind="stable")
+    return np.lexsort((t, entity_order))
+
+
+def _rows_fingerprint(dtypes: pd.Series, row_hashes: np.ndarray) -> str:
+    """``report.frame_fingerprint`` of a table from its dtypes and its rows' hashes in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(repr([(str(c), str(t)) for c, t in dtypes.items()]).encode())
+    if len(row_hashes):
+        h.update(np.ascontiguousarray(row_hashes).tobytes())
+    return h.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class StoredWindowsReport:
+    """What :func:`write_training_windows` wrote, counted chunk by chunk (no table of every window exists)."""
+
+    path: str
+    records: int
+    windows: int
+    chunks: int
+    by_kind: dict[str, int]
+    first_window: pd.Timestamp | None
+    last_window: pd.Timestamp | None
+    bad_rows: int  # windows with a feature that is not a finite, non-negative number
+    fingerprint: str  # report.frame_fingerprint of build_windows(records): the same data version as before
+
+
+class TrainingWindowsWriter:
+    """A sink for :func:`windows_by_chunk`: each chunk's windows appended to one Parquet file as its own row group
+    (zstd, written on a thread while the next chunk is windowed), with the per-chunk facts kept for the asset's
+    metadata and check. The rows are stored chunk by chunk, each with its :data:`ORDER_COLUMN`."""
+
+    def __init__(self, path: str, ranks: WindowRanks, feature_columns: Sequence[str]) -> None:
+        self.path, self.ranks, self.features = path, ranks, list(feature_columns)
+        self._writer: Any = None
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending: Future[None] | None = None
+        self.by_kind: dict[str, int] = {}
+        self.windows = self.bad_rows = self.chunks = 0
+        self.first: pd.Timestamp | None = None
+        self.last: pd.Timestamp | None = None
+        self.dtypes: pd.Series | None = None
+        self._hashes: list[np.ndarray] = []
+        self._orders: list[np.ndarray] = []
+        self._starts: list[np.ndarray] = []
+
+    def __call__(self, chunk: int, windows: pd.DataFrame) -> None:
+        self.chunks += 1
+        if self.dtypes is None:
+            self.dtypes = windows.dtypes
+        self.windows += len(windows)
+        for kind, n in windows["entity_kind"].value_counts(sort=False).items():
+            self.by_kind[str(kind)] = self.by_kind.get(str(kind), 0) + int(n)
+        if len(windows):
+            lo, hi = windows["window_start"].min(), windows["window_start"].max()
+            self.first = lo if self.first is None else min(self.first, lo)
+            self.last = hi if self.last is None else max(self.last, hi)
+        bad = np.zeros(len(windows), dtype=bool)
+        for name in self.features:  # column by column: no float64 copy of the chunk
+            values = windows[name].to_numpy()
+            bad |= ~np.isfinite(values) | (values < 0)
+        self.bad_rows += int(bad.sum())
+        self._hashes.append(pd.util.hash_pandas_object(windows, index=False).to_numpy())
+        order = self.ranks.order(windows)
+        self._orders.append(order)
+        self._starts.append(windows["window_start"].to_numpy())
+        table = _arrow_table(windows).append_column(ORDER_COLUMN, pa.array(order))
+        self._wait()
+        self._pending = self._pool.submit(self._write, table)
+
+    def _write(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.path,
+                table.schema,
+                compression="zstd",
+                use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names],
+            )
+        self._writer.write_table(table.cast(self._writer.schema), row_group_size=max(table.num_rows, 1))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self, empty: pd.DataFrame, records: int) -> StoredWindowsReport:
+        """Finish the file (``empty``: the windows table's shape, written when no chunk came) and report it."""
+        self._wait()
+        self._pool.shutdown(wait=True)
+        if self._writer is None:
+            self.dtypes = empty.dtypes
+            self._write(_arrow_table(empty).append_column(ORDER_COLUMN, pa.array(np.zeros(0, dtype=np.int64))))
+        orders = np.concatenate(self._orders) if self._orders else np.zeros(0, dtype=np.int64)
+        starts = np.concatenate(self._starts) if self._starts else np.zeros(0, dtype="datetime64[us]")
+        hashes = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)
+        self._orders, self._starts, self._hashes = [], [], []
+        assert self.dtypes is not None
+        fingerprint = _rows_fingerprint(self.dtypes, hashes[global_order(orders, starts)])
+        self._writer.add_key_value_metadata({FINGERPRINT_KEY: fingerprint.encode()})
+        self._writer.close()
+        return StoredWindowsReport(
+            self.path,
+            records,
+            self.windows,
+            self.chunks,
+            self.by_kind,
+            self.first,
+            self.last,
+            self.bad_rows,
+            fingerprint,
+        )
+
+    def abort(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            if self._writer is not None:
+                self._writer.close()
+
+
+def write_training_windows(
+    records: pd.DataFrame, spec: WindowSpec, path: str, *, max_records: int = CHUNK_RECORDS
+) -> StoredWindowsReport:
+    """The windows of ``records`` as one Parquet file at ``path`` with one row group per chunk of whole devices
+    (:func:`windows_by_chunk`): at most two chunks' windows in memory, never all of them. The rows are exactly
+    ``build_windows(records)``'s, stored chunk by chunk; their order there is restored from :data:`ORDER_COLUMN`
+    and ``window_start`` (:func:`global_order`), and the footer holds their fingerprint in that order.
+
+    A caller that hands over its only reference to ``records`` (``write_training_windows(reader(columns), ...)``)
+    lets each column be gathered into one Arrow chunk in place (the chunks' takes are about twice as fast over
+    one), instead of a copy of every column next to the original."""
+    from mcp_training_dagster.serving.features import FEATURE_COLUMNS, empty_windows
+
+    records = records.copy(deep=False)
+    for c in records.columns:  # one column at a time: the caller's multi-chunk column goes as its copy comes
+        records[c] = _single_chunk(records[c])
+    writer = TrainingWindowsWriter(path, WindowRanks.of(records, spec), FEATURE_COLUMNS)
+    try:
+        windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=writer)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(empty_windows(), len(records))
+
+
+# --- Reading it back: the windows in build_windows' order, chunk by chunk ---------------------------------------
+
+
+class WindowTable(Protocol):
+    """Training windows as training and the scorers read them: positions are rows of ``build_windows``' order;
+    ``chunks`` yields whole routers at a time (the calibration relates a router's windows, never two routers')."""
+
+    def __len__(self) -> int: ...
+
+    def column(self, name: str) -> pd.Series:
+        """One column of every window, in order."""
+        ...
+
+    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+        """The windows at ``positions`` (ascending; None: all), every column, in order."""
+        ...
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """(positions, windows) of each chunk of whole routers."""
+        ...
+
+    def fingerprint(self) -> str:
+        """``report.frame_fingerprint`` of every window in order."""
+        ...
+
+
+class FrameWindows:
+    """Windows already in memory: one table, one chunk."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[name]
+
+    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+        return self.frame if positions is None else self.frame.iloc[positions]
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        yield np.arange(len(self.frame)), self.frame if columns is None else self.frame.loc[:, list(columns)]
+
+    def fingerprint(self) -> str:
+        from mcp_training_dagster.domain.report import frame_fingerprint
+
+        return frame_fingerprint(self.frame)
+
+
+class StoredWindows:
+    """The ``training_windows`` asset's file (:func:`write_training_windows`) read on demand through a Parquet
+    reader with row groups (``io_managers.ParquetReader``): the order from two columns, rows and columns as asked,
+    chunks as stored. Nothing holds every window's features at once."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.offsets = np.r_[0, np.cumsum(reader.row_group_rows)].astype(np.int64)
+        self.names = [c for c in reader.columns if c != ORDER_COLUMN]
+        keys = reader([ORDER_COLUMN, "window_start"])
+        self.order = global_order(keys[ORDER_COLUMN].to_numpy(), keys["window_start"].to_numpy())  # position -> row
+        self.position = np.empty_like(self.order)  # stored row -> position
+        self.position[self.order] = np.arange(len(self.order))
+        self._starts = keys["window_start"].take(self.order).reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def column(self, name: str) -> pd.Series:
+        if name == "window_start":
+            return self._starts
+        return self.reader([name])[name].take(self.order).reset_index(drop=True)
+
+    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+        stored = self.order if positions is None else self.order[positions]
+        by_row = np.argsort(stored, kind="stable")
+        ascending = stored[by_row]
+        parts = []
+        for g in range(len(self.offsets) - 1):
+            lo, hi = np.searchsorted(ascending, self.offsets[g : g + 2])
+            if hi > lo:
+                frame = self.reader.row_group(g, self.names)
+                parts.append(frame.take(ascending[lo:hi] - self.offsets[g]))
+                del frame
+        if not parts:
+            return self.reader.row_group(0, self.names).iloc[:0] if len(self.offsets) > 1 else self.reader(self.names)
+        table = pd.concat(parts, ignore_index=True)
+        del parts
+        back = np.empty_like(by_row)
+        back[by_row] = np.arange(len(by_row))
+        return table.take(back).reset_index(drop=True)
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        cols = self.names if columns is None else list(columns)
+        for g in range(len(self.offsets) - 1):
+            yield self.position[self.offsets[g] : self.offsets[g + 1]], self.reader.row_group(g, cols)
+
+    def fingerprint(self) -> str:
+        stored = self.reader.key_value_metadata.get(FINGERPRINT_KEY)
+        if stored:
+            return stored.decode()
+        hashes = np.zeros(len(self), dtype=np.uint64)
+        dtypes = None
+        for positions, frame in self.chunks():
+            dtypes = frame.dtypes
+            hashes[positions] = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        return _rows_fingerprint(dtypes if dtypes is not None else pd.Series(dtype=object), hashes)

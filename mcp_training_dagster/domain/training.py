@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.serving.calibration import calibrated_scores, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
+from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable  # noqa: F401  (StoredWindows: the stored table's reader)
 from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
 from mcp_training_dagster.domain.results import (
     BASIC_METRICS,
@@ -192,6 +194,7 @@ class _Fit:
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
     sample: dict[str, Any] | None = None  # fit_subsample's record (None: fitted on every window)
+    windows: pd.DataFrame | None = None  # the windows it was fitted on
 
     @property
     def decision_threshold(self) -> float:
@@ -202,11 +205,52 @@ class _Fit:
             windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)), self.calibration
         )
 
-    def own_scores(self, windows: pd.DataFrame) -> np.ndarray:
-        """:meth:`score` of the very ``windows`` this was fitted on, from the raw scores the fit already computed:
-        an isolation forest's scoring pass costs about a third of its fit (per-tree Python overhead), and the
-        same pipeline on the same rows gives the same numbers. Refitted on a subsample: scored afresh."""
-        return self.score(windows) if self.sample is not None else _calibrated(windows, self.scores, self.calibration)
+    def own_scores(self, table: WindowTable, positions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and :meth:`score` of the very windows this was fitted on (``positions`` of ``table``), from
+        the raw scores the fit already computed: an isolation forest's scoring pass costs about a third of its
+        fit (per-tree Python overhead), and the same pipeline on the same rows gives the same numbers. Refitted
+        on a subsample: scored afresh, chunk by chunk (:func:`table_scores`)."""
+        if self.sample is None and self.windows is not None:
+            return self.scores, _calibrated(self.windows, self.scores, self.calibration)
+        return table_scores(table, positions, self.pipeline, self.calibration)
+
+
+def table_scores(
+    table: WindowTable, positions: np.ndarray | None, pipeline: Pipeline, calibration: dict[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw and calibrated scores of ``table``'s windows at ``positions`` (ascending; None: all), in that order,
+    scored chunk by chunk of whole routers: the calibration relates a router's windows to each other only, so
+    the scores are those of the whole table at once, and only they are kept."""
+    n = len(table) if positions is None else len(positions)
+    raw_out, calibrated_out = np.empty(n), np.empty(n)
+    wanted = rank = None
+    if positions is not None:
+        wanted = np.zeros(len(table), dtype=bool)
+        wanted[positions] = True
+        rank = np.cumsum(wanted) - 1
+    for at, frame in table.chunks():
+        if wanted is not None and rank is not None:
+            keep = wanted[at]
+            if not keep.any():
+                continue
+            frame, at = (frame, rank[at]) if keep.all() else (frame[keep], rank[at[keep]])
+        raw = anomaly_scores(pipeline, feature_matrix(frame, MODEL_FEATURES))
+        raw_out[at], calibrated_out[at] = raw, _calibrated(frame, raw, calibration)
+    return raw_out, calibrated_out
+
+
+def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """At most ``cap`` of ``n`` windows (their positions, ascending) and how they were chosen (None: all of them)."""
+    if cap is None or n <= cap:
+        return None, None
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+    how = {
+        "windows": int(cap),
+        "of": int(n),
+        "seed": int(seed),
+        "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
+    }
+    return rows, how
 
 
 def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, Any] | None]:
@@ -215,20 +259,13 @@ def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd
     Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
     reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
     at a fraction of the time and memory; the choice is recorded in the model's metadata."""
-    if cap is None or len(windows) <= cap:
-        return windows, None
-    rows = np.sort(np.random.default_rng(seed).choice(len(windows), size=cap, replace=False))
-    how = {
-        "windows": int(cap),
-        "of": len(windows),
-        "seed": int(seed),
-        "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
-    }
-    return windows.iloc[rows], how
+    rows, how = subsample_positions(len(windows), cap, seed)
+    return (windows, None) if rows is None else (windows.iloc[rows], how)
 
 
 def _fit(
-    windows: pd.DataFrame,
+    table: WindowTable,
+    positions: np.ndarray | None,
     detector: DetectorConfig,
     *,
     min_windows: int,
@@ -236,8 +273,13 @@ def _fit(
     fit_cap: int | None = None,
 ) -> _Fit:
     """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
-    on at most ``fit_cap`` windows (:func:`fit_subsample`)."""
-    windows, sample = fit_subsample(windows, fit_cap, detector.random_state)
+    on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`fit_subsample`):
+    only those are read."""
+    n = len(table) if positions is None else len(positions)
+    rows, sample = subsample_positions(n, fit_cap, detector.random_state)
+    if rows is not None:
+        positions = rows if positions is None else positions[rows]
+    windows = table.rows(positions)
     # Quiet device windows are many and alike; what the detector learns from are windows with records.
     active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
     if active < min_windows:
@@ -279,13 +321,14 @@ def _fit(
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
-    return _Fit(pipeline, threshold, calibration, scores, seconds, sample)
+    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows)
 
 
 def _complete(
-    windows: pd.DataFrame,
+    table: WindowTable,
     detector: DetectorConfig,
     fit: _Fit,
+    scores: tuple[np.ndarray, np.ndarray],
     *,
     window_minutes: int,
     evaluation: Evaluation | None = None,
@@ -295,13 +338,13 @@ def _complete(
     devices: tuple[str, ...] = (),
     heldout_scores: np.ndarray | None = None,
 ) -> TrainedModel:
-    """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data, and its results."""
+    """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data (``scores``: raw
+    and calibrated of every training window, :meth:`_Fit.own_scores`), and its results."""
     import sklearn
 
-    ts = windows["window_start"]
+    ts = table.column("window_start")
     calibration = fit.calibration
-    # Fitted on a subsample: the facts below are of every training window, so score them all (cheap next to the fit).
-    scores = fit.scores if fit.sample is None else anomaly_scores(fit.pipeline, feature_matrix(windows, MODEL_FEATURES))
+    raw, calibrated = scores
     return TrainedModel(
         pipeline=fit.pipeline,
         feature_names=MODEL_FEATURES,
@@ -310,13 +353,11 @@ def _complete(
         window_minutes=window_minutes,
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         training_seconds=round(fit.seconds, 4),
-        n_windows=len(windows),
-        windows_by_kind={str(k): int(v) for k, v in windows["entity_kind"].value_counts().items()},
-        training_flag_rate=float(np.mean(calibrated_scores(windows, scores, calibration) > 0))
-        if calibration
-        else float(np.mean(scores > fit.threshold)),
+        n_windows=len(table),
+        windows_by_kind={str(k): int(v) for k, v in table.column("entity_kind").value_counts().items()},
+        training_flag_rate=float(np.mean(calibrated > 0)) if calibration else float(np.mean(raw > fit.threshold)),
         calibration=calibration,
-        score_quantiles={f"p{q}": float(np.quantile(scores, q / 100)) for q in (1, 25, 50, 75, 99)},
+        score_quantiles={f"p{q}": float(np.quantile(raw, q / 100)) for q in (1, 25, 50, 75, 99)},
         data_start=ts.min().isoformat() if len(ts) else None,
         data_end=ts.max().isoformat() if len(ts) else None,
         version=new_version(),
@@ -331,8 +372,13 @@ def _complete(
     )
 
 
+def as_table(windows: pd.DataFrame | WindowTable) -> WindowTable:
+    """A table in memory as a :class:`~mcp_training_dagster.domain.horizon.WindowTable` (one chunk)."""
+    return FrameWindows(windows) if isinstance(windows, pd.DataFrame) else windows
+
+
 def train_model(
-    windows: pd.DataFrame,
+    windows: pd.DataFrame | WindowTable,
     detector: DetectorConfig,
     *,
     window_minutes: int,
@@ -346,8 +392,9 @@ def train_model(
     With ``alarm_budget`` (the default configuration's ``model.alarms``) verdicts come from the per-kind
     tail calibration (``serving/calibration.py``) and ``threshold`` is its raw-score equivalent for
     device windows; with ``alarm_budget=None`` the legacy ``1 - contamination`` quantile of all scores."""
-    fit = _fit(windows, detector, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
-    return _complete(windows, detector, fit, window_minutes=window_minutes)
+    table = as_table(windows)
+    fit = _fit(table, None, detector, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
+    return _complete(table, detector, fit, fit.own_scores(table, None), window_minutes=window_minutes)
 
 
 # Above this many windows every fit uses a seeded uniform subsample (fit_subsample); far above today's data.
@@ -364,8 +411,22 @@ def _rank(result: Evaluation) -> float:
     return -1.0 if pr is None else float(pr)
 
 
-def train_and_select(
-    windows: pd.DataFrame,
+@dataclass(frozen=True)
+class ScoredModel:
+    """A trained model and :meth:`TrainedModel.score` of every training window, in order: training computes them
+    anyway, and scoring millions of windows again (the score distribution) costs as much as it did."""
+
+    model: TrainedModel
+    scores: np.ndarray
+
+
+def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
+    """:func:`train_and_select_scored`'s model."""
+    return train_and_select_scored(windows, *args, **kwargs).model
+
+
+def train_and_select_scored(
+    windows: pd.DataFrame | WindowTable,
     detector: DetectorConfig,
     evaluation: EvaluationSet | None,
     *,
@@ -376,20 +437,27 @@ def train_and_select(
     alarm_budget: AlarmConfig | None = _DEFAULT_ALARMS,
     input_fingerprint: str | None = None,
     fit_cap: int | None = FIT_WINDOWS_CAP,
-) -> TrainedModel:
+) -> ScoredModel:
     """Fit every candidate on the windows before the time split, evaluate each on the held-out
     evaluation set, keep the best by PR-AUC (the configured kind wins ties), then refit it on all
     windows. The figures attached are those of the fit before the split on data it never saw: an
     honest estimate for the refit model, and said so in its metadata. The model comes back complete:
     evaluation, selection, diagnostics, the devices it was fitted on and ``input_fingerprint`` (the
-    caller's identity of these inputs, see the ``anomaly_model`` asset)."""
+    caller's identity of these inputs, see the ``anomaly_model`` asset).
+
+    ``windows``: a table in memory or a stored one read on demand (:class:`StoredWindows`): each fit reads
+    only its windows (at most ``fit_cap``), every scoring of all windows goes chunk by chunk of whole routers
+    and keeps only the scores; the model is the same either way."""
+    table = as_table(windows)
+    starts = table.column("window_start")
     split = (
         pd.Timestamp(evaluation.split_time)
         if evaluation and evaluation.split_time
-        else time_split(windows["window_start"], split_fraction)
+        else time_split(starts, split_fraction)
     )
-    early = windows[windows["window_start"] < split]
-    later = windows[windows["window_start"] >= split]
+    before = (starts < split).to_numpy()
+    early, later = np.flatnonzero(before), np.flatnonzero(~before)
+    del starts, before
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
     results: dict[str, Evaluation] = {}
     twins: dict[str, _Fit] = {}
@@ -397,6 +465,7 @@ def train_and_select(
     if evaluation is not None and len(evaluation.windows):
         for kind in candidates:
             twins[kind] = _fit(
+                table,
                 early,
                 detector.model_copy(update={"kind": kind}),
                 min_windows=min_windows,
@@ -410,8 +479,9 @@ def train_and_select(
         challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
         if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
+    twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
     chosen = detector.model_copy(update={"kind": best})
-    fit = _fit(windows, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
+    fit = _fit(table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
@@ -420,27 +490,33 @@ def train_and_select(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    train_scores = fit.own_scores(windows)
+    all_scores = fit.own_scores(table, None)
+    train_scores = all_scores[1]
     seed_scores = [train_scores]
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
         for i in range(1, stability_seeds):
             other = _fit(
-                windows,
+                table,
+                None,
                 chosen.model_copy(update={"random_state": chosen.random_state + i, "isolation_forest": forest}),
                 min_windows=min_windows,
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            seed_scores.append(other.own_scores(windows))
+            seed_scores.append(other.own_scores(table, None)[1])
+            del other
     later_scores = None
     if len(early) >= min_windows and len(later):
         twin = twins.get(best) or _fit(
-            early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
+            table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
         )
-        later_scores = twin.score(later)
+        later_scores = table_scores(table, later, twin.pipeline, twin.calibration)[1]
+        del twin
+    twins.clear()
     diagnostics = score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores)
+    del seed_scores, later_scores
     if "seed_stability" in diagnostics:  # what the refits were, in the metadata beside the figures
         diagnostics["seed_stability"] |= {
             "refit_trees": refit_trees,
@@ -449,18 +525,72 @@ def train_and_select(
             f"windows, {refit_trees} trees each (the model: {chosen.isolation_forest.n_estimators}); a diagnostic: "
             "fewer trees agree a little less, so it errs on the cautious side",
         }
-    return _complete(
-        windows,
+    devices: set[str] = set()
+    for _, frame in table.chunks(["device"]):
+        devices.update(frame["device"].astype("str").unique().tolist())
+    model = _complete(
+        table,
         chosen,
         fit,
+        all_scores,
         window_minutes=window_minutes,
         evaluation=results.get(best),
         selection=selection,
         diagnostics=diagnostics,
         input_fingerprint=input_fingerprint,
-        devices=tuple(sorted(windows["device"].astype("str").unique())),
+        devices=tuple(sorted(devices)),
         heldout_scores=heldout,
     )
+    return ScoredModel(model, all_scores[1])
+
+
+def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
+    """:meth:`TrainedModel.score` of every window, scored chunk by chunk of whole routers, in the table's order."""
+    t = as_table(table)
+    return table_scores(t, None, model.pipeline, model.calibration)[1]
+
+
+def top_windows(model: TrainedModel, table: pd.DataFrame | WindowTable, n: int = 8) -> pd.DataFrame:
+    """The ``n`` most anomalous windows' rows of :meth:`TrainedModel.score_table` (the model card's table), scored
+    chunk by chunk of whole routers: each chunk's top ``n``, then the top ``n`` of those (equal scores of two
+    chunks in chunk order)."""
+    tops = [model.score_table(frame).head(n) for _, frame in as_table(table).chunks()]
+    if len(tops) == 1:
+        return tops[0]
+    both = pd.concat(tops, ignore_index=True)
+    return both.sort_values("score", ascending=False, kind="stable").head(n).reset_index(drop=True)
+
+
+def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:
+    """``drift.flagged_share(model.score_table(windows), windows)`` over every window, chunk by chunk and without
+    the score table's reasons: the share it takes is of the windows with records, each matched by its own row
+    (the unkeyed ``-`` rows match none), whose verdict is ``model.score > decision_threshold``."""
+    flagged = active = 0
+    for _, frame in as_table(table).chunks():
+        scores = model.score(frame)
+        if "n_records" in frame.columns:
+            scores = scores[frame["n_records"].to_numpy() > 0]
+        flagged, active = flagged + int((scores > model.decision_threshold).sum()), active + len(scores)
+    return flagged / active if active else None
+
+
+def windows_with_records(table: pd.DataFrame | WindowTable, columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` of the windows with records (``n_records > 0``), in the table's order: what the drift baseline
+    reads, without the quiet windows or the other columns."""
+    from mcp_training_dagster.domain.drift import RECORDS_COLUMN
+
+    cols = list(dict.fromkeys([*columns, RECORDS_COLUMN]))
+    parts, where = [], []
+    for at, frame in as_table(table).chunks(cols):
+        keep = frame[RECORDS_COLUMN].to_numpy() > 0
+        parts.append(frame[keep].reset_index(drop=True))
+        where.append(at[keep])
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    if len(parts) > 1:
+        out = out.take(np.argsort(np.concatenate(where), kind="stable")).reset_index(drop=True)
+    return out
 
 
 def calibration_card(model: TrainedModel) -> str:

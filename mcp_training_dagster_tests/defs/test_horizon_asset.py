@@ -9,7 +9,9 @@ import pytest
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.serving.features import build_windows
-from mcp_training_dagster.domain.horizon import horizon_filter, union_records
+from mcp_training_dagster.domain.horizon import ORDER_COLUMN, StoredWindows, horizon_filter, union_records
+from mcp_training_dagster.io_managers import ParquetReader
+from upath import UPath
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample
 from mcp_training_dagster_tests.defs.conftest import materializations, md, run_ingest
 
@@ -48,9 +50,14 @@ def test_horizon_records_is_the_union_in_the_horizon(defs, instance, resources, 
     assert meta["records_distinct"] == len(union)
     assert meta["horizon_cutoff"] == str(cutoff)
 
-    windows = pd.read_parquet(assets_dir / "training_windows.parquet")
-    pd.testing.assert_frame_equal(windows, build_windows(expected, settings.model.windows.spec()))
-    assert md(materializations(result, "training_windows")[0])["records_in_horizon"] == len(expected)
+    # Stored chunk by chunk of whole routers (one row group each), with the column that gives back the order.
+    reader = ParquetReader(UPath(assets_dir / "training_windows.parquet"))
+    whole = build_windows(expected, settings.model.windows.spec())
+    assert reader.columns == [*whole.columns, ORDER_COLUMN] and sum(reader.row_group_rows) == len(whole)
+    pd.testing.assert_frame_equal(StoredWindows(reader).rows(None), whole)
+    meta = md(materializations(result, "training_windows")[0])
+    assert meta["records_in_horizon"] == len(expected) and meta["device_chunks"] == len(reader.row_group_rows) == 1
+    assert meta["dagster/row_count"] == len(whole) and meta["first_window"] == str(whole["window_start"].min())
 
 
 def test_a_failed_export_is_skipped_and_nothing_is_empty(defs, instance, resources, assets_dir: Path, ingested):

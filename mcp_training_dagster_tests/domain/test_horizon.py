@@ -212,3 +212,60 @@ def test_shared_ids_as_duplicated_for_dense_and_sparse_ids() -> None:
     ):
         ids = ids.astype(np.int64)
         np.testing.assert_array_equal(_shared_ids(ids), pd.Series(ids).duplicated(keep=False).to_numpy())
+
+
+def _shifted_routers() -> pd.DataFrame:
+    """Three routers sharing station MACs, each seeing them at other times (router-2 first), in time order: a
+    chunk's own first appearances differ from the whole table's."""
+    recs = validated(HOSTAPD_1824)
+    parts = [
+        recs.assign(
+            device=f"router-{k}",
+            id=recs["id"] + 10_000 * k,
+            timestamp=recs["timestamp"] + pd.Timedelta(minutes=7 * (2 - k)),
+        )
+        for k in range(3)
+    ]
+    parts[1] = parts[1].iloc[::-1]  # the MACs of router-1 in another order
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+
+
+def test_training_windows_file_is_build_windows_in_row_groups(tmp_path) -> None:
+    """One row group per device chunk; the rows, put back in order by the stored order column, are exactly
+    build_windows of the whole table (values, dtypes, order), and the footer's fingerprint is its fingerprint."""
+    import pyarrow.parquet as pq
+
+    from mcp_training_dagster.domain.horizon import (
+        FINGERPRINT_KEY,
+        ORDER_COLUMN,
+        global_order,
+        write_training_windows,
+    )
+    from mcp_training_dagster.domain.report import frame_fingerprint
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
+
+    for recs, spec in (
+        (_shifted_routers(), WindowSpec()),
+        (_three_routers(), WindowSpec()),
+        (_shifted_routers(), WindowSpec(entities=("station", "interface"))),
+    ):
+        whole = build_windows(recs, spec)
+        path = tmp_path / "windows.parquet"
+        report = write_training_windows(recs, spec, str(path), max_records=len(recs) // 3)
+        meta = pq.ParquetFile(path).metadata
+        assert report.chunks == meta.num_row_groups == 3
+        stored = pd.read_parquet(path)
+        order = global_order(stored[ORDER_COLUMN].to_numpy(), stored["window_start"].to_numpy())
+        back = stored.drop(columns=[ORDER_COLUMN]).iloc[order].reset_index(drop=True)
+        pd.testing.assert_frame_equal(back, whole)
+        assert report.fingerprint == frame_fingerprint(whole) == meta.metadata[FINGERPRINT_KEY].decode()
+        assert report.windows == len(whole) and report.records == len(recs) and report.bad_rows == 0
+        assert report.by_kind == {str(k): int(v) for k, v in whole["entity_kind"].value_counts().items()}
+        assert (report.first_window, report.last_window) == (whole["window_start"].min(), whole["window_start"].max())
+    empty = write_training_windows(recs.iloc[:0], WindowSpec(), str(tmp_path / "empty.parquet"))
+    assert (empty.windows, empty.chunks) == (0, 0)
+    assert list(pd.read_parquet(tmp_path / "empty.parquet").columns) == [
+        *build_windows(recs.iloc[:0]).columns,
+        ORDER_COLUMN,
+    ]

@@ -320,3 +320,90 @@ def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
         model.n_windows == len(windows)
         and model.fit_sample == fit_subsample(windows, 500, DetectorConfig().random_state)[1]
     )
+
+
+def _model_facts(m: TrainedModel, windows: pd.DataFrame) -> dict:
+    """Everything a model is, but its version and time of training."""
+    return {
+        "threshold": m.threshold,
+        "calibration": m.calibration,
+        "scores": m.score(windows).tolist(),
+        "n_windows": m.n_windows,
+        "windows_by_kind": m.windows_by_kind,
+        "training_flag_rate": m.training_flag_rate,
+        "score_quantiles": m.score_quantiles,
+        "data": (m.data_start, m.data_end),
+        "evaluation": m.evaluation,
+        "selection": m.selection,
+        "diagnostics": m.diagnostics,
+        "devices": m.devices,
+        "heldout": None if m.heldout_scores is None else m.heldout_scores.tolist(),
+        "fit_sample": m.fit_sample,
+        "detector": m.detector,
+    }
+
+
+def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(tmp_path) -> None:
+    """train_and_select over the training_windows file (three row groups of whole routers sharing station MACs,
+    read through the IO manager's reader) gives the model the whole table in memory gives: fitted on every
+    window and on a subsample (fit_cap), with the evaluation, the diagnostics and every fact the same."""
+    from upath import UPath
+
+    from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
+    from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
+    from mcp_training_dagster.domain.training import train_and_select
+    from mcp_training_dagster.io_managers import ParquetReader
+    from mcp_training_dagster.serving.features import WindowSpec
+
+    recs = validated(HOSTAPD_1824)
+    parts = [
+        recs.assign(
+            device=f"router-{k}",
+            id=recs["id"] + 10_000 * k,
+            timestamp=recs["timestamp"] + pd.Timedelta(minutes=7 * (2 - k)),
+        )
+        for k in range(3)
+    ]
+    recs = pd.concat(parts, ignore_index=True).sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+    spec = WindowSpec()
+    whole = build_windows(recs, spec)
+    path = tmp_path / "training_windows.parquet"
+    report = write_training_windows(recs, spec, str(path), max_records=len(recs) // 3)
+    assert report.chunks == 3
+    stored = StoredWindows(ParquetReader(UPath(path)))
+    assert len(stored) == len(whole) and stored.fingerprint() == report.fingerprint
+    data = build_evaluation_set(recs, spec, split=time_split(recs["timestamp"], 0.8).floor("5min"))
+    det = DetectorConfig(candidates=["isolation_forest"], isolation_forest={"n_estimators": 20})
+    for cap in (None, len(whole) // 3):
+        kwargs = dict(window_minutes=5, stability_seeds=2, fit_cap=cap)
+        a = train_and_select(whole, det, data, **kwargs)
+        b = train_and_select(stored, det, data, **kwargs)
+        assert (a.fit_sample is None) == (cap is None)
+        assert _model_facts(a, whole) == _model_facts(b, whole)
+    a = train_model(whole, DetectorConfig(), window_minutes=5, fit_cap=len(whole) // 2)
+    b = train_model(stored, DetectorConfig(), window_minutes=5, fit_cap=len(whole) // 2)
+    assert _model_facts(a, whole) == _model_facts(b, whole)
+
+    # What the model's consumers read of the stored windows, chunk by chunk, is what they read of the table.
+    from mcp_training_dagster.domain.drift import drift_features, flagged_share, with_records
+    from mcp_training_dagster.domain.training import (
+        flagged_share_of,
+        top_windows,
+        train_and_select_scored,
+        training_scores,
+        windows_with_records,
+    )
+
+    scored = train_and_select_scored(stored, det, None, window_minutes=5, stability_seeds=1)
+    assert np.array_equal(scored.scores, scored.model.score(whole))
+    assert np.array_equal(training_scores(b, stored), b.score(whole))
+    share = flagged_share(b.score_table(whole), whole)
+    assert share is not None and 0 < share < 1 and flagged_share_of(b, stored) == flagged_share_of(b, whole) == share
+    cols = drift_features(b.feature_names)
+    pd.testing.assert_frame_equal(
+        windows_with_records(stored, cols),
+        with_records(whole)[list(dict.fromkeys([*cols, "n_records"]))].reset_index(drop=True),
+    )
+    top = b.score_table(whole).head(8)
+    assert top_windows(b, whole).equals(top)
+    assert np.array_equal(top_windows(b, stored)["score"].to_numpy(), top["score"].to_numpy())

@@ -16,11 +16,11 @@ from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_pa
 from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
-from mcp_training_dagster.domain.horizon import router_context
+from mcp_training_dagster.domain.horizon import StoredWindows, router_context
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.io_managers import ParquetReader
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history
-from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.domain.training import TrainedModel, top_windows
 
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
 
@@ -55,8 +55,9 @@ def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_me
     group_name="deployment",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    code_version="2",
+    code_version="3",
     output_required=False,
+    ins={"training_windows": dg.AssetIn(metadata={"lazy": True})},
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description=(
         "models/model_<version>/ and model_<version>_deployment.zip in the inference contract's layout, registered "
@@ -71,7 +72,7 @@ def model_package(
     model_metadata: dict,
     model_evaluation: dict,
     agent_model: AgentModel,
-    training_windows: pd.DataFrame,
+    training_windows: ParquetReader,
 ):
     cfg = settings.get()
     decision = PromotionDecision.from_dict(model_evaluation["decision"])
@@ -94,7 +95,8 @@ def model_package(
             )
         )
         return
-    card = model_card.render(anomaly_model, model_card.top_windows(anomaly_model, training_windows), decision)
+    # the card's most anomalous training windows, scored row group by row group of the stored windows
+    card = model_card.render(anomaly_model, top_windows(anomaly_model, StoredWindows(training_windows)), decision)
     # Local folder, or built in a staging folder and published to the object store (config only).
     with package_staging(cfg.models_location) as staging:
         info = build_package(

@@ -11,9 +11,18 @@ from upath import UPath
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.policy import VERDICT_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.drift import FLAG_SHARE_OVER, build_baseline, compare, flagged_share, not_new_data
+from mcp_training_dagster.domain.drift import (
+    FLAG_SHARE_OVER,
+    build_baseline,
+    compare,
+    drift_features,
+    flagged_share,
+    not_new_data,
+)
+from mcp_training_dagster.domain.horizon import StoredWindows
 from mcp_training_dagster.domain.report import markdown_table
-from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.domain.training import TrainedModel, flagged_share_of, windows_with_records
+from mcp_training_dagster.io_managers import ParquetReader
 
 DRIFT_CHECK = "drift_within_threshold"
 
@@ -28,12 +37,14 @@ def baseline_path(models_location: str | Path, version: str) -> UPath:
     group_name="monitoring",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    code_version="1",
+    code_version="2",
     automation_condition=dg.AutomationCondition.eager(),
+    ins={"training_windows": dg.AssetIn(metadata={"lazy": True})},
     description=(
         "The packaged model's training baseline for drift: per model feature, quantile bin edges and the share of "
         "training windows (with records) in each bin, the share of training windows the model flagged, and the "
-        "exports it was trained on. "
+        "exports it was trained on. Reads training_windows row group by row group: the verdicts chunk by chunk, "
+        "the features only of the windows with records. "
         "Written to models/drift_baselines/<version>.json, read by export_drift for the production version."
     ),
 )
@@ -42,7 +53,7 @@ def drift_baseline(
     model_package: dict,
     anomaly_model: TrainedModel,
     model_metadata: dict,
-    training_windows: pd.DataFrame,
+    training_windows: ParquetReader,
 ) -> dg.Output[dict]:
     cfg = settings.get()
     if model_package.get("version") != anomaly_model.version:
@@ -52,9 +63,10 @@ def drift_baseline(
         )
     # The flagged share as the verdicts compute it (the same scorer export_anomalies uses), so the export's
     # share and the baseline's are comparable.
-    share = flagged_share(anomaly_model.score_table(training_windows), training_windows)
+    windows = StoredWindows(training_windows)
+    share = flagged_share_of(anomaly_model, windows)
     baseline = build_baseline(
-        training_windows,
+        windows_with_records(windows, drift_features(anomaly_model.feature_names)),
         anomaly_model.feature_names,
         flag_rate=share or 0.0,
         version=anomaly_model.version,

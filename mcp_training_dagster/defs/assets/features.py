@@ -1,16 +1,15 @@
 """Feature stage: per-file windows (drift checks and scoring of one export), the training fan-in (the records in
 the horizon, once) and its windows."""
 
-import numpy as np
 import pandas as pd
 
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.io_managers import ParquetReader
+from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.features import FEATURE_COLUMNS, RECORD_COLUMNS, build_windows
-from mcp_training_dagster.domain.horizon import select_records
-from mcp_training_dagster.domain.report import frame_fingerprint, markdown_table
+from mcp_training_dagster.domain.horizon import CHUNK_RECORDS, select_records, write_training_windows
+from mcp_training_dagster.domain.report import markdown_table
 
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION, with_model_config
@@ -81,10 +80,19 @@ def horizon_records(
     )
 
 
+TRAINING_WINDOWS_DESCRIPTION = (
+    "Feature windows of every record inside the training horizon (horizon_records), built chunk by chunk of whole "
+    f"routers (at most {CHUNK_RECORDS:,} records each) and stored as one Parquet file with one row group per chunk: never every "
+    "window in memory at once. Rows are stored chunk by chunk; `entity_order` with `window_start` gives back "
+    "build_windows' order (the data version is the fingerprint of the windows in that order). Its readers take it "
+    "lazily, row group by row group (domain/horizon.py StoredWindows)."
+)
+
+
 @dg.asset(
     group_name="features",
     kinds={"pandas", "parquet"},
-    code_version=with_model_config("2"),
+    code_version=with_model_config("3"),
     automation_condition=RETRAIN_CONDITION,
     check_specs=[
         dg.AssetCheckSpec(
@@ -94,20 +102,37 @@ def horizon_records(
             description="every feature is a finite, non-negative number",
         )
     ],
-    ins={"horizon_records": dg.AssetIn(metadata={"columns": list(RECORD_COLUMNS)})},
-    description="Feature windows of every record inside the training horizon (horizon_records).",
+    ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
+    description=TRAINING_WINDOWS_DESCRIPTION,
 )
-def training_windows(context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: pd.DataFrame):
-    windows = build_windows(horizon_records, settings.get().model.windows.spec())
-    context.log.info(f"{len(horizon_records)} records in the horizon -> {len(windows)} windows")
-    yield dg.Output(
-        windows,
-        metadata={**window_metadata(windows), "records_in_horizon": len(horizon_records)},
-        data_version=dg.DataVersion(frame_fingerprint(windows)),
+def training_windows(context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: ParquetReader):
+    staged = StagedParquet()  # written here chunk by chunk, published as it is by the Parquet IO manager
+    try:
+        # the records' only reference is handed over (see write_training_windows): no second copy of them
+        report = write_training_windows(
+            horizon_records(list(RECORD_COLUMNS)), settings.get().model.windows.spec(), staged.path
+        )
+    except BaseException:
+        staged.cleanup()
+        raise
+    context.log.info(
+        f"{report.records} records in the horizon -> {report.windows} windows in {report.chunks} device chunks"
     )
-    bad_rows = np.zeros(len(windows), dtype=bool)
-    for name in FEATURE_COLUMNS:  # column by column: no float64 copy of the whole table
-        values = windows[name].to_numpy()
-        bad_rows |= ~np.isfinite(values) | (values < 0)
-    bad = int(bad_rows.sum())
-    yield dg.AssetCheckResult(check_name="features_finite_nonnegative", passed=bad == 0, metadata={"bad_rows": bad})
+    by_kind = dict(sorted(report.by_kind.items(), key=lambda kv: -kv[1]))
+    yield dg.Output(
+        staged,
+        metadata={
+            "dagster/row_count": report.windows,
+            "windows_by_kind": dg.MetadataValue.json(by_kind),
+            "first_window": str(report.first_window) if report.windows else "",
+            "last_window": str(report.last_window) if report.windows else "",
+            "feature_count": len(FEATURE_COLUMNS),
+            "records_in_horizon": report.records,
+            "device_chunks": report.chunks,
+            "records_per_chunk_max": CHUNK_RECORDS,
+        },
+        data_version=dg.DataVersion(report.fingerprint),
+    )
+    yield dg.AssetCheckResult(
+        check_name="features_finite_nonnegative", passed=report.bad_rows == 0, metadata={"bad_rows": report.bad_rows}
+    )

@@ -11,13 +11,17 @@ from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import AGENT_COLUMNS, AgentModel, train_agent_variant
 from mcp_training_dagster.domain.object_registry import open_registry
+from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain.training import (
     TrainedModel,
     TrainingError,
+    as_table,
     metadata_document,
-    train_and_select,
+    top_windows,
+    train_and_select_scored,
 )
+from mcp_training_dagster.io_managers import ParquetReader
 
 
 # The exports behind a model are the source_file values of horizon_records (an input: lineage, not a lookup).
@@ -31,6 +35,11 @@ def exports_of(horizon_records: pd.DataFrame) -> list[str]:
 
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
 TRAINING_CODE_VERSION = "4"
+# The asset's code version: its input (training_windows) is now read lazily from the chunked file; the model is
+# the one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model).
+ANOMALY_MODEL_CODE_VERSION = "5"
+# training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
+WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
 # Dagster concurrency pool of the steps that fit models. The shipped instance configs limit every pool to one step
 # at a time (config/dagster*.yaml, concurrency.pools.default_limit: 1): two training runs created in the same second
@@ -39,10 +48,11 @@ FORCE_TAG = "mcp/force_retrain"
 TRAINING_POOL = "training"
 
 
-def input_fingerprint(cfg, training_windows: pd.DataFrame, evaluation: EvaluationSet) -> str:
-    """Same data, same evaluation set, same model config, same training code -> same fingerprint."""
+def input_fingerprint(cfg, training_windows: pd.DataFrame | WindowTable, evaluation: EvaluationSet) -> str:
+    """Same data, same evaluation set, same model config, same training code -> same fingerprint. The windows'
+    part is their frame fingerprint in build_windows' order (the stored table's footer holds it)."""
     return text_fingerprint(
-        frame_fingerprint(training_windows),
+        as_table(training_windows).fingerprint(),
         frame_fingerprint(evaluation.windows),
         frame_fingerprint(evaluation.labels),
         cfg.model.model_dump_json(),
@@ -74,34 +84,37 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
     group_name="training",
     io_manager_key="model_io_manager",
     kinds={"scikitlearn", "joblib"},
-    code_version=with_model_config(TRAINING_CODE_VERSION),
+    code_version=with_model_config(ANOMALY_MODEL_CODE_VERSION),
     automation_condition=RETRAIN_CONDITION,
     pool=TRAINING_POOL,
     output_required=False,
-    ins={"horizon_records": dg.AssetIn(metadata=EXPORTS_ONLY)},
+    ins={"horizon_records": dg.AssetIn(metadata=EXPORTS_ONLY), "training_windows": dg.AssetIn(metadata=WINDOWS_LAZY)},
     description=(
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
-        "threshold calibrated on the training scores; higher score = more anomalous. Not materialised when its "
+        "threshold calibrated on the training scores; higher score = more anomalous. Fitted on at most 1M windows "
+        "(a seeded uniform subsample above that, recorded as fit_sample in its metadata), read from training_windows "
+        "on demand; the scores of every window are computed row group by row group. Not materialised when its "
         "inputs (data, evaluation set, config, training code) are identical to a model already trained."
     ),
 )
 def anomaly_model(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    training_windows: pd.DataFrame,
+    training_windows: ParquetReader,
     evaluation_dataset: EvaluationSet,
     horizon_records: pd.DataFrame,
 ):
     cfg = settings.get()
     m = cfg.model
-    fingerprint = input_fingerprint(cfg, training_windows, evaluation_dataset)
+    windows = StoredWindows(training_windows)
+    fingerprint = input_fingerprint(cfg, windows, evaluation_dataset)
     why_not = already_trained(context, cfg.models_location, fingerprint)
     if why_not:
         context.log.info(f"no new model: {why_not}")
         return
     try:
-        model = train_and_select(
-            training_windows,
+        trained = train_and_select_scored(
+            windows,
             m.detector,
             evaluation_dataset,
             window_minutes=m.windows.length_minutes,
@@ -113,7 +126,8 @@ def anomaly_model(
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    card = model_card.render(model, model_card.top_windows(model, training_windows))
+    model = trained.model
+    card = model_card.render(model, top_windows(model, windows))
     context.log.info(
         f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}"
     )
@@ -131,7 +145,8 @@ def anomaly_model(
             "training_flag_rate": model.training_flag_rate,
             **{f"eval_{k}": v for k, v in figures.items()},
             "model_card": dg.MetadataValue.md(card),
-            "score_distribution": score_distribution(model, training_windows),
+            "fit_sample": dg.MetadataValue.json(model.fit_sample or {"windows": model.n_windows, "chosen": "all"}),
+            "score_distribution": score_distribution(model, scores=trained.scores),
             "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },
     )
