@@ -291,7 +291,7 @@ def _assets(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
     (Path(tmp.name) / "instance").mkdir()
     with dg.instance_for_test(temp_dir=str(Path(tmp.name) / "instance")) as instance:
-        instance.add_dynamic_partitions(export_files.name, sorted(staged))
+        instance.add_dynamic_partitions(str(export_files.name), sorted(staged))
         for name in [a.strip() for a in args.assets.split(",") if a.strip()]:
             result = step(
                 name, lambda n=name: dg.materialize(assets, selection=[n], instance=instance, resources=resources)
