@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import mcp_training_dagster
@@ -13,6 +14,23 @@ SAMPLES = Path(mcp_training_dagster.__file__).parent / "sample_exports"
 HOSTAPD_1824 = SAMPLES / "export_asus_hostapd_1824.json"
 SYSTEM_35 = SAMPLES / "export_asus_system_35.json"
 SYSTEM_19 = SAMPLES / "export_asus_system_19.json"
+
+
+def shifted_routers(records: pd.DataFrame) -> pd.DataFrame:
+    """Three copies of one router's validated records as routers sharing station MACs, each seeing them at other
+    times (router-2 first) and router-1 in another order, in (timestamp, id) order: a chunk of whole routers sees
+    first appearances the whole table does not."""
+    parts = [
+        records.assign(
+            device=f"router-{k}",
+            id=records["id"] + 10_000 * k,
+            timestamp=records["timestamp"] + pd.Timedelta(minutes=7 * (2 - k)),
+        )
+        for k in range(3)
+    ]
+    parts[1] = parts[1].iloc[::-1]
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,6 +16,7 @@ from mcp_training_dagster.io_managers import (
     StagedParquet,
     atomic_write_bytes,
 )
+from mcp_training_dagster_tests.defs.conftest import materializations
 
 
 def _resources(base: Path) -> dict:
@@ -95,11 +96,7 @@ def test_round_trip_parquet_joblib_json(tmp_path):
 
     # The Parquet file is plain Parquet any tool can read; metadata describes it.
     pd.testing.assert_frame_equal(pd.read_parquet(base / "table.parquet"), TABLE)
-    mat = next(
-        e.step_materialization_data.materialization
-        for e in result.get_asset_materialization_events()
-        if e.step_materialization_data.materialization.asset_key == dg.AssetKey("table")
-    )
+    mat = materializations(result, "table")[0]
     assert mat.metadata["dagster/row_count"].value == 3
     assert {c.name for c in mat.metadata["dagster/column_schema"].value.columns} == set(TABLE.columns)
 
@@ -273,10 +270,6 @@ def test_a_staged_table_is_published_as_written_and_read_by_row_group(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(base / "chunked.parquet").iloc[:3], TABLE)
     assert STAGED_FOLDERS and not Path(STAGED_FOLDERS[-1]).exists()  # the staged copy is gone
     _no_temp_leftovers(base)
-    mat = next(
-        e.step_materialization_data.materialization
-        for e in result.get_asset_materialization_events()
-        if e.step_materialization_data.materialization.asset_key == dg.AssetKey("chunked")
-    )
+    mat = materializations(result, "chunked")[0]
     assert mat.metadata["dagster/row_count"].value == 5
     assert {c.name for c in mat.metadata["dagster/column_schema"].value.columns} == set(TABLE.columns)

@@ -10,7 +10,7 @@ import pandas as pd
 from mcp_training_dagster.serving.exports import read_export
 from mcp_training_dagster.domain.horizon import frame_readers, horizon_filter, select_records, union_records
 from mcp_training_dagster.serving.validation import check_schema, validate_records
-from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, shifted_routers
 
 
 def validated(path) -> pd.DataFrame:
@@ -215,20 +215,7 @@ def test_shared_ids_as_duplicated_for_dense_and_sparse_ids() -> None:
 
 
 def _shifted_routers() -> pd.DataFrame:
-    """Three routers sharing station MACs, each seeing them at other times (router-2 first), in time order: a
-    chunk's own first appearances differ from the whole table's."""
-    recs = validated(HOSTAPD_1824)
-    parts = [
-        recs.assign(
-            device=f"router-{k}",
-            id=recs["id"] + 10_000 * k,
-            timestamp=recs["timestamp"] + pd.Timedelta(minutes=7 * (2 - k)),
-        )
-        for k in range(3)
-    ]
-    parts[1] = parts[1].iloc[::-1]  # the MACs of router-1 in another order
-    out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+    return shifted_routers(validated(HOSTAPD_1824))
 
 
 def test_training_windows_file_is_build_windows_in_row_groups(tmp_path) -> None:

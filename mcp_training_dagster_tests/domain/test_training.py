@@ -21,7 +21,7 @@ from mcp_training_dagster.domain.training import (
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, score_table
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import DetectorConfig
-from mcp_training_dagster_tests.conftest import HOSTAPD_1824
+from mcp_training_dagster_tests.conftest import HOSTAPD_1824, shifted_routers
 
 
 def validated(path) -> pd.DataFrame:
@@ -355,16 +355,7 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
     from mcp_training_dagster.io_managers import ParquetReader
     from mcp_training_dagster.serving.features import WindowSpec
 
-    recs = validated(HOSTAPD_1824)
-    parts = [
-        recs.assign(
-            device=f"router-{k}",
-            id=recs["id"] + 10_000 * k,
-            timestamp=recs["timestamp"] + pd.Timedelta(minutes=7 * (2 - k)),
-        )
-        for k in range(3)
-    ]
-    recs = pd.concat(parts, ignore_index=True).sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+    recs = shifted_routers(validated(HOSTAPD_1824))
     spec = WindowSpec()
     whole = build_windows(recs, spec)
     path = tmp_path / "training_windows.parquet"
