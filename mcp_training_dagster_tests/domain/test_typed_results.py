@@ -20,11 +20,10 @@ from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_package
 from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
 from mcp_training_dagster.serving.exports import read_export
-from mcp_training_dagster.serving.features import MODEL_FEATURES, WindowSpec, build_windows
+from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import decide
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, Metrics, Selection, binary_metrics
-from mcp_training_dagster.domain import training
 from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_and_select
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.io_managers import JoblibIOManager
@@ -134,14 +133,10 @@ def _without_run_identity(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_metadata_json_of_a_new_training_is_the_one_built_before(
-    tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_metadata_json_of_a_new_training_is_the_one_built_before(tmp_path: Path, data) -> None:
     """The same inputs trained by today's code give the metadata.json recorded (``RETRAINED``), key for key
     and value for value, apart from the version, its times and the training's duration."""
     _, windows, evaluation = data
-    # the detector's features of the code that made the fixture (sev_error_or_worse came later)
-    monkeypatch.setattr(training, "MODEL_FEATURES", tuple(f for f in MODEL_FEATURES if f != "sev_error_or_worse"))
     detector = DetectorConfig()
     detector = detector.model_copy(
         update={"isolation_forest": detector.isolation_forest.model_copy(update={"n_estimators": 3})}
