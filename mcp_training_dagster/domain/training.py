@@ -193,7 +193,7 @@ class _Fit:
     calibration: dict[str, Any] | None
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
-    sample: dict[str, Any] | None = None  # fit_subsample's record (None: fitted on every window)
+    sample: dict[str, Any] | None = None  # subsample_positions' record (None: fitted on every window)
     windows: pd.DataFrame | None = None  # the windows it was fitted on
 
     @property
@@ -240,7 +240,12 @@ def table_scores(
 
 
 def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """At most ``cap`` of ``n`` windows (their positions, ascending) and how they were chosen (None: all of them)."""
+    """At most ``cap`` of ``n`` windows to fit and calibrate on (their positions, ascending) and how they were
+    chosen (None: all of them).
+
+    Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
+    reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
+    at a fraction of the time and memory; the choice is recorded in the model's metadata."""
     if cap is None or n <= cap:
         return None, None
     rows = np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
@@ -253,16 +258,6 @@ def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray 
     return rows, how
 
 
-def fit_subsample(windows: pd.DataFrame, cap: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, Any] | None]:
-    """At most ``cap`` windows to fit and calibrate on, and how they were chosen (None: all of them).
-
-    Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
-    reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
-    at a fraction of the time and memory; the choice is recorded in the model's metadata."""
-    rows, how = subsample_positions(len(windows), cap, seed)
-    return (windows, None) if rows is None else (windows.iloc[rows], how)
-
-
 def _fit(
     table: WindowTable,
     positions: np.ndarray | None,
@@ -273,7 +268,7 @@ def _fit(
     fit_cap: int | None = None,
 ) -> _Fit:
     """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
-    on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`fit_subsample`):
+    on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`subsample_positions`):
     only those are read."""
     n = len(table) if positions is None else len(positions)
     rows, sample = subsample_positions(n, fit_cap, detector.random_state)
@@ -397,7 +392,7 @@ def train_model(
     return _complete(table, detector, fit, fit.own_scores(table, None), window_minutes=window_minutes)
 
 
-# Above this many windows every fit uses a seeded uniform subsample (fit_subsample); far above today's data.
+# Above this many windows every fit uses a seeded uniform subsample (subsample_positions); far above today's data.
 FIT_WINDOWS_CAP = 1_000_000
 # Trees of the stability diagnostic's refits with other seeds (at most the model's own). They are compared with the
 # model, never shipped: a third of the default 300 trees cuts their cost by two thirds (scikit-learn's per-tree

@@ -304,21 +304,20 @@ def json_keys(obj) -> set[str]:
 
 
 def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
-    from mcp_training_dagster.domain.training import fit_subsample
+    from mcp_training_dagster.domain.training import subsample_positions
 
     windows = build_windows(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
-    same, how = fit_subsample(windows, None, 7)
-    assert same is windows and how is None
-    assert fit_subsample(windows, len(windows), 7)[1] is None
-    a, how = fit_subsample(windows, 500, 7)
-    b, _ = fit_subsample(windows, 500, 7)
-    assert len(a) == 500 and a.index.equals(b.index) and a.index.is_monotonic_increasing
+    assert subsample_positions(len(windows), None, 7) == (None, None)
+    assert subsample_positions(len(windows), len(windows), 7) == (None, None)
+    a, how = subsample_positions(len(windows), 500, 7)
+    b, _ = subsample_positions(len(windows), 500, 7)
+    assert a is not None and len(a) == 500 and np.array_equal(a, b) and (np.diff(a) > 0).all()
     assert how == {"windows": 500, "of": len(windows), "seed": 7, "chosen": how["chosen"]}
     model = train_model(windows, DetectorConfig(), window_minutes=5, fit_cap=500)
     # Fitted on the 500; its facts (windows, flag rate, score quantiles) are of every training window.
     assert (
         model.n_windows == len(windows)
-        and model.fit_sample == fit_subsample(windows, 500, DetectorConfig().random_state)[1]
+        and model.fit_sample == subsample_positions(len(windows), 500, DetectorConfig().random_state)[1]
     )
 
 
