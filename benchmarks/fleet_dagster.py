@@ -4,9 +4,9 @@ folder together, then nothing else until the retrained model is registered.
     python -m benchmarks.fleet_dagster --routers 50 --days 3     # 150 files
     python -m benchmarks.fleet_dagster --routers 50 --days 30    # the full 1,500 files (slow)
 
-Local deployment, shipped configuration (sensor every 15 s, at most 5 files per tick, two
-concurrent runs, one ingest run per file). Prints one JSON line with: seconds from the drop until
-every file is ingested and until the model trained on all of them is registered; per-file ingest
+Local deployment, shipped configuration (at most ``sensor.max_files_per_tick`` files per tick, the new files of a
+tick ingested together in runs of ``sensor.files_per_run``, two concurrent runs). Prints one JSON line with: seconds from the drop until
+every file is ingested and until the model trained on all of them is registered; ingest
 run time (mean and p95) and ingest throughput; the longest ``export_file_sensor`` tick and any
 failed tick; training runs started meanwhile (eager automation retrains as data arrives); and the
 peak RSS of the largest single Dagster process (the run that computes the fan-in) and of all of
@@ -26,11 +26,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 from benchmarks.fleet_landing import make_fleet
 
 REPO = Path(__file__).resolve().parents[1]
+# A file is ingested by an ingest_job run, or (one file on an idle system) by file_to_model_job with its training.
+INGESTING = ("ingest_job", "file_to_model_job")
 
 
 def _free_port() -> int:
@@ -58,7 +61,7 @@ def _session_rss_mb(sid: int) -> tuple[float, float]:
 
 def _sensor_ticks(instance, name: str) -> list[tuple[float, float, str]]:
     """(start, end, status) of every tick of sensor ``name``, read from the tick storage."""
-    from dagster._core.scheduler.instigation import InstigatorTick, TickStatus  # noqa: F401  (deserialisation)
+    from dagster._core.scheduler.instigation import TickData
     from dagster._serdes import deserialize_value
     import sqlalchemy as db
 
@@ -66,9 +69,23 @@ def _sensor_ticks(instance, name: str) -> list[tuple[float, float, str]]:
     out = []
     with storage.connect() as conn:
         for (body,) in conn.execute(db.text("SELECT tick_body FROM job_ticks")).fetchall():
-            tick = deserialize_value(body, InstigatorTick)
+            tick = deserialize_value(body, TickData)  # the table stores the tick's data
             if tick.instigator_name == name and tick.end_timestamp:
                 out.append((tick.timestamp, tick.end_timestamp, tick.status.value))
+    return out
+
+
+def _files_ingested(instance, runs) -> set[str]:
+    """The export files the given ingest runs covered: a run's partition, or its batch's partition key range."""
+    from mcp_training_dagster.defs.partitions import files_in_range
+    from mcp_training_dagster.defs.sensors import RANGE_END, RANGE_START
+
+    out: set[str] = set()
+    for r in runs:
+        if RANGE_START in r.tags:
+            out.update(files_in_range(instance, r.tags[RANGE_START], r.tags[RANGE_END]))
+        elif "dagster/partition" in r.tags:
+            out.add(r.tags["dagster/partition"])
     return out
 
 
@@ -133,9 +150,9 @@ def main(argv: list[str] | None = None) -> None:
                 one, total = _session_rss_mb(proc.pid)
                 peak_one, peak_all = max(peak_one, one), max(peak_all, total)
                 runs = instance.get_runs()
-                ingest = [r for r in runs if r.job_name == "ingest_job"]
+                ingest = [r for r in runs if r.job_name in INGESTING]
                 ok = [r for r in ingest if r.status == DagsterRunStatus.SUCCESS]
-                if all_ingested_at is None and len({r.tags.get("dagster/partition") for r in ok}) >= len(files):
+                if all_ingested_at is None and len(_files_ingested(instance, ok)) >= len(files):
                     ends = [instance.get_run_stats(r.run_id).end_time for r in ok]
                     all_ingested_at = max(e for e in ends if e is not None)
                 if all_ingested_at is not None:
@@ -165,13 +182,15 @@ def main(argv: list[str] | None = None) -> None:
                 "drop_to_model_registered_s": round(model_at - t_drop, 1) if model_at else None,
                 "ingest_run_s_mean": round(sum(durations) / len(durations), 2) if durations else None,
                 "ingest_run_s_p95": round(durations[int(0.95 * (len(durations) - 1))], 2) if durations else None,
-                "ingest_files_per_min": round(60 * len(durations) / (all_ingested_at - t_drop), 1)
+                "ingest_runs": len(durations),
+                "ingest_files_per_min": round(60 * len(files) / (all_ingested_at - t_drop), 1)
                 if all_ingested_at
                 else None,
                 "sensor_ticks": len(ticks),
                 "longest_sensor_tick_s": round(max((e - s for s, e, _ in ticks), default=0.0), 2),
                 "failed_sensor_ticks": sum(1 for *_, st in ticks if st == "FAILURE"),
                 "training_runs": sum(1 for r in runs if r.job_name != "ingest_job"),
+                "runs_by_job": dict(Counter(r.job_name for r in runs)),
                 "failed_runs": sum(1 for r in runs if r.status == DagsterRunStatus.FAILURE),
                 "peak_rss_one_process_mb": round(peak_one),
                 "peak_rss_all_processes_mb": round(peak_all),

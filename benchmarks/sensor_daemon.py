@@ -23,11 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-def _tick(files: int, workers: int, records: int) -> dict[str, float | int]:
+def _tick(files: int, workers: int, records: int, postgres_url: str | None = None) -> dict[str, float | int | str]:
     with tempfile.TemporaryDirectory(prefix="mcp-sensor-") as tmp:
         root = Path(tmp) / "data"
         (root / "exports").mkdir(parents=True)
         os.environ["MCP_TRAINING_DATA_DIR"] = str(root)  # read by the code server it starts
+        # Every file in this one tick (the shipped budget is sensor.max_files_per_tick).
+        os.environ["MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK"] = str(files)
         from benchmarks.fleet_dagster import _sensor_ticks
         from benchmarks.fleet_landing import make_fleet
 
@@ -36,7 +38,11 @@ def _tick(files: int, workers: int, records: int) -> dict[str, float | int]:
         from dagster._core.workspace.load_target import ModuleTarget
         from dagster._daemon.sensor import execute_sensor_iteration
 
-        overrides = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
+        overrides: dict = {
+            "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+        }
+        if postgres_url:  # the distributed deployment's instance storage (an empty database)
+            overrides["storage"] = {"postgres": {"postgres_url": postgres_url}}
         target = ModuleTarget(
             module_name="mcp_training_dagster.definitions",
             attribute="defs",
@@ -65,6 +71,7 @@ def _tick(files: int, workers: int, records: int) -> dict[str, float | int]:
         "tick_seconds": round(tick, 2),
         "iteration_seconds": round(wall, 2),
         "runs_created": runs,
+        "storage": "postgres" if postgres_url else "sqlite",
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -74,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=int, default=100)
     p.add_argument("--records", type=int, default=200, help="records per export file")
     p.add_argument("--submit-workers", type=int, nargs="+", default=[0, 4])
+    p.add_argument(
+        "--postgres-url",
+        help="instance storage in this (empty, throwaway) PostgreSQL database instead of a temporary SQLite one",
+    )
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     for workers in args.submit_workers:
-        print(json.dumps(_tick(args.files, workers, args.records)), flush=True)
+        print(json.dumps(_tick(args.files, workers, args.records, args.postgres_url)), flush=True)
     return 0
 
 

@@ -21,6 +21,8 @@ Two behaviours the library does not give us:
 * **Column-wise reads.** Input metadata ``columns`` loads only those columns of a table; ``lazy``
   hands over a reader per table (``reader(columns)``, or row group by row group), so a fan-in reads what it
   needs when it needs it.
+* **Several partitions in one run.** An ingest batch (a partition key range) returns ``{partition_key: value}``;
+  each value is written where a run of that partition alone would write it.
 * **Tables written before they are returned.** An asset whose table is larger than memory writes it itself,
   chunk by chunk, to a local :class:`StagedParquet` and returns that; the manager publishes the file as it
   is (atomically, or to the object store) and removes the staged copy.
@@ -96,6 +98,23 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
 
     def _get_path(self, context: Any) -> UPath:
         return self._contained(super()._get_path(context), "asset path")
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        """A run over several partitions (an ingest batch) hands over ``{partition_key: value}``: each value is
+        written to its partition's path, as a run of that partition alone would have written it."""
+        if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
+            return super().handle_output(context, obj)
+        keys = list(context.asset_partition_keys)
+        if not isinstance(obj, dict) or set(obj) != set(keys):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: a run over {len(keys)} partitions must return "
+                f"{{partition_key: value}} for exactly those partitions, got {type(obj).__name__}"
+            )
+        paths = self._get_paths_for_partitions(context)
+        for key in keys:
+            self.make_directory(paths[key].parent)
+            self.dump_to_path(context=context, obj=obj[key], path=paths[key])
+        context.add_output_metadata({"partitions_written": len(keys)})
 
     def load_input(self, context: dg.InputContext) -> Any:
         # The library returns None for a fan-in over zero partitions; an empty mapping keeps the

@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,6 +22,9 @@ from mcp_training_dagster.cli.common import (
 )
 from mcp_training_dagster.cli.runs import log_run, refresh_verdicts
 from mcp_training_dagster.settings import Settings
+
+if TYPE_CHECKING:  # dagster is imported where it is used: the CLI's --help stays fast
+    import dagster as dg
 
 
 def _land(settings: Settings, files: tuple[Path, ...]) -> tuple[list[str], set[str]]:
@@ -104,6 +108,24 @@ def train(files: tuple[Path, ...], force: bool, verbose: bool) -> None:
         sys.exit(1)
 
 
+def ingested_sha256(instance: dg.DagsterInstance, name: str) -> str | None:
+    """The SHA-256 of export ``name`` as last ingested (None: never). A file ingested alone carries it in its
+    ``sha256`` metadata; one ingested in a batch of new files (export_file_sensor) in the batch's ``sha256_by_file``."""
+    import dagster as dg
+
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_export"), asset_partitions=[name]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    meta = records[0].asset_materialization.metadata
+    if "sha256" in meta:
+        return str(meta["sha256"].value)
+    by_file = meta.get("sha256_by_file")
+    found = by_file.value.get(name) if by_file is not None and isinstance(by_file.value, dict) else None
+    return str(found) if found is not None else None
+
+
 def _ingest(
     defs,
     instance,
@@ -117,7 +139,6 @@ def _ingest(
 
     A failed file that this command copied in is taken out of the landing folder again and its partition
     removed, so it does not sit there failing; the user's own file is untouched."""
-    import dagster as dg
 
     from mcp_training_dagster.cli.runs import failure_lines, materialization
     from mcp_training_dagster.defs.partitions import export_files
@@ -130,16 +151,8 @@ def _ingest(
     ingest = defs.resolve_job_def("ingest_job")
     failed = 0
     for name in names:
-        records = (
-            []
-            if name in new
-            else instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_export"), asset_partitions=[name]), limit=1
-            ).records
-        )
-        mat = records[0].asset_materialization if records else None
-        seen = mat.metadata.get("sha256") if mat else None
-        if seen is not None and seen.value == sha256_file(settings.landing_dir / name):
+        seen = None if name in new else ingested_sha256(instance, name)
+        if seen is not None and seen == sha256_file(settings.landing_dir / name):
             click.echo(f"{name}: already ingested (same content), skipped")
             continue
         result = ingest.execute_in_process(

@@ -4,17 +4,25 @@ Made by factories from the settings the code location is built with (their inter
 ``defs/location.py`` calls them.
 """
 
+import hashlib
 import warnings
 
 import dagster as dg
 from mcp_training_dagster.defs.jobs import file_to_model_job, ingest_job
-from mcp_training_dagster.defs.partitions import EXPORT_FILES, export_files
+from mcp_training_dagster.defs.partitions import EXPORT_FILES, export_files, files_in_range
 from mcp_training_dagster.defs.policy import changed_at, handled_at
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.landing import ReadyFile, ScanResult, scan_landing
-from mcp_training_dagster.domain.object_landing import ObjectScanResult, is_remote, scan_object_landing
+from mcp_training_dagster.domain.landing import ReadyFile, ScanResult, batches, scan_landing
+from mcp_training_dagster.domain.object_landing import (
+    ObjectScanResult,
+    ReadyObject,
+    is_remote,
+    scan_object_landing,
+)
 from mcp_training_dagster.settings import Settings
 
+# Dagster's tags for a run over a partition key range (what a single-run backfill sets).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
 PARTITION_BATCH = 500
 
@@ -58,6 +66,39 @@ def why_not_train_with(instance: dg.DagsterInstance, scan: ScanResult | ObjectSc
     return None
 
 
+def _fingerprint(f: ReadyFile | ReadyObject) -> tuple[str, str]:
+    return ("sha256", f.sha256) if isinstance(f, ReadyFile) else ("etag", f.etag)
+
+
+def _file_run(f: ReadyFile | ReadyObject, job: str, selection: list[dg.AssetKey] | None) -> dg.RunRequest:
+    kind, fingerprint = _fingerprint(f)
+    return dg.RunRequest(
+        job_name=job,
+        asset_selection=selection,
+        partition_key=f.name,
+        run_key=f"{f.name}:{fingerprint}",
+        # Queue ahead of verdict re-scoring runs: a new file is the start of the file-to-model path.
+        tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size), "dagster/priority": "10"},
+    )
+
+
+def _batch_run(files: list[ReadyFile] | list[ReadyObject]) -> dg.RunRequest:
+    """One ingest run over consecutive new partitions (a partition key range). Its run key is the batch's
+    files and fingerprints, so a re-evaluated tick never requests it twice."""
+    digest = hashlib.sha256("\n".join(f"{f.name}:{_fingerprint(f)[1]}" for f in files).encode()).hexdigest()
+    return dg.RunRequest(
+        job_name=ingest_job.name,
+        run_key=f"batch:{files[0].name}..{files[-1].name}:{digest[:16]}",
+        tags={
+            RANGE_START: files[0].name,
+            RANGE_END: files[-1].name,
+            "export/batch_files": str(len(files)),
+            "export/size_bytes": str(sum(f.size for f in files)),
+            "dagster/priority": "10",
+        },
+    )
+
+
 def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
     """``export_file_sensor``, ticking every ``sensor.interval_seconds``."""
 
@@ -67,8 +108,9 @@ def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Watches the landing folder. A new or changed export file (by content hash) that has stopped changing "
-            "since the previous tick gets a partition and an ingest run; unchanged files never re-run. One file on a "
-            "system with nothing ingesting or training is ingested and trained on in one run (file_to_model_job)."
+            "since the previous tick gets a partition and is ingested; unchanged files never re-run. New files of one "
+            "tick share ingest runs (sensor.files_per_run, a partition range each); a changed file runs alone. One file "
+            "on a system with nothing ingesting or training is ingested and trained on in one run (file_to_model_job)."
         ),
     )
     def export_file_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings) -> dg.SensorResult:
@@ -116,19 +158,17 @@ def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
                 context.log.info(f"{scan.ready[0].name}: ingest and train in one run")
             elif why_not is not None:
                 context.log.info(f"ingest only ({why_not}); automation trains when its policy allows")
-        runs = []
-        for f in scan.ready:
-            kind, fingerprint = ("sha256", f.sha256) if isinstance(f, ReadyFile) else ("etag", f.etag)
-            runs.append(
-                dg.RunRequest(
-                    job_name=job,
-                    asset_selection=selection,
-                    partition_key=f.name,
-                    run_key=f"{f.name}:{fingerprint}",
-                    # Queue ahead of verdict re-scoring runs: a new file is the start of the file-to-model path.
-                    tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size), "dagster/priority": "10"},
-                )
-            )
+        if job == file_to_model_job.name:  # the one ready file: ingested and trained on in one run
+            runs = [_file_run(scan.ready[0], job, selection)]
+        else:
+            fresh = set(new_keys)
+            # A changed file (its partition exists) runs alone; new files share runs, each over a contiguous range
+            # of the partitions added above (added in this order, so a range holds exactly its batch).
+            runs = [_file_run(f, job, None) for f in scan.ready if f.name not in fresh]
+            ready = [f for f in scan.ready if f.name in fresh]
+            for batch in batches([f.size for f in ready], s.files_per_run, s.max_bytes_per_run):
+                files = [ready[i] for i in batch]
+                runs.append(_file_run(files[0], job, None) if len(files) == 1 else _batch_run(files))
         skip = None
         if not runs:
             skip = (
@@ -166,3 +206,29 @@ def build_retrain_automation_sensor(settings: Settings) -> dg.AutomationConditio
                 "verdicts re-scored."
             ),
         )
+
+
+@dg.run_failure_sensor(
+    name="ingest_batch_split_sensor",
+    monitored_jobs=[ingest_job],
+    request_job=ingest_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "A failed ingest run over several new files (a partition range) is run again one file per run: the good files "
+        "are ingested, the bad one fails alone with its own message, exactly as if each had landed by itself."
+    ),
+)
+def ingest_batch_split_sensor(context: dg.RunFailureSensorContext):
+    tags = context.dagster_run.tags
+    if RANGE_START not in tags or RANGE_END not in tags:
+        return dg.SkipReason(f"run {context.dagster_run.run_id[:8]} was one file: nothing to split")
+    keys = files_in_range(context.instance, tags[RANGE_START], tags[RANGE_END])
+    context.log.info(f"run {context.dagster_run.run_id[:8]} failed over {len(keys)} files: one run per file")
+    return [
+        dg.RunRequest(
+            partition_key=key,
+            run_key=f"{context.dagster_run.run_id}:{key}",
+            tags={"export/split_from": context.dagster_run.run_id, "dagster/priority": "10"},
+        )
+        for key in keys
+    ]

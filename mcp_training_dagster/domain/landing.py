@@ -26,6 +26,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from mcp_training_dagster.serving.exports import sha256_file
@@ -200,3 +201,21 @@ def scan_landing(
     for gone in set(files) - present:
         del files[gone]
     return result
+
+
+def batches(sizes: Sequence[int], per_batch: int, max_bytes: int) -> list[range]:
+    """Consecutive positions of files grouped into batches of at most ``per_batch`` files and ``max_bytes`` together,
+    order kept (a batch is a contiguous range of partition keys). A file larger than ``max_bytes`` is a batch alone.
+
+    Why batch: Dagster starts each run in a fresh process (seconds of imports and code loading), while a typical
+    export takes a fraction of a second to ingest; a fleet landing at once is hundreds of files."""
+    out: list[range] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= per_batch or total + size > max_bytes):
+            out.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(range(start, len(sizes)))
+    return out

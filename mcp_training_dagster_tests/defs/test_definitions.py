@@ -112,6 +112,7 @@ def test_the_defs_folder_loads_by_itself(defs):
             # No implicit default_automation_condition_sensor: every automated asset is the retrain sensor's.
             "sensors": {
                 "export_file_sensor",
+                "ingest_batch_split_sensor",
                 "retrain_automation_sensor",
                 "alert_on_run_failure",
                 "alert_on_checks_and_freshness",

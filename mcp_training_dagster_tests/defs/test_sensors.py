@@ -13,8 +13,9 @@ import pytest
 
 import dagster as dg
 from mcp_training_dagster.definitions import build_definitions
-from mcp_training_dagster.defs.partitions import export_files
+from mcp_training_dagster.defs.partitions import export_files, files_in_range
 from mcp_training_dagster.defs.resources import build_resources
+from mcp_training_dagster.defs.sensors import RANGE_END, RANGE_START
 from mcp_training_dagster.settings import get_settings
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample
 
@@ -61,6 +62,18 @@ def skip_text(result: dg.SensorResult) -> str:
     if reason is None:
         return ""
     return reason if isinstance(reason, str) else (reason.skip_message or "")
+
+
+def files_of(request: dg.RunRequest, instance: dg.DagsterInstance) -> list[str]:
+    """The export files (partition keys) one run request covers: its partition, or its batch's key range, resolved
+    as Dagster resolves it when it creates the run (the partitions in the order they were added)."""
+    if request.partition_key is not None:
+        return [request.partition_key]
+    return files_in_range(instance, request.tags[RANGE_START], request.tags[RANGE_END])
+
+
+def requested_files(result: dg.SensorResult, instance: dg.DagsterInstance) -> list[str]:
+    return [k for r in result.run_requests for k in files_of(r, instance)]
 
 
 def added_keys(result: dg.SensorResult) -> list[str]:
@@ -186,7 +199,8 @@ def test_bad_file_still_gets_its_own_run(ticker, landing):
     copy_sample(SYSTEM_19.name, landing)
     ticker.tick()
     result = ticker.tick()
-    assert sorted(r.partition_key for r in result.run_requests) == sorted(["garbage.json", SYSTEM_19.name])
+    # Both new: one batch run over the two (a failed batch is split into a run per file: test_batches.py).
+    assert sorted(requested_files(result, ticker.instance)) == sorted(["garbage.json", SYSTEM_19.name])
     assert sorted(added_keys(result)) == sorted(["garbage.json", SYSTEM_19.name])
 
 
@@ -245,12 +259,13 @@ def test_burst_is_spread_over_ticks(ticker, landing, monkeypatch):
         result = ticker.tick()
         if not result.run_requests:
             break
-        per_tick.append(len(result.run_requests))
-        assert len(result.run_requests) <= 100
+        per_tick.append(len(requested_files(result, ticker.instance)))
         keys = added_keys(result)
         assert len(result.dynamic_partitions_requests) == 1, "one batched add request per tick"
-        assert sorted(keys) == sorted(r.partition_key for r in result.run_requests)
-        requested.extend(r.partition_key for r in result.run_requests)
+        assert sorted(keys) == sorted(requested_files(result, ticker.instance))
+        # new files share runs: sensor.files_per_run (20) each
+        assert [len(files_of(r, ticker.instance)) for r in result.run_requests] == [20] * (len(keys) // 20)
+        requested.extend(requested_files(result, ticker.instance))
     assert per_tick == [100, 100, 50]
     assert sorted(requested) == names, "every file requested exactly once"
     assert len(set(requested)) == len(requested)
@@ -264,7 +279,8 @@ def test_partition_add_requests_are_batched_below_sqlite_limits(ticker, landing,
         (landing / f"tiny_{i:04d}.json").write_text(json.dumps({"i": i}))
     ticker.tick()
     result = ticker.tick()
-    assert len(result.run_requests) == 1100
+    assert len(result.run_requests) == 55  # 20 files per run
+    assert len(requested_files(result, ticker.instance)) == 1100
     sizes = [len(r.partition_keys) for r in result.dynamic_partitions_requests]
     assert sizes == [500, 500, 100]
     assert len(set(added_keys(result))) == 1100

@@ -33,9 +33,14 @@ def window_metadata(windows: pd.DataFrame) -> dict:
     code_version="2",
     description="Feature windows of this export alone (same features as training): for drift checks and scoring.",
 )
-def export_windows(settings: PipelineSettings, validated_records: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    windows = build_windows(validated_records, settings.get().model.windows.spec())
-    return dg.Output(windows, metadata=window_metadata(windows))
+def export_windows(settings: PipelineSettings, validated_records: dict[str, pd.DataFrame]) -> dg.Output:
+    spec = settings.get().model.windows.spec()
+    windows = {key: build_windows(records, spec) for key, records in validated_records.items()}
+    if len(windows) == 1:
+        (table,) = windows.values()
+        return dg.Output(table, metadata=window_metadata(table))
+    # an ingest batch: one table per partition, the metadata counted over the batch
+    return dg.Output(windows, metadata={**window_metadata(pd.concat(windows.values())), "files": len(windows)})
 
 
 HORIZON_RECORDS_DESCRIPTION = (

@@ -1,5 +1,10 @@
-"""Ingest stage, one partition per export file: raw_export -> validated_records + quarantined_records."""
+"""Ingest stage, one partition per export file: raw_export -> validated_records + quarantined_records.
 
+A run covers one file, or several new files of one sensor tick (a partition key range: an ingest batch, one
+process start for many small files). In a batch each file is read and validated exactly as alone and written to
+its own partition; Dagster keeps one metadata set per output, so the per-file figures are a table in it."""
+
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -7,10 +12,12 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.serving.exports import ExportFileError, read_export
+from mcp_training_dagster.domain.report import markdown_table
+from mcp_training_dagster.serving.exports import ExportFileError, RawExport, read_export
 from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
 from mcp_training_dagster.domain.object_landing import is_remote, read_landed_export
-from mcp_training_dagster.serving.validation import check_schema, validate_records
+from mcp_training_dagster.serving.validation import ValidationReport, ValidationResult, check_schema, validate_records
+from mcp_training_dagster.settings import Settings
 
 
 def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
@@ -18,28 +25,9 @@ def _md_counts(title: str, counts: dict[str, int]) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"| {title} | records |\n|---|---|\n{rows}")
 
 
-@dg.asset(
-    partitions_def=export_files,
-    group_name="ingest",
-    kinds={"json", "parquet"},
-    code_version="2",
-    # Its freshness policy (no export ingested for freshness.ingest_quiet_hours) comes from settings: policy.py.
-    check_specs=[
-        dg.AssetCheckSpec(
-            "claimed_count_matches",
-            asset="raw_export",
-            description="export_metadata.total_records equals the records in the file (reported, not fatal)",
-        )
-    ],
-    description=(
-        "Every record of one export file exactly as read (no normalisation), plus the file's facts: "
-        "SHA-256, size, container, claimed vs actual record count. A file that is not an export at all "
-        "fails this partition only, with the file and the problem in the error."
-    ),
-)
-def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
-    cfg = settings.get()
-    location, key = cfg.landing_location, context.partition_key
+def _read_landed(cfg: Settings, key: str) -> tuple[str, RawExport]:
+    """One landed export (its path as shown, its records and facts), or ``dg.Failure`` naming file and problem."""
+    location = cfg.landing_location
     try:
         # A key added by hand (UI, API) is checked like a scanned one; a symbolic link or "../" that
         # leads outside the landing folder is refused before anything is read.
@@ -64,6 +52,47 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             metadata={"file": dg.MetadataValue.path(str(path)), "problem": exc.problem},
             allow_retries=False,
         ) from None
+    return str(path), raw
+
+
+def _batch_failure(what: str, problems: dict[str, str], files: int) -> dg.Failure:
+    lines = "\n".join(f"- {problem}" for problem in problems.values())
+    return dg.Failure(
+        description=(
+            f"{len(problems)} of the {files} files of this batch {what}; each file of the batch is ingested again in a "
+            f"run of its own (ingest_batch_split_sensor):\n{lines}"
+        ),
+        metadata={"files": dg.MetadataValue.json(sorted(problems))},
+        allow_retries=False,
+    )
+
+
+@dg.asset(
+    partitions_def=export_files,
+    group_name="ingest",
+    kinds={"json", "parquet"},
+    code_version="2",
+    # Its freshness policy (no export ingested for freshness.ingest_quiet_hours) comes from settings: policy.py.
+    check_specs=[
+        dg.AssetCheckSpec(
+            "claimed_count_matches",
+            asset="raw_export",
+            description="export_metadata.total_records equals the records in the file (reported, not fatal)",
+        )
+    ],
+    description=(
+        "Every record of one export file exactly as read (no normalisation), plus the file's facts: "
+        "SHA-256, size, container, claimed vs actual record count. A file that is not an export at all "
+        "fails this partition only, with the file and the problem in the error."
+    ),
+)
+def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
+    cfg = settings.get()
+    keys = context.partition_keys
+    if len(keys) > 1:  # an ingest batch: every file read, every bad one named, one output per partition
+        yield from _raw_batch(context, cfg, keys)
+        return
+    path, raw = _read_landed(cfg, keys[0])
     f = raw.facts
     for warning in f.warnings:
         context.log.warning(f"{f.file_name}: {warning}")
@@ -72,7 +101,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
         data_version=dg.DataVersion(f.sha256),
         metadata={
             "dagster/row_count": f.actual_records,
-            "file": dg.MetadataValue.path(str(path)),
+            "file": dg.MetadataValue.path(path),
             "sha256": f.sha256,
             "size_bytes": f.size_bytes,
             "container": f.container,
@@ -87,6 +116,50 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
         passed=not f.count_mismatch,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"claimed": f.claimed_records if f.claimed_records is not None else -1, "actual": f.actual_records},
+    )
+
+
+def _raw_batch(context: dg.AssetExecutionContext, cfg: Settings, keys: Sequence[str]):
+    """Several new files in one run. Dagster keeps one metadata set per output, so the per-file facts go in a
+    table (and ``sha256_by_file``, which ``mcp-training train`` reads to skip unchanged files)."""
+    read: dict[str, RawExport] = {}
+    problems: dict[str, str] = {}
+    for key in keys:
+        try:
+            read[key] = _read_landed(cfg, key)[1]
+        except dg.Failure as exc:
+            problems[key] = exc.description or key
+    if problems:
+        raise _batch_failure("are not exports that can be read", problems, len(keys))
+    facts = [raw.facts for raw in read.values()]
+    for f in facts:
+        for warning in f.warnings:
+            context.log.warning(f"{f.file_name}: {warning}")
+    rows = [
+        {
+            "file": k,
+            "records": f.actual_records,
+            "claimed": f.claimed_records,
+            "bytes": f.size_bytes,
+            "sha256": f.sha256,
+        }
+        for k, f in zip(read, facts)
+    ]
+    yield dg.Output(
+        {key: raw.records for key, raw in read.items()},
+        metadata={
+            "dagster/row_count": sum(f.actual_records for f in facts),
+            "files": len(keys),
+            "by_file": dg.MetadataValue.md(markdown_table(rows)),
+            "sha256_by_file": dg.MetadataValue.json({k: f.sha256 for k, f in zip(read, facts)}),
+        },
+    )
+    mismatched = [f.file_name for f in facts if f.count_mismatch]
+    yield dg.AssetCheckResult(
+        check_name="claimed_count_matches",
+        passed=not mismatched,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"files": len(keys), "mismatched": dg.MetadataValue.json(mismatched)},
     )
 
 
@@ -118,22 +191,30 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
         )
     ],
 )
-def validate_export(context: dg.AssetExecutionContext, settings: PipelineSettings, raw_export: pd.DataFrame):
-    """Validate one export. A file whose bad-record fraction exceeds the quarantine limit is rejected:
-    its quarantine table is written (so the refused records can be inspected), its validated table is
+def validate_export(context: dg.AssetExecutionContext, settings: PipelineSettings, raw_export: dict[str, pd.DataFrame]):
+    """Validate one export (or each of a batch). A file whose bad-record fraction exceeds the quarantine limit is
+    rejected: its quarantine table is written (so the refused records can be inspected), its validated table is
     stored empty with ``rejected=True``, and the step fails with the file, the fraction and the limit."""
     cfg = settings.get()
     limits = cfg.training.input_limits
     # The plausible-timestamp range is measured from the export's created_at / file time, which the
     # raw table carries in its attrs (kept by the Parquet IO manager).
-    result = validate_records(
-        raw_export,
-        context.partition_key,
-        service_timezone=cfg.training.service_timezone,
-        extra_wifi_processes=cfg.model.events.extra_wifi_processes,
-        earliest_timestamp=limits.earliest_timestamp,
-        future_tolerance_hours=limits.future_tolerance_hours,
-    )
+    results = {
+        key: validate_records(
+            raw,
+            key,
+            service_timezone=cfg.training.service_timezone,
+            extra_wifi_processes=cfg.model.events.extra_wifi_processes,
+            earliest_timestamp=limits.earliest_timestamp,
+            future_tolerance_hours=limits.future_tolerance_hours,
+        )
+        for key, raw in raw_export.items()
+    }
+    limit = cfg.training.quarantine.max_fraction
+    if len(results) > 1:
+        yield from _validated_batch(results, limit)
+        return
+    ((key, result),) = results.items()
     rep = result.report
     yield dg.Output(
         result.quarantine,
@@ -145,7 +226,6 @@ def validate_export(context: dg.AssetExecutionContext, settings: PipelineSetting
             "bad_fraction": float(round(rep.bad_fraction, 6)),
         },
     )
-    limit = cfg.training.quarantine.max_fraction
     if rep.bad_fraction > limit:
         # An empty table replaces whatever an earlier, accepted version of this file stored, so a
         # rejected file never keeps feeding training with stale records.
@@ -155,11 +235,7 @@ def validate_export(context: dg.AssetExecutionContext, settings: PipelineSetting
             metadata={"dagster/row_count": 0, "rejected": True, "records_in": rep.records_in},
         )
         raise dg.Failure(
-            description=(
-                f"{context.partition_key}: {rep.bad_fraction:.1%} of records quarantined, over the limit "
-                f"of {limit:.1%} (training.quarantine.max_fraction); file rejected. "
-                f"Reasons: {rep.quarantine_by_reason}. See quarantined_records[{context.partition_key}]."
-            ),
+            description=_rejection(key, rep, limit),
             metadata={"by_reason": dg.MetadataValue.json(rep.quarantine_by_reason)},
             allow_retries=False,
         )
@@ -187,4 +263,58 @@ def validate_export(context: dg.AssetExecutionContext, settings: PipelineSetting
         asset_key="validated_records",
         passed=not problems,
         metadata={"problems": dg.MetadataValue.json(problems), "rows": rep.valid},
+    )
+
+
+def _rejection(key: str, rep: ValidationReport, limit: float) -> str:
+    return (
+        f"{key}: {rep.bad_fraction:.1%} of records quarantined, over the limit "
+        f"of {limit:.1%} (training.quarantine.max_fraction); file rejected. "
+        f"Reasons: {rep.quarantine_by_reason}. See quarantined_records[{key}]."
+    )
+
+
+def _validated_batch(results: dict[str, ValidationResult], limit: float):
+    """Each file of a batch validated as if alone; rejected files are stored empty, then the step fails naming them
+    (each file is then ingested again alone, which fails only the rejected ones)."""
+    reports = {key: r.report for key, r in results.items()}
+    rejected = {key: _rejection(key, rep, limit) for key, rep in reports.items() if rep.bad_fraction > limit}
+    by_file = dg.MetadataValue.md(
+        markdown_table(
+            {
+                "file": key,
+                "records_in": rep.records_in,
+                "valid": 0 if key in rejected else rep.valid,
+                "quarantined": rep.quarantined,
+                "duplicates": rep.duplicates,
+                "time_start": rep.time_start or "",
+                "time_end": rep.time_end or "",
+            }
+            for key, rep in reports.items()
+        )
+    )
+    yield dg.Output(
+        {key: r.quarantine for key, r in results.items()},
+        output_name="quarantined_records",
+        metadata={"dagster/row_count": sum(rep.quarantined for rep in reports.values()), "by_file": by_file},
+    )
+    yield dg.Output(
+        {key: r.records.iloc[0:0] if key in rejected else r.records for key, r in results.items()},
+        output_name="validated_records",
+        metadata={
+            "dagster/row_count": sum(rep.valid for key, rep in reports.items() if key not in rejected),
+            "files": len(results),
+            "records_in": sum(rep.records_in for rep in reports.values()),
+            "rejected": dg.MetadataValue.json(sorted(rejected)),
+            "by_file": by_file,
+        },
+    )
+    if rejected:
+        raise _batch_failure("are rejected", rejected, len(results))
+    problems = {key: p for key, r in results.items() if (p := check_schema(r.records))}
+    yield dg.AssetCheckResult(
+        check_name="schema_invariants",
+        asset_key="validated_records",
+        passed=not problems,
+        metadata={"problems": dg.MetadataValue.json(problems), "rows": sum(rep.valid for rep in reports.values())},
     )
