@@ -182,11 +182,11 @@ class SensorConfig(_Strict):
     settled_after_seconds: float | None = Field(
         2.0, ge=0, description="a file unmodified for this long is complete on the first tick (None: wait a tick)"
     )
-    # Per tick Dagster writes each new partition's planned materialisations (~0.1 s each on SQLite under load, 4 per
-    # file) and creates each run: 20 files in one run made an 8 s tick at load 4 (README: fleet landing).
-    max_files_per_tick: int = Field(20, ge=1, le=10000)
+    # Per tick Dagster writes each new partition's planned materialisations and checks (~0.1 s each on SQLite under
+    # load, 6 per file) and creates each run: 15 files made a 12 s tick at load 6 (README: fleet landing).
+    max_files_per_tick: int = Field(10, ge=1, le=10000)
     files_per_run: int = Field(
-        20, ge=1, le=1000, description="new files of one tick ingested together in one run (1: a run per file)"
+        10, ge=1, le=1000, description="new files of one tick ingested together in one run (1: a run per file)"
     )
     max_bytes_per_run: int = Field(
         256_000_000, ge=1, description="a batch's files together at most this large (a larger file runs alone)"

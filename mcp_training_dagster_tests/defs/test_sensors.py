@@ -263,8 +263,8 @@ def test_burst_is_spread_over_ticks(ticker, landing, monkeypatch):
         keys = added_keys(result)
         assert len(result.dynamic_partitions_requests) == 1, "one batched add request per tick"
         assert sorted(keys) == sorted(requested_files(result, ticker.instance))
-        # new files share runs: sensor.files_per_run (20) each
-        assert [len(files_of(r, ticker.instance)) for r in result.run_requests] == [20] * (len(keys) // 20)
+        # new files share runs: sensor.files_per_run (10) each
+        assert [len(files_of(r, ticker.instance)) for r in result.run_requests] == [10] * (len(keys) // 10)
         requested.extend(requested_files(result, ticker.instance))
     assert per_tick == [100, 100, 50]
     assert sorted(requested) == names, "every file requested exactly once"
@@ -279,7 +279,7 @@ def test_partition_add_requests_are_batched_below_sqlite_limits(ticker, landing,
         (landing / f"tiny_{i:04d}.json").write_text(json.dumps({"i": i}))
     ticker.tick()
     result = ticker.tick()
-    assert len(result.run_requests) == 55  # 20 files per run
+    assert len(result.run_requests) == 110  # 10 files per run
     assert len(requested_files(result, ticker.instance)) == 1100
     sizes = [len(r.partition_keys) for r in result.dynamic_partitions_requests]
     assert sizes == [500, 500, 100]
