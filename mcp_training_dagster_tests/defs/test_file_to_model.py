@@ -86,7 +86,7 @@ def idle_system(defs, instance, landing, resources, *, train: bool) -> Sensor:
         copy_sample(sample.name, landing)
         os.utime(landing / sample.name, (1e9, 1e9))
     watcher = Sensor(defs, instance, resources)
-    assert watcher.jobs() == ["ingest_job", "ingest_job"]  # two files in one tick: a burst
+    assert watcher.jobs() == ["ingest_job"]  # two files in one tick: a burst, ingested in one batch run
     for sample in (HOSTAPD_1824, SYSTEM_35):
         run_ingest(defs, instance, sample.name)
     if train:
@@ -158,7 +158,8 @@ def test_a_burst_is_ingested_and_left_to_automation(sensor, landing):
     copy_sample(SYSTEM_19.name, landing)
     os.utime(landing / SYSTEM_19.name, (1e9, 1e9))
     other_router_export(landing, "export_router70.json")
-    assert sensor.jobs() == ["ingest_job", "ingest_job"]
+    assert sensor.jobs() == ["ingest_job"]  # one batch: the two files' partition range
+    assert sensor.result.run_requests[0].tags["export/batch_files"] == "2"
 
 
 def test_a_file_still_arriving_makes_it_a_burst(sensor, landing):
