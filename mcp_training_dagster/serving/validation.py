@@ -120,6 +120,82 @@ class ValidationResult:
 
 def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
     """ISO-8601 text -> naive ``datetime64[us]``; unparseable -> NaT (the caller quarantines)."""
+    values = values.astype("str")
+    fast, stamps = _plain_fixed_width(values)
+    if not fast.any():
+        return _parse_timestamps_general(values, service_timezone)
+    out = stamps.astype(TIMESTAMP_DTYPE)
+    rest = np.flatnonzero(~fast)
+    if rest.size:
+        # Everything else (blank, padded, offsets, fractions, rolled-over dates...) the general way,
+        # row by row the same function, so each row gets what the general path alone would give it.
+        out[rest] = _parse_timestamps_general(values.iloc[rest], service_timezone).to_numpy()
+    return pd.Series(out, index=values.index, dtype=TIMESTAMP_DTYPE)
+
+
+_PLAIN_WIDTH = 19  # "YYYY-MM-DDTHH:MM:SS"
+_PLAIN_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_PLAIN_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
+
+
+def _plain_fixed_width(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The common form "YYYY-MM-DDTHH:MM:SS" (what ``_PLAIN`` matches, and a real calendar day), read
+    straight from the column's UTF-8 bytes with array arithmetic: -> (mask of such rows, their
+    microseconds since 1970 (0 elsewhere)). Any other row (padded, offset, fraction, Feb 30...) is
+    left to the general path."""
+    n = len(values)
+    fast = np.zeros(n, dtype=bool)
+    micros = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return fast, micros
+    arr = pa.array(values.array, type=pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    _, offsets_buf, data_buf = arr.buffers()
+    if data_buf is None or offsets_buf is None:
+        return fast, micros
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    starts = offsets[:-1]
+    cand = (offsets[1:] - starts) == _PLAIN_WIDTH
+    if arr.null_count:
+        cand &= arr.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(cand)
+    if rows.size == 0:
+        return fast, micros
+    first = starts[rows]
+    ok = np.ones(rows.size, dtype=bool)
+    for pos, sep in _PLAIN_SEPARATORS.items():
+        ok &= data[first + pos] == sep
+    d = []  # the 14 digit positions, each as its value 0..9 (anything else fails ``ok``)
+    for pos in _PLAIN_DIGITS:
+        digit = data[first + pos].astype(np.int64) - ord("0")
+        ok &= (digit >= 0) & (digit <= 9)
+        d.append(digit)
+    year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
+    month, day = d[4] * 10 + d[5], d[6] * 10 + d[7]
+    hour, minute, second = d[8] * 10 + d[9], d[10] * 10 + d[11], d[12] * 10 + d[13]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+    last_day = month_days[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    ok &= (year >= 1000) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= last_day)
+    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    mp = (month + 9) % 12
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    seconds = days * 86400 + hour * 3600 + minute * 60 + second
+    fast[rows] = ok
+    micros[rows] = np.where(ok, seconds * 1_000_000, 0)
+    return fast, micros
+
+
+def _parse_timestamps_general(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
+    """``parse_timestamps`` without the fixed-width shortcut: every form, through Arrow and pandas."""
     text = values.astype("str").str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP_DTYPE)
     present = text.notna() & (text != "")
@@ -210,11 +286,38 @@ def _to_int_ids(raw_ids: pd.Series, text: pd.Series | None = None) -> tuple[pd.S
     """-> (ids as float64 with NaN, mask of values present but not an integer)."""
     numeric = pd.to_numeric(raw_ids, errors="coerce")
     as_float = numeric.astype("float64")
-    if text is None:
-        text = raw_ids.astype("str")
-    present = raw_ids.notna() & (text.str.strip() != "")
+    if text is None and not _is_text(raw_ids):
+        present = raw_ids.notna()  # numbers / booleans: their text is never blank
+    else:
+        text = raw_ids.astype("str") if text is None else text
+        present = raw_ids.notna() & (text.str.strip() != "")
     invalid = present & (as_float.isna() | (np.floor(as_float) != as_float) | (as_float.abs() > 2**62))
     return as_float, invalid
+
+
+def _is_text(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.StringDtype) or values.dtype == object
+
+
+def _blank(text: pd.Series) -> np.ndarray:
+    """``text.isna() | (text.str.strip() == "")`` for a str column, stripping only the rows that can
+    be blank: those whose first character strips away (a long message is not copied to learn that)."""
+    first_blank = (text.str.slice(0, 1).str.strip() == "").to_numpy(dtype=bool, na_value=True)
+    out = text.isna().to_numpy(dtype=bool, copy=True)
+    rows = np.flatnonzero(first_blank & ~out)
+    if rows.size:
+        out[rows] = (text.iloc[rows].str.strip() == "").to_numpy(dtype=bool, na_value=False)
+    return out
+
+
+def _stripped_text(values: pd.Series) -> pd.Series:
+    """``values.astype("str").str.strip()``; a numeric column (device ids) is turned into text once
+    per distinct value."""
+    if _is_text(values):
+        return values.astype("str").str.strip()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = pd.Series(uniques).astype("str").str.strip()
+    return pd.Series(text.array.take(codes, allow_fill=True), index=values.index, dtype="str")
 
 
 def _parse_reference(text: Any) -> pd.Timestamp | None:
@@ -285,18 +388,23 @@ def validate_records(
     flag(raw["non_object"].notna(), "not_an_object", "entry in 'data' is not a JSON object")
 
     raw_id = raw["id"]
-    id_text = raw_id.astype("str")
-    ids, bad_id = _to_int_ids(raw_id, id_text)
-    if isinstance(raw_id.dtype, pd.StringDtype) or raw_id.dtype == object:
-        missing_id = raw_id.isna() | (id_text.str.strip() == "")
+    # The ids' text: only the quarantined rows' is needed when the ids are numbers.
+    id_text_all = raw_id.astype("str") if _is_text(raw_id) else None
+
+    def id_text(rows: Any) -> pd.Series:
+        return id_text_all.iloc[rows] if id_text_all is not None else raw_id.iloc[rows].astype("str")
+
+    ids, bad_id = _to_int_ids(raw_id, id_text_all)
+    if id_text_all is not None:
+        missing_id = raw_id.isna() | (id_text_all.str.strip() == "")
     else:  # numbers / booleans: their text is never blank
         missing_id = raw_id.isna()
     flag(missing_id, "missing_id", "no 'id'")
-    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer within ±2^62: " + id_text[m].fillna(""))
+    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer within ±2^62: " + id_text(m).fillna(""))
 
     ts_text = raw["timestamp"].astype("str")
     ts = parse_timestamps(ts_text, service_timezone)
-    flag(ts_text.isna() | (ts_text.str.strip() == ""), "missing_timestamp", "no 'timestamp'")
+    flag(_blank(ts_text), "missing_timestamp", "no 'timestamp'")
     flag(ts.isna(), "invalid_timestamp", lambda m: "unparseable 'timestamp': " + ts_text[m].fillna(""))
     lo, hi, basis = timestamp_range(
         created_at=raw.attrs.get("export_created_at"),
@@ -316,9 +424,9 @@ def validate_records(
     )
 
     msg = raw["message"].astype("str")
-    flag(msg.isna() | (msg.str.strip() == ""), "missing_message", "no 'message'")
+    flag(_blank(msg), "missing_message", "no 'message'")
 
-    device = raw["device_id"].astype("str").str.strip()
+    device = _stripped_text(raw["device_id"])
     device_ip = raw["device_ip"].astype("str")
     device = device.where(device.notna() & (device != ""), device_ip.str.strip())
     flag(device.isna() | (device == ""), "missing_device", "neither 'device_id' nor 'device_ip'")
@@ -390,7 +498,7 @@ def validate_records(
         {
             "source_file": pd.Series([source_file] * len(q_rows), dtype="str"),
             "record_index": raw["record_index"].to_numpy()[q_rows],
-            "id": pd.Series(id_text.to_numpy()[q_rows], dtype="str"),
+            "id": pd.Series(id_text(q_rows).to_numpy(), dtype="str"),
             "reason": pd.Series(reason[q_rows], dtype="str"),
             "field": pd.Series([field_of[r] for r in reason[q_rows]], dtype="str"),
             "detail": pd.Series(detail[q_rows], dtype="str"),
