@@ -163,21 +163,35 @@ def _plain_fixed_width(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     rows = np.flatnonzero(cand)
     if rows.size == 0:
         return fast, micros
-    first = starts[rows]
-    ok = np.ones(rows.size, dtype=bool)
+    # In blocks, so the temporaries stay small (fresh memory costs page faults) and are reused.
+    for lo in range(0, rows.size, _PLAIN_BLOCK):
+        block = rows[lo : lo + _PLAIN_BLOCK]
+        ok, seconds = _plain_seconds(data, starts[block])
+        fast[block] = ok
+        micros[block] = np.where(ok, seconds * 1_000_000, 0)
+    return fast, micros
+
+
+_PLAIN_BLOCK = 1 << 16
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 0], dtype=np.int32)
+
+
+def _plain_seconds(data: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For 19-byte strings starting at ``first`` in ``data``: (is it "YYYY-MM-DDTHH:MM:SS" with a
+    first digit 1-9 and a real calendar day, seconds since 1970 as int64)."""
+    ok = np.ones(first.size, dtype=bool)
     for pos, sep in _PLAIN_SEPARATORS.items():
         ok &= data[first + pos] == sep
     d = []  # the 14 digit positions, each as its value 0..9 (anything else fails ``ok``)
     for pos in _PLAIN_DIGITS:
-        digit = data[first + pos].astype(np.int64) - ord("0")
-        ok &= (digit >= 0) & (digit <= 9)
-        d.append(digit)
+        digit = data[first + pos] - np.uint8(ord("0"))  # wraps around below "0"
+        ok &= digit <= 9
+        d.append(digit.astype(np.int32))
     year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
     month, day = d[4] * 10 + d[5], d[6] * 10 + d[7]
     hour, minute, second = d[8] * 10 + d[9], d[10] * 10 + d[11], d[12] * 10 + d[13]
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-    last_day = month_days[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    last_day = _MONTH_DAYS[month & 15] + ((month == 2) & leap)
     ok &= (year >= 1000) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= last_day)
     ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
     # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
@@ -187,11 +201,8 @@ def _plain_fixed_width(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     mp = (month + 9) % 12
     doy = (153 * mp + 2) // 5 + day - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days = era * 146097 + doe - 719468
-    seconds = days * 86400 + hour * 3600 + minute * 60 + second
-    fast[rows] = ok
-    micros[rows] = np.where(ok, seconds * 1_000_000, 0)
-    return fast, micros
+    days = (era * 146097 + doe - 719468).astype(np.int64)
+    return ok, days * 86400 + hour * 3600 + minute * 60 + second
 
 
 def _parse_timestamps_general(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
