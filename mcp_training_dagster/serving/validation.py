@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -398,6 +399,18 @@ def validate_records(
 
     flag(raw["non_object"].notna(), "not_an_object", "entry in 'data' is not a JSON object")
 
+    # Events are classified line by line, so all lines can be classified while the checks below run
+    # (Arrow's regex kernels release the GIL: the work goes to the other core); the kept rows' results
+    # are taken afterwards. (A quarantined line costs a classification it does not need; there are few.)
+    msg = raw["message"].astype("str")
+    process_all = raw["process_name"].astype("str").str.strip().fillna("")
+    extra = {p.lower() for p in extra_wifi_processes}
+    classifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify_events")
+    events_future = classifier.submit(
+        classify_events, msg, process_all.str.lower(), wifi_processes=(WIFI_PROCESSES | extra) if extra else None
+    )
+    classifier.shutdown(wait=False)  # the thread ends with its one task
+
     raw_id = raw["id"]
     # The ids' text: only the quarantined rows' is needed when the ids are numbers.
     id_text_all = raw_id.astype("str") if _is_text(raw_id) else None
@@ -434,7 +447,6 @@ def validate_records(
         ),
     )
 
-    msg = raw["message"].astype("str")
     flag(_blank(msg), "missing_message", "no 'message'")
 
     device = _stripped_text(raw["device_id"])
@@ -468,15 +480,10 @@ def validate_records(
     severity = np.where(lvl_cat < len(LEVELS), lvl_cat, sev_from_sd).astype(np.int64)
     level_codes = np.where(severity >= 0, severity, len(LEVELS))
 
-    process = kept_col(raw["process_name"]).astype("str").str.strip().fillna("")
+    process = kept_col(process_all)
     kept_msg = kept_col(msg)
-    extra = {p.lower() for p in extra_wifi_processes}
-    events = classify_events(
-        kept_msg,
-        process.str.lower(),
-        wifi_processes=(WIFI_PROCESSES | extra) if extra else None,
-    )
-    event_type = events["event_type"].array
+    events = events_future.result()
+    event_type = kept_col(events["event_type"]).array
     if list(event_type.categories) != list(EVENT_TYPES):
         event_type = pd.Categorical(np.asarray(event_type), categories=EVENT_TYPES)
 
@@ -492,8 +499,8 @@ def validate_records(
             "process_name": process.array,
             "message": kept_msg.array,
             "event_type": event_type,
-            "station_mac": events["station_mac"].astype("str").array,
-            "interface": events["interface"].astype("str").array,
+            "station_mac": kept_col(events["station_mac"].astype("str")).array,
+            "interface": kept_col(events["interface"].astype("str")).array,
             "source_file": source_file,
             "record_index": raw["record_index"].to_numpy()[keep_rows],
         },
