@@ -121,17 +121,22 @@ class ValidationResult:
 
 def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
     """ISO-8601 text -> naive ``datetime64[us]``; unparseable -> NaT (the caller quarantines)."""
+    return _parse_timestamps(values, service_timezone)[0]
+
+
+def _parse_timestamps(values: pd.Series, service_timezone: str) -> tuple[pd.Series, np.ndarray]:
+    """``parse_timestamps`` and the mask of the rows in the plain form (which are not blank)."""
     values = values.astype("str")
     fast, stamps = _plain_fixed_width(values)
     if not fast.any():
-        return _parse_timestamps_general(values, service_timezone)
+        return _parse_timestamps_general(values, service_timezone), fast
     out = stamps.astype(TIMESTAMP_DTYPE)
     rest = np.flatnonzero(~fast)
     if rest.size:
         # Everything else (blank, padded, offsets, fractions, rolled-over dates...) the general way,
         # row by row the same function, so each row gets what the general path alone would give it.
         out[rest] = _parse_timestamps_general(values.iloc[rest], service_timezone).to_numpy()
-    return pd.Series(out, index=values.index, dtype=TIMESTAMP_DTYPE)
+    return pd.Series(out, index=values.index, dtype=TIMESTAMP_DTYPE), fast
 
 
 _PLAIN_WIDTH = 19  # "YYYY-MM-DDTHH:MM:SS"
@@ -242,10 +247,16 @@ def _parse_timestamps_general(values: pd.Series, service_timezone: str = "UTC") 
     return out
 
 
-def _map_unique(values: pd.Series, fn: Any) -> tuple[np.ndarray, list[Any]]:
-    """Apply ``fn`` once per distinct value: levels and structured_data have a handful of values."""
+def _map_unique(values: pd.Series, fn: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, list[Any]]:
+    """Apply ``fn`` once per distinct value: levels and structured_data have a handful of values.
+    With ``rows``: the codes of those rows, and ``fn`` only on the values they hold (``fn(None)`` for the rest)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return codes, [fn(u) for u in uniques]
+    if rows is None:
+        return codes, [fn(u) for u in uniques]
+    codes = codes[rows]
+    used = np.zeros(len(uniques), dtype=bool)
+    used[codes[codes >= 0]] = True
+    return codes, [fn(u) if ok else fn(None) for u, ok in zip(uniques, used)]
 
 
 def _parse_structured(text: Any) -> tuple[int, int, bool]:
@@ -427,8 +438,12 @@ def validate_records(
     flag(bad_id, "invalid_id", lambda m: "'id' is not an integer within ±2^62: " + id_text(m).fillna(""))
 
     ts_text = raw["timestamp"].astype("str")
-    ts = parse_timestamps(ts_text, service_timezone)
-    flag(_blank(ts_text), "missing_timestamp", "no 'timestamp'")
+    ts, plain = _parse_timestamps(ts_text, service_timezone)
+    ts_blank = np.zeros(n, dtype=bool)  # a plain timestamp is not blank: only the other rows are looked at
+    if not plain.all():
+        rest = np.flatnonzero(~plain)
+        ts_blank[rest] = _blank(ts_text.iloc[rest])
+    flag(ts_blank, "missing_timestamp", "no 'timestamp'")
     flag(ts.isna(), "invalid_timestamp", lambda m: "unparseable 'timestamp': " + ts_text[m].fillna(""))
     lo, hi, basis = timestamp_range(
         created_at=raw.attrs.get("export_created_at"),
@@ -469,10 +484,11 @@ def validate_records(
     def kept_col(series: pd.Series) -> pd.Series:
         return series.take(keep_rows).reset_index(drop=True)
 
-    lvl_codes, lvl_names = _map_unique(kept_col(raw["log_level"]), _canonical_level)
+    # Levels and structured_data: a handful of distinct values, mapped once each, then the kept rows' codes.
+    lvl_codes, lvl_names = _map_unique(raw["log_level"], _canonical_level, keep_rows)
     lvl_table = np.asarray([LEVEL_CATEGORIES.index(name) for name in lvl_names] + [len(LEVELS)], dtype=np.int64)
     lvl_cat = lvl_table[lvl_codes]  # code -1 picks the sentinel ("unknown")
-    sd_codes, sd_parsed = _map_unique(kept_col(raw["structured_data"]), _parse_structured)
+    sd_codes, sd_parsed = _map_unique(raw["structured_data"], _parse_structured, keep_rows)
     sd_table = np.asarray(sd_parsed + [(-1, -1, True)], dtype=np.int64).reshape(-1, 3)
     sd_rows = sd_table[sd_codes]  # code -1 picks the sentinel row (absent structured_data)
     sev_from_sd, facility, sd_ok = sd_rows[:, 0], sd_rows[:, 1], sd_rows[:, 2].astype(bool)
