@@ -247,15 +247,6 @@ def _has_long_digit_run(payload: bytes) -> bool:
     )
 
 
-# The service's own types per key (the rest is text); a null is allowed everywhere.
-_EXACT_TYPES: dict[str, Any] = {
-    "id": int | None,
-    "device_id": int | None,
-    "pushed_to_ai": bool | None,
-    "push_attempts": int | None,
-}
-_EXACT_ARROW = {"id": pa.int64(), "device_id": pa.int64(), "pushed_to_ai": pa.bool_(), "push_attempts": pa.int64()}
-
 if msgspec is not None:
     # One struct per record: every known key, any JSON value (exactly what json would give, big ints
     # included), absent = None like ``dict.get``; an unknown key is refused (the general path keeps it).
@@ -267,23 +258,6 @@ if msgspec is not None:
         gc=False,
     )
     _DECODER = msgspec.json.Decoder(_Document)
-    # First try: the types the service writes (ids and counters integers, the flag a boolean, the rest
-    # text, any of them null). A file that breaks them (text ids, a float, an object...) is decoded
-    # again by ``_DECODER`` above, so it still gets exactly today's table.
-    _Exact = msgspec.defstruct(
-        "_Exact",
-        [(k, _EXACT_TYPES.get(k, str | None), None) for k in RECORD_KEYS],
-        forbid_unknown_fields=True,
-        gc=False,
-    )
-    _EXACT_DECODER = msgspec.json.Decoder(
-        msgspec.defstruct(
-            "_ExactDocument",
-            [("data", list[_Exact]), ("export_metadata", Any, None)],  # type: ignore[valid-type]
-            forbid_unknown_fields=True,
-            gc=False,
-        )
-    )
 
 
 def _decode_typed(payload: bytes) -> dict[str, Any] | None:
@@ -292,16 +266,9 @@ def _decode_typed(payload: bytes) -> dict[str, Any] | None:
     if msgspec is None:
         return None
     try:
-        doc = _EXACT_DECODER.decode(payload)
-    except msgspec.ValidationError:  # valid JSON, other types: the general struct decides
-        doc = None
+        doc = _DECODER.decode(payload)
     except (msgspec.MsgspecError, ValueError, RecursionError):  # e.g. bad UTF-8: the general path words it
         return None
-    if doc is None:
-        try:
-            doc = _DECODER.decode(payload)
-        except (msgspec.MsgspecError, ValueError, RecursionError):
-            return None
     return {"export_metadata": doc.export_metadata, "data": doc.data}  # type: ignore[attr-defined]
 
 
@@ -314,36 +281,12 @@ def _text_or_column(values: list[Any]) -> pd.Series:
     return pd.Series(pd.array(arr, dtype="str"))
 
 
-def _typed_column(values: list[Any], typ: pa.DataType) -> pd.Series:
-    """``_column`` for a list holding only ``typ``'s Python values and None (the exact decoder's
-    output): no inference; all null is a text column, as ``_text_or_column`` makes it."""
-    try:
-        arr = pa.array(values, type=typ)
-    except (pa.ArrowInvalid, OverflowError):  # integers beyond 64 bits: the general rules
-        return _column(values)
-    if arr.null_count == len(arr):
-        return _null_text(len(arr))
-    if pa.types.is_boolean(typ):
-        return _bool_series(arr)
-    mask = arr.is_null().to_numpy(zero_copy_only=False)
-    data = arr.fill_null(0).to_numpy(zero_copy_only=False) if arr.null_count else arr.to_numpy()
-    return pd.Series(pd.arrays.IntegerArray(data, mask))
-
-
 def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
     """Columns from decoded record structs: one C-level pass per key (no extras, no non-objects)."""
     n = len(data)
-    exact = isinstance(data[0], _Exact)
     cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
     for key in RECORD_KEYS:
-        values = list(map(attrgetter(key), data))
-        if not exact:
-            cols[key] = _text_or_column(values)
-        elif key in _EXACT_ARROW:
-            cols[key] = _typed_column(values, _EXACT_ARROW[key])
-        else:  # text or null only
-            cols[key] = pd.Series(pd.array(pa.array(values, type=pa.large_string()), dtype="str"))
-        del values
+        cols[key] = _text_or_column(list(map(attrgetter(key), data)))
     cols["extra"] = _null_text(n)
     cols["non_object"] = _null_text(n)
     return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
@@ -352,7 +295,7 @@ def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
 def records_to_frame(data: list[Any]) -> pd.DataFrame:
     """Column-wise construction: one pass per key, no per-row DataFrame work."""
     n = len(data)
-    if msgspec is not None and n and isinstance(data[0], (_Record, _Exact)):
+    if msgspec is not None and n and isinstance(data[0], _Record):
         return _struct_records_to_frame(data)
     is_obj = [isinstance(r, dict) for r in data]
     all_obj = all(is_obj)
