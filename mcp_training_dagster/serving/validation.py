@@ -292,6 +292,8 @@ def _canonical_level(text: Any) -> str:
 def _record_json(raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
     """The original record, for the quarantine table (only quarantined rows, so few)."""
     out: list[str] = []
+    if len(rows) == 0:  # (selecting no rows of a wide table is not free)
+        return out
     sub = raw.iloc[rows]
     for _, row in sub.iterrows():
         if isinstance(row["non_object"], str):
