@@ -17,7 +17,8 @@ Every stage line has ``stage``, ``records``, ``seconds``, ``records_per_s``, ``p
 
 Stages
   generate       write a synthetic export in the service's exact format (not part of end to end)
-  parse_floor    orjson.loads of the file's bytes (and json.loads): the floor ingest is judged against
+  parse_floor    the file's bytes parsed by orjson.loads, msgspec.json.decode and json.loads, each
+                 timed; the fastest is the floor ingest is judged against (``parser``)
   read           export file -> raw table (``read_export``: bytes, JSON parse, column table)
   validate       raw table -> typed, classified, de-duplicated records (``validate_records``)
   read_validate  read + validate together: file -> typed records (the throughput target)
@@ -42,7 +43,8 @@ The machine may be shared: each line also carries ``cpu_seconds`` (user + system
 work) and ``load_avg_1m``; ``--repeat K`` runs every measured stage K times and keeps the fastest.
 
 Targets (reported in the final line, never asserted): read + validate >= 200,000 records/s and
-within 2x of orjson's bare parse of the same file (``parse_floor``, which also times stdlib json), and
+within 2x of the fastest parser's bare parse of the same file (``parse_floor``: orjson, msgspec, stdlib
+json, all timed in the same run; the ratio to orjson is reported too), and
 window aggregation >= 1,000,000 records/s (on the largest export of the run); peak RSS from file
 to validated Parquet <= 12x the file size (judged on the export closest to 100 MB, if one is at
 least 50 MB); cost linear in records (log-log slope of seconds vs records between the two largest
@@ -78,7 +80,7 @@ DEFAULT_TRAIN_CAP = 100_000
 
 # Targets from the issue (reported, never asserted).
 TARGET_READ_VALIDATE_RPS = 200_000
-TARGET_OVER_PARSE_FLOOR = 2.0  # read + validate + typing within 2x of orjson just parsing the same file
+TARGET_OVER_PARSE_FLOOR = 2.0  # read + validate + typing within 2x of the fastest parser just parsing the same file
 TARGET_WINDOWS_RPS = 1_000_000
 TARGET_PEAK_OVER_FILE = 12.0
 MEMORY_TARGET_MIN_FILE_MB = 50.0  # below this the interpreter's own baseline dominates the ratio
@@ -296,15 +298,20 @@ def _linearity_target(suites: list[SuiteResult]) -> dict[str, Any]:
 
 
 def _parse_floor_target(suite: SuiteResult) -> dict[str, Any]:
-    """read + validate + typing against orjson's bare parse of the same file (wall and CPU ratios)."""
+    """read + validate + typing against the fastest parser's bare parse of the same file (``parse_floor``
+    measures orjson, msgspec and stdlib json in the same run): wall and CPU ratios, and orjson's alone."""
     ingest, floor = suite.lines["read_validate"], suite.lines["parse_floor"]
     ratio = ingest["seconds"] / floor["seconds"]
     cpu_ratio = ingest["cpu_seconds"] / floor["cpu_seconds"] if floor.get("cpu_seconds") else None
     out: dict[str, Any] = {
         "target": TARGET_OVER_PARSE_FLOOR,
+        "parser": floor.get("parser", "orjson"),
         "measured": round(ratio, 2),
         "cpu_ratio": round(cpu_ratio, 2) if cpu_ratio else None,
-        "orjson_seconds": floor["seconds"],
+        "fastest_parser_seconds": floor["seconds"],
+        "orjson_seconds": floor.get("orjson_seconds", floor["seconds"]),
+        "over_orjson": round(ingest["seconds"] / floor.get("orjson_seconds", floor["seconds"]), 2),
+        "msgspec_seconds": floor.get("msgspec_seconds"),
         "stdlib_json_seconds": floor.get("stdlib_json_seconds"),
         "read_validate_seconds": ingest["seconds"],
         "met": ratio <= TARGET_OVER_PARSE_FLOOR,
@@ -319,7 +326,7 @@ def targets_line(suites: list[SuiteResult]) -> dict[str, Any]:
     return {
         "stage": "targets",
         "read_validate_records_per_s": _throughput_target(largest, "read_validate", TARGET_READ_VALIDATE_RPS),
-        "read_validate_over_orjson_parse": _parse_floor_target(largest),
+        "read_validate_over_fastest_parse": _parse_floor_target(largest),
         "windows_records_per_s": _throughput_target(largest, "windows", TARGET_WINDOWS_RPS),
         "file_to_parquet_peak_rss_over_file_size": _memory_target(suites),
         "linear_in_records": _linearity_target(suites),

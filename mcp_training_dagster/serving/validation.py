@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,98 @@ class ValidationResult:
 
 def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
     """ISO-8601 text -> naive ``datetime64[us]``; unparseable -> NaT (the caller quarantines)."""
+    return _parse_timestamps(values, service_timezone)[0]
+
+
+def _parse_timestamps(values: pd.Series, service_timezone: str) -> tuple[pd.Series, np.ndarray]:
+    """``parse_timestamps`` and the mask of the rows in the plain form (which are not blank)."""
+    values = values.astype("str")
+    fast, stamps = _plain_fixed_width(values)
+    if not fast.any():
+        return _parse_timestamps_general(values, service_timezone), fast
+    out = stamps.astype(TIMESTAMP_DTYPE)
+    rest = np.flatnonzero(~fast)
+    if rest.size:
+        # Everything else (blank, padded, offsets, fractions, rolled-over dates...) the general way,
+        # row by row the same function, so each row gets what the general path alone would give it.
+        out[rest] = _parse_timestamps_general(values.iloc[rest], service_timezone).to_numpy()
+    return pd.Series(out, index=values.index, dtype=TIMESTAMP_DTYPE), fast
+
+
+_PLAIN_WIDTH = 19  # "YYYY-MM-DDTHH:MM:SS"
+_PLAIN_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_PLAIN_SEPARATORS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
+
+
+def _plain_fixed_width(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The common form "YYYY-MM-DDTHH:MM:SS" (what ``_PLAIN`` matches, and a real calendar day), read
+    straight from the column's UTF-8 bytes with array arithmetic: -> (mask of such rows, their
+    microseconds since 1970 (0 elsewhere)). Any other row (padded, offset, fraction, Feb 30...) is
+    left to the general path."""
+    n = len(values)
+    fast = np.zeros(n, dtype=bool)
+    micros = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return fast, micros
+    arr = pa.array(values.array, type=pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    _, offsets_buf, data_buf = arr.buffers()
+    if data_buf is None or offsets_buf is None:
+        return fast, micros
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    starts = offsets[:-1]
+    cand = (offsets[1:] - starts) == _PLAIN_WIDTH
+    if arr.null_count:
+        cand &= arr.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(cand)
+    if rows.size == 0:
+        return fast, micros
+    # In blocks, so the temporaries stay small (fresh memory costs page faults) and are reused.
+    for lo in range(0, rows.size, _PLAIN_BLOCK):
+        block = rows[lo : lo + _PLAIN_BLOCK]
+        ok, seconds = _plain_seconds(data, starts[block])
+        fast[block] = ok
+        micros[block] = np.where(ok, seconds * 1_000_000, 0)
+    return fast, micros
+
+
+_PLAIN_BLOCK = 1 << 16
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 0], dtype=np.int32)
+
+
+def _plain_seconds(data: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For 19-byte strings starting at ``first`` in ``data``: (is it "YYYY-MM-DDTHH:MM:SS" with a
+    first digit 1-9 and a real calendar day, seconds since 1970 as int64)."""
+    ok = np.ones(first.size, dtype=bool)
+    for pos, sep in _PLAIN_SEPARATORS.items():
+        ok &= data[first + pos] == sep
+    d = []  # the 14 digit positions, each as its value 0..9 (anything else fails ``ok``)
+    for pos in _PLAIN_DIGITS:
+        digit = data[first + pos] - np.uint8(ord("0"))  # wraps around below "0"
+        ok &= digit <= 9
+        d.append(digit.astype(np.int32))
+    year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
+    month, day = d[4] * 10 + d[5], d[6] * 10 + d[7]
+    hour, minute, second = d[8] * 10 + d[9], d[10] * 10 + d[11], d[12] * 10 + d[13]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    last_day = _MONTH_DAYS[month & 15] + ((month == 2) & leap)
+    ok &= (year >= 1000) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= last_day)
+    ok &= (hour <= 23) & (minute <= 59) & (second <= 59)
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    mp = (month + 9) % 12
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = (era * 146097 + doe - 719468).astype(np.int64)
+    return ok, days * 86400 + hour * 3600 + minute * 60 + second
+
+
+def _parse_timestamps_general(values: pd.Series, service_timezone: str = "UTC") -> pd.Series:
+    """``parse_timestamps`` without the fixed-width shortcut: every form, through Arrow and pandas."""
     text = values.astype("str").str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP_DTYPE)
     present = text.notna() & (text != "")
@@ -154,10 +247,16 @@ def parse_timestamps(values: pd.Series, service_timezone: str = "UTC") -> pd.Ser
     return out
 
 
-def _map_unique(values: pd.Series, fn: Any) -> tuple[np.ndarray, list[Any]]:
-    """Apply ``fn`` once per distinct value: levels and structured_data have a handful of values."""
+def _map_unique(values: pd.Series, fn: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, list[Any]]:
+    """Apply ``fn`` once per distinct value: levels and structured_data have a handful of values.
+    With ``rows``: the codes of those rows, and ``fn`` only on the values they hold (``fn(None)`` for the rest)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return codes, [fn(u) for u in uniques]
+    if rows is None:
+        return codes, [fn(u) for u in uniques]
+    codes = codes[rows]
+    used = np.zeros(len(uniques), dtype=bool)
+    used[codes[codes >= 0]] = True
+    return codes, [fn(u) if ok else fn(None) for u, ok in zip(uniques, used)]
 
 
 def _parse_structured(text: Any) -> tuple[int, int, bool]:
@@ -193,6 +292,8 @@ def _canonical_level(text: Any) -> str:
 def _record_json(raw: pd.DataFrame, rows: np.ndarray) -> list[str]:
     """The original record, for the quarantine table (only quarantined rows, so few)."""
     out: list[str] = []
+    if len(rows) == 0:  # (selecting no rows of a wide table is not free)
+        return out
     sub = raw.iloc[rows]
     for _, row in sub.iterrows():
         if isinstance(row["non_object"], str):
@@ -210,11 +311,38 @@ def _to_int_ids(raw_ids: pd.Series, text: pd.Series | None = None) -> tuple[pd.S
     """-> (ids as float64 with NaN, mask of values present but not an integer)."""
     numeric = pd.to_numeric(raw_ids, errors="coerce")
     as_float = numeric.astype("float64")
-    if text is None:
-        text = raw_ids.astype("str")
-    present = raw_ids.notna() & (text.str.strip() != "")
+    if text is None and not _is_text(raw_ids):
+        present = raw_ids.notna()  # numbers / booleans: their text is never blank
+    else:
+        text = raw_ids.astype("str") if text is None else text
+        present = raw_ids.notna() & (text.str.strip() != "")
     invalid = present & (as_float.isna() | (np.floor(as_float) != as_float) | (as_float.abs() > 2**62))
     return as_float, invalid
+
+
+def _is_text(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.StringDtype) or values.dtype == object
+
+
+def _blank(text: pd.Series) -> np.ndarray:
+    """``text.isna() | (text.str.strip() == "")`` for a str column, stripping only the rows that can
+    be blank: those whose first character strips away (a long message is not copied to learn that)."""
+    first_blank = (text.str.slice(0, 1).str.strip() == "").to_numpy(dtype=bool, na_value=True)
+    out = text.isna().to_numpy(dtype=bool, copy=True)
+    rows = np.flatnonzero(first_blank & ~out)
+    if rows.size:
+        out[rows] = (text.iloc[rows].str.strip() == "").to_numpy(dtype=bool, na_value=False)
+    return out
+
+
+def _stripped_text(values: pd.Series) -> pd.Series:
+    """``values.astype("str").str.strip()``; a numeric column (device ids) is turned into text once
+    per distinct value."""
+    if _is_text(values):
+        return values.astype("str").str.strip()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = pd.Series(uniques).astype("str").str.strip()
+    return pd.Series(text.array.take(codes, allow_fill=True), index=values.index, dtype="str")
 
 
 def _parse_reference(text: Any) -> pd.Timestamp | None:
@@ -284,19 +412,40 @@ def validate_records(
 
     flag(raw["non_object"].notna(), "not_an_object", "entry in 'data' is not a JSON object")
 
+    # Events are classified line by line, so all lines can be classified while the checks below run
+    # (Arrow's regex kernels release the GIL: the work goes to the other core); the kept rows' results
+    # are taken afterwards. (A quarantined line costs a classification it does not need; there are few.)
+    msg = raw["message"].astype("str")
+    process_all = raw["process_name"].astype("str").str.strip().fillna("")
+    extra = {p.lower() for p in extra_wifi_processes}
+    classifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify_events")
+    events_future = classifier.submit(
+        classify_events, msg, process_all.str.lower(), wifi_processes=(WIFI_PROCESSES | extra) if extra else None
+    )
+    classifier.shutdown(wait=False)  # the thread ends with its one task
+
     raw_id = raw["id"]
-    id_text = raw_id.astype("str")
-    ids, bad_id = _to_int_ids(raw_id, id_text)
-    if isinstance(raw_id.dtype, pd.StringDtype) or raw_id.dtype == object:
-        missing_id = raw_id.isna() | (id_text.str.strip() == "")
+    # The ids' text: only the quarantined rows' is needed when the ids are numbers.
+    id_text_all = raw_id.astype("str") if _is_text(raw_id) else None
+
+    def id_text(rows: Any) -> pd.Series:
+        return id_text_all.iloc[rows] if id_text_all is not None else raw_id.iloc[rows].astype("str")
+
+    ids, bad_id = _to_int_ids(raw_id, id_text_all)
+    if id_text_all is not None:
+        missing_id = raw_id.isna() | (id_text_all.str.strip() == "")
     else:  # numbers / booleans: their text is never blank
         missing_id = raw_id.isna()
     flag(missing_id, "missing_id", "no 'id'")
-    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer within ±2^62: " + id_text[m].fillna(""))
+    flag(bad_id, "invalid_id", lambda m: "'id' is not an integer within ±2^62: " + id_text(m).fillna(""))
 
     ts_text = raw["timestamp"].astype("str")
-    ts = parse_timestamps(ts_text, service_timezone)
-    flag(ts_text.isna() | (ts_text.str.strip() == ""), "missing_timestamp", "no 'timestamp'")
+    ts, plain = _parse_timestamps(ts_text, service_timezone)
+    ts_blank = np.zeros(n, dtype=bool)  # a plain timestamp is not blank: only the other rows are looked at
+    if not plain.all():
+        rest = np.flatnonzero(~plain)
+        ts_blank[rest] = _blank(ts_text.iloc[rest])
+    flag(ts_blank, "missing_timestamp", "no 'timestamp'")
     flag(ts.isna(), "invalid_timestamp", lambda m: "unparseable 'timestamp': " + ts_text[m].fillna(""))
     lo, hi, basis = timestamp_range(
         created_at=raw.attrs.get("export_created_at"),
@@ -315,10 +464,9 @@ def validate_records(
         ),
     )
 
-    msg = raw["message"].astype("str")
-    flag(msg.isna() | (msg.str.strip() == ""), "missing_message", "no 'message'")
+    flag(_blank(msg), "missing_message", "no 'message'")
 
-    device = raw["device_id"].astype("str").str.strip()
+    device = _stripped_text(raw["device_id"])
     device_ip = raw["device_ip"].astype("str")
     device = device.where(device.notna() & (device != ""), device_ip.str.strip())
     flag(device.isna() | (device == ""), "missing_device", "neither 'device_id' nor 'device_ip'")
@@ -338,10 +486,11 @@ def validate_records(
     def kept_col(series: pd.Series) -> pd.Series:
         return series.take(keep_rows).reset_index(drop=True)
 
-    lvl_codes, lvl_names = _map_unique(kept_col(raw["log_level"]), _canonical_level)
+    # Levels and structured_data: a handful of distinct values, mapped once each, then the kept rows' codes.
+    lvl_codes, lvl_names = _map_unique(raw["log_level"], _canonical_level, keep_rows)
     lvl_table = np.asarray([LEVEL_CATEGORIES.index(name) for name in lvl_names] + [len(LEVELS)], dtype=np.int64)
     lvl_cat = lvl_table[lvl_codes]  # code -1 picks the sentinel ("unknown")
-    sd_codes, sd_parsed = _map_unique(kept_col(raw["structured_data"]), _parse_structured)
+    sd_codes, sd_parsed = _map_unique(raw["structured_data"], _parse_structured, keep_rows)
     sd_table = np.asarray(sd_parsed + [(-1, -1, True)], dtype=np.int64).reshape(-1, 3)
     sd_rows = sd_table[sd_codes]  # code -1 picks the sentinel row (absent structured_data)
     sev_from_sd, facility, sd_ok = sd_rows[:, 0], sd_rows[:, 1], sd_rows[:, 2].astype(bool)
@@ -349,15 +498,10 @@ def validate_records(
     severity = np.where(lvl_cat < len(LEVELS), lvl_cat, sev_from_sd).astype(np.int64)
     level_codes = np.where(severity >= 0, severity, len(LEVELS))
 
-    process = kept_col(raw["process_name"]).astype("str").str.strip().fillna("")
+    process = kept_col(process_all)
     kept_msg = kept_col(msg)
-    extra = {p.lower() for p in extra_wifi_processes}
-    events = classify_events(
-        kept_msg,
-        process.str.lower(),
-        wifi_processes=(WIFI_PROCESSES | extra) if extra else None,
-    )
-    event_type = events["event_type"].array
+    events = events_future.result()
+    event_type = kept_col(events["event_type"]).array
     if list(event_type.categories) != list(EVENT_TYPES):
         event_type = pd.Categorical(np.asarray(event_type), categories=EVENT_TYPES)
 
@@ -373,8 +517,8 @@ def validate_records(
             "process_name": process.array,
             "message": kept_msg.array,
             "event_type": event_type,
-            "station_mac": events["station_mac"].astype("str").array,
-            "interface": events["interface"].astype("str").array,
+            "station_mac": kept_col(events["station_mac"].astype("str")).array,
+            "interface": kept_col(events["interface"].astype("str")).array,
             "source_file": source_file,
             "record_index": raw["record_index"].to_numpy()[keep_rows],
         },
@@ -390,7 +534,7 @@ def validate_records(
         {
             "source_file": pd.Series([source_file] * len(q_rows), dtype="str"),
             "record_index": raw["record_index"].to_numpy()[q_rows],
-            "id": pd.Series(id_text.to_numpy()[q_rows], dtype="str"),
+            "id": pd.Series(id_text(q_rows).to_numpy(), dtype="str"),
             "reason": pd.Series(reason[q_rows], dtype="str"),
             "field": pd.Series([field_of[r] for r in reason[q_rows]], dtype="str"),
             "detail": pd.Series(detail[q_rows], dtype="str"),

@@ -361,6 +361,13 @@ QUIRKY = {
     "keys_missing": [{"id": 1, "timestamp": "2025-06-27T09:16:56", "message": "x"}, record(2)],
     "all_null_column": [record(1, last_push_error=None), record(2, last_push_error=None)],
     "non_ascii_and_escapes": [record(1, message='Wi\u2011Fi \u00e9t\u00e9 "q" \\ \u0000'), record(2)],
+    # columns typed by their values: all null -> text, some null -> nullable, a bool among ints -> JSON text
+    "all_null_typed_columns": [record(i, device_id=None, pushed_to_ai=None, push_attempts=None) for i in (1, 2)],
+    "some_null_typed_columns": [record(1, id=None, device_id=None), record(2, pushed_to_ai=None, push_attempts=None)],
+    "bool_counter_and_int_flag": [record(1, push_attempts=True), record(2, pushed_to_ai=1), record(3)],
+    "ids_at_the_64_bit_edges": [record(2**63 - 1), record(-(2**63)), record(2**63), record(2**64 - 1)],
+    "text_fields_holding_numbers": [record(1, log_level=6, timestamp=1751015816, device_ip=None), record(2)],
+    "astral_plane_text": [record(1, message="pair \U0001f600"), record(2)],
 }
 
 

@@ -478,3 +478,47 @@ def test_all_quarantined_file(tmp_path: Path) -> None:
     assert res.report.bad_fraction == 1.0
     assert res.report.time_start is None and res.report.time_end is None
     assert list(res.records.columns) == list(VALID_COLUMNS)
+
+
+# --------------------------------------------------------------------------- fixed-width timestamps == general path
+_STAMP_QUIRKS = [
+    "2025-06-27T09:16:56",
+    "2024-02-29T23:59:59",  # leap day
+    "2023-02-29T00:00:00",  # no such day: Arrow would roll it over to March 1st
+    "2000-02-29T12:00:00",
+    "1900-02-29T12:00:00",
+    "2025-04-31T10:00:00",
+    "2025-13-01T00:00:00",
+    "2025-00-10T00:00:00",
+    "2025-06-00T00:00:00",
+    "2025-06-27T24:00:00",
+    "2025-06-27T23:60:00",
+    "2025-06-27T23:59:60",
+    "0999-01-01T00:00:00",
+    "1000-01-01T00:00:00",
+    "9999-12-31T23:59:59",
+    "1969-12-31T23:59:59",
+    " 2025-06-27T09:16:56",
+    "2025-06-27T09:16:56 ",
+    "\u30002025-06-27T09:16:56",
+    "2025-06-27 09:16:56",
+    "2025-06-27T09:16:56Z",
+    "2025-06-27T09:16:56+02:00",
+    "2025-06-27T09:16:56.5",
+    "2025-06-27T09:16:5x",
+    "2025-06-27T09:16:5\u0661",
+    "2025/06/27T09:16:56",
+    "",
+    "   ",
+    None,
+]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin"])
+def test_fixed_width_timestamps_give_the_general_paths_values(tz: str) -> None:
+    from mcp_training_dagster.serving.validation import _parse_timestamps_general, parse_timestamps
+
+    real = read_export(HOSTAPD_1824).records["timestamp"].astype("str")
+    values = pd.concat([pd.Series(_STAMP_QUIRKS * 3, dtype="str"), real], ignore_index=True)
+    for series in (values, values.iloc[7:], values.iloc[::-1]):
+        pd.testing.assert_series_equal(parse_timestamps(series, tz), _parse_timestamps_general(series, tz))
