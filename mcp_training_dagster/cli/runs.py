@@ -144,6 +144,8 @@ class Progress:
     def poll(self) -> None:
         from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
+        from mcp_training_dagster.defs.sensors import RANGE_END, RANGE_START
+
         done = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
         records = self.instance.get_run_records(
             filters=RunsFilter(statuses=done, updated_after=datetime.fromtimestamp(self.started, timezone.utc)),
@@ -155,6 +157,9 @@ class Progress:
                 continue
             self.seen_runs.add(run.run_id)
             part = run.tags.get("dagster/partition")
+            if part is None and RANGE_START in run.tags:  # an ingest batch: its first and last file
+                n = run.tags.get("export/batch_files", "?")
+                part = f"{run.tags[RANGE_START]} .. {run.tags.get(RANGE_END, '?')}, {n} files"
             job = run.job_name
             if job.startswith("__ASSET_JOB") and run.asset_selection:  # automation: name what it materialised
                 job = ", ".join(sorted(k.to_user_string() for k in run.asset_selection))

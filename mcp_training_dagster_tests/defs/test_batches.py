@@ -114,3 +114,18 @@ def test_a_run_of_one_file_is_not_split(defs, instance, landing):
         dagster_event=failure_of(alone),
     ).for_run_failure()
     assert isinstance(ingest_batch_split_sensor(context), dg.SkipReason)
+
+
+def test_up_names_a_batch_by_its_files(defs, instance, landing, settings):
+    """What `mcp-training up` prints for a finished batch run: its first and last file and how many."""
+    from mcp_training_dagster.cli.runs import Progress
+
+    lines: list[str] = []
+    progress = Progress(instance, settings.models_dir, "http://127.0.0.1:3000", lines.append)
+    names = [copy_sample(s.name, landing).name for s in (HOSTAPD_1824, SYSTEM_35)]
+    instance.add_dynamic_partitions(export_files.name, names)
+    defs.resolve_job_def("ingest_job").execute_in_process(
+        instance=instance, tags={RANGE_START: names[0], RANGE_END: names[1], "export/batch_files": "2"}
+    )
+    progress.poll()
+    assert any(f"ingest_job [{names[0]} .. {names[1]}, 2 files]: success" in line for line in lines), lines
