@@ -240,7 +240,8 @@ def test_io_manager_never_writes_outside_its_base_path(tmp_path: Path, key: str)
 def test_sensor_skips_what_it_cannot_handle_and_never_fails_the_tick(
     defs, instance, resources, landing, tmp_path, monkeypatch, corpus
 ):
-    from mcp_training_dagster_tests.defs.test_sensors import Ticker, added_keys
+    from mcp_training_dagster.defs.partitions import export_files
+    from mcp_training_dagster_tests.defs.test_sensors import Ticker, added_keys, requested_files
 
     hashed: list[Path] = []
     real_hash = landing_mod.sha256_file
@@ -257,7 +258,7 @@ def test_sensor_skips_what_it_cannot_handle_and_never_fails_the_tick(
         shutil.copyfile(folder / name, landing / name)
 
     ticker = Ticker(defs, instance, resources)
-    # One tick sees the whole hostile folder (the shipped budget of 5 files a tick spreads it over ticks).
+    # One tick sees the whole hostile folder (the shipped budget of 10 files a tick spreads it over ticks).
     ticker.configure(monkeypatch, MCP_TRAINING_SENSOR__MAX_FILES_PER_TICK="100")
     logged: list[str] = []
     ticker.tick()
@@ -267,8 +268,10 @@ def test_sensor_skips_what_it_cannot_handle_and_never_fails_the_tick(
     result = sensor(context)
     ticker.cursor = result.cursor
     wanted = {p.name for p in good} | set(expect)
-    assert {r.partition_key for r in result.run_requests} == wanted
     assert set(added_keys(result)) == wanted
+    instance.add_dynamic_partitions(export_files.name, added_keys(result))  # as the daemon does
+    requested = requested_files(result, instance)  # new files in batches: their partition ranges
+    assert sorted(requested) == sorted(wanted)
     for name, why in {**refused, "caf\\xe9_latin1.json": "not valid UTF-8", "loop.json": "cannot be examined"}.items():
         assert any(line.startswith(f"{name}: ") and why in line for line in logged), (name, logged)
     outside_targets = {(tmp_path / "outside").resolve(), Path("/etc").resolve()}
