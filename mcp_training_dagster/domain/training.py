@@ -31,7 +31,13 @@ from mcp_training_dagster.domain.results import (
     Selection,
     TrainingError,
 )
-from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores, score_table
+from mcp_training_dagster.serving.scoring import (
+    SCORE_COLUMNS,
+    SCORE_CONVENTION,
+    SCORE_DEFINITION,
+    anomaly_scores,
+    score_table,
+)
 from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
@@ -258,6 +264,62 @@ def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray 
     return rows, how
 
 
+@dataclass(frozen=True)
+class RouterCodes:
+    """Every window's router as a code into ``names`` (the routers' names, sorted), in the table's order."""
+
+    codes: np.ndarray
+    names: tuple[str, ...]
+
+
+def router_codes(table: WindowTable) -> RouterCodes:
+    """:class:`RouterCodes` of ``table``, read chunk by chunk (one short column, never a column of strings of
+    every window); the codes follow the sorted names, so they do not depend on how the table is chunked."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for at, frame in table.chunks(["device"]):
+        codes, uniques = pd.factorize(frame["device"].astype("str"))
+        parts.append((at, codes, np.asarray(uniques, dtype=object)))
+    names = np.unique(np.concatenate([u for _, _, u in parts])) if parts else np.zeros(0, dtype=object)
+    out = np.zeros(len(table), dtype=np.int64)
+    for at, codes, uniques in parts:
+        out[at] = np.searchsorted(names, uniques)[codes]
+    return RouterCodes(out, tuple(str(n) for n in names))
+
+
+def diagnostic_positions(
+    routers: RouterCodes, cap: int | None, seed: int
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """The windows the diagnostics (seed stability, later windows' flag rate) are computed on when there are more
+    than ``cap`` (their positions, ascending), and how they were chosen (None, None: every window).
+
+    Each of those figures scores all its windows with another fit: on millions of windows that is most of a
+    retrain. Whole routers are sampled, not single windows: a calibrated score relates a router's windows (device
+    context, alarm runs, silence), so a sampled window scores exactly as it does among all windows, and the
+    figures are those of the routers drawn. Routers are drawn in a seeded random order until ``cap`` windows are
+    reached (the last router drawn whole: at most one router's windows over the cap)."""
+    n = len(routers.codes)
+    if cap is None or n <= cap:
+        return None, None
+    counts = np.bincount(routers.codes, minlength=len(routers.names))
+    drawn = np.random.default_rng(seed).permutation(len(routers.names))
+    k = int(min(np.searchsorted(np.cumsum(counts[drawn]), cap) + 1, len(drawn)))
+    chosen = np.zeros(len(routers.names), dtype=bool)
+    chosen[drawn[:k]] = True
+    rows = np.flatnonzero(chosen[routers.codes])
+    how = {
+        "windows": int(len(rows)),
+        "of": int(n),
+        "routers": k,
+        "of_routers": len(routers.names),
+        "cap": int(cap),
+        "seed": int(seed),
+        "chosen": "whole routers in a seeded random order (numpy default_rng(seed).permutation of the sorted "
+        "router names) until the cap is reached; their every window",
+        "figures": ["seed_stability", "later_windows_flag_rate"],
+    }
+    return rows, how
+
+
 def _fit(
     table: WindowTable,
     positions: np.ndarray | None,
@@ -413,6 +475,7 @@ class ScoredModel:
 
     model: TrainedModel
     scores: np.ndarray
+    raw_scores: np.ndarray  # the detector's own scores of the same windows (top_windows reads both)
 
 
 def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
@@ -487,7 +550,9 @@ def train_and_select_scored(
     )
     all_scores = fit.own_scores(table, None)
     train_scores = all_scores[1]
-    seed_scores = [train_scores]
+    routers = router_codes(table)
+    sampled, diagnostics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
+    seed_scores = [train_scores if sampled is None else train_scores[sampled]]
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
@@ -500,18 +565,26 @@ def train_and_select_scored(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            seed_scores.append(other.own_scores(table, None)[1])
+            if sampled is None:
+                seed_scores.append(other.own_scores(table, None)[1])
+            else:
+                seed_scores.append(table_scores(table, sampled, other.pipeline, other.calibration)[1])
             del other
     later_scores = None
     if len(early) >= min_windows and len(later):
         twin = twins.get(best) or _fit(
             table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
         )
-        later_scores = table_scores(table, later, twin.pipeline, twin.calibration)[1]
+        if sampled is not None:
+            later = later[np.isin(later, sampled, assume_unique=True)]
+        if len(later):
+            later_scores = table_scores(table, later, twin.pipeline, twin.calibration)[1]
         del twin
     twins.clear()
     diagnostics = score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores)
     del seed_scores, later_scores
+    if diagnostics_sample is not None:
+        diagnostics["sample"] = diagnostics_sample
     if "seed_stability" in diagnostics:  # what the refits were, in the metadata beside the figures
         diagnostics["seed_stability"] |= {
             "refit_trees": refit_trees,
@@ -520,9 +593,6 @@ def train_and_select_scored(
             f"windows, {refit_trees} trees each (the model: {chosen.isolation_forest.n_estimators}); a diagnostic: "
             "fewer trees agree a little less, so it errs on the cautious side",
         }
-    devices: set[str] = set()
-    for _, frame in table.chunks(["device"]):
-        devices.update(frame["device"].astype("str").unique().tolist())
     model = _complete(
         table,
         chosen,
@@ -533,10 +603,10 @@ def train_and_select_scored(
         selection=selection,
         diagnostics=diagnostics,
         input_fingerprint=input_fingerprint,
-        devices=tuple(sorted(devices)),
+        devices=routers.names,
         heldout_scores=heldout,
     )
-    return ScoredModel(model, all_scores[1])
+    return ScoredModel(model, all_scores[1], all_scores[0])
 
 
 def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
@@ -545,15 +615,67 @@ def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> n
     return table_scores(t, None, model.pipeline, model.calibration)[1]
 
 
-def top_windows(model: TrainedModel, table: pd.DataFrame | WindowTable, n: int = 8) -> pd.DataFrame:
-    """The ``n`` most anomalous windows' rows of :meth:`TrainedModel.score_table` (the model card's table), scored
-    chunk by chunk of whole routers: each chunk's top ``n``, then the top ``n`` of those (equal scores of two
-    chunks in chunk order)."""
-    tops = [model.score_table(frame).head(n) for _, frame in as_table(table).chunks()]
-    if len(tops) == 1:
-        return tops[0]
-    both = pd.concat(tops, ignore_index=True)
-    return both.sort_values("score", ascending=False, kind="stable").head(n).reset_index(drop=True)
+def top_windows(
+    model: TrainedModel,
+    table: pd.DataFrame | WindowTable,
+    n: int = 8,
+    scores: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """The ``n`` most anomalous rows of :meth:`TrainedModel.score_table` over every window (the model card's
+    table), from ``scores``: (raw, calibrated) of every window in the table's order (:class:`ScoredModel`'s;
+    None: scored here, chunk by chunk). A score table of millions of windows (a reason and a formatted time per
+    row) costs more than the scoring itself; here each chunk keeps its top ``n`` rows in the score table's order
+    (its windows, then its unkeyed ``-`` rows), the top ``n`` of those are kept (equal scores of two chunks in
+    chunk order), and only they get their reasons."""
+    from mcp_training_dagster.serving.calibration import calibrated_scores
+    from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, _explain_calibrated, reasons
+
+    t = as_table(table)
+    raw, calibrated = scores if scores is not None else table_scores(t, None, model.pipeline, model.calibration)
+    cal = model.calibration
+    threshold = 0.0 if cal is not None else model.threshold
+    picks: list[pd.DataFrame] = []
+    for at, frame in t.chunks():
+        own = calibrated[at] if cal is not None else raw[at]
+        rows, score, base, unkeyed = np.arange(len(frame)), own, own, np.zeros(len(frame), dtype=bool)
+        if "n_unkeyed" in frame.columns and len(frame):
+            extra = np.flatnonzero(
+                ((frame["entity_kind"].astype("str") == "device") & (frame["n_unkeyed"] > 0)).to_numpy()
+            )
+            if len(extra):
+                extra_score = own[extra]
+                if cal is not None and cal.get("magnitude"):  # the router's state without its stations' counts
+                    extra_score = calibrated_scores(frame, raw[at], cal, with_magnitude=False)[extra]
+                rows, score = np.r_[rows, extra], np.r_[own, extra_score]
+                base, unkeyed = np.r_[own, own[extra]], np.r_[unkeyed, np.ones(len(extra), dtype=bool)]
+        top = np.argsort(-score, kind="stable")[:n]
+        picks.append(frame.iloc[rows[top]].assign(_score=score[top], _base=base[top], _unkeyed=unkeyed[top]))
+    if not picks:
+        return model.score_table(t.rows(None).iloc[:0])
+    both = pd.concat(picks, ignore_index=True) if len(picks) > 1 else picks[0].reset_index(drop=True)
+    w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[:n]).reset_index(drop=True)
+    X = feature_matrix(w, model.feature_names)
+    out = pd.DataFrame(
+        {
+            "device_id": w["device"].astype("str").to_numpy(),
+            "entity": w["entity"].astype("str").to_numpy(),
+            "entity_kind": w["entity_kind"].astype("str").to_numpy(),
+            "window_start": pd.to_datetime(w["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
+            if len(w)
+            else np.empty(0, dtype=object),
+            "score": w["_base"].to_numpy(),
+            "is_anomaly": w["_base"].to_numpy() > threshold,
+            "reasons": reasons(model.pipeline, X, model.feature_names, top=3),
+        },
+        columns=list(SCORE_COLUMNS),
+    )
+    if cal is not None and len(out):  # explained as their window is, before the unkeyed rows take their score
+        _explain_calibrated(out, w, cal)
+    unkeyed_rows = w["_unkeyed"].to_numpy(dtype=bool)
+    out.loc[unkeyed_rows, "entity"] = UNKEYED_ENTITY
+    out["score"] = w["_score"].to_numpy()
+    out["is_anomaly"] = out["score"].to_numpy() > threshold
+    return out
 
 
 def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:

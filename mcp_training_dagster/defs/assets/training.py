@@ -13,6 +13,7 @@ from mcp_training_dagster.domain.agent_variant import AGENT_COLUMNS, AgentModel,
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
+from mcp_training_dagster.domain import training as training_code
 from mcp_training_dagster.domain.training import (
     TrainedModel,
     TrainingError,
@@ -123,11 +124,12 @@ def anomaly_model(
             stability_seeds=m.evaluation.stability_seeds,
             alarm_budget=m.alarms,
             input_fingerprint=fingerprint,
+            fit_cap=training_code.FIT_WINDOWS_CAP,  # read at run time (a test may lower it)
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     model = trained.model
-    card = model_card.render(model, top_windows(model, windows))
+    card = model_card.render(model, top_windows(model, windows, scores=(trained.raw_scores, trained.scores)))
     context.log.info(
         f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}"
     )
@@ -146,6 +148,9 @@ def anomaly_model(
             **{f"eval_{k}": v for k, v in figures.items()},
             "model_card": dg.MetadataValue.md(card),
             "fit_sample": dg.MetadataValue.json(model.fit_sample or {"windows": model.n_windows, "chosen": "all"}),
+            "diagnostics_sample": dg.MetadataValue.json(
+                (model.diagnostics or {}).get("sample") or {"windows": model.n_windows, "chosen": "all"}
+            ),
             "score_distribution": score_distribution(model, scores=trained.scores),
             "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },
