@@ -21,6 +21,8 @@ from mcp_training_dagster.serving.exports import records_to_frame
 from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, binary_metrics
 from mcp_training_dagster.domain.scenarios import inject_episodes
+from mcp_training_dagster.domain.scenarios.injection import INJECT_COLUMNS, INJECT_LOOKBACK
+from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS
 from mcp_training_dagster.serving.validation import validate_records
 
 
@@ -218,6 +220,19 @@ def _windows_after(records: pd.DataFrame, spec: WindowSpec, split: pd.Timestamp)
     return windows[windows["window_start"] >= split].reset_index(drop=True)
 
 
+# The record columns build_evaluation_set reads: the windows', the labels' and injection's, the agent's vectors'.
+EVALUATION_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys([*RECORD_COLUMNS, *INJECT_COLUMNS, "id", "timestamp", "process_name", "message"])
+)
+
+
+def evaluation_records_since(split: pd.Timestamp, spec: WindowSpec) -> pd.Timestamp:
+    """The oldest record :func:`build_evaluation_set` reads for ``split``: the held-out windows' history, and
+    injection's look-back at each device's habits. A long horizon's older records (and the columns outside
+    :data:`EVALUATION_COLUMNS`) can stay on disk: given ``next_id``, the set built from the rest is the same."""
+    return pd.Timestamp(split) - max(pd.Timedelta(hours=spec.history_hours), INJECT_LOOKBACK)
+
+
 def build_evaluation_set(
     records: pd.DataFrame,
     spec: WindowSpec,
@@ -227,13 +242,17 @@ def build_evaluation_set(
     injection_seed: int = 7,
     episodes_per_scenario: int = 2,
     service_timezone: str = "UTC",
+    next_id: int | None = None,
 ) -> EvaluationSet:
     """Held-out evaluation data for records after ``split``.
 
     ``labelled`` when labels came with the data and cover held-out records; otherwise ``injected``:
     known attack episodes from the scenario generator are added to the held-out period of the real
     stream (its own devices, stations and interfaces), silence episodes remove records, and every
-    real record counts as normal (so real incidents there lower precision: conservative)."""
+    real record counts as normal (so real incidents there lower precision: conservative). ``next_id``: the
+    injected records' first id (default: ``records``' largest id + 1; give the whole table's when ``records`` is
+    its slice from :func:`evaluation_records_since`). Only the records from the held-out windows' history on are
+    combined with the injected ones (the windows read no older ones): no copy of a long horizon."""
     held = records[records["timestamp"] >= split]
     if labels is not None and len(labels) and held["id"].isin(labels["id"]).any():
         windows = _windows_after(records, spec, split)
@@ -242,10 +261,16 @@ def build_evaluation_set(
         return _with_agent_vectors(data, held, spec)
     end = records["timestamp"].max() if len(records) else split
     inj = inject_episodes(
-        records, start=split, end=end, seed=injection_seed, episodes_per_scenario=episodes_per_scenario
+        records,
+        start=split,
+        end=end,
+        seed=injection_seed,
+        episodes_per_scenario=episodes_per_scenario,
+        next_id=next_id,
     )
     added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
-    kept = records[~records["id"].isin(inj.remove_ids)]
+    recent = records[records["timestamp"] >= split - pd.Timedelta(hours=spec.history_hours)]
+    kept = recent[~recent["id"].isin(inj.remove_ids)]
     combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True).sort_values(
         ["timestamp", "id"], kind="stable"
     )
