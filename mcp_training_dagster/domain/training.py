@@ -454,6 +454,8 @@ def train_model(
     return _complete(table, detector, fit, fit.own_scores(table, None), window_minutes=window_minutes)
 
 
+# The evaluation set is scored in chunks of whole routers of at most this many windows (FrameWindows' max_rows).
+SCORE_CHUNK_WINDOWS = 500_000
 # Above this many windows every fit uses a seeded uniform subsample (subsample_positions); far above today's data.
 FIT_WINDOWS_CAP = 1_000_000
 # Trees of the stability diagnostic's refits with other seeds (at most the model's own). They are compared with the
@@ -530,7 +532,12 @@ def train_and_select_scored(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            heldout_by_kind[kind] = twins[kind].score(evaluation.windows)
+            heldout_by_kind[kind] = table_scores(
+                FrameWindows(evaluation.windows, max_rows=SCORE_CHUNK_WINDOWS),
+                None,
+                twins[kind].pipeline,
+                twins[kind].calibration,
+            )[1]
             results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:

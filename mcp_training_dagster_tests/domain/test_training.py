@@ -477,3 +477,22 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
     )
     full = train_and_select(whole, det, data, window_minutes=5, stability_seeds=3, fit_cap=None)
     assert full.diagnostics is not None and "sample" not in full.diagnostics
+
+
+def test_scoring_a_table_in_memory_by_chunks_of_whole_routers_is_scoring_it_whole() -> None:
+    """FrameWindows(max_rows) (how the evaluation set is scored): chunks of whole routers, every row once, and the
+    calibrated scores those of the whole table at once."""
+    from mcp_training_dagster.domain.horizon import FrameWindows
+    from mcp_training_dagster.domain.training import table_scores
+
+    whole = build_windows(shifted_routers(validated(HOSTAPD_1824)))
+    model = train_model(whole, DetectorConfig(isolation_forest={"n_estimators": 20}), window_minutes=5)
+    for max_rows in (1, len(whole) - 1, len(whole)):
+        parts = list(FrameWindows(whole, max_rows=max_rows).chunks())
+        routers = [set(frame["device"].astype("str")) for _, frame in parts]
+        assert len(parts) == {1: 3, len(whole): 1}.get(max_rows, 2)
+        assert sum(len(r) for r in routers) == 3 and np.array_equal(
+            np.sort(np.concatenate([a for a, _ in parts])), np.arange(len(whole))
+        )
+        scored = table_scores(FrameWindows(whole, max_rows=max_rows), None, model.pipeline, model.calibration)
+        assert np.array_equal(scored[1], model.score(whole)) and np.array_equal(scored[0], model.raw_score(whole))
