@@ -296,13 +296,16 @@ def diagnostic_positions(
     retrain. Whole routers are sampled, not single windows: a calibrated score relates a router's windows (device
     context, alarm runs, silence), so a sampled window scores exactly as it does among all windows, and the
     figures are those of the routers drawn. Routers are drawn in a seeded random order until ``cap`` windows are
-    reached (the last router drawn whole: at most one router's windows over the cap)."""
+    reached (the last router drawn whole: at most one router's windows over the cap); when that takes every
+    router, every window it is."""
     n = len(routers.codes)
     if cap is None or n <= cap:
         return None, None
     counts = np.bincount(routers.codes, minlength=len(routers.names))
     drawn = np.random.default_rng(seed).permutation(len(routers.names))
-    k = int(min(np.searchsorted(np.cumsum(counts[drawn]), cap) + 1, len(drawn)))
+    k = min(int(np.searchsorted(np.cumsum(counts[drawn]), cap)) + 1, len(drawn))
+    if k == len(drawn):  # one router holds most windows: the sample would be all of them
+        return None, None
     chosen = np.zeros(len(routers.names), dtype=bool)
     chosen[drawn[:k]] = True
     rows = np.flatnonzero(chosen[routers.codes])

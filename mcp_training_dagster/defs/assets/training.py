@@ -36,9 +36,10 @@ def exports_of(horizon_records: pd.DataFrame) -> list[str]:
 
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
 TRAINING_CODE_VERSION = "4"
-# The asset's code version: its input (training_windows) is now read lazily from the chunked file; the model is
-# the one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model).
-ANOMALY_MODEL_CODE_VERSION = "5"
+# The asset's code version: its input (training_windows) is read lazily from the chunked file; the model is the
+# one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model). "6": above the fit cap the
+# diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below.
+ANOMALY_MODEL_CODE_VERSION = "6"
 # training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
 WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
@@ -94,7 +95,9 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
         "threshold calibrated on the training scores; higher score = more anomalous. Fitted on at most 1M windows "
         "(a seeded uniform subsample above that, recorded as fit_sample in its metadata), read from training_windows "
-        "on demand; the scores of every window are computed row group by row group. Not materialised when its "
+        "on demand; the scores of every window are computed row group by row group, once. Above 1M windows the "
+        "diagnostics (seed stability, later windows' flag rate) are of a seeded sample of whole routers "
+        "(diagnostics_sample). Not materialised when its "
         "inputs (data, evaluation set, config, training code) are identical to a model already trained."
     ),
 )
