@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -221,28 +221,57 @@ class _Fit:
         return table_scores(table, positions, self.pipeline, self.calibration)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """One scoring of a table's windows for :func:`score_passes`: ``positions`` (ascending; None: all) by a fitted
+    pipeline and calibration; ``visit(frame, raw, calibrated)`` sees each chunk's scored windows."""
+
+    positions: np.ndarray | None
+    pipeline: Pipeline
+    calibration: dict[str, Any] | None
+    visit: Callable[[pd.DataFrame, np.ndarray, np.ndarray], None] | None = None
+
+
 def table_scores(
     table: WindowTable, positions: np.ndarray | None, pipeline: Pipeline, calibration: dict[str, Any] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw and calibrated scores of ``table``'s windows at ``positions`` (ascending; None: all), in that order,
     scored chunk by chunk of whole routers: the calibration relates a router's windows to each other only, so
     the scores are those of the whole table at once, and only they are kept."""
-    n = len(table) if positions is None else len(positions)
-    raw_out, calibrated_out = np.empty(n), np.empty(n)
-    wanted = rank = None
-    if positions is not None:
+    return score_passes(table, [Scoring(positions, pipeline, calibration)])[0]
+
+
+def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`table_scores` of each of ``scorings``, reading the table once: a stored table's every read decodes
+    each row group again, which at millions of windows costs about what a scoring of a sample does."""
+    outs: list[tuple[np.ndarray, np.ndarray]] = []
+    selections: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for job in scorings:
+        n = len(table) if job.positions is None else len(job.positions)
+        outs.append((np.empty(n), np.empty(n)))
+        if job.positions is None:
+            selections.append(None)
+            continue
         wanted = np.zeros(len(table), dtype=bool)
-        wanted[positions] = True
-        rank = np.cumsum(wanted) - 1
-    for at, frame in table.chunks():
-        if wanted is not None and rank is not None:
-            keep = wanted[at]
-            if not keep.any():
-                continue
-            frame, at = (frame, rank[at]) if keep.all() else (frame[keep], rank[at[keep]])
-        raw = anomaly_scores(pipeline, feature_matrix(frame, MODEL_FEATURES))
-        raw_out[at], calibrated_out[at] = raw, _calibrated(frame, raw, calibration)
-    return raw_out, calibrated_out
+        wanted[job.positions] = True
+        selections.append((wanted, np.cumsum(wanted) - 1))
+    if not scorings:
+        return outs
+    for at, chunk in table.chunks():
+        for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
+            frame, where = chunk, at
+            if selection is not None:
+                wanted, rank = selection
+                keep = wanted[at]
+                if not keep.any():
+                    continue
+                frame, where = (chunk, rank[at]) if keep.all() else (chunk[keep], rank[at[keep]])
+            raw = anomaly_scores(job.pipeline, feature_matrix(frame, MODEL_FEATURES))
+            calibrated = _calibrated(frame, raw, job.calibration)
+            raw_out[where], calibrated_out[where] = raw, calibrated
+            if job.visit is not None:
+                job.visit(frame, raw, calibrated)
+    return outs
 
 
 def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
@@ -480,7 +509,8 @@ class ScoredModel:
 
     model: TrainedModel
     scores: np.ndarray
-    raw_scores: np.ndarray  # the detector's own scores of the same windows (top_windows reads both)
+    raw_scores: np.ndarray  # the detector's own scores of the same windows
+    top: pd.DataFrame  # the model card's most anomalous windows (top_windows)
 
 
 def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
@@ -558,11 +588,24 @@ def train_and_select_scored(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    all_scores = fit.own_scores(table, None)
+    top = TopWindows(fit.pipeline, fit.calibration, fit.threshold)
+    if fit.sample is None:  # fitted on every window: its scores are at hand
+        all_scores = fit.own_scores(table, None)
+    else:  # one pass: the model's scores of every window, and the model card's top windows while at it
+        all_scores = score_passes(table, [Scoring(None, fit.pipeline, fit.calibration, top.add)])[0]
     train_scores = all_scores[1]
     routers = router_codes(table)
     sampled, diagnostics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
     seed_scores = [train_scores if sampled is None else train_scores[sampled]]
+    later_twin = None
+    if len(early) >= min_windows and len(later):
+        later_twin = twins.get(best) or _fit(
+            table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
+        )
+        if sampled is not None:
+            later = later[np.isin(later, sampled, assume_unique=True)]
+    # Above the cap every refit's sample and the later windows are scored in one more pass over the table.
+    passes: list[Scoring] = []
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
@@ -578,18 +621,16 @@ def train_and_select_scored(
             if sampled is None:
                 seed_scores.append(other.own_scores(table, None)[1])
             else:
-                seed_scores.append(table_scores(table, sampled, other.pipeline, other.calibration)[1])
+                passes.append(Scoring(sampled, other.pipeline, other.calibration))
             del other
-    later_scores = None
-    if len(early) >= min_windows and len(later):
-        twin = twins.get(best) or _fit(
-            table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
-        )
-        if sampled is not None:
-            later = later[np.isin(later, sampled, assume_unique=True)]
-        if len(later):
-            later_scores = table_scores(table, later, twin.pipeline, twin.calibration)[1]
-        del twin
+    scores_later = later_twin is not None and len(later) > 0
+    if later_twin is not None and scores_later:
+        passes.append(Scoring(later, later_twin.pipeline, later_twin.calibration))
+    del later_twin
+    scored = score_passes(table, passes)
+    later_scores = scored.pop()[1] if scores_later else None
+    seed_scores += [calibrated for _, calibrated in scored]
+    del scored, passes
     twins.clear()
     diagnostics = score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores)
     del seed_scores, later_scores
@@ -616,7 +657,8 @@ def train_and_select_scored(
         devices=routers.names,
         heldout_scores=heldout,
     )
-    return ScoredModel(model, all_scores[1], all_scores[0])
+    card_top = top.table() if top.picks else top_windows(model, table, scores=all_scores)
+    return ScoredModel(model, all_scores[1], all_scores[0], card_top)
 
 
 def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
@@ -625,28 +667,28 @@ def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> n
     return table_scores(t, None, model.pipeline, model.calibration)[1]
 
 
-def top_windows(
-    model: TrainedModel,
-    table: pd.DataFrame | WindowTable,
-    n: int = 8,
-    scores: tuple[np.ndarray, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """The ``n`` most anomalous rows of :meth:`TrainedModel.score_table` over every window (the model card's
-    table), from ``scores``: (raw, calibrated) of every window in the table's order (:class:`ScoredModel`'s;
-    None: scored here, chunk by chunk). A score table of millions of windows (a reason and a formatted time per
-    row) costs more than the scoring itself; here each chunk keeps its top ``n`` rows in the score table's order
-    (its windows, then its unkeyed ``-`` rows), the top ``n`` of those are kept (equal scores of two chunks in
-    chunk order), and only they get their reasons."""
-    from mcp_training_dagster.serving.calibration import calibrated_scores
-    from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, _explain_calibrated, reasons
+MODEL_CARD_TOP = 8  # windows in the model card's table of the most anomalous ones
 
-    t = as_table(table)
-    raw, calibrated = scores if scores is not None else table_scores(t, None, model.pipeline, model.calibration)
-    cal = model.calibration
-    threshold = 0.0 if cal is not None else model.threshold
-    picks: list[pd.DataFrame] = []
-    for at, frame in t.chunks():
-        own = calibrated[at] if cal is not None else raw[at]
+
+class TopWindows:
+    """The ``n`` most anomalous rows of the score table of every window (:meth:`TrainedModel.score_table`), kept
+    while the windows are scored chunk by chunk (:meth:`add`, a :class:`Scoring`'s ``visit``): a score table of
+    millions of windows (reasons and a formatted time per row) costs more than the scoring itself. Each chunk keeps
+    its top ``n`` rows in the score table's order (its windows, then its unkeyed ``-`` rows), the top ``n`` of those
+    are kept (equal scores of two chunks in chunk order), and only they get their reasons (:meth:`table`)."""
+
+    def __init__(
+        self, pipeline: Pipeline, calibration: dict[str, Any] | None, threshold: float, n: int = MODEL_CARD_TOP
+    ) -> None:
+        self.pipeline, self.calibration, self.n = pipeline, calibration, n
+        self.threshold = 0.0 if calibration is not None else threshold
+        self.picks: list[pd.DataFrame] = []
+
+    def add(self, frame: pd.DataFrame, raw: np.ndarray, calibrated: np.ndarray) -> None:
+        from mcp_training_dagster.serving.calibration import calibrated_scores
+
+        cal = self.calibration
+        own = calibrated if cal is not None else raw
         rows, score, base, unkeyed = np.arange(len(frame)), own, own, np.zeros(len(frame), dtype=bool)
         if "n_unkeyed" in frame.columns and len(frame):
             extra = np.flatnonzero(
@@ -655,37 +697,60 @@ def top_windows(
             if len(extra):
                 extra_score = own[extra]
                 if cal is not None and cal.get("magnitude"):  # the router's state without its stations' counts
-                    extra_score = calibrated_scores(frame, raw[at], cal, with_magnitude=False)[extra]
+                    extra_score = calibrated_scores(frame, raw, cal, with_magnitude=False)[extra]
                 rows, score = np.r_[rows, extra], np.r_[own, extra_score]
                 base, unkeyed = np.r_[own, own[extra]], np.r_[unkeyed, np.ones(len(extra), dtype=bool)]
-        top = np.argsort(-score, kind="stable")[:n]
-        picks.append(frame.iloc[rows[top]].assign(_score=score[top], _base=base[top], _unkeyed=unkeyed[top]))
-    if not picks:
-        return model.score_table(t.rows(None).iloc[:0])
-    both = pd.concat(picks, ignore_index=True) if len(picks) > 1 else picks[0].reset_index(drop=True)
-    w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[:n]).reset_index(drop=True)
-    X = feature_matrix(w, model.feature_names)
-    out = pd.DataFrame(
-        {
-            "device_id": w["device"].astype("str").to_numpy(),
-            "entity": w["entity"].astype("str").to_numpy(),
-            "entity_kind": w["entity_kind"].astype("str").to_numpy(),
-            "window_start": pd.to_datetime(w["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
-            if len(w)
-            else np.empty(0, dtype=object),
-            "score": w["_base"].to_numpy(),
-            "is_anomaly": w["_base"].to_numpy() > threshold,
-            "reasons": reasons(model.pipeline, X, model.feature_names, top=3),
-        },
-        columns=list(SCORE_COLUMNS),
-    )
-    if cal is not None and len(out):  # explained as their window is, before the unkeyed rows take their score
-        _explain_calibrated(out, w, cal)
-    unkeyed_rows = w["_unkeyed"].to_numpy(dtype=bool)
-    out.loc[unkeyed_rows, "entity"] = UNKEYED_ENTITY
-    out["score"] = w["_score"].to_numpy()
-    out["is_anomaly"] = out["score"].to_numpy() > threshold
-    return out
+        top = np.argsort(-score, kind="stable")[: self.n]
+        self.picks.append(frame.iloc[rows[top]].assign(_score=score[top], _base=base[top], _unkeyed=unkeyed[top]))
+
+    def table(self) -> pd.DataFrame:
+        """The kept rows as :func:`~mcp_training_dagster.serving.scoring.score_table` gives them, most anomalous
+        first."""
+        from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, _explain_calibrated, reasons
+
+        both = pd.concat(self.picks, ignore_index=True) if len(self.picks) > 1 else self.picks[0]
+        w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[: self.n]).reset_index(drop=True)
+        X = feature_matrix(w, MODEL_FEATURES)
+        out = pd.DataFrame(
+            {
+                "device_id": w["device"].astype("str").to_numpy(),
+                "entity": w["entity"].astype("str").to_numpy(),
+                "entity_kind": w["entity_kind"].astype("str").to_numpy(),
+                "window_start": pd.to_datetime(w["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
+                if len(w)
+                else np.empty(0, dtype=object),
+                "score": w["_base"].to_numpy(),
+                "is_anomaly": w["_base"].to_numpy() > self.threshold,
+                "reasons": reasons(self.pipeline, X, MODEL_FEATURES, top=3),
+            },
+            columns=list(SCORE_COLUMNS),
+        )
+        if self.calibration is not None and len(out):  # explained as their window is, before the "-" rows' scores
+            _explain_calibrated(out, w, self.calibration)
+        out.loc[w["_unkeyed"].to_numpy(dtype=bool), "entity"] = UNKEYED_ENTITY
+        out["score"] = w["_score"].to_numpy()
+        out["is_anomaly"] = out["score"].to_numpy() > self.threshold
+        return out
+
+
+def top_windows(
+    model: TrainedModel,
+    table: pd.DataFrame | WindowTable,
+    n: int = MODEL_CARD_TOP,
+    scores: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """The ``n`` most anomalous rows of :meth:`TrainedModel.score_table` over every window (the model card's
+    table, see :class:`TopWindows`), from ``scores``: (raw, calibrated) of every window in the table's order (None:
+    scored here, in the same pass)."""
+    t = as_table(table)
+    top = TopWindows(model.pipeline, model.calibration, model.threshold, n)
+    if scores is None:
+        score_passes(t, [Scoring(None, model.pipeline, model.calibration, top.add)])
+    else:
+        raw, calibrated = scores
+        for at, frame in t.chunks():
+            top.add(frame, raw[at], calibrated[at])
+    return top.table() if top.picks else model.score_table(t.rows(None).iloc[:0])
 
 
 def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:

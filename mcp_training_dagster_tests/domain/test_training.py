@@ -386,6 +386,7 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
 
     scored = train_and_select_scored(stored, det, None, window_minutes=5, stability_seeds=1)
     assert np.array_equal(scored.scores, scored.model.score(whole))
+    assert scored.top.equals(top_windows(scored.model, stored))
     assert np.array_equal(training_scores(b, stored), b.score(whole))
     share = flagged_share(b.score_table(whole), whole)
     assert share is not None and 0 < share < 1 and flagged_share_of(b, stored) == flagged_share_of(b, whole) == share
@@ -450,6 +451,7 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
         router_codes,
         table_scores,
         train_and_select,
+        train_and_select_scored,
     )
     from mcp_training_dagster.serving.features import WindowSpec
 
@@ -465,7 +467,9 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
     drawn = set(whole["device"].iloc[rows])
     assert len(drawn) == how["routers"] < 3 and whole["device"].isin(drawn).sum() == len(rows) == how["windows"] >= cap
 
-    model = train_and_select(whole, det, data, window_minutes=5, stability_seeds=3, fit_cap=cap)
+    scored = train_and_select_scored(whole, det, data, window_minutes=5, stability_seeds=3, fit_cap=cap)
+    model = scored.model
+    assert scored.top.equals(model.score_table(whole).head(8))  # kept while scoring every window, once
     d = model.diagnostics
     assert d is not None and d["sample"] == how and d["sample"]["of"] == len(whole)
     assert 0.0 <= d["later_windows_flag_rate"] <= 1.0

@@ -19,7 +19,6 @@ from mcp_training_dagster.domain.training import (
     TrainingError,
     as_table,
     metadata_document,
-    top_windows,
     train_and_select_scored,
 )
 from mcp_training_dagster.io_managers import ParquetReader
@@ -132,7 +131,7 @@ def anomaly_model(
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     model = trained.model
-    card = model_card.render(model, top_windows(model, windows, scores=(trained.raw_scores, trained.scores)))
+    card = model_card.render(model, trained.top)
     context.log.info(
         f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}"
     )
