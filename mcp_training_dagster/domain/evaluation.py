@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import agent_vectors
+from mcp_training_dagster.domain.horizon import windows_in_chunks
 from mcp_training_dagster.serving.exports import records_to_frame
-from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, binary_metrics
 from mcp_training_dagster.domain.scenarios import inject_episodes
 from mcp_training_dagster.domain.scenarios.injection import INJECT_COLUMNS, INJECT_LOOKBACK
@@ -216,7 +217,7 @@ def _windows_after(records: pd.DataFrame, spec: WindowSpec, split: pd.Timestamp)
     need the 24 h before, exactly as at serving time)."""
     history = pd.Timedelta(hours=spec.history_hours)
     recent = records[records["timestamp"] >= split - history]
-    windows = build_windows(recent, spec)
+    windows = windows_in_chunks(recent, spec)  # build_windows', a chunk of routers at a time on a long horizon
     return windows[windows["window_start"] >= split].reset_index(drop=True)
 
 

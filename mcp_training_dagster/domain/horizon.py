@@ -317,7 +317,7 @@ def _read_rows(
         return pd.DataFrame(out, copy=False)
     parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    del parts
+    parts.clear()
     return table if perm is None else table.take(perm).reset_index(drop=True)
 
 
@@ -665,6 +665,23 @@ class TrainingWindowsWriter:
             self._pool.shutdown(wait=True)
             if self._writer is not None:
                 self._writer.close()
+
+
+def windows_in_chunks(records: pd.DataFrame, spec: WindowSpec, *, max_records: int = CHUNK_RECORDS) -> pd.DataFrame:
+    """``build_windows(records, spec)``, the same table in the same order, windowed chunk by chunk of whole devices
+    (:func:`windows_by_chunk`): ``build_windows``' working memory is about a gigabyte per million records at once,
+    here that of one chunk; the rows are put back in its order by :class:`WindowRanks` (:func:`global_order`)."""
+    from mcp_training_dagster.serving.features import build_windows
+
+    if len(records) <= max_records:
+        return build_windows(records, spec)
+    ranks = WindowRanks.of(records, spec)
+    parts: list[pd.DataFrame] = []
+    windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=lambda _, w: parts.append(w))
+    table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    parts.clear()
+    order = global_order(ranks.order(table), table["window_start"].to_numpy())
+    return table.take(order).reset_index(drop=True)
 
 
 def write_training_windows(
