@@ -200,7 +200,7 @@ class _Fit:
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
     sample: dict[str, Any] | None = None  # subsample_positions' record (None: fitted on every window)
-    windows: pd.DataFrame | None = None  # the windows it was fitted on
+    windows: pd.DataFrame | None = None  # the windows it was fitted on, when every window (own_scores)
 
     @property
     def decision_threshold(self) -> float:
@@ -410,7 +410,8 @@ def _fit(
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
-    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows)
+    # the windows serve own_scores' shortcut only (fitted on every window); a subsample's go (a million rows)
+    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows if sample is None else None)
 
 
 def _complete(
