@@ -216,7 +216,7 @@ def _windows_after(records: pd.DataFrame, spec: WindowSpec, split: pd.Timestamp)
     """Windows starting at or after ``split``, built with the history before it (trailing features
     need the 24 h before, exactly as at serving time)."""
     history = pd.Timedelta(hours=spec.history_hours)
-    recent = records[records["timestamp"] >= split - history]
+    recent = _since(records, split - history)
     windows = windows_in_chunks(recent, spec)  # build_windows', a chunk of routers at a time on a long horizon
     return windows[windows["window_start"] >= split].reset_index(drop=True)
 
@@ -254,8 +254,8 @@ def build_evaluation_set(
     injected records' first id (default: ``records``' largest id + 1; give the whole table's when ``records`` is
     its slice from :func:`evaluation_records_since`). Only the records from the held-out windows' history on are
     combined with the injected ones (the windows read no older ones): no copy of a long horizon."""
-    held = records[records["timestamp"] >= split]
-    if labels is not None and len(labels) and held["id"].isin(labels["id"]).any():
+    held = _since(records, split) if labels is not None and len(labels) else None
+    if held is not None and labels is not None and held["id"].isin(labels["id"]).any():
         windows = _windows_after(records, spec, split)
         lab = window_labels(windows, held, labels, spec.length_minutes)
         data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
@@ -270,22 +270,28 @@ def build_evaluation_set(
         next_id=next_id,
     )
     added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
-    recent = records[records["timestamp"] >= split - pd.Timedelta(hours=spec.history_hours)]
+    recent = _since(records, split - pd.Timedelta(hours=spec.history_hours))
+    del held  # each copy of the held-out records goes as the next is made
     kept = recent[~recent["id"].isin(inj.remove_ids)]
-    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True).sort_values(
-        ["timestamp", "id"], kind="stable"
-    )
+    del recent
+    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True)
+    del kept
+    combined = combined.sort_values(["timestamp", "id"], kind="stable")
     windows = _windows_after(combined, spec, split)
-    lab = window_labels(
-        windows, combined[combined["timestamp"] >= split], inj.labels, spec.length_minutes, inj.episodes
-    )
+    lab = window_labels(windows, _since(combined, split), inj.labels, spec.length_minutes, inj.episodes)
     n_ep = len(inj.episodes)
     desc = (
         f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
         f"injected into the real records after {split}; real records count as normal"
     )
     data = EvaluationSet("injected", desc, windows, lab, str(split))
-    return _with_agent_vectors(data, combined[combined["timestamp"] >= split], spec)
+    return _with_agent_vectors(data, _since(combined, split), spec)
+
+
+def _since(records: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """The records at or after ``start``: ``records`` itself when that is all of them (no copy of millions)."""
+    keep = (records["timestamp"] >= start).to_numpy()
+    return records if keep.all() else records[keep]
 
 
 def _with_agent_vectors(data: EvaluationSet, records: pd.DataFrame, spec: WindowSpec) -> EvaluationSet:
