@@ -246,15 +246,18 @@ def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[
     each row group again, which at millions of windows costs about what a scoring of a sample does."""
     outs: list[tuple[np.ndarray, np.ndarray]] = []
     selections: list[tuple[np.ndarray, np.ndarray] | None] = []
+    made: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one mask and rank per positions array (refits share one)
     for job in scorings:
         n = len(table) if job.positions is None else len(job.positions)
         outs.append((np.empty(n), np.empty(n)))
         if job.positions is None:
             selections.append(None)
             continue
-        wanted = np.zeros(len(table), dtype=bool)
-        wanted[job.positions] = True
-        selections.append((wanted, np.cumsum(wanted) - 1))
+        if id(job.positions) not in made:
+            wanted = np.zeros(len(table), dtype=bool)
+            wanted[job.positions] = True
+            made[id(job.positions)] = (wanted, np.cumsum(wanted) - 1)
+        selections.append(made[id(job.positions)])
     if not scorings:
         return outs
     for at, chunk in table.chunks():
