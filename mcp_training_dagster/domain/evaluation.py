@@ -17,10 +17,13 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import agent_vectors
+from mcp_training_dagster.domain.horizon import windows_in_chunks
 from mcp_training_dagster.serving.exports import records_to_frame
-from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec, build_windows
+from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, binary_metrics
 from mcp_training_dagster.domain.scenarios import inject_episodes
+from mcp_training_dagster.domain.scenarios.injection import INJECT_COLUMNS, INJECT_LOOKBACK
+from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS
 from mcp_training_dagster.serving.validation import validate_records
 
 
@@ -213,9 +216,22 @@ def _windows_after(records: pd.DataFrame, spec: WindowSpec, split: pd.Timestamp)
     """Windows starting at or after ``split``, built with the history before it (trailing features
     need the 24 h before, exactly as at serving time)."""
     history = pd.Timedelta(hours=spec.history_hours)
-    recent = records[records["timestamp"] >= split - history]
-    windows = build_windows(recent, spec)
+    recent = _since(records, split - history)
+    windows = windows_in_chunks(recent, spec)  # build_windows', a chunk of routers at a time on a long horizon
     return windows[windows["window_start"] >= split].reset_index(drop=True)
+
+
+# The record columns build_evaluation_set reads: the windows', the labels' and injection's, the agent's vectors'.
+EVALUATION_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys([*RECORD_COLUMNS, *INJECT_COLUMNS, "id", "timestamp", "process_name", "message"])
+)
+
+
+def evaluation_records_since(split: pd.Timestamp, spec: WindowSpec) -> pd.Timestamp:
+    """The oldest record :func:`build_evaluation_set` reads for ``split``: the held-out windows' history, and
+    injection's look-back at each device's habits. A long horizon's older records (and the columns outside
+    :data:`EVALUATION_COLUMNS`) can stay on disk: given ``next_id``, the set built from the rest is the same."""
+    return pd.Timestamp(split) - max(pd.Timedelta(hours=spec.history_hours), INJECT_LOOKBACK)
 
 
 def build_evaluation_set(
@@ -227,39 +243,55 @@ def build_evaluation_set(
     injection_seed: int = 7,
     episodes_per_scenario: int = 2,
     service_timezone: str = "UTC",
+    next_id: int | None = None,
 ) -> EvaluationSet:
     """Held-out evaluation data for records after ``split``.
 
     ``labelled`` when labels came with the data and cover held-out records; otherwise ``injected``:
     known attack episodes from the scenario generator are added to the held-out period of the real
     stream (its own devices, stations and interfaces), silence episodes remove records, and every
-    real record counts as normal (so real incidents there lower precision: conservative)."""
-    held = records[records["timestamp"] >= split]
-    if labels is not None and len(labels) and held["id"].isin(labels["id"]).any():
+    real record counts as normal (so real incidents there lower precision: conservative). ``next_id``: the
+    injected records' first id (default: ``records``' largest id + 1; give the whole table's when ``records`` is
+    its slice from :func:`evaluation_records_since`). Only the records from the held-out windows' history on are
+    combined with the injected ones (the windows read no older ones): no copy of a long horizon."""
+    held = _since(records, split) if labels is not None and len(labels) else None
+    if held is not None and labels is not None and held["id"].isin(labels["id"]).any():
         windows = _windows_after(records, spec, split)
         lab = window_labels(windows, held, labels, spec.length_minutes)
         data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
         return _with_agent_vectors(data, held, spec)
     end = records["timestamp"].max() if len(records) else split
     inj = inject_episodes(
-        records, start=split, end=end, seed=injection_seed, episodes_per_scenario=episodes_per_scenario
+        records,
+        start=split,
+        end=end,
+        seed=injection_seed,
+        episodes_per_scenario=episodes_per_scenario,
+        next_id=next_id,
     )
     added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
-    kept = records[~records["id"].isin(inj.remove_ids)]
-    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True).sort_values(
-        ["timestamp", "id"], kind="stable"
-    )
+    recent = _since(records, split - pd.Timedelta(hours=spec.history_hours))
+    del held  # each copy of the held-out records goes as the next is made
+    kept = recent[~recent["id"].isin(inj.remove_ids)]
+    del recent
+    combined = pd.concat([kept, added.loc[:, kept.columns]], ignore_index=True)
+    del kept
+    combined = combined.sort_values(["timestamp", "id"], kind="stable")
     windows = _windows_after(combined, spec, split)
-    lab = window_labels(
-        windows, combined[combined["timestamp"] >= split], inj.labels, spec.length_minutes, inj.episodes
-    )
+    lab = window_labels(windows, _since(combined, split), inj.labels, spec.length_minutes, inj.episodes)
     n_ep = len(inj.episodes)
     desc = (
         f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
         f"injected into the real records after {split}; real records count as normal"
     )
     data = EvaluationSet("injected", desc, windows, lab, str(split))
-    return _with_agent_vectors(data, combined[combined["timestamp"] >= split], spec)
+    return _with_agent_vectors(data, _since(combined, split), spec)
+
+
+def _since(records: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """The records at or after ``start``: ``records`` itself when that is all of them (no copy of millions)."""
+    keep = (records["timestamp"] >= start).to_numpy()
+    return records if keep.all() else records[keep]
 
 
 def _with_agent_vectors(data: EvaluationSet, records: pd.DataFrame, spec: WindowSpec) -> EvaluationSet:

@@ -317,7 +317,7 @@ def _read_rows(
         return pd.DataFrame(out, copy=False)
     parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    del parts
+    parts.clear()
     return table if perm is None else table.take(perm).reset_index(drop=True)
 
 
@@ -667,6 +667,23 @@ class TrainingWindowsWriter:
                 self._writer.close()
 
 
+def windows_in_chunks(records: pd.DataFrame, spec: WindowSpec, *, max_records: int = CHUNK_RECORDS) -> pd.DataFrame:
+    """``build_windows(records, spec)``, the same table in the same order, windowed chunk by chunk of whole devices
+    (:func:`windows_by_chunk`): ``build_windows``' working memory is about a gigabyte per million records at once,
+    here that of one chunk; the rows are put back in its order by :class:`WindowRanks` (:func:`global_order`)."""
+    from mcp_training_dagster.serving.features import build_windows
+
+    if len(records) <= max_records:
+        return build_windows(records, spec)
+    ranks = WindowRanks.of(records, spec)
+    parts: list[pd.DataFrame] = []
+    windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=lambda _, w: parts.append(w))
+    table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    parts.clear()
+    order = global_order(ranks.order(table), table["window_start"].to_numpy())
+    return table.take(order).reset_index(drop=True)
+
+
 def write_training_windows(
     records: pd.DataFrame, spec: WindowSpec, path: str, *, max_records: int = CHUNK_RECORDS
 ) -> StoredWindowsReport:
@@ -719,10 +736,13 @@ class WindowTable(Protocol):
 
 
 class FrameWindows:
-    """Windows already in memory: one table, one chunk."""
+    """Windows already in memory: one table, one chunk; with ``max_rows``, chunks of whole routers of at most that
+    many windows each (a router with more is a chunk of its own), rows in table order within each: a scoring holds
+    one chunk's float64 features and the detector's work arrays, not those of millions of windows."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, max_rows: int | None = None) -> None:
         self.frame = frame
+        self.max_rows = max_rows
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -734,7 +754,21 @@ class FrameWindows:
         return self.frame if positions is None else self.frame.iloc[positions]
 
     def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        yield np.arange(len(self.frame)), self.frame if columns is None else self.frame.loc[:, list(columns)]
+        frame = self.frame if columns is None else self.frame.loc[:, list(columns)]
+        if self.max_rows is None or len(frame) <= self.max_rows:
+            yield np.arange(len(frame)), frame
+            return
+        codes = pd.factorize(self.frame["device"].astype("str"))[0]
+        counts = np.bincount(codes)
+        group, g, filled = np.empty(len(counts), dtype=np.int64), 0, 0
+        for router, n in enumerate(counts.tolist()):  # routers in order of first appearance, packed up to max_rows
+            if filled and filled + n > self.max_rows:
+                g, filled = g + 1, 0
+            group[router], filled = g, filled + n
+        row_group = group[codes]
+        for k in range(g + 1):
+            at = np.flatnonzero(row_group == k)
+            yield at, frame.take(at)
 
     def fingerprint(self) -> str:
         from mcp_training_dagster.domain.report import frame_fingerprint

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +31,13 @@ from mcp_training_dagster.domain.results import (
     Selection,
     TrainingError,
 )
-from mcp_training_dagster.serving.scoring import SCORE_CONVENTION, SCORE_DEFINITION, anomaly_scores, score_table
+from mcp_training_dagster.serving.scoring import (
+    SCORE_COLUMNS,
+    SCORE_CONVENTION,
+    SCORE_DEFINITION,
+    anomaly_scores,
+    score_table,
+)
 from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
@@ -194,7 +200,7 @@ class _Fit:
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
     sample: dict[str, Any] | None = None  # subsample_positions' record (None: fitted on every window)
-    windows: pd.DataFrame | None = None  # the windows it was fitted on
+    windows: pd.DataFrame | None = None  # the windows it was fitted on, when every window (own_scores)
 
     @property
     def decision_threshold(self) -> float:
@@ -215,28 +221,60 @@ class _Fit:
         return table_scores(table, positions, self.pipeline, self.calibration)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """One scoring of a table's windows for :func:`score_passes`: ``positions`` (ascending; None: all) by a fitted
+    pipeline and calibration; ``visit(frame, raw, calibrated)`` sees each chunk's scored windows."""
+
+    positions: np.ndarray | None
+    pipeline: Pipeline
+    calibration: dict[str, Any] | None
+    visit: Callable[[pd.DataFrame, np.ndarray, np.ndarray], None] | None = None
+
+
 def table_scores(
     table: WindowTable, positions: np.ndarray | None, pipeline: Pipeline, calibration: dict[str, Any] | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw and calibrated scores of ``table``'s windows at ``positions`` (ascending; None: all), in that order,
     scored chunk by chunk of whole routers: the calibration relates a router's windows to each other only, so
     the scores are those of the whole table at once, and only they are kept."""
-    n = len(table) if positions is None else len(positions)
-    raw_out, calibrated_out = np.empty(n), np.empty(n)
-    wanted = rank = None
-    if positions is not None:
-        wanted = np.zeros(len(table), dtype=bool)
-        wanted[positions] = True
-        rank = np.cumsum(wanted) - 1
-    for at, frame in table.chunks():
-        if wanted is not None and rank is not None:
-            keep = wanted[at]
-            if not keep.any():
-                continue
-            frame, at = (frame, rank[at]) if keep.all() else (frame[keep], rank[at[keep]])
-        raw = anomaly_scores(pipeline, feature_matrix(frame, MODEL_FEATURES))
-        raw_out[at], calibrated_out[at] = raw, _calibrated(frame, raw, calibration)
-    return raw_out, calibrated_out
+    return score_passes(table, [Scoring(positions, pipeline, calibration)])[0]
+
+
+def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`table_scores` of each of ``scorings``, reading the table once: a stored table's every read decodes
+    each row group again, which at millions of windows costs about what a scoring of a sample does."""
+    outs: list[tuple[np.ndarray, np.ndarray]] = []
+    selections: list[tuple[np.ndarray, np.ndarray] | None] = []
+    made: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one mask and rank per positions array (refits share one)
+    for job in scorings:
+        n = len(table) if job.positions is None else len(job.positions)
+        outs.append((np.empty(n), np.empty(n)))
+        if job.positions is None:
+            selections.append(None)
+            continue
+        if id(job.positions) not in made:
+            wanted = np.zeros(len(table), dtype=bool)
+            wanted[job.positions] = True
+            made[id(job.positions)] = (wanted, np.cumsum(wanted) - 1)
+        selections.append(made[id(job.positions)])
+    if not scorings:
+        return outs
+    for at, chunk in table.chunks():
+        for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
+            frame, where = chunk, at
+            if selection is not None:
+                wanted, rank = selection
+                keep = wanted[at]
+                if not keep.any():
+                    continue
+                frame, where = (chunk, rank[at]) if keep.all() else (chunk[keep], rank[at[keep]])
+            raw = anomaly_scores(job.pipeline, feature_matrix(frame, MODEL_FEATURES))
+            calibrated = _calibrated(frame, raw, job.calibration)
+            raw_out[where], calibrated_out[where] = raw, calibrated
+            if job.visit is not None:
+                job.visit(frame, raw, calibrated)
+    return outs
 
 
 def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
@@ -254,6 +292,65 @@ def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray 
         "of": int(n),
         "seed": int(seed),
         "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
+    }
+    return rows, how
+
+
+@dataclass(frozen=True)
+class RouterCodes:
+    """Every window's router as a code into ``names`` (the routers' names, sorted), in the table's order."""
+
+    codes: np.ndarray
+    names: tuple[str, ...]
+
+
+def router_codes(table: WindowTable) -> RouterCodes:
+    """:class:`RouterCodes` of ``table``, read chunk by chunk (one short column, never a column of strings of
+    every window); the codes follow the sorted names, so they do not depend on how the table is chunked."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for at, frame in table.chunks(["device"]):
+        codes, uniques = pd.factorize(frame["device"].astype("str"))
+        parts.append((at, codes, np.asarray(uniques, dtype=object)))
+    names = np.unique(np.concatenate([u for _, _, u in parts])) if parts else np.zeros(0, dtype=object)
+    out = np.zeros(len(table), dtype=np.int64)
+    for at, codes, uniques in parts:
+        out[at] = np.searchsorted(names, uniques)[codes]
+    return RouterCodes(out, tuple(str(n) for n in names))
+
+
+def diagnostic_positions(
+    routers: RouterCodes, cap: int | None, seed: int
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """The windows the diagnostics (seed stability, later windows' flag rate) are computed on when there are more
+    than ``cap`` (their positions, ascending), and how they were chosen (None, None: every window).
+
+    Each of those figures scores all its windows with another fit: on millions of windows that is most of a
+    retrain. Whole routers are sampled, not single windows: a calibrated score relates a router's windows (device
+    context, alarm runs, silence), so a sampled window scores exactly as it does among all windows, and the
+    figures are those of the routers drawn. Routers are drawn in a seeded random order until ``cap`` windows are
+    reached (the last router drawn whole: at most one router's windows over the cap); when that takes every
+    router, every window it is."""
+    n = len(routers.codes)
+    if cap is None or n <= cap:
+        return None, None
+    counts = np.bincount(routers.codes, minlength=len(routers.names))
+    drawn = np.random.default_rng(seed).permutation(len(routers.names))
+    k = min(int(np.searchsorted(np.cumsum(counts[drawn]), cap)) + 1, len(drawn))
+    if k == len(drawn):  # one router holds most windows: the sample would be all of them
+        return None, None
+    chosen = np.zeros(len(routers.names), dtype=bool)
+    chosen[drawn[:k]] = True
+    rows = np.flatnonzero(chosen[routers.codes])
+    how = {
+        "windows": int(len(rows)),
+        "of": int(n),
+        "routers": k,
+        "of_routers": len(routers.names),
+        "cap": int(cap),
+        "seed": int(seed),
+        "chosen": "whole routers in a seeded random order (numpy default_rng(seed).permutation of the sorted "
+        "router names) until the cap is reached; their every window",
+        "figures": ["seed_stability", "later_windows_flag_rate"],
     }
     return rows, how
 
@@ -316,7 +413,8 @@ def _fit(
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
-    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows)
+    # the windows serve own_scores' shortcut only (fitted on every window); a subsample's go (a million rows)
+    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows if sample is None else None)
 
 
 def _complete(
@@ -392,6 +490,8 @@ def train_model(
     return _complete(table, detector, fit, fit.own_scores(table, None), window_minutes=window_minutes)
 
 
+# The evaluation set is scored in chunks of whole routers of at most this many windows (FrameWindows' max_rows).
+SCORE_CHUNK_WINDOWS = 500_000
 # Above this many windows every fit uses a seeded uniform subsample (subsample_positions); far above today's data.
 FIT_WINDOWS_CAP = 1_000_000
 # Trees of the stability diagnostic's refits with other seeds (at most the model's own). They are compared with the
@@ -413,6 +513,8 @@ class ScoredModel:
 
     model: TrainedModel
     scores: np.ndarray
+    raw_scores: np.ndarray  # the detector's own scores of the same windows
+    top: pd.DataFrame  # the model card's most anomalous windows (top_windows)
 
 
 def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
@@ -467,7 +569,12 @@ def train_and_select_scored(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            heldout_by_kind[kind] = twins[kind].score(evaluation.windows)
+            heldout_by_kind[kind] = table_scores(
+                FrameWindows(evaluation.windows, max_rows=SCORE_CHUNK_WINDOWS),
+                None,
+                twins[kind].pipeline,
+                twins[kind].calibration,
+            )[1]
             results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
     best = detector.kind
     if results:
@@ -485,9 +592,24 @@ def train_and_select_scored(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    all_scores = fit.own_scores(table, None)
+    top = TopWindows(fit.pipeline, fit.calibration, fit.threshold)
+    if fit.sample is None:  # fitted on every window: its scores are at hand
+        all_scores = fit.own_scores(table, None)
+    else:  # one pass: the model's scores of every window, and the model card's top windows while at it
+        all_scores = score_passes(table, [Scoring(None, fit.pipeline, fit.calibration, top.add)])[0]
     train_scores = all_scores[1]
-    seed_scores = [train_scores]
+    routers = router_codes(table)
+    sampled, diagnostics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
+    seed_scores = [train_scores if sampled is None else train_scores[sampled]]
+    later_twin = None
+    if len(early) >= min_windows and len(later):
+        later_twin = twins.get(best) or _fit(
+            table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
+        )
+        if sampled is not None:
+            later = later[np.isin(later, sampled, assume_unique=True)]
+    # Above the cap every refit's sample and the later windows are scored in one more pass over the table.
+    passes: list[Scoring] = []
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
@@ -500,18 +622,24 @@ def train_and_select_scored(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            seed_scores.append(other.own_scores(table, None)[1])
+            if sampled is None:
+                seed_scores.append(other.own_scores(table, None)[1])
+            else:
+                passes.append(Scoring(sampled, other.pipeline, other.calibration))
             del other
-    later_scores = None
-    if len(early) >= min_windows and len(later):
-        twin = twins.get(best) or _fit(
-            table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
-        )
-        later_scores = table_scores(table, later, twin.pipeline, twin.calibration)[1]
-        del twin
+    scores_later = later_twin is not None and len(later) > 0
+    if later_twin is not None and scores_later:
+        passes.append(Scoring(later, later_twin.pipeline, later_twin.calibration))
+    del later_twin
+    scored = score_passes(table, passes)
+    later_scores = scored.pop()[1] if scores_later else None
+    seed_scores += [calibrated for _, calibrated in scored]
+    del scored, passes
     twins.clear()
     diagnostics = score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores)
     del seed_scores, later_scores
+    if diagnostics_sample is not None:
+        diagnostics["sample"] = diagnostics_sample
     if "seed_stability" in diagnostics:  # what the refits were, in the metadata beside the figures
         diagnostics["seed_stability"] |= {
             "refit_trees": refit_trees,
@@ -520,9 +648,6 @@ def train_and_select_scored(
             f"windows, {refit_trees} trees each (the model: {chosen.isolation_forest.n_estimators}); a diagnostic: "
             "fewer trees agree a little less, so it errs on the cautious side",
         }
-    devices: set[str] = set()
-    for _, frame in table.chunks(["device"]):
-        devices.update(frame["device"].astype("str").unique().tolist())
     model = _complete(
         table,
         chosen,
@@ -533,10 +658,11 @@ def train_and_select_scored(
         selection=selection,
         diagnostics=diagnostics,
         input_fingerprint=input_fingerprint,
-        devices=tuple(sorted(devices)),
+        devices=routers.names,
         heldout_scores=heldout,
     )
-    return ScoredModel(model, all_scores[1])
+    card_top = top.table() if top.picks else top_windows(model, table, scores=all_scores)
+    return ScoredModel(model, all_scores[1], all_scores[0], card_top)
 
 
 def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
@@ -545,15 +671,90 @@ def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> n
     return table_scores(t, None, model.pipeline, model.calibration)[1]
 
 
-def top_windows(model: TrainedModel, table: pd.DataFrame | WindowTable, n: int = 8) -> pd.DataFrame:
-    """The ``n`` most anomalous windows' rows of :meth:`TrainedModel.score_table` (the model card's table), scored
-    chunk by chunk of whole routers: each chunk's top ``n``, then the top ``n`` of those (equal scores of two
-    chunks in chunk order)."""
-    tops = [model.score_table(frame).head(n) for _, frame in as_table(table).chunks()]
-    if len(tops) == 1:
-        return tops[0]
-    both = pd.concat(tops, ignore_index=True)
-    return both.sort_values("score", ascending=False, kind="stable").head(n).reset_index(drop=True)
+MODEL_CARD_TOP = 8  # windows in the model card's table of the most anomalous ones
+
+
+class TopWindows:
+    """The ``n`` most anomalous rows of the score table of every window (:meth:`TrainedModel.score_table`), kept
+    while the windows are scored chunk by chunk (:meth:`add`, a :class:`Scoring`'s ``visit``): a score table of
+    millions of windows (reasons and a formatted time per row) costs more than the scoring itself. Each chunk keeps
+    its top ``n`` rows in the score table's order (its windows, then its unkeyed ``-`` rows), the top ``n`` of those
+    are kept (equal scores of two chunks in chunk order), and only they get their reasons (:meth:`table`)."""
+
+    def __init__(
+        self, pipeline: Pipeline, calibration: dict[str, Any] | None, threshold: float, n: int = MODEL_CARD_TOP
+    ) -> None:
+        self.pipeline, self.calibration, self.n = pipeline, calibration, n
+        self.threshold = 0.0 if calibration is not None else threshold
+        self.picks: list[pd.DataFrame] = []
+
+    def add(self, frame: pd.DataFrame, raw: np.ndarray, calibrated: np.ndarray) -> None:
+        from mcp_training_dagster.serving.calibration import calibrated_scores
+
+        cal = self.calibration
+        own = calibrated if cal is not None else raw
+        rows, score, base, unkeyed = np.arange(len(frame)), own, own, np.zeros(len(frame), dtype=bool)
+        if "n_unkeyed" in frame.columns and len(frame):
+            extra = np.flatnonzero(
+                ((frame["entity_kind"].astype("str") == "device") & (frame["n_unkeyed"] > 0)).to_numpy()
+            )
+            if len(extra):
+                extra_score = own[extra]
+                if cal is not None and cal.get("magnitude"):  # the router's state without its stations' counts
+                    extra_score = calibrated_scores(frame, raw, cal, with_magnitude=False)[extra]
+                rows, score = np.r_[rows, extra], np.r_[own, extra_score]
+                base, unkeyed = np.r_[own, own[extra]], np.r_[unkeyed, np.ones(len(extra), dtype=bool)]
+        top = np.argsort(-score, kind="stable")[: self.n]
+        self.picks.append(frame.iloc[rows[top]].assign(_score=score[top], _base=base[top], _unkeyed=unkeyed[top]))
+
+    def table(self) -> pd.DataFrame:
+        """The kept rows as :func:`~mcp_training_dagster.serving.scoring.score_table` gives them, most anomalous
+        first."""
+        from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, _explain_calibrated, reasons
+
+        both = pd.concat(self.picks, ignore_index=True) if len(self.picks) > 1 else self.picks[0]
+        w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[: self.n]).reset_index(drop=True)
+        X = feature_matrix(w, MODEL_FEATURES)
+        out = pd.DataFrame(
+            {
+                "device_id": w["device"].astype("str").to_numpy(),
+                "entity": w["entity"].astype("str").to_numpy(),
+                "entity_kind": w["entity_kind"].astype("str").to_numpy(),
+                "window_start": pd.to_datetime(w["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
+                if len(w)
+                else np.empty(0, dtype=object),
+                "score": w["_base"].to_numpy(),
+                "is_anomaly": w["_base"].to_numpy() > self.threshold,
+                "reasons": reasons(self.pipeline, X, MODEL_FEATURES, top=3),
+            },
+            columns=list(SCORE_COLUMNS),
+        )
+        if self.calibration is not None and len(out):  # explained as their window is, before the "-" rows' scores
+            _explain_calibrated(out, w, self.calibration)
+        out.loc[w["_unkeyed"].to_numpy(dtype=bool), "entity"] = UNKEYED_ENTITY
+        out["score"] = w["_score"].to_numpy()
+        out["is_anomaly"] = out["score"].to_numpy() > self.threshold
+        return out
+
+
+def top_windows(
+    model: TrainedModel,
+    table: pd.DataFrame | WindowTable,
+    n: int = MODEL_CARD_TOP,
+    scores: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """The ``n`` most anomalous rows of :meth:`TrainedModel.score_table` over every window (the model card's
+    table, see :class:`TopWindows`), from ``scores``: (raw, calibrated) of every window in the table's order (None:
+    scored here, in the same pass)."""
+    t = as_table(table)
+    top = TopWindows(model.pipeline, model.calibration, model.threshold, n)
+    if scores is None:
+        score_passes(t, [Scoring(None, model.pipeline, model.calibration, top.add)])
+    else:
+        raw, calibrated = scores
+        for at, frame in t.chunks():
+            top.add(frame, raw[at], calibrated[at])
+    return top.table() if top.picks else model.score_table(t.rows(None).iloc[:0])
 
 
 def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:

@@ -286,16 +286,17 @@ def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) 
         if not m.any():
             continue
         n = int(tab["n"])
-        best = np.zeros(int(m.sum()))
+        fewest = None  # the rarest family is the one fewest training windows reached: one log for all of them
         for f, t in tab["features"].items():
             if f not in windows.columns:
                 continue
             values = np.asarray(t["values"], dtype=np.float64)
             at_least = np.r_[np.asarray(t["at_least"], dtype=np.float64), 0.0]
-            x = windows.loc[m, f].to_numpy(dtype=np.float64)
+            x = windows[f].to_numpy(dtype=np.float64)[m]
             count = at_least[np.searchsorted(values, x, side="left")]
-            best = np.maximum(best, -np.log10((count + 1.0) / (n + 1.0)))
-        out[m] = best
+            fewest = count if fewest is None else np.minimum(fewest, count)
+        best = np.zeros(int(m.sum()))
+        out[m] = best if fewest is None else np.maximum(best, -np.log10((fewest + 1.0) / (n + 1.0)))
     return out
 
 
@@ -331,11 +332,13 @@ def fit_magnitude(
         X = windows.loc[m, feats].to_numpy(dtype=np.float64)
         fleet = np.quantile(X, q, axis=0)
         routers = {}
-        d = dev[m]
-        for r in np.unique(d):
-            rm = d == r
-            n = float(rm.sum())
-            own = np.quantile(X[rm], q, axis=0)
+        codes, names = pd.factorize(dev[m], sort=True)  # sorted: the routers in np.unique's order
+        by_router = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[by_router], np.arange(len(names) + 1))
+        for k, r in enumerate(names):
+            rows = by_router[bounds[k] : bounds[k + 1]]  # the router's windows in table order
+            n = float(len(rows))
+            own = np.quantile(X[rows], q, axis=0)
             w = n / (n + prior)
             routers[str(r)] = [round(float(v), 4) for v in w * own + (1 - w) * fleet]
         out["kinds"][kind] = {"fleet": [round(float(v), 4) for v in fleet], "routers": routers}
@@ -357,12 +360,13 @@ def magnitude(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any
         m = kinds == kind
         if not m.any():
             continue
-        usual = np.tile(np.asarray(tab["fleet"], dtype=np.float64)[idx], (int(m.sum()), 1))
-        dm = dev[m]
-        for r, vals in tab["routers"].items():
-            rm = dm == r
-            if rm.any():
-                usual[rm] = np.asarray(vals, dtype=np.float64)[idx]
+        fleet = np.asarray(tab["fleet"], dtype=np.float64)[idx]
+        # each window's router's usual most (the fleet's for a router not in the table): one lookup per router seen
+        codes, seen = pd.factorize(dev[m])
+        rows = np.vstack(
+            [np.asarray(tab["routers"][r], dtype=np.float64)[idx] if r in tab["routers"] else fleet for r in seen]
+        )
+        usual = rows[codes]
         out[m] = np.max(np.log2((1.0 + X[m]) / (1.0 + usual)), axis=1)
     return out
 

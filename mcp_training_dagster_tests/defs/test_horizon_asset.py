@@ -3,6 +3,8 @@ fan-in materialised with Dagster's ``materialize`` on the real definitions and r
 
 from pathlib import Path
 
+import joblib
+
 import pandas as pd
 import pytest
 
@@ -73,3 +75,42 @@ def test_no_exports_gives_an_empty_table_with_columns(defs, instance, resources,
     assert md(materializations(result, "horizon_records")[0])["records_in_horizon"] == 0
     assert "source_file" in pd.read_parquet(assets_dir / "horizon_records.parquet").columns
     assert pd.read_parquet(assets_dir / "training_windows.parquet").empty
+
+
+def test_the_chain_above_the_fit_cap_fits_and_diagnoses_on_samples_and_says_so(
+    defs, instance, resources, assets_dir: Path, monkeypatch
+):
+    """Three routers' validated exports through horizon_records, training_windows, evaluation_dataset and
+    anomaly_model with the fit cap lowered below their windows: the model is fitted on a seeded subsample and its
+    diagnostics are of a seeded sample of whole routers, both said in its metadata; the figures stay figures."""
+    from mcp_training_dagster.domain import training
+    from mcp_training_dagster.serving.exports import read_export
+    from mcp_training_dagster.serving.validation import validate_records
+
+    base = validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records
+    store = assets_dir / "validated_records"
+    store.mkdir(parents=True, exist_ok=True)
+    names = [f"router_{k}.json" for k in range(3)]
+    for k, name in enumerate(names):  # as ingest stores them: one partition per export
+        part = base.assign(device=f"router-{k}", id=base["id"] + 10_000 * k, source_file=name)
+        part.to_parquet(store / f"{name}.parquet", index=False)
+    instance.add_dynamic_partitions(str(export_files.name), names)
+    monkeypatch.setattr(training, "FIT_WINDOWS_CAP", 2_000)
+    result = _materialize(
+        defs, instance, resources, "horizon_records", "training_windows", "evaluation_dataset", "anomaly_model"
+    )
+    assert result.success
+    meta = md(materializations(result, "anomaly_model")[0])
+    n = meta["n_windows"]
+    assert n > 3 * 2_000
+    assert meta["fit_sample"]["windows"] == 2_000 and meta["fit_sample"]["of"] == n
+    sample = meta["diagnostics_sample"]
+    assert sample["of"] == n and 2_000 <= sample["windows"] < n and sample["routers"] < sample["of_routers"] == 3
+    assert sample["figures"] == ["seed_stability", "later_windows_flag_rate"] and "whole routers" in sample["chosen"]
+    model = joblib.load(assets_dir / "anomaly_model.joblib")
+    d = model.diagnostics
+    assert d["sample"] == sample and 0.0 <= d["later_windows_flag_rate"] <= 1.0
+    assert (
+        -1.0 <= d["seed_stability"]["spearman_min"] <= 1.0 and 0.0 <= d["seed_stability"]["top2pct_jaccard_min"] <= 1.0
+    )
+    assert "Most anomalous training windows" in meta["model_card"] and meta["eval_pr_auc"] is not None

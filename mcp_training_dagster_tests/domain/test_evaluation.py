@@ -150,3 +150,32 @@ def test_gates() -> None:
     assert not meets_quality_gates(None, 0.0, 0.0)  # no held-out figures: never ready
     assert not_worse_than(0.80, None, 0.02)  # no production model yet
     assert not_worse_than(0.78, 0.80, 0.02) and not not_worse_than(0.77, 0.80, 0.02)
+
+
+def test_the_evaluation_set_of_the_records_it_reads_is_that_of_every_record() -> None:
+    """build_evaluation_set over only EVALUATION_COLUMNS of the records since evaluation_records_since (what the
+    asset reads of a long horizon), given the whole table's next id, is the set built from every record: windows,
+    labels and the agent's vectors, injected and labelled."""
+    from mcp_training_dagster.domain.evaluation import (
+        EVALUATION_COLUMNS,
+        build_evaluation_set,
+        evaluation_records_since,
+        time_split,
+    )
+
+    data = generate(seed=5, days=12, n_devices=2, episodes_per_scenario=1, benign_per_scenario=1)
+    records = validate_records(records_to_frame(data.records), "gen.json").records
+    spec = WindowSpec()
+    split = time_split(records["timestamp"], 0.8).floor("5min")
+    since = evaluation_records_since(split, spec)
+    assert 0.5 < (records["timestamp"] >= since).mean() < 0.9  # older records are left out
+    part = records.loc[records["timestamp"] >= since, list(EVALUATION_COLUMNS)].reset_index(drop=True)
+    for labels in (None, data.labels):
+        whole = build_evaluation_set(records, spec, split=split, labels=labels)
+        read = build_evaluation_set(part, spec, split=split, labels=labels, next_id=int(records["id"].max()) + 1)
+        assert (read.source, read.description, read.split_time) == (whole.source, whole.description, whole.split_time)
+        pd.testing.assert_frame_equal(read.windows, whole.windows)
+        pd.testing.assert_frame_equal(read.labels, whole.labels)
+        assert whole.agent_vectors is not None and read.agent_vectors is not None
+        pd.testing.assert_frame_equal(read.agent_vectors, whole.agent_vectors)
+        assert np.array_equal(read.agent_labels, whole.agent_labels)

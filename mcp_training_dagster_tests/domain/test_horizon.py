@@ -256,3 +256,19 @@ def test_training_windows_file_is_build_windows_in_row_groups(tmp_path) -> None:
         *build_windows(recs.iloc[:0]).columns,
         ORDER_COLUMN,
     ]
+
+
+def test_windows_in_chunks_is_build_windows() -> None:
+    """The evaluation set's windows of a long held-out period, windowed chunk by chunk of whole routers (sharing
+    station MACs, the system log's unkeyed records among them), are build_windows' table, row for row."""
+    from mcp_training_dagster.domain.horizon import windows_in_chunks
+    from mcp_training_dagster.serving.features import WindowSpec, build_windows
+
+    def validated(path):
+        return validate_records(read_export(path).records, path.name).records
+
+    records = shifted_routers(union_records({p.name: validated(p) for p in (HOSTAPD_1824, SYSTEM_35)})[0])
+    spec = WindowSpec()
+    whole = build_windows(records, spec)
+    for max_records in (len(records) // 3, len(records)):
+        pd.testing.assert_frame_equal(windows_in_chunks(records, spec, max_records=max_records), whole)

@@ -386,6 +386,7 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
 
     scored = train_and_select_scored(stored, det, None, window_minutes=5, stability_seeds=1)
     assert np.array_equal(scored.scores, scored.model.score(whole))
+    assert scored.top.equals(top_windows(scored.model, stored))
     assert np.array_equal(training_scores(b, stored), b.score(whole))
     share = flagged_share(b.score_table(whole), whole)
     assert share is not None and 0 < share < 1 and flagged_share_of(b, stored) == flagged_share_of(b, whole) == share
@@ -397,3 +398,105 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
     top = b.score_table(whole).head(8)
     assert top_windows(b, whole).equals(top)
     assert np.array_equal(top_windows(b, stored)["score"].to_numpy(), top["score"].to_numpy())
+
+
+def _score_table_top(model: TrainedModel, table, n: int = 8) -> pd.DataFrame:
+    """The model card's top windows as they were computed before: a score table of every chunk."""
+    from mcp_training_dagster.domain.training import as_table
+
+    tops = [model.score_table(frame).head(n) for _, frame in as_table(table).chunks()]
+    both = pd.concat(tops, ignore_index=True)
+    return both.sort_values("score", ascending=False, kind="stable").head(n).reset_index(drop=True)
+
+
+def test_top_windows_from_the_scores_are_the_score_tables_top(tmp_path) -> None:
+    """The model card's table from the scores training computed (reasons for its rows only) is the top of the
+    score table of every window, unkeyed ``-`` rows and their magnitude-free scores included, chunked or not."""
+    from upath import UPath
+
+    from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
+    from mcp_training_dagster.domain.training import table_scores, top_windows
+    from mcp_training_dagster.io_managers import ParquetReader
+    from mcp_training_dagster.serving.features import WindowSpec
+
+    from mcp_training_dagster.domain.horizon import union_records
+    from mcp_training_dagster_tests.conftest import SYSTEM_35
+
+    # the system log's records name no station or interface: its device windows have unkeyed rows
+    recs = shifted_routers(union_records({p.name: validated(p) for p in (HOSTAPD_1824, SYSTEM_35)})[0])
+    whole = build_windows(recs, WindowSpec())
+    path = tmp_path / "training_windows.parquet"
+    write_training_windows(recs, WindowSpec(), str(path), max_records=len(recs) // 3)
+    stored = StoredWindows(ParquetReader(UPath(path)))
+    model = train_model(whole, DetectorConfig(isolation_forest={"n_estimators": 20}), window_minutes=5)
+    assert model.calibration is not None and model.calibration.get("magnitude")
+    for n in (8, 2 * len(whole)):  # the top, and every row (the unkeyed rows among them)
+        expected = model.score_table(whole).head(n)
+        assert (expected["entity"] == "-").any() or n == 8
+        assert top_windows(model, whole, n).equals(expected)
+        scores = table_scores(stored, None, model.pipeline, model.calibration)
+        for got in (top_windows(model, stored, n), top_windows(model, stored, n, scores=scores)):
+            assert got.equals(_score_table_top(model, stored, n))
+    legacy = train_model(whole, DetectorConfig(), window_minutes=5, alarm_budget=None)
+    assert top_windows(legacy, stored).equals(_score_table_top(legacy, stored))
+
+
+def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() -> None:
+    """Above the cap the seed refits and the later windows are scored on a seeded sample of whole routers, said in
+    the diagnostics; each sampled window scores as it does among all windows. Below it: every window, no note."""
+    from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
+    from mcp_training_dagster.domain.horizon import FrameWindows
+    from mcp_training_dagster.domain.training import (
+        diagnostic_positions,
+        router_codes,
+        table_scores,
+        train_and_select,
+        train_and_select_scored,
+    )
+    from mcp_training_dagster.serving.features import WindowSpec
+
+    recs = shifted_routers(validated(HOSTAPD_1824))
+    whole = build_windows(recs, WindowSpec())
+    data = build_evaluation_set(recs, WindowSpec(), split=time_split(recs["timestamp"], 0.8).floor("5min"))
+    det = DetectorConfig(candidates=["isolation_forest"], isolation_forest={"n_estimators": 20})
+    cap = len(whole) // 3
+    routers = router_codes(FrameWindows(whole))
+    assert routers.names == ("router-0", "router-1", "router-2")
+    rows, how = diagnostic_positions(routers, cap, det.random_state)
+    assert rows is not None and how is not None and diagnostic_positions(routers, len(whole), 7) == (None, None)
+    drawn = set(whole["device"].iloc[rows])
+    assert len(drawn) == how["routers"] < 3 and whole["device"].isin(drawn).sum() == len(rows) == how["windows"] >= cap
+
+    scored = train_and_select_scored(whole, det, data, window_minutes=5, stability_seeds=3, fit_cap=cap)
+    model = scored.model
+    assert scored.top.equals(model.score_table(whole).head(8))  # kept while scoring every window, once
+    d = model.diagnostics
+    assert d is not None and d["sample"] == how and d["sample"]["of"] == len(whole)
+    assert 0.0 <= d["later_windows_flag_rate"] <= 1.0
+    assert d["seed_stability"]["seeds"] == 3 and 0.5 < d["seed_stability"]["spearman_min"] <= 1.0
+    assert 0.0 <= d["seed_stability"]["top2pct_jaccard_min"] <= 1.0
+    # the sample's calibrated scores are those of every window, taken at the sampled positions
+    assert np.array_equal(
+        table_scores(FrameWindows(whole), rows, model.pipeline, model.calibration)[1], model.score(whole)[rows]
+    )
+    full = train_and_select(whole, det, data, window_minutes=5, stability_seeds=3, fit_cap=None)
+    assert full.diagnostics is not None and "sample" not in full.diagnostics
+
+
+def test_scoring_a_table_in_memory_by_chunks_of_whole_routers_is_scoring_it_whole() -> None:
+    """FrameWindows(max_rows) (how the evaluation set is scored): chunks of whole routers, every row once, and the
+    calibrated scores those of the whole table at once."""
+    from mcp_training_dagster.domain.horizon import FrameWindows
+    from mcp_training_dagster.domain.training import table_scores
+
+    whole = build_windows(shifted_routers(validated(HOSTAPD_1824)))
+    model = train_model(whole, DetectorConfig(isolation_forest={"n_estimators": 20}), window_minutes=5)
+    for max_rows in (1, len(whole) - 1, len(whole)):
+        parts = list(FrameWindows(whole, max_rows=max_rows).chunks())
+        routers = [set(frame["device"].astype("str")) for _, frame in parts]
+        assert len(parts) == {1: 3, len(whole): 1}.get(max_rows, 2)
+        assert sum(len(r) for r in routers) == 3 and np.array_equal(
+            np.sort(np.concatenate([a for a, _ in parts])), np.arange(len(whole))
+        )
+        scored = table_scores(FrameWindows(whole, max_rows=max_rows), None, model.pipeline, model.calibration)
+        assert np.array_equal(scored[1], model.score(whole)) and np.array_equal(scored[0], model.raw_score(whole))

@@ -8,13 +8,20 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.policy import RETRAIN_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
-from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, time_split
+from mcp_training_dagster.domain.evaluation import (
+    EVALUATION_COLUMNS,
+    EvaluationSet,
+    build_evaluation_set,
+    evaluation_records_since,
+    time_split,
+)
 from mcp_training_dagster.serving.features import KEY_COLUMNS, empty_windows
 from mcp_training_dagster.domain.object_landing import fetch_side_files, is_remote
 from mcp_training_dagster.domain.promotion import decide, load_production
 from mcp_training_dagster.domain.registry import RegistryError
 from mcp_training_dagster.domain.scenarios import read_labels
 from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.io_managers import ParquetReader
 
 
 def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
@@ -37,19 +44,21 @@ def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
     kinds={"pandas", "joblib"},
     code_version="1",
     automation_condition=RETRAIN_CONDITION,
+    # read on demand: the keys of every record, then only the columns and the time the set needs
+    ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
     description=(
         "Held-out evaluation data: the last part of the training horizon in time, with labels from the exports' "
         "side files when present, otherwise with known attack episodes injected into the real stream."
     ),
 )
 def evaluation_dataset(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: pd.DataFrame
+    context: dg.AssetExecutionContext, settings: PipelineSettings, horizon_records: ParquetReader
 ) -> dg.Output[EvaluationSet]:
     cfg = settings.get()
     ev = cfg.model.evaluation
-    in_horizon = horizon_records
+    keys = horizon_records(["timestamp", "id"])
     spec = cfg.model.windows.spec()
-    if in_horizon.empty:  # training reports the lack of data (min_training_windows); nothing to evaluate on
+    if keys.empty:  # training reports the lack of data (min_training_windows); nothing to evaluate on
         empty = empty_windows()
         labels = empty.loc[:, list(KEY_COLUMNS)].assign(
             is_anomaly=pd.Series(dtype=bool), scenario=pd.Series(dtype="str")
@@ -58,16 +67,20 @@ def evaluation_dataset(
             EvaluationSet("none", "no validated records in the training horizon", empty, labels),
             metadata={"source": "none", "dagster/row_count": 0},
         )
-    split = time_split(in_horizon["timestamp"], ev.split_fraction).floor(f"{spec.length_minutes}min")
-    labels = side_file_labels(cfg.landing_location, sorted(in_horizon["source_file"].unique()))
+    split = time_split(keys["timestamp"], ev.split_fraction).floor(f"{spec.length_minutes}min")
+    next_id = int(keys["id"].max()) + 1
+    del keys
+    labels = side_file_labels(cfg.landing_location, sorted(horizon_records(["source_file"])["source_file"].unique()))
+    since = evaluation_records_since(split, spec)
     data = build_evaluation_set(
-        in_horizon,
+        horizon_records(list(EVALUATION_COLUMNS), filters=[("timestamp", ">=", since)]),
         spec,
         split=split,
         labels=labels,
         injection_seed=ev.injection_seed,
         episodes_per_scenario=ev.injected_episodes_per_scenario,
         service_timezone=cfg.training.service_timezone,
+        next_id=next_id,
     )
     context.log.info(f"evaluation data: {data.source}, {data.size}")
     return dg.Output(

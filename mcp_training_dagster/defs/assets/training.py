@@ -13,12 +13,12 @@ from mcp_training_dagster.domain.agent_variant import AGENT_COLUMNS, AgentModel,
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
+from mcp_training_dagster.domain import training as training_code
 from mcp_training_dagster.domain.training import (
     TrainedModel,
     TrainingError,
     as_table,
     metadata_document,
-    top_windows,
     train_and_select_scored,
 )
 from mcp_training_dagster.io_managers import ParquetReader
@@ -35,9 +35,10 @@ def exports_of(horizon_records: pd.DataFrame) -> list[str]:
 
 # Bump when the training code changes what a model is: part of the input fingerprint, so a code change retrains.
 TRAINING_CODE_VERSION = "4"
-# The asset's code version: its input (training_windows) is now read lazily from the chunked file; the model is
-# the one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model).
-ANOMALY_MODEL_CODE_VERSION = "5"
+# The asset's code version: its input (training_windows) is read lazily from the chunked file; the model is the
+# one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model). "6": above the fit cap the
+# diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below.
+ANOMALY_MODEL_CODE_VERSION = "6"
 # training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
 WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
@@ -93,7 +94,9 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
         "threshold calibrated on the training scores; higher score = more anomalous. Fitted on at most 1M windows "
         "(a seeded uniform subsample above that, recorded as fit_sample in its metadata), read from training_windows "
-        "on demand; the scores of every window are computed row group by row group. Not materialised when its "
+        "on demand; the scores of every window are computed row group by row group, once. Above 1M windows the "
+        "diagnostics (seed stability, later windows' flag rate) are of a seeded sample of whole routers "
+        "(diagnostics_sample). Not materialised when its "
         "inputs (data, evaluation set, config, training code) are identical to a model already trained."
     ),
 )
@@ -123,11 +126,12 @@ def anomaly_model(
             stability_seeds=m.evaluation.stability_seeds,
             alarm_budget=m.alarms,
             input_fingerprint=fingerprint,
+            fit_cap=training_code.FIT_WINDOWS_CAP,  # read at run time (a test may lower it)
         )
     except TrainingError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     model = trained.model
-    card = model_card.render(model, top_windows(model, windows))
+    card = model_card.render(model, trained.top)
     context.log.info(
         f"trained {model.version} ({model.detector.kind}) in {model.training_seconds:.2f}s, threshold {model.threshold:.5f}"
     )
@@ -146,6 +150,9 @@ def anomaly_model(
             **{f"eval_{k}": v for k, v in figures.items()},
             "model_card": dg.MetadataValue.md(card),
             "fit_sample": dg.MetadataValue.json(model.fit_sample or {"windows": model.n_windows, "chosen": "all"}),
+            "diagnostics_sample": dg.MetadataValue.json(
+                (model.diagnostics or {}).get("sample") or {"windows": model.n_windows, "chosen": "all"}
+            ),
             "score_distribution": score_distribution(model, scores=trained.scores),
             "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },

@@ -48,6 +48,10 @@ _INJECT_NEEDS: tuple[str, ...] = (
     "interface",
 )
 _LOOKBACK = 7 * _DAY  # history a device's stations are read from
+# The columns and the time before ``start`` inject_episodes reads of the real records: a caller holding millions
+# of records reads only these (give ``next_id`` then, the ids of the whole table being unknown to a slice).
+INJECT_COLUMNS: tuple[str, ...] = _INJECT_NEEDS
+INJECT_LOOKBACK = pd.Timedelta(seconds=_LOOKBACK + 1)
 _RECENT = _DAY  # prefer stations seen this recently before the episode
 _MAX_STATIONS = 64
 _CONNECTED_WITHIN = 3 * _HOUR  # a station whose last line was a join/handshake/rekey this recently is on
@@ -424,6 +428,7 @@ def inject_episodes(
     seed: int,
     episodes_per_scenario: int = 2,
     scenarios: tuple[str, ...] = ANOMALY_SCENARIOS,
+    next_id: int | None = None,
 ) -> Injection:
     """Known anomaly episodes for the period ``[start, end)`` of a real, validated records table.
 
@@ -438,6 +443,9 @@ def inject_episodes(
     device's records in it go to ``remove_ids``, as do a reconnect loop victim's own records during
     the loop (the loop replaces them, as in :func:`generate`). Whatever does not fit the period is
     left out, possibly everything; bad arguments raise ValueError. Deterministic for seed and table.
+    The new records' ids count from ``next_id`` (default: the table's largest id + 1); only the records from
+    ``INJECT_LOOKBACK`` before ``start`` are read, so a slice of a table from then on, given the whole table's
+    ``next_id``, injects what the whole table would.
     """
     start_ts, end_ts, names = _check_inject_args(records, start, end, seed, episodes_per_scenario, scenarios)
     base = start_ts.ceil("s")
@@ -467,7 +475,7 @@ def inject_episodes(
     rows = np.flatnonzero(keep)
     rows = rows[np.lexsort((rows, t[rows]))]  # by time, then by writing order
     id_col = records["id"].to_numpy()
-    first_id = int(id_col.max()) + 1 if len(id_col) else 1
+    first_id = next_id if next_id is not None else int(id_col.max()) + 1 if len(id_col) else 1
     ids = first_id + np.arange(len(rows), dtype=np.int64)
     sims: list[Any] = [rd.sim for rd in stream.devices]  # devices without an episode wrote nothing
     out = _build_records(log, rows, ids, t, sims, base.to_pydatetime())
