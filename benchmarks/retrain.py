@@ -5,8 +5,8 @@
 The input is one validated-records Parquet file (e.g. the ``validated`` file the stage benchmark writes,
 or an asset's stored partition). It is written ``--copies`` times as the validated partitions of separate
 exports of distinct routers (device names suffixed, ids offset, untimed), so the union keeps every record.
-Then the steps of ``horizon_records`` (as the asset runs it), ``training_windows`` and ``anomaly_model`` (the
-chunked path of the fan-in; the ``training_windows`` asset itself still windows the whole table at once):
+Then the steps of ``horizon_records`` (as the asset runs it), ``training_windows`` and ``anomaly_model`` on the
+chunked path of the fan-in, as functions (``--assets`` below runs the assets themselves):
 
   horizon   ``select_records`` over lazy Parquet readers: keys column-wise, full rows only for what is kept
             (the asset's whole work; its table is written to Parquet, untimed, as the IO manager does)
