@@ -223,6 +223,18 @@ def ingest_batch_split_sensor(context: dg.RunFailureSensorContext):
     if RANGE_START not in tags or RANGE_END not in tags:
         return dg.SkipReason(f"run {context.dagster_run.run_id[:8]} was one file: nothing to split")
     keys = files_in_range(context.instance, tags[RANGE_START], tags[RANGE_END])
+    # The files the batch's failure named go first. validated_records' blocking check is judged on its latest
+    # evaluation, planned when a run is created; a run that fails before the check leaves it failed, so the good
+    # files' runs are created after the bad ones' and a burst with a bad file still retrains.
+    bad = {
+        name
+        for event in context.get_step_failure_events()
+        if event.step_failure_data.user_failure_data is not None
+        and (named := event.step_failure_data.user_failure_data.metadata.get("files")) is not None
+        and isinstance(named.value, list)
+        for name in named.value
+    }
+    keys = sorted(keys, key=lambda key: key not in bad)  # stable: otherwise in the batch's order
     context.log.info(f"run {context.dagster_run.run_id[:8]} failed over {len(keys)} files: one run per file")
     return [
         dg.RunRequest(

@@ -72,6 +72,7 @@ def failure_of(result: dg.ExecuteInProcessResult) -> dg.DagsterEvent:
 
 
 def test_a_failed_batch_is_split_into_a_run_per_file(defs, instance, landing, assets_dir):
+    baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     good = copy_sample(SYSTEM_19.name, landing).name
     (landing / "garbage.json").write_text("this is not JSON at all {")
     names = [good, "garbage.json", copy_sample(SYSTEM_35.name, landing).name]
@@ -92,7 +93,8 @@ def test_a_failed_batch_is_split_into_a_run_per_file(defs, instance, landing, as
         dagster_event=failure_of(batch),
     ).for_run_failure()
     requests = ingest_batch_split_sensor(context)
-    assert [r.partition_key for r in requests] == names
+    # the bad file's run first: the good files' runs, created after it, judge validated_records' blocking check
+    assert [r.partition_key for r in requests] == ["garbage.json", good, names[2]]
     assert len({r.run_key for r in requests}) == 3 and all(batch.run_id in r.run_key for r in requests)
 
     # each file alone: the good ones ingested, the bad one fails with its own message
@@ -100,6 +102,9 @@ def test_a_failed_batch_is_split_into_a_run_per_file(defs, instance, landing, as
     assert outcome[good].success and outcome[names[2]].success
     assert not outcome["garbage.json"].success
     assert (assets_dir / "validated_records" / f"{good}.parquet").exists()
+    # ... so the burst still retrains (a failed run's planned check, if it were the latest, would block it)
+    requested = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
+    assert requested.get_num_requested(dg.AssetKey("training_windows")) == 1
 
 
 def test_a_run_of_one_file_is_not_split(defs, instance, landing):

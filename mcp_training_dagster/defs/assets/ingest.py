@@ -59,8 +59,8 @@ def _batch_failure(what: str, problems: dict[str, str], files: int) -> dg.Failur
     lines = "\n".join(f"- {problem}" for problem in problems.values())
     return dg.Failure(
         description=(
-            f"{len(problems)} of the {files} files of this batch {what}; each file of the batch is ingested again in a "
-            f"run of its own (ingest_batch_split_sensor):\n{lines}"
+            f"{len(problems)} of the {files} files of this batch {what}; each file of the batch is ingested again "
+            f"in a run of its own (ingest_batch_split_sensor):\n{lines}"
         ),
         metadata={"files": dg.MetadataValue.json(sorted(problems))},
         allow_retries=False,
@@ -130,7 +130,7 @@ def _raw_batch(context: dg.AssetExecutionContext, cfg: Settings, keys: Sequence[
         except dg.Failure as exc:
             problems[key] = exc.description or key
     if problems:
-        raise _batch_failure("are not exports that can be read", problems, len(keys))
+        raise _batch_failure("cannot be read as an export", problems, len(keys))
     facts = [raw.facts for raw in read.values()]
     for f in facts:
         for warning in f.warnings:
@@ -310,7 +310,7 @@ def _validated_batch(results: dict[str, ValidationResult], limit: float):
         },
     )
     if rejected:
-        raise _batch_failure("are rejected", rejected, len(results))
+        raise _batch_failure("rejected by validation", rejected, len(results))
     problems = {key: p for key, r in results.items() if (p := check_schema(r.records))}
     yield dg.AssetCheckResult(
         check_name="schema_invariants",
