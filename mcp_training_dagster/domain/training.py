@@ -32,7 +32,6 @@ from mcp_training_dagster.domain.results import (
     TrainingError,
 )
 from mcp_training_dagster.serving.scoring import (
-    SCORE_COLUMNS,
     SCORE_CONVENTION,
     SCORE_DEFINITION,
     anomaly_scores,
@@ -710,27 +709,20 @@ class TopWindows:
     def table(self) -> pd.DataFrame:
         """The kept rows as :func:`~mcp_training_dagster.serving.scoring.score_table` gives them, most anomalous
         first."""
-        from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, _explain_calibrated, reasons
+        from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, window_verdicts
 
         both = pd.concat(self.picks, ignore_index=True) if len(self.picks) > 1 else self.picks[0]
         w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[: self.n]).reset_index(drop=True)
-        X = feature_matrix(w, MODEL_FEATURES)
-        out = pd.DataFrame(
-            {
-                "device_id": w["device"].astype("str").to_numpy(),
-                "entity": w["entity"].astype("str").to_numpy(),
-                "entity_kind": w["entity_kind"].astype("str").to_numpy(),
-                "window_start": pd.to_datetime(w["window_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
-                if len(w)
-                else np.empty(0, dtype=object),
-                "score": w["_base"].to_numpy(),
-                "is_anomaly": w["_base"].to_numpy() > self.threshold,
-                "reasons": reasons(self.pipeline, X, MODEL_FEATURES, top=3),
-            },
-            columns=list(SCORE_COLUMNS),
+        # explained as their window is, before the "-" rows' scores
+        out = window_verdicts(
+            w,
+            feature_matrix(w, MODEL_FEATURES),
+            w["_base"].to_numpy(),
+            self.threshold,
+            self.pipeline,
+            MODEL_FEATURES,
+            calibration=self.calibration,
         )
-        if self.calibration is not None and len(out):  # explained as their window is, before the "-" rows' scores
-            _explain_calibrated(out, w, self.calibration)
         out.loc[w["_unkeyed"].to_numpy(dtype=bool), "entity"] = UNKEYED_ENTITY
         out["score"] = w["_score"].to_numpy()
         out["is_anomaly"] = out["score"].to_numpy() > self.threshold

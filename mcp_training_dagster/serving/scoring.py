@@ -156,6 +156,35 @@ def score_table(
         if calibration.get("magnitude"):
             unkeyed_scores = calibrated_scores(windows, raw, calibration, with_magnitude=False)
         threshold = 0.0
+    out = window_verdicts(
+        windows, X, scores, threshold, pipeline, names, top_reasons=top_reasons, calibration=calibration
+    )
+    if "n_unkeyed" in windows.columns and len(out):
+        # records that name neither a station nor an interface are judged with their device window, as key "-"
+        unkeyed = ((windows["entity_kind"].astype("str") == "device") & (windows["n_unkeyed"] > 0)).to_numpy()
+        if unkeyed.any():
+            extra = out.loc[unkeyed].copy()
+            extra["entity"] = UNKEYED_ENTITY
+            if unkeyed_scores is not None:  # the router's state without the magnitude of its stations' counts
+                extra["score"] = unkeyed_scores[unkeyed]
+                extra["is_anomaly"] = extra["score"].to_numpy() > threshold
+            out = pd.concat([out, extra], ignore_index=True)
+    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def window_verdicts(
+    windows: pd.DataFrame,
+    X: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    pipeline: Any,
+    names: Sequence[str],
+    *,
+    top_reasons: int = 3,
+    calibration: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """``score_table``'s row for each window (its features ``X``, its ``scores``), in the windows' order, before
+    the unkeyed "-" rows: the model card's top windows are built by the same code from scores kept earlier."""
     out = pd.DataFrame(
         {
             "device_id": windows["device"].astype("str").to_numpy(),
@@ -172,17 +201,7 @@ def score_table(
     )
     if calibration is not None and len(out):
         _explain_calibrated(out, windows, calibration)
-    if "n_unkeyed" in windows.columns and len(out):
-        # records that name neither a station nor an interface are judged with their device window, as key "-"
-        unkeyed = ((windows["entity_kind"].astype("str") == "device") & (windows["n_unkeyed"] > 0)).to_numpy()
-        if unkeyed.any():
-            extra = out.loc[unkeyed].copy()
-            extra["entity"] = UNKEYED_ENTITY
-            if unkeyed_scores is not None:  # the router's state without the magnitude of its stations' counts
-                extra["score"] = unkeyed_scores[unkeyed]
-                extra["is_anomaly"] = extra["score"].to_numpy() > threshold
-            out = pd.concat([out, extra], ignore_index=True)
-    return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    return out
 
 
 def _explain_calibrated(out: pd.DataFrame, windows: pd.DataFrame, calibration: dict[str, Any]) -> None:
