@@ -3,6 +3,7 @@ folder together, then nothing else until the retrained model is registered.
 
     python -m benchmarks.fleet_dagster --routers 50 --days 3     # 150 files
     python -m benchmarks.fleet_dagster --routers 50 --days 30    # the full 1,500 files (slow)
+    python -m benchmarks.fleet_dagster --routers 5 --days 3 --until-verdicts   # and every export's verdicts
 
 Local deployment, shipped configuration (at most ``sensor.max_files_per_tick`` files per tick, the new files of a
 tick ingested together in runs of ``sensor.files_per_run``, two concurrent runs). Prints one JSON line with: seconds from the drop until
@@ -10,7 +11,9 @@ every file is ingested and until the model trained on all of them is registered;
 run time (mean and p95) and ingest throughput; the longest ``export_file_sensor`` tick and any
 failed tick; training runs started meanwhile (eager automation retrains as data arrives); and the
 peak RSS of the largest single Dagster process (the run that computes the fan-in) and of all of
-them together, sampled every second from /proc.
+them together, sampled every second from /proc. With ``--until-verdicts`` it goes on until every export's
+``export_anomalies`` is by the production model (the automation sensor's backfill, ``verdicts_per_run``
+exports per run) and adds the seconds until then and the verdict runs it took.
 """
 
 from __future__ import annotations
@@ -89,12 +92,28 @@ def _files_ingested(instance, runs) -> set[str]:
     return out
 
 
+def _all_scored(instance, names: list[str]) -> bool:
+    """Every export's latest verdict is by the production model (as production_model last recorded it)."""
+    import dagster as dg
+
+    from mcp_training_dagster.defs.policy import latest_partition_metadata, production_version
+
+    current = production_version(instance)
+    scored = (
+        latest_partition_metadata(instance, dg.AssetKey("export_anomalies"), names, "production_version")
+        if current
+        else {}
+    )
+    return current is not None and len(scored) == len(names) and set(scored.values()) == {current}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--routers", type=int, default=50)
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--records", type=int, default=200, help="records per export file")
     p.add_argument("--timeout", type=float, default=3 * 3600)
+    p.add_argument("--until-verdicts", action="store_true", help="also wait for every export's verdicts")
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="mcp-fleet-dagster-"))
@@ -144,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         from dagster._core.storage.dagster_run import DagsterRunStatus
 
         with dg.DagsterInstance.get() as instance:
-            all_ingested_at = model_at = None
+            all_ingested_at = model_at = verdicts_at = None
             while time.time() - t_drop < args.timeout:
                 assert proc.poll() is None, "dagster dev died"
                 one, total = _session_rss_mb(proc.pid)
@@ -162,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
                         and (instance.get_run_stats(latest.run_id).start_time or 0) >= all_ingested_at
                     ):
                         model_at = latest.timestamp  # trained on every file of the fleet
-                        break
+                if model_at is not None and (not args.until_verdicts or _all_scored(instance, [f.name for f in files])):
+                    verdicts_at = time.time()
+                    break
                 time.sleep(1)
             runs = instance.get_runs()
             stats = [
@@ -190,6 +211,17 @@ def main(argv: list[str] | None = None) -> None:
                 "longest_sensor_tick_s": round(max((e - s for s, e, _ in ticks), default=0.0), 2),
                 "failed_sensor_ticks": sum(1 for *_, st in ticks if st == "FAILURE"),
                 "training_runs": sum(1 for r in runs if r.job_name != "ingest_job"),
+                **(
+                    {
+                        "drop_to_all_verdicts_s": round(verdicts_at - t_drop, 1) if verdicts_at else None,
+                        "verdict_runs": sum(
+                            1 for r in runs if dg.AssetKey("export_anomalies") in (r.asset_selection or ())
+                        ),
+                        "backfills": len(instance.get_backfills()),
+                    }
+                    if args.until_verdicts
+                    else {}
+                ),
                 "runs_by_job": dict(Counter(r.job_name for r in runs)),
                 "failed_runs": sum(1 for r in runs if r.status == DagsterRunStatus.FAILURE),
                 "peak_rss_one_process_mb": round(peak_one),

@@ -282,6 +282,13 @@ class TrainingConfig(_Strict):
     service_timezone: str = "UTC"
     executor: Literal["in_process", "multiprocess", "celery"] | None = None  # default by deployment
     max_concurrent_steps: int = Field(2, ge=1, le=64)
+    verdicts_per_run: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="exports re-scored in one verdict run when several are due at once (a promotion re-scores every "
+        "export: Dagster's backfill of export_anomalies and export_drift, a partition range per run; 1: a run each)",
+    )
     model_max_age_hours: float = Field(168.0, gt=0.02)
     sensor: SensorConfig = SensorConfig()
     quarantine: QuarantineConfig = QuarantineConfig()

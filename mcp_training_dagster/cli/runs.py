@@ -144,6 +144,7 @@ class Progress:
     def poll(self) -> None:
         from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
+        from mcp_training_dagster.defs.partitions import files_in_range
         from mcp_training_dagster.defs.sensors import RANGE_END, RANGE_START
 
         done = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
@@ -157,8 +158,10 @@ class Progress:
                 continue
             self.seen_runs.add(run.run_id)
             part = run.tags.get("dagster/partition")
-            if part is None and RANGE_START in run.tags:  # an ingest batch: its first and last file
-                n = run.tags.get("export/batch_files", "?")
+            if part is None and RANGE_START in run.tags:  # an ingest batch or verdicts: its first and last file
+                n = run.tags.get("export/batch_files") or len(
+                    files_in_range(self.instance, run.tags[RANGE_START], run.tags.get(RANGE_END, ""))
+                )
                 part = f"{run.tags[RANGE_START]} .. {run.tags.get(RANGE_END, '?')}, {n} files"
             job = run.job_name
             if job.startswith("__ASSET_JOB") and run.asset_selection:  # automation: name what it materialised

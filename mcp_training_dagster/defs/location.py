@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import dagster as dg
+from dagster_shared.record import replace
 from mcp_training_dagster.defs.policy import MODEL_CONFIG, config_version, freshness_policies
 from mcp_training_dagster.defs.resources import build_resources
 from mcp_training_dagster.defs.sensors import build_export_file_sensor, build_retrain_automation_sensor
@@ -62,7 +63,7 @@ def location() -> dg.Definitions:
 
 def apply_settings(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
     """The asset specs' settings-dependent parts: the model config's hash in place of the ``model_config``
-    marker of a code_version (policy.with_model_config), and the freshness policies."""
+    marker of a code_version (policy.with_model_config), the freshness policies, and the verdicts' batches."""
     marker, version = f"+{MODEL_CONFIG}", f"+{config_version(settings)}"
     freshness = freshness_policies(settings)
 
@@ -74,4 +75,21 @@ def apply_settings(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
             changes["freshness_policy"] = freshness[spec.key]
         return spec.replace_attributes(**changes) if changes else spec
 
-    return defs.map_asset_specs(func=finish)
+    return with_verdict_batches(defs.map_asset_specs(func=finish), settings)
+
+
+VERDICT_ASSETS = {dg.AssetKey("export_anomalies"), dg.AssetKey("export_drift")}
+
+
+def with_verdict_batches(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
+    """Verdicts due for many exports at once (a promotion re-scores them all) run ``verdicts_per_run`` exports per
+    run: the automation sensor hands them to Dagster as one backfill, which this policy splits into partition
+    ranges. One run per export made a fleet's promotion thousands of runs, each paying a process start."""
+    policy = dg.BackfillPolicy.multi_run(settings.training.verdicts_per_run)
+    assets = [
+        a.with_attributes(backfill_policy=policy)
+        if isinstance(a, dg.AssetsDefinition) and VERDICT_ASSETS & set(a.keys)
+        else a
+        for a in defs.assets or []
+    ]
+    return replace(defs, assets=assets)

@@ -5,6 +5,8 @@ graph, so promoting or rolling back a model (here or with ``mcp-training models 
 re-scores every export through lineage; its freshness policy makes a stale production model visible.
 """
 
+from typing import Any
+
 import pandas as pd
 
 import dagster as dg
@@ -15,10 +17,10 @@ from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_package
 from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
-from mcp_training_dagster.domain.promotion import PromotionDecision, load_production
+from mcp_training_dagster.domain.promotion import ProductionModel, PromotionDecision, load_production
 from mcp_training_dagster.domain.horizon import StoredWindows, router_context
 from mcp_training_dagster.domain.report import markdown_table
-from mcp_training_dagster.io_managers import ParquetReader
+from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history
 from mcp_training_dagster.domain.training import TrainedModel, top_windows
 
@@ -198,24 +200,51 @@ def export_context_windows(
     return windows_with_history(validated_records, router_context(horizon_records, validated_records, spec), spec)
 
 
+def verdict_table(
+    settings: PipelineSettings, prod: ProductionModel, validated_records: pd.DataFrame, horizon_records: ParquetReader
+) -> pd.DataFrame:
+    """The production model's verdict on one export: every window with its router, score, flag and reasons."""
+    table = prod.score_table(export_context_windows(settings, validated_records, horizon_records))
+    names = router_names(validated_records)
+    table.insert(0, "router", table["device_id"].map(names).fillna(table["device_id"]).astype("str"))
+    return table.loc[:, list(VERDICT_COLUMNS)]
+
+
+def _top(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    return table.loc[table["is_anomaly"], ["router", "window_start", "entity_kind", "entity", "score", "reasons"]].head(
+        n
+    )
+
+
+def _staged(table: pd.DataFrame) -> StagedParquet:
+    """A verdict table written now (as the IO manager would), so a run over many exports holds one at a time."""
+    staged = StagedParquet()
+    table.to_parquet(staged.path, index=False, compression="zstd")
+    return staged
+
+
 @dg.asset(
     partitions_def=export_files,
     group_name="deployment",
     kinds={"pandas", "parquet"},
     code_version="3",
     automation_condition=VERDICT_CONDITION,
-    ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
+    ins={
+        "horizon_records": dg.AssetIn(metadata={"lazy": True}),
+        "validated_records": dg.AssetIn(metadata={"lazy": True}),
+    },
     description="The production model's verdict on this export: every window of its entities (computed with the "
     "same routers' records in the other exports of the training horizon, as training saw them), its router, "
-    "score, whether it is anomalous, and why. Re-scored whenever production_model changes.",
+    "score, whether it is anomalous, and why. Re-scored whenever production_model changes; when many exports are "
+    "due at once, verdicts_per_run of them per run (a partition range).",
 )
 def export_anomalies(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    validated_records: pd.DataFrame,
+    validated_records: dict[str, ParquetReader],
     horizon_records: ParquetReader,
     production_model: dict,
-) -> dg.Output[pd.DataFrame]:
+) -> dg.Output:
     # The input is the edge that re-scores every export when production changes; the scoring uses production
     # as it is now, and again if a promotion landed while this run scored: the registry's pointer moves before
     # production_model materialises, so a run that raced a promotion is never left stale (CI caught one).
@@ -223,28 +252,96 @@ def export_anomalies(
     prod = load_production(location)
     if prod is None:
         raise dg.Failure(description="no production model", allow_retries=False)
-    export_windows = export_context_windows(settings, validated_records, horizon_records)
-    table = prod.score_table(export_windows)
-    for _ in range(3):
-        if open_registry(location).production() in (None, prod.version):  # the pointer only: cheap
-            break
-        current = load_production(location)
-        if current is None:
-            break
+    keys = list(context.partition_keys)
+    if missing := [k for k in keys if k not in validated_records]:
+        raise dg.Failure(description=f"no validated records stored for {', '.join(missing)}", allow_retries=False)
+    if len(keys) == 1:
+        return _one_verdict(context, settings, location, prod, validated_records[keys[0]](), horizon_records)
+    return _range_verdicts(context, settings, location, prod, {k: validated_records[k] for k in keys}, horizon_records)
+
+
+def _newer_production(
+    context: dg.AssetExecutionContext, location: str, prod: ProductionModel
+) -> ProductionModel | None:
+    """Production as it is now, if a promotion landed since ``prod`` was loaded (None otherwise)."""
+    if open_registry(location).production() in (None, prod.version):  # the pointer only: cheap
+        return None
+    current = load_production(location)
+    if current is not None:
         context.log.info(f"production changed to {current.version} while scoring with {prod.version}: scoring again")
-        prod, table = current, current.score_table(export_windows)
-    names = router_names(validated_records)
-    table.insert(0, "router", table["device_id"].map(names).fillna(table["device_id"]).astype("str"))
-    flagged = table[table["is_anomaly"]]
-    top = flagged.loc[:, ["router", "window_start", "entity_kind", "entity", "score", "reasons"]].head(10)
-    context.log.info(f"{len(flagged)} of {len(table)} windows flagged by {prod.version}")
+    return current
+
+
+def _one_verdict(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    location: str,
+    prod: ProductionModel,
+    records: pd.DataFrame,
+    horizon_records: ParquetReader,
+) -> dg.Output:
+    table = verdict_table(settings, prod, records, horizon_records)
+    for _ in range(3):
+        if (current := _newer_production(context, location, prod)) is None:
+            break
+        prod, table = current, verdict_table(settings, current, records, horizon_records)
+    flagged = int(table["is_anomaly"].sum())
+    top = _top(table)
+    context.log.info(f"{flagged} of {len(table)} windows flagged by {prod.version}")
     return dg.Output(
-        table.loc[:, list(VERDICT_COLUMNS)],
+        table,
         metadata={
             "production_version": prod.version,
             "dagster/row_count": len(table),
-            "flagged": len(flagged),
-            "flag_rate": float(len(flagged) / len(table)) if len(table) else 0.0,
+            "flagged": flagged,
+            "flag_rate": float(flagged / len(table)) if len(table) else 0.0,
+            "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
+        },
+    )
+
+
+def _range_verdicts(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    location: str,
+    prod: ProductionModel,
+    readers: dict[str, ParquetReader],
+    horizon_records: ParquetReader,
+) -> dg.Output:
+    """Several exports in one run (a backfill's partition range): each scored exactly as alone and written as it
+    is scored. Dagster keeps one metadata set per output, so the per-export figures go in ``by_file``."""
+    staged: dict[str, StagedParquet] = {}
+    try:
+        for _ in range(4):
+            rows: list[dict[str, Any]] = []
+            tops: list[pd.DataFrame] = []
+            for key, reader in readers.items():
+                table = verdict_table(settings, prod, reader(), horizon_records)
+                if key in staged:
+                    staged[key].cleanup()
+                staged[key] = _staged(table)
+                flagged = int(table["is_anomaly"].sum())
+                rows.append({"file": key, "windows": len(table), "flagged": flagged})
+                tops.append(_top(table).assign(file=key))
+            if (current := _newer_production(context, location, prod)) is None:
+                break
+            prod = current
+    except BaseException:
+        for done in staged.values():
+            done.cleanup()
+        raise
+    windows, flagged = sum(r["windows"] for r in rows), sum(r["flagged"] for r in rows)
+    top = pd.concat(tops, ignore_index=True).sort_values("score", ascending=False).head(10) if tops else pd.DataFrame()
+    context.log.info(f"{flagged} of {windows} windows of {len(rows)} exports flagged by {prod.version}")
+    return dg.Output(
+        staged,
+        metadata={
+            "production_version": prod.version,
+            "dagster/row_count": windows,
+            "files": len(rows),
+            "flagged": flagged,
+            "flag_rate": float(flagged / windows) if windows else 0.0,
+            "by_file": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows))),
             "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
         },
     )

@@ -2,6 +2,8 @@
 the production model's baseline (a WARN asset check: it alerts and makes retraining due, it blocks nothing)."""
 
 import json
+from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +13,10 @@ from upath import UPath
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.policy import VERDICT_CONDITION
 from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.settings import DriftConfig
 from mcp_training_dagster.domain.drift import (
     FLAG_SHARE_OVER,
+    DriftReport,
     build_baseline,
     compare,
     drift_features,
@@ -109,6 +113,10 @@ def drift_baseline(
     kinds={"pandas", "parquet"},
     code_version="1",
     automation_condition=VERDICT_CONDITION,
+    ins={
+        "export_windows": dg.AssetIn(metadata={"lazy": True}),
+        "export_anomalies": dg.AssetIn(metadata={"lazy": True}),
+    },
     check_specs=[
         dg.AssetCheckSpec(
             DRIFT_CHECK,
@@ -119,22 +127,27 @@ def drift_baseline(
         )
     ],
     description="This export's drift against the production model's training baseline: PSI and KS per feature on "
-    "the windows with records, and the change in the share of windows the production model flags.",
+    "the windows with records, and the change in the share of windows the production model flags. Over several "
+    "exports in one run (verdicts_per_run), each is judged alone and the check fails if any drifted.",
 )
 def export_drift(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    export_windows: pd.DataFrame,
-    export_anomalies: pd.DataFrame,
+    export_windows: dict[str, ParquetReader],
+    export_anomalies: dict[str, ParquetReader],
     production_model: dict,
 ):
     d = settings.get().training.drift
     version = production_model["version"]
+    keys = list(context.partition_keys)
+    if missing := [k for k in keys if k not in export_windows or k not in export_anomalies]:
+        raise dg.Failure(description=f"no windows or verdicts stored for {', '.join(missing)}", allow_retries=False)
     path = baseline_path(settings.get().models_location, version)
     if not path.exists():
         context.log.warning(f"no drift baseline for production model {version} ({path}); drift not judged")
+        empty = pd.DataFrame(columns=["feature", "psi", "ks", "baseline_mean", "export_mean", "drifted"])
         yield dg.Output(
-            pd.DataFrame(columns=["feature", "psi", "ks", "baseline_mean", "export_mean", "drifted"]),
+            empty if len(keys) == 1 else {k: empty for k in keys},
             metadata={"production_version": version, "judged": False},
         )
         yield dg.AssetCheckResult(
@@ -146,50 +159,137 @@ def export_drift(
         )
         return
     baseline = json.loads(path.read_text())
-    not_new = not_new_data(context.partition_key, export_windows, baseline)
-    flagged = export_anomalies["is_anomaly"] if "is_anomaly" in export_anomalies.columns else pd.Series(dtype=bool)
+    judged = {k: export_drift_of(k, export_windows[k](), export_anomalies[k](), baseline, d) for k in keys}
+    for key, j in judged.items():
+        context.log.info(f"drift of {key} vs {version}: {j.summary}")
+    if len(keys) == 1:
+        yield from _one_drift(version, d.threshold, judged[keys[0]])
+    else:
+        yield from _range_drift(version, d.threshold, judged)
+
+
+@dataclass(frozen=True)
+class ExportDrift:
+    """One export judged against the baseline: the report, whether it counts (new data) and its summary line."""
+
+    report: DriftReport
+    not_new: str | None
+    flag_rate: float | None
+
+    @property
+    def judged(self) -> bool:
+        return self.report.enough and not self.not_new
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.not_new) or self.report.passed
+
+    @property
+    def summary(self) -> str:
+        s = self.report.summary()
+        return f"{self.not_new}: not new data, not judged ({s})" if self.not_new else s
+
+
+def export_drift_of(
+    key: str, windows: pd.DataFrame, anomalies: pd.DataFrame, baseline: dict, d: DriftConfig
+) -> ExportDrift:
+    not_new = not_new_data(key, windows, baseline)
+    flagged = anomalies["is_anomaly"] if "is_anomaly" in anomalies.columns else pd.Series(dtype=bool)
     if baseline.get("flag_rate_over") == FLAG_SHARE_OVER:
-        flag_rate = flagged_share(export_anomalies, export_windows) if len(flagged) else None
+        flag_rate = flagged_share(anomalies, windows) if len(flagged) else None
     else:  # a baseline written before: a share of every window, so the export's is too
         flag_rate = float(flagged.mean()) if len(flagged) else None
     report = compare(
-        export_windows,
+        windows,
         baseline,
         flag_rate=flag_rate,
         threshold=d.threshold,
         flag_share_threshold=d.flag_share_threshold,
         min_windows=d.min_windows,
     )
-    judged = report.enough and not not_new
-    summary = f"{not_new}: not new data, not judged ({report.summary()})" if not_new else report.summary()
-    context.log.info(f"drift vs {version}: {summary}")
-    figures = {
+    return ExportDrift(report=report, not_new=not_new or None, flag_rate=flag_rate)
+
+
+def _figures(version: str, threshold: float, j: ExportDrift) -> dict[str, Any]:
+    r = j.report
+    return {
         "production_version": version,
-        "judged": judged,
-        "not_new_data": bool(not_new),
-        "windows_with_records": report.windows,
-        "max_psi": report.max_psi,
-        "drifted_features": dg.MetadataValue.json(report.drifted),
-        "flag_rate": flag_rate if flag_rate is not None else 0.0,
-        "baseline_flag_rate": report.baseline_flag_rate,
-        "flag_share_change": report.flag_share_change or 0.0,
-        "threshold": d.threshold,
+        "judged": j.judged,
+        "not_new_data": bool(j.not_new),
+        "windows_with_records": r.windows,
+        "max_psi": r.max_psi,
+        "drifted_features": dg.MetadataValue.json(r.drifted),
+        "flag_rate": j.flag_rate if j.flag_rate is not None else 0.0,
+        "baseline_flag_rate": r.baseline_flag_rate,
+        "flag_share_change": r.flag_share_change or 0.0,
+        "threshold": threshold,
     }
+
+
+def _one_drift(version: str, threshold: float, j: ExportDrift):
+    figures = _figures(version, threshold, j)
     yield dg.Output(
-        report.table,
+        j.report.table,
         metadata={
             **figures,
-            "dagster/row_count": len(report.table),
-            "drift": dg.MetadataValue.md(f"**{summary}**\n\n" + markdown_table(report.table, digits=4)),
+            "dagster/row_count": len(j.report.table),
+            "drift": dg.MetadataValue.md(f"**{j.summary}**\n\n" + markdown_table(j.report.table, digits=4)),
         },
     )
     yield dg.AssetCheckResult(
         check_name=DRIFT_CHECK,
-        passed=bool(not_new) or report.passed,
+        passed=j.passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=summary,
+        description=j.summary,
         metadata={
             **figures,
-            "psi_by_feature": dg.MetadataValue.json(dict(zip(report.table["feature"], report.table["psi"]))),
+            "psi_by_feature": dg.MetadataValue.json(dict(zip(j.report.table["feature"], j.report.table["psi"]))),
         },
+    )
+
+
+def _range_drift(version: str, threshold: float, judged: dict[str, ExportDrift]):
+    """One output and one check for the run's exports: Dagster keeps one metadata set per output and one check
+    evaluation per run, so the check fails if any export drifted and names each (by_file has every export)."""
+    rows = [
+        {
+            "file": k,
+            "judged": j.judged,
+            "passed": j.passed,
+            "windows_with_records": j.report.windows,
+            "max_psi": j.report.max_psi,
+            "flag_share_change": j.report.flag_share_change,
+            "drifted": ", ".join(j.report.drifted),
+        }
+        for k, j in judged.items()
+    ]
+    drifted = {k: j for k, j in judged.items() if not j.passed}
+    description = (
+        f"{len(drifted)} of {len(judged)} exports drifted: "
+        + "; ".join(f"{k}: {j.summary}" for k, j in drifted.items())
+        if drifted
+        else f"none of {len(judged)} exports drifted"
+    )
+    by_file = dg.MetadataValue.md(markdown_table(pd.DataFrame(rows), digits=4))
+    figures: dict[str, Any] = {
+        "production_version": version,
+        "files": len(judged),
+        "judged": sum(j.judged for j in judged.values()),
+        "drifted_files": dg.MetadataValue.json(sorted(drifted)),
+        "threshold": threshold,
+    }
+    yield dg.Output(
+        {k: j.report.table for k, j in judged.items()},
+        metadata={
+            **figures,
+            "dagster/row_count": sum(len(j.report.table) for j in judged.values()),
+            "by_file": by_file,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description[:2000],
+        metadata={**figures, "by_file": by_file},
     )
