@@ -246,9 +246,9 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
                 else np.argsort(dev_rec, kind="stable")
             )
             idx_parts.append(o)
-            ent_parts.append(np.full(len(o), emap[0], dtype=np.int64))
+            ent_parts.append(np.full(len(o), emap[0], dtype=np.int32))
         else:
-            ent = emap[local]
+            ent = emap.astype(np.int32)[local]
             o = _stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
@@ -266,15 +266,21 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
         ts_rec[radio[1:]] - ts_rec[radio[:-1]] <= REPEAT_RADIO_SECONDS * 1_000_000_000
     )
+    # Per-row arrays (about three rows per record): each is dropped as soon as it is used up, since
+    # a fresh process pays for every new page (the peak, not the arithmetic, is most of its cost).
     ridx = np.concatenate(idx_parts)
-    ent = np.concatenate(ent_parts).astype(np.int32)
+    del idx_parts, part_rows, part_local, station_rows
+    ent = np.concatenate(ent_parts)
     kind = np.concatenate(kind_parts)
+    del ent_parts, kind_parts
     dev, ts = dev_rec[ridx], ts_rec[ridx]
     event, sev, mac, iface = event_rec[ridx], sev_rec[ridx], mac_rec[ridx], iface_rec[ridx]
-    win = ts // spec.length_ns
+    repeat_leave, repeat_radio, unannounced = repeat_leave_rec[ridx], repeat_radio_rec[ridx], unannounced_rec[ridx]
     n = len(ridx)
+    del ridx, repeat_leave_rec, repeat_radio_rec, unannounced_rec
     if n == 0:
         return None
+    win = ts // spec.length_ns
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -286,6 +292,11 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     starts = np.flatnonzero(new_group)
     n_groups = len(starts)
     egid = np.cumsum(new_entity, dtype=np.int32) - 1
+    # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted.
+    new_run = new_group.copy()
+    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
+    new_run[1:] |= bucket[1:] != bucket[:-1]
+    del bucket
 
     # Group-level facts first: they decide the layout, and every feature is then written in final row order.
     cap_s = float(spec.silence_cap_hours) * 3600.0
@@ -297,21 +308,28 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     gap_from[prev_same_entity] = ts[prev_idx]
     kind_s = kind[starts]
     last_ts = ts[np.r_[starts[1:], n] - 1]
+    del ts, prev_idx, prev_same_entity
     layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
+    del dev, ent, last_ts, gap_from
     table = _Table(layout)
     row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
     table.count("n_records", row_at)
-    event = event.clip(0, len(EVENT_TYPES) - 1)
-    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, event)
+    np.clip(event, 0, len(EVENT_TYPES) - 1, out=event)
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, row_at, event)
     sev_bucket = _severity_bucket(sev)
     has_bucket = np.flatnonzero(sev_bucket >= 0)
-    table.count_codes([name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
+    table.count_codes(
+        [name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], row_at[has_bucket], sev_bucket[has_bucket]
+    )
+    del sev_bucket, has_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
+    del sev, event
     table.count("wifi_errors", row_at[wifi_error])
-    table.count("repeat_leaves", row_at[repeat_leave_rec[ridx]])
-    table.count("repeat_radio_errors", row_at[repeat_radio_rec[ridx]])
-    table.count("unannounced_joins", row_at[unannounced_rec[ridx]])
+    table.count("repeat_leaves", row_at[repeat_leave])
+    table.count("repeat_radio_errors", row_at[repeat_radio])
+    table.count("unannounced_joins", row_at[unannounced])
+    del wifi_error, repeat_leave, repeat_radio, unannounced
     table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
 
     # Distinct stations (and randomised ones) per window, and stations new since the previous window:
@@ -319,6 +337,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     la = _locally_administered(mac_uniques)
     h = _by_entity_and_station(np.flatnonzero(mac >= 0), kind, egid, mac, max(len(mac_uniques), 1))
     h_egid, h_mac, h_win = egid[h], mac[h], win[h]
+    del egid, win
     same_station = np.zeros(len(h), dtype=bool)
     same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
     first = ~same_station
@@ -332,6 +351,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     table.count("n_stations", p_row)
     table.count("n_new_stations", p_row[~seen_just_before])
     table.count("n_random_macs", p_row[la[p_mac]])
+    del h, h_egid, h_mac, h_win, same_station, first, continues, fi, p_row, p_mac
 
     has_iface = iface >= 0
     n_if = max(len(iface_uniques), 1)
@@ -343,10 +363,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
         table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
 
-    # Burstiness: runs of equal (window, sub-bucket) are contiguous because rows are time-sorted.
-    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
-    new_run = new_group.copy()
-    new_run[1:] |= bucket[1:] != bucket[:-1]
+    # Burstiness: the runs (new_run) of equal (window, sub-bucket).
+    del mac, iface, has_iface
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, n])
     run_gid = gid[run_start]
@@ -386,9 +404,9 @@ class _Table:
         target[self.layout.real_at] = per_window
         target[self.layout.quiet_at] = quiet
 
-    def count_codes(self, names: list[str], gid: np.ndarray, code: np.ndarray) -> None:
+    def count_codes(self, names: list[str], gid: np.ndarray, row: np.ndarray, code: np.ndarray) -> None:
         """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
-        (non-decreasing). Needs ``n_records`` counted first.
+        (non-decreasing) and its row ``row``. Needs ``n_records`` counted first.
 
         One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
         single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24
@@ -401,7 +419,10 @@ class _Table:
             _fill_counts(self.out, list(columns), gid, code, self.layout.real_at)
             return
         flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
-        np.add.at(flat, columns[code] * self.layout.n + self.layout.real_at[gid], np.float32(1))
+        cell = columns[code]
+        cell *= self.layout.n
+        cell += row
+        np.add.at(flat, cell, np.float32(1))
 
 
 def _layout(
