@@ -1,9 +1,9 @@
 """The kernel's fallbacks for data its fast paths do not fit give the golden tables too.
 
 The fast paths (one packed sort key for the window order, a dense (device, window) table for the
-device context, occurring (device, entity) pairs numbered for one radix sort) fall back to ``lexsort``, ``np.unique``
-and two radix passes when the keys would overflow or the table
-would be sparse; real data rarely gets there, so these tests force the fallbacks on the golden datasets.
+device context, the occurring (device, entity) pairs numbered for one radix sort) fall back to
+``lexsort``, ``np.unique`` and two radix passes when the keys would overflow or the table would be
+sparse; real data rarely gets there, so these tests force the fallbacks on the golden datasets.
 """
 
 from __future__ import annotations
