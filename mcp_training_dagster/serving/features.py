@@ -339,8 +339,39 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     table = _Table(layout)
     row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
+    # The station features (their own sort and gathers, mostly outside the GIL) on a second thread,
+    # while this one counts: the two write different columns.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stations = pool.submit(
+            _station_features, table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques
+        )
+        del egid, win
+        _record_counts(table, row_at, gid, event, sev, (repeat_leave, repeat_radio, unannounced), mac, iface)
+        del event, sev, repeat_leave, repeat_radio, unannounced
+        _interface_and_burst_features(table, gid, iface, len(iface_uniques), new_run)
+        stations.result()
+
+    # Silence before the window: gap from the entity's previous record to the window's first one.
+    table.put("silence_before_s", gap, quiet=layout.q_silence)
+    for i, k in enumerate(ENTITY_KINDS):
+        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
+    return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
+
+
+def _record_counts(
+    table: _Table,
+    row_at: np.ndarray,
+    gid: np.ndarray,
+    event: np.ndarray,
+    sev: np.ndarray,
+    flags: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mac: np.ndarray,
+    iface: np.ndarray,
+) -> None:
+    """Records per window: all of them, per event type and severity bucket, WiFi errors, the flagged
+    ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones."""
     table.count("n_records", row_at)
-    np.clip(event, 0, len(EVENT_TYPES) - 1, out=event)
+    event = np.clip(event, 0, len(EVENT_TYPES) - 1)
     table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, row_at, event)
     sev_bucket = _severity_bucket(sev)
     has_bucket = np.flatnonzero(sev_bucket >= 0)
@@ -349,20 +380,30 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     )
     del sev_bucket, has_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
-    del sev, event
+    del event
     table.count("wifi_errors", row_at[wifi_error])
-    table.count("repeat_leaves", row_at[repeat_leave])
-    table.count("repeat_radio_errors", row_at[repeat_radio])
-    table.count("unannounced_joins", row_at[unannounced])
-    del wifi_error, repeat_leave, repeat_radio, unannounced
+    del wifi_error
+    for name, flag in zip(("repeat_leaves", "repeat_radio_errors", "unannounced_joins"), flags):
+        table.count(name, row_at[flag])
     table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
 
-    # Distinct stations (and randomised ones) per window, and stations new since the previous window:
-    # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
+
+def _station_features(
+    table: _Table,
+    rows: np.ndarray,
+    kind: np.ndarray,
+    egid: np.ndarray,
+    mac: np.ndarray,
+    win: np.ndarray,
+    row_at: np.ndarray,
+    mac_uniques: np.ndarray,
+) -> None:
+    """Distinct stations (and randomised ones) per window, and stations new since the previous window,
+    from the ``rows`` with a station, ordered by (entity, station, time) so a (window, station) pair is a run."""
     la = _locally_administered(mac_uniques)
-    h = _by_entity_and_station(np.flatnonzero(mac >= 0), kind, egid, mac, max(len(mac_uniques), 1))
+    h = _by_entity_and_station(rows, kind, egid, mac, max(len(mac_uniques), 1))
+    del rows
     h_egid, h_mac, h_win = egid[h], mac[h], win[h]
-    del egid, win
     same_station = np.zeros(len(h), dtype=bool)
     same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
     first = ~same_station
@@ -376,10 +417,16 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     table.count("n_stations", p_row)
     table.count("n_new_stations", p_row[~seen_just_before])
     table.count("n_random_macs", p_row[la[p_mac]])
-    del h, h_egid, h_mac, h_win, same_station, first, continues, fi, p_row, p_mac
 
+
+def _interface_and_burst_features(
+    table: _Table, gid: np.ndarray, iface: np.ndarray, n_iface: int, new_run: np.ndarray
+) -> None:
+    """Distinct interfaces per window; the longest run of records in one burst sub-bucket (``new_run``
+    starts a run of equal (window, sub-bucket): rows are time-sorted) and the sub-buckets with records."""
+    n, n_groups = len(gid), len(table.layout.real_at)
     has_iface = iface >= 0
-    n_if = max(len(iface_uniques), 1)
+    n_if = max(n_iface, 1)
     if n_groups * n_if <= 16 * n:
         present = np.zeros(n_groups * n_if, dtype=bool)
         present[gid[has_iface].astype(np.int64) * n_if + iface[has_iface]] = True
@@ -388,20 +435,13 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
         table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
 
-    # Burstiness: the runs (new_run) of equal (window, sub-bucket).
-    del mac, iface, has_iface
+    del has_iface
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, n])
     run_gid = gid[run_start]
     first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
     table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
-    table.count("active_buckets", layout.real_at[run_gid])
-
-    # Silence before the window: gap from the entity's previous record to the window's first one.
-    table.put("silence_before_s", gap, quiet=layout.q_silence)
-    for i, k in enumerate(ENTITY_KINDS):
-        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
-    return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
+    table.count("active_buckets", table.layout.real_at[run_gid])
 
 
 class _Table:
