@@ -45,6 +45,8 @@ from mcp_training_dagster.serving.feature_catalog import (
     SEVERITY_FEATURES,
     WindowSpec,
 )
+from mcp_training_dagster.serving.record_flags import after_restart, repeat_radio_errors, station_sequence_flags
+from mcp_training_dagster.serving.window_arrays import device_time_order, first_appearance, range_max, stable_order
 
 __all__ = [
     "AGGREGATE_FEATURES",
@@ -110,43 +112,6 @@ def _merge_uniques(parts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarra
         combined = combined.append(pd.Index(uniq[new], dtype=object))
         maps.append(idx)
     return maps, np.asarray(combined, dtype=object)
-
-
-def _stable_order(primary: np.ndarray, n_primary: int, secondary: np.ndarray, n_secondary: int) -> np.ndarray:
-    """Stable argsort by (primary, secondary), both non-negative integer codes."""
-    small = np.iinfo(np.uint16).max
-    if n_primary * n_secondary <= small:
-        return np.argsort((primary * n_secondary + secondary).astype(np.uint16), kind="stable")
-    if n_primary * n_secondary <= PAIR_TABLE_LIMIT:
-        # Few of the possible pairs occur (a station is on one device or a few): numbered in key order,
-        # they fit one 16-bit radix sort, half the work of the two passes below.
-        key = primary.astype(np.int32) * np.int32(n_secondary) + secondary.astype(np.int32)
-        present = np.zeros(n_primary * n_secondary, dtype=bool)
-        present[key] = True
-        rank = np.cumsum(present, dtype=np.int32)
-        if rank[-1] <= small + 1:
-            rank -= 1
-            return np.argsort(rank.astype(np.uint16)[key], kind="stable")
-    if n_primary <= small and n_secondary <= small:
-        o = np.argsort(secondary.astype(np.uint16), kind="stable")
-        return o[np.argsort(primary[o].astype(np.uint16), kind="stable")]
-    return np.argsort(primary.astype(np.int64) * n_secondary + secondary, kind="stable")
-
-
-PAIR_TABLE_LIMIT = 1 << 24  # _stable_order numbers the occurring pairs through a table up to this size
-
-
-def _device_time_order(dev: np.ndarray, ts: np.ndarray, n_dev: int) -> np.ndarray | None:
-    """The permutation putting records in (device, time) order, stably (None: they are already)."""
-    n = len(ts)
-    by_time = None
-    if n > 1 and not (ts[1:] >= ts[:-1]).all():
-        by_time = np.argsort(ts, kind="stable")
-        dev = dev[by_time]
-    if n < 2 or (dev[1:] >= dev[:-1]).all():
-        return by_time
-    by_dev = np.argsort(dev.astype(np.uint16) if n_dev <= 65535 else dev, kind="stable")
-    return by_dev if by_time is None else by_time[by_dev]
 
 
 def _str_column(uniques: np.ndarray, codes: np.ndarray) -> pd.Series:
@@ -243,7 +208,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     # the device rows need no sort, and every gather of per-row values below stays inside one
     # device's block of records (cache-sized) instead of jumping across all of them.
     n_dev = max(len(dev_uniques), 1)
-    by_device = _device_time_order(dev_rec, ts_rec, n_dev)
+    by_device = device_time_order(dev_rec, ts_rec, n_dev)
     if by_device is not None:
         dev_rec, mac_rec, iface_rec = dev_rec[by_device], mac_rec[by_device], iface_rec[by_device]
         ts_rec, event_rec, sev_rec = ts_rec[by_device], event_rec[by_device], sev_rec[by_device]
@@ -274,7 +239,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
             ent_parts.append(np.full(len(o), emap[0], dtype=np.int32))
         else:
             ent = emap.astype(np.int32)[local]
-            o = _stable_order(dev_rec[sel], n_dev, ent, n_ent)
+            o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
             if kind_name == "station":
@@ -282,15 +247,10 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         kind_parts.append(np.full(len(idx_parts[-1]), kind_code, dtype=np.int8))
     if station_rows is None:
         sel = np.flatnonzero(mac_rec >= 0)
-        station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
-    repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
-    unannounced_rec &= ~_after_restart(station_rows, dev_rec, event_rec)
-    radio = np.flatnonzero(_is_event(event_rec, RADIO_FAULT_EVENTS))
-    radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
-    repeat_radio_rec = np.zeros(n_rec, dtype=bool)
-    repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
-        ts_rec[radio[1:]] - ts_rec[radio[:-1]] <= REPEAT_RADIO_SECONDS * 1_000_000_000
-    )
+        station_rows = sel[stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
+    repeat_leave_rec, unannounced_rec = station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
+    unannounced_rec &= ~after_restart(station_rows, dev_rec, event_rec)
+    repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, event_rec)
     # Per-row arrays (about three rows per record): each is dropped as soon as it is used up, since
     # a fresh process pays for every new page (the peak, not the arithmetic, is most of its cost).
     ridx = np.concatenate(idx_parts)
@@ -514,7 +474,7 @@ def _layout(
     q_silence = np.zeros(0, dtype=np.float32)
     d = np.flatnonzero(kind == ENTITY_KINDS.index("device"))
     if len(d) > 1:
-        dev_first = _first_appearance(dev)
+        dev_first = first_appearance(dev)
         same = dev_first[d[1:]] == dev_first[d[:-1]]
         gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
         n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
@@ -526,7 +486,7 @@ def _layout(
     if len(src):
         kind, dev, ent, win = np.r_[kind, kind[src]], np.r_[dev, dev[src]], np.r_[ent, ent[src]], np.r_[win, q_win]
         gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
-    dev_code, ent_code = _first_appearance(dev), _first_appearance(ent)
+    dev_code, ent_code = first_appearance(dev), first_appearance(ent)
     order = _row_order(kind, dev_code, ent_code, win)
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order))
@@ -565,7 +525,7 @@ def _by_entity_and_station(
         part = rows[a:b]
         first_entity = int(egid[part[0]])
         primary = egid[part] - first_entity
-        out[a:b] = part[_stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
+        out[a:b] = part[stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
     return out
 
 
@@ -605,80 +565,9 @@ def _severity_bucket(sev: np.ndarray) -> np.ndarray:
     return table[np.clip(sev, lo, hi) - lo]
 
 
-def _first_appearance(codes: np.ndarray) -> np.ndarray:
-    """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
-    they stand for (one code per distinct string), without touching the strings. Linear: the first
-    index of each code by ``np.minimum.at`` over a table as long as the codes' range (distinct strings),
-    then a sort of the distinct codes only."""
-    if not len(codes):
-        return np.zeros(0, dtype=np.int64)
-    n = len(codes)
-    first = np.full(int(codes.max()) + 1, n, dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
-    present = np.flatnonzero(first < n)
-    rank = np.zeros(len(first), dtype=np.int64)
-    rank[present[np.argsort(first[present])]] = np.arange(len(present))
-    return rank[codes]
-
-
-REPEAT_LEAVE_SECONDS = 5
 SILENCE_FACTOR = 1.5  # silent_beyond_usual: a gap this many times the device's longest gap of the day before
-REPEAT_RADIO_SECONDS = 600
 UNSEEN_HISTORY_S = 3600  # dev_unseen_stations counts once the device has this much history
 NO_GAP = np.iinfo(np.int64).min
-
-
-def _is_event(codes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Per code: is it one of the event types ``names`` (a table lookup, not a sort as ``np.isin``)."""
-    table = np.zeros(len(EVENT_TYPES), dtype=bool)
-    table[[EVENT_TYPES.index(t) for t in names]] = True
-    return table[codes]
-
-
-def _station_sequence_flags(
-    rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per record (record order), from each station's previous record on the same device: a disconnect
-    after a disconnect at least REPEAT_LEAVE_SECONDS earlier (no rejoin in between: a kicked station is
-    kicked again), and the first join line of a join after a record that was neither a join, a
-    disconnect nor a failure (the station rejoined without having left: its radio dropped it)."""
-    n = len(dev)
-    repeat_leave = np.zeros(n, dtype=bool)
-    unannounced = np.zeros(n, dtype=bool)
-    if len(rows) < 2:
-        return repeat_leave, unannounced
-    ev = event[rows]
-    is_leave = _is_event(ev, DEAUTH_EVENTS)
-    is_join = _is_event(ev, JOIN_EVENTS)
-    is_fail = _is_event(ev, FAILURE_EVENTS)
-    same = np.r_[False, (dev[rows[1:]] == dev[rows[:-1]]) & (mac[rows[1:]] == mac[rows[:-1]])]
-    t = ts[rows]
-    dt = np.r_[0, t[1:] - t[:-1]]
-    prev_leave = np.r_[False, is_leave[:-1]]
-    prev_join = np.r_[False, is_join[:-1]]
-    prev_fail = np.r_[False, is_fail[:-1]]
-    repeat_leave[rows] = same & is_leave & prev_leave & (dt >= REPEAT_LEAVE_SECONDS * 1_000_000_000)
-    unannounced[rows] = same & is_join & ~prev_join & ~prev_leave & ~prev_fail
-    return repeat_leave, unannounced
-
-
-def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """Per record (records in (device, time) order): True when the device logged an interface lifecycle line
-    (RESTART_EVENTS) after the same station's previous record on it: after a reboot or a WiFi reload every
-    station rejoins without having left, and that is announced by the restart, not a radio dropping it."""
-    n = len(dev)
-    out = np.zeros(n, dtype=bool)
-    life = np.flatnonzero(_is_event(event, RESTART_EVENTS))
-    if len(rows) < 2 or not len(life):
-        return out
-    # Within a device a record's index orders it in time: key = device x n + index.
-    keys = np.sort(dev[life].astype(np.int64) * n + life)
-    same = np.r_[False, dev[rows[1:]] == dev[rows[:-1]]]
-    cur = dev[rows].astype(np.int64) * n + rows
-    prev = np.r_[cur[:1], cur[:-1]]
-    restarted = np.searchsorted(keys, cur, side="right") > np.searchsorted(keys, prev, side="right")
-    out[rows] = same & restarted
-    return out
 
 
 def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
@@ -758,7 +647,7 @@ def _history_features(
         fe = np.minimum(first_end, len(dv) - 1)
         history_start = (win[dv] - lag) * L
         first_gap = np.where(inside & (gap_from[dv][fe] >= history_start), completed[fe], 0.0)
-        rest = _range_max(completed, np.minimum(first_end + 1, d_hi), d_hi)
+        rest = range_max(completed, np.minimum(first_end + 1, d_hi), d_hi)
         usual = np.maximum(np.maximum(rest, first_gap), window_s)
         sil = silence[dv]
         excess = np.maximum(sil - usual, 0.0) / window_s
@@ -867,24 +756,3 @@ def _sum_columns(out: np.ndarray, columns: list[int], into: int) -> None:
     total[:] = out[:, columns[0]]
     for c in columns[1:]:
         total += out[:, c]
-
-
-def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``max(values[lo:hi])`` per query (0 where the range is empty), from a sparse table: log2(n)
-    vectorised levels, no per-query loop."""
-    out = np.zeros(len(lo), dtype=np.float64)
-    length = hi - lo
-    ok = length > 0
-    if not ok.any():
-        return out
-    level = np.zeros(len(lo), dtype=np.int64)
-    level[ok] = np.floor(np.log2(length[ok])).astype(np.int64)
-    table = values.astype(np.float64)
-    for k in range(int(level.max()) + 1):
-        if k:
-            half = 1 << (k - 1)
-            table = np.maximum(table[:-half], table[half:])
-        m = ok & (level == k)
-        if m.any():
-            out[m] = np.maximum(table[lo[m]], table[hi[m] - (1 << k)])
-    return out
