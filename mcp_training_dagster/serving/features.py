@@ -16,7 +16,6 @@ Entities (``entity_kind``):
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -299,17 +298,11 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     table = _Table(layout)
     row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
-    # The station features (their own sort and gathers, mostly outside the GIL) on a second thread,
-    # while this one counts: the two write different columns.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        stations = pool.submit(
-            _station_features, table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques
-        )
-        del egid, win
-        _record_counts(table, row_at, gid, event, sev, (repeat_leave, repeat_radio, unannounced), mac, iface)
-        del event, sev, repeat_leave, repeat_radio, unannounced
-        _interface_and_burst_features(table, gid, iface, len(iface_uniques), new_run)
-        stations.result()
+    _record_counts(table, row_at, gid, event, sev, (repeat_leave, repeat_radio, unannounced), mac, iface)
+    del event, sev, repeat_leave, repeat_radio, unannounced
+    _station_features(table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques)
+    del egid, win
+    _interface_and_burst_features(table, gid, iface, len(iface_uniques), new_run)
 
     # Silence before the window: gap from the entity's previous record to the window's first one.
     table.put("silence_before_s", gap, quiet=layout.q_silence)
@@ -578,15 +571,6 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     from the windows themselves (windows are clock-aligned, so "the 24 h before" is a whole number
     of windows) with sorted keys, ``searchsorted`` and a (device, window) slot table: no per-window
     loops. Fills the table block in place, so no wide table is copied, reordered or re-encoded."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        key_columns = pool.submit(_key_columns, agg, spec)
-        return _history_features(agg, spec, key_columns)
-
-
-def _history_features(
-    agg: _Aggregated, spec: WindowSpec, key_columns: Future[dict[str, pd.Series | np.ndarray]]
-) -> pd.DataFrame:
-    """The body of :func:`_with_history`; the key columns come from ``key_columns`` (another thread)."""
     L = spec.length_ns
     window_s = L / 1e9
     cap_s = float(spec.silence_cap_hours) * 3600.0
@@ -689,14 +673,13 @@ def _history_features(
         ctx["dev_unseen_stations"][:] = unseen[slot]
         ctx["dev_max_station_records"][:] = busiest[slot]
     windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
-    for i, (name, column) in enumerate(key_columns.result().items()):
+    for i, (name, column) in enumerate(_key_columns(agg, spec).items()):
         windows.insert(i, name, column)
     return windows
 
 
 def _key_columns(agg: _Aggregated, spec: WindowSpec) -> dict[str, pd.Series | np.ndarray]:
-    """The key columns (KEY_COLUMNS order) from the layout: Arrow takes of the distinct strings, which
-    release the GIL, so :func:`_with_history` runs this on a second thread while it computes."""
+    """The key columns (KEY_COLUMNS order) from the layout: Arrow takes of the distinct strings."""
     lay = agg.layout
     keys: dict[str, pd.Series | np.ndarray] = {
         "device": _str_column(agg.dev_uniques, lay.dev),
