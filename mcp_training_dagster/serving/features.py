@@ -294,7 +294,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     last_ts = ts[np.r_[starts[1:], n] - 1]
     del ts, prev_idx, prev_same_entity
     layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
-    del dev, ent, last_ts, gap_from
+    del dev, ent, last_ts, gap_from, starts, new_entity, new_group
     table = _Table(layout)
     row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
@@ -481,8 +481,10 @@ def _layout(
         gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
     dev_code, ent_code = first_appearance(dev), first_appearance(ent)
     order = _row_order(kind, dev_code, ent_code, win)
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
+    # Row numbers in 32 bits while they fit: every record carries its row, so this halves that array.
+    row_type = np.int32 if len(order) < np.iinfo(np.int32).max else np.int64
+    position = np.empty(len(order), dtype=row_type)
+    position[order] = np.arange(len(order), dtype=row_type)
     return _Layout(
         n=len(order),
         real_at=position[:n_real],
