@@ -78,6 +78,8 @@ SCORING_MODULES: tuple[str, ...] = (
     "validation",
     "events",
     "feature_catalog",
+    "window_arrays",
+    "record_flags",
     "features",
     "calibration",
     "scoring",

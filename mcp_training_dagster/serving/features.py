@@ -44,6 +44,8 @@ from mcp_training_dagster.serving.feature_catalog import (
     SEVERITY_FEATURES,
     WindowSpec,
 )
+from mcp_training_dagster.serving.record_flags import after_restart, repeat_radio_errors, station_sequence_flags
+from mcp_training_dagster.serving.window_arrays import device_time_order, first_appearance, range_max, stable_order
 
 __all__ = [
     "AGGREGATE_FEATURES",
@@ -109,17 +111,6 @@ def _merge_uniques(parts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarra
         combined = combined.append(pd.Index(uniq[new], dtype=object))
         maps.append(idx)
     return maps, np.asarray(combined, dtype=object)
-
-
-def _stable_order(primary: np.ndarray, n_primary: int, secondary: np.ndarray, n_secondary: int) -> np.ndarray:
-    """Stable argsort by (primary, secondary), both non-negative integer codes."""
-    small = np.iinfo(np.uint16).max
-    if n_primary * n_secondary <= small:
-        return np.argsort((primary * n_secondary + secondary).astype(np.uint16), kind="stable")
-    if n_primary <= small and n_secondary <= small:
-        o = np.argsort(secondary.astype(np.uint16), kind="stable")
-        return o[np.argsort(primary[o].astype(np.uint16), kind="stable")]
-    return np.argsort(primary.astype(np.int64) * n_secondary + secondary, kind="stable")
 
 
 def _str_column(uniques: np.ndarray, codes: np.ndarray) -> pd.Series:
@@ -212,11 +203,15 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         dev_uniques = np.concatenate([dev_uniques[seen], dev_uniques[np.setdiff1d(np.arange(len(dev_uniques)), seen)]])
 
     # Rows of each kind are sorted by (device, entity, time), stably (ties keep record order).
-    # Sorting the records by time first makes that a sort on (device, entity) alone.
-    if n_rec > 1 and not (ts_rec[1:] >= ts_rec[:-1]).all():
-        by_time = np.argsort(ts_rec, kind="stable")
-        dev_rec, mac_rec, iface_rec = dev_rec[by_time], mac_rec[by_time], iface_rec[by_time]
-        ts_rec, event_rec, sev_rec = ts_rec[by_time], event_rec[by_time], sev_rec[by_time]
+    # Putting the records in (device, time) order first makes that a sort on (device, entity) alone,
+    # the device rows need no sort, and every gather of per-row values below stays inside one
+    # device's block of records (cache-sized) instead of jumping across all of them.
+    n_dev = max(len(dev_uniques), 1)
+    by_device = device_time_order(dev_rec, ts_rec, n_dev)
+    if by_device is not None:
+        dev_rec, mac_rec, iface_rec = dev_rec[by_device], mac_rec[by_device], iface_rec[by_device]
+        ts_rec, event_rec, sev_rec = ts_rec[by_device], event_rec[by_device], sev_rec[by_device]
+        del by_device
 
     # Entity codes: a factorization over the concatenated kinds' entity strings.
     part_uniques, part_local, part_rows = [], [], []
@@ -234,22 +229,16 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     ent_maps, ent_uniques = _merge_uniques(part_uniques)
     n_ent = max(len(ent_uniques), 1)
 
-    n_dev = max(len(dev_uniques), 1)
-
     idx_parts, ent_parts, kind_parts = [], [], []
     station_rows = None  # rows with a station MAC in (device, station, time) order
     for (kind_code, kind_name), sel, local, emap in zip(kinds, part_rows, part_local, ent_maps):
         if sel is None:
-            o = (
-                np.argsort(dev_rec.astype(np.uint16), kind="stable")
-                if n_dev <= 65535
-                else np.argsort(dev_rec, kind="stable")
-            )
+            o = np.arange(n_rec)  # the records are in (device, time) order already
             idx_parts.append(o)
-            ent_parts.append(np.full(len(o), emap[0], dtype=np.int64))
+            ent_parts.append(np.full(len(o), emap[0], dtype=np.int32))
         else:
-            ent = emap[local]
-            o = _stable_order(dev_rec[sel], n_dev, ent, n_ent)
+            ent = emap.astype(np.int32)[local]
+            o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
             if kind_name == "station":
@@ -257,24 +246,25 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         kind_parts.append(np.full(len(idx_parts[-1]), kind_code, dtype=np.int8))
     if station_rows is None:
         sel = np.flatnonzero(mac_rec >= 0)
-        station_rows = sel[_stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
-    repeat_leave_rec, unannounced_rec = _station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
-    unannounced_rec &= ~_after_restart(station_rows, dev_rec, event_rec)
-    radio = np.flatnonzero(_is_event(event_rec, RADIO_FAULT_EVENTS))
-    radio = radio[np.argsort(dev_rec[radio], kind="stable")]  # (device, time) order
-    repeat_radio_rec = np.zeros(n_rec, dtype=bool)
-    repeat_radio_rec[radio[1:]] = (dev_rec[radio[1:]] == dev_rec[radio[:-1]]) & (
-        ts_rec[radio[1:]] - ts_rec[radio[:-1]] <= REPEAT_RADIO_SECONDS * 1_000_000_000
-    )
+        station_rows = sel[stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
+    repeat_leave_rec, unannounced_rec = station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
+    unannounced_rec &= ~after_restart(station_rows, dev_rec, event_rec)
+    repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, event_rec)
+    # Per-row arrays (about three rows per record): each is dropped as soon as it is used up, since
+    # a fresh process pays for every new page (the peak, not the arithmetic, is most of its cost).
     ridx = np.concatenate(idx_parts)
-    ent = np.concatenate(ent_parts).astype(np.int32)
+    del idx_parts, part_rows, part_local, station_rows
+    ent = np.concatenate(ent_parts)
     kind = np.concatenate(kind_parts)
+    del ent_parts, kind_parts
     dev, ts = dev_rec[ridx], ts_rec[ridx]
     event, sev, mac, iface = event_rec[ridx], sev_rec[ridx], mac_rec[ridx], iface_rec[ridx]
-    win = ts // spec.length_ns
+    repeat_leave, repeat_radio, unannounced = repeat_leave_rec[ridx], repeat_radio_rec[ridx], unannounced_rec[ridx]
     n = len(ridx)
+    del ridx, repeat_leave_rec, repeat_radio_rec, unannounced_rec
     if n == 0:
         return None
+    win = ts // spec.length_ns
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -286,6 +276,11 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     starts = np.flatnonzero(new_group)
     n_groups = len(starts)
     egid = np.cumsum(new_entity, dtype=np.int32) - 1
+    # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted.
+    new_run = new_group.copy()
+    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
+    new_run[1:] |= bucket[1:] != bucket[:-1]
+    del bucket
 
     # Group-level facts first: they decide the layout, and every feature is then written in final row order.
     cap_s = float(spec.silence_cap_hours) * 3600.0
@@ -297,27 +292,70 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     gap_from[prev_same_entity] = ts[prev_idx]
     kind_s = kind[starts]
     last_ts = ts[np.r_[starts[1:], n] - 1]
+    del ts, prev_idx, prev_same_entity
     layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
+    del dev, ent, last_ts, gap_from, starts, new_entity, new_group
     table = _Table(layout)
     row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
 
+    _record_counts(table, row_at, gid, event, sev, (repeat_leave, repeat_radio, unannounced), mac, iface)
+    del event, sev, repeat_leave, repeat_radio, unannounced
+    _station_features(table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques)
+    del egid, win
+    _interface_and_burst_features(table, gid, iface, len(iface_uniques), new_run)
+
+    # Silence before the window: gap from the entity's previous record to the window's first one.
+    table.put("silence_before_s", gap, quiet=layout.q_silence)
+    for i, k in enumerate(ENTITY_KINDS):
+        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
+    return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
+
+
+def _record_counts(
+    table: _Table,
+    row_at: np.ndarray,
+    gid: np.ndarray,
+    event: np.ndarray,
+    sev: np.ndarray,
+    flags: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mac: np.ndarray,
+    iface: np.ndarray,
+) -> None:
+    """Records per window: all of them, per event type and severity bucket, WiFi errors, the flagged
+    ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones."""
     table.count("n_records", row_at)
-    event = event.clip(0, len(EVENT_TYPES) - 1)
-    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, event)
+    event = np.clip(event, 0, len(EVENT_TYPES) - 1)
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, row_at, event)
     sev_bucket = _severity_bucket(sev)
     has_bucket = np.flatnonzero(sev_bucket >= 0)
-    table.count_codes([name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], sev_bucket[has_bucket])
+    table.count_codes(
+        [name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], row_at[has_bucket], sev_bucket[has_bucket]
+    )
+    del sev_bucket, has_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
+    del event
     table.count("wifi_errors", row_at[wifi_error])
-    table.count("repeat_leaves", row_at[repeat_leave_rec[ridx]])
-    table.count("repeat_radio_errors", row_at[repeat_radio_rec[ridx]])
-    table.count("unannounced_joins", row_at[unannounced_rec[ridx]])
+    del wifi_error
+    for name, flag in zip(("repeat_leaves", "repeat_radio_errors", "unannounced_joins"), flags):
+        table.count(name, row_at[flag])
     table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
 
-    # Distinct stations (and randomised ones) per window, and stations new since the previous window:
-    # rows with a station, ordered by (entity, station, time), so a (window, station) pair is a run.
+
+def _station_features(
+    table: _Table,
+    rows: np.ndarray,
+    kind: np.ndarray,
+    egid: np.ndarray,
+    mac: np.ndarray,
+    win: np.ndarray,
+    row_at: np.ndarray,
+    mac_uniques: np.ndarray,
+) -> None:
+    """Distinct stations (and randomised ones) per window, and stations new since the previous window,
+    from the ``rows`` with a station, ordered by (entity, station, time) so a (window, station) pair is a run."""
     la = _locally_administered(mac_uniques)
-    h = _by_entity_and_station(np.flatnonzero(mac >= 0), kind, egid, mac, max(len(mac_uniques), 1))
+    h = _by_entity_and_station(rows, kind, egid, mac, max(len(mac_uniques), 1))
+    del rows
     h_egid, h_mac, h_win = egid[h], mac[h], win[h]
     same_station = np.zeros(len(h), dtype=bool)
     same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
@@ -333,8 +371,15 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     table.count("n_new_stations", p_row[~seen_just_before])
     table.count("n_random_macs", p_row[la[p_mac]])
 
+
+def _interface_and_burst_features(
+    table: _Table, gid: np.ndarray, iface: np.ndarray, n_iface: int, new_run: np.ndarray
+) -> None:
+    """Distinct interfaces per window; the longest run of records in one burst sub-bucket (``new_run``
+    starts a run of equal (window, sub-bucket): rows are time-sorted) and the sub-buckets with records."""
+    n, n_groups = len(gid), len(table.layout.real_at)
     has_iface = iface >= 0
-    n_if = max(len(iface_uniques), 1)
+    n_if = max(n_iface, 1)
     if n_groups * n_if <= 16 * n:
         present = np.zeros(n_groups * n_if, dtype=bool)
         present[gid[has_iface].astype(np.int64) * n_if + iface[has_iface]] = True
@@ -343,22 +388,13 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
         table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
 
-    # Burstiness: runs of equal (window, sub-bucket) are contiguous because rows are time-sorted.
-    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
-    new_run = new_group.copy()
-    new_run[1:] |= bucket[1:] != bucket[:-1]
+    del has_iface
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, n])
     run_gid = gid[run_start]
     first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
     table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
-    table.count("active_buckets", layout.real_at[run_gid])
-
-    # Silence before the window: gap from the entity's previous record to the window's first one.
-    table.put("silence_before_s", gap, quiet=layout.q_silence)
-    for i, k in enumerate(ENTITY_KINDS):
-        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
-    return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
+    table.count("active_buckets", table.layout.real_at[run_gid])
 
 
 class _Table:
@@ -386,9 +422,9 @@ class _Table:
         target[self.layout.real_at] = per_window
         target[self.layout.quiet_at] = quiet
 
-    def count_codes(self, names: list[str], gid: np.ndarray, code: np.ndarray) -> None:
+    def count_codes(self, names: list[str], gid: np.ndarray, row: np.ndarray, code: np.ndarray) -> None:
         """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
-        (non-decreasing). Needs ``n_records`` counted first.
+        (non-decreasing) and its row ``row``. Needs ``n_records`` counted first.
 
         One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
         single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24
@@ -401,7 +437,10 @@ class _Table:
             _fill_counts(self.out, list(columns), gid, code, self.layout.real_at)
             return
         flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
-        np.add.at(flat, columns[code] * self.layout.n + self.layout.real_at[gid], np.float32(1))
+        cell = columns[code]
+        cell *= self.layout.n
+        cell += row
+        np.add.at(flat, cell, np.float32(1))
 
 
 def _layout(
@@ -428,7 +467,7 @@ def _layout(
     q_silence = np.zeros(0, dtype=np.float32)
     d = np.flatnonzero(kind == ENTITY_KINDS.index("device"))
     if len(d) > 1:
-        dev_first = _first_appearance(dev)
+        dev_first = first_appearance(dev)
         same = dev_first[d[1:]] == dev_first[d[:-1]]
         gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
         n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
@@ -440,10 +479,12 @@ def _layout(
     if len(src):
         kind, dev, ent, win = np.r_[kind, kind[src]], np.r_[dev, dev[src]], np.r_[ent, ent[src]], np.r_[win, q_win]
         gap_from = np.r_[gap_from, np.full(len(src), NO_GAP, dtype=np.int64)]
-    dev_code, ent_code = _first_appearance(dev), _first_appearance(ent)
+    dev_code, ent_code = first_appearance(dev), first_appearance(ent)
     order = _row_order(kind, dev_code, ent_code, win)
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
+    # Row numbers in 32 bits while they fit: every record carries its row, so this halves that array.
+    row_type = np.int32 if len(order) < np.iinfo(np.int32).max else np.int64
+    position = np.empty(len(order), dtype=row_type)
+    position[order] = np.arange(len(order), dtype=row_type)
     return _Layout(
         n=len(order),
         real_at=position[:n_real],
@@ -479,7 +520,7 @@ def _by_entity_and_station(
         part = rows[a:b]
         first_entity = int(egid[part[0]])
         primary = egid[part] - first_entity
-        out[a:b] = part[_stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
+        out[a:b] = part[stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
     return out
 
 
@@ -519,80 +560,9 @@ def _severity_bucket(sev: np.ndarray) -> np.ndarray:
     return table[np.clip(sev, lo, hi) - lo]
 
 
-def _first_appearance(codes: np.ndarray) -> np.ndarray:
-    """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
-    they stand for (one code per distinct string), without touching the strings. Linear: the first
-    index of each code by ``np.minimum.at`` over a table as long as the codes' range (distinct strings),
-    then a sort of the distinct codes only."""
-    if not len(codes):
-        return np.zeros(0, dtype=np.int64)
-    n = len(codes)
-    first = np.full(int(codes.max()) + 1, n, dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
-    present = np.flatnonzero(first < n)
-    rank = np.zeros(len(first), dtype=np.int64)
-    rank[present[np.argsort(first[present])]] = np.arange(len(present))
-    return rank[codes]
-
-
-REPEAT_LEAVE_SECONDS = 5
 SILENCE_FACTOR = 1.5  # silent_beyond_usual: a gap this many times the device's longest gap of the day before
-REPEAT_RADIO_SECONDS = 600
 UNSEEN_HISTORY_S = 3600  # dev_unseen_stations counts once the device has this much history
 NO_GAP = np.iinfo(np.int64).min
-
-
-def _is_event(codes: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Per code: is it one of the event types ``names`` (a table lookup, not a sort as ``np.isin``)."""
-    table = np.zeros(len(EVENT_TYPES), dtype=bool)
-    table[[EVENT_TYPES.index(t) for t in names]] = True
-    return table[codes]
-
-
-def _station_sequence_flags(
-    rows: np.ndarray, dev: np.ndarray, mac: np.ndarray, ts: np.ndarray, event: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per record (record order), from each station's previous record on the same device: a disconnect
-    after a disconnect at least REPEAT_LEAVE_SECONDS earlier (no rejoin in between: a kicked station is
-    kicked again), and the first join line of a join after a record that was neither a join, a
-    disconnect nor a failure (the station rejoined without having left: its radio dropped it)."""
-    n = len(dev)
-    repeat_leave = np.zeros(n, dtype=bool)
-    unannounced = np.zeros(n, dtype=bool)
-    if len(rows) < 2:
-        return repeat_leave, unannounced
-    ev = event[rows]
-    is_leave = _is_event(ev, DEAUTH_EVENTS)
-    is_join = _is_event(ev, JOIN_EVENTS)
-    is_fail = _is_event(ev, FAILURE_EVENTS)
-    same = np.r_[False, (dev[rows[1:]] == dev[rows[:-1]]) & (mac[rows[1:]] == mac[rows[:-1]])]
-    t = ts[rows]
-    dt = np.r_[0, t[1:] - t[:-1]]
-    prev_leave = np.r_[False, is_leave[:-1]]
-    prev_join = np.r_[False, is_join[:-1]]
-    prev_fail = np.r_[False, is_fail[:-1]]
-    repeat_leave[rows] = same & is_leave & prev_leave & (dt >= REPEAT_LEAVE_SECONDS * 1_000_000_000)
-    unannounced[rows] = same & is_join & ~prev_join & ~prev_leave & ~prev_fail
-    return repeat_leave, unannounced
-
-
-def _after_restart(rows: np.ndarray, dev: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """Per record (record order, time-sorted): True when the device logged an interface lifecycle line
-    (RESTART_EVENTS) after the same station's previous record on it: after a reboot or a WiFi reload every
-    station rejoins without having left, and that is announced by the restart, not a radio dropping it."""
-    n = len(dev)
-    out = np.zeros(n, dtype=bool)
-    life = np.flatnonzero(_is_event(event, RESTART_EVENTS))
-    if len(rows) < 2 or not len(life):
-        return out
-    # Records are in time order, so a record's index orders it in time: key = device x n + index.
-    keys = np.sort(dev[life].astype(np.int64) * n + life)
-    same = np.r_[False, dev[rows[1:]] == dev[rows[:-1]]]
-    cur = dev[rows].astype(np.int64) * n + rows
-    prev = np.r_[cur[:1], cur[:-1]]
-    restarted = np.searchsorted(keys, cur, side="right") > np.searchsorted(keys, prev, side="right")
-    out[rows] = same & restarted
-    return out
 
 
 def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
@@ -641,12 +611,13 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         ("grp_radio_control", RADIO_CONTROL_EVENTS),
         ("grp_radio_faults", RADIO_FAULT_EVENTS),
     ):
-        out[:, out_col[name]] = _sum_columns(out, [out_col[f"ev_{t}"] for t in events])
+        _sum_columns(out, [out_col[f"ev_{t}"] for t in events], into=out_col[name])
 
     # Silence against the device's own usual gap: the longest gap between two of its records in the
     # history before the window (a gap that began before the history, the tail of an earlier outage,
     # does not count: only its part inside would be seen, and it is not the device's normal rhythm).
-    rel = {name: np.zeros(n, dtype=np.float32) for name in ("gap_vs_usual", "silence_excess", "silent_beyond_usual")}
+    # These and the device context are written straight into their columns (zeros until then).
+    rel = {name: feature(name) for name in ("gap_vs_usual", "silence_excess", "silent_beyond_usual")}
     dv = np.flatnonzero(kind_code == ENTITY_KINDS.index("device"))
     if len(dv):
         ended = (n_records[dv] > 0) & ~new_entity[dv]
@@ -662,7 +633,7 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         fe = np.minimum(first_end, len(dv) - 1)
         history_start = (win[dv] - lag) * L
         first_gap = np.where(inside & (gap_from[dv][fe] >= history_start), completed[fe], 0.0)
-        rest = _range_max(completed, np.minimum(first_end + 1, d_hi), d_hi)
+        rest = range_max(completed, np.minimum(first_end + 1, d_hi), d_hi)
         usual = np.maximum(np.maximum(rest, first_gap), window_s)
         sil = silence[dv]
         excess = np.maximum(sil - usual, 0.0) / window_s
@@ -675,7 +646,7 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     dev_first = np.full(int(dev_code.max()) + 1, np.iinfo(np.int64).max)
     np.minimum.at(dev_first, dev_code, offset)
     slot, n_slots = _device_window_slots(dev_code, offset, dev_first)
-    ctx = {name: np.zeros(n, dtype=np.float32) for name in FEATURE_COLUMNS if name.startswith("dev_")}
+    ctx = {name: feature(name) for name in FEATURE_COLUMNS if name.startswith("dev_")}
     is_dev = kind_code == ENTITY_KINDS.index("device")
     if is_dev.any():
         dev_row = np.full(n_slots, -1, dtype=np.int64)
@@ -703,18 +674,22 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         # A (device, window) without station windows reads 0 from both, as it should.
         ctx["dev_unseen_stations"][:] = unseen[slot]
         ctx["dev_max_station_records"][:] = busiest[slot]
-    for name, values in (*ctx.items(), *rel.items()):
-        out[:, out_col[name]] = values
     windows = pd.DataFrame(out, columns=list(FEATURE_COLUMNS), copy=False)
-    keys = {
-        "device": _str_column(agg.dev_uniques, lay.dev),
-        "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), kind_code.astype(np.int64)),
-        "entity": _str_column(agg.ent_uniques, lay.ent),
-        "window_start": (win * L).astype("datetime64[ns]").astype("datetime64[us]"),
-    }
-    for i, name in enumerate(KEY_COLUMNS):
-        windows.insert(i, name, keys[name])
+    for i, (name, column) in enumerate(_key_columns(agg, spec).items()):
+        windows.insert(i, name, column)
     return windows
+
+
+def _key_columns(agg: _Aggregated, spec: WindowSpec) -> dict[str, pd.Series | np.ndarray]:
+    """The key columns (KEY_COLUMNS order) from the layout: Arrow takes of the distinct strings."""
+    lay = agg.layout
+    keys: dict[str, pd.Series | np.ndarray] = {
+        "device": _str_column(agg.dev_uniques, lay.dev),
+        "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), lay.kind.astype(np.int64)),
+        "entity": _str_column(agg.ent_uniques, lay.ent),
+        "window_start": (lay.win * spec.length_ns).astype("datetime64[ns]").astype("datetime64[us]"),
+    }
+    return {name: keys[name] for name in KEY_COLUMNS}
 
 
 PACKED_KEY_LIMIT = 2.0**62  # (kind, device, entity, window) packed in one int64 below this
@@ -760,30 +735,9 @@ def _device_window_slots(dev: np.ndarray, offset: np.ndarray, dev_first: np.ndar
     return slot.reshape(-1), len(uniq)
 
 
-def _sum_columns(out: np.ndarray, columns: list[int]) -> np.ndarray:
-    """Row sums of some float32 columns, in float32 (counts: exact)."""
-    total = out[:, columns[0]].copy()
+def _sum_columns(out: np.ndarray, columns: list[int], into: int) -> None:
+    """Column ``into`` = row sums of some float32 columns, in float32 (counts: exact), summed in place."""
+    total = out[:, into]
+    total[:] = out[:, columns[0]]
     for c in columns[1:]:
         total += out[:, c]
-    return total
-
-
-def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """``max(values[lo:hi])`` per query (0 where the range is empty), from a sparse table: log2(n)
-    vectorised levels, no per-query loop."""
-    out = np.zeros(len(lo), dtype=np.float64)
-    length = hi - lo
-    ok = length > 0
-    if not ok.any():
-        return out
-    level = np.zeros(len(lo), dtype=np.int64)
-    level[ok] = np.floor(np.log2(length[ok])).astype(np.int64)
-    table = values.astype(np.float64)
-    for k in range(int(level.max()) + 1):
-        if k:
-            half = 1 << (k - 1)
-            table = np.maximum(table[:-half], table[half:])
-        m = ok & (level == k)
-        if m.any():
-            out[m] = np.maximum(table[lo[m]], table[hi[m] - (1 << k)])
-    return out

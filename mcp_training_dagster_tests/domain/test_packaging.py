@@ -57,6 +57,8 @@ SCORING_FILES = {
     "mcp_validation.py",
     "mcp_events.py",
     "mcp_feature_catalog.py",
+    "mcp_window_arrays.py",
+    "mcp_record_flags.py",
     "mcp_features.py",
     "mcp_calibration.py",
     "mcp_scoring.py",

@@ -1,31 +1,55 @@
 """The kernel's fallbacks for data its fast paths do not fit give the golden tables too.
 
 The fast paths (one packed sort key for the window order, a dense (device, window) table for the
-device context) fall back to ``lexsort`` and ``np.unique`` when the keys would overflow or the table
-would be sparse; real data rarely gets there, so these tests force the fallbacks on the golden datasets.
+device context, the occurring (device, entity) pairs numbered for one radix sort) fall back to
+``lexsort``, ``np.unique`` and two radix passes when the keys would overflow or the table would be
+sparse; real data rarely gets there, so these tests force the fallbacks on the golden datasets.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from mcp_training_dagster.serving import features
+from mcp_training_dagster.serving import features, window_arrays
 from mcp_training_dagster_tests.serving.test_features_golden import DATASETS, GOLDEN, SPECS, fingerprint
 
 FALLBACKS = {
-    "lexsort_order": ("PACKED_KEY_LIMIT", 0.0),
-    "sparse_device_windows": ("DENSE_SLOTS_PER_ROW", -(10**12)),
-    "integer_counts": ("EXACT_FLOAT_COUNT", 0),
+    "lexsort_order": (features, "PACKED_KEY_LIMIT", 0.0),
+    "sparse_device_windows": (features, "DENSE_SLOTS_PER_ROW", -(10**12)),
+    "integer_counts": (features, "EXACT_FLOAT_COUNT", 0),
+    "two_pass_pair_sort": (window_arrays, "PAIR_TABLE_LIMIT", 0),
 }
 
 
 @pytest.mark.parametrize("fallback", sorted(FALLBACKS))
 @pytest.mark.parametrize("case", [f"{d}/{s}" for d in DATASETS for s in SPECS])
 def test_fallback_gives_the_golden_table(case: str, fallback: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    name, value = FALLBACKS[fallback]
-    monkeypatch.setattr(features, name, value)
+    module, name, value = FALLBACKS[fallback]
+    monkeypatch.setattr(module, name, value)
     data, spec = case.split("/")
     golden = json.loads(GOLDEN.read_text())[case]
     assert fingerprint(features.build_windows(DATASETS[data](), SPECS[spec])) == golden
+
+
+@pytest.mark.parametrize(
+    ("n_primary", "n_secondary", "n"),
+    [
+        (3, 7, 50),
+        (20, 4_000, 20_000),
+        (300, 1_000, 200_000),
+        (5, 70_000, 1_000),
+        (5_000, 5_000, 1_000),
+        (70_000, 70_000, 1_000),
+    ],
+)
+def test_stable_order_is_a_stable_sort_by_both_keys(n_primary: int, n_secondary: int, n: int) -> None:
+    """Every path of ``stable_order`` (one packed 16-bit key, numbered pairs, two radix passes, int64 key:
+    from few possible pairs to more occurring pairs than 16 bits hold) sorts as ``lexsort`` does."""
+    rng = np.random.default_rng(n)
+    primary = rng.integers(0, n_primary, n).astype(np.int32)
+    secondary = rng.integers(0, n_secondary, n).astype(np.int32)
+    order = window_arrays.stable_order(primary, n_primary, secondary, n_secondary)
+    np.testing.assert_array_equal(order, np.lexsort((secondary, primary)))
