@@ -210,10 +210,12 @@ def verdict_table(
     return table.loc[:, list(VERDICT_COLUMNS)]
 
 
+TOP_COLUMNS = ["router", "window_start", "entity_kind", "entity", "score", "reasons"]
+
+
 def _top(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    return table.loc[table["is_anomaly"], ["router", "window_start", "entity_kind", "entity", "score", "reasons"]].head(
-        n
-    )
+    """The first ``n`` flagged windows, for the materialisation's ``top_anomalies``."""
+    return table.loc[table["is_anomaly"], TOP_COLUMNS].head(n)
 
 
 def _staged(table: pd.DataFrame) -> StagedParquet:
