@@ -13,6 +13,7 @@ import pytest
 import dagster as dg
 from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests_with_backfill_policies
 from dagster._core.definitions.events import AssetKeyPartitionKey
+from mcp_training_dagster.cli.runs import Progress
 from mcp_training_dagster.definitions import build_definitions
 from mcp_training_dagster.defs.policy import DRIFT_CHECK_KEY
 from mcp_training_dagster.defs.sensors import RANGE_END, RANGE_START
@@ -42,7 +43,7 @@ def _verdicts(
 
 
 def test_a_promotion_rescores_every_export_in_ranges_that_store_what_a_run_each_stores(
-    two_per_run, instance, landing, assets_dir: Path
+    two_per_run, settings, instance, landing, assets_dir: Path
 ):
     defs = two_per_run
     names = [copy_sample(s.name, landing).name for s in (HOSTAPD_1824, SYSTEM_35, SYSTEM_19)]
@@ -71,8 +72,12 @@ def test_a_promotion_rescores_every_export_in_ranges_that_store_what_a_run_each_
     assert all(set(r.asset_selection or []) == set(VERDICTS) for r in runs)
 
     # One range run over the three exports: a materialisation per export and asset, the figures per export.
+    lines: list[str] = []  # what `mcp-training up` prints as runs finish
+    progress = Progress(instance, settings.models_dir, "http://127.0.0.1:3000", lines.append)
     batch = _verdicts(defs, instance, names)
     assert batch.success
+    progress.poll()
+    assert f"export_anomalies, export_drift [{names[0]} .. {names[-1]}, 3 files]: success" in "\n".join(lines)
     for asset in ("export_anomalies", "export_drift"):
         mats = [m for m in batch.get_asset_materialization_events() if m.asset_key == dg.AssetKey(asset)]
         assert sorted(m.partition for m in mats) == sorted(names), asset
