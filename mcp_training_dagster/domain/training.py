@@ -13,14 +13,13 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
-from mcp_training_dagster.serving.calibration import calibrated_scores, fit_calibration, raw_threshold
+from mcp_training_dagster.serving.calibration import fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable  # noqa: F401  (StoredWindows: the stored table's reader)
 from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
@@ -31,13 +30,25 @@ from mcp_training_dagster.domain.results import (
     Selection,
     TrainingError,
 )
+from mcp_training_dagster.domain.training_scores import (
+    Scoring,
+    TopWindows,
+    as_table,
+    diagnostic_positions,
+    feature_matrix,
+    router_codes,
+    score_passes,
+    subsample_positions,
+    table_scores,
+    top_windows,
+    with_calibration,
+)
 from mcp_training_dagster.serving.scoring import (
     SCORE_CONVENTION,
     SCORE_DEFINITION,
     anomaly_scores,
     score_table,
 )
-from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
 if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted (build_pipeline, _complete), not at load:
@@ -88,7 +99,7 @@ class TrainedModel:
     training_seconds: float
     n_windows: int
     windows_by_kind: dict[str, int]
-    training_flag_rate: float
+    training_flag_rate: float  # these two: of every training window, or of diagnostics["sample"] when it has one
     score_quantiles: dict[str, float]
     data_start: str | None
     data_end: str | None
@@ -121,7 +132,7 @@ class TrainedModel:
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
         """Calibrated anomaly score per window (higher = more anomalous; anomalous when > ``decision_threshold``)."""
-        return _calibrated(windows, self.raw_score(windows), self.calibration)
+        return with_calibration(windows, self.raw_score(windows), self.calibration)
 
     @property
     def decision_threshold(self) -> float:
@@ -169,17 +180,6 @@ class TrainedModel:
         }
 
 
-def _calibrated(windows: pd.DataFrame, raw: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
-    return raw if calibration is None else calibrated_scores(windows, raw, calibration)
-
-
-def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
-    try:
-        return _matrix(windows, names)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from None
-
-
 def new_version(now: datetime | None = None) -> str:
     """Sortable and unique even for two trainings in the same second."""
     now = now or datetime.now(timezone.utc)
@@ -206,7 +206,7 @@ class _Fit:
         return 0.0 if self.calibration is not None else self.threshold
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
-        return _calibrated(
+        return with_calibration(
             windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)), self.calibration
         )
 
@@ -216,142 +216,8 @@ class _Fit:
         fit (per-tree Python overhead), and the same pipeline on the same rows gives the same numbers. Refitted
         on a subsample: scored afresh, chunk by chunk (:func:`table_scores`)."""
         if self.sample is None and self.windows is not None:
-            return self.scores, _calibrated(self.windows, self.scores, self.calibration)
+            return self.scores, with_calibration(self.windows, self.scores, self.calibration)
         return table_scores(table, positions, self.pipeline, self.calibration)
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """One scoring of a table's windows for :func:`score_passes`: ``positions`` (ascending; None: all) by a fitted
-    pipeline and calibration; ``visit(frame, raw, calibrated)`` sees each chunk's scored windows."""
-
-    positions: np.ndarray | None
-    pipeline: Pipeline
-    calibration: dict[str, Any] | None
-    visit: Callable[[pd.DataFrame, np.ndarray, np.ndarray], None] | None = None
-
-
-def table_scores(
-    table: WindowTable, positions: np.ndarray | None, pipeline: Pipeline, calibration: dict[str, Any] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and calibrated scores of ``table``'s windows at ``positions`` (ascending; None: all), in that order,
-    scored chunk by chunk of whole routers: the calibration relates a router's windows to each other only, so
-    the scores are those of the whole table at once, and only they are kept."""
-    return score_passes(table, [Scoring(positions, pipeline, calibration)])[0]
-
-
-def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`table_scores` of each of ``scorings``, reading the table once: a stored table's every read decodes
-    each row group again, which at millions of windows costs about what a scoring of a sample does."""
-    outs: list[tuple[np.ndarray, np.ndarray]] = []
-    selections: list[tuple[np.ndarray, np.ndarray] | None] = []
-    made: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one mask and rank per positions array (refits share one)
-    for job in scorings:
-        n = len(table) if job.positions is None else len(job.positions)
-        outs.append((np.empty(n), np.empty(n)))
-        if job.positions is None:
-            selections.append(None)
-            continue
-        if id(job.positions) not in made:
-            wanted = np.zeros(len(table), dtype=bool)
-            wanted[job.positions] = True
-            made[id(job.positions)] = (wanted, np.cumsum(wanted) - 1)
-        selections.append(made[id(job.positions)])
-    if not scorings:
-        return outs
-    for at, chunk in table.chunks():
-        for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
-            frame, where = chunk, at
-            if selection is not None:
-                wanted, rank = selection
-                keep = wanted[at]
-                if not keep.any():
-                    continue
-                frame, where = (chunk, rank[at]) if keep.all() else (chunk[keep], rank[at[keep]])
-            raw = anomaly_scores(job.pipeline, feature_matrix(frame, MODEL_FEATURES))
-            calibrated = _calibrated(frame, raw, job.calibration)
-            raw_out[where], calibrated_out[where] = raw, calibrated
-            if job.visit is not None:
-                job.visit(frame, raw, calibrated)
-    return outs
-
-
-def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """At most ``cap`` of ``n`` windows to fit and calibrate on (their positions, ascending) and how they were
-    chosen (None: all of them).
-
-    Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
-    reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
-    at a fraction of the time and memory; the choice is recorded in the model's metadata."""
-    if cap is None or n <= cap:
-        return None, None
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
-    how = {
-        "windows": int(cap),
-        "of": int(n),
-        "seed": int(seed),
-        "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
-    }
-    return rows, how
-
-
-@dataclass(frozen=True)
-class RouterCodes:
-    """Every window's router as a code into ``names`` (the routers' names, sorted), in the table's order."""
-
-    codes: np.ndarray
-    names: tuple[str, ...]
-
-
-def router_codes(table: WindowTable) -> RouterCodes:
-    """:class:`RouterCodes` of ``table``, read chunk by chunk (one short column, never a column of strings of
-    every window); the codes follow the sorted names, so they do not depend on how the table is chunked."""
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for at, frame in table.chunks(["device"]):
-        codes, uniques = pd.factorize(frame["device"].astype("str"))
-        parts.append((at, codes, np.asarray(uniques, dtype=object)))
-    names = np.unique(np.concatenate([u for _, _, u in parts])) if parts else np.zeros(0, dtype=object)
-    out = np.zeros(len(table), dtype=np.int64)
-    for at, codes, uniques in parts:
-        out[at] = np.searchsorted(names, uniques)[codes]
-    return RouterCodes(out, tuple(str(n) for n in names))
-
-
-def diagnostic_positions(
-    routers: RouterCodes, cap: int | None, seed: int
-) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """The windows the diagnostics (seed stability, later windows' flag rate) are computed on when there are more
-    than ``cap`` (their positions, ascending), and how they were chosen (None, None: every window).
-
-    Each of those figures scores all its windows with another fit: on millions of windows that is most of a
-    retrain. Whole routers are sampled, not single windows: a calibrated score relates a router's windows (device
-    context, alarm runs, silence), so a sampled window scores exactly as it does among all windows, and the
-    figures are those of the routers drawn. Routers are drawn in a seeded random order until ``cap`` windows are
-    reached (the last router drawn whole: at most one router's windows over the cap); when that takes every
-    router, every window it is."""
-    n = len(routers.codes)
-    if cap is None or n <= cap:
-        return None, None
-    counts = np.bincount(routers.codes, minlength=len(routers.names))
-    drawn = np.random.default_rng(seed).permutation(len(routers.names))
-    k = min(int(np.searchsorted(np.cumsum(counts[drawn]), cap)) + 1, len(drawn))
-    if k == len(drawn):  # one router holds most windows: the sample would be all of them
-        return None, None
-    chosen = np.zeros(len(routers.names), dtype=bool)
-    chosen[drawn[:k]] = True
-    rows = np.flatnonzero(chosen[routers.codes])
-    how = {
-        "windows": int(len(rows)),
-        "of": int(n),
-        "routers": k,
-        "of_routers": len(routers.names),
-        "cap": int(cap),
-        "seed": int(seed),
-        "chosen": "whole routers in a seeded random order (numpy default_rng(seed).permutation of the sorted "
-        "router names) until the cap is reached; their every window",
-        "figures": ["seed_stability", "later_windows_flag_rate"],
-    }
-    return rows, how
 
 
 def _fit(
@@ -431,7 +297,8 @@ def _complete(
     heldout_scores: np.ndarray | None = None,
 ) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data (``scores``: raw
-    and calibrated of every training window, :meth:`_Fit.own_scores`), and its results."""
+    and calibrated of every training window, :meth:`_Fit.own_scores`, or above the fit cap of the sample of whole
+    routers its diagnostics name), and its results."""
     import sklearn
 
     ts = table.column("window_start")
@@ -462,11 +329,6 @@ def _complete(
         heldout_scores=heldout_scores,
         fit_sample=fit.sample,
     )
-
-
-def as_table(windows: pd.DataFrame | WindowTable) -> WindowTable:
-    """A table in memory as a :class:`~mcp_training_dagster.domain.horizon.WindowTable` (one chunk)."""
-    return FrameWindows(windows) if isinstance(windows, pd.DataFrame) else windows
 
 
 def train_model(
@@ -507,13 +369,15 @@ def _rank(result: Evaluation) -> float:
 
 @dataclass(frozen=True)
 class ScoredModel:
-    """A trained model and :meth:`TrainedModel.score` of every training window, in order: training computes them
-    anyway, and scoring millions of windows again (the score distribution) costs as much as it did."""
+    """A trained model and :meth:`TrainedModel.score` of its training windows, in order (above the fit cap those
+    of the sample of whole routers its statistics are of: ``positions``): training computes them anyway, and
+    scoring millions of windows again (the score distribution) costs as much as it did."""
 
     model: TrainedModel
     scores: np.ndarray
     raw_scores: np.ndarray  # the detector's own scores of the same windows
     top: pd.DataFrame  # the model card's most anomalous windows (top_windows)
+    positions: np.ndarray | None = None  # the windows scored (ascending positions in the table; None: every one)
 
 
 def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
@@ -591,15 +455,17 @@ def train_and_select_scored(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    top = TopWindows(fit.pipeline, fit.calibration, fit.threshold)
-    if fit.sample is None:  # fitted on every window: its scores are at hand
-        all_scores = fit.own_scores(table, None)
-    else:  # one pass: the model's scores of every window, and the model card's top windows while at it
-        all_scores = score_passes(table, [Scoring(None, fit.pipeline, fit.calibration, top.add)])[0]
-    train_scores = all_scores[1]
     routers = router_codes(table)
-    sampled, diagnostics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
-    seed_scores = [train_scores if sampled is None else train_scores[sampled]]
+    # Above the cap every statistic of the training windows (SAMPLED_FIGURES) is of a seeded sample of whole
+    # routers, scored in one read of the table with the refits and the later windows: never every window.
+    sampled, statistics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
+    top = TopWindows(fit.pipeline, fit.calibration, fit.threshold)
+    passes: list[Scoring] = []
+    own = None
+    if fit.sample is None:  # fitted on every window: its scores are at hand
+        own = fit.own_scores(table, None)
+    else:  # the model's scores of the sample (of every window when none), the model card's top windows with them
+        passes.append(Scoring(sampled, fit.pipeline, fit.calibration, top.add))
     later_twin = None
     if len(early) >= min_windows and len(later):
         later_twin = twins.get(best) or _fit(
@@ -607,8 +473,7 @@ def train_and_select_scored(
         )
         if sampled is not None:
             later = later[np.isin(later, sampled, assume_unique=True)]
-    # Above the cap every refit's sample and the later windows are scored in one more pass over the table.
-    passes: list[Scoring] = []
+    refit_scores: list[np.ndarray] = []  # the refits fitted on every window: their own scores
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
@@ -621,8 +486,8 @@ def train_and_select_scored(
                 alarm_budget=alarm_budget,
                 fit_cap=fit_cap,
             )
-            if sampled is None:
-                seed_scores.append(other.own_scores(table, None)[1])
+            if other.sample is None:
+                refit_scores.append(other.own_scores(table, None)[1])
             else:
                 passes.append(Scoring(sampled, other.pipeline, other.calibration))
             del other
@@ -632,13 +497,14 @@ def train_and_select_scored(
     del later_twin
     scored = score_passes(table, passes)
     later_scores = scored.pop()[1] if scores_later else None
-    seed_scores += [calibrated for _, calibrated in scored]
-    del scored, passes
+    stats = own if own is not None else scored.pop(0)  # the model's (raw, calibrated) of the sample or all
+    seed_scores = [stats[1], *refit_scores, *(calibrated for _, calibrated in scored)]
+    del scored, passes, refit_scores
     twins.clear()
-    diagnostics = score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores)
+    diagnostics = score_diagnostics(stats[1], fit.decision_threshold, later_scores, seed_scores)
     del seed_scores, later_scores
-    if diagnostics_sample is not None:
-        diagnostics["sample"] = diagnostics_sample
+    if statistics_sample is not None:
+        diagnostics["sample"] = statistics_sample
     if "seed_stability" in diagnostics:  # what the refits were, in the metadata beside the figures
         diagnostics["seed_stability"] |= {
             "refit_trees": refit_trees,
@@ -651,7 +517,7 @@ def train_and_select_scored(
         table,
         chosen,
         fit,
-        all_scores,
+        stats,
         window_minutes=window_minutes,
         evaluation=results.get(best),
         selection=selection,
@@ -660,125 +526,8 @@ def train_and_select_scored(
         devices=routers.names,
         heldout_scores=heldout,
     )
-    card_top = top.table() if top.picks else top_windows(model, table, scores=all_scores)
-    return ScoredModel(model, all_scores[1], all_scores[0], card_top)
-
-
-def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
-    """:meth:`TrainedModel.score` of every window, scored chunk by chunk of whole routers, in the table's order."""
-    t = as_table(table)
-    return table_scores(t, None, model.pipeline, model.calibration)[1]
-
-
-MODEL_CARD_TOP = 8  # windows in the model card's table of the most anomalous ones
-
-
-class TopWindows:
-    """The ``n`` most anomalous rows of the score table of every window (:meth:`TrainedModel.score_table`), kept
-    while the windows are scored chunk by chunk (:meth:`add`, a :class:`Scoring`'s ``visit``): a score table of
-    millions of windows (reasons and a formatted time per row) costs more than the scoring itself. Each chunk keeps
-    its top ``n`` rows in the score table's order (its windows, then its unkeyed ``-`` rows), the top ``n`` of those
-    are kept (equal scores of two chunks in chunk order), and only they get their reasons (:meth:`table`)."""
-
-    def __init__(
-        self, pipeline: Pipeline, calibration: dict[str, Any] | None, threshold: float, n: int = MODEL_CARD_TOP
-    ) -> None:
-        self.pipeline, self.calibration, self.n = pipeline, calibration, n
-        self.threshold = 0.0 if calibration is not None else threshold
-        self.picks: list[pd.DataFrame] = []
-
-    def add(self, frame: pd.DataFrame, raw: np.ndarray, calibrated: np.ndarray) -> None:
-        from mcp_training_dagster.serving.calibration import calibrated_scores
-
-        cal = self.calibration
-        own = calibrated if cal is not None else raw
-        rows, score, base, unkeyed = np.arange(len(frame)), own, own, np.zeros(len(frame), dtype=bool)
-        if "n_unkeyed" in frame.columns and len(frame):
-            extra = np.flatnonzero(
-                ((frame["entity_kind"].astype("str") == "device") & (frame["n_unkeyed"] > 0)).to_numpy()
-            )
-            if len(extra):
-                extra_score = own[extra]
-                if cal is not None and cal.get("magnitude"):  # the router's state without its stations' counts
-                    extra_score = calibrated_scores(frame, raw, cal, with_magnitude=False)[extra]
-                rows, score = np.r_[rows, extra], np.r_[own, extra_score]
-                base, unkeyed = np.r_[own, own[extra]], np.r_[unkeyed, np.ones(len(extra), dtype=bool)]
-        top = np.argsort(-score, kind="stable")[: self.n]
-        self.picks.append(frame.iloc[rows[top]].assign(_score=score[top], _base=base[top], _unkeyed=unkeyed[top]))
-
-    def table(self) -> pd.DataFrame:
-        """The kept rows as :func:`~mcp_training_dagster.serving.scoring.score_table` gives them, most anomalous
-        first."""
-        from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, window_verdicts
-
-        both = pd.concat(self.picks, ignore_index=True) if len(self.picks) > 1 else self.picks[0]
-        w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[: self.n]).reset_index(drop=True)
-        # explained as their window is, before the "-" rows' scores
-        out = window_verdicts(
-            w,
-            feature_matrix(w, MODEL_FEATURES),
-            w["_base"].to_numpy(),
-            self.threshold,
-            self.pipeline,
-            MODEL_FEATURES,
-            calibration=self.calibration,
-        )
-        out.loc[w["_unkeyed"].to_numpy(dtype=bool), "entity"] = UNKEYED_ENTITY
-        out["score"] = w["_score"].to_numpy()
-        out["is_anomaly"] = out["score"].to_numpy() > self.threshold
-        return out
-
-
-def top_windows(
-    model: TrainedModel,
-    table: pd.DataFrame | WindowTable,
-    n: int = MODEL_CARD_TOP,
-    scores: tuple[np.ndarray, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """The ``n`` most anomalous rows of :meth:`TrainedModel.score_table` over every window (the model card's
-    table, see :class:`TopWindows`), from ``scores``: (raw, calibrated) of every window in the table's order (None:
-    scored here, in the same pass)."""
-    t = as_table(table)
-    top = TopWindows(model.pipeline, model.calibration, model.threshold, n)
-    if scores is None:
-        score_passes(t, [Scoring(None, model.pipeline, model.calibration, top.add)])
-    else:
-        raw, calibrated = scores
-        for at, frame in t.chunks():
-            top.add(frame, raw[at], calibrated[at])
-    return top.table() if top.picks else model.score_table(t.rows(None).iloc[:0])
-
-
-def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:
-    """``drift.flagged_share(model.score_table(windows), windows)`` over every window, chunk by chunk and without
-    the score table's reasons: the share it takes is of the windows with records, each matched by its own row
-    (the unkeyed ``-`` rows match none), whose verdict is ``model.score > decision_threshold``."""
-    flagged = active = 0
-    for _, frame in as_table(table).chunks():
-        scores = model.score(frame)
-        if "n_records" in frame.columns:
-            scores = scores[frame["n_records"].to_numpy() > 0]
-        flagged, active = flagged + int((scores > model.decision_threshold).sum()), active + len(scores)
-    return flagged / active if active else None
-
-
-def windows_with_records(table: pd.DataFrame | WindowTable, columns: Sequence[str]) -> pd.DataFrame:
-    """``columns`` of the windows with records (``n_records > 0``), in the table's order: what the drift baseline
-    reads, without the quiet windows or the other columns."""
-    from mcp_training_dagster.domain.drift import RECORDS_COLUMN
-
-    cols = list(dict.fromkeys([*columns, RECORDS_COLUMN]))
-    parts, where = [], []
-    for at, frame in as_table(table).chunks(cols):
-        keep = frame[RECORDS_COLUMN].to_numpy() > 0
-        parts.append(frame[keep].reset_index(drop=True))
-        where.append(at[keep])
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    if len(parts) > 1:
-        out = out.take(np.argsort(np.concatenate(where), kind="stable")).reset_index(drop=True)
-    return out
+    card_top = top.table() if top.picks else top_windows(model, table, scores=own)
+    return ScoredModel(model, stats[1], stats[0], card_top, sampled)
 
 
 def calibration_card(model: TrainedModel) -> str:

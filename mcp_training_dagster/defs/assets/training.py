@@ -17,10 +17,10 @@ from mcp_training_dagster.domain import training as training_code
 from mcp_training_dagster.domain.training import (
     TrainedModel,
     TrainingError,
-    as_table,
     metadata_document,
     train_and_select_scored,
 )
+from mcp_training_dagster.domain.training_scores import as_table
 from mcp_training_dagster.io_managers import ParquetReader
 
 
@@ -37,8 +37,9 @@ def exports_of(horizon_records: pd.DataFrame) -> list[str]:
 TRAINING_CODE_VERSION = "4"
 # The asset's code version: its input (training_windows) is read lazily from the chunked file; the model is the
 # one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model). "6": above the fit cap the
-# diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below.
-ANOMALY_MODEL_CODE_VERSION = "6"
+# diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below. "7":
+# above the cap every statistic of the training windows is of that sample (its figures), none of every window.
+ANOMALY_MODEL_CODE_VERSION = "7"
 # training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
 WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
@@ -94,9 +95,10 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
         "threshold calibrated on the training scores; higher score = more anomalous. Fitted on at most 1M windows "
         "(a seeded uniform subsample above that, recorded as fit_sample in its metadata), read from training_windows "
-        "on demand; the scores of every window are computed row group by row group, once. Above 1M windows the "
-        "diagnostics (seed stability, later windows' flag rate) are of a seeded sample of whole routers "
-        "(diagnostics_sample). Not materialised when its "
+        "on demand, row group by row group. Above 1M windows no statistic scores every training window: the "
+        "diagnostics (seed stability, later windows' flag rate), the training flag rate and score quantiles, the "
+        "score distribution and the model card's top windows are of a seeded sample of whole routers of about 1M "
+        "windows (diagnostics_sample names them); below, of every window. Not materialised when its "
         "inputs (data, evaluation set, config, training code) are identical to a model already trained."
     ),
 )
@@ -153,7 +155,9 @@ def anomaly_model(
             "diagnostics_sample": dg.MetadataValue.json(
                 (model.diagnostics or {}).get("sample") or {"windows": model.n_windows, "chosen": "all"}
             ),
-            "score_distribution": score_distribution(model, scores=trained.scores),
+            "score_distribution": score_distribution(
+                model, scores=trained.scores, sample=(model.diagnostics or {}).get("sample")
+            ),
             "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },
     )
