@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
-from mcp_training_dagster.serving.calibration import fit_calibration, raw_threshold
+from mcp_training_dagster.serving.calibration import RARITY_FEATURES, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable  # noqa: F401  (StoredWindows: the stored table's reader)
 from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
@@ -187,6 +187,12 @@ def new_version(now: datetime | None = None) -> str:
 
 
 _DEFAULT_ALARMS = AlarmConfig()
+# The columns a fit on some of the windows reads: the detector's features and what the calibration reads (the keys,
+# its rarity and magnitude families, the silence rule's gap). A stored table's subsample decodes every row group
+# it touches (a uniform one: all of them), and the ~40 other columns are about half of that; the fit is the same.
+FIT_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys([*MODEL_FEATURES, *RARITY_FEATURES, "device", "entity_kind", "window_start", "gap_vs_usual"])
+)
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,7 @@ def _fit(
     rows, sample = subsample_positions(n, fit_cap, detector.random_state)
     if rows is not None:
         positions = rows if positions is None else positions[rows]
-    windows = table.rows(positions)
+    windows = table.rows(positions) if positions is None else table.rows(positions, FIT_COLUMNS)
     # Quiet device windows are many and alike; what the detector learns from are windows with records.
     active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
     if active < min_windows:

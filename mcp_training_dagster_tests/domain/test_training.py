@@ -518,3 +518,24 @@ def test_scoring_a_table_in_memory_by_chunks_of_whole_routers_is_scoring_it_whol
         )
         scored = table_scores(FrameWindows(whole, max_rows=max_rows), None, model.pipeline, model.calibration)
         assert np.array_equal(scored[1], model.score(whole)) and np.array_equal(scored[0], model.raw_score(whole))
+
+
+def test_a_fit_on_some_windows_reads_only_its_columns_and_is_the_fit_on_every_column(monkeypatch) -> None:
+    """Fits on a subsample or before the split read FIT_COLUMNS only (half the stored table's decoding): the model,
+    its calibration, evaluation and every diagnostic are those of fits that read every column."""
+    from mcp_training_dagster.domain import training
+    from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
+    from mcp_training_dagster.serving.features import WindowSpec
+
+    recs = shifted_routers(validated(HOSTAPD_1824))
+    whole = build_windows(recs, WindowSpec())
+    assert set(training.FIT_COLUMNS) < set(whole.columns)
+    data = build_evaluation_set(recs, WindowSpec(), split=time_split(recs["timestamp"], 0.8).floor("5min"))
+    det = DetectorConfig(candidates=["isolation_forest", "local_outlier_factor"], isolation_forest={"n_estimators": 20})
+    for cap in (None, len(whole) // 3):
+        kwargs = dict(window_minutes=5, stability_seeds=2, fit_cap=cap)
+        narrow = training.train_and_select(whole, det, data, **kwargs)
+        with monkeypatch.context() as m:
+            m.setattr(training, "FIT_COLUMNS", tuple(whole.columns))
+            wide = training.train_and_select(whole, det, data, **kwargs)
+        assert _model_facts(narrow, whole) == _model_facts(wide, whole)
