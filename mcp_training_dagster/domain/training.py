@@ -366,6 +366,10 @@ FIT_WINDOWS_CAP = 1_000_000
 # overhead: ~0.9 s a 300-tree refit on 2 cores), and fewer trees agree a little less, so the figure errs on the
 # cautious side (shipped samples: Spearman 0.997 with 100-tree refits, 0.998 with 300; top-2 % overlap the same).
 STABILITY_REFIT_TREES = 100
+# Above the fit cap the refits fit on a seeded uniform sample of this share of the cap (the model: the cap). Each
+# refit's calibration and own scoring cost in proportion to its windows; an isolation forest's trees see
+# max_samples windows each either way, and a refit on fewer windows agrees a little less: the cautious side again.
+STABILITY_REFIT_SHARE = 0.25
 
 
 def _rank(result: Evaluation) -> float:
@@ -481,6 +485,10 @@ def train_and_select_scored(
             later = later[np.isin(later, sampled, assume_unique=True)]
     refit_scores: list[np.ndarray] = []  # the refits fitted on every window: their own scores
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
+    refit_cap = (
+        fit_cap if fit.sample is None or fit_cap is None else max(int(fit_cap * STABILITY_REFIT_SHARE), min_windows)
+    )
+    refit_sample = None
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
         for i in range(1, stability_seeds):
@@ -490,8 +498,9 @@ def train_and_select_scored(
                 chosen.model_copy(update={"random_state": chosen.random_state + i, "isolation_forest": forest}),
                 min_windows=min_windows,
                 alarm_budget=alarm_budget,
-                fit_cap=fit_cap,
+                fit_cap=refit_cap,
             )
+            refit_sample = other.sample
             if other.sample is None:
                 refit_scores.append(other.own_scores(table, None)[1])
             else:
@@ -519,6 +528,16 @@ def train_and_select_scored(
             f"windows, {refit_trees} trees each (the model: {chosen.isolation_forest.n_estimators}); a diagnostic: "
             "fewer trees agree a little less, so it errs on the cautious side",
         }
+        if refit_sample is not None:  # above the fit cap: fewer windows than the model's, said beside the figures
+            diagnostics["seed_stability"] |= {
+                "refit_windows": refit_sample["windows"],
+                "model_windows": fit.sample["windows"] if fit.sample else len(table),
+                "refits": f"seeds {chosen.random_state + 1}..{chosen.random_state + stability_seeds - 1}, each on "
+                f"a seeded uniform sample of {refit_sample['windows']} of the {refit_sample['of']} windows (its own "
+                f"seed; the model: training_info.fit_sample), {refit_trees} trees each (the model: "
+                f"{chosen.isolation_forest.n_estimators}); a diagnostic: fewer trees and windows agree a little "
+                "less, so it errs on the cautious side",
+            }
     model = _complete(
         table,
         chosen,
