@@ -12,7 +12,8 @@ import pandas as pd
 from mcp_training_dagster.domain.promotion import PromotionDecision
 from mcp_training_dagster.domain.report import fmt, markdown_table
 from mcp_training_dagster.domain.results import Evaluation, Metrics, Selection
-from mcp_training_dagster.domain.training import TrainedModel, calibration_card
+from mcp_training_dagster.domain.model_metadata import calibration_card
+from mcp_training_dagster.domain.training import TrainedModel
 
 METRIC_COLUMNS = ("n_windows", "n_anomalous", "precision", "recall", "f1_score", "roc_auc", "pr_auc")
 

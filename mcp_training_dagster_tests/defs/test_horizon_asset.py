@@ -85,7 +85,7 @@ def test_the_chain_above_the_fit_cap_fits_and_diagnoses_on_samples_and_says_so(
     training statistics are of a seeded sample of whole routers, both said in its metadata (the asset's and
     metadata.json) and beside each figure shown; the figures stay figures."""
     from mcp_training_dagster.domain import training
-    from mcp_training_dagster.domain.training import metadata_document
+    from mcp_training_dagster.domain.model_metadata import metadata_document
     from mcp_training_dagster.serving.exports import read_export
     from mcp_training_dagster.serving.features import WindowSpec
     from mcp_training_dagster.serving.validation import validate_records

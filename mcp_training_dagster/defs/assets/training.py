@@ -14,12 +14,8 @@ from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain import training as training_code
-from mcp_training_dagster.domain.training import (
-    TrainedModel,
-    TrainingError,
-    metadata_document,
-    train_and_select_scored,
-)
+from mcp_training_dagster.domain.model_metadata import metadata_document
+from mcp_training_dagster.domain.training import TrainedModel, TrainingError, train_and_select_scored
 from mcp_training_dagster.domain.training_scores import as_table
 from mcp_training_dagster.io_managers import ParquetReader
 
