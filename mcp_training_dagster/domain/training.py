@@ -9,6 +9,7 @@ compared with the opposite sign, which flagged everything).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -204,7 +205,7 @@ class _Fit:
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
     sample: dict[str, Any] | None = None  # subsample_positions' record (None: fitted on every window)
-    windows: pd.DataFrame | None = None  # the windows it was fitted on, when every window (own_scores)
+    windows: pd.DataFrame | None = None  # the windows it was fitted on, when every window (own_scores) or kept
 
     @property
     def decision_threshold(self) -> float:
@@ -233,10 +234,11 @@ def _fit(
     min_windows: int,
     alarm_budget: AlarmConfig | None,
     fit_cap: int | None = None,
+    keep_windows: bool = False,
 ) -> _Fit:
     """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
     on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`subsample_positions`):
-    only those are read."""
+    only those are read (``keep_windows``: kept in the result even when a subsample, for the refits)."""
     n = len(table) if positions is None else len(positions)
     rows, sample = subsample_positions(n, fit_cap, detector.random_state)
     if rows is not None:
@@ -283,8 +285,9 @@ def _fit(
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
-    # the windows serve own_scores' shortcut only (fitted on every window); a subsample's go (a million rows)
-    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows if sample is None else None)
+    # the windows serve own_scores' shortcut (fitted on every window) and the refits; a subsample's go otherwise
+    kept = windows if sample is None or keep_windows else None
+    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, kept)
 
 
 def _complete(
@@ -455,7 +458,9 @@ def train_and_select_scored(
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
     chosen = detector.model_copy(update={"kind": best})
-    fit = _fit(table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
+    fit = _fit(
+        table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap, keep_windows=True
+    )
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
@@ -488,11 +493,16 @@ def train_and_select_scored(
         fit_cap if fit.sample is None or fit_cap is None else max(int(fit_cap * STABILITY_REFIT_SHARE), min_windows)
     )
     refit_sample = None
+    # Above the cap the refits sample the model's own fit sample (a uniform sample of a uniform sample is one),
+    # held in memory: a stored table's uniform sample decodes every row group again.
+    refit_source = table if fit.sample is None or fit.windows is None else FrameWindows(fit.windows)
+    if fit.sample is not None:
+        fit = dataclasses.replace(fit, windows=None)  # held by refit_source only, gone with it
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
         for i in range(1, stability_seeds):
             other = _fit(
-                table,
+                refit_source,
                 None,
                 chosen.model_copy(update={"random_state": chosen.random_state + i, "isolation_forest": forest}),
                 min_windows=min_windows,
@@ -500,11 +510,12 @@ def train_and_select_scored(
                 fit_cap=refit_cap,
             )
             refit_sample = other.sample
-            if other.sample is None:
+            if refit_source is table and other.sample is None:  # fitted on every window: its own scores
                 refit_scores.append(other.own_scores(table, None)[1])
             else:
                 passes.append(Scoring(sampled, other.pipeline, other.calibration))
             del other
+    del refit_source
     scores_later = later_twin is not None and len(later) > 0
     if later_twin is not None and scores_later:
         passes.append(Scoring(later, later_twin.pipeline, later_twin.calibration))
@@ -532,8 +543,8 @@ def train_and_select_scored(
                 "refit_windows": refit_sample["windows"],
                 "model_windows": fit.sample["windows"] if fit.sample else len(table),
                 "refits": f"seeds {chosen.random_state + 1}..{chosen.random_state + stability_seeds - 1}, each on "
-                f"a seeded uniform sample of {refit_sample['windows']} of the {refit_sample['of']} windows (its own "
-                f"seed; the model: training_info.fit_sample), {refit_trees} trees each (the model: "
+                f"a seeded uniform sample of {refit_sample['windows']} of the model's {refit_sample['of']} windows "
+                f"(its own seed; the model's: training_info.fit_sample), {refit_trees} trees each (the model: "
                 f"{chosen.isolation_forest.n_estimators}); a diagnostic: fewer trees and windows agree a little "
                 "less, so it errs on the cautious side",
             }

@@ -490,9 +490,10 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
     assert d is not None and d["sample"] == how and d["sample"]["of"] == len(whole)
     assert set(d["sample"]["figures"]) >= {"training_flag_rate", "score_quantiles", "top_windows", "seed_stability"}
     assert d["training_flag_rate"] == model.training_flag_rate
-    # the refits fit on a quarter of the cap, said beside their figure (the model: the cap)
+    # the refits fit on a quarter of the cap drawn from the model's fit sample, said beside their figure
     refits = d["seed_stability"]
-    assert (refits["refit_windows"], refits["model_windows"]) == (cap // 4, cap) and "sample of" in refits["refits"]
+    assert (refits["refit_windows"], refits["model_windows"]) == (cap // 4, cap)
+    assert f"sample of {cap // 4} of the model's {cap} windows" in refits["refits"]
     assert 0.0 <= d["later_windows_flag_rate"] <= 1.0
     assert d["seed_stability"]["seeds"] == 3 and 0.5 < d["seed_stability"]["spearman_min"] <= 1.0
     assert 0.0 <= d["seed_stability"]["top2pct_jaccard_min"] <= 1.0
