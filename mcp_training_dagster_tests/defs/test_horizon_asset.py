@@ -126,6 +126,10 @@ def test_the_chain_above_the_fit_cap_fits_and_diagnoses_on_samples_and_says_so(
     d = model.diagnostics
     assert d["sample"] == sample and 0.0 <= d["later_windows_flag_rate"] <= 1.0
     assert meta["training_flag_rate"] == model.training_flag_rate == d["training_flag_rate"]
+    from mcp_training_dagster.defs.assets.training import threshold_calibrated
+
+    check = threshold_calibrated(resources["settings"], model)
+    assert f"(of {sample['windows']} sampled: diagnostics_sample)" in (check.description or "")
     doc = metadata_document(model, export_files=names, spec=WindowSpec(), service_timezone="UTC")
     assert doc["evaluation_info"]["diagnostics"]["sample"] == sample and doc["training_info"]["fit_sample"]["of"] == n
     assert (

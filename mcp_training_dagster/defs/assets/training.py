@@ -167,6 +167,13 @@ def anomaly_model(
 def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel) -> dg.AssetCheckResult:
     rate = anomaly_model.training_flag_rate
     cal = anomaly_model.calibration
+    sample = (anomaly_model.diagnostics or {}).get("sample") or {}
+    # above the fit cap the rate is of a sample of whole routers: said beside it
+    of = (
+        f" (of {sample['windows']} sampled: diagnostics_sample)"
+        if "training_flag_rate" in sample.get("figures", ())
+        else ""
+    )
     if cal:
         kinds = cal["thresholds"]
         over = [k for k, v in kinds.items() if v["expected_alarms_per_router_day"] > v["budget_per_router_day"] + 1e-9]
@@ -178,14 +185,15 @@ def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel
                 f"{v['budget_per_router_day']})"
                 for k, v in kinds.items()
             )
-            + f"; training windows flagged {rate:.1%} (quiet windows under the silence rule and alarms' extent included)",
+            + f"; training windows flagged {rate:.1%}{of} (quiet windows under the silence rule and alarms' extent "
+            "included)",
             metadata={"training_flag_rate": rate, "over_budget": over},
         )
     c = settings.get().model.detector.contamination
     return dg.AssetCheckResult(
         passed=c / 2 <= rate <= c * 2,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"training windows flagged {rate:.1%}, contamination {c:.1%} (pass: within 2x)",
+        description=f"training windows flagged {rate:.1%}{of}, contamination {c:.1%} (pass: within 2x)",
         metadata={"training_flag_rate": rate, "contamination": c},
     )
 
