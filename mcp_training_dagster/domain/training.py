@@ -418,8 +418,11 @@ def train_and_select_scored(
     caller's identity of these inputs, see the ``anomaly_model`` asset).
 
     ``windows``: a table in memory or a stored one read on demand (:class:`StoredWindows`): each fit reads
-    only its windows (at most ``fit_cap``), every scoring of all windows goes chunk by chunk of whole routers
-    and keeps only the scores; the model is the same either way."""
+    only its windows (at most ``fit_cap``), every scoring goes chunk by chunk of whole routers and keeps only the
+    scores; the model is the same either way. Above ``fit_cap`` windows the training statistics (flag rate, score
+    quantiles, the returned scores, the top windows, the diagnostics) are of a seeded sample of whole routers of
+    about ``fit_cap`` windows (``diagnostics["sample"]``, :func:`diagnostic_positions`), the refits fit on a share
+    of the model's fit sample (:data:`STABILITY_REFIT_SHARE`), and no fit scores every window."""
     table = as_table(windows)
     starts = table.column("window_start")
     split = (
