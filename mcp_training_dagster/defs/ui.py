@@ -11,10 +11,15 @@ from mcp_training_dagster.domain.training import TrainedModel
 
 
 def score_distribution(
-    model: TrainedModel, windows: pd.DataFrame | None = None, *, scores: np.ndarray | None = None
+    model: TrainedModel,
+    windows: pd.DataFrame | None = None,
+    *,
+    scores: np.ndarray | None = None,
+    sample: dict | None = None,
 ) -> dg.MetadataValue:
     """The training windows' scores as a histogram PNG with the threshold drawn on it (Markdown). ``scores``:
-    those scores already computed (e.g. chunk by chunk), instead of scoring ``windows``."""
+    those scores already computed (e.g. chunk by chunk), instead of scoring ``windows``; ``sample``: how they were
+    drawn when they are a sample's (the model's ``diagnostics["sample"]``), said under the picture."""
     if scores is None:
         scores = model.score(windows) if windows is not None and len(windows) else np.zeros(0)
     scores = np.asarray(scores, dtype=np.float64)
@@ -22,9 +27,15 @@ def score_distribution(
     png = score_histogram(scores, model.threshold)
     return dg.MetadataValue.md(
         f"{markdown_image(png, 'score distribution of the training windows')}\n\n"
-        f"Scores of {len(scores)} training windows (log-scaled counts); red line: threshold "
+        f"Scores of {len(scores)} training windows{_of_sample(sample)} (log-scaled counts); red line: threshold "
         f"{model.threshold:.4f}; {flagged} windows above it (orange) = {flagged / max(len(scores), 1):.2%}."
     )
+
+
+def _of_sample(sample: dict | None) -> str:
+    if not sample or "score_distribution" not in sample.get("figures", ()):
+        return ""
+    return f" (of {sample['of']}: every window of {sample['routers']} of {sample['of_routers']} routers sampled, see diagnostics_sample)"
 
 
 def partition_url(webserver: str, asset: str, partition: str) -> str:

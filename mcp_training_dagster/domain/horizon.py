@@ -722,8 +722,9 @@ class WindowTable(Protocol):
         """One column of every window, in order."""
         ...
 
-    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
-        """The windows at ``positions`` (ascending; None: all), every column, in order."""
+    def rows(self, positions: np.ndarray | None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The windows at ``positions`` (ascending; None: all), in order: every column, or those of ``columns`` the
+        table has (a stored table then decodes only them)."""
         ...
 
     def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
@@ -750,8 +751,9 @@ class FrameWindows:
     def column(self, name: str) -> pd.Series:
         return self.frame[name]
 
-    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
-        return self.frame if positions is None else self.frame.iloc[positions]
+    def rows(self, positions: np.ndarray | None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        frame = self.frame if columns is None else self.frame.loc[:, [c for c in columns if c in self.frame.columns]]
+        return frame if positions is None else frame.iloc[positions]
 
     def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         frame = self.frame if columns is None else self.frame.loc[:, list(columns)]
@@ -799,7 +801,8 @@ class StoredWindows:
             return self._starts
         return self.reader([name])[name].take(self.order).reset_index(drop=True)
 
-    def rows(self, positions: np.ndarray | None) -> pd.DataFrame:
+    def rows(self, positions: np.ndarray | None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        names = self.names if columns is None else [c for c in columns if c in self.names]
         stored = self.order if positions is None else self.order[positions]
         by_row = np.argsort(stored, kind="stable")
         ascending = stored[by_row]
@@ -807,11 +810,11 @@ class StoredWindows:
         for g in range(len(self.offsets) - 1):
             lo, hi = np.searchsorted(ascending, self.offsets[g : g + 2])
             if hi > lo:
-                frame = self.reader.row_group(g, self.names)
+                frame = self.reader.row_group(g, names)
                 parts.append(frame.take(ascending[lo:hi] - self.offsets[g]))
                 del frame
         if not parts:
-            return self.reader.row_group(0, self.names).iloc[:0] if len(self.offsets) > 1 else self.reader(self.names)
+            return self.reader.row_group(0, names).iloc[:0] if len(self.offsets) > 1 else self.reader(names)
         table = pd.concat(parts, ignore_index=True)
         del parts
         back = np.empty_like(by_row)

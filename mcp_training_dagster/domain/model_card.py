@@ -12,7 +12,8 @@ import pandas as pd
 from mcp_training_dagster.domain.promotion import PromotionDecision
 from mcp_training_dagster.domain.report import fmt, markdown_table
 from mcp_training_dagster.domain.results import Evaluation, Metrics, Selection
-from mcp_training_dagster.domain.training import TrainedModel, calibration_card
+from mcp_training_dagster.domain.model_metadata import calibration_card
+from mcp_training_dagster.domain.training import TrainedModel
 
 METRIC_COLUMNS = ("n_windows", "n_anomalous", "precision", "recall", "f1_score", "roc_auc", "pr_auc")
 
@@ -58,12 +59,22 @@ def _selection_section(sel: Selection | None) -> str:
     return f"Chosen **{sel.chosen}**: {sel.criterion}.\n\n{table}\n"
 
 
+def _of_sample(model: TrainedModel) -> str:
+    """Above the fit cap the training statistics are of a sample of whole routers: said where they are shown."""
+    how = (model.diagnostics or {}).get("sample") or {}
+    if "top_windows" not in how.get("figures", ()):
+        return ""
+    return f"the {how['windows']} windows of {how['routers']} of {how['of_routers']} routers sampled (diagnostics `sample`)"
+
+
 def _diagnostics_section(model: TrainedModel) -> str:
     diagnostics = model.diagnostics or {}  # a document with optional keys (evaluation.score_diagnostics)
     rows = [{"diagnostic": k, "value": v} for k, v in diagnostics.items() if k != "score_quantiles"]
     quantiles = diagnostics.get("score_quantiles") or {}
     return (
-        f"Fraction of training windows above the threshold: {model.training_flag_rate:.2%}.\n\n"
+        f"Fraction of training windows above the threshold: {model.training_flag_rate:.2%}"
+        + (f", of {_of_sample(model)}" if _of_sample(model) else "")
+        + ".\n\n"
         + (markdown_table(rows) + "\n\n" if rows else "")
         + (f"Training score quantiles: {fmt(quantiles, 4)}.\n" if quantiles else "")
     )
@@ -90,7 +101,8 @@ def render(model: TrainedModel, top: pd.DataFrame | None = None, decision: Promo
             }
             for r in top.itertuples(index=False)
         ]
-        top_md = f"\n### Most anomalous training windows, and what drove them\n\n{markdown_table(rows, digits=4)}\n"
+        of = f"Of {_of_sample(model)}.\n\n" if _of_sample(model) else ""
+        top_md = f"\n### Most anomalous training windows, and what drove them\n\n{of}{markdown_table(rows, digits=4)}\n"
     return (
         f"## {kind} `{model.version}`\n\n"
         f"Trained {model.trained_at} on {model.n_windows} windows ({by_kind}) spanning {model.data_start} .. "

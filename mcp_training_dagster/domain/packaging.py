@@ -380,7 +380,7 @@ def build_package(
 ) -> PackageInfo:
     """Write ``models_dir/model_<version>/`` and ``model_<version>_deployment.zip`` atomically.
 
-    ``metadata`` must be in the contract's shape (see ``training.metadata_document`` and
+    ``metadata`` must be in the contract's shape (see ``model_metadata.metadata_document`` and
     ``agent_variant.agent_metadata``); ``inference_config.input`` decides whether the standalone
     scoring code is shipped (export-record models only). Raises :class:`PackageError` (and leaves
     nothing behind) for a version that exists already, metadata the inference side could not use,

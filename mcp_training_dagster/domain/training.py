@@ -9,27 +9,39 @@ compared with the opposite sign, which flagged everything).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
-from mcp_training_dagster.serving.calibration import calibrated_scores, fit_calibration, raw_threshold
+from mcp_training_dagster.serving.calibration import RARITY_FEATURES, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable  # noqa: F401  (StoredWindows: the stored table's reader)
-from mcp_training_dagster.serving.features import FEATURE_DOCS, MODEL_FEATURES, WindowSpec
+from mcp_training_dagster.serving.features import MODEL_FEATURES
 from mcp_training_dagster.domain.results import (
-    BASIC_METRICS,
     HEADLINE_METRICS,
     Evaluation,
     Selection,
     TrainingError,
+)
+from mcp_training_dagster.domain.training_scores import (
+    Scoring,
+    TopWindows,
+    as_table,
+    diagnostic_positions,
+    feature_matrix,
+    router_codes,
+    score_passes,
+    subsample_positions,
+    table_scores,
+    top_windows,
+    with_calibration,
 )
 from mcp_training_dagster.serving.scoring import (
     SCORE_CONVENTION,
@@ -37,7 +49,6 @@ from mcp_training_dagster.serving.scoring import (
     anomaly_scores,
     score_table,
 )
-from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig
 
 if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted (build_pipeline, _complete), not at load:
@@ -88,7 +99,7 @@ class TrainedModel:
     training_seconds: float
     n_windows: int
     windows_by_kind: dict[str, int]
-    training_flag_rate: float
+    training_flag_rate: float  # these two: of every training window, or of diagnostics["sample"] when it has one
     score_quantiles: dict[str, float]
     data_start: str | None
     data_end: str | None
@@ -121,7 +132,7 @@ class TrainedModel:
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
         """Calibrated anomaly score per window (higher = more anomalous; anomalous when > ``decision_threshold``)."""
-        return _calibrated(windows, self.raw_score(windows), self.calibration)
+        return with_calibration(windows, self.raw_score(windows), self.calibration)
 
     @property
     def decision_threshold(self) -> float:
@@ -169,17 +180,6 @@ class TrainedModel:
         }
 
 
-def _calibrated(windows: pd.DataFrame, raw: np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:
-    return raw if calibration is None else calibrated_scores(windows, raw, calibration)
-
-
-def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
-    try:
-        return _matrix(windows, names)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from None
-
-
 def new_version(now: datetime | None = None) -> str:
     """Sortable and unique even for two trainings in the same second."""
     now = now or datetime.now(timezone.utc)
@@ -187,6 +187,12 @@ def new_version(now: datetime | None = None) -> str:
 
 
 _DEFAULT_ALARMS = AlarmConfig()
+# The columns a fit on some of the windows reads: the detector's features and what the calibration reads (the keys,
+# its rarity and magnitude families, the silence rule's gap). A stored table's subsample decodes every row group
+# it touches (a uniform one: all of them), and the ~40 other columns are about half of that; the fit is the same.
+FIT_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys([*MODEL_FEATURES, *RARITY_FEATURES, "device", "entity_kind", "window_start", "gap_vs_usual"])
+)
 
 
 @dataclass(frozen=True)
@@ -199,14 +205,14 @@ class _Fit:
     scores: np.ndarray  # raw scores of the training windows
     seconds: float
     sample: dict[str, Any] | None = None  # subsample_positions' record (None: fitted on every window)
-    windows: pd.DataFrame | None = None  # the windows it was fitted on, when every window (own_scores)
+    windows: pd.DataFrame | None = None  # the windows it was fitted on, when every window (own_scores) or kept
 
     @property
     def decision_threshold(self) -> float:
         return 0.0 if self.calibration is not None else self.threshold
 
     def score(self, windows: pd.DataFrame) -> np.ndarray:
-        return _calibrated(
+        return with_calibration(
             windows, anomaly_scores(self.pipeline, feature_matrix(windows, MODEL_FEATURES)), self.calibration
         )
 
@@ -216,142 +222,8 @@ class _Fit:
         fit (per-tree Python overhead), and the same pipeline on the same rows gives the same numbers. Refitted
         on a subsample: scored afresh, chunk by chunk (:func:`table_scores`)."""
         if self.sample is None and self.windows is not None:
-            return self.scores, _calibrated(self.windows, self.scores, self.calibration)
+            return self.scores, with_calibration(self.windows, self.scores, self.calibration)
         return table_scores(table, positions, self.pipeline, self.calibration)
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """One scoring of a table's windows for :func:`score_passes`: ``positions`` (ascending; None: all) by a fitted
-    pipeline and calibration; ``visit(frame, raw, calibrated)`` sees each chunk's scored windows."""
-
-    positions: np.ndarray | None
-    pipeline: Pipeline
-    calibration: dict[str, Any] | None
-    visit: Callable[[pd.DataFrame, np.ndarray, np.ndarray], None] | None = None
-
-
-def table_scores(
-    table: WindowTable, positions: np.ndarray | None, pipeline: Pipeline, calibration: dict[str, Any] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and calibrated scores of ``table``'s windows at ``positions`` (ascending; None: all), in that order,
-    scored chunk by chunk of whole routers: the calibration relates a router's windows to each other only, so
-    the scores are those of the whole table at once, and only they are kept."""
-    return score_passes(table, [Scoring(positions, pipeline, calibration)])[0]
-
-
-def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`table_scores` of each of ``scorings``, reading the table once: a stored table's every read decodes
-    each row group again, which at millions of windows costs about what a scoring of a sample does."""
-    outs: list[tuple[np.ndarray, np.ndarray]] = []
-    selections: list[tuple[np.ndarray, np.ndarray] | None] = []
-    made: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one mask and rank per positions array (refits share one)
-    for job in scorings:
-        n = len(table) if job.positions is None else len(job.positions)
-        outs.append((np.empty(n), np.empty(n)))
-        if job.positions is None:
-            selections.append(None)
-            continue
-        if id(job.positions) not in made:
-            wanted = np.zeros(len(table), dtype=bool)
-            wanted[job.positions] = True
-            made[id(job.positions)] = (wanted, np.cumsum(wanted) - 1)
-        selections.append(made[id(job.positions)])
-    if not scorings:
-        return outs
-    for at, chunk in table.chunks():
-        for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
-            frame, where = chunk, at
-            if selection is not None:
-                wanted, rank = selection
-                keep = wanted[at]
-                if not keep.any():
-                    continue
-                frame, where = (chunk, rank[at]) if keep.all() else (chunk[keep], rank[at[keep]])
-            raw = anomaly_scores(job.pipeline, feature_matrix(frame, MODEL_FEATURES))
-            calibrated = _calibrated(frame, raw, job.calibration)
-            raw_out[where], calibrated_out[where] = raw, calibrated
-            if job.visit is not None:
-                job.visit(frame, raw, calibrated)
-    return outs
-
-
-def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """At most ``cap`` of ``n`` windows to fit and calibrate on (their positions, ascending) and how they were
-    chosen (None: all of them).
-
-    Isolation forests fit each tree on a small sample anyway (``max_samples``) and the calibration
-    reads tail quantiles, so a uniform random subsample of a very long horizon gives the same model
-    at a fraction of the time and memory; the choice is recorded in the model's metadata."""
-    if cap is None or n <= cap:
-        return None, None
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
-    how = {
-        "windows": int(cap),
-        "of": int(n),
-        "seed": int(seed),
-        "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
-    }
-    return rows, how
-
-
-@dataclass(frozen=True)
-class RouterCodes:
-    """Every window's router as a code into ``names`` (the routers' names, sorted), in the table's order."""
-
-    codes: np.ndarray
-    names: tuple[str, ...]
-
-
-def router_codes(table: WindowTable) -> RouterCodes:
-    """:class:`RouterCodes` of ``table``, read chunk by chunk (one short column, never a column of strings of
-    every window); the codes follow the sorted names, so they do not depend on how the table is chunked."""
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for at, frame in table.chunks(["device"]):
-        codes, uniques = pd.factorize(frame["device"].astype("str"))
-        parts.append((at, codes, np.asarray(uniques, dtype=object)))
-    names = np.unique(np.concatenate([u for _, _, u in parts])) if parts else np.zeros(0, dtype=object)
-    out = np.zeros(len(table), dtype=np.int64)
-    for at, codes, uniques in parts:
-        out[at] = np.searchsorted(names, uniques)[codes]
-    return RouterCodes(out, tuple(str(n) for n in names))
-
-
-def diagnostic_positions(
-    routers: RouterCodes, cap: int | None, seed: int
-) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-    """The windows the diagnostics (seed stability, later windows' flag rate) are computed on when there are more
-    than ``cap`` (their positions, ascending), and how they were chosen (None, None: every window).
-
-    Each of those figures scores all its windows with another fit: on millions of windows that is most of a
-    retrain. Whole routers are sampled, not single windows: a calibrated score relates a router's windows (device
-    context, alarm runs, silence), so a sampled window scores exactly as it does among all windows, and the
-    figures are those of the routers drawn. Routers are drawn in a seeded random order until ``cap`` windows are
-    reached (the last router drawn whole: at most one router's windows over the cap); when that takes every
-    router, every window it is."""
-    n = len(routers.codes)
-    if cap is None or n <= cap:
-        return None, None
-    counts = np.bincount(routers.codes, minlength=len(routers.names))
-    drawn = np.random.default_rng(seed).permutation(len(routers.names))
-    k = min(int(np.searchsorted(np.cumsum(counts[drawn]), cap)) + 1, len(drawn))
-    if k == len(drawn):  # one router holds most windows: the sample would be all of them
-        return None, None
-    chosen = np.zeros(len(routers.names), dtype=bool)
-    chosen[drawn[:k]] = True
-    rows = np.flatnonzero(chosen[routers.codes])
-    how = {
-        "windows": int(len(rows)),
-        "of": int(n),
-        "routers": k,
-        "of_routers": len(routers.names),
-        "cap": int(cap),
-        "seed": int(seed),
-        "chosen": "whole routers in a seeded random order (numpy default_rng(seed).permutation of the sorted "
-        "router names) until the cap is reached; their every window",
-        "figures": ["seed_stability", "later_windows_flag_rate"],
-    }
-    return rows, how
 
 
 def _fit(
@@ -362,15 +234,16 @@ def _fit(
     min_windows: int,
     alarm_budget: AlarmConfig | None,
     fit_cap: int | None = None,
+    keep_windows: bool = False,
 ) -> _Fit:
     """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
     on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`subsample_positions`):
-    only those are read."""
+    only those are read (``keep_windows``: kept in the result even when a subsample, for the refits)."""
     n = len(table) if positions is None else len(positions)
     rows, sample = subsample_positions(n, fit_cap, detector.random_state)
     if rows is not None:
         positions = rows if positions is None else positions[rows]
-    windows = table.rows(positions)
+    windows = table.rows(positions) if positions is None else table.rows(positions, FIT_COLUMNS)
     # Quiet device windows are many and alike; what the detector learns from are windows with records.
     active = int((windows["n_records"] > 0).sum()) if "n_records" in windows.columns else len(windows)
     if active < min_windows:
@@ -412,8 +285,9 @@ def _fit(
     # every scorer of this pipeline - the package's score_export.py, `mcp-training score`, the assets -
     # draws the same per-kind verdicts (scoring.score_table reads it).
     pipeline.calibration_ = calibration
-    # the windows serve own_scores' shortcut only (fitted on every window); a subsample's go (a million rows)
-    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, windows if sample is None else None)
+    # the windows serve own_scores' shortcut (fitted on every window) and the refits; a subsample's go otherwise
+    kept = windows if sample is None or keep_windows else None
+    return _Fit(pipeline, threshold, calibration, scores, seconds, sample, kept)
 
 
 def _complete(
@@ -431,7 +305,8 @@ def _complete(
     heldout_scores: np.ndarray | None = None,
 ) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data (``scores``: raw
-    and calibrated of every training window, :meth:`_Fit.own_scores`), and its results."""
+    and calibrated of every training window, :meth:`_Fit.own_scores`, or above the fit cap of the sample of whole
+    routers its diagnostics name), and its results."""
     import sklearn
 
     ts = table.column("window_start")
@@ -464,11 +339,6 @@ def _complete(
     )
 
 
-def as_table(windows: pd.DataFrame | WindowTable) -> WindowTable:
-    """A table in memory as a :class:`~mcp_training_dagster.domain.horizon.WindowTable` (one chunk)."""
-    return FrameWindows(windows) if isinstance(windows, pd.DataFrame) else windows
-
-
 def train_model(
     windows: pd.DataFrame | WindowTable,
     detector: DetectorConfig,
@@ -498,6 +368,10 @@ FIT_WINDOWS_CAP = 1_000_000
 # overhead: ~0.9 s a 300-tree refit on 2 cores), and fewer trees agree a little less, so the figure errs on the
 # cautious side (shipped samples: Spearman 0.997 with 100-tree refits, 0.998 with 300; top-2 % overlap the same).
 STABILITY_REFIT_TREES = 100
+# Above the fit cap the refits fit on a seeded uniform sample of this share of the cap (the model: the cap). Each
+# refit's calibration and own scoring cost in proportion to its windows; an isolation forest's trees see
+# max_samples windows each either way, and a refit on fewer windows agrees a little less: the cautious side again.
+STABILITY_REFIT_SHARE = 0.25
 
 
 def _rank(result: Evaluation) -> float:
@@ -507,13 +381,15 @@ def _rank(result: Evaluation) -> float:
 
 @dataclass(frozen=True)
 class ScoredModel:
-    """A trained model and :meth:`TrainedModel.score` of every training window, in order: training computes them
-    anyway, and scoring millions of windows again (the score distribution) costs as much as it did."""
+    """A trained model and :meth:`TrainedModel.score` of its training windows, in order (above the fit cap those
+    of the sample of whole routers its statistics are of: ``positions``): training computes them anyway, and
+    scoring millions of windows again (the score distribution) costs as much as it did."""
 
     model: TrainedModel
     scores: np.ndarray
     raw_scores: np.ndarray  # the detector's own scores of the same windows
     top: pd.DataFrame  # the model card's most anomalous windows (top_windows)
+    positions: np.ndarray | None = None  # the windows scored (ascending positions in the table; None: every one)
 
 
 def train_and_select(windows: pd.DataFrame | WindowTable, *args: Any, **kwargs: Any) -> TrainedModel:
@@ -542,8 +418,11 @@ def train_and_select_scored(
     caller's identity of these inputs, see the ``anomaly_model`` asset).
 
     ``windows``: a table in memory or a stored one read on demand (:class:`StoredWindows`): each fit reads
-    only its windows (at most ``fit_cap``), every scoring of all windows goes chunk by chunk of whole routers
-    and keeps only the scores; the model is the same either way."""
+    only its windows (at most ``fit_cap``), every scoring goes chunk by chunk of whole routers and keeps only the
+    scores; the model is the same either way. Above ``fit_cap`` windows the training statistics (flag rate, score
+    quantiles, the returned scores, the top windows, the diagnostics) are of a seeded sample of whole routers of
+    about ``fit_cap`` windows (``diagnostics["sample"]``, :func:`diagnostic_positions`), the refits fit on a share
+    of the model's fit sample (:data:`STABILITY_REFIT_SHARE`), and no fit scores every window."""
     table = as_table(windows)
     starts = table.column("window_start")
     split = (
@@ -582,7 +461,9 @@ def train_and_select_scored(
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
     chosen = detector.model_copy(update={"kind": best})
-    fit = _fit(table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap)
+    fit = _fit(
+        table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap, keep_windows=True
+    )
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
@@ -591,15 +472,17 @@ def train_and_select_scored(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    top = TopWindows(fit.pipeline, fit.calibration, fit.threshold)
-    if fit.sample is None:  # fitted on every window: its scores are at hand
-        all_scores = fit.own_scores(table, None)
-    else:  # one pass: the model's scores of every window, and the model card's top windows while at it
-        all_scores = score_passes(table, [Scoring(None, fit.pipeline, fit.calibration, top.add)])[0]
-    train_scores = all_scores[1]
     routers = router_codes(table)
-    sampled, diagnostics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
-    seed_scores = [train_scores if sampled is None else train_scores[sampled]]
+    # Above the cap every statistic of the training windows (SAMPLED_FIGURES) is of a seeded sample of whole
+    # routers, scored in one read of the table with the refits and the later windows: never every window.
+    sampled, statistics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)
+    top = TopWindows(fit.pipeline, fit.calibration, fit.threshold)
+    passes: list[Scoring] = []
+    own = None
+    if fit.sample is None:  # fitted on every window: its scores are at hand
+        own = fit.own_scores(table, None)
+    else:  # the model's scores of the sample (of every window when none), the model card's top windows with them
+        passes.append(Scoring(sampled, fit.pipeline, fit.calibration, top.add))
     later_twin = None
     if len(early) >= min_windows and len(later):
         later_twin = twins.get(best) or _fit(
@@ -607,38 +490,49 @@ def train_and_select_scored(
         )
         if sampled is not None:
             later = later[np.isin(later, sampled, assume_unique=True)]
-    # Above the cap every refit's sample and the later windows are scored in one more pass over the table.
-    passes: list[Scoring] = []
+    refit_scores: list[np.ndarray] = []  # the refits fitted on every window: their own scores
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
+    refit_cap = (
+        fit_cap if fit.sample is None or fit_cap is None else max(int(fit_cap * STABILITY_REFIT_SHARE), min_windows)
+    )
+    refit_sample = None
+    # Above the cap the refits sample the model's own fit sample (a uniform sample of a uniform sample is one),
+    # held in memory: a stored table's uniform sample decodes every row group again.
+    refit_source = table if fit.sample is None or fit.windows is None else FrameWindows(fit.windows)
+    if fit.sample is not None:
+        fit = dataclasses.replace(fit, windows=None)  # held by refit_source only, gone with it
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
         for i in range(1, stability_seeds):
             other = _fit(
-                table,
+                refit_source,
                 None,
                 chosen.model_copy(update={"random_state": chosen.random_state + i, "isolation_forest": forest}),
                 min_windows=min_windows,
                 alarm_budget=alarm_budget,
-                fit_cap=fit_cap,
+                fit_cap=refit_cap,
             )
-            if sampled is None:
-                seed_scores.append(other.own_scores(table, None)[1])
+            refit_sample = other.sample
+            if refit_source is table and other.sample is None:  # fitted on every window: its own scores
+                refit_scores.append(other.own_scores(table, None)[1])
             else:
                 passes.append(Scoring(sampled, other.pipeline, other.calibration))
             del other
+    del refit_source
     scores_later = later_twin is not None and len(later) > 0
     if later_twin is not None and scores_later:
         passes.append(Scoring(later, later_twin.pipeline, later_twin.calibration))
     del later_twin
     scored = score_passes(table, passes)
     later_scores = scored.pop()[1] if scores_later else None
-    seed_scores += [calibrated for _, calibrated in scored]
-    del scored, passes
+    stats = own if own is not None else scored.pop(0)  # the model's (raw, calibrated) of the sample or all
+    seed_scores = [stats[1], *refit_scores, *(calibrated for _, calibrated in scored)]
+    del scored, passes, refit_scores
     twins.clear()
-    diagnostics = score_diagnostics(train_scores, fit.decision_threshold, later_scores, seed_scores)
+    diagnostics = score_diagnostics(stats[1], fit.decision_threshold, later_scores, seed_scores)
     del seed_scores, later_scores
-    if diagnostics_sample is not None:
-        diagnostics["sample"] = diagnostics_sample
+    if statistics_sample is not None:
+        diagnostics["sample"] = statistics_sample
     if "seed_stability" in diagnostics:  # what the refits were, in the metadata beside the figures
         diagnostics["seed_stability"] |= {
             "refit_trees": refit_trees,
@@ -647,11 +541,21 @@ def train_and_select_scored(
             f"windows, {refit_trees} trees each (the model: {chosen.isolation_forest.n_estimators}); a diagnostic: "
             "fewer trees agree a little less, so it errs on the cautious side",
         }
+        if refit_sample is not None:  # above the fit cap: fewer windows than the model's, said beside the figures
+            diagnostics["seed_stability"] |= {
+                "refit_windows": refit_sample["windows"],
+                "model_windows": fit.sample["windows"] if fit.sample else len(table),
+                "refits": f"seeds {chosen.random_state + 1}..{chosen.random_state + stability_seeds - 1}, each on "
+                f"a seeded uniform sample of {refit_sample['windows']} of the model's {refit_sample['of']} windows "
+                f"(its own seed; the model's: training_info.fit_sample), {refit_trees} trees each (the model: "
+                f"{chosen.isolation_forest.n_estimators}); a diagnostic: fewer trees and windows agree a little "
+                "less, so it errs on the cautious side",
+            }
     model = _complete(
         table,
         chosen,
         fit,
-        all_scores,
+        stats,
         window_minutes=window_minutes,
         evaluation=results.get(best),
         selection=selection,
@@ -660,226 +564,5 @@ def train_and_select_scored(
         devices=routers.names,
         heldout_scores=heldout,
     )
-    card_top = top.table() if top.picks else top_windows(model, table, scores=all_scores)
-    return ScoredModel(model, all_scores[1], all_scores[0], card_top)
-
-
-def training_scores(model: TrainedModel, table: pd.DataFrame | WindowTable) -> np.ndarray:
-    """:meth:`TrainedModel.score` of every window, scored chunk by chunk of whole routers, in the table's order."""
-    t = as_table(table)
-    return table_scores(t, None, model.pipeline, model.calibration)[1]
-
-
-MODEL_CARD_TOP = 8  # windows in the model card's table of the most anomalous ones
-
-
-class TopWindows:
-    """The ``n`` most anomalous rows of the score table of every window (:meth:`TrainedModel.score_table`), kept
-    while the windows are scored chunk by chunk (:meth:`add`, a :class:`Scoring`'s ``visit``): a score table of
-    millions of windows (reasons and a formatted time per row) costs more than the scoring itself. Each chunk keeps
-    its top ``n`` rows in the score table's order (its windows, then its unkeyed ``-`` rows), the top ``n`` of those
-    are kept (equal scores of two chunks in chunk order), and only they get their reasons (:meth:`table`)."""
-
-    def __init__(
-        self, pipeline: Pipeline, calibration: dict[str, Any] | None, threshold: float, n: int = MODEL_CARD_TOP
-    ) -> None:
-        self.pipeline, self.calibration, self.n = pipeline, calibration, n
-        self.threshold = 0.0 if calibration is not None else threshold
-        self.picks: list[pd.DataFrame] = []
-
-    def add(self, frame: pd.DataFrame, raw: np.ndarray, calibrated: np.ndarray) -> None:
-        from mcp_training_dagster.serving.calibration import calibrated_scores
-
-        cal = self.calibration
-        own = calibrated if cal is not None else raw
-        rows, score, base, unkeyed = np.arange(len(frame)), own, own, np.zeros(len(frame), dtype=bool)
-        if "n_unkeyed" in frame.columns and len(frame):
-            extra = np.flatnonzero(
-                ((frame["entity_kind"].astype("str") == "device") & (frame["n_unkeyed"] > 0)).to_numpy()
-            )
-            if len(extra):
-                extra_score = own[extra]
-                if cal is not None and cal.get("magnitude"):  # the router's state without its stations' counts
-                    extra_score = calibrated_scores(frame, raw, cal, with_magnitude=False)[extra]
-                rows, score = np.r_[rows, extra], np.r_[own, extra_score]
-                base, unkeyed = np.r_[own, own[extra]], np.r_[unkeyed, np.ones(len(extra), dtype=bool)]
-        top = np.argsort(-score, kind="stable")[: self.n]
-        self.picks.append(frame.iloc[rows[top]].assign(_score=score[top], _base=base[top], _unkeyed=unkeyed[top]))
-
-    def table(self) -> pd.DataFrame:
-        """The kept rows as :func:`~mcp_training_dagster.serving.scoring.score_table` gives them, most anomalous
-        first."""
-        from mcp_training_dagster.serving.scoring import UNKEYED_ENTITY, window_verdicts
-
-        both = pd.concat(self.picks, ignore_index=True) if len(self.picks) > 1 else self.picks[0]
-        w = both.take(np.argsort(-both["_score"].to_numpy(), kind="stable")[: self.n]).reset_index(drop=True)
-        # explained as their window is, before the "-" rows' scores
-        out = window_verdicts(
-            w,
-            feature_matrix(w, MODEL_FEATURES),
-            w["_base"].to_numpy(),
-            self.threshold,
-            self.pipeline,
-            MODEL_FEATURES,
-            calibration=self.calibration,
-        )
-        out.loc[w["_unkeyed"].to_numpy(dtype=bool), "entity"] = UNKEYED_ENTITY
-        out["score"] = w["_score"].to_numpy()
-        out["is_anomaly"] = out["score"].to_numpy() > self.threshold
-        return out
-
-
-def top_windows(
-    model: TrainedModel,
-    table: pd.DataFrame | WindowTable,
-    n: int = MODEL_CARD_TOP,
-    scores: tuple[np.ndarray, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """The ``n`` most anomalous rows of :meth:`TrainedModel.score_table` over every window (the model card's
-    table, see :class:`TopWindows`), from ``scores``: (raw, calibrated) of every window in the table's order (None:
-    scored here, in the same pass)."""
-    t = as_table(table)
-    top = TopWindows(model.pipeline, model.calibration, model.threshold, n)
-    if scores is None:
-        score_passes(t, [Scoring(None, model.pipeline, model.calibration, top.add)])
-    else:
-        raw, calibrated = scores
-        for at, frame in t.chunks():
-            top.add(frame, raw[at], calibrated[at])
-    return top.table() if top.picks else model.score_table(t.rows(None).iloc[:0])
-
-
-def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> float | None:
-    """``drift.flagged_share(model.score_table(windows), windows)`` over every window, chunk by chunk and without
-    the score table's reasons: the share it takes is of the windows with records, each matched by its own row
-    (the unkeyed ``-`` rows match none), whose verdict is ``model.score > decision_threshold``."""
-    flagged = active = 0
-    for _, frame in as_table(table).chunks():
-        scores = model.score(frame)
-        if "n_records" in frame.columns:
-            scores = scores[frame["n_records"].to_numpy() > 0]
-        flagged, active = flagged + int((scores > model.decision_threshold).sum()), active + len(scores)
-    return flagged / active if active else None
-
-
-def windows_with_records(table: pd.DataFrame | WindowTable, columns: Sequence[str]) -> pd.DataFrame:
-    """``columns`` of the windows with records (``n_records > 0``), in the table's order: what the drift baseline
-    reads, without the quiet windows or the other columns."""
-    from mcp_training_dagster.domain.drift import RECORDS_COLUMN
-
-    cols = list(dict.fromkeys([*columns, RECORDS_COLUMN]))
-    parts, where = [], []
-    for at, frame in as_table(table).chunks(cols):
-        keep = frame[RECORDS_COLUMN].to_numpy() > 0
-        parts.append(frame[keep].reset_index(drop=True))
-        where.append(at[keep])
-    if not parts:
-        return pd.DataFrame(columns=cols)
-    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    if len(parts) > 1:
-        out = out.take(np.argsort(np.concatenate(where), kind="stable")).reset_index(drop=True)
-    return out
-
-
-def calibration_card(model: TrainedModel) -> str:
-    """The model card's paragraph on how verdicts are drawn: method, budget and expected alarm rate per kind."""
-    c = model.calibration
-    if not c:
-        return ""
-    joining = any("continue_threshold" in v for v in c["thresholds"].values())
-    rows = "\n".join(
-        f"| {k} | {v['active_windows']} | {v['budget_per_router_day']} | {v['p']:.4%} | {v['expected_alarms_per_router_day']} |"
-        + (f" {v.get('continue_budget_per_router_day', '-')} |" if joining else "")
-        for k, v in c["thresholds"].items()
-    )
-    head = "| kind | active windows | budget (alarms / router-day) | exceedance p | expected alarms / router-day |"
-    if joining:
-        head = (
-            head.replace("budget (alarms", "budget (alarms raised")
-            + " continuation budget (windows joining a raised alarm) |"
-        )
-    return (
-        "**Verdicts** (`metadata.json` `inference_config.calibration`): " + c["description"] + ". The window "
-        "verdicts are `calibrated score > 0`; `predict()` is the detector's own verdict at the threshold above "
-        f"(device windows). Over {c['router_days']} router-days of training data:\n\n"
-        f"{head}\n|{'---|' * head.count(' |')}\n{rows}\n\n"
-    )
-
-
-def metadata_document(
-    model: TrainedModel,
-    *,
-    export_files: list[str],
-    spec: WindowSpec,
-    service_timezone: str,
-    extra_wifi_processes: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """metadata.json in the inference contract's shape, whole (the one builder: nothing is added to it later).
-    ``basic_metrics`` come from the evaluation (held-out data with known labels, source named beside them),
-    never from the training scores."""
-    ev = model.evaluation
-    by_kind = ev.by_kind if ev is not None else None
-    basic = ev.overall.figures(BASIC_METRICS) if ev is not None else {}
-    basic["threshold_value"] = model.threshold  # the deployed model's threshold, in its stated convention
-    return {
-        "model_info": {
-            "version": f"model_{model.version}",
-            "training_id": model.version,
-            "created_at": model.trained_at,
-            "model_type": type(model.pipeline.named_steps["detector"]).__name__,
-            "model_name": "WiFiAnomalyWindows",
-            "name": f"WiFi window anomaly detector {model.version}",
-            "description": "Window-level WiFi anomaly detector (device, station and interface windows) trained on router log exports",
-            "training_source": "export_data",
-            "export_files": export_files,
-        },
-        "training_info": {
-            "training_samples": model.n_windows,
-            "n_samples": model.n_windows,
-            "windows_by_kind": model.windows_by_kind,
-            "feature_names": list(model.feature_names),
-            "feature_descriptions": {k: FEATURE_DOCS[k] for k in model.feature_names},
-            "feature_count": len(model.feature_names),
-            "window_minutes": model.window_minutes,
-            "model_parameters": model.detector.model_dump(mode="json"),
-            "training_duration": model.training_seconds,
-            "data_start": model.data_start,
-            "data_end": model.data_end,
-            "library_versions": model.library_versions,
-            "input_fingerprint": model.input_fingerprint,
-            "devices": list(model.devices),
-            **({"fit_sample": model.fit_sample} if model.fit_sample else {}),
-        },
-        "evaluation_info": {
-            "basic_metrics": basic,
-            "source": ev.data.source if ev is not None else "none",
-            "evaluation_data": ev.data.as_dict() if ev is not None else None,
-            "by_kind": {k: m.as_dict() for k, m in by_kind.items()} if by_kind is not None else None,
-            "recall_by_scenario": ev.recall_by_scenario if ev is not None else None,
-            "benign_flag_rate": ev.benign_flag_rate if ev is not None else None,
-            "note": "figures of the same configuration fitted before the time split, on held-out data it never saw",
-            "selection": model.selection.as_dict() if model.selection is not None else None,
-            "diagnostics": model.diagnostics,
-            "feature_importance": {},
-        },
-        "inference_config": {
-            "input": "export_records",
-            "threshold": model.threshold,
-            "score_convention": model.score_convention,
-            "score_definition": model.score_definition,
-            "predict": "pipeline.predict(X) == -1 exactly when score > threshold (the detector's own score, "
-            "the device-window threshold); the window verdicts are the calibrated ones below"
-            if model.calibration
-            else "pipeline.predict(X) == -1 exactly when score > threshold",
-            "calibration": model.calibration,
-            "verdict": "calibrated score > 0 (scoring.score_table: per-kind tail thresholds, device context fused "
-            "into station/interface windows, silence rule)"
-            if model.calibration
-            else "score > threshold",
-            "feature_names": list(model.feature_names),
-            "window_spec": asdict(spec),
-            "service_timezone": service_timezone,
-            "extra_wifi_processes": list(extra_wifi_processes),
-        },
-        "deployment_info": {"status": "available", "deployed_at": None, "deployed_by": None},
-    }
+    card_top = top.table() if top.picks else top_windows(model, table, scores=own)
+    return ScoredModel(model, stats[1], stats[0], card_top, sampled)

@@ -82,9 +82,12 @@ def test_the_chain_above_the_fit_cap_fits_and_diagnoses_on_samples_and_says_so(
 ):
     """Three routers' validated exports through horizon_records, training_windows, evaluation_dataset and
     anomaly_model with the fit cap lowered below their windows: the model is fitted on a seeded subsample and its
-    diagnostics are of a seeded sample of whole routers, both said in its metadata; the figures stay figures."""
+    training statistics are of a seeded sample of whole routers, both said in its metadata (the asset's and
+    metadata.json) and beside each figure shown; the figures stay figures."""
     from mcp_training_dagster.domain import training
+    from mcp_training_dagster.domain.model_metadata import metadata_document
     from mcp_training_dagster.serving.exports import read_export
+    from mcp_training_dagster.serving.features import WindowSpec
     from mcp_training_dagster.serving.validation import validate_records
 
     base = validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records
@@ -106,10 +109,29 @@ def test_the_chain_above_the_fit_cap_fits_and_diagnoses_on_samples_and_says_so(
     assert meta["fit_sample"]["windows"] == 2_000 and meta["fit_sample"]["of"] == n
     sample = meta["diagnostics_sample"]
     assert sample["of"] == n and 2_000 <= sample["windows"] < n and sample["routers"] < sample["of_routers"] == 3
-    assert sample["figures"] == ["seed_stability", "later_windows_flag_rate"] and "whole routers" in sample["chosen"]
+    assert "whole routers" in sample["chosen"] and "fit_sample" in sample["not_sampled"]
+    # no statistic scored every training window: each is named as the sample's, where it is shown
+    assert set(sample["figures"]) == {
+        "seed_stability",
+        "later_windows_flag_rate",
+        "training_flag_rate",
+        "score_quantiles",
+        "score_distribution",
+        "top_windows",
+        "drift_baseline.flag_rate",
+    }
+    assert f"Scores of {sample['windows']} training windows (of {n}: every window of " in meta["score_distribution"]
+    assert f"Of the {sample['windows']} windows of {sample['routers']} of 3 routers sampled" in meta["model_card"]
     model = joblib.load(assets_dir / "anomaly_model.joblib")
     d = model.diagnostics
     assert d["sample"] == sample and 0.0 <= d["later_windows_flag_rate"] <= 1.0
+    assert meta["training_flag_rate"] == model.training_flag_rate == d["training_flag_rate"]
+    from mcp_training_dagster.defs.assets.training import threshold_calibrated
+
+    check = threshold_calibrated(resources["settings"], model)
+    assert f"(of {sample['windows']} sampled: diagnostics_sample)" in (check.description or "")
+    doc = metadata_document(model, export_files=names, spec=WindowSpec(), service_timezone="UTC")
+    assert doc["evaluation_info"]["diagnostics"]["sample"] == sample and doc["training_info"]["fit_sample"]["of"] == n
     assert (
         -1.0 <= d["seed_stability"]["spearman_min"] <= 1.0 and 0.0 <= d["seed_stability"]["top2pct_jaccard_min"] <= 1.0
     )

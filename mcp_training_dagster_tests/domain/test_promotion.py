@@ -18,7 +18,8 @@ from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import PromotionDecision, decide, load_production
 from mcp_training_dagster.domain.registry import ModelRegistry
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, Selection, binary_metrics
-from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_model
+from mcp_training_dagster.domain.model_metadata import metadata_document
+from mcp_training_dagster.domain.training import TrainedModel, train_model
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import DetectorConfig
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824

@@ -14,10 +14,10 @@ from mcp_training_dagster.domain.training import (
     SCORE_CONVENTION,
     TrainedModel,
     TrainingError,
-    feature_matrix,
     new_version,
     train_model,
 )
+from mcp_training_dagster.domain.training_scores import feature_matrix
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, score_table
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.settings import DetectorConfig
@@ -304,7 +304,7 @@ def json_keys(obj) -> set[str]:
 
 
 def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
-    from mcp_training_dagster.domain.training import subsample_positions
+    from mcp_training_dagster.domain.training_scores import subsample_positions
 
     windows = build_windows(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
     assert subsample_positions(len(windows), None, 7) == (None, None)
@@ -376,10 +376,10 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
 
     # What the model's consumers read of the stored windows, chunk by chunk, is what they read of the table.
     from mcp_training_dagster.domain.drift import drift_features, flagged_share, with_records
-    from mcp_training_dagster.domain.training import (
+    from mcp_training_dagster.domain.training import train_and_select_scored
+    from mcp_training_dagster.domain.training_scores import (
         flagged_share_of,
         top_windows,
-        train_and_select_scored,
         training_scores,
         windows_with_records,
     )
@@ -402,7 +402,7 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
 
 def _score_table_top(model: TrainedModel, table, n: int = 8) -> pd.DataFrame:
     """The model card's top windows as they were computed before: a score table of every chunk."""
-    from mcp_training_dagster.domain.training import as_table
+    from mcp_training_dagster.domain.training_scores import as_table
 
     tops = [model.score_table(frame).head(n) for _, frame in as_table(table).chunks()]
     both = pd.concat(tops, ignore_index=True)
@@ -415,7 +415,7 @@ def test_top_windows_from_the_scores_are_the_score_tables_top(tmp_path) -> None:
     from upath import UPath
 
     from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
-    from mcp_training_dagster.domain.training import table_scores, top_windows
+    from mcp_training_dagster.domain.training_scores import table_scores, top_windows
     from mcp_training_dagster.io_managers import ParquetReader
     from mcp_training_dagster.serving.features import WindowSpec
 
@@ -442,16 +442,20 @@ def test_top_windows_from_the_scores_are_the_score_tables_top(tmp_path) -> None:
 
 
 def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() -> None:
-    """Above the cap the seed refits and the later windows are scored on a seeded sample of whole routers, said in
-    the diagnostics; each sampled window scores as it does among all windows. Below it: every window, no note."""
+    """Above the cap the model, the seed refits and the later windows are scored on a seeded sample of whole
+    routers only, said in the diagnostics: every training statistic (flag rate, score quantiles, the scores shown,
+    the model card's top windows, the drift baseline's flagged share) is that sample's, and each sampled window
+    scores as it does among all windows. Below it: every window, no note."""
     from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
     from mcp_training_dagster.domain.horizon import FrameWindows
-    from mcp_training_dagster.domain.training import (
+    from mcp_training_dagster.domain.training import train_and_select, train_and_select_scored
+    from mcp_training_dagster.domain.drift import flagged_share
+    from mcp_training_dagster.domain.training_scores import (
         diagnostic_positions,
+        flagged_share_of,
         router_codes,
         table_scores,
-        train_and_select,
-        train_and_select_scored,
+        top_windows,
     )
     from mcp_training_dagster.serving.features import WindowSpec
 
@@ -469,9 +473,27 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
 
     scored = train_and_select_scored(whole, det, data, window_minutes=5, stability_seeds=3, fit_cap=cap)
     model = scored.model
-    assert scored.top.equals(model.score_table(whole).head(8))  # kept while scoring every window, once
+    sample = whole.iloc[rows].reset_index(drop=True)
+    # the statistics are the sample's: its windows score as among all windows (whole routers)
+    assert np.array_equal(scored.positions, rows) and np.array_equal(scored.scores, model.score(whole)[rows])
+    assert np.array_equal(scored.raw_scores, model.raw_score(sample))
+    assert model.training_flag_rate == float(np.mean(scored.scores > 0))
+    assert model.score_quantiles == {
+        f"p{q}": float(np.quantile(scored.raw_scores, q / 100)) for q in (1, 25, 50, 75, 99)
+    }
+    assert scored.top.equals(model.score_table(sample).head(8))  # kept while scoring the sample, once
+    # the package's card and the drift baseline draw the same sample again from what the metadata says
+    assert top_windows(model, whole).equals(scored.top)
+    assert flagged_share_of(model, whole) == flagged_share(model.score_table(sample), sample)
+    assert model.n_windows == len(whole) and model.fit_sample is not None and model.fit_sample["of"] == len(whole)
     d = model.diagnostics
     assert d is not None and d["sample"] == how and d["sample"]["of"] == len(whole)
+    assert set(d["sample"]["figures"]) >= {"training_flag_rate", "score_quantiles", "top_windows", "seed_stability"}
+    assert d["training_flag_rate"] == model.training_flag_rate
+    # the refits fit on a quarter of the cap drawn from the model's fit sample, said beside their figure
+    refits = d["seed_stability"]
+    assert (refits["refit_windows"], refits["model_windows"]) == (cap // 4, cap)
+    assert f"sample of {cap // 4} of the model's {cap} windows" in refits["refits"]
     assert 0.0 <= d["later_windows_flag_rate"] <= 1.0
     assert d["seed_stability"]["seeds"] == 3 and 0.5 < d["seed_stability"]["spearman_min"] <= 1.0
     assert 0.0 <= d["seed_stability"]["top2pct_jaccard_min"] <= 1.0
@@ -487,7 +509,7 @@ def test_scoring_a_table_in_memory_by_chunks_of_whole_routers_is_scoring_it_whol
     """FrameWindows(max_rows) (how the evaluation set is scored): chunks of whole routers, every row once, and the
     calibrated scores those of the whole table at once."""
     from mcp_training_dagster.domain.horizon import FrameWindows
-    from mcp_training_dagster.domain.training import table_scores
+    from mcp_training_dagster.domain.training_scores import table_scores
 
     whole = build_windows(shifted_routers(validated(HOSTAPD_1824)))
     model = train_model(whole, DetectorConfig(isolation_forest={"n_estimators": 20}), window_minutes=5)
@@ -500,3 +522,24 @@ def test_scoring_a_table_in_memory_by_chunks_of_whole_routers_is_scoring_it_whol
         )
         scored = table_scores(FrameWindows(whole, max_rows=max_rows), None, model.pipeline, model.calibration)
         assert np.array_equal(scored[1], model.score(whole)) and np.array_equal(scored[0], model.raw_score(whole))
+
+
+def test_a_fit_on_some_windows_reads_only_its_columns_and_is_the_fit_on_every_column(monkeypatch) -> None:
+    """Fits on a subsample or before the split read FIT_COLUMNS only (half the stored table's decoding): the model,
+    its calibration, evaluation and every diagnostic are those of fits that read every column."""
+    from mcp_training_dagster.domain import training
+    from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
+    from mcp_training_dagster.serving.features import WindowSpec
+
+    recs = shifted_routers(validated(HOSTAPD_1824))
+    whole = build_windows(recs, WindowSpec())
+    assert set(training.FIT_COLUMNS) < set(whole.columns)
+    data = build_evaluation_set(recs, WindowSpec(), split=time_split(recs["timestamp"], 0.8).floor("5min"))
+    det = DetectorConfig(candidates=["isolation_forest", "local_outlier_factor"], isolation_forest={"n_estimators": 20})
+    for cap in (None, len(whole) // 3):
+        kwargs = dict(window_minutes=5, stability_seeds=2, fit_cap=cap)
+        narrow = training.train_and_select(whole, det, data, **kwargs)
+        with monkeypatch.context() as m:
+            m.setattr(training, "FIT_COLUMNS", tuple(whole.columns))
+            wide = training.train_and_select(whole, det, data, **kwargs)
+        assert _model_facts(narrow, whole) == _model_facts(wide, whole)

@@ -24,7 +24,8 @@ from mcp_training_dagster.serving.features import WindowSpec, build_windows
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import decide
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, Metrics, Selection, binary_metrics
-from mcp_training_dagster.domain.training import TrainedModel, metadata_document, train_and_select
+from mcp_training_dagster.domain.model_metadata import metadata_document
+from mcp_training_dagster.domain.training import TrainedModel, train_and_select
 from mcp_training_dagster.serving.validation import validate_records
 from mcp_training_dagster.io_managers import JoblibIOManager
 from mcp_training_dagster.settings import AlarmConfig, DetectorConfig

@@ -22,7 +22,8 @@ from mcp_training_dagster.domain.horizon import StoredWindows, router_context
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history
-from mcp_training_dagster.domain.training import TrainedModel, top_windows
+from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.domain.training_scores import top_windows
 
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
 
@@ -97,7 +98,8 @@ def model_package(
             )
         )
         return
-    # the card's most anomalous training windows, scored row group by row group of the stored windows
+    # the card's most anomalous training windows, scored row group by row group of the stored windows (above the
+    # fit cap those of the sample of whole routers training scored: the card shows what training's showed)
     card = model_card.render(anomaly_model, top_windows(anomaly_model, StoredWindows(training_windows)), decision)
     # Local folder, or built in a staging folder and published to the object store (config only).
     with package_staging(cfg.models_location) as staging:

@@ -25,7 +25,8 @@ from mcp_training_dagster.domain.drift import (
 )
 from mcp_training_dagster.domain.horizon import StoredWindows
 from mcp_training_dagster.domain.report import markdown_table
-from mcp_training_dagster.domain.training import TrainedModel, flagged_share_of, windows_with_records
+from mcp_training_dagster.domain.training import TrainedModel
+from mcp_training_dagster.domain.training_scores import flagged_share_of, windows_with_records
 from mcp_training_dagster.io_managers import ParquetReader
 
 DRIFT_CHECK = "drift_within_threshold"
@@ -41,14 +42,15 @@ def baseline_path(models_location: str | Path, version: str) -> UPath:
     group_name="monitoring",
     io_manager_key="json_io_manager",
     kinds={"json"},
-    code_version="2",
+    code_version="3",  # "3": above the fit cap the flagged share is of training's sample of whole routers
     automation_condition=dg.AutomationCondition.eager(),
     ins={"training_windows": dg.AssetIn(metadata={"lazy": True})},
     description=(
         "The packaged model's training baseline for drift: per model feature, quantile bin edges and the share of "
         "training windows (with records) in each bin, the share of training windows the model flagged, and the "
         "exports it was trained on. Reads training_windows row group by row group: the verdicts chunk by chunk, "
-        "the features only of the windows with records. "
+        "the features only of the windows with records. Above the fit cap the flagged share is of the sample of "
+        "whole routers the model's training statistics are of (flag_rate_sample). "
         "Written to models/drift_baselines/<version>.json, read by export_drift for the production version."
     ),
 )
@@ -77,6 +79,9 @@ def drift_baseline(
         bins=cfg.training.drift.bins,
     )
     baseline["flag_rate_over"] = FLAG_SHARE_OVER
+    sample = (anomaly_model.diagnostics or {}).get("sample") or {}
+    if "drift_baseline.flag_rate" in sample.get("figures", ()):  # above the fit cap: of training's sample
+        baseline["flag_rate_sample"] = sample
     # Drift is about new data. An export the model was trained on, or one that ends before its training data
     # does (left out by the horizon), is not: export_drift shows its figures but does not judge it, so a
     # retrain never "drifts" from its own past (which would retrain again, for nothing, forever).

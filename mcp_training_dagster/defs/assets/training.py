@@ -14,13 +14,9 @@ from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
 from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
 from mcp_training_dagster.domain import training as training_code
-from mcp_training_dagster.domain.training import (
-    TrainedModel,
-    TrainingError,
-    as_table,
-    metadata_document,
-    train_and_select_scored,
-)
+from mcp_training_dagster.domain.model_metadata import metadata_document
+from mcp_training_dagster.domain.training import TrainedModel, TrainingError, train_and_select_scored
+from mcp_training_dagster.domain.training_scores import as_table
 from mcp_training_dagster.io_managers import ParquetReader
 
 
@@ -37,8 +33,9 @@ def exports_of(horizon_records: pd.DataFrame) -> list[str]:
 TRAINING_CODE_VERSION = "4"
 # The asset's code version: its input (training_windows) is read lazily from the chunked file; the model is the
 # one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model). "6": above the fit cap the
-# diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below.
-ANOMALY_MODEL_CODE_VERSION = "6"
+# diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below. "7":
+# above the cap every statistic of the training windows is of that sample (its figures), none of every window.
+ANOMALY_MODEL_CODE_VERSION = "7"
 # training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
 WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
@@ -94,9 +91,10 @@ def already_trained(context: dg.AssetExecutionContext, models_location: str, fin
         "Fitted scikit-learn Pipeline (log1p -> scaler -> detector from config/model_config.yaml) with its "
         "threshold calibrated on the training scores; higher score = more anomalous. Fitted on at most 1M windows "
         "(a seeded uniform subsample above that, recorded as fit_sample in its metadata), read from training_windows "
-        "on demand; the scores of every window are computed row group by row group, once. Above 1M windows the "
-        "diagnostics (seed stability, later windows' flag rate) are of a seeded sample of whole routers "
-        "(diagnostics_sample). Not materialised when its "
+        "on demand, row group by row group. Above 1M windows no statistic scores every training window: the "
+        "diagnostics (seed stability, later windows' flag rate), the training flag rate and score quantiles, the "
+        "score distribution and the model card's top windows are of a seeded sample of whole routers of about 1M "
+        "windows (diagnostics_sample names them); below, of every window. Not materialised when its "
         "inputs (data, evaluation set, config, training code) are identical to a model already trained."
     ),
 )
@@ -153,7 +151,9 @@ def anomaly_model(
             "diagnostics_sample": dg.MetadataValue.json(
                 (model.diagnostics or {}).get("sample") or {"windows": model.n_windows, "chosen": "all"}
             ),
-            "score_distribution": score_distribution(model, scores=trained.scores),
+            "score_distribution": score_distribution(
+                model, scores=trained.scores, sample=(model.diagnostics or {}).get("sample")
+            ),
             "trained_on": export_links(exports_of(horizon_records), cfg.training.alerts.webserver_base_url),
         },
     )
@@ -167,6 +167,13 @@ def anomaly_model(
 def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel) -> dg.AssetCheckResult:
     rate = anomaly_model.training_flag_rate
     cal = anomaly_model.calibration
+    sample = (anomaly_model.diagnostics or {}).get("sample") or {}
+    # above the fit cap the rate is of a sample of whole routers: said beside it
+    of = (
+        f" (of {sample['windows']} sampled: diagnostics_sample)"
+        if "training_flag_rate" in sample.get("figures", ())
+        else ""
+    )
     if cal:
         kinds = cal["thresholds"]
         over = [k for k, v in kinds.items() if v["expected_alarms_per_router_day"] > v["budget_per_router_day"] + 1e-9]
@@ -178,14 +185,15 @@ def threshold_calibrated(settings: PipelineSettings, anomaly_model: TrainedModel
                 f"{v['budget_per_router_day']})"
                 for k, v in kinds.items()
             )
-            + f"; training windows flagged {rate:.1%} (quiet windows under the silence rule and alarms' extent included)",
+            + f"; training windows flagged {rate:.1%}{of} (quiet windows under the silence rule and alarms' extent "
+            "included)",
             metadata={"training_flag_rate": rate, "over_budget": over},
         )
     c = settings.get().model.detector.contamination
     return dg.AssetCheckResult(
         passed=c / 2 <= rate <= c * 2,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"training windows flagged {rate:.1%}, contamination {c:.1%} (pass: within 2x)",
+        description=f"training windows flagged {rate:.1%}{of}, contamination {c:.1%} (pass: within 2x)",
         metadata={"training_flag_rate": rate, "contamination": c},
     )
 
