@@ -5,7 +5,8 @@ graph, so promoting or rolling back a model (here or with ``mcp-training models 
 re-scores every export through lineage; its freshness policy makes a stale production model visible.
 """
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -26,6 +27,7 @@ from mcp_training_dagster.domain.training import TrainedModel
 from mcp_training_dagster.domain.training_scores import top_windows
 
 VERDICT_COLUMNS = ("router", *SCORE_COLUMNS)
+T = TypeVar("T")
 
 
 def package_agent_variant(cfg, model: TrainedModel, agent: AgentModel, window_metadata: dict, models_dir) -> dict:
@@ -276,6 +278,29 @@ def _newer_production(
     return current
 
 
+def _by_production(
+    context: dg.AssetExecutionContext, location: str, prod: ProductionModel, score: Callable[[ProductionModel], T]
+) -> tuple[ProductionModel, T]:
+    """``score(prod)``, and again (at most 3 times) if a promotion landed meanwhile: the model returned is the one
+    that scored."""
+    result = score(prod)
+    for _ in range(3):
+        if (current := _newer_production(context, location, prod)) is None:
+            break
+        prod, result = current, score(current)
+    return prod, result
+
+
+def _verdict_metadata(version: str, windows: int, flagged: int, top: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "production_version": version,
+        "dagster/row_count": windows,
+        "flagged": flagged,
+        "flag_rate": float(flagged / windows) if windows else 0.0,
+        "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
+    }
+
+
 def _one_verdict(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
@@ -284,24 +309,12 @@ def _one_verdict(
     records: pd.DataFrame,
     horizon_records: ParquetReader,
 ) -> dg.Output:
-    table = verdict_table(settings, prod, records, horizon_records)
-    for _ in range(3):
-        if (current := _newer_production(context, location, prod)) is None:
-            break
-        prod, table = current, verdict_table(settings, current, records, horizon_records)
-    flagged = int(table["is_anomaly"].sum())
-    top = _top(table)
-    context.log.info(f"{flagged} of {len(table)} windows flagged by {prod.version}")
-    return dg.Output(
-        table,
-        metadata={
-            "production_version": prod.version,
-            "dagster/row_count": len(table),
-            "flagged": flagged,
-            "flag_rate": float(flagged / len(table)) if len(table) else 0.0,
-            "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
-        },
+    prod, table = _by_production(
+        context, location, prod, lambda p: verdict_table(settings, p, records, horizon_records)
     )
+    flagged = int(table["is_anomaly"].sum())
+    context.log.info(f"{flagged} of {len(table)} windows flagged by {prod.version}")
+    return dg.Output(table, metadata=_verdict_metadata(prod.version, len(table), flagged, _top(table)))
 
 
 def _range_verdicts(
@@ -315,21 +328,21 @@ def _range_verdicts(
     """Several exports in one run (a backfill's partition range): each scored exactly as alone and written as it
     is scored. Dagster keeps one metadata set per output, so the per-export figures go in ``by_file``."""
     staged: dict[str, StagedParquet] = {}
+
+    def score_all(p: ProductionModel) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+        rows: list[dict[str, Any]] = []
+        tops: list[pd.DataFrame] = []
+        for key, reader in readers.items():
+            table = verdict_table(settings, p, reader(), horizon_records)
+            if key in staged:  # scored again: the earlier table is replaced
+                staged[key].cleanup()
+            staged[key] = _staged(table)
+            rows.append({"file": key, "windows": len(table), "flagged": int(table["is_anomaly"].sum())})
+            tops.append(_top(table).assign(file=key))
+        return rows, tops
+
     try:
-        for attempt in range(4):  # as _one_verdict: scored again (at most 3 times) if production moved meanwhile
-            rows: list[dict[str, Any]] = []
-            tops: list[pd.DataFrame] = []
-            for key, reader in readers.items():
-                table = verdict_table(settings, prod, reader(), horizon_records)
-                if key in staged:
-                    staged[key].cleanup()
-                staged[key] = _staged(table)
-                flagged = int(table["is_anomaly"].sum())
-                rows.append({"file": key, "windows": len(table), "flagged": flagged})
-                tops.append(_top(table).assign(file=key))
-            if attempt == 3 or (current := _newer_production(context, location, prod)) is None:
-                break
-            prod = current
+        prod, (rows, tops) = _by_production(context, location, prod, score_all)
     except BaseException:
         for done in staged.values():
             done.cleanup()
@@ -340,12 +353,8 @@ def _range_verdicts(
     return dg.Output(
         staged,
         metadata={
-            "production_version": prod.version,
-            "dagster/row_count": windows,
+            **_verdict_metadata(prod.version, windows, flagged, top),
             "files": len(rows),
-            "flagged": flagged,
-            "flag_rate": float(flagged / windows) if windows else 0.0,
             "by_file": dg.MetadataValue.md(markdown_table(pd.DataFrame(rows))),
-            "top_anomalies": dg.MetadataValue.md(markdown_table(top, digits=4) if len(top) else "_none flagged_"),
         },
     )
