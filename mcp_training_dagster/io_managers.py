@@ -101,7 +101,17 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """A run over several partitions (an ingest batch) hands over ``{partition_key: value}``: each value is
-        written to its partition's path, as a run of that partition alone would have written it."""
+        written to its partition's path, as a run of that partition alone would have written it. Staged tables
+        are removed whatever happens: one the manager never reached (an earlier write failed) would otherwise
+        stay in the temp folder."""
+        try:
+            self._write(context, obj)
+        finally:
+            for value in obj.values() if isinstance(obj, dict) else (obj,):
+                if isinstance(value, StagedParquet):
+                    value.cleanup()
+
+    def _write(self, context: dg.OutputContext, obj: Any) -> None:
         if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
             return super().handle_output(context, obj)
         keys = list(context.asset_partition_keys)

@@ -273,3 +273,28 @@ def test_a_staged_table_is_published_as_written_and_read_by_row_group(tmp_path):
     mat = materializations(result, "chunked")[0]
     assert mat.metadata["dagster/row_count"].value == 5
     assert {c.name for c in mat.metadata["dagster/column_schema"].value.columns} == set(TABLE.columns)
+
+
+def test_staged_tables_are_removed_when_a_partition_before_them_fails_to_write(tmp_path):
+    """A run over two partitions whose first value cannot be written: the run fails, and the second's staged
+    table, which the manager never reached, does not stay behind in the temp folder."""
+    staged_folders: list[str] = []
+
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]))
+    def two_files(context: dg.AssetExecutionContext) -> dict:
+        first, second = context.partition_keys  # the order the manager writes them in
+        staged = StagedParquet()
+        TABLE.to_parquet(staged.path, index=False)
+        staged_folders.append(staged.folder)
+        return {first: "not a table", second: staged}
+
+    result = dg.materialize(
+        [two_files],
+        resources=_resources(tmp_path / "assets"),
+        tags={"dagster/asset_partition_range_start": "a", "dagster/asset_partition_range_end": "b"},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "expects a DataFrame" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert staged_folders and not Path(staged_folders[0]).exists()
+    assert not list((tmp_path / "assets").rglob("*.parquet"))
