@@ -151,3 +151,27 @@ def test_a_model_config_change_is_a_code_version_change(data_dir, monkeypatch):
     assert new_hash != old_hash
     assert {name for name in before if before[name] != after[name]} == {"anomaly_model", "training_windows"}
     assert after["anomaly_model"].endswith(f"+{new_hash}")
+
+
+def test_a_rejected_file_landing_last_does_not_hold_back_the_good_ones(defs, instance, landing):
+    """A good export and then a mostly broken one land; the broken one is rejected (stored empty, its run failed).
+    The good export is still trained on at once: the rejection does not leave a failed blocking check on
+    validated_records that would hold every training back until some later good file arrives."""
+    import json
+
+    cursor = _evaluate(defs, instance, None).cursor
+    copy_sample(HOSTAPD_1824.name, landing)
+    assert run_ingest(defs, instance, HOSTAPD_1824.name).success
+    records = json.loads(SYSTEM_35.read_text())["data"]
+    for r in records[:30]:  # 86% of its records lose their timestamp: over the quarantine limit
+        del r["timestamp"]
+    (landing / "mostly_bad.json").write_text(json.dumps({"export_metadata": {}, "data": records}))
+    rejected = run_ingest(defs, instance, "mostly_bad.json", raise_on_error=False)
+    assert not rejected.success
+    [check] = [c for c in rejected.get_asset_check_evaluations() if c.check_name == "schema_invariants"]
+    assert check.passed, "the stored table (empty) keeps every invariant"
+    assert "rejected" in (check.description or "")
+
+    result = _evaluate(defs, instance, cursor)
+    assert result.get_num_requested(dg.AssetKey("horizon_records")) == 1
+    assert result.get_num_requested(MODEL) == 1
