@@ -158,10 +158,10 @@ class Progress:
                 continue
             self.seen_runs.add(run.run_id)
             part = run.tags.get("dagster/partition")
+            files = [part] if part else []
             if part is None and RANGE_START in run.tags:  # an ingest batch or verdicts: its first and last file
-                n = run.tags.get("export/batch_files") or len(
-                    files_in_range(self.instance, run.tags[RANGE_START], run.tags.get(RANGE_END, ""))
-                )
+                files = files_in_range(self.instance, run.tags[RANGE_START], run.tags.get(RANGE_END, ""))
+                n = run.tags.get("export/batch_files") or len(files)
                 part = f"{run.tags[RANGE_START]} .. {run.tags.get(RANGE_END, '?')}, {n} files"
             job = run.job_name
             if job.startswith("__ASSET_JOB") and run.asset_selection:  # automation: name what it materialised
@@ -179,6 +179,9 @@ class Progress:
                 md = entry.get_dagster_event().asset_observation_data.asset_observation.metadata
                 if "blocked_because" in md:
                     self.echo(f"{_clock()}   {md['blocked_version'].value} not packaged: {md['blocked_because'].value}")
+            if run.status == DagsterRunStatus.SUCCESS:
+                for line in self._outside_horizon(run.run_id, files):
+                    self.echo(f"{_clock()}   {line}")
         self.poll_alerts()
         versions = set(self.registry.versions())
         for v in sorted(versions - self.versions):
@@ -188,6 +191,28 @@ class Progress:
         if production != self.production:
             self.echo(f"{_clock()} production is now {production} (was {self.production or 'none'})")
             self.production = production
+
+    def _outside_horizon(self, run_id: str, files: list[str]) -> list[str]:
+        """The run's exports that its training left out because every record is older than the horizon: an old
+        export dropped in trains nothing, and the user should hear why rather than see only "success"."""
+        if not files:
+            return []
+        for entry in self.instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            mat = entry.get_dagster_event().step_materialization_data.materialization
+            if mat.asset_key != dg.AssetKey("horizon_records"):
+                continue
+            inside = (
+                set(mat.metadata["exports_in_horizon"].value or ()) if "exports_in_horizon" in mat.metadata else None
+            )
+            cutoff = mat.metadata["horizon_cutoff"].value if "horizon_cutoff" in mat.metadata else ""
+            if inside is None or not cutoff:
+                return []
+            return [
+                f"{f}: no record inside the training horizon (records from {cutoff} on), so it trains nothing"
+                for f in files
+                if f not in inside
+            ]
+        return []
 
 
 def _clock() -> str:

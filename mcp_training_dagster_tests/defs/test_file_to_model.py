@@ -154,6 +154,32 @@ def test_one_file_on_an_idle_system_becomes_a_model_in_one_run(defs, trained_sen
     assert requested.get_num_requested(dg.AssetKey("export_anomalies")) == 3  # the two samples and the new file
 
 
+def test_an_export_older_than_the_horizon_is_named_by_up(defs, trained_sensor, landing, settings):
+    """An old export dropped in trains nothing (every record is older than the training horizon): `up` says so
+    under the run's line instead of showing only "success"."""
+    from mcp_training_dagster.cli.runs import Progress
+
+    sensor = trained_sensor
+    lines: list[str] = []
+    progress = Progress(sensor.instance, settings.models_dir, "http://127.0.0.1:3000", lines.append)
+    before = set(ModelRegistry(settings.models_dir).versions())
+    other_router_export(landing, "export_router70_old.json", days=-90)
+    assert sensor.jobs() == ["file_to_model_job"]
+    request = sensor.result.run_requests[0]
+    run = defs.resolve_job_def("file_to_model_job").execute_in_process(
+        instance=sensor.instance,
+        partition_key=request.partition_key,
+        tags=request.tags,
+        asset_selection=list(request.asset_selection),
+    )
+    assert run.success
+    assert set(ModelRegistry(settings.models_dir).versions()) == before
+    progress.poll()
+    said = [line for line in lines if "export_router70_old.json:" in line and "training horizon" in line]
+    assert said and "so it trains nothing" in said[0], lines
+    assert any("file_to_model_job [export_router70_old.json]: success" in line for line in lines), lines
+
+
 def test_a_burst_is_ingested_and_left_to_automation(sensor, landing):
     copy_sample(SYSTEM_19.name, landing)
     os.utime(landing / SYSTEM_19.name, (1e9, 1e9))
