@@ -201,12 +201,11 @@ class Progress:
             mat = entry.get_dagster_event().step_materialization_data.materialization
             if mat.asset_key != dg.AssetKey("horizon_records"):
                 continue
-            inside = (
-                set(mat.metadata["exports_in_horizon"].value or ()) if "exports_in_horizon" in mat.metadata else None
-            )
+            listed = mat.metadata["exports_in_horizon"].value if "exports_in_horizon" in mat.metadata else None
             cutoff = mat.metadata["horizon_cutoff"].value if "horizon_cutoff" in mat.metadata else ""
-            if inside is None or not cutoff:
+            if not isinstance(listed, list) or not cutoff:
                 return []
+            inside = set(listed)
             return [
                 f"{f}: no record inside the training horizon (records from {cutoff} on), so it trains nothing"
                 for f in files
