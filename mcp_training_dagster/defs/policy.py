@@ -206,8 +206,13 @@ RESCORE_DUE = (
     .since(AC.newly_requested() | (AC.newly_updated() & ~_BEHIND))
     .with_label("scored_by_replaced_model")
 )
+# horizon_records is ignored: every training attempt rewrites it (identical inputs, a failed gate, a rejected file's
+# empty table), and were that a trigger, each attempt would re-score every export (150 runs for a 1,500-file fleet)
+# although only a promotion changes the model that scores. A new or changed export is still scored (its own
+# validated_records), and a promotion re-scores every export with the horizon as it is then.
 VERDICT_CONDITION = (
-    AC.eager() | (RESCORE_DUE & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress())
+    AC.eager().ignore(dg.AssetSelection.assets("horizon_records"))
+    | (RESCORE_DUE & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress())
 ).with_label("verdicts_follow_production")
 
 

@@ -86,3 +86,12 @@ def test_a_stale_verdict_waits_while_a_training_is_in_progress_then_is_rescored(
     assert ticks.requested_partitions() == {}  # never score while production may be about to change
     instance.report_run_failed(run)
     assert ticks.requested_partitions() == {"export_anomalies": [PARTITION]}
+
+
+def test_a_training_that_promotes_nothing_rescores_no_verdict(ticks, instance):
+    """Every training attempt rewrites horizon_records (identical inputs, a failed gate): that alone re-scores no
+    export. A fleet's 1,500 exports would otherwise be scored again (150 runs) after every attempt."""
+    _materialise(instance, "horizon_records")
+    assert ticks.requested_partitions() == {}
+    _promote(instance, "v2")  # a promotion still re-scores every export
+    assert ticks.requested_partitions() == {"export_anomalies": [PARTITION]}
