@@ -22,7 +22,7 @@ import pandas as pd
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
-from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable  # noqa: F401  (StoredWindows: the stored table's reader)
+from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.serving.features import MODEL_FEATURES
 from mcp_training_dagster.domain.results import (
     HEADLINE_METRICS,
@@ -31,6 +31,7 @@ from mcp_training_dagster.domain.results import (
     TrainingError,
 )
 from mcp_training_dagster.domain.training_scores import (
+    SCORE_COLUMNS,
     Scoring,
     TopWindows,
     as_table,
@@ -195,6 +196,12 @@ FIT_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
+def _decoded(table: WindowTable) -> tuple[str, ...] | None:
+    """The columns a scoring pass reads of ``table``: of a stored one, :data:`SCORE_COLUMNS` (decoding the others
+    was half of a pass); of one in memory, every column (a projection would copy them)."""
+    return SCORE_COLUMNS if isinstance(table, StoredWindows) else None
+
+
 @dataclass(frozen=True)
 class _Fit:
     """A fitted, calibrated pipeline and its scores on the windows it was fitted on (not yet a model)."""
@@ -223,7 +230,7 @@ class _Fit:
         on a subsample: scored afresh, chunk by chunk (:func:`table_scores`)."""
         if self.sample is None and self.windows is not None:
             return self.scores, with_calibration(self.windows, self.scores, self.calibration)
-        return table_scores(table, positions, self.pipeline, self.calibration)
+        return table_scores(table, positions, self.pipeline, self.calibration, _decoded(table))
 
 
 def _fit(
@@ -523,7 +530,7 @@ def train_and_select_scored(
     if later_twin is not None and scores_later:
         passes.append(Scoring(later, later_twin.pipeline, later_twin.calibration))
     del later_twin
-    scored = score_passes(table, passes)
+    scored = score_passes(table, passes, _decoded(table))
     later_scores = scored.pop()[1] if scores_later else None
     stats = own if own is not None else scored.pop(0)  # the model's (raw, calibrated) of the sample or all
     seed_scores = [stats[1], *refit_scores, *(calibrated for _, calibrated in scored)]
