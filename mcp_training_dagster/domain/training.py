@@ -444,7 +444,7 @@ def train_and_select_scored(
     results: dict[str, Evaluation] = {}
     twins: dict[str, _Fit] = {}
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
-    if evaluation is not None and len(evaluation.windows):
+    if evaluation is not None and evaluation.n_windows:
         for kind in candidates:
             twins[kind] = _fit(
                 table,
@@ -455,7 +455,7 @@ def train_and_select_scored(
                 fit_cap=fit_cap,
             )
             heldout_by_kind[kind] = table_scores(
-                FrameWindows(evaluation.windows, max_rows=SCORE_CHUNK_WINDOWS),
+                FrameWindows(evaluation.window_columns(SCORE_COLUMNS), max_rows=SCORE_CHUNK_WINDOWS),
                 None,
                 twins[kind].pipeline,
                 twins[kind].calibration,
