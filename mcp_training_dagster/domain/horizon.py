@@ -734,8 +734,11 @@ class WindowTable(Protocol):
         table has (a stored table then decodes only them)."""
         ...
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        """(positions, windows) of each chunk of whole routers: every column, or those of ``columns`` the table has."""
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """(positions, windows) of each chunk of whole routers: every column, or those of ``columns`` the table has.
+        ``wanted`` (a mask over positions): a chunk with none of them may be left out (a stored one: not decoded)."""
         ...
 
     def fingerprint(self) -> str:
@@ -762,7 +765,9 @@ class FrameWindows:
         frame = self.frame if columns is None else self.frame.loc[:, [c for c in columns if c in self.frame.columns]]
         return frame if positions is None else frame.iloc[positions]
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         frame = self.frame if columns is None else self.frame.loc[:, [c for c in columns if c in self.frame.columns]]
         if self.max_rows is None or len(frame) <= self.max_rows:
             yield np.arange(len(frame)), frame
@@ -828,10 +833,14 @@ class StoredWindows:
         back[by_row] = np.arange(len(by_row))
         return table.take(back).reset_index(drop=True)
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         cols = self.names if columns is None else [c for c in columns if c in self.names]
         for g in range(len(self.offsets) - 1):
-            yield self.position[self.offsets[g] : self.offsets[g + 1]], self.reader.row_group(g, cols)
+            at = self.position[self.offsets[g] : self.offsets[g + 1]]
+            if wanted is None or wanted[at].any():  # a sample of whole routers touches some row groups only
+                yield at, self.reader.row_group(g, cols)
 
     def fingerprint(self) -> str:
         stored = self.reader.key_value_metadata.get(FINGERPRINT_KEY)

@@ -225,8 +225,10 @@ class _FitRows:
     def column(self, name: str) -> pd.Series:
         return self.table.column(name)
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        return self.table.chunks(columns)
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        return self.table.chunks(columns, wanted)
 
     def fingerprint(self) -> str:
         return self.table.fingerprint()

@@ -101,7 +101,10 @@ def score_passes(
         selections.append(made[id(job.positions)])
     if not scorings:
         return outs
-    for at, chunk in table.chunks(columns):
+    # the windows any scoring wants (None: every one): a stored table's row groups with none are not decoded
+    masks = [sel[0] for sel in selections if sel is not None]
+    any_wanted = np.logical_or.reduce(masks) if len(masks) == len(selections) else None
+    for at, chunk in table.chunks(columns, any_wanted):
         for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
             frame, where = chunk, at
             if selection is not None:
