@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from mcp_training_dagster.domain.training_scores import (
     as_table,
     diagnostic_positions,
     feature_matrix,
+    fit_rows,
     router_codes,
     score_passes,
     subsample_positions,
@@ -201,49 +201,6 @@ def _decoded(table: WindowTable) -> tuple[str, ...] | None:
     """The columns a scoring pass reads of ``table``: of a stored one, :data:`SCORE_COLUMNS` (decoding the others
     was half of a pass); of one in memory, every column (a projection would copy them)."""
     return SCORE_COLUMNS if isinstance(table, StoredWindows) else None
-
-
-class _FitRows:
-    """A stored table whose fits' rows (``columns`` at ``positions``, ascending) are decoded in one pass: above the
-    cap the fit before the split and the fit on every window each read a uniform subsample, i.e. every row group;
-    decoding them once for both saves a decoding of the table. Any other read goes to the table."""
-
-    def __init__(self, table: WindowTable, positions: np.ndarray, columns: tuple[str, ...]) -> None:
-        self.table, self.positions, self.columns = table, positions, columns
-        self.frame = table.rows(positions, columns)
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def rows(self, positions: np.ndarray | None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        if positions is not None and len(positions) and columns is not None and tuple(columns) == self.columns:
-            at = np.searchsorted(self.positions, positions)
-            if at[-1] < len(self.positions) and np.array_equal(self.positions[at], positions):
-                return self.frame.take(at).reset_index(drop=True)  # what the table's rows() gives
-        return self.table.rows(positions, columns)
-
-    def column(self, name: str) -> pd.Series:
-        return self.table.column(name)
-
-    def chunks(
-        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
-    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        return self.table.chunks(columns, wanted)
-
-    def fingerprint(self) -> str:
-        return self.table.fingerprint()
-
-
-def _fit_rows(table: WindowTable, early: np.ndarray, cap: int | None, seed: int) -> WindowTable:
-    """``table``, or above the cap a stored one's :class:`_FitRows` of the two fits' subsamples (the windows
-    before the split, ``early``, and every window: :func:`subsample_positions` with the detector's seed)."""
-    if not isinstance(table, StoredWindows) or cap is None or len(early) <= cap:
-        return table
-    whole, _ = subsample_positions(len(table), cap, seed)
-    before, _ = subsample_positions(len(early), cap, seed)
-    if whole is None or before is None:
-        return table
-    return _FitRows(table, np.union1d(whole, early[before]), FIT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -485,7 +442,7 @@ def train_and_select_scored(
     early, later = np.flatnonzero(before), np.flatnonzero(~before)
     del starts, before
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
-    fit_table = _fit_rows(table, early, fit_cap, detector.random_state)  # the fits' rows, decoded once
+    fit_table = fit_rows(table, early, fit_cap, detector.random_state, FIT_COLUMNS)  # decoded once
     results: dict[str, Evaluation] = {}
     twins: dict[str, _Fit] = {}
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one

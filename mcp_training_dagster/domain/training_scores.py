@@ -10,14 +10,14 @@ is fitted and calibrated on. Above the fit cap the training statistics are of th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.horizon import FrameWindows, WindowTable
+from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.domain.results import TrainingError
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, calibrated_scores
 from mcp_training_dagster.serving.features import MODEL_FEATURES
@@ -138,6 +138,52 @@ def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray 
         "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
     }
     return rows, how
+
+
+class FitRows:
+    """A stored table whose fits' rows (``columns`` at ``positions``, ascending) are decoded in one pass: above the
+    cap the fit before the split and the fit on every window each read a uniform subsample, i.e. every row group;
+    decoding them once for both saves a decoding of the table. Any other read goes to the table."""
+
+    def __init__(self, table: WindowTable, positions: np.ndarray, columns: tuple[str, ...]) -> None:
+        self.table, self.positions, self.columns = table, positions, columns
+        self.frame = table.rows(positions, columns)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def rows(self, positions: np.ndarray | None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        if positions is not None and len(positions) and columns is not None and tuple(columns) == self.columns:
+            at = np.searchsorted(self.positions, positions)
+            if at[-1] < len(self.positions) and np.array_equal(self.positions[at], positions):
+                return self.frame.take(at).reset_index(drop=True)  # what the table's rows() gives
+        return self.table.rows(positions, columns)
+
+    def column(self, name: str) -> pd.Series:
+        return self.table.column(name)
+
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        return self.table.chunks(columns, wanted)
+
+    def fingerprint(self) -> str:
+        return self.table.fingerprint()
+
+
+def fit_rows(
+    table: WindowTable, early: np.ndarray, cap: int | None, seed: int, columns: tuple[str, ...]
+) -> WindowTable:
+    """``table``, or above the cap a stored one's :class:`FitRows` of the two fits' subsamples (the windows
+    before the split, ``early``, and every window: :func:`subsample_positions` with the detector's seed), ``columns``
+    of them (the fits' ``FIT_COLUMNS``)."""
+    if not isinstance(table, StoredWindows) or cap is None or len(early) <= cap:
+        return table
+    whole, _ = subsample_positions(len(table), cap, seed)
+    before, _ = subsample_positions(len(early), cap, seed)
+    if whole is None or before is None:
+        return table
+    return FitRows(table, np.union1d(whole, early[before]), columns)
 
 
 @dataclass(frozen=True)
