@@ -305,6 +305,9 @@ def _materialise(step: _Step, name: str, instance: Any, assets: list[Any], resou
     for event in result.get_asset_materialization_events():
         meta = event.step_materialization_data.materialization.metadata
         facts = {k: getattr(meta[k], "value", meta[k]) for k in FACT_KEYS if k in meta}
+    # execute_in_process keeps every output for the result (a real run does not), and Dagster keeps the step's
+    # context (which holds them) alive past the result: emptied here, or the next step starts with them
+    result._output_capture.clear()  # noqa: SLF001
     return facts
 
 
