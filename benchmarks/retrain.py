@@ -27,8 +27,9 @@ named asset is materialised by ``dg.materialize`` on the real definitions and re
 instance, one step per asset, each in a fresh process as Dagster's multiprocess executor runs a step (so a
 step's peak RSS is its process's: the interpreter, Dagster, the IO managers' reads and writes, the asset code;
 the RSS it starts from, definitions loaded, is reported). ``--in-process`` runs every step in this one process
-instead (freed heap returned before each step, ``malloc_trim`` and Arrow's pool): there an in-process run keeps
-an earlier step's output alive (``horizon_records``' 10M records: ~2.4 GB under every later step's peak). Settings are the shipped defaults (horizon 30 days, fit cap 1M) unless
+instead, as the local default ``in_process`` executor runs a run's steps (freed heap returned before each step,
+``malloc_trim`` and Arrow's pool; ``execute_in_process``' captured outputs emptied after each step: a real run
+captures none). Settings are the shipped defaults (horizon 30 days, fit cap 1M) unless
 overridden by ``MCP_MODEL_*`` variables (e.g. ``MCP_MODEL_DETECTOR__ISOLATION_FOREST__N_ESTIMATORS=30``).
 """
 
