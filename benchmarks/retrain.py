@@ -24,9 +24,12 @@ sampled every 50 ms) of each step, and the machine's 1-minute load. Targets from
 ``--assets horizon_records,training_windows,evaluation_dataset,anomaly_model`` runs the real assets instead:
 the copies are written as stored ``validated_records`` partitions of a temporary data root (untimed), then each
 named asset is materialised by ``dg.materialize`` on the real definitions and resources against a temporary
-instance, one step per asset, in this process (so the peak RSS is the whole process's: Dagster, the IO
-managers' reads and writes, the asset code; freed heap is returned (``malloc_trim``, Arrow's pool) before each step, and
-the RSS it starts from is reported). Settings are the shipped defaults (horizon 30 days, fit cap 1M) unless
+instance, one step per asset, each in a fresh process as Dagster's multiprocess executor runs a step (so a
+step's peak RSS is its process's: the interpreter, Dagster, the IO managers' reads and writes, the asset code;
+the RSS it starts from, definitions loaded, is reported). ``--in-process`` runs every step in this one process
+instead, as the local default ``in_process`` executor runs a run's steps (freed heap returned before each step,
+``malloc_trim`` and Arrow's pool; ``execute_in_process``' captured outputs emptied after each step: a real run
+captures none). Settings are the shipped defaults (horizon 30 days, fit cap 1M) unless
 overridden by ``MCP_MODEL_*`` variables (e.g. ``MCP_MODEL_DETECTOR__ISOLATION_FOREST__N_ESTIMATORS=30``).
 """
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -131,7 +135,7 @@ class _TreeRss:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--validated", type=Path, required=True, help="a validated-records Parquet file")
+    p.add_argument("--validated", type=Path, help="a validated-records Parquet file (required)")
     p.add_argument("--copies", type=int, default=10)
     p.add_argument("--horizon-days", type=float, default=3650.0, help="wide enough to keep every record")
     p.add_argument("--train-cap", type=int, default=100_000)
@@ -140,7 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="processes windowing the chunks (1: all in this one)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--assets", default="", help="comma-separated assets to materialise in order (the real path)")
+    p.add_argument("--in-process", action="store_true", help="with --assets: every step in this one process")
+    p.add_argument("--_step", default="", help=argparse.SUPPRESS)  # internal: one asset in a fresh process
+    p.add_argument("--_root", default="", help=argparse.SUPPRESS)
+    p.add_argument("--keep", default="", help="with --assets: the data root to use and keep (default: a temporary one)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args._step:
+        return _step_process(args._step, args._root)
+    if args.validated is None:
+        p.error("--validated is required")
     if args.assets:
         return _assets(args)
 
@@ -265,45 +277,90 @@ class _Step:
         return out
 
 
-def _assets(args: argparse.Namespace) -> int:
-    """The real assets materialised one after the other (see the module docstring)."""
-    tmp = tempfile.TemporaryDirectory(prefix="retrain-assets-")
-    os.environ["MCP_TRAINING_DATA_DIR"] = tmp.name  # before the settings are read: everything in the temp root
+def _definitions(root: str) -> tuple[Any, Any, list[Any]]:
+    """Settings, resources and assets of the real definitions, everything under the data root ``root``."""
+    os.environ["MCP_TRAINING_DATA_DIR"] = root  # before the settings are read: everything in the temp root
 
     import dagster as dg
 
     from mcp_training_dagster.definitions import build_definitions
-    from mcp_training_dagster.defs.partitions import export_files
     from mcp_training_dagster.defs.resources import build_resources
     from mcp_training_dagster.settings import get_settings
 
     settings = get_settings()
+    defs = build_definitions(settings)
+    return settings, build_resources(settings), [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+
+
+FACT_KEYS = ("dagster/row_count", "device_chunks", "n_windows", "fit_sample", "records_in_horizon")
+
+
+def _materialise(step: _Step, name: str, instance: Any, assets: list[Any], resources: Any) -> dict[str, Any]:
+    """``name`` materialised as one step; its facts (a few metadata entries)."""
+    import dagster as dg
+
+    result = step(name, lambda: dg.materialize(assets, selection=[name], instance=instance, resources=resources))
+    if not result.success:
+        raise SystemExit(f"{name} failed")
+    facts: dict[str, Any] = {}
+    for event in result.get_asset_materialization_events():
+        meta = event.step_materialization_data.materialization.metadata
+        facts = {k: getattr(meta[k], "value", meta[k]) for k in FACT_KEYS if k in meta}
+    # execute_in_process keeps every output for the result (a real run does not), and Dagster keeps the step's
+    # context (which holds them) alive past the result: emptied here, or the next step starts with them
+    result._output_capture.clear()  # noqa: SLF001
+    return facts
+
+
+def _step_process(name: str, root: str) -> int:
+    """One asset materialised in this fresh process (``--_step``): one JSON line with its step and facts."""
+    import dagster as dg
+
+    _, resources, assets = _definitions(root)
+    step = _Step()
+    with dg.DagsterInstance.from_config(str(Path(root) / "instance")) as instance:
+        facts = _materialise(step, name, instance, assets, resources)
+    print(json.dumps({"step": step.steps[name], "facts": facts}, default=str), flush=True)
+    return 0
+
+
+def _assets(args: argparse.Namespace) -> int:
+    """The real assets materialised one after the other (see the module docstring)."""
+    tmp = tempfile.TemporaryDirectory(prefix="retrain-assets-") if not args.keep else None
+    root = args.keep if tmp is None else tmp.name
+    import dagster as dg
+
+    from mcp_training_dagster.defs.partitions import export_files
+
+    settings, resources, assets = _definitions(root)
     store = Path(settings.asset_storage) / "validated_records"
     store.mkdir(parents=True, exist_ok=True)
-    staged = _write_copies(args.validated, args.copies, Path(tmp.name))
+    staged = _write_copies(args.validated, args.copies, Path(root))
     for name, path in staged.items():  # the IO manager's path of each partition
         path.rename(store / f"{name}.parquet")
-    defs = build_definitions(settings)
-    resources = build_resources(settings)
-    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     step = _Step()
     facts: dict[str, Any] = {}
     load_before = os.getloadavg()[0]
-    (Path(tmp.name) / "instance").mkdir()
-    with dg.instance_for_test(temp_dir=str(Path(tmp.name) / "instance")) as instance:
+    (Path(root) / "instance").mkdir()
+    names = [a.strip() for a in args.assets.split(",") if a.strip()]
+    with dg.instance_for_test(temp_dir=str(Path(root) / "instance")) as instance:
         instance.add_dynamic_partitions(str(export_files.name), sorted(staged))
-        for name in [a.strip() for a in args.assets.split(",") if a.strip()]:
-            result = step(
-                name, lambda n=name: dg.materialize(assets, selection=[n], instance=instance, resources=resources)
+        for name in names:
+            if args.in_process:
+                facts[name] = _materialise(step, name, instance, assets, resources)
+                continue
+            # a fresh process per step, as the multiprocess executor runs them: nothing of an earlier step's
+            # (Dagster keeps an in-process run's outputs alive) counts in a later one's peak
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.retrain", "--_step", name, "--_root", root],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
             )
-            if not result.success:
-                raise SystemExit(f"{name} failed")
-            for event in result.get_asset_materialization_events():
-                meta = event.step_materialization_data.materialization.metadata
-                keep = ("dagster/row_count", "device_chunks", "n_windows", "fit_sample", "records_in_horizon")
-                facts[name] = {k: getattr(meta[k], "value", meta[k]) for k in keep if k in meta}
-            del result  # an in-process result holds the step's output values (a real run's step process exits)
-    tmp.cleanup()
+            line = json.loads(done.stdout.strip().splitlines()[-1])
+            step.steps[name], facts[name] = line["step"], line["facts"]
+    if tmp is not None:
+        tmp.cleanup()
     seconds = sum(s["seconds"] for s in step.steps.values())
     peak = max(s["peak_rss_mb"] for s in step.steps.values())
     print(
@@ -311,6 +368,7 @@ def _assets(args: argparse.Namespace) -> int:
             {
                 "stage": "retrain_assets",
                 "copies": args.copies,
+                "process_per_step": not args.in_process,
                 "seconds": round(seconds, 2),
                 "cpu_seconds": round(sum(s["cpu_seconds"] for s in step.steps.values()), 2),
                 "peak_rss_mb": peak,
@@ -318,6 +376,11 @@ def _assets(args: argparse.Namespace) -> int:
                 "facts": facts,
                 "load_avg_1m_before": load_before,
                 "load_avg_1m": os.getloadavg()[0],
+                "targets": {
+                    "seconds": TARGET_SECONDS,
+                    "peak_rss_mb": TARGET_PEAK_MB,
+                    "met": seconds <= TARGET_SECONDS and peak <= TARGET_PEAK_MB,
+                },
             },
             default=str,
         ),

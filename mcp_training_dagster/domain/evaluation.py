@@ -10,6 +10,7 @@ Three sources, always reported under their own names and never mixed:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,31 +129,86 @@ def usual_gap(
 
 def evaluate_scores(labelled: pd.DataFrame, scores: np.ndarray, threshold: float, data: EvaluationData) -> Evaluation:
     """Metrics overall and per entity kind, recall per anomaly scenario and flag rate per benign
-    lookalike (device-level windows for scenarios: every scenario shows at the device), of ``data``."""
+    lookalike (device-level windows for scenarios: every scenario shows at the device), of ``data``. Kinds and
+    scenarios are compared as codes (:func:`_codes`): on millions of windows, text comparisons were most of it."""
     y = labelled["is_anomaly"].to_numpy(dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
-    kind = labelled["entity_kind"].astype("str").to_numpy()
-    scen = labelled["scenario"].astype("str").to_numpy()
-    dev = kind == "device"
+    kind, kinds = _codes(labelled["entity_kind"])
+    scen, scens = _codes(labelled["scenario"])
+    dev = kind == kinds.get("device", -1)
     flagged = s > threshold
+
+    def named(mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """(name, its windows) of each scenario among ``mask``'s, by name."""
+        present = set(np.unique(scen[mask]).tolist())
+        return [(name, scen == code) for name, code in sorted(scens.items()) if code in present]
+
     return Evaluation(
         data=data,
         overall=binary_metrics(y, s, threshold),
-        by_kind={k: binary_metrics(y[kind == k], s[kind == k], threshold) for k in np.unique(kind)},
-        recall_by_scenario={
-            name: float(flagged[dev & (scen == name) & y].mean()) for name in sorted(set(scen[dev & y]))
-        },
-        windows_by_scenario={name: int((dev & (scen == name)).sum()) for name in sorted(set(scen[dev]))},
+        by_kind={k: binary_metrics(y[kind == code], s[kind == code], threshold) for k, code in sorted(kinds.items())},
+        recall_by_scenario={name: float(flagged[dev & at & y].mean()) for name, at in named(dev & y)},
+        windows_by_scenario={name: int((dev & at).sum()) for name, at in named(dev)},
         benign_flag_rate={
-            name: float(flagged[dev & (scen == name) & ~y].mean()) for name in sorted(set(scen[dev & ~y]) - {"normal"})
+            name: float(flagged[dev & at & ~y].mean()) for name, at in named(dev & ~y) if name != "normal"
         },
-        normal_flag_rate=float(flagged[dev & (scen == "normal")].mean()) if (dev & (scen == "normal")).any() else None,
+        normal_flag_rate=float(flagged[dev & (scen == scens["normal"])].mean())
+        if "normal" in scens and (dev & (scen == scens["normal"])).any()
+        else None,
     )
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, dict[str, int]]:
+    """Each row's value as a code, and the code of each value as text (``astype("str")``'s: a missing one "nan")."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    return codes, {str(u): i for i, u in enumerate(uniques)}
+
+
+class PackedFrame:
+    """A table kept as zstd-compressed Arrow IPC (a tenth of its size in memory): pickled as such, and decoded
+    whole (:meth:`frame`) or a few columns at a time (:meth:`columns`), each column as the table had it. For a
+    frame with a default index (the only kind packed, :meth:`of`)."""
+
+    def __init__(self, data: bytes, rows: int) -> None:
+        self.data, self.rows = data, rows
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> PackedFrame | None:
+        """``frame`` packed, or None when it has another index than 0..n-1 (kept as it is)."""
+        import pyarrow as pa
+
+        if not frame.index.equals(pd.RangeIndex(len(frame))):
+            return None
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+            writer.write_table(table, max_chunksize=PACK_BATCH_ROWS)
+        return cls(sink.getvalue().to_pybytes(), len(frame))
+
+    def columns(self, names: Sequence[str] | None = None) -> pd.DataFrame:
+        """The named columns it has (None: all), decoding only those."""
+        import pyarrow as pa
+
+        schema = pa.ipc.open_file(pa.BufferReader(self.data)).schema
+        fields = None if names is None else [schema.get_field_index(n) for n in names if n in schema.names]
+        options = pa.ipc.IpcReadOptions(included_fields=fields) if fields is not None else None
+        table = pa.ipc.open_file(pa.BufferReader(self.data), options=options).read_all()
+        return table.to_pandas()
+
+    def frame(self) -> pd.DataFrame:
+        return self.columns(None)
+
+
+PACK_BATCH_ROWS = 256_000  # rows per Arrow record batch of a packed table (its compression unit)
 
 
 @dataclass
 class EvaluationSet:
-    """Held-out windows with labels we know, and where they came from (travels with the figures)."""
+    """Held-out windows with labels we know, and where they came from (travels with the figures).
+
+    Stored (pickled) with its windows packed (:class:`PackedFrame`) and their and the labels' fingerprints: a
+    reader decodes the windows whole on first use of ``windows``, or only the columns it scores
+    (:meth:`window_columns`), and fingerprints the set without hashing millions of rows (:meth:`fingerprints`)."""
 
     source: str  # "labelled" | "injected" | "generated"
     description: str
@@ -161,6 +217,49 @@ class EvaluationSet:
     split_time: str | None = None  # models evaluated here were fitted on data before this time
     agent_vectors: pd.DataFrame | None = None  # the agent's 5-value vectors of the same period
     agent_labels: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_fingerprints"] = self.fingerprints()
+        windows = state.pop("windows", None)
+        packed = state.get("_packed") if windows is None else PackedFrame.of(windows)
+        if packed is None:
+            state["windows"] = windows
+        else:
+            state["_packed"] = packed
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)  # a set pickled before packing: its windows as a frame, as before
+
+    def __getattr__(self, name: str) -> Any:
+        """``windows`` of a set read back packed: decoded whole on first use, then kept."""
+        packed = self.__dict__.get("_packed")
+        if name != "windows" or packed is None:
+            raise AttributeError(name)
+        self.__dict__["windows"] = packed.frame()
+        return self.__dict__["windows"]
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.labels)
+
+    def window_columns(self, names: Sequence[str] | None) -> pd.DataFrame:
+        """The windows with only the ``names`` columns they have, decoding only those when packed and not yet
+        decoded (a scoring of the set reads about half its columns); otherwise the windows themselves."""
+        packed = self.__dict__.get("_packed")
+        if names is None or "windows" in self.__dict__ or packed is None:
+            return self.windows
+        return packed.columns(names)
+
+    def fingerprints(self) -> tuple[str, str]:
+        """``report.frame_fingerprint`` of the windows and of the labels (kept from when it was stored)."""
+        from mcp_training_dagster.domain.report import frame_fingerprint
+
+        kept = self.__dict__.get("_fingerprints")
+        if kept is not None:
+            return kept
+        return frame_fingerprint(self.windows), frame_fingerprint(self.labels)
 
     @property
     def size(self) -> dict[str, int]:
@@ -217,8 +316,8 @@ def _windows_after(records: pd.DataFrame, spec: WindowSpec, split: pd.Timestamp)
     need the 24 h before, exactly as at serving time)."""
     history = pd.Timedelta(hours=spec.history_hours)
     recent = _since(records, split - history)
-    windows = windows_in_chunks(recent, spec)  # build_windows', a chunk of routers at a time on a long horizon
-    return windows[windows["window_start"] >= split].reset_index(drop=True)
+    # build_windows', a chunk of routers at a time on a long horizon, each chunk's history windows dropped as it comes
+    return windows_in_chunks(recent, spec, since=split)
 
 
 # The record columns build_evaluation_set reads: the windows', the labels' and injection's, the agent's vectors'.

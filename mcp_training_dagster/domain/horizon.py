@@ -667,17 +667,24 @@ class TrainingWindowsWriter:
                 self._writer.close()
 
 
-def windows_in_chunks(records: pd.DataFrame, spec: WindowSpec, *, max_records: int = CHUNK_RECORDS) -> pd.DataFrame:
+def windows_in_chunks(
+    records: pd.DataFrame, spec: WindowSpec, *, max_records: int = CHUNK_RECORDS, since: pd.Timestamp | None = None
+) -> pd.DataFrame:
     """``build_windows(records, spec)``, the same table in the same order, windowed chunk by chunk of whole devices
     (:func:`windows_by_chunk`): ``build_windows``' working memory is about a gigabyte per million records at once,
-    here that of one chunk; the rows are put back in its order by :class:`WindowRanks` (:func:`global_order`)."""
+    here that of one chunk; the rows are put back in its order by :class:`WindowRanks` (:func:`global_order`).
+    ``since``: only the windows starting then or later, each chunk's dropped as it comes (the order is a sort
+    on a unique key, so the kept rows keep their order): the evaluation set's history windows are never held."""
     from mcp_training_dagster.serving.features import build_windows
 
+    def kept(windows: pd.DataFrame) -> pd.DataFrame:
+        return windows if since is None else windows[(windows["window_start"] >= since).to_numpy()]
+
     if len(records) <= max_records:
-        return build_windows(records, spec)
+        return kept(build_windows(records, spec)).reset_index(drop=True)
     ranks = WindowRanks.of(records, spec)
     parts: list[pd.DataFrame] = []
-    windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=lambda _, w: parts.append(w))
+    windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=lambda _, w: parts.append(kept(w)))
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     parts.clear()
     order = global_order(ranks.order(table), table["window_start"].to_numpy())
@@ -727,8 +734,11 @@ class WindowTable(Protocol):
         table has (a stored table then decodes only them)."""
         ...
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        """(positions, windows) of each chunk of whole routers."""
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """(positions, windows) of each chunk of whole routers: every column, or those of ``columns`` the table has.
+        ``wanted`` (a mask over positions): a chunk with none of them may be left out (a stored one: not decoded)."""
         ...
 
     def fingerprint(self) -> str:
@@ -755,8 +765,10 @@ class FrameWindows:
         frame = self.frame if columns is None else self.frame.loc[:, [c for c in columns if c in self.frame.columns]]
         return frame if positions is None else frame.iloc[positions]
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        frame = self.frame if columns is None else self.frame.loc[:, list(columns)]
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        frame = self.frame if columns is None else self.frame.loc[:, [c for c in columns if c in self.frame.columns]]
         if self.max_rows is None or len(frame) <= self.max_rows:
             yield np.arange(len(frame)), frame
             return
@@ -821,10 +833,14 @@ class StoredWindows:
         back[by_row] = np.arange(len(by_row))
         return table.take(back).reset_index(drop=True)
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-        cols = self.names if columns is None else list(columns)
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        cols = self.names if columns is None else [c for c in columns if c in self.names]
         for g in range(len(self.offsets) - 1):
-            yield self.position[self.offsets[g] : self.offsets[g + 1]], self.reader.row_group(g, cols)
+            at = self.position[self.offsets[g] : self.offsets[g + 1]]
+            if wanted is None or wanted[at].any():  # a sample of whole routers touches some row groups only
+                yield at, self.reader.row_group(g, cols)
 
     def fingerprint(self) -> str:
         stored = self.reader.key_value_metadata.get(FINGERPRINT_KEY)

@@ -22,7 +22,7 @@ import pandas as pd
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
-from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable  # noqa: F401  (StoredWindows: the stored table's reader)
+from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.serving.features import MODEL_FEATURES
 from mcp_training_dagster.domain.results import (
     HEADLINE_METRICS,
@@ -31,11 +31,13 @@ from mcp_training_dagster.domain.results import (
     TrainingError,
 )
 from mcp_training_dagster.domain.training_scores import (
+    SCORE_COLUMNS,
     Scoring,
     TopWindows,
     as_table,
     diagnostic_positions,
     feature_matrix,
+    fit_rows,
     router_codes,
     score_passes,
     subsample_positions,
@@ -195,6 +197,12 @@ FIT_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
+def _decoded(table: WindowTable) -> tuple[str, ...] | None:
+    """The columns a scoring pass reads of ``table``: of a stored one, :data:`SCORE_COLUMNS` (decoding the others
+    was half of a pass); of one in memory, every column (a projection would copy them)."""
+    return SCORE_COLUMNS if isinstance(table, StoredWindows) else None
+
+
 @dataclass(frozen=True)
 class _Fit:
     """A fitted, calibrated pipeline and its scores on the windows it was fitted on (not yet a model)."""
@@ -223,7 +231,7 @@ class _Fit:
         on a subsample: scored afresh, chunk by chunk (:func:`table_scores`)."""
         if self.sample is None and self.windows is not None:
             return self.scores, with_calibration(self.windows, self.scores, self.calibration)
-        return table_scores(table, positions, self.pipeline, self.calibration)
+        return table_scores(table, positions, self.pipeline, self.calibration, _decoded(table))
 
 
 def _fit(
@@ -434,13 +442,14 @@ def train_and_select_scored(
     early, later = np.flatnonzero(before), np.flatnonzero(~before)
     del starts, before
     candidates = list(dict.fromkeys([detector.kind, *detector.candidates]))
+    fit_table = fit_rows(table, early, fit_cap, detector.random_state, FIT_COLUMNS)  # decoded once
     results: dict[str, Evaluation] = {}
     twins: dict[str, _Fit] = {}
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
-    if evaluation is not None and len(evaluation.windows):
+    if evaluation is not None and evaluation.n_windows:
         for kind in candidates:
             twins[kind] = _fit(
-                table,
+                fit_table,
                 early,
                 detector.model_copy(update={"kind": kind}),
                 min_windows=min_windows,
@@ -448,7 +457,7 @@ def train_and_select_scored(
                 fit_cap=fit_cap,
             )
             heldout_by_kind[kind] = table_scores(
-                FrameWindows(evaluation.windows, max_rows=SCORE_CHUNK_WINDOWS),
+                FrameWindows(evaluation.window_columns(SCORE_COLUMNS), max_rows=SCORE_CHUNK_WINDOWS),
                 None,
                 twins[kind].pipeline,
                 twins[kind].calibration,
@@ -462,7 +471,7 @@ def train_and_select_scored(
     twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
     chosen = detector.model_copy(update={"kind": best})
     fit = _fit(
-        table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap, keep_windows=True
+        fit_table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap, keep_windows=True
     )
     heldout = heldout_by_kind.get(best)
     selection = Selection(
@@ -486,10 +495,11 @@ def train_and_select_scored(
     later_twin = None
     if len(early) >= min_windows and len(later):
         later_twin = twins.get(best) or _fit(
-            table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
+            fit_table, early, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap
         )
         if sampled is not None:
             later = later[np.isin(later, sampled, assume_unique=True)]
+    del fit_table
     refit_scores: list[np.ndarray] = []  # the refits fitted on every window: their own scores
     refit_trees = min(STABILITY_REFIT_TREES, chosen.isolation_forest.n_estimators)
     refit_cap = (
@@ -523,7 +533,7 @@ def train_and_select_scored(
     if later_twin is not None and scores_later:
         passes.append(Scoring(later, later_twin.pipeline, later_twin.calibration))
     del later_twin
-    scored = score_passes(table, passes)
+    scored = score_passes(table, passes, _decoded(table))
     later_scores = scored.pop()[1] if scores_later else None
     stats = own if own is not None else scored.pop(0)  # the model's (raw, calibrated) of the sample or all
     seed_scores = [stats[1], *refit_scores, *(calibrated for _, calibrated in scored)]

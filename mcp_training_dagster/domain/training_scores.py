@@ -10,16 +10,16 @@ is fitted and calibrated on. Above the fit cap the training statistics are of th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.horizon import FrameWindows, WindowTable
+from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.domain.results import TrainingError
-from mcp_training_dagster.serving.calibration import calibrated_scores
+from mcp_training_dagster.serving.calibration import RARITY_FEATURES, calibrated_scores
 from mcp_training_dagster.serving.features import MODEL_FEATURES
 from mcp_training_dagster.serving.scoring import anomaly_scores
 from mcp_training_dagster.serving.scoring import feature_matrix as _matrix
@@ -41,6 +41,19 @@ def feature_matrix(windows: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
         raise TrainingError(str(exc)) from None
 
 
+def scoring_columns(features: Sequence[str] = MODEL_FEATURES) -> tuple[str, ...]:
+    """The columns a scoring of windows reads (a pipeline's ``features``, the calibration's keys, rarity and
+    magnitude families, the silence rule's gap) and the model card's rows show (entity, unkeyed records, the
+    silence): a stored table's scoring pass decodes only these, about half of its columns (the other ~30 are
+    context no score or card line reads)."""
+    keys = ("device", "entity_kind", "entity", "window_start", "n_records")
+    return tuple(dict.fromkeys([*features, *RARITY_FEATURES, *keys, "gap_vs_usual", "silence_before_s", "n_unkeyed"]))
+
+
+# What a scoring pass of the training windows reads with the model's features (see scoring_columns).
+SCORE_COLUMNS = scoring_columns()
+
+
 @dataclass(frozen=True)
 class Scoring:
     """One scoring of a table's windows for :func:`score_passes`: ``positions`` (ascending; None: all) by a fitted
@@ -54,17 +67,24 @@ class Scoring:
 
 
 def table_scores(
-    table: WindowTable, positions: np.ndarray | None, pipeline: Pipeline, calibration: dict[str, Any] | None
+    table: WindowTable,
+    positions: np.ndarray | None,
+    pipeline: Pipeline,
+    calibration: dict[str, Any] | None,
+    columns: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw and calibrated scores of ``table``'s windows at ``positions`` (ascending; None: all), in that order,
     scored chunk by chunk of whole routers: the calibration relates a router's windows to each other only, so
-    the scores are those of the whole table at once, and only they are kept."""
-    return score_passes(table, [Scoring(positions, pipeline, calibration)])[0]
+    the scores are those of the whole table at once, and only they are kept (``columns``: see :func:`score_passes`)."""
+    return score_passes(table, [Scoring(positions, pipeline, calibration)], columns)[0]
 
 
-def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[np.ndarray, np.ndarray]]:
+def score_passes(
+    table: WindowTable, scorings: Sequence[Scoring], columns: Sequence[str] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`table_scores` of each of ``scorings``, reading the table once: a stored table's every read decodes
-    each row group again, which at millions of windows costs about what a scoring of a sample does."""
+    each row group again, which at millions of windows costs about what a scoring of a sample does. ``columns``
+    (e.g. :data:`SCORE_COLUMNS`): only those of them the table has are read (None: every column)."""
     outs: list[tuple[np.ndarray, np.ndarray]] = []
     selections: list[tuple[np.ndarray, np.ndarray] | None] = []
     made: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one mask and rank per positions array (refits share one)
@@ -81,7 +101,10 @@ def score_passes(table: WindowTable, scorings: Sequence[Scoring]) -> list[tuple[
         selections.append(made[id(job.positions)])
     if not scorings:
         return outs
-    for at, chunk in table.chunks():
+    # the windows any scoring wants (None: every one): a stored table's row groups with none are not decoded
+    masks = [sel[0] for sel in selections if sel is not None]
+    any_wanted = np.logical_or.reduce(masks) if len(masks) == len(selections) else None
+    for at, chunk in table.chunks(columns, any_wanted):
         for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
             frame, where = chunk, at
             if selection is not None:
@@ -115,6 +138,52 @@ def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray 
         "chosen": "uniform random without replacement (numpy default_rng(seed).choice), kept in time order",
     }
     return rows, how
+
+
+class FitRows:
+    """A stored table whose fits' rows (``columns`` at ``positions``, ascending) are decoded in one pass: above the
+    cap the fit before the split and the fit on every window each read a uniform subsample, i.e. every row group;
+    decoding them once for both saves a decoding of the table. Any other read goes to the table."""
+
+    def __init__(self, table: WindowTable, positions: np.ndarray, columns: tuple[str, ...]) -> None:
+        self.table, self.positions, self.columns = table, positions, columns
+        self.frame = table.rows(positions, columns)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def rows(self, positions: np.ndarray | None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        if positions is not None and len(positions) and columns is not None and tuple(columns) == self.columns:
+            at = np.searchsorted(self.positions, positions)
+            if at[-1] < len(self.positions) and np.array_equal(self.positions[at], positions):
+                return self.frame.take(at).reset_index(drop=True)  # what the table's rows() gives
+        return self.table.rows(positions, columns)
+
+    def column(self, name: str) -> pd.Series:
+        return self.table.column(name)
+
+    def chunks(
+        self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        return self.table.chunks(columns, wanted)
+
+    def fingerprint(self) -> str:
+        return self.table.fingerprint()
+
+
+def fit_rows(
+    table: WindowTable, early: np.ndarray, cap: int | None, seed: int, columns: tuple[str, ...]
+) -> WindowTable:
+    """``table``, or above the cap a stored one's :class:`FitRows` of the two fits' subsamples (the windows
+    before the split, ``early``, and every window: :func:`subsample_positions` with the detector's seed), ``columns``
+    of them (the fits' ``FIT_COLUMNS``)."""
+    if not isinstance(table, StoredWindows) or cap is None or len(early) <= cap:
+        return table
+    whole, _ = subsample_positions(len(table), cap, seed)
+    before, _ = subsample_positions(len(early), cap, seed)
+    if whole is None or before is None:
+        return table
+    return FitRows(table, np.union1d(whole, early[before]), columns)
 
 
 @dataclass(frozen=True)
@@ -284,11 +353,12 @@ def top_windows(
     :func:`statistics_positions`)."""
     t = as_table(table)
     top = TopWindows(model.pipeline, model.calibration, model.threshold, n)
+    columns = scoring_columns(model.feature_names)
     if scores is None:
-        score_passes(t, [Scoring(statistics_positions(model, t), model.pipeline, model.calibration, top.add)])
+        score_passes(t, [Scoring(statistics_positions(model, t), model.pipeline, model.calibration, top.add)], columns)
     else:
         raw, calibrated = scores
-        for at, frame in t.chunks():
+        for at, frame in t.chunks(columns):
             top.add(frame, raw[at], calibrated[at])
     return top.table() if top.picks else model.score_table(t.rows(None).iloc[:0])
 
@@ -308,7 +378,11 @@ def flagged_share_of(model: TrainedModel, table: pd.DataFrame | WindowTable) -> 
 
     t = as_table(table)
     positions = statistics_positions(model, t)
-    score_passes(t, [Scoring(positions, model.pipeline, model.calibration, count, model.feature_names)])
+    score_passes(
+        t,
+        [Scoring(positions, model.pipeline, model.calibration, count, model.feature_names)],
+        scoring_columns(model.feature_names),
+    )
     return counts[0] / counts[1] if counts[1] else None
 
 

@@ -179,3 +179,64 @@ def test_the_evaluation_set_of_the_records_it_reads_is_that_of_every_record() ->
         assert whole.agent_vectors is not None and read.agent_vectors is not None
         pd.testing.assert_frame_equal(read.agent_vectors, whole.agent_vectors)
         assert np.array_equal(read.agent_labels, whole.agent_labels)
+
+
+def test_evaluate_scores_by_codes_is_by_text() -> None:
+    """Kinds and scenarios compared as codes give the figures text comparisons gave, whatever their dtype."""
+    rng = np.random.default_rng(3)
+    n = 5_000
+    kinds = rng.choice(["device", "station", "interface"], n)
+    scens = rng.choice(["normal", "flood", "deauth", "lookalike"], n, p=[0.85, 0.05, 0.05, 0.05])
+    y = (scens == "flood") | (scens == "deauth")
+    s = rng.normal(size=n) + y
+    data = EvaluationData("injected", "test", None, n, int(y.sum()))
+
+    def by_text(labelled: pd.DataFrame) -> dict:
+        kind = labelled["entity_kind"].astype("str").to_numpy()
+        scen = labelled["scenario"].astype("str").to_numpy()
+        dev, flagged = kind == "device", s > 0.5
+        return {
+            "by_kind": {k: binary_metrics(y[kind == k], s[kind == k], 0.5) for k in np.unique(kind)},
+            "recall": {m: float(flagged[dev & (scen == m) & y].mean()) for m in sorted(set(scen[dev & y]))},
+            "benign": {
+                m: float(flagged[dev & (scen == m) & ~y].mean()) for m in sorted(set(scen[dev & ~y]) - {"normal"})
+            },
+            "windows": {m: int((dev & (scen == m)).sum()) for m in sorted(set(scen[dev]))},
+            "normal": float(flagged[dev & (scen == "normal")].mean()),
+        }
+
+    for dtype in ("object", "category", "str"):
+        labelled = pd.DataFrame({"entity_kind": kinds, "scenario": scens, "is_anomaly": y}).astype(
+            {"entity_kind": dtype, "scenario": dtype}
+        )
+        got, want = evaluate_scores(labelled, s, 0.5, data), by_text(labelled)
+        assert list(got.by_kind) == list(want["by_kind"]) and got.by_kind == want["by_kind"]
+        assert got.recall_by_scenario == want["recall"] and got.benign_flag_rate == want["benign"]
+        assert got.windows_by_scenario == want["windows"] and got.normal_flag_rate == want["normal"]
+
+
+def test_an_evaluation_set_is_stored_packed_and_reads_as_before(tmp_path) -> None:
+    """Pickled (as the model IO manager stores it), the set keeps its windows packed and their fingerprints:
+    read back, its windows, a column subset and the fingerprints are those of the set built; a set pickled with
+    its windows as a frame (before packing) still reads."""
+    import pickle
+
+    from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set
+    from mcp_training_dagster.domain.report import frame_fingerprint
+
+    gen = generate(seed=11, days=2.0, n_devices=2, episodes_per_scenario=1, benign_per_scenario=1)
+    records = validate_records(records_to_frame(gen.records), "gen.json").records
+    spec = WindowSpec()
+    data = build_evaluation_set(records, spec, split=time_split(records["timestamp"], 0.8).floor("5min"))
+    back = pickle.loads(pickle.dumps(data))
+    assert "windows" not in back.__dict__ and back.n_windows == len(data.windows)
+    assert back.fingerprints() == (frame_fingerprint(data.windows), frame_fingerprint(data.labels))
+    columns = ["device", "entity_kind", "n_records", "no_such_column"]
+    pd.testing.assert_frame_equal(back.window_columns(columns), data.windows[columns[:3]])
+    pd.testing.assert_frame_equal(back.windows, data.windows)
+    pd.testing.assert_frame_equal(back.labels, data.labels)
+    assert pickle.loads(pickle.dumps(back)).fingerprints() == back.fingerprints()
+    old = EvaluationSet.__new__(EvaluationSet)
+    old.__setstate__({k: v for k, v in data.__dict__.items()})  # as a set pickled before packing
+    pd.testing.assert_frame_equal(old.windows, data.windows)
+    assert old.fingerprints() == back.fingerprints()

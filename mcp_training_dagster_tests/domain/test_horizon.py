@@ -272,3 +272,7 @@ def test_windows_in_chunks_is_build_windows() -> None:
     whole = build_windows(records, spec)
     for max_records in (len(records) // 3, len(records)):
         pd.testing.assert_frame_equal(windows_in_chunks(records, spec, max_records=max_records), whole)
+        # the later windows only, each chunk's others dropped as it comes: the same rows in the same order
+        since = whole["window_start"].quantile(0.7)
+        later = whole[whole["window_start"] >= since].reset_index(drop=True)
+        pd.testing.assert_frame_equal(windows_in_chunks(records, spec, max_records=max_records, since=since), later)

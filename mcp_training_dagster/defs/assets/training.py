@@ -12,7 +12,7 @@ from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import AGENT_COLUMNS, AgentModel, train_agent_variant
 from mcp_training_dagster.domain.object_registry import open_registry
 from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
-from mcp_training_dagster.domain.report import frame_fingerprint, text_fingerprint
+from mcp_training_dagster.domain.report import text_fingerprint
 from mcp_training_dagster.domain import training as training_code
 from mcp_training_dagster.domain.model_metadata import metadata_document
 from mcp_training_dagster.domain.training import TrainedModel, TrainingError, train_and_select_scored
@@ -51,8 +51,7 @@ def input_fingerprint(cfg, training_windows: pd.DataFrame | WindowTable, evaluat
     part is their frame fingerprint in build_windows' order (the stored table's footer holds it)."""
     return text_fingerprint(
         as_table(training_windows).fingerprint(),
-        frame_fingerprint(evaluation.windows),
-        frame_fingerprint(evaluation.labels),
+        *evaluation.fingerprints(),
         cfg.model.model_dump_json(),
         TRAINING_CODE_VERSION,
         __version__,
