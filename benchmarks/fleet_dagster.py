@@ -5,13 +5,20 @@ folder together, then nothing else until the retrained model is registered.
     python -m benchmarks.fleet_dagster --routers 50 --days 30    # the full 1,500 files (slow)
     python -m benchmarks.fleet_dagster --routers 5 --days 3 --until-verdicts   # and every export's verdicts
 
+The fleet is ``benchmarks.generator.write_fleet``'s (the same as ``benchmarks.fleet_landing``'s): every router a
+device of its own (device_id, name, stations, record ids, seeded traffic), one export per router and day of
+``--records`` records (default 2,000: 1,500 files are 3M records) covering [day - 1 h, day + 24 h), so each
+repeats the previous day's last hour record for record; the newest day ends at the last UTC midnight.
+
 Local deployment, shipped configuration (at most ``sensor.max_files_per_tick`` files per tick, the new files of a
 tick ingested together in runs of ``sensor.files_per_run``, two concurrent runs). Prints one JSON line with: seconds from the drop until
 every file is ingested and until the model trained on all of them is registered; ingest
 run time (mean and p95) and ingest throughput; the longest ``export_file_sensor`` tick and any
 failed tick; training runs started meanwhile (eager automation retrains as data arrives); and the
 peak RSS of the largest single Dagster process (the run that computes the fan-in) and of all of
-them together, sampled every second from /proc. With ``--until-verdicts`` it goes on until every export's
+them together, sampled every second from /proc, and the load average's range meanwhile; and what the registered
+model was trained on (``training``: the fan-in's record counts from ``horizon_records``, windows, devices and
+exports from the package's metadata.json). With ``--until-verdicts`` it goes on until every export's
 ``export_anomalies`` is by the production model (the automation sensor's backfill, ``verdicts_per_run``
 exports per run) and adds the seconds until then and the verdict runs it took.
 """
@@ -32,7 +39,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.fleet_landing import make_fleet
+from benchmarks.generator import write_fleet
 
 REPO = Path(__file__).resolve().parents[1]
 # A file is ingested by an ingest_job run, or (one file on an idle system) by file_to_model_job with its training.
@@ -107,11 +114,51 @@ def _all_scored(instance, names: list[str]) -> bool:
     return current is not None and len(scored) == len(names) and set(scored.values()) == {current}
 
 
+def _metadata_values(event) -> dict:
+    """The plain values of a materialisation's metadata (``None``: no event)."""
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def _training_figures(instance) -> dict:
+    """What the registered model was trained on: the fan-in's counts (``horizon_records``' metadata) and the
+    package's metadata.json (windows, devices, exports, data span), read from the registry folder it names."""
+    import dagster as dg
+
+    package = instance.get_latest_materialization_event(dg.AssetKey("model_package"))
+    horizon = instance.get_latest_materialization_event(dg.AssetKey("horizon_records"))
+    meta, hz = _metadata_values(package), _metadata_values(horizon)
+    out: dict = {
+        "model_version": meta.get("version"),
+        "same_run_as_fan_in": package is not None and horizon is not None and package.run_id == horizon.run_id,
+        **{k: hz.get(k) for k in ("exports_loaded", "records_distinct", "cross_file_duplicates", "id_conflicts_kept")},
+        "records_in_horizon": hz.get("records_in_horizon"),
+        "horizon_cutoff": hz.get("horizon_cutoff"),
+    }
+    path = meta.get("package_path")
+    try:
+        doc = json.loads((Path(str(path)) / "metadata.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return out
+    info, model_info = doc.get("training_info", {}), doc.get("model_info", {})
+    out.update(
+        training_windows=info.get("training_samples"),
+        windows_by_kind=info.get("windows_by_kind"),
+        fit_sample=info.get("fit_sample"),
+        devices=len(info.get("devices") or []),
+        export_files=len(model_info.get("export_files") or []),
+        data_start=info.get("data_start"),
+        data_end=info.get("data_end"),
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--routers", type=int, default=50)
     p.add_argument("--days", type=int, default=3)
-    p.add_argument("--records", type=int, default=200, help="records per export file")
+    p.add_argument("--records", type=int, default=2000, help="records per export file (1,500 files: 3M)")
     p.add_argument("--timeout", type=float, default=3 * 3600)
     p.add_argument("--until-verdicts", action="store_true", help="also wait for every export's verdicts")
     args = p.parse_args(argv)
@@ -121,10 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     home.mkdir()
     (data / "exports").mkdir(parents=True)
     shutil.copyfile(REPO / "config" / "dagster.yaml", home / "dagster.yaml")
-    files = make_fleet(work / "staging", args.routers, args.days, args.records)
+    t_gen = time.perf_counter()
+    exports = write_fleet(work / "staging", args.routers, args.days, args.records)
+    files = [e.path for e in exports]
+    generated_s = time.perf_counter() - t_gen
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(home), MCP_TRAINING_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
+    # dagster dev and every process it starts import this tree's code (the one the benchmark is run from)
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(DAGSTER_HOME=str(home), MCP_TRAINING_DATA_DIR=str(data), PYTHONUNBUFFERED="1", PYTHONPATH=pythonpath)
     log = open(work / "dagster.log", "wb")
     proc = subprocess.Popen(
         [
@@ -154,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
                 time.sleep(1)
         time.sleep(5)  # code location loaded
         load_before = os.getloadavg()[0]
+        load_lo = load_hi = load_before
         t_drop = time.time()
         for f in files:
             os.replace(f, data / "exports" / f.name)
@@ -167,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
             while time.time() - t_drop < args.timeout:
                 assert proc.poll() is None, "dagster dev died"
                 one, total = _session_rss_mb(proc.pid)
+                load = os.getloadavg()[0]
+                load_lo, load_hi = min(load_lo, load), max(load_hi, load)
                 peak_one, peak_all = max(peak_one, one), max(peak_all, total)
                 runs = instance.get_runs()
                 ingest = [r for r in runs if r.job_name in INGESTING]
@@ -198,12 +253,15 @@ def main(argv: list[str] | None = None) -> None:
             result = {
                 "files": len(files),
                 "records_per_file": args.records,
+                "records": sum(e.records for e in exports),
+                "generated_s": round(generated_s, 1),
                 "mb": round(sum((data / "exports" / f.name).stat().st_size for f in files) / 1e6, 1),
                 "drop_to_all_ingested_s": round(all_ingested_at - t_drop, 1) if all_ingested_at else None,
                 "drop_to_model_registered_s": round(model_at - t_drop, 1) if model_at else None,
                 "ingest_run_s_mean": round(sum(durations) / len(durations), 2) if durations else None,
                 "ingest_run_s_p95": round(durations[int(0.95 * (len(durations) - 1))], 2) if durations else None,
                 "ingest_runs": len(durations),
+                "ingest_run_s_per_file": round(sum(durations) / len(files), 2) if durations else None,
                 "ingest_files_per_min": round(60 * len(files) / (all_ingested_at - t_drop), 1)
                 if all_ingested_at
                 else None,
@@ -228,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
                 "peak_rss_all_processes_mb": round(peak_all),
                 "load_avg_before": round(load_before, 2),
                 "load_avg_after": round(os.getloadavg()[0], 2),
+                "load_avg_range": [round(load_lo, 2), round(load_hi, 2)],
+                "training": _training_figures(instance) if model_at else None,
             }
         print(json.dumps(result), flush=True)
     finally:
