@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--records", type=int, default=2000, help="records per export file (1,500 files: 3M)")
     p.add_argument("--timeout", type=float, default=3 * 3600)
+    p.add_argument("--keep-log", type=Path, help="copy dagster dev's log (webserver, daemon) here before cleaning up")
     p.add_argument("--until-verdicts", action="store_true", help="also wait for every export's verdicts")
     args = p.parse_args(argv)
 
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
 
         with dg.DagsterInstance.get() as instance:
             all_ingested_at = model_at = verdicts_at = None
+            next_progress = t_drop + 60
             while time.time() - t_drop < args.timeout:
                 assert proc.poll() is None, "dagster dev died"
                 one, total = _session_rss_mb(proc.pid)
@@ -227,6 +229,17 @@ def main(argv: list[str] | None = None) -> None:
                 runs = instance.get_runs()
                 ingest = [r for r in runs if r.job_name in INGESTING]
                 ok = [r for r in ingest if r.status == DagsterRunStatus.SUCCESS]
+                if time.time() >= next_progress:  # a progress line a minute on stderr (stdout: the result only)
+                    next_progress += 60
+                    progress = {
+                        "s": round(time.time() - t_drop),
+                        "ingested": len(_files_ingested(instance, ok)),
+                        "runs": dict(Counter(r.status.value for r in runs)),
+                        "model_s": round(model_at - t_drop) if model_at else None,
+                        "load": load,
+                        "rss_mb": [round(one), round(total)],
+                    }
+                    print(json.dumps(progress), file=sys.stderr, flush=True)
                 if all_ingested_at is None and len(_files_ingested(instance, ok)) >= len(files):
                     ends = [instance.get_run_stats(r.run_id).end_time for r in ok]
                     all_ingested_at = max(e for e in ends if e is not None)
@@ -306,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         except ProcessLookupError:
             pass
         log.close()
+        if args.keep_log is not None:
+            shutil.copyfile(work / "dagster.log", args.keep_log)
         shutil.rmtree(work, ignore_errors=True)
 
 
