@@ -99,19 +99,23 @@ def _files_ingested(instance, runs) -> set[str]:
     return out
 
 
-def _all_scored(instance, names: list[str]) -> bool:
-    """Every export's latest verdict is by the production model (as production_model last recorded it)."""
+def _scored(instance, names: list[str]) -> int | None:
+    """How many exports' latest verdict is by the production model (as production_model last recorded it); None
+    before there is one."""
     import dagster as dg
 
     from mcp_training_dagster.defs.policy import latest_partition_metadata, production_version
 
     current = production_version(instance)
-    scored = (
-        latest_partition_metadata(instance, dg.AssetKey("export_anomalies"), names, "production_version")
-        if current
-        else {}
-    )
-    return current is not None and len(scored) == len(names) and set(scored.values()) == {current}
+    if not current:
+        return None
+    scored = latest_partition_metadata(instance, dg.AssetKey("export_anomalies"), names, "production_version")
+    return sum(1 for v in scored.values() if v == current)
+
+
+def _all_scored(instance, names: list[str]) -> bool:
+    """Every export's latest verdict is by the production model."""
+    return _scored(instance, names) == len(names)
 
 
 def _metadata_values(event) -> dict:
@@ -236,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
                         "ingested": len(_files_ingested(instance, ok)),
                         "runs": dict(Counter(r.status.value for r in runs)),
                         "model_s": round(model_at - t_drop) if model_at else None,
+                        "verdicts": _scored(instance, [f.name for f in files]) if model_at else None,
                         "load": load,
                         "rss_mb": [round(one), round(total)],
                     }
@@ -294,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
                             1 for r in runs if dg.AssetKey("export_anomalies") in (r.asset_selection or ())
                         ),
                         "backfills": len(instance.get_backfills()),
+                        "verdicts_by_production_at_end": _scored(instance, [f.name for f in files]),
                     }
                     if args.until_verdicts
                     else {}
