@@ -401,7 +401,7 @@ def records_for_megabytes(megabytes: float, seed: int, sample: int = 5_000) -> i
 
 
 # ---------------------------------------------------------------------------------------------
-# A fleet: one distinct router per device, a daily export per router overlapping the previous by an hour
+# A fleet: every router a device of its own, a daily export per router overlapping the previous by an hour
 # ---------------------------------------------------------------------------------------------
 
 _DAY = 86_400
@@ -422,8 +422,9 @@ class FleetExport:
 
 
 def fleet_end(now: float | None = None) -> int:
-    """The default end of a generated fleet (epoch seconds): the last UTC midnight, so every export's created_at
-    is in the past and the newest records are today's."""
+    """The default end of a generated fleet (epoch seconds): the last UTC midnight. The newest records are
+    yesterday's last; an export's created_at is up to an hour after its end (validation measures the plausible
+    range from the earlier of created_at and now, with a day's tolerance)."""
     import time
 
     return int((time.time() if now is None else now) // _DAY) * _DAY
