@@ -118,6 +118,34 @@ def _all_scored(instance, names: list[str]) -> bool:
     return _scored(instance, names) == len(names)
 
 
+def _blocked_training(instance, runs, since: float) -> dict | None:
+    """The training that ran after the last ingest and failed (e.g. blocked by a quality gate), with nothing else
+    queued or running: no model will come without another file. None otherwise."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+
+    if any(not r.is_finished for r in runs):
+        return None
+    for r in runs:  # newest first
+        if r.status != DagsterRunStatus.FAILURE or dg.AssetKey("anomaly_model") not in (r.asset_selection or ()):
+            continue
+        if (instance.get_run_stats(r.run_id).start_time or 0) < since:
+            return None
+        gate = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("model_evaluation"), "meets_quality_gates"), limit=1
+        )
+        data = gate[0].event.dagster_event.event_specific_data if gate and gate[0].event else None
+        metadata = getattr(data, "metadata", None) or {}
+        return {
+            "run_id": r.run_id,
+            "quality_gate": gate[0].status.value if gate else None,
+            "gate_metadata": {k: getattr(v, "value", v) for k, v in metadata.items()},
+            "model": _metadata_values(instance.get_latest_materialization_event(dg.AssetKey("anomaly_model")))
+            | {"model_card": None, "score_distribution": None, "trained_on": None},
+        }
+    return None
+
+
 def _metadata_values(event) -> dict:
     """The plain values of a materialisation's metadata (``None``: no event)."""
     if event is None or event.asset_materialization is None:
@@ -223,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
 
         with dg.DagsterInstance.get() as instance:
             all_ingested_at = model_at = verdicts_at = None
+            blocked: dict | None = None
             next_progress = t_drop + 60
             while time.time() - t_drop < args.timeout:
                 assert proc.poll() is None, "dagster dev died"
@@ -258,6 +287,10 @@ def main(argv: list[str] | None = None) -> None:
                 if model_at is not None and (not args.until_verdicts or _all_scored(instance, [f.name for f in files])):
                     verdicts_at = time.time()
                     break
+                if all_ingested_at is not None and model_at is None:
+                    blocked = _blocked_training(instance, runs, all_ingested_at)
+                    if blocked is not None:  # the training on the whole fleet failed: no model is coming
+                        break
                 time.sleep(1)
             runs = instance.get_runs()
             stats = [
@@ -312,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
                 "load_avg_after": round(os.getloadavg()[0], 2),
                 "load_avg_range": [round(load_lo, 2), round(load_hi, 2)],
                 "training": _training_figures(instance) if model_at else None,
+                "training_failed": blocked,
             }
         print(json.dumps(result), flush=True)
     finally:
