@@ -1,10 +1,10 @@
 """A fleet landing at once: the landing sensor's tick over 15, 150 and 1,500 export files, in a local
 folder and in an S3-compatible bucket (moto's server on 127.0.0.1, started here).
 
-    python -m benchmarks.fleet_landing [--routers 50 --days 30 --records 200 --max-files-per-tick 100]
+    python -m benchmarks.fleet_landing [--routers 50 --days 30 --records 2000 --max-files-per-tick 100]
 
-Files are generated exports in the real format (``benchmarks.generator.write_export``), one
-per router and day. For each fleet size and landing kind it ticks the scan exactly as
+Files are generated exports in the real format (``benchmarks.generator.write_fleet``), one
+per router and day: each router a device of its own, each day's export overlapping the previous by an hour. For each fleet size and landing kind it ticks the scan exactly as
 ``export_file_sensor`` does (cursor carried between ticks, the configured per-tick budget) until every
 file has been handed over, and prints one JSON line: ticks, the longest tick, total scan seconds and
 seconds per file. Each tick must stay far below Dagster's 60 s sensor timeout (target < 10 s).
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.generator import write_export
+from benchmarks.generator import write_fleet
 from mcp_training_dagster.domain.landing import scan_landing
 from mcp_training_dagster.domain.object_landing import scan_object_landing
 
@@ -37,20 +37,10 @@ def _free_port() -> int:
 
 
 def make_fleet(folder: Path, routers: int, days: int, records: int) -> list[Path]:
-    """One export per router and day; written once and copied (renamed) to keep generation cheap."""
-    folder.mkdir(parents=True, exist_ok=True)
-    templates = [write_export(folder, records, seed=1000 + d) for d in range(min(days, 30))]
-    out = []
-    for r in range(routers):
-        for d in range(days):
-            target = folder / f"router{r:03d}_day{d:02d}.json"
-            data = templates[d % len(templates)].read_bytes()
-            # a distinct content per router (hash and ETag differ) with one byte of padding per router
-            target.write_bytes(data[:-1] + b" " * (r + 1) + data[-1:])
-            out.append(target)
-    for t in templates:
-        t.unlink()
-    return out
+    """One export per router and day (``benchmarks.generator.write_fleet``): every router a device of its own with
+    its own records, each day's export repeating the previous one's last hour; the newest day ends at the last
+    UTC midnight."""
+    return [e.path for e in write_fleet(folder, routers, days, records)]
 
 
 def drain(tick: Callable[[str | None], Any], expected: int) -> dict[str, Any]:
@@ -75,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--routers", type=int, default=50)
     p.add_argument("--days", type=int, default=30)
-    p.add_argument("--records", type=int, default=200, help="records per export file")
+    p.add_argument("--records", type=int, default=2000, help="records per export file (1,500 files: 3M)")
     p.add_argument("--max-files-per-tick", type=int, default=100)
     p.add_argument("--sizes", default="15,150,1500", help="fleet sizes (files) to measure")
     args = p.parse_args(argv)

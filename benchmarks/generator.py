@@ -398,3 +398,161 @@ def records_for_megabytes(megabytes: float, seed: int, sample: int = 5_000) -> i
     _, pieces = export_text_chunks(sample, seed)
     size = sum(len(p.encode("utf-8")) for p in pieces)
     return max(1, round(megabytes * MIB * sample / size))
+
+
+# ---------------------------------------------------------------------------------------------
+# A fleet: every router a device of its own, a daily export per router overlapping the previous by an hour
+# ---------------------------------------------------------------------------------------------
+
+_DAY = 86_400
+FLEET_OVERLAP_SECONDS = 3_600  # a day's export starts an hour before its day: the previous export's last hour
+_FLEET_SEED = 20_260_000
+
+
+@dataclass(frozen=True)
+class FleetExport:
+    """One generated export of a fleet: router ``router``'s day ``day``, records in [start, end) (epoch s)."""
+
+    path: Path
+    router: int
+    day: int
+    start: int
+    end: int
+    records: int
+
+
+def fleet_end(now: float | None = None) -> int:
+    """The default end of a generated fleet (epoch seconds): the last UTC midnight. The newest records are
+    yesterday's last; an export's created_at is up to an hour after its end (validation measures the plausible
+    range from the earlier of created_at and now, with a day's tolerance)."""
+    import time
+
+    return int((time.time() if now is None else now) // _DAY) * _DAY
+
+
+def _router(rng: np.random.Generator, router: int) -> _Fleet:
+    """Router ``router`` as a one-device fleet: its own device_id, name, stations and interfaces (every tenth an
+    OpenWrt access point, like the single-export generator's share)."""
+    import numpy as np
+
+    openwrt = router % 10 == 9
+    if openwrt:
+        host = f"OpenWrt-AP-{router:03d}"
+    else:
+        model = _MODELS[int(rng.integers(len(_MODELS)))]
+        host = f"{model}-{router:04X}-{int(rng.integers(16**7)):07X}-C"
+    octets = rng.integers(0, 256, size=(_STATIONS_PER_DEVICE, 6), dtype=np.int64)
+    randomised = rng.random(_STATIONS_PER_DEVICE) < 0.3
+    octets[:, 0] = np.where(randomised, (octets[:, 0] | 0x02) & 0xFE, octets[:, 0] & 0xFC)
+    macs = [":".join(f"{o:02x}" for o in row) for row in octets.tolist()]
+    if openwrt:
+        iface = len(_ASUS_IFACES) + rng.choice(
+            len(_OPENWRT_IFACES), _STATIONS_PER_DEVICE, p=[w for _, w in _OPENWRT_IFACES]
+        )
+    else:
+        iface = rng.choice(len(_ASUS_IFACES), _STATIONS_PER_DEVICE, p=[w for _, w in _ASUS_IFACES])
+    return _Fleet([1 + router], [host], np.array([openwrt]), macs, [m.upper() for m in macs], iface)
+
+
+def _router_stream(
+    rng: np.random.Generator, router: int, routers: int, start: int, hours: int, per_hour: float
+) -> _Draws:
+    """A router's records over ``hours`` hours from ``start``, in time order: hour h holds
+    ``floor((h + 1) * per_hour) - floor(h * per_hour)`` records (so any 25 hours hold ``25 * per_hour`` within one),
+    grouped in bursts of a second like the single-export generator's. Ids grow with time and are unique across
+    the fleet: router r's are ``r`` modulo ``routers`` (one service numbering every router's records)."""
+    import numpy as np
+
+    edges = np.floor(np.arange(hours + 1) * per_hour).astype(np.int64)
+    counts = np.diff(edges)
+    n = int(counts.sum())
+    bursts = np.where(counts > 0, np.maximum(1, np.rint(counts / _RECORDS_PER_BURST)), 0).astype(np.int64)
+    hour_start = start + 3600 * np.arange(hours, dtype=np.int64)
+    burst_second = np.repeat(hour_start, bursts) + rng.integers(0, 3600, int(bursts.sum()))
+    first_burst = np.r_[0, np.cumsum(bursts)[:-1]]
+    burst = np.repeat(first_burst, counts) + (rng.random(n) * np.repeat(bursts, counts)).astype(np.int64)
+    seconds = burst_second[burst]
+    order = np.lexsort((rng.random(n), seconds))
+    station = (_STATIONS_PER_DEVICE * rng.random(n) ** 2).astype(np.int64)
+    line = rng.choice(len(_LINES), n, p=[x.weight for x in _LINES])
+    ids = 20_000 + routers * np.cumsum(rng.integers(1, 4, n)) + router
+    return _Draws(
+        seconds=seconds[order],
+        ids=ids,
+        device=np.zeros(n, dtype=np.int64),
+        station=station[order],
+        line=line[order],
+        session=rng.integers(0, 2**63, n, dtype=np.int64),
+        aid=rng.integers(1, 12, n),
+        rssi=rng.integers(30, 90, n),
+        minutes=3_756_000 + rng.integers(0, 2_000, n),
+    )
+
+
+def _write_export_text(path: Path, created_at: str, texts: list[str]) -> None:
+    """The export document exactly as ``export_text_chunks`` writes it, records newest first."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(
+            '{\n  "export_metadata": {\n    "created_at": "%s",\n    "total_records": %d,\n'
+            '    "format": "json"\n  },\n  "data": [\n' % (created_at, len(texts))
+        )
+        fh.write(",\n".join(texts))
+        fh.write("\n  ]\n}")
+
+
+def router_exports(
+    folder: Path,
+    router: int,
+    days: int,
+    records: int,
+    *,
+    routers: int = 1,
+    end: int | None = None,
+    seed: int = _FLEET_SEED,
+) -> list[FleetExport]:
+    """Router ``router``'s ``days`` daily exports, written into ``folder`` as ``router<r>_day<d>.json``.
+
+    The router is a device of its own (``_router``) with its own seeded traffic, generated as one stream over
+    its days and sliced per day: the day-d export holds the records of [day d - 1 h, day d + 24 h), so it
+    repeats the previous export's last hour record for record (same ids, same text), as the service re-exports
+    them. About ``records`` records per export (exactly when ``records`` is a multiple of 25); the last day
+    ends at ``end`` (epoch seconds, default :func:`fleet_end`)."""
+    import numpy as np
+
+    if records < 25 or days < 1:
+        raise ValueError("a fleet export holds at least 25 records (one an hour), a router at least one day")
+    rng = np.random.default_rng([seed, router])
+    device = _router(rng, router)
+    first_day = (fleet_end() if end is None else end) - days * _DAY
+    start = first_day - FLEET_OVERLAP_SECONDS
+    hours = days * 24 + FLEET_OVERLAP_SECONDS // 3600
+    draws = _router_stream(rng, router, routers, start, hours, records / (24 + FLEET_OVERLAP_SECONDS / 3600))
+    texts: dict[int, str] = {}  # row -> record text: the overlap hour's records are formatted once
+    out = []
+    for d in range(days):
+        lo_s, hi_s = first_day + d * _DAY - FLEET_OVERLAP_SECONDS, first_day + (d + 1) * _DAY
+        lo, hi = np.searchsorted(draws.seconds, [lo_s, hi_s])
+        rows = np.arange(hi - 1, lo - 1, -1)  # newest first, like the service
+        missing = np.array([r for r in rows.tolist() if r not in texts], dtype=np.int64)
+        if len(missing):
+            texts.update(zip(missing.tolist(), _record_texts(device, draws, missing)))
+        created_at = _created_at(rng, hi_s)
+        path = folder / f"router{router:03d}_day{d:02d}.json"
+        _write_export_text(path, created_at, [texts[r] for r in rows.tolist()])
+        for r in range(lo, min(hi, int(np.searchsorted(draws.seconds, hi_s - FLEET_OVERLAP_SECONDS)))):
+            texts.pop(r, None)  # only the last hour is needed again
+        out.append(FleetExport(path, router, d, lo_s, hi_s, int(hi - lo)))
+    return out
+
+
+def write_fleet(
+    folder: Path, routers: int, days: int, records: int, *, end: int | None = None, seed: int = _FLEET_SEED
+) -> list[FleetExport]:
+    """``routers`` x ``days`` exports (see :func:`router_exports`), router by router; all routers' days end at the
+    same ``end``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    end = fleet_end() if end is None else end
+    out: list[FleetExport] = []
+    for r in range(routers):
+        out.extend(router_exports(folder, r, days, records, routers=routers, end=end, seed=seed))
+    return out
