@@ -245,9 +245,13 @@ def _fit(
     keep_windows: bool = False,
 ) -> _Fit:
     """Fit the configured detector and calibrate its threshold on the training scores (see :func:`train_model`),
-    on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`subsample_positions`):
+    on the windows of ``table`` at ``positions`` (None: all), at most ``fit_cap`` of them (:func:`subsample_positions`;
+    a local outlier factor at most ``max_fit_windows``, its own lower cap):
     only those are read (``keep_windows``: kept in the result even when a subsample, for the refits)."""
     n = len(table) if positions is None else len(positions)
+    if detector.kind == "local_outlier_factor":  # its own, lower cap (LocalOutlierFactorParams.max_fit_windows)
+        lof_cap = detector.local_outlier_factor.max_fit_windows
+        fit_cap = lof_cap if fit_cap is None else min(fit_cap, lof_cap)
     rows, sample = subsample_positions(n, fit_cap, detector.random_state)
     if rows is not None:
         positions = rows if positions is None else positions[rows]

@@ -321,6 +321,29 @@ def test_fit_subsample_is_seeded_recorded_and_off_below_the_cap() -> None:
     )
 
 
+def test_a_local_outlier_factor_fits_at_most_its_own_cap() -> None:
+    """LOF's neighbour search costs fitted x scored windows (a fleet's 1M-window fit took 22 min): it fits a seeded
+    sample of max_fit_windows, recorded as fit_sample; an isolation forest under the same settings fits every window."""
+    from mcp_training_dagster.domain.training_scores import subsample_positions
+    from mcp_training_dagster.settings import LocalOutlierFactorParams
+
+    windows = build_windows(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
+    cap = 1_000
+    assert len(windows) > cap
+    lof = DetectorConfig(
+        kind="local_outlier_factor", local_outlier_factor=LocalOutlierFactorParams(max_fit_windows=cap)
+    )
+    model = train_model(windows, lof, window_minutes=5)
+    assert model.fit_sample == subsample_positions(len(windows), cap, lof.random_state)[1]
+    assert model.n_windows == len(windows), "its statistics are still of every training window"
+    assert (
+        train_model(windows, lof.model_copy(update={"kind": "isolation_forest"}), window_minutes=5).fit_sample is None
+    )
+    # the lower of the two caps wins
+    small = train_model(windows, lof, window_minutes=5, fit_cap=500)
+    assert small.fit_sample is not None and small.fit_sample["windows"] == 500
+
+
 def _model_facts(m: TrainedModel, windows: pd.DataFrame) -> dict:
     """Everything a model is, but its version and time of training."""
     return {

@@ -34,8 +34,10 @@ TRAINING_CODE_VERSION = "4"
 # The asset's code version: its input (training_windows) is read lazily from the chunked file; the model is the
 # one TRAINING_CODE_VERSION "4" fits (same inputs, same fingerprint, same model). "6": above the fit cap the
 # diagnostics are of a sample of whole routers (diagnostics.sample), which changes them there, nowhere below. "7":
-# above the cap every statistic of the training windows is of that sample (its figures), none of every window.
-ANOMALY_MODEL_CODE_VERSION = "7"
+# above the cap every statistic of the training windows is of that sample (its figures), none of every window. "8": a
+# local outlier factor fits at most model.detector.local_outlier_factor.max_fit_windows (the config's hash, part of
+# the fingerprint, changes with the new field too).
+ANOMALY_MODEL_CODE_VERSION = "8"
 # training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
 WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
