@@ -209,6 +209,16 @@ def _iface_names() -> list[str]:
     return [name for name, _ in _ASUS_IFACES] + [name for name, _ in _OPENWRT_IFACES]
 
 
+def _station_macs(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` stations' MACs, lower case; about 30% are phones' private MACs (locally administered bit set)."""
+    import numpy as np
+
+    octets = rng.integers(0, 256, size=(n, 6), dtype=np.int64)
+    randomised = rng.random(n) < 0.3
+    octets[:, 0] = np.where(randomised, (octets[:, 0] | 0x02) & 0xFE, octets[:, 0] & 0xFC)
+    return [":".join(f"{o:02x}" for o in row) for row in octets.tolist()]
+
+
 def _make_fleet(rng: np.random.Generator) -> _Fleet:
     import numpy as np
 
@@ -222,10 +232,7 @@ def _make_fleet(rng: np.random.Generator) -> _Fleet:
             hosts.append(f"{model}-{int(rng.integers(16**4)):04X}-{int(rng.integers(16**7)):07X}-C")
     openwrt = np.arange(_N_DEVICES) >= _N_DEVICES - _N_OPENWRT
     n_st = _N_DEVICES * _STATIONS_PER_DEVICE
-    octets = rng.integers(0, 256, size=(n_st, 6), dtype=np.int64)
-    randomised = rng.random(n_st) < 0.3  # phones' private MACs: locally administered bit set
-    octets[:, 0] = np.where(randomised, (octets[:, 0] | 0x02) & 0xFE, octets[:, 0] & 0xFC)
-    macs = [":".join(f"{o:02x}" for o in row) for row in octets.tolist()]
+    macs = _station_macs(rng, n_st)
     on_openwrt = openwrt[np.arange(n_st) // _STATIONS_PER_DEVICE]
     asus_if = rng.choice(len(_ASUS_IFACES), n_st, p=[w for _, w in _ASUS_IFACES])
     owrt_if = len(_ASUS_IFACES) + rng.choice(len(_OPENWRT_IFACES), n_st, p=[w for _, w in _OPENWRT_IFACES])
@@ -246,6 +253,19 @@ class _Draws:
     aid: np.ndarray
     rssi: np.ndarray
     minutes: np.ndarray
+
+
+def _record_extras(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """The draws of a record's session id, AID, RSSI and uptime minutes, drawn last (after the records' times,
+    stations and lines), in this order: both generators' streams depend on it."""
+    import numpy as np
+
+    return {
+        "session": rng.integers(0, 2**63, n, dtype=np.int64),
+        "aid": rng.integers(1, 12, n),
+        "rssi": rng.integers(30, 90, n),
+        "minutes": 3_756_000 + rng.integers(0, 2_000, n),
+    }
 
 
 def _draw(rng: np.random.Generator, n: int) -> _Draws:
@@ -269,10 +289,7 @@ def _draw(rng: np.random.Generator, n: int) -> _Draws:
         device=device[order],
         station=station[order],
         line=line[order],
-        session=rng.integers(0, 2**63, n, dtype=np.int64),
-        aid=rng.integers(1, 12, n),
-        rssi=rng.integers(30, 90, n),
-        minutes=3_756_000 + rng.integers(0, 2_000, n),
+        **_record_extras(rng, n),
     )
 
 
@@ -354,6 +371,17 @@ def _export_name(rng: np.random.Generator, created_at: str) -> str:
     return f"export_{uid}_{stamp}.json"
 
 
+def _export_head(created_at: str, n_records: int) -> str:
+    """The export's text up to its first record, as ``json.dump(doc, fh, indent=2)`` writes it."""
+    return (
+        '{\n  "export_metadata": {\n    "created_at": "%s",\n    "total_records": %d,\n'
+        '    "format": "json"\n  },\n  "data": [\n' % (created_at, n_records)
+    )
+
+
+_EXPORT_TAIL = "\n  ]\n}"
+
+
 def export_text_chunks(n_records: int, seed: int) -> tuple[str, Iterator[str]]:
     """-> (file name, the export's text in pieces).
 
@@ -370,15 +398,12 @@ def export_text_chunks(n_records: int, seed: int) -> tuple[str, Iterator[str]]:
     name = _export_name(rng, created_at)
 
     def pieces() -> Iterator[str]:
-        yield (
-            '{\n  "export_metadata": {\n    "created_at": "%s",\n    "total_records": %d,\n'
-            '    "format": "json"\n  },\n  "data": [\n' % (created_at, n_records)
-        )
+        yield _export_head(created_at, n_records)
         newest_first = np.arange(n_records - 1, -1, -1)
         for lo in range(0, n_records, _CHUNK):
             text = ",\n".join(_record_texts(fleet, draws, newest_first[lo : lo + _CHUNK]))
             yield text if lo == 0 else ",\n" + text
-        yield "\n  ]\n}"
+        yield _EXPORT_TAIL
 
     return name, pieces()
 
@@ -441,10 +466,7 @@ def _router(rng: np.random.Generator, router: int) -> _Fleet:
     else:
         model = _MODELS[int(rng.integers(len(_MODELS)))]
         host = f"{model}-{router:04X}-{int(rng.integers(16**7)):07X}-C"
-    octets = rng.integers(0, 256, size=(_STATIONS_PER_DEVICE, 6), dtype=np.int64)
-    randomised = rng.random(_STATIONS_PER_DEVICE) < 0.3
-    octets[:, 0] = np.where(randomised, (octets[:, 0] | 0x02) & 0xFE, octets[:, 0] & 0xFC)
-    macs = [":".join(f"{o:02x}" for o in row) for row in octets.tolist()]
+    macs = _station_macs(rng, _STATIONS_PER_DEVICE)
     if openwrt:
         iface = len(_ASUS_IFACES) + rng.choice(
             len(_OPENWRT_IFACES), _STATIONS_PER_DEVICE, p=[w for _, w in _OPENWRT_IFACES]
@@ -482,22 +504,16 @@ def _router_stream(
         device=np.zeros(n, dtype=np.int64),
         station=station[order],
         line=line[order],
-        session=rng.integers(0, 2**63, n, dtype=np.int64),
-        aid=rng.integers(1, 12, n),
-        rssi=rng.integers(30, 90, n),
-        minutes=3_756_000 + rng.integers(0, 2_000, n),
+        **_record_extras(rng, n),
     )
 
 
 def _write_export_text(path: Path, created_at: str, texts: list[str]) -> None:
     """The export document exactly as ``export_text_chunks`` writes it, records newest first."""
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(
-            '{\n  "export_metadata": {\n    "created_at": "%s",\n    "total_records": %d,\n'
-            '    "format": "json"\n  },\n  "data": [\n' % (created_at, len(texts))
-        )
+        fh.write(_export_head(created_at, len(texts)))
         fh.write(",\n".join(texts))
-        fh.write("\n  ]\n}")
+        fh.write(_EXPORT_TAIL)
 
 
 def router_exports(
