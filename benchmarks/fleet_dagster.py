@@ -135,22 +135,26 @@ def _blocked_training(instance, runs, since: float) -> dict | None:
             dg.AssetCheckKey(dg.AssetKey("model_evaluation"), "meets_quality_gates"), limit=1
         )
         data = gate[0].event.dagster_event.event_specific_data if gate and gate[0].event else None
-        metadata = getattr(data, "metadata", None) or {}
         return {
             "run_id": r.run_id,
             "quality_gate": gate[0].status.value if gate else None,
-            "gate_metadata": {k: getattr(v, "value", v) for k, v in metadata.items()},
+            "gate_metadata": _plain(getattr(data, "metadata", None) or {}),
             "model": _metadata_values(instance.get_latest_materialization_event(dg.AssetKey("anomaly_model")))
             | {"model_card": None, "score_distribution": None, "trained_on": None},
         }
     return None
 
 
+def _plain(metadata) -> dict:
+    """Dagster metadata as plain values."""
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
+
+
 def _metadata_values(event) -> dict:
     """The plain values of a materialisation's metadata (``None``: no event)."""
     if event is None or event.asset_materialization is None:
         return {}
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    return _plain(event.asset_materialization.metadata)
 
 
 def _training_figures(instance) -> dict:
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     t_gen = time.perf_counter()
     exports = write_fleet(work / "staging", args.routers, args.days, args.records)
     files = [e.path for e in exports]
+    names = [f.name for f in files]
     generated_s = time.perf_counter() - t_gen
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TRAINING_", "MCP_MODEL_", "DAGSTER_"))}
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                         "ingested": len(_files_ingested(instance, ok)),
                         "runs": dict(Counter(r.status.value for r in runs)),
                         "model_s": round(model_at - t_drop) if model_at else None,
-                        "verdicts": _scored(instance, [f.name for f in files]) if model_at else None,
+                        "verdicts": _scored(instance, names) if model_at else None,
                         "load": load,
                         "rss_mb": [round(one), round(total)],
                     }
@@ -284,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                         and (instance.get_run_stats(latest.run_id).start_time or 0) >= all_ingested_at
                     ):
                         model_at = latest.timestamp  # trained on every file of the fleet
-                if model_at is not None and (not args.until_verdicts or _all_scored(instance, [f.name for f in files])):
+                if model_at is not None and (not args.until_verdicts or _all_scored(instance, names)):
                     verdicts_at = time.time()
                     break
                 if all_ingested_at is not None and model_at is None:
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
                             1 for r in runs if dg.AssetKey("export_anomalies") in (r.asset_selection or ())
                         ),
                         "backfills": len(instance.get_backfills()),
-                        "verdicts_by_production_at_end": _scored(instance, [f.name for f in files]),
+                        "verdicts_by_production_at_end": _scored(instance, names),
                     }
                     if args.until_verdicts
                     else {}
