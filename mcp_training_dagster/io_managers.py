@@ -114,7 +114,7 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
     def _write(self, context: dg.OutputContext, obj: Any) -> None:
         if not (context.has_asset_partitions and len(context.asset_partition_keys) > 1):
             return super().handle_output(context, obj)
-        keys = list(context.asset_partition_keys)
+        keys = sorted(context.asset_partition_keys)  # a subset's keys come in set order; write in a stable one
         if not isinstance(obj, dict) or set(obj) != set(keys):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: a run over {len(keys)} partitions must return "
@@ -139,7 +139,7 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
         return super().load_input(context)
 
     def load_partitions(self, context: dg.InputContext) -> Any:
-        keys = list(context.asset_partition_keys)
+        keys = sorted(context.asset_partition_keys)  # a subset's keys come in set order; write in a stable one
         wants_mapping = typing.get_origin(getattr(context.dagster_type, "typing_type", None)) is dict
         if context.has_partition_key and len(keys) == 1 and not wants_mapping:
             # partitioned -> same-partition downstream: the object itself (a fan-in declared as a mapping,
