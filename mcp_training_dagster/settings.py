@@ -119,7 +119,16 @@ class EvaluationConfig(_Strict):
     )
     split_fraction: float = Field(0.8, gt=0.1, lt=1.0, description="time split: candidates are fitted before it")
     injection_seed: int = 7
-    injected_episodes_per_scenario: int = Field(2, ge=1, le=50)
+    injected_episodes_per_scenario: int = Field(
+        2, ge=1, le=50, description="injected episodes of each anomaly scenario: at least this many"
+    )
+    injected_episodes_per_router_day: float = Field(
+        0.1,
+        ge=0,
+        le=5,
+        description="injected episodes of each anomaly scenario per held-out router-day (the evaluation's stated "
+        "prevalence; F1 and PR-AUC are figures at it)",
+    )
     stability_seeds: int = Field(3, ge=1, le=10)
 
 

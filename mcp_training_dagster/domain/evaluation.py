@@ -217,6 +217,7 @@ class EvaluationSet:
     split_time: str | None = None  # models evaluated here were fitted on data before this time
     agent_vectors: pd.DataFrame | None = None  # the agent's 5-value vectors of the same period
     agent_labels: np.ndarray | None = None
+    held_out_router_days: float | None = None  # injected sets: what the injected prevalence was scaled to
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -341,6 +342,7 @@ def build_evaluation_set(
     labels: pd.DataFrame | None = None,
     injection_seed: int = 7,
     episodes_per_scenario: int = 2,
+    episodes_per_router_day: float = 0.1,
     service_timezone: str = "UTC",
     next_id: int | None = None,
 ) -> EvaluationSet:
@@ -349,7 +351,10 @@ def build_evaluation_set(
     ``labelled`` when labels came with the data and cover held-out records; otherwise ``injected``:
     known attack episodes from the scenario generator are added to the held-out period of the real
     stream (its own devices, stations and interfaces), silence episodes remove records, and every
-    real record counts as normal (so real incidents there lower precision: conservative). ``next_id``: the
+    real record counts as normal (so real incidents there lower precision: conservative). Each anomaly scenario
+    gets ``episodes_per_router_day`` episodes per held-out router-day (:func:`held_out_router_days`), never fewer
+    than ``episodes_per_scenario``: a stated prevalence, so that F1 and PR-AUC mean the same for one router and
+    for a fleet, where a fixed count would drown in the false alarms a per-router-day budget allows. ``next_id``: the
     injected records' first id (default: ``records``' largest id + 1; give the whole table's when ``records`` is
     its slice from :func:`evaluation_records_since`). Only the records from the held-out windows' history on are
     combined with the injected ones (the windows read no older ones): no copy of a long horizon."""
@@ -360,12 +365,14 @@ def build_evaluation_set(
         data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
         return _with_agent_vectors(data, held, spec)
     end = records["timestamp"].max() if len(records) else split
+    router_days = held_out_router_days(records, split, end)
+    per_scenario = injected_per_scenario(router_days, episodes_per_scenario, episodes_per_router_day)
     inj = inject_episodes(
         records,
         start=split,
         end=end,
         seed=injection_seed,
-        episodes_per_scenario=episodes_per_scenario,
+        episodes_per_scenario=per_scenario,
         next_id=next_id,
     )
     added = validate_records(records_to_frame(inj.records), "injected", service_timezone=service_timezone).records
@@ -381,10 +388,27 @@ def build_evaluation_set(
     n_ep = len(inj.episodes)
     desc = (
         f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
-        f"injected into the real records after {split}; real records count as normal"
+        f"injected into the real records after {split}; {per_scenario} per scenario for {router_days:.1f} held-out "
+        f"router-days ({episodes_per_router_day:g} per router-day, at least {episodes_per_scenario}); "
+        "real records count as normal"
     )
-    data = EvaluationSet("injected", desc, windows, lab, str(split))
+    data = EvaluationSet("injected", desc, windows, lab, str(split), held_out_router_days=round(router_days, 3))
     return _with_agent_vectors(data, _since(combined, split), spec)
+
+
+def held_out_router_days(records: pd.DataFrame, split: pd.Timestamp, end: pd.Timestamp) -> float:
+    """Router-days of the held-out period: the routers logging in ``[split, end]`` times its length in days,
+    the convention the alarm budget's calibration counts router-days by."""
+    if not len(records) or end <= split:
+        return 0.0
+    ts = records["timestamp"].to_numpy()
+    devices = records["device"].to_numpy()[ts >= np.datetime64(split)]
+    return float(len(pd.unique(devices)) * ((end - split) / pd.Timedelta(days=1)))
+
+
+def injected_per_scenario(router_days: float, minimum: int, per_router_day: float) -> int:
+    """Episodes of each anomaly scenario for ``router_days`` held out: the stated rate, at least ``minimum``."""
+    return max(int(minimum), int(round(per_router_day * router_days)))
 
 
 def _since(records: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:

@@ -290,6 +290,7 @@ def test_train_job_on_good_and_failed_partitions(defs, instance, landing, assets
     # Evaluation: injected episodes in the held-out part of the real stream, figures with their source.
     ed = md(materializations(result, "evaluation_dataset")[0])
     assert ed["source"] == "injected" and ed["anomalous_windows"] > 0
+    assert ed["held_out_router_days"] > 0  # what the injected prevalence was scaled to
     basic = doc["evaluation_info"]["basic_metrics"]
     assert doc["evaluation_info"]["source"] == "injected"
     assert {"f1_score", "precision", "recall", "roc_auc", "pr_auc", "threshold_value"} <= set(basic)

@@ -240,3 +240,30 @@ def test_an_evaluation_set_is_stored_packed_and_reads_as_before(tmp_path) -> Non
     old.__setstate__({k: v for k, v in data.__dict__.items()})  # as a set pickled before packing
     pd.testing.assert_frame_equal(old.windows, data.windows)
     assert old.fingerprints() == back.fingerprints()
+
+
+def test_the_injected_prevalence_is_per_held_out_router_day_so_a_fleet_is_judged_as_one_router() -> None:
+    """A fixed count of injected episodes drowns in a fleet's false alarms (the alarm budget is per router-day):
+    the gate's F1 fell from 0.9 to 0.26 at 50 routers while ROC-AUC stayed 0.998. Episodes per held-out
+    router-day keep the share of anomalous windows of 16 routers that of 2, and the set says what it injected."""
+    from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set
+
+    data = generate(seed=3, days=5, n_devices=16, episodes_per_scenario=0, benign_per_scenario=0)
+    records = validate_records(records_to_frame(data.records), "gen.json").records
+    spec = WindowSpec()
+    split = time_split(records["timestamp"], 0.8).floor("5min")
+    two = records[records["device"].isin(sorted(records["device"].unique())[:2])]
+
+    def share(recs: pd.DataFrame, rate: float) -> tuple[float, EvaluationSet]:
+        s = build_evaluation_set(recs, spec, split=split, episodes_per_scenario=2, episodes_per_router_day=rate)
+        return s.size["anomalous_windows"] / s.size["windows"], s
+
+    small, small_set = share(two, 1.0)
+    fleet, fleet_set = share(records, 1.0)
+    fixed, _ = share(records, 0.0)
+    assert small_set.held_out_router_days == pytest.approx(2 * 1.0, rel=0.05)
+    assert fleet_set.held_out_router_days == pytest.approx(16 * 1.0, rel=0.05)
+    assert "2 per scenario for 2.0 held-out router-days" in small_set.description
+    assert "16 per scenario for 16.1 held-out router-days (1 per router-day, at least 2)" in fleet_set.description
+    assert fleet == pytest.approx(small, rel=0.25)  # the same prevalence at 8x the routers
+    assert fixed < small / 4  # what a fixed count gave

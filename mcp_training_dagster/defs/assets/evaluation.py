@@ -42,7 +42,7 @@ def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
     group_name="evaluation",
     io_manager_key="model_io_manager",
     kinds={"pandas", "joblib"},
-    code_version="1",
+    code_version="2",
     automation_condition=RETRAIN_CONDITION,
     # read on demand: the keys of every record, then only the columns and the time the set needs
     ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
@@ -79,6 +79,7 @@ def evaluation_dataset(
         labels=labels,
         injection_seed=ev.injection_seed,
         episodes_per_scenario=ev.injected_episodes_per_scenario,
+        episodes_per_router_day=ev.injected_episodes_per_router_day,
         service_timezone=cfg.training.service_timezone,
         next_id=next_id,
     )
@@ -91,6 +92,7 @@ def evaluation_dataset(
             "split_time": data.split_time,
             "dagster/row_count": data.size["windows"],
             "anomalous_windows": data.size["anomalous_windows"],
+            **({"held_out_router_days": data.held_out_router_days} if data.held_out_router_days is not None else {}),
         },
     )
 
