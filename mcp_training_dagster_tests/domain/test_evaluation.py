@@ -244,7 +244,7 @@ def test_an_evaluation_set_is_stored_packed_and_reads_as_before(tmp_path) -> Non
 
 def test_the_injected_prevalence_is_per_held_out_router_day_so_a_fleet_is_judged_as_one_router() -> None:
     """A fixed count of injected episodes drowns in a fleet's false alarms (the alarm budget is per router-day):
-    the gate's F1 fell from 0.9 to 0.26 at 50 routers while ROC-AUC stayed 0.998. Episodes per held-out
+    a 50-router, 30-day fleet's model was refused at F1 0.26 with ROC-AUC 0.998. Episodes per held-out
     router-day keep the share of anomalous windows of 16 routers that of 2, and the set says what it injected."""
     from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set
 
