@@ -15,7 +15,11 @@ import dagster as dg
 from dagster_shared.record import replace
 from mcp_training_dagster.defs.policy import MODEL_CONFIG, config_version, freshness_policies
 from mcp_training_dagster.defs.resources import build_resources
-from mcp_training_dagster.defs.sensors import build_export_file_sensor, build_retrain_automation_sensor
+from mcp_training_dagster.defs.sensors import (
+    build_export_file_sensor,
+    build_retrain_automation_sensor,
+    build_verdict_automation_sensor,
+)
 from mcp_training_dagster.settings import Settings, get_settings
 
 _LOADING: ContextVar[Settings | None] = ContextVar("mcp_training_settings", default=None)
@@ -55,7 +59,11 @@ def location() -> dg.Definitions:
     """Resources, executor and the settings-timed sensors (the alert sensors are settings-free: alerts.py)."""
     settings = settings_in_use()
     return dg.Definitions(
-        sensors=[build_export_file_sensor(settings), build_retrain_automation_sensor(settings)],
+        sensors=[
+            build_export_file_sensor(settings),
+            build_retrain_automation_sensor(settings),
+            build_verdict_automation_sensor(settings),
+        ],
         resources=build_resources(settings),
         executor=executor_for(settings),
     )

@@ -23,6 +23,17 @@ from mcp_training_dagster.settings import Settings
 
 # Dagster's tags for a run over a partition key range (what a single-run backfill sets).
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+# The run queue (config/dagster.yaml): every per-export run, ingest or verdicts, one file or a range of them, is in
+# one lane the instance runs one at a time, so the other run slot stays free for a training; among queued runs an
+# ingest goes first (a new file starts the file-to-model path), then a training, then verdicts. A lane tag of our own
+# because a range run carries no dagster/partition tag: with that limit, a fleet's 150 verdict ranges by the old
+# model took both slots and its new model's training waited behind them.
+PER_EXPORT_LANE = {"mcp/lane": "per_export"}
+INGEST_TAGS = {**PER_EXPORT_LANE, "dagster/priority": "10"}
+TRAINING_TAGS = {"dagster/priority": "5"}
+VERDICT_TAGS = {**PER_EXPORT_LANE, "dagster/priority": "0"}
+# The partitioned assets automation keeps on the production model, one export (or range) per run.
+VERDICT_ASSETS = dg.AssetSelection.assets("export_anomalies", "export_drift")
 # SQLite refuses very large IN-lists; add partitions in batches well below its variable limit.
 PARTITION_BATCH = 500
 
@@ -77,8 +88,7 @@ def _file_run(f: ReadyFile | ReadyObject, job: str, selection: list[dg.AssetKey]
         asset_selection=selection,
         partition_key=f.name,
         run_key=f"{f.name}:{fingerprint}",
-        # Queue ahead of verdict re-scoring runs: a new file is the start of the file-to-model path.
-        tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size), "dagster/priority": "10"},
+        tags={f"export/{kind}": fingerprint, "export/size_bytes": str(f.size), **INGEST_TAGS},
     )
 
 
@@ -94,7 +104,7 @@ def _batch_run(files: list[ReadyFile] | list[ReadyObject]) -> dg.RunRequest:
             RANGE_END: files[-1].name,
             "export/batch_files": str(len(files)),
             "export/size_bytes": str(sum(f.size for f in files)),
-            "dagster/priority": "10",
+            **INGEST_TAGS,
         },
     )
 
@@ -183,29 +193,54 @@ def build_export_file_sensor(settings: Settings) -> dg.SensorDefinition:
     return export_file_sensor
 
 
-def build_retrain_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
-    """``retrain_automation_sensor``: evaluates the retraining policy every 5-30 s (``sensor.interval_seconds``)."""
+def _automation_sensor(
+    settings: Settings, name: str, target: dg.AssetSelection, run_tags: dict[str, str], description: str
+) -> dg.AutomationConditionSensorDefinition:
     with warnings.catch_warnings():  # use_user_code_server is beta in 1.13; the warning would reach every CLI's stderr
         warnings.simplefilter("ignore", dg.BetaWarning)
         return dg.AutomationConditionSensorDefinition(
-            "retrain_automation_sensor",
-            # The fan-in side of the graph, the verdicts and drift; export_windows runs in ingest_job with its file,
-            # export_incidents (which reads every export as history) on demand and in the CLI's verdicts job.
-            target=dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
-            - dg.AssetSelection.assets("export_windows", "export_incidents"),
+            name,
+            target=target,
+            run_tags=run_tags,
             default_status=dg.DefaultSensorStatus.RUNNING,
-            # Evaluated in the code server: the retraining policy has a custom condition (drift, defs/policy.py),
-            # which the AssetDaemon cannot deserialise.
+            # Evaluated in the code server: the policies have custom conditions (drift, scored_by_replaced_model in
+            # defs/policy.py), which the AssetDaemon cannot deserialise.
             use_user_code_server=True,
-            # Not below 5: a tick evaluates the whole policy in the code server (1-2 CPU-s on 2 cores), and one file on
+            # Not below 5: a tick evaluates the policy in the code server (1-2 CPU-s on 2 cores), and one file on
             # an idle system does not wait for it (export_file_sensor's file_to_model_job trains in the ingest run).
             minimum_interval_seconds=max(5, min(30, settings.training.sensor.interval_seconds)),
-            description=(
-                "Retrains when validated data changes: training windows and evaluation data -> model selection and "
-                "training -> evaluation gates -> registered (and promoted) package -> production model -> every export's "
-                "verdicts re-scored."
-            ),
+            description=description,
         )
+
+
+def build_retrain_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
+    """``retrain_automation_sensor``: evaluates the retraining policy every 5-30 s (``sensor.interval_seconds``)."""
+    return _automation_sensor(
+        settings,
+        "retrain_automation_sensor",
+        # The fan-in side of the graph; export_windows runs in ingest_job with its file, export_incidents (which reads
+        # every export as history) on demand and in the CLI's verdicts job, the verdicts in their own sensor.
+        dg.AssetSelection.groups("features", "training", "evaluation", "deployment", "monitoring")
+        - dg.AssetSelection.assets("export_windows", "export_incidents")
+        - VERDICT_ASSETS,
+        TRAINING_TAGS,
+        "Retrains when validated data changes: training windows and evaluation data -> model selection and "
+        "training -> evaluation gates -> registered (and promoted) package -> production model.",
+    )
+
+
+def build_verdict_automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
+    """``verdict_automation_sensor``: keeps every export's verdicts and drift on the production model. Its own
+    sensor so its runs carry the per-export lane (a training's do not), and a tick over thousands of export
+    partitions does not hold back the retraining policy's."""
+    return _automation_sensor(
+        settings,
+        "verdict_automation_sensor",
+        VERDICT_ASSETS,
+        VERDICT_TAGS,
+        "Scores every new or changed export, and re-scores every export when production_model changes "
+        "(verdicts_per_run exports per run), with its drift against production's training baseline.",
+    )
 
 
 @dg.run_failure_sensor(
@@ -240,7 +275,7 @@ def ingest_batch_split_sensor(context: dg.RunFailureSensorContext):
         dg.RunRequest(
             partition_key=key,
             run_key=f"{context.dagster_run.run_id}:{key}",
-            tags={"export/split_from": context.dagster_run.run_id, "dagster/priority": "10"},
+            tags={"export/split_from": context.dagster_run.run_id, **INGEST_TAGS},
         )
         for key in keys
     ]

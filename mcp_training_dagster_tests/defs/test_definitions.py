@@ -109,11 +109,12 @@ def test_the_defs_folder_loads_by_itself(defs):
                 "export_drift:drift_within_threshold",
             },
             "jobs": {"ingest_job", "train_job", "file_to_model_job", "production_job", "verdicts_job", "__ASSET_JOB"},
-            # No implicit default_automation_condition_sensor: every automated asset is the retrain sensor's.
+            # No implicit default_automation_condition_sensor: every automated asset is the retrain or verdict sensor's.
             "sensors": {
                 "export_file_sensor",
                 "ingest_batch_split_sensor",
                 "retrain_automation_sensor",
+                "verdict_automation_sensor",
                 "alert_on_run_failure",
                 "alert_on_checks_and_freshness",
             },
@@ -242,16 +243,20 @@ def test_partitioning_and_automation(defs):
 
 
 def test_sensors_present_and_running_by_default(defs):
-    for name in ("export_file_sensor", "retrain_automation_sensor"):
+    for name in ("export_file_sensor", "retrain_automation_sensor", "verdict_automation_sensor"):
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, name
     ingest_sensor = defs.resolve_sensor_def("export_file_sensor")
     # ingest_job; file_to_model_job (ingest + training in one run) for one file on an idle system
     assert {job.name for job in ingest_sensor.jobs} == {"ingest_job", "file_to_model_job"}
-    retrain = defs.resolve_sensor_def("retrain_automation_sensor")
-    assert isinstance(retrain, dg.AutomationConditionSensorDefinition)
-    targeted = retrain.asset_selection.resolve(defs.resolve_asset_graph())
-    assert {k.to_user_string() for k in targeted} == AUTOMATED
+    targeted = {}
+    for name in ("retrain_automation_sensor", "verdict_automation_sensor"):
+        sensor = defs.resolve_sensor_def(name)
+        assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
+        targeted[name] = {k.to_user_string() for k in sensor.asset_selection.resolve(defs.resolve_asset_graph())}
+    assert targeted["verdict_automation_sensor"] == {"export_anomalies", "export_drift"}
+    assert targeted["retrain_automation_sensor"] | targeted["verdict_automation_sensor"] == AUTOMATED
+    assert not targeted["retrain_automation_sensor"] & targeted["verdict_automation_sensor"]
 
 
 def test_jobs_resolve(defs):
