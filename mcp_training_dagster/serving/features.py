@@ -122,7 +122,8 @@ def _str_column(uniques: np.ndarray, codes: np.ndarray) -> pd.Series:
 def _locally_administered(macs: np.ndarray) -> np.ndarray:
     """Bit 1 of the first octet marks randomised/private MACs (phones rotate these).
 
-    Called on the distinct MACs only, so the per-value parse is cheap."""
+    Called on the distinct MACs only. Two ASCII hex digits (every MAC validation keeps) are read by
+    table lookup on their code points, anything else by ``int(mac[:2], 16)`` as before."""
 
     def la(mac: str) -> bool:
         try:
@@ -130,7 +131,16 @@ def _locally_administered(macs: np.ndarray) -> np.ndarray:
         except ValueError:
             return False
 
-    return np.fromiter((la(str(m)) for m in macs), dtype=bool, count=len(macs))
+    heads = np.asarray([str(m) for m in macs], dtype="U2").view(np.uint32).reshape(-1, 2)
+    digit = np.full(128, -1, dtype=np.int16)
+    for ch in "0123456789abcdefABCDEF":
+        digit[ord(ch)] = int(ch, 16)
+    ascii_heads = np.minimum(heads, 127)
+    hex_heads = (heads < 128).all(axis=1) & (digit[ascii_heads] >= 0).all(axis=1)
+    out = (digit[ascii_heads[:, 1]] & 0x02) > 0
+    for i in np.flatnonzero(~hex_heads):
+        out[i] = la(str(macs[i]))
+    return out
 
 
 def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.DataFrame:
@@ -187,7 +197,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         raise ValueError("records without a device cannot be windowed (validation quarantines them)")
     mac_rec, mac_uniques = _str_codes(records["station_mac"])
     iface_rec, iface_uniques = _str_codes(records["interface"])
-    ts_rec = records["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ts_rec = records["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)  # read only below
     event_rec = _event_codes(records["event_type"])
     sev_rec = records["severity"].to_numpy(dtype=np.int16)
     n_rec = len(ts_rec)
@@ -229,41 +239,43 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     ent_maps, ent_uniques = _merge_uniques(part_uniques)
     n_ent = max(len(ent_uniques), 1)
 
-    idx_parts, ent_parts, kind_parts = [], [], []
+    idx_parts: list[np.ndarray | None] = []  # per kind, its rows' records (None: all records, in order)
+    ent_parts, kind_parts = [], []
     station_rows = None  # rows with a station MAC in (device, station, time) order
     for (kind_code, kind_name), sel, local, emap in zip(kinds, part_rows, part_local, ent_maps):
         if sel is None:
-            o = np.arange(n_rec)  # the records are in (device, time) order already
-            idx_parts.append(o)
-            ent_parts.append(np.full(len(o), emap[0], dtype=np.int32))
+            idx_parts.append(None)  # the records are in (device, time) order already
+            ent_parts.append(np.full(n_rec, emap[0], dtype=np.int32))
+            kind_parts.append(np.full(n_rec, kind_code, dtype=np.int8))
         else:
             ent = emap.astype(np.int32)[local]
             o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
+            kind_parts.append(np.full(len(o), kind_code, dtype=np.int8))
             if kind_name == "station":
                 station_rows = sel[o]
-        kind_parts.append(np.full(len(idx_parts[-1]), kind_code, dtype=np.int8))
     if station_rows is None:
         sel = np.flatnonzero(mac_rec >= 0)
         station_rows = sel[stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
     repeat_leave_rec, unannounced_rec = station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
     unannounced_rec &= ~after_restart(station_rows, dev_rec, event_rec)
     repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, event_rec)
-    # Per-row arrays (about three rows per record): each is dropped as soon as it is used up, since
-    # a fresh process pays for every new page (the peak, not the arithmetic, is most of its cost).
-    ridx = np.concatenate(idx_parts)
-    del idx_parts, part_rows, part_local, station_rows
+    del part_rows, part_local, station_rows
+    # Per-row arrays (about three rows per record), gathered kind by kind straight into place (no
+    # index array over all rows): each is dropped as soon as it is used up, since a fresh process
+    # pays for every new page (the peak, not the arithmetic, is most of its cost).
+    n = sum(n_rec if idx is None else len(idx) for idx in idx_parts)
+    if n == 0:
+        return None
     ent = np.concatenate(ent_parts)
     kind = np.concatenate(kind_parts)
     del ent_parts, kind_parts
-    dev, ts = dev_rec[ridx], ts_rec[ridx]
-    event, sev, mac, iface = event_rec[ridx], sev_rec[ridx], mac_rec[ridx], iface_rec[ridx]
-    repeat_leave, repeat_radio, unannounced = repeat_leave_rec[ridx], repeat_radio_rec[ridx], unannounced_rec[ridx]
-    n = len(ridx)
-    del ridx, repeat_leave_rec, repeat_radio_rec, unannounced_rec
-    if n == 0:
-        return None
+
+    def rows_of(values: np.ndarray) -> np.ndarray:
+        return _gather_rows(values, idx_parts, n)
+
+    dev, ts = rows_of(dev_rec), rows_of(ts_rec)
     win = ts // spec.length_ns
 
     new_entity = np.empty(n, dtype=bool)
@@ -272,15 +284,9 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     new_entity[1:] |= (dev[1:] != dev[:-1]) | (ent[1:] != ent[:-1])
     new_group = new_entity.copy()
     new_group[1:] |= win[1:] != win[:-1]
-    gid = np.cumsum(new_group, dtype=np.int32) - 1
     starts = np.flatnonzero(new_group)
     n_groups = len(starts)
     egid = np.cumsum(new_entity, dtype=np.int32) - 1
-    # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted.
-    new_run = new_group.copy()
-    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
-    new_run[1:] |= bucket[1:] != bucket[:-1]
-    del bucket
 
     # Group-level facts first: they decide the layout, and every feature is then written in final row order.
     cap_s = float(spec.silence_cap_hours) * 3600.0
@@ -291,18 +297,30 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
     gap_from[prev_same_entity] = ts[prev_idx]
     kind_s = kind[starts]
-    last_ts = ts[np.r_[starts[1:], n] - 1]
-    del ts, prev_idx, prev_same_entity
+    group_size = np.diff(np.r_[starts, n])
+    last_ts = ts[starts + (group_size - 1)]
+    del prev_idx, prev_same_entity
     layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
-    del dev, ent, last_ts, gap_from, starts, new_entity, new_group
+    del dev, ent, last_ts, gap_from, new_entity
+    # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted; the
+    # sub-bucket is computed in place of the timestamps, which are used up.
+    new_run = new_group.copy()
+    bucket = np.floor_divide(ts, int(spec.burst_seconds) * 1_000_000_000, out=ts)
+    new_run[1:] |= bucket[1:] != bucket[:-1]
+    del bucket, ts
     table = _Table(layout)
-    row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
+    row_at = np.repeat(layout.real_at, group_size)  # per aggregated record: its window's row in the table
+    del starts, group_size
 
-    _record_counts(table, row_at, gid, event, sev, (repeat_leave, repeat_radio, unannounced), mac, iface)
-    del event, sev, repeat_leave, repeat_radio, unannounced
+    flags = (rows_of(repeat_leave_rec), rows_of(repeat_radio_rec), rows_of(unannounced_rec))
+    del repeat_leave_rec, repeat_radio_rec, unannounced_rec
+    mac, iface = rows_of(mac_rec), rows_of(iface_rec)
+    _record_counts(table, row_at, rows_of(event_rec), rows_of(sev_rec), flags, mac, iface)
+    del flags
     _station_features(table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques)
-    del egid, win
-    _interface_and_burst_features(table, gid, iface, len(iface_uniques), new_run)
+    del egid, win, mac
+    _interface_and_burst_features(table, row_at, iface, len(iface_uniques), new_group, new_run)
+    del iface, new_group, new_run
 
     # Silence before the window: gap from the entity's previous record to the window's first one.
     table.put("silence_before_s", gap, quiet=layout.q_silence)
@@ -311,10 +329,24 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
 
 
+def _gather_rows(values: np.ndarray, parts: list[np.ndarray | None], n: int) -> np.ndarray:
+    """Per-record ``values`` at the rows of each kind, concatenated (``parts``: each kind's records,
+    None for all of them in order): one pass writing each kind's slice in place, no index over all rows."""
+    out = np.empty(n, dtype=values.dtype)
+    at = 0
+    for idx in parts:
+        if idx is None:
+            out[at : at + len(values)] = values
+            at += len(values)
+        else:
+            np.take(values, idx, out=out[at : at + len(idx)], mode="clip")  # valid indices: no checked copy
+            at += len(idx)
+    return out
+
+
 def _record_counts(
     table: _Table,
     row_at: np.ndarray,
-    gid: np.ndarray,
     event: np.ndarray,
     sev: np.ndarray,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -325,12 +357,10 @@ def _record_counts(
     ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones."""
     table.count("n_records", row_at)
     event = np.clip(event, 0, len(EVENT_TYPES) - 1)
-    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, row_at, event)
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, event)
     sev_bucket = _severity_bucket(sev)
     has_bucket = np.flatnonzero(sev_bucket >= 0)
-    table.count_codes(
-        [name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], row_at[has_bucket], sev_bucket[has_bucket]
-    )
+    table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at[has_bucket], sev_bucket[has_bucket])
     del sev_bucket, has_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
     del event
@@ -372,29 +402,41 @@ def _station_features(
     table.count("n_random_macs", p_row[la[p_mac]])
 
 
+PRESENCE_BYTES_PER_ROW = 16  # the interface presence table up to this many bytes per record and table row
+
+
 def _interface_and_burst_features(
-    table: _Table, gid: np.ndarray, iface: np.ndarray, n_iface: int, new_run: np.ndarray
+    table: _Table, row_at: np.ndarray, iface: np.ndarray, n_iface: int, new_group: np.ndarray, new_run: np.ndarray
 ) -> None:
     """Distinct interfaces per window; the longest run of records in one burst sub-bucket (``new_run``
-    starts a run of equal (window, sub-bucket): rows are time-sorted) and the sub-buckets with records."""
-    n, n_groups = len(gid), len(table.layout.real_at)
-    has_iface = iface >= 0
-    n_if = max(n_iface, 1)
-    if n_groups * n_if <= 16 * n:
-        present = np.zeros(n_groups * n_if, dtype=bool)
-        present[gid[has_iface].astype(np.int64) * n_if + iface[has_iface]] = True
-        table.put("n_interfaces", present.reshape(n_groups, n_if).sum(axis=1))
-    else:
-        ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
-        table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
+    starts a run of equal (window, sub-bucket): rows are time-sorted; ``new_group`` starts a window) and
+    the sub-buckets with records.
 
+    Distinct interfaces: one byte per (row, interface) marks it present, a row's bytes padded to whole
+    64-bit words, so a row's count is the popcount of its words (a marked byte is 0x01)."""
+    n, n_rows = len(row_at), table.layout.n
+    has_iface = np.flatnonzero(iface >= 0)
+    width = 8 * max(-(-n_iface // 8), 1)  # bytes per row
+    if n_rows * width <= PRESENCE_BYTES_PER_ROW * (n + n_rows):
+        present = np.zeros(n_rows * width, dtype=np.uint8)
+        cell = row_at[has_iface].astype(np.int64)
+        cell *= width
+        cell += iface[has_iface]
+        present[cell] = 1
+        del cell
+        words = np.bitwise_count(present.view(np.uint64)).reshape(n_rows, width // 8)
+        table.column("n_interfaces")[:] = words[:, 0] if width == 8 else words.sum(axis=1)
+    else:
+        n_if = max(n_iface, 1)
+        ipair = np.unique(row_at[has_iface].astype(np.int64) * n_if + iface[has_iface])
+        table.column("n_interfaces")[:] = np.bincount(ipair // n_if, minlength=n_rows)
     del has_iface
+
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, n])
-    run_gid = gid[run_start]
-    first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
+    first_run_of_group = np.flatnonzero(new_group[run_start])  # a window's first record starts a run
     table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
-    table.count("active_buckets", table.layout.real_at[run_gid])
+    table.count("active_buckets", row_at[run_start])
 
 
 class _Table:
@@ -422,19 +464,22 @@ class _Table:
         target[self.layout.real_at] = per_window
         target[self.layout.quiet_at] = quiet
 
-    def count_codes(self, names: list[str], gid: np.ndarray, row: np.ndarray, code: np.ndarray) -> None:
-        """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
-        (non-decreasing) and its row ``row``. Needs ``n_records`` counted first.
+    def count_codes(self, names: list[str], row: np.ndarray, code: np.ndarray) -> None:
+        """Column ``names[c]``: records with code ``c`` per row, from each record's row ``row`` (records
+        in aggregation order: a window's records are contiguous). Needs ``n_records`` counted first.
 
         One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
         single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24
         records (``n_records`` bounds every cell); beyond that the counts are made in integers and
         rounded once, as a float32 column always held them (:func:`_fill_counts`)."""
         columns = np.asarray([self.col[name] for name in names], dtype=np.int64)
-        if not len(gid):
+        if not len(row):
             return
         if self.column("n_records").max() >= EXACT_FLOAT_COUNT:
-            _fill_counts(self.out, list(columns), gid, code, self.layout.real_at)
+            # Each record's group (aggregation order) from its row: non-decreasing, as _fill_counts needs.
+            group_of_row = np.empty(self.layout.n, dtype=np.int64)
+            group_of_row[self.layout.real_at] = np.arange(len(self.layout.real_at))
+            _fill_counts(self.out, list(columns), group_of_row[row], code, self.layout.real_at)
             return
         flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
         cell = columns[code]
@@ -652,7 +697,7 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         dev_row = np.full(n_slots, -1, dtype=np.int64)
         dev_row[slot[is_dev]] = np.flatnonzero(is_dev)
         at = dev_row[slot]
-        hit = at >= 0
+        hit = np.flatnonzero(at >= 0)
         at = at[hit]
         sources = {
             "dev_records": feature("n_records"),

@@ -1,9 +1,10 @@
 """The kernel's fallbacks for data its fast paths do not fit give the golden tables too.
 
 The fast paths (one packed sort key for the window order, a dense (device, window) table for the
-device context, the occurring (device, entity) pairs numbered for one radix sort) fall back to
-``lexsort``, ``np.unique`` and two radix passes when the keys would overflow or the table would be
-sparse; real data rarely gets there, so these tests force the fallbacks on the golden datasets.
+device context, the occurring (device, entity) pairs numbered for one radix sort, a byte table of the
+interfaces present per row) fall back to ``lexsort``, ``np.unique`` and two radix passes when the keys
+would overflow or the table would be sparse; real data rarely gets there, so these tests force the
+fallbacks on the golden datasets.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ FALLBACKS = {
     "lexsort_order": (features, "PACKED_KEY_LIMIT", 0.0),
     "sparse_device_windows": (features, "DENSE_SLOTS_PER_ROW", -(10**12)),
     "integer_counts": (features, "EXACT_FLOAT_COUNT", 0),
+    "distinct_interfaces_by_unique": (features, "PRESENCE_BYTES_PER_ROW", -1),
     "two_pass_pair_sort": (window_arrays, "PAIR_TABLE_LIMIT", 0),
 }
 
