@@ -249,7 +249,11 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
             kind_parts.append(np.full(n_rec, kind_code, dtype=np.int8))
         else:
             ent = emap.astype(np.int32)[local]
-            o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
+            if len(emap) < 2 or (emap[1:] > emap[:-1]).all():
+                # The merged codes keep the local order: the same sort on the (fewer) local codes.
+                o = stable_order(dev_rec[sel], n_dev, local, max(len(emap), 1))
+            else:
+                o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
             kind_parts.append(np.full(len(o), kind_code, dtype=np.int8))
@@ -261,7 +265,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     repeat_leave_rec, unannounced_rec = station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
     unannounced_rec &= ~after_restart(station_rows, dev_rec, event_rec)
     repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, event_rec)
-    del part_rows, part_local, station_rows
+    del part_rows, part_local
     # Per-row arrays (about three rows per record), gathered kind by kind straight into place (no
     # index array over all rows): each is dropped as soon as it is used up, since a fresh process
     # pays for every new page (the peak, not the arithmetic, is most of its cost).
@@ -275,8 +279,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     def rows_of(values: np.ndarray) -> np.ndarray:
         return _gather_rows(values, idx_parts, n)
 
-    dev, ts = rows_of(dev_rec), rows_of(ts_rec)
-    win = ts // spec.length_ns
+    win_rec = ts_rec // spec.length_ns
+    dev, ts, win = rows_of(dev_rec), rows_of(ts_rec), rows_of(win_rec)
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -286,7 +290,16 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     new_group[1:] |= win[1:] != win[:-1]
     starts = np.flatnonzero(new_group)
     n_groups = len(starts)
-    egid = np.cumsum(new_entity, dtype=np.int32) - 1
+    # Where each kind's rows are, and the interface rows' entity numbers (rows of one are contiguous).
+    part_at = dict(
+        zip((name for _, name in kinds), np.cumsum([0] + [n_rec if i is None else len(i) for i in idx_parts]))
+    )
+    iface_part = None
+    if "interface" in part_at:
+        lo = int(part_at["interface"])
+        records = idx_parts[[name for _, name in kinds].index("interface")]
+        assert records is not None
+        iface_part = (lo, records, np.cumsum(new_entity[lo:], dtype=np.int32) - 1)
 
     # Group-level facts first: they decide the layout, and every feature is then written in final row order.
     cap_s = float(spec.silence_cap_hours) * 3600.0
@@ -314,11 +327,14 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
 
     flags = (rows_of(repeat_leave_rec), rows_of(repeat_radio_rec), rows_of(unannounced_rec))
     del repeat_leave_rec, repeat_radio_rec, unannounced_rec
-    mac, iface = rows_of(mac_rec), rows_of(iface_rec)
-    _record_counts(table, row_at, rows_of(event_rec), rows_of(sev_rec), flags, mac, iface)
-    del flags
-    _station_features(table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques)
-    del egid, win, mac
+    unkeyed = rows_of((mac_rec < 0) & (iface_rec < 0))
+    _record_counts(table, row_at, rows_of(event_rec), rows_of(sev_rec), flags, unkeyed)
+    del flags, unkeyed
+    station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
+    del station_rows
+    _station_features(table, row_at, station_seq, part_at, iface_part, mac_rec, win, mac_uniques)
+    del station_seq, iface_part, win
+    iface = rows_of(iface_rec)
     _interface_and_burst_features(table, row_at, iface, len(iface_uniques), new_group, new_run)
     del iface, new_group, new_run
 
@@ -350,8 +366,7 @@ def _record_counts(
     event: np.ndarray,
     sev: np.ndarray,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray],
-    mac: np.ndarray,
-    iface: np.ndarray,
+    unkeyed: np.ndarray,
 ) -> None:
     """Records per window: all of them, per event type and severity bucket, WiFi errors, the flagged
     ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones."""
@@ -368,35 +383,86 @@ def _record_counts(
     del wifi_error
     for name, flag in zip(("repeat_leaves", "repeat_radio_errors", "unannounced_joins"), flags):
         table.count(name, row_at[flag])
-    table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
+    table.count("n_unkeyed", row_at[unkeyed])
+
+
+class _StationSequence(NamedTuple):
+    """The records with a station in (device, station, time) order (``rows``) and their device, station
+    and window: the order of the device rows with a station (the device rows are the records) and of
+    the station rows (those records, sorted the same way)."""
+
+    rows: np.ndarray
+    dev: np.ndarray
+    mac: np.ndarray
+    win: np.ndarray
+
+
+def _station_runs(same_entity: np.ndarray, mac: np.ndarray, win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows in (entity, station, time) order (``same_entity``: a row's entity is its predecessor's),
+    the first row of each (entity, window, station) and whether that station's previous row in the
+    entity is in the window just before."""
+    same_station = np.zeros(len(mac), dtype=bool)
+    same_station[1:] = same_entity[1:] & (mac[1:] == mac[:-1])
+    first = ~same_station
+    first[1:] |= win[1:] != win[:-1]
+    continues = np.zeros(len(mac), dtype=bool)
+    continues[1:] = same_station[1:] & (win[1:] == win[:-1] + 1)
+    fi = np.flatnonzero(first)
+    return fi, continues[fi]
 
 
 def _station_features(
     table: _Table,
-    rows: np.ndarray,
-    kind: np.ndarray,
-    egid: np.ndarray,
-    mac: np.ndarray,
-    win: np.ndarray,
     row_at: np.ndarray,
+    seq: _StationSequence,
+    part_at: dict[str, int],
+    iface_part: tuple[int, np.ndarray, np.ndarray] | None,
+    mac_rec: np.ndarray,
+    win: np.ndarray,
     mac_uniques: np.ndarray,
 ) -> None:
     """Distinct stations (and randomised ones) per window, and stations new since the previous window,
-    from the ``rows`` with a station, ordered by (entity, station, time) so a (window, station) pair is a run."""
+    from the rows with a station ordered by (entity, station, time), so a (window, station) pair is a run.
+
+    Device and station rows need no sort: in that order both are the station sequence ``seq`` (a device
+    row is its record, ``part_at``: where each kind's rows begin; a station row is the record at the same
+    place of the station rows), so its runs are found once and placed twice. The interface rows with a
+    station (``iface_part``: their first row, records and entity numbers) are sorted by (entity, station)."""
     la = _locally_administered(mac_uniques)
-    h = _by_entity_and_station(rows, kind, egid, mac, max(len(mac_uniques), 1))
-    del rows
-    h_egid, h_mac, h_win = egid[h], mac[h], win[h]
-    same_station = np.zeros(len(h), dtype=bool)
-    same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
-    first = ~same_station
-    first[1:] |= h_win[1:] != h_win[:-1]
-    # The station's previous row (same entity) is in the window just before.
-    continues = np.zeros(len(h), dtype=bool)
-    continues[1:] = same_station[1:] & (h_win[1:] == h_win[:-1] + 1)
-    fi = np.flatnonzero(first)
-    p_row, p_mac = row_at[h[fi]], h_mac[fi]
-    seen_just_before = continues[fi]
+    p_rows, p_macs, p_seen = [], [], []
+    if len(seq.rows):
+        same_device = np.zeros(len(seq.rows), dtype=bool)
+        same_device[1:] = seq.dev[1:] == seq.dev[:-1]
+        fi, seen = _station_runs(same_device, seq.mac, seq.win)
+        del same_device
+        p_mac = seq.mac[fi]
+        if "device" in part_at:
+            p_rows.append(row_at[seq.rows[fi] + part_at["device"]])
+            p_macs.append(p_mac)
+            p_seen.append(seen)
+        if "station" in part_at:
+            p_rows.append(row_at[fi + part_at["station"]])
+            p_macs.append(p_mac)
+            p_seen.append(seen)
+    if iface_part is not None:
+        lo, records, entity = iface_part
+        keyed = np.flatnonzero(mac_rec[records] >= 0)
+        order = stable_order(
+            entity[keyed], int(entity[-1]) + 1 if len(entity) else 1, mac_rec[records[keyed]], max(len(mac_uniques), 1)
+        )
+        h = keyed[order]
+        del keyed, order
+        h_entity, h_mac = entity[h], mac_rec[records[h]]
+        h += lo
+        same_entity = np.zeros(len(h), dtype=bool)
+        same_entity[1:] = h_entity[1:] == h_entity[:-1]
+        fi, seen = _station_runs(same_entity, h_mac, win[h])
+        p_rows.append(row_at[h[fi]])
+        p_macs.append(h_mac[fi])
+        p_seen.append(seen)
+    p_row = np.concatenate(p_rows) if p_rows else np.zeros(0, dtype=row_at.dtype)
+    p_mac = np.concatenate(p_macs) if p_macs else np.zeros(0, dtype=np.int32)
+    seen_just_before = np.concatenate(p_seen) if p_seen else np.zeros(0, dtype=bool)
     table.count("n_stations", p_row)
     table.count("n_new_stations", p_row[~seen_just_before])
     table.count("n_random_macs", p_row[la[p_mac]])
@@ -455,8 +521,13 @@ class _Table:
         return self.out[:, self.col[name]]
 
     def count(self, name: str, rows: np.ndarray) -> None:
-        """How many of ``rows`` (one per counted record: its row) fall on each row."""
-        self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
+        """How many of ``rows`` (one per counted record: its row) fall on each row. Few rows (rare flags)
+        are added as float32 ones into the zero column, exact below 2**24 in all; otherwise ``bincount``,
+        whose pass over the whole column costs more than the rows."""
+        if len(rows) * SPARSE_COUNT_RATIO < self.layout.n and len(rows) < EXACT_FLOAT_COUNT:
+            np.add.at(self.column(name), rows, np.float32(1))
+        else:
+            self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
 
     def put(self, name: str, per_window: np.ndarray, quiet: np.ndarray | float = 0.0) -> None:
         """One value per window with records (aggregation order) and ``quiet`` for the quiet windows."""
@@ -543,30 +614,6 @@ def _layout(
         win=win[order],
         gap_from=gap_from[order],
     )
-
-
-def _by_entity_and_station(
-    rows: np.ndarray, kind: np.ndarray, egid: np.ndarray, mac: np.ndarray, n_mac: int
-) -> np.ndarray:
-    """``rows`` (increasing, each with a station) reordered by (entity, station, time), stably.
-
-    Rows come in (kind, entity, time) order, so each kind is a contiguous slice and is sorted on its
-    own, with entity codes relative to the slice (small enough for the 16-bit radix sort more often).
-    Station entities need no sort at all: all rows of one have the same station."""
-    out = rows.copy()
-    if not len(rows):
-        return out
-    row_kind = kind[rows]
-    bounds = np.flatnonzero(np.r_[True, row_kind[1:] != row_kind[:-1], True])
-    station = ENTITY_KINDS.index("station")
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if row_kind[a] == station:
-            continue
-        part = rows[a:b]
-        first_entity = int(egid[part[0]])
-        primary = egid[part] - first_entity
-        out[a:b] = part[stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
-    return out
 
 
 def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray, place: np.ndarray) -> None:
@@ -732,7 +779,8 @@ def _key_columns(agg: _Aggregated, spec: WindowSpec) -> dict[str, pd.Series | np
         "device": _str_column(agg.dev_uniques, lay.dev),
         "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), lay.kind.astype(np.int64)),
         "entity": _str_column(agg.ent_uniques, lay.ent),
-        "window_start": (lay.win * spec.length_ns).astype("datetime64[ns]").astype("datetime64[us]"),
+        # Whole minutes: the window start in microseconds is exact, as the nanoseconds cast to microseconds.
+        "window_start": (lay.win * (spec.length_ns // 1000)).astype("datetime64[us]"),
     }
     return {name: keys[name] for name in KEY_COLUMNS}
 
@@ -758,6 +806,7 @@ def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarr
 
 
 EXACT_FLOAT_COUNT = 2**24  # float32 holds every integer below this: counting by adding ones is exact
+SPARSE_COUNT_RATIO = 4  # _Table.count adds ones when the rows are fewer than the table's rows / this
 DENSE_SLOTS_PER_ROW = 4  # a dense (device, window) table up to this many slots per window row
 
 
