@@ -323,13 +323,13 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     del bucket, ts
     table = _Table(layout)
     row_at = np.repeat(layout.real_at, group_size)  # per aggregated record: its window's row in the table
-    del starts, group_size
+    del starts
 
     flags = (rows_of(repeat_leave_rec), rows_of(repeat_radio_rec), rows_of(unannounced_rec))
     del repeat_leave_rec, repeat_radio_rec, unannounced_rec
     unkeyed = rows_of((mac_rec < 0) & (iface_rec < 0))
-    _record_counts(table, row_at, rows_of(event_rec), rows_of(sev_rec), flags, unkeyed)
-    del flags, unkeyed
+    _record_counts(table, row_at, group_size, rows_of(event_rec), rows_of(sev_rec), flags, unkeyed)
+    del flags, unkeyed, group_size
     station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
     del station_rows
     _station_features(table, row_at, station_seq, part_at, iface_part, mac_rec, win, mac_uniques)
@@ -363,14 +363,16 @@ def _gather_rows(values: np.ndarray, parts: list[np.ndarray | None], n: int) -> 
 def _record_counts(
     table: _Table,
     row_at: np.ndarray,
+    group_size: np.ndarray,
     event: np.ndarray,
     sev: np.ndarray,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray],
     unkeyed: np.ndarray,
 ) -> None:
     """Records per window: all of them, per event type and severity bucket, WiFi errors, the flagged
-    ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones."""
-    table.count("n_records", row_at)
+    ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones. All of
+    them per window is its size (``group_size``, aggregation order)."""
+    table.put("n_records", group_size)
     event = np.clip(event, 0, len(EVENT_TYPES) - 1)
     table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, event)
     sev_bucket = _severity_bucket(sev)
@@ -502,7 +504,7 @@ def _interface_and_burst_features(
     run_len = np.diff(np.r_[run_start, n])
     first_run_of_group = np.flatnonzero(new_group[run_start])  # a window's first record starts a run
     table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
-    table.count("active_buckets", row_at[run_start])
+    table.put("active_buckets", np.diff(np.r_[first_run_of_group, len(run_start)]))
 
 
 class _Table:
@@ -583,8 +585,7 @@ def _layout(
     q_silence = np.zeros(0, dtype=np.float32)
     d = np.flatnonzero(kind == ENTITY_KINDS.index("device"))
     if len(d) > 1:
-        dev_first = first_appearance(dev)
-        same = dev_first[d[1:]] == dev_first[d[:-1]]
+        same = dev[d[1:]] == dev[d[:-1]]
         gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
         n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
         src = np.repeat(d[:-1], n_fill)

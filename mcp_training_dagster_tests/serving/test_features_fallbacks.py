@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mcp_training_dagster.serving import features, window_arrays
@@ -55,3 +56,23 @@ def test_stable_order_is_a_stable_sort_by_both_keys(n_primary: int, n_secondary:
     secondary = rng.integers(0, n_secondary, n).astype(np.int32)
     order = window_arrays.stable_order(primary, n_primary, secondary, n_secondary)
     np.testing.assert_array_equal(order, np.lexsort((secondary, primary)))
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        [0],
+        [3],
+        [0, 0, 1, 0, 2, 1, 3],  # numbered in first-appearance order already: returned as they are
+        [0, 2, 1],  # a code more than one past every code before it
+        [1, 0, 0, 2],
+        [0, 1, 5, 5, 1, 0, 7],  # gaps: codes of strings absent here
+        list(np.random.default_rng(3).integers(0, 50, 1_000)),
+    ],
+)
+def test_first_appearance_numbers_codes_as_factorize_does(codes: list[int]) -> None:
+    """Both paths of ``first_appearance`` (the renumbering, and codes already in that order) give the
+    codes ``pd.factorize`` gives."""
+    values = np.asarray(codes, dtype=np.int32)
+    expected, _ = pd.factorize(values)
+    np.testing.assert_array_equal(window_arrays.first_appearance(values), expected)
