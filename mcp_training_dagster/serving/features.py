@@ -16,6 +16,7 @@ Entities (``entity_kind``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -325,11 +326,10 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     row_at = np.repeat(layout.real_at, group_size)  # per aggregated record: its window's row in the table
     del starts
 
-    flags = (rows_of(repeat_leave_rec), rows_of(repeat_radio_rec), rows_of(unannounced_rec))
-    del repeat_leave_rec, repeat_radio_rec, unannounced_rec
-    unkeyed = rows_of((mac_rec < 0) & (iface_rec < 0))
-    _record_counts(table, row_at, group_size, rows_of(event_rec), rows_of(sev_rec), flags, unkeyed)
-    del flags, unkeyed, group_size
+    flags = (repeat_leave_rec, repeat_radio_rec, unannounced_rec)
+    unkeyed = (mac_rec < 0) & (iface_rec < 0)
+    _record_counts(table, row_at, group_size, rows_of, event_rec, sev_rec, flags, unkeyed)
+    del flags, unkeyed, group_size, repeat_leave_rec, repeat_radio_rec, unannounced_rec
     station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
     del station_rows
     _station_features(table, row_at, station_seq, part_at, iface_part, mac_rec, win, mac_uniques)
@@ -364,6 +364,7 @@ def _record_counts(
     table: _Table,
     row_at: np.ndarray,
     group_size: np.ndarray,
+    rows_of: Callable[[np.ndarray], np.ndarray],
     event: np.ndarray,
     sev: np.ndarray,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -371,21 +372,25 @@ def _record_counts(
 ) -> None:
     """Records per window: all of them, per event type and severity bucket, WiFi errors, the flagged
     ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones. All of
-    them per window is its size (``group_size``, aggregation order)."""
+    them per window is its size (``group_size``, aggregation order). The other values are per record
+    (``event``: catalog codes, see :func:`_event_codes`), classified once per record and then spread to
+    its rows (``rows_of``), each record counting in each of its windows."""
     table.put("n_records", group_size)
-    event = np.clip(event, 0, len(EVENT_TYPES) - 1)
-    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, event)
-    sev_bucket = _severity_bucket(sev)
-    has_bucket = np.flatnonzero(sev_bucket >= 0)
-    table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at[has_bucket], sev_bucket[has_bucket])
-    del sev_bucket, has_bucket
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, rows_of(event))
+    sev_bucket = rows_of(_severity_bucket(sev))
+    if (sev_bucket >= 0).all():
+        table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at, sev_bucket)
+    else:
+        has_bucket = np.flatnonzero(sev_bucket >= 0)
+        table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at[has_bucket], sev_bucket[has_bucket])
+        del has_bucket
+    del sev_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
-    del event
-    table.count("wifi_errors", row_at[wifi_error])
+    table.count("wifi_errors", row_at[rows_of(wifi_error)])
     del wifi_error
     for name, flag in zip(("repeat_leaves", "repeat_radio_errors", "unannounced_joins"), flags):
-        table.count(name, row_at[flag])
-    table.count("n_unkeyed", row_at[unkeyed])
+        table.count(name, row_at[rows_of(flag)])
+    table.count("n_unkeyed", row_at[rows_of(unkeyed)])
 
 
 class _StationSequence(NamedTuple):
