@@ -16,7 +16,6 @@ Entities (``entity_kind``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -277,8 +276,8 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     kind = np.concatenate(kind_parts)
     del ent_parts, kind_parts
 
-    def rows_of(values: np.ndarray) -> np.ndarray:
-        return _gather_rows(values, idx_parts, n)
+    rows = _RecordRows(idx_parts, n_rec, n)
+    rows_of = rows.gather
 
     win_rec = ts_rec // spec.length_ns
     dev, ts, win = rows_of(dev_rec), rows_of(ts_rec), rows_of(win_rec)
@@ -328,7 +327,7 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
 
     flags = (repeat_leave_rec, repeat_radio_rec, unannounced_rec)
     unkeyed = (mac_rec < 0) & (iface_rec < 0)
-    _record_counts(table, row_at, group_size, rows_of, event_rec, sev_rec, flags, unkeyed)
+    _record_counts(table, row_at, group_size, rows, event_rec, sev_rec, flags, unkeyed)
     del flags, unkeyed, group_size, repeat_leave_rec, repeat_radio_rec, unannounced_rec
     station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
     del station_rows
@@ -345,26 +344,53 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
 
 
-def _gather_rows(values: np.ndarray, parts: list[np.ndarray | None], n: int) -> np.ndarray:
-    """Per-record ``values`` at the rows of each kind, concatenated (``parts``: each kind's records,
-    None for all of them in order): one pass writing each kind's slice in place, no index over all rows."""
-    out = np.empty(n, dtype=values.dtype)
-    at = 0
-    for idx in parts:
-        if idx is None:
-            out[at : at + len(values)] = values
-            at += len(values)
-        else:
-            np.take(values, idx, out=out[at : at + len(idx)], mode="clip")  # valid indices: no checked copy
+class _RecordRows:
+    """Where the records' rows are: per kind (in row order), the records of its rows (``parts``; None:
+    all records, in order), so a kind's rows are a slice of the table's per-row arrays."""
+
+    def __init__(self, parts: list[np.ndarray | None], n_rec: int, n: int) -> None:
+        self.parts, self.n_rec, self.n = parts, n_rec, n
+        self._row_in_part: dict[int, np.ndarray] = {}
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Per-record ``values`` at the rows: one pass writing each kind's slice in place, no index over all rows."""
+        out = np.empty(self.n, dtype=values.dtype)
+        at = 0
+        for idx in self.parts:
+            if idx is None:
+                out[at : at + len(values)] = values
+                at += len(values)
+            else:
+                np.take(values, idx, out=out[at : at + len(idx)], mode="clip")  # valid indices: no checked copy
+                at += len(idx)
+        return out
+
+    def rows_with(self, flag: np.ndarray) -> np.ndarray:
+        """The rows of the records where ``flag`` (per record) is set: for a few flagged records, cheaper
+        than gathering the flag to every row and picking the rows out."""
+        records = np.flatnonzero(flag)
+        found = []
+        at = 0
+        for k, idx in enumerate(self.parts):
+            if idx is None:
+                found.append(records + at)
+                at += self.n_rec
+                continue
+            if k not in self._row_in_part:
+                row_in_part = np.full(self.n_rec, -1, dtype=np.int64)
+                row_in_part[idx] = np.arange(len(idx))
+                self._row_in_part[k] = row_in_part
+            pos = self._row_in_part[k][records]
+            found.append(pos[pos >= 0] + at)
             at += len(idx)
-    return out
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _record_counts(
     table: _Table,
     row_at: np.ndarray,
     group_size: np.ndarray,
-    rows_of: Callable[[np.ndarray], np.ndarray],
+    rows: _RecordRows,
     event: np.ndarray,
     sev: np.ndarray,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -374,10 +400,10 @@ def _record_counts(
     ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones. All of
     them per window is its size (``group_size``, aggregation order). The other values are per record
     (``event``: catalog codes, see :func:`_event_codes`), classified once per record and then spread to
-    its rows (``rows_of``), each record counting in each of its windows."""
+    its ``rows``, each record counting in each of its windows."""
     table.put("n_records", group_size)
-    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, rows_of(event))
-    sev_bucket = rows_of(_severity_bucket(sev))
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, rows.gather(event))
+    sev_bucket = rows.gather(_severity_bucket(sev))
     if (sev_bucket >= 0).all():
         table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at, sev_bucket)
     else:
@@ -386,11 +412,11 @@ def _record_counts(
         del has_bucket
     del sev_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
-    table.count("wifi_errors", row_at[rows_of(wifi_error)])
+    table.count("wifi_errors", row_at[rows.rows_with(wifi_error)])
     del wifi_error
     for name, flag in zip(("repeat_leaves", "repeat_radio_errors", "unannounced_joins"), flags):
-        table.count(name, row_at[rows_of(flag)])
-    table.count("n_unkeyed", row_at[rows_of(unkeyed)])
+        table.count(name, row_at[rows.rows_with(flag)])
+    table.count("n_unkeyed", row_at[rows.rows_with(unkeyed)])
 
 
 class _StationSequence(NamedTuple):
@@ -485,25 +511,28 @@ def _interface_and_burst_features(
     starts a run of equal (window, sub-bucket): rows are time-sorted; ``new_group`` starts a window) and
     the sub-buckets with records.
 
-    Distinct interfaces: one byte per (row, interface) marks it present, a row's bytes padded to whole
-    64-bit words, so a row's count is the popcount of its words (a marked byte is 0x01)."""
+    Distinct interfaces: one byte per (row, interface) marks it present, byte 0 of a row standing for
+    "no interface" (code -1) and left out, a row's bytes padded to whole 64-bit words, so a row's count
+    is the popcount of its words (a marked byte is 0x01) without byte 0: no pass picks the records out."""
     n, n_rows = len(row_at), table.layout.n
-    has_iface = np.flatnonzero(iface >= 0)
-    width = 8 * max(-(-n_iface // 8), 1)  # bytes per row
+    width = 8 * (n_iface // 8 + 1)  # bytes per row: "none" and the interfaces, in whole words
     if n_rows * width <= PRESENCE_BYTES_PER_ROW * (n + n_rows):
         present = np.zeros(n_rows * width, dtype=np.uint8)
-        cell = row_at[has_iface].astype(np.int64)
+        cell = row_at.astype(np.int64)
         cell *= width
-        cell += iface[has_iface]
+        cell += iface
+        cell += 1
         present[cell] = 1
         del cell
-        words = np.bitwise_count(present.view(np.uint64)).reshape(n_rows, width // 8)
-        table.column("n_interfaces")[:] = words[:, 0] if width == 8 else words.sum(axis=1)
+        words = present.view(np.uint64).reshape(n_rows, width // 8)
+        words[:, 0] &= np.frombuffer(bytes([0] + [0xFF] * 7), dtype=np.uint64)[0]  # byte 0 cleared, any byte order
+        counts = np.bitwise_count(words)
+        table.column("n_interfaces")[:] = counts[:, 0] if width == 8 else counts.sum(axis=1)
     else:
+        has_iface = np.flatnonzero(iface >= 0)
         n_if = max(n_iface, 1)
         ipair = np.unique(row_at[has_iface].astype(np.int64) * n_if + iface[has_iface])
         table.column("n_interfaces")[:] = np.bincount(ipair // n_if, minlength=n_rows)
-    del has_iface
 
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, n])
@@ -523,6 +552,7 @@ class _Table:
         # Zeros from the allocator (fresh pages are zero already): count columns need no separate fill.
         self.out = np.zeros((layout.n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
         self.col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+        self._real_at = layout.real_at.astype(np.intp)  # an index array converted once, not per column
 
     def column(self, name: str) -> np.ndarray:
         return self.out[:, self.col[name]]
@@ -539,7 +569,7 @@ class _Table:
     def put(self, name: str, per_window: np.ndarray, quiet: np.ndarray | float = 0.0) -> None:
         """One value per window with records (aggregation order) and ``quiet`` for the quiet windows."""
         target = self.column(name)
-        target[self.layout.real_at] = per_window
+        target[self._real_at] = per_window
         target[self.layout.quiet_at] = quiet
 
     def count_codes(self, names: list[str], row: np.ndarray, code: np.ndarray) -> None:
@@ -560,7 +590,11 @@ class _Table:
             _fill_counts(self.out, list(columns), group_of_row[row], code, self.layout.real_at)
             return
         flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
-        cell = columns[code]
+        if (np.diff(columns) == 1).all():  # consecutive columns: the code's column is an offset
+            cell = code.astype(np.int64)
+            cell += columns[0]
+        else:
+            cell = columns[code]
         cell *= self.layout.n
         cell += row
         np.add.at(flat, cell, np.float32(1))
@@ -694,9 +728,9 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     span = int(offset.max()) + 1
     key = eg * span + offset
     before = np.r_[0.0, np.cumsum(n_records)]
-    hi = np.arange(n)  # key is sorted and unique: each row is the first with its key
+    # key is sorted and unique: each row is the first with its key, so the windows before it end at the row
     lo = np.searchsorted(key, eg * span + np.maximum(offset - lag, 0), side="left")
-    expected = (before[hi] - before[lo]) / lag
+    expected = (before[:n] - before[lo]) / lag
     silence = feature("silence_before_s").astype(np.float64)
     out[:, out_col["expected_records"]] = expected.astype(np.float32)
     out[:, out_col["missed_records"]] = (silence * expected / window_s).astype(np.float32)
