@@ -304,15 +304,15 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     # Group-level facts first: they decide the layout, and every feature is then written in final row order.
     cap_s = float(spec.silence_cap_hours) * 3600.0
     prev_same_entity = ~new_entity[starts]
-    prev_idx = starts[prev_same_entity] - 1
-    gap = np.full(n_groups, cap_s)
-    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
-    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
-    gap_from[prev_same_entity] = ts[prev_idx]
+    ts_prev = ts[starts - 1]  # the row before each window's first (the first row's "previous" is unused)
+    gap = np.minimum((ts[starts] - ts_prev) / 1e9, cap_s)
+    gap = np.where(prev_same_entity, gap, cap_s)
+    gap_from = np.where(prev_same_entity, ts_prev, NO_GAP)
+    del ts_prev
     kind_s = kind[starts]
     group_size = np.diff(np.r_[starts, n])
     last_ts = ts[starts + (group_size - 1)]
-    del prev_idx, prev_same_entity
+    del prev_same_entity
     layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
     del dev, ent, last_ts, gap_from, new_entity
     # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted; the
