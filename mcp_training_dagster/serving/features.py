@@ -289,7 +289,6 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     new_group = new_entity.copy()
     new_group[1:] |= win[1:] != win[:-1]
     starts = np.flatnonzero(new_group)
-    n_groups = len(starts)
     # Where each kind's rows are, and the interface rows' entity numbers (rows of one are contiguous).
     part_at = dict(
         zip((name for _, name in kinds), np.cumsum([0] + [n_rec if i is None else len(i) for i in idx_parts]))
@@ -339,8 +338,9 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
 
     # Silence before the window: gap from the entity's previous record to the window's first one.
     table.put("silence_before_s", gap, quiet=layout.q_silence)
+    # The kind columns straight from the rows' kinds (quiet windows are device windows): no scatter.
     for i, k in enumerate(ENTITY_KINDS):
-        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
+        table.column(f"kind_{k}")[:] = layout.kind == i
     return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
 
 
@@ -784,16 +784,20 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         dev_row = np.full(n_slots, -1, dtype=np.int64)
         dev_row[slot[is_dev]] = np.flatnonzero(is_dev)
         at = dev_row[slot]
-        hit = np.flatnonzero(at >= 0)
-        at = at[hit]
         sources = {
             "dev_records": feature("n_records"),
             "dev_stations": feature("n_stations"),
             "dev_deauth": feature("grp_leaves"),  # the same float32 sum as before, already in the table
             "dev_failures": feature("grp_failures"),
         }
-        for name, values in sources.items():
-            ctx[name][hit] = values[at]
+        if (at >= 0).all():  # every row's device has a row for its window (the usual case): plain gathers
+            for name, values in sources.items():
+                np.take(values, at, out=ctx[name], mode="clip")  # valid indices: no checked copy
+        else:
+            hit = np.flatnonzero(at >= 0)
+            at = at[hit]
+            for name, values in sources.items():
+                ctx[name][hit] = values[at]
     is_sta = kind_code == ENTITY_KINDS.index("station")
     if is_sta.any():
         sta_slot = slot[is_sta]
