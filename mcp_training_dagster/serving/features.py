@@ -544,7 +544,7 @@ def _interface_and_burst_features(
 class _Table:
     """The output block (rows x FEATURE_COLUMNS, float32, column-major), filled a column at a time.
 
-    Counts are ``bincount`` (or ``np.add.at``) over each record's final row, so a column is written once,
+    Counts are ``np.add.at`` (or ``bincount``) over each record's final row, so a column is written once,
     in place; per-window values are put at their windows' rows. Quiet device windows get 0 unless told."""
 
     def __init__(self, layout: _Layout) -> None:
@@ -558,10 +558,10 @@ class _Table:
         return self.out[:, self.col[name]]
 
     def count(self, name: str, rows: np.ndarray) -> None:
-        """How many of ``rows`` (one per counted record: its row) fall on each row. Few rows (rare flags)
-        are added as float32 ones into the zero column, exact below 2**24 in all; otherwise ``bincount``,
-        whose pass over the whole column costs more than the rows."""
-        if len(rows) * SPARSE_COUNT_RATIO < self.layout.n and len(rows) < EXACT_FLOAT_COUNT:
+        """How many of ``rows`` (one per counted record: its row) fall on each row: float32 ones added into
+        the zero column (unbuffered ``np.add.at``: no integer column to allocate and convert, and faster
+        than ``bincount`` at any size here), exact below 2**24 rows in all; ``bincount`` beyond."""
+        if len(rows) < EXACT_FLOAT_COUNT:
             np.add.at(self.column(name), rows, np.float32(1))
         else:
             self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
@@ -850,7 +850,6 @@ def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarr
 
 
 EXACT_FLOAT_COUNT = 2**24  # float32 holds every integer below this: counting by adding ones is exact
-SPARSE_COUNT_RATIO = 4  # _Table.count adds ones when the rows are fewer than the table's rows / this
 DENSE_SLOTS_PER_ROW = 4  # a dense (device, window) table up to this many slots per window row
 
 
