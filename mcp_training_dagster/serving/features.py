@@ -44,7 +44,12 @@ from mcp_training_dagster.serving.feature_catalog import (
     SEVERITY_FEATURES,
     WindowSpec,
 )
-from mcp_training_dagster.serving.record_flags import after_restart, repeat_radio_errors, station_sequence_flags
+from mcp_training_dagster.serving.record_flags import (
+    after_restart,
+    event_bits,
+    repeat_radio_errors,
+    station_sequence_flags,
+)
 from mcp_training_dagster.serving.window_arrays import device_time_order, first_appearance, range_max, stable_order
 
 __all__ = [
@@ -90,9 +95,23 @@ def _event_codes(event_type: pd.Series) -> np.ndarray:
 
 
 def _str_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (first-appearance order, missing -> -1) and the distinct strings."""
+    """Integer codes (int32, first-appearance order, missing -> -1) and the distinct strings."""
     codes, uniques = pd.factorize(values.astype("str"))
-    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+    return np.asarray(codes).astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+NS_FROM_US_LIMIT = np.iinfo(np.int64).max // 1000  # microseconds beyond this overflow as nanoseconds
+
+
+def _timestamps_ns(timestamps: pd.Series) -> np.ndarray:
+    """Timestamps as int64 nanoseconds (read only). A naive microsecond column (what validation writes)
+    without NaT is scaled here, the values the cast to nanoseconds gives; anything else is cast by pandas."""
+    values = timestamps.to_numpy()
+    if values.dtype == np.dtype("datetime64[us]") and len(values):
+        us = values.view(np.int64)
+        if -NS_FROM_US_LIMIT < us.min() and us.max() < NS_FROM_US_LIMIT:  # NaT is the int64 minimum
+            return us * 1000
+    return timestamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _merge_uniques(parts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -197,11 +216,10 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         raise ValueError("records without a device cannot be windowed (validation quarantines them)")
     mac_rec, mac_uniques = _str_codes(records["station_mac"])
     iface_rec, iface_uniques = _str_codes(records["interface"])
-    ts_rec = records["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)  # read only below
+    ts_rec = _timestamps_ns(records["timestamp"])
     event_rec = _event_codes(records["event_type"])
     sev_rec = records["severity"].to_numpy(dtype=np.int16)
     n_rec = len(ts_rec)
-    dev_rec, mac_rec, iface_rec = dev_rec.astype(np.int32), mac_rec.astype(np.int32), iface_rec.astype(np.int32)
 
     # Device codes: first appearance over the concatenated kinds' rows (in record order).
     if kinds[0][1] != "device":
@@ -262,9 +280,16 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     if station_rows is None:
         sel = np.flatnonzero(mac_rec >= 0)
         station_rows = sel[stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
-    repeat_leave_rec, unannounced_rec = station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
-    unannounced_rec &= ~after_restart(station_rows, dev_rec, event_rec)
-    repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, event_rec)
+    win_rec = ts_rec // spec.length_ns
+    station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
+    del station_rows
+    bits_rec = event_bits(event_rec)
+    repeat_leave_rec, unannounced_rec = station_sequence_flags(
+        station_seq.rows, station_seq.dev, station_seq.mac, ts_rec, bits_rec
+    )
+    unannounced_rec &= ~after_restart(station_seq.rows, station_seq.dev, dev_rec, bits_rec)
+    repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, bits_rec)
+    del bits_rec
     del part_rows, part_local
     # Per-row arrays (about three rows per record), gathered kind by kind straight into place (no
     # index array over all rows): each is dropped as soon as it is used up, since a fresh process
@@ -279,7 +304,6 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     rows = _RecordRows(idx_parts, n_rec, n)
     rows_of = rows.gather
 
-    win_rec = ts_rec // spec.length_ns
     dev, ts, win = rows_of(dev_rec), rows_of(ts_rec), rows_of(win_rec)
 
     new_entity = np.empty(n, dtype=bool)
@@ -328,8 +352,6 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     unkeyed = (mac_rec < 0) & (iface_rec < 0)
     _record_counts(table, row_at, group_size, rows, event_rec, sev_rec, flags, unkeyed)
     del flags, unkeyed, group_size, repeat_leave_rec, repeat_radio_rec, unannounced_rec
-    station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
-    del station_rows
     _station_features(table, row_at, station_seq, part_at, iface_part, mac_rec, win, mac_uniques)
     del station_seq, iface_part, win
     iface = rows_of(iface_rec)
