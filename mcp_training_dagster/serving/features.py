@@ -596,7 +596,7 @@ class _Table:
 
     def count_codes(self, names: list[str], row: np.ndarray, code: np.ndarray) -> None:
         """Column ``names[c]``: records with code ``c`` per row, from each record's row ``row`` (records
-        in aggregation order: a window's records are contiguous). Needs ``n_records`` counted first.
+        in aggregation order: a window's records are contiguous). Needs ``n_records`` filled first.
 
         One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
         single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24

@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcp_training_dagster.serving import features, window_arrays
+from mcp_training_dagster.serving import features, record_flags, window_arrays
+from mcp_training_dagster.serving.events import EVENT_TYPES
+from mcp_training_dagster.serving.feature_catalog import (
+    DEAUTH_EVENTS,
+    FAILURE_EVENTS,
+    JOIN_EVENTS,
+    RADIO_FAULT_EVENTS,
+    RESTART_EVENTS,
+)
 from mcp_training_dagster_tests.serving.test_features_golden import DATASETS, GOLDEN, SPECS, fingerprint
 
 FALLBACKS = {
@@ -76,3 +84,45 @@ def test_first_appearance_numbers_codes_as_factorize_does(codes: list[int]) -> N
     values = np.asarray(codes, dtype=np.int32)
     expected, _ = pd.factorize(values)
     np.testing.assert_array_equal(window_arrays.first_appearance(values), expected)
+
+
+def test_locally_administered_reads_heads_as_int_does() -> None:
+    """MAC heads of two ASCII hex digits are read by table lookup, anything else by ``int(mac[:2], 16)``;
+    both give what ``int`` gives (a value it cannot read counts as not randomised)."""
+
+    def by_int(mac: str) -> bool:
+        try:
+            return bool(int(mac[:2], 16) & 0x02)
+        except ValueError:
+            return False
+
+    macs = ["da:a1", "30:d8", "02", "0f", "AE:00", "a", "", " 2", "+2", "-2", "1_", "zz", "x2", "0x", "١٢", "ｆｆ"]
+    values = np.asarray(macs, dtype=object)
+    assert features._locally_administered(values).tolist() == [by_int(m) for m in macs]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_timestamp_unit_does_not_change_the_table(unit: str) -> None:
+    """Microsecond timestamps (validation's) are scaled to nanoseconds by the kernel, other units cast by
+    pandas: the same table either way."""
+    records = DATASETS["samples"]()
+    floored = records.assign(timestamp=records["timestamp"].dt.floor("s"))  # every unit holds these exactly
+    assert floored["timestamp"].dtype == "datetime64[us]"
+    other = floored.assign(timestamp=floored["timestamp"].astype(f"datetime64[{unit}]"))
+    expected = features.build_windows(floored, SPECS["default"])
+    assert len(expected)
+    pd.testing.assert_frame_equal(features.build_windows(other, SPECS["default"]), expected, check_exact=True)
+
+
+def test_event_bits_are_the_catalog_families() -> None:
+    """One lookup per record gives every family the record flags ask about."""
+    codes = np.arange(len(EVENT_TYPES), dtype=np.int16)
+    bits = record_flags.event_bits(codes)
+    for bit, names in (
+        (record_flags.LEAVE, DEAUTH_EVENTS),
+        (record_flags.JOIN, JOIN_EVENTS),
+        (record_flags.FAIL, FAILURE_EVENTS),
+        (record_flags.RESTART, RESTART_EVENTS),
+        (record_flags.RADIO_FAULT, RADIO_FAULT_EVENTS),
+    ):
+        assert [EVENT_TYPES[c] for c in codes if bits[c] & bit] == [t for t in EVENT_TYPES if t in names]
