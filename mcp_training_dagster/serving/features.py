@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mcp_training_dagster.serving.events import EVENT_TYPES
 
@@ -133,9 +134,21 @@ def _merge_uniques(parts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarra
 
 
 def _str_column(uniques: np.ndarray, codes: np.ndarray) -> pd.Series:
-    """Strings back from codes (a ``str`` column), built by Arrow from the distinct values."""
-    arr = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string()).take(pa.array(codes))
+    """Strings back from codes (a ``str`` column), built by Arrow from the distinct values. The key
+    columns come in runs (rows are sorted by kind, device, entity), so the strings are taken once per
+    run and the runs decoded (a copy per row, no lookup per row) when runs are few."""
+    values = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string())
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    if len(codes) and len(change) < RUNS_PER_ROW_LIMIT * len(codes):
+        ends = pa.array(np.r_[change, len(codes)].astype(np.int64))
+        runs = values.take(pa.array(codes[np.r_[0, change]]))
+        arr = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, runs))
+    else:
+        arr = values.take(pa.array(codes))
     return pd.Series(pd.arrays.ArrowStringArray(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+
+
+RUNS_PER_ROW_LIMIT = 0.25  # _str_column decodes runs while they are fewer than this per row
 
 
 def _locally_administered(macs: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 The fast paths (one packed sort key for the window order, a dense (device, window) table for the
 device context, the occurring (device, entity) pairs numbered for one radix sort, a byte table of the
-interfaces present per row) fall back to ``lexsort``, ``np.unique`` and two radix passes when the keys
-would overflow or the table would be sparse; real data rarely gets there, so these tests force the
-fallbacks on the golden datasets.
+interfaces present per row, key strings decoded from runs) fall back to ``lexsort``, ``np.unique``, two
+radix passes and a take per row when the keys would overflow, a table would be sparse or runs are
+short; real data rarely gets there, so these tests force the fallbacks (and each path of the key
+strings) on the golden datasets.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ FALLBACKS = {
     "sparse_device_windows": (features, "DENSE_SLOTS_PER_ROW", -(10**12)),
     "integer_counts": (features, "EXACT_FLOAT_COUNT", 0),
     "distinct_interfaces_by_unique": (features, "PRESENCE_BYTES_PER_ROW", -1),
+    "key_strings_by_take": (features, "RUNS_PER_ROW_LIMIT", 0.0),
+    "key_strings_by_runs": (features, "RUNS_PER_ROW_LIMIT", 2.0),
     "two_pass_pair_sort": (window_arrays, "PAIR_TABLE_LIMIT", 0),
 }
 
