@@ -96,7 +96,20 @@ def _event_codes(event_type: pd.Series) -> np.ndarray:
 
 
 def _str_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (int32, first-appearance order, missing -> -1) and the distinct strings."""
+    """Integer codes (int32, first-appearance order, missing -> -1) and the distinct strings.
+
+    An Arrow-backed ``str`` column (what validation writes) is dictionary-encoded by Arrow directly, as
+    ``pd.factorize`` does for it, minus pandas' wrapping; anything else goes through ``pd.factorize``."""
+    if isinstance(values.array, pd.arrays.ArrowStringArray) and len(values):
+        data = pa.array(values.array)  # the column's Arrow data, not a copy
+        encoded = data.dictionary_encode()
+        combined = encoded.combine_chunks() if isinstance(encoded, pa.ChunkedArray) else encoded
+        indices = combined.indices
+        if indices.null_count:
+            indices = indices.fill_null(-1)
+        return indices.to_numpy(zero_copy_only=False).astype(np.int32), combined.dictionary.to_numpy(
+            zero_copy_only=False
+        )
     codes, uniques = pd.factorize(values.astype("str"))
     return np.asarray(codes).astype(np.int32), np.asarray(uniques, dtype=object)
 
