@@ -3,10 +3,11 @@
 Every feature is a pure function of the records of one entity in its window (and, for the
 "before" features, the entity's record just before it), never a batch-wide rank, frequency or
 statistic, so a window gets the same vector in training and at serving time whatever else is in
-the batch. Everything is computed with sorted numpy arrays and ``bincount``: a few sorts (radix
-sorts of small integer codes where possible), then linear passes, no per-row Python and no per-window
-loops. The table's row order is decided first (:func:`_layout`), so each feature column is written
-once, in place.
+the batch. Everything is computed with sorted numpy arrays and counts (``np.add.at`` of ones,
+``bincount``): a few sorts (radix sorts of small integer codes where possible), then linear passes, no
+per-row Python and no per-window loops. The table's row order is decided first (:func:`_layout`), so
+each feature column is written once, in place. Per-record values are classified once per record and
+spread to the record's rows (one per kind it belongs to), not classified per row.
 
 Entities (``entity_kind``):
   device     the whole router (``entity = "*"``)
