@@ -896,7 +896,8 @@ def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarr
         return np.lexsort((win, ent, dev, kind))
     key = kind.astype(np.int64)
     for values, size in zip((dev, ent, offset), sizes[1:]):
-        key = key * size + values
+        key *= size  # in place: no new array per key
+        key += values
     return np.argsort(key, kind="stable")
 
 
