@@ -3,10 +3,11 @@
 Every feature is a pure function of the records of one entity in its window (and, for the
 "before" features, the entity's record just before it), never a batch-wide rank, frequency or
 statistic, so a window gets the same vector in training and at serving time whatever else is in
-the batch. Everything is computed with sorted numpy arrays and ``bincount``: a few sorts (radix
-sorts of small integer codes where possible), then linear passes, no per-row Python and no per-window
-loops. The table's row order is decided first (:func:`_layout`), so each feature column is written
-once, in place.
+the batch. Everything is computed with sorted numpy arrays and counts (``np.add.at`` of ones,
+``bincount``): a few sorts (radix sorts of small integer codes where possible), then linear passes, no
+per-row Python and no per-window loops. The table's row order is decided first (:func:`_layout`), so
+each feature column is written once, in place. Per-record values are classified once per record and
+spread to the record's rows (one per kind it belongs to), not classified per row.
 
 Entities (``entity_kind``):
   device     the whole router (``entity = "*"``)
@@ -21,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mcp_training_dagster.serving.events import EVENT_TYPES
 
@@ -44,7 +46,12 @@ from mcp_training_dagster.serving.feature_catalog import (
     SEVERITY_FEATURES,
     WindowSpec,
 )
-from mcp_training_dagster.serving.record_flags import after_restart, repeat_radio_errors, station_sequence_flags
+from mcp_training_dagster.serving.record_flags import (
+    after_restart,
+    event_bits,
+    repeat_radio_errors,
+    station_sequence_flags,
+)
 from mcp_training_dagster.serving.window_arrays import device_time_order, first_appearance, range_max, stable_order
 
 __all__ = [
@@ -90,9 +97,36 @@ def _event_codes(event_type: pd.Series) -> np.ndarray:
 
 
 def _str_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes (first-appearance order, missing -> -1) and the distinct strings."""
+    """Integer codes (int32, first-appearance order, missing -> -1) and the distinct strings.
+
+    An Arrow-backed ``str`` column (what validation writes) is dictionary-encoded by Arrow directly, as
+    ``pd.factorize`` does for it, minus pandas' wrapping; anything else goes through ``pd.factorize``."""
+    if isinstance(values.array, pd.arrays.ArrowStringArray) and len(values):
+        data = pa.array(values.array)  # the column's Arrow data, not a copy
+        encoded = data.dictionary_encode()
+        combined = encoded.combine_chunks() if isinstance(encoded, pa.ChunkedArray) else encoded
+        indices = combined.indices
+        if indices.null_count:
+            indices = indices.fill_null(-1)
+        return indices.to_numpy(zero_copy_only=False).astype(np.int32), combined.dictionary.to_numpy(
+            zero_copy_only=False
+        )
     codes, uniques = pd.factorize(values.astype("str"))
-    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+    return np.asarray(codes).astype(np.int32), np.asarray(uniques, dtype=object)
+
+
+NS_FROM_US_LIMIT = np.iinfo(np.int64).max // 1000  # microseconds beyond this overflow as nanoseconds
+
+
+def _timestamps_ns(timestamps: pd.Series) -> np.ndarray:
+    """Timestamps as int64 nanoseconds (read only). A naive microsecond column (what validation writes)
+    without NaT is scaled here, the values the cast to nanoseconds gives; anything else is cast by pandas."""
+    values = timestamps.to_numpy()
+    if values.dtype == np.dtype("datetime64[us]") and len(values):
+        us = values.view(np.int64)
+        if -NS_FROM_US_LIMIT < us.min() and us.max() < NS_FROM_US_LIMIT:  # NaT is the int64 minimum
+            return us * 1000
+    return timestamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _merge_uniques(parts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -114,15 +148,28 @@ def _merge_uniques(parts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarra
 
 
 def _str_column(uniques: np.ndarray, codes: np.ndarray) -> pd.Series:
-    """Strings back from codes (a ``str`` column), built by Arrow from the distinct values."""
-    arr = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string()).take(pa.array(codes))
+    """Strings back from codes (a ``str`` column), built by Arrow from the distinct values. The key
+    columns come in runs (rows are sorted by kind, device, entity), so the strings are taken once per
+    run and the runs decoded (a copy per row, no lookup per row) when runs are few."""
+    values = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string())
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    if len(codes) and len(change) < RUNS_PER_ROW_LIMIT * len(codes):
+        ends = pa.array(np.r_[change, len(codes)].astype(np.int64))
+        runs = values.take(pa.array(codes[np.r_[0, change]]))
+        arr = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, runs))
+    else:
+        arr = values.take(pa.array(codes))
     return pd.Series(pd.arrays.ArrowStringArray(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+
+
+RUNS_PER_ROW_LIMIT = 0.25  # _str_column decodes runs while they are fewer than this per row
 
 
 def _locally_administered(macs: np.ndarray) -> np.ndarray:
     """Bit 1 of the first octet marks randomised/private MACs (phones rotate these).
 
-    Called on the distinct MACs only, so the per-value parse is cheap."""
+    Called on the distinct MACs only. Two ASCII hex digits (every MAC validation keeps) are read by
+    table lookup on their code points, anything else by ``int(mac[:2], 16)`` as before."""
 
     def la(mac: str) -> bool:
         try:
@@ -130,7 +177,16 @@ def _locally_administered(macs: np.ndarray) -> np.ndarray:
         except ValueError:
             return False
 
-    return np.fromiter((la(str(m)) for m in macs), dtype=bool, count=len(macs))
+    heads = np.asarray([str(m) for m in macs], dtype="U2").view(np.uint32).reshape(-1, 2)
+    digit = np.full(128, -1, dtype=np.int16)
+    for ch in "0123456789abcdefABCDEF":
+        digit[ord(ch)] = int(ch, 16)
+    ascii_heads = np.minimum(heads, 127)
+    hex_heads = (heads < 128).all(axis=1) & (digit[ascii_heads] >= 0).all(axis=1)
+    out = (digit[ascii_heads[:, 1]] & 0x02) > 0
+    for i in np.flatnonzero(~hex_heads):
+        out[i] = la(str(macs[i]))
+    return out
 
 
 def build_windows(records: pd.DataFrame, spec: WindowSpec | None = None) -> pd.DataFrame:
@@ -187,11 +243,10 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
         raise ValueError("records without a device cannot be windowed (validation quarantines them)")
     mac_rec, mac_uniques = _str_codes(records["station_mac"])
     iface_rec, iface_uniques = _str_codes(records["interface"])
-    ts_rec = records["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ts_rec = _timestamps_ns(records["timestamp"])
     event_rec = _event_codes(records["event_type"])
     sev_rec = records["severity"].to_numpy(dtype=np.int16)
     n_rec = len(ts_rec)
-    dev_rec, mac_rec, iface_rec = dev_rec.astype(np.int32), mac_rec.astype(np.int32), iface_rec.astype(np.int32)
 
     # Device codes: first appearance over the concatenated kinds' rows (in record order).
     if kinds[0][1] != "device":
@@ -229,42 +284,54 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     ent_maps, ent_uniques = _merge_uniques(part_uniques)
     n_ent = max(len(ent_uniques), 1)
 
-    idx_parts, ent_parts, kind_parts = [], [], []
+    idx_parts: list[np.ndarray | None] = []  # per kind, its rows' records (None: all records, in order)
+    ent_parts, kind_parts = [], []
     station_rows = None  # rows with a station MAC in (device, station, time) order
     for (kind_code, kind_name), sel, local, emap in zip(kinds, part_rows, part_local, ent_maps):
         if sel is None:
-            o = np.arange(n_rec)  # the records are in (device, time) order already
-            idx_parts.append(o)
-            ent_parts.append(np.full(len(o), emap[0], dtype=np.int32))
+            idx_parts.append(None)  # the records are in (device, time) order already
+            ent_parts.append(np.full(n_rec, emap[0], dtype=np.int32))
+            kind_parts.append(np.full(n_rec, kind_code, dtype=np.int8))
         else:
             ent = emap.astype(np.int32)[local]
-            o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
+            if len(emap) < 2 or (emap[1:] > emap[:-1]).all():
+                # The merged codes keep the local order: the same sort on the (fewer) local codes.
+                o = stable_order(dev_rec[sel], n_dev, local, max(len(emap), 1))
+            else:
+                o = stable_order(dev_rec[sel], n_dev, ent, n_ent)
             idx_parts.append(sel[o])
             ent_parts.append(ent[o])
+            kind_parts.append(np.full(len(o), kind_code, dtype=np.int8))
             if kind_name == "station":
                 station_rows = sel[o]
-        kind_parts.append(np.full(len(idx_parts[-1]), kind_code, dtype=np.int8))
     if station_rows is None:
         sel = np.flatnonzero(mac_rec >= 0)
         station_rows = sel[stable_order(dev_rec[sel], n_dev, mac_rec[sel], max(len(mac_uniques), 1))]
-    repeat_leave_rec, unannounced_rec = station_sequence_flags(station_rows, dev_rec, mac_rec, ts_rec, event_rec)
-    unannounced_rec &= ~after_restart(station_rows, dev_rec, event_rec)
-    repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, event_rec)
-    # Per-row arrays (about three rows per record): each is dropped as soon as it is used up, since
-    # a fresh process pays for every new page (the peak, not the arithmetic, is most of its cost).
-    ridx = np.concatenate(idx_parts)
-    del idx_parts, part_rows, part_local, station_rows
+    win_rec = ts_rec // spec.length_ns
+    station_seq = _StationSequence(station_rows, dev_rec[station_rows], mac_rec[station_rows], win_rec[station_rows])
+    del station_rows
+    bits_rec = event_bits(event_rec)
+    repeat_leave_rec, unannounced_rec = station_sequence_flags(
+        station_seq.rows, station_seq.dev, station_seq.mac, ts_rec, bits_rec
+    )
+    unannounced_rec &= ~after_restart(station_seq.rows, station_seq.dev, dev_rec, bits_rec)
+    repeat_radio_rec = repeat_radio_errors(dev_rec, ts_rec, bits_rec)
+    del bits_rec
+    del part_rows, part_local
+    # Per-row arrays (about three rows per record), gathered kind by kind straight into place (no
+    # index array over all rows): each is dropped as soon as it is used up, since a fresh process
+    # pays for every new page (the peak, not the arithmetic, is most of its cost).
+    n = sum(n_rec if idx is None else len(idx) for idx in idx_parts)
+    if n == 0:
+        return None
     ent = np.concatenate(ent_parts)
     kind = np.concatenate(kind_parts)
     del ent_parts, kind_parts
-    dev, ts = dev_rec[ridx], ts_rec[ridx]
-    event, sev, mac, iface = event_rec[ridx], sev_rec[ridx], mac_rec[ridx], iface_rec[ridx]
-    repeat_leave, repeat_radio, unannounced = repeat_leave_rec[ridx], repeat_radio_rec[ridx], unannounced_rec[ridx]
-    n = len(ridx)
-    del ridx, repeat_leave_rec, repeat_radio_rec, unannounced_rec
-    if n == 0:
-        return None
-    win = ts // spec.length_ns
+
+    rows = _RecordRows(idx_parts, n_rec, n)
+    rows_of = rows.gather
+
+    dev, ts, win = rows_of(dev_rec), rows_of(ts_rec), rows_of(win_rec)
 
     new_entity = np.empty(n, dtype=bool)
     new_entity[0] = True
@@ -272,135 +339,263 @@ def _aggregate(records: pd.DataFrame, spec: WindowSpec) -> _Aggregated | None:
     new_entity[1:] |= (dev[1:] != dev[:-1]) | (ent[1:] != ent[:-1])
     new_group = new_entity.copy()
     new_group[1:] |= win[1:] != win[:-1]
-    gid = np.cumsum(new_group, dtype=np.int32) - 1
     starts = np.flatnonzero(new_group)
-    n_groups = len(starts)
-    egid = np.cumsum(new_entity, dtype=np.int32) - 1
-    # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted.
-    new_run = new_group.copy()
-    bucket = ts // (int(spec.burst_seconds) * 1_000_000_000)
-    new_run[1:] |= bucket[1:] != bucket[:-1]
-    del bucket
+    # Where each kind's rows are, and the interface rows' entity numbers (rows of one are contiguous).
+    part_at = dict(
+        zip((name for _, name in kinds), np.cumsum([0] + [n_rec if i is None else len(i) for i in idx_parts]))
+    )
+    iface_part = None
+    if "interface" in part_at:
+        lo = int(part_at["interface"])
+        records = idx_parts[[name for _, name in kinds].index("interface")]
+        assert records is not None
+        iface_part = (lo, records, np.cumsum(new_entity[lo:], dtype=np.int32) - 1)
 
     # Group-level facts first: they decide the layout, and every feature is then written in final row order.
     cap_s = float(spec.silence_cap_hours) * 3600.0
     prev_same_entity = ~new_entity[starts]
-    prev_idx = starts[prev_same_entity] - 1
-    gap = np.full(n_groups, cap_s)
-    gap[prev_same_entity] = np.minimum((ts[starts[prev_same_entity]] - ts[prev_idx]) / 1e9, cap_s)
-    gap_from = np.full(n_groups, NO_GAP, dtype=np.int64)
-    gap_from[prev_same_entity] = ts[prev_idx]
+    ts_prev = ts[starts - 1]  # the row before each window's first (the first row's "previous" is unused)
+    gap = np.minimum((ts[starts] - ts_prev) / 1e9, cap_s)
+    gap = np.where(prev_same_entity, gap, cap_s)
+    gap_from = np.where(prev_same_entity, ts_prev, NO_GAP)
+    del ts_prev
     kind_s = kind[starts]
-    last_ts = ts[np.r_[starts[1:], n] - 1]
-    del ts, prev_idx, prev_same_entity
+    group_size = np.diff(np.r_[starts, n])
+    last_ts = ts[starts + (group_size - 1)]
+    del prev_same_entity
     layout = _layout(kind_s, dev[starts], ent[starts], win[starts], last_ts, gap_from, spec)
-    del dev, ent, last_ts, gap_from, starts, new_entity, new_group
+    del dev, ent, last_ts, gap_from, new_entity
+    # Burst runs (equal (window, sub-bucket)) are contiguous because rows are time-sorted; the
+    # sub-bucket is computed in place of the timestamps, which are used up.
+    new_run = new_group.copy()
+    bucket = np.floor_divide(ts, int(spec.burst_seconds) * 1_000_000_000, out=ts)
+    new_run[1:] |= bucket[1:] != bucket[:-1]
+    del bucket, ts
     table = _Table(layout)
-    row_at = layout.real_at[gid]  # per aggregated record: its window's row in the table
+    row_at = np.repeat(layout.real_at, group_size)  # per aggregated record: its window's row in the table
+    del starts
 
-    _record_counts(table, row_at, gid, event, sev, (repeat_leave, repeat_radio, unannounced), mac, iface)
-    del event, sev, repeat_leave, repeat_radio, unannounced
-    _station_features(table, np.flatnonzero(mac >= 0), kind, egid, mac, win, row_at, mac_uniques)
-    del egid, win
-    _interface_and_burst_features(table, gid, iface, len(iface_uniques), new_run)
+    flags = (repeat_leave_rec, repeat_radio_rec, unannounced_rec)
+    unkeyed = (mac_rec < 0) & (iface_rec < 0)
+    _record_counts(table, row_at, group_size, rows, event_rec, sev_rec, flags, unkeyed)
+    del flags, unkeyed, group_size, repeat_leave_rec, repeat_radio_rec, unannounced_rec
+    _station_features(table, row_at, station_seq, part_at, iface_part, mac_rec, win, mac_uniques)
+    del station_seq, iface_part, win
+    iface = rows_of(iface_rec)
+    _interface_and_burst_features(table, row_at, iface, len(iface_uniques), new_group, new_run)
+    del iface, new_group, new_run
 
     # Silence before the window: gap from the entity's previous record to the window's first one.
     table.put("silence_before_s", gap, quiet=layout.q_silence)
+    # The kind columns straight from the rows' kinds (quiet windows are device windows): no scatter.
     for i, k in enumerate(ENTITY_KINDS):
-        table.put(f"kind_{k}", kind_s == i, quiet=float(k == "device"))
+        table.column(f"kind_{k}")[:] = layout.kind == i
     return _Aggregated(table.out, layout, dev_uniques, ent_uniques)
+
+
+class _RecordRows:
+    """Where the records' rows are: per kind (in row order), the records of its rows (``parts``; None:
+    all records, in order), so a kind's rows are a slice of the table's per-row arrays."""
+
+    def __init__(self, parts: list[np.ndarray | None], n_rec: int, n: int) -> None:
+        self.parts, self.n_rec, self.n = parts, n_rec, n
+        self._row_in_part: dict[int, np.ndarray] = {}
+
+    def gather(self, values: np.ndarray) -> np.ndarray:
+        """Per-record ``values`` at the rows: one pass writing each kind's slice in place, no index over all rows."""
+        out = np.empty(self.n, dtype=values.dtype)
+        at = 0
+        for idx in self.parts:
+            if idx is None:
+                out[at : at + len(values)] = values
+                at += len(values)
+            else:
+                np.take(values, idx, out=out[at : at + len(idx)], mode="clip")  # valid indices: no checked copy
+                at += len(idx)
+        return out
+
+    def rows_with(self, flag: np.ndarray) -> np.ndarray:
+        """The rows of the records where ``flag`` (per record) is set: for a few flagged records, cheaper
+        than gathering the flag to every row and picking the rows out."""
+        records = np.flatnonzero(flag)
+        found = []
+        at = 0
+        for k, idx in enumerate(self.parts):
+            if idx is None:
+                found.append(records + at)
+                at += self.n_rec
+                continue
+            if k not in self._row_in_part:
+                row_in_part = np.full(self.n_rec, -1, dtype=np.int64)
+                row_in_part[idx] = np.arange(len(idx))
+                self._row_in_part[k] = row_in_part
+            pos = self._row_in_part[k][records]
+            found.append(pos[pos >= 0] + at)
+            at += len(idx)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _record_counts(
     table: _Table,
     row_at: np.ndarray,
-    gid: np.ndarray,
+    group_size: np.ndarray,
+    rows: _RecordRows,
     event: np.ndarray,
     sev: np.ndarray,
     flags: tuple[np.ndarray, np.ndarray, np.ndarray],
-    mac: np.ndarray,
-    iface: np.ndarray,
+    unkeyed: np.ndarray,
 ) -> None:
     """Records per window: all of them, per event type and severity bucket, WiFi errors, the flagged
-    ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones."""
-    table.count("n_records", row_at)
-    event = np.clip(event, 0, len(EVENT_TYPES) - 1)
-    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], gid, row_at, event)
-    sev_bucket = _severity_bucket(sev)
-    has_bucket = np.flatnonzero(sev_bucket >= 0)
-    table.count_codes(
-        [name for name, _, _ in SEVERITY_FEATURES], gid[has_bucket], row_at[has_bucket], sev_bucket[has_bucket]
-    )
-    del sev_bucket, has_bucket
+    ones (repeat leaves, repeat radio errors, unannounced joins: ``flags``) and the unkeyed ones. All of
+    them per window is its size (``group_size``, aggregation order). The other values are per record
+    (``event``: catalog codes, see :func:`_event_codes`), classified once per record and then spread to
+    its ``rows``, each record counting in each of its windows."""
+    table.put("n_records", group_size)
+    table.count_codes([f"ev_{t}" for t in EVENT_TYPES], row_at, rows.gather(event))
+    sev_bucket = rows.gather(_severity_bucket(sev))
+    if (sev_bucket >= 0).all():
+        table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at, sev_bucket)
+    else:
+        has_bucket = np.flatnonzero(sev_bucket >= 0)
+        table.count_codes([name for name, _, _ in SEVERITY_FEATURES], row_at[has_bucket], sev_bucket[has_bucket])
+        del has_bucket
+    del sev_bucket
     wifi_error = (sev >= 0) & (sev <= 3) & (event != EVENT_TYPES.index("other_process"))
-    del event
-    table.count("wifi_errors", row_at[wifi_error])
+    table.count("wifi_errors", row_at[rows.rows_with(wifi_error)])
     del wifi_error
     for name, flag in zip(("repeat_leaves", "repeat_radio_errors", "unannounced_joins"), flags):
-        table.count(name, row_at[flag])
-    table.count("n_unkeyed", row_at[(mac < 0) & (iface < 0)])
+        table.count(name, row_at[rows.rows_with(flag)])
+    table.count("n_unkeyed", row_at[rows.rows_with(unkeyed)])
+
+
+class _StationSequence(NamedTuple):
+    """The records with a station in (device, station, time) order (``rows``) and their device, station
+    and window: the order of the device rows with a station (the device rows are the records) and of
+    the station rows (those records, sorted the same way)."""
+
+    rows: np.ndarray
+    dev: np.ndarray
+    mac: np.ndarray
+    win: np.ndarray
+
+
+def _station_runs(same_entity: np.ndarray, mac: np.ndarray, win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows in (entity, station, time) order (``same_entity``: a row's entity is its predecessor's),
+    the first row of each (entity, window, station) and whether that station's previous row in the
+    entity is in the window just before."""
+    same_station = np.zeros(len(mac), dtype=bool)
+    same_station[1:] = same_entity[1:] & (mac[1:] == mac[:-1])
+    first = ~same_station
+    first[1:] |= win[1:] != win[:-1]
+    continues = np.zeros(len(mac), dtype=bool)
+    continues[1:] = same_station[1:] & (win[1:] == win[:-1] + 1)
+    fi = np.flatnonzero(first)
+    return fi, continues[fi]
 
 
 def _station_features(
     table: _Table,
-    rows: np.ndarray,
-    kind: np.ndarray,
-    egid: np.ndarray,
-    mac: np.ndarray,
-    win: np.ndarray,
     row_at: np.ndarray,
+    seq: _StationSequence,
+    part_at: dict[str, int],
+    iface_part: tuple[int, np.ndarray, np.ndarray] | None,
+    mac_rec: np.ndarray,
+    win: np.ndarray,
     mac_uniques: np.ndarray,
 ) -> None:
     """Distinct stations (and randomised ones) per window, and stations new since the previous window,
-    from the ``rows`` with a station, ordered by (entity, station, time) so a (window, station) pair is a run."""
+    from the rows with a station ordered by (entity, station, time), so a (window, station) pair is a run.
+
+    Device and station rows need no sort: in that order both are the station sequence ``seq`` (a device
+    row is its record, ``part_at``: where each kind's rows begin; a station row is the record at the same
+    place of the station rows), so its runs are found once and placed twice. The interface rows with a
+    station (``iface_part``: their first row, records and entity numbers) are sorted by (entity, station)."""
     la = _locally_administered(mac_uniques)
-    h = _by_entity_and_station(rows, kind, egid, mac, max(len(mac_uniques), 1))
-    del rows
-    h_egid, h_mac, h_win = egid[h], mac[h], win[h]
-    same_station = np.zeros(len(h), dtype=bool)
-    same_station[1:] = (h_egid[1:] == h_egid[:-1]) & (h_mac[1:] == h_mac[:-1])
-    first = ~same_station
-    first[1:] |= h_win[1:] != h_win[:-1]
-    # The station's previous row (same entity) is in the window just before.
-    continues = np.zeros(len(h), dtype=bool)
-    continues[1:] = same_station[1:] & (h_win[1:] == h_win[:-1] + 1)
-    fi = np.flatnonzero(first)
-    p_row, p_mac = row_at[h[fi]], h_mac[fi]
-    seen_just_before = continues[fi]
+    p_rows, p_macs, p_seen = [], [], []
+    if len(seq.rows):
+        same_device = np.zeros(len(seq.rows), dtype=bool)
+        same_device[1:] = seq.dev[1:] == seq.dev[:-1]
+        fi, seen = _station_runs(same_device, seq.mac, seq.win)
+        del same_device
+        p_mac = seq.mac[fi]
+        if "device" in part_at:
+            p_rows.append(row_at[seq.rows[fi] + part_at["device"]])
+            p_macs.append(p_mac)
+            p_seen.append(seen)
+        if "station" in part_at:
+            p_rows.append(row_at[fi + part_at["station"]])
+            p_macs.append(p_mac)
+            p_seen.append(seen)
+    if iface_part is not None:
+        lo, records, entity = iface_part
+        keyed = np.flatnonzero(mac_rec[records] >= 0)
+        order = stable_order(
+            entity[keyed], int(entity[-1]) + 1 if len(entity) else 1, mac_rec[records[keyed]], max(len(mac_uniques), 1)
+        )
+        h = keyed[order]
+        del keyed, order
+        h_entity, h_mac = entity[h], mac_rec[records[h]]
+        h += lo
+        same_entity = np.zeros(len(h), dtype=bool)
+        same_entity[1:] = h_entity[1:] == h_entity[:-1]
+        fi, seen = _station_runs(same_entity, h_mac, win[h])
+        p_rows.append(row_at[h[fi]])
+        p_macs.append(h_mac[fi])
+        p_seen.append(seen)
+    p_row = np.concatenate(p_rows) if p_rows else np.zeros(0, dtype=row_at.dtype)
+    p_mac = np.concatenate(p_macs) if p_macs else np.zeros(0, dtype=np.int32)
+    seen_just_before = np.concatenate(p_seen) if p_seen else np.zeros(0, dtype=bool)
     table.count("n_stations", p_row)
     table.count("n_new_stations", p_row[~seen_just_before])
     table.count("n_random_macs", p_row[la[p_mac]])
 
 
+PRESENCE_BYTES_PER_ROW = 16  # the interface presence table up to this many bytes per record and table row
+
+
 def _interface_and_burst_features(
-    table: _Table, gid: np.ndarray, iface: np.ndarray, n_iface: int, new_run: np.ndarray
+    table: _Table, row_at: np.ndarray, iface: np.ndarray, n_iface: int, new_group: np.ndarray, new_run: np.ndarray
 ) -> None:
     """Distinct interfaces per window; the longest run of records in one burst sub-bucket (``new_run``
-    starts a run of equal (window, sub-bucket): rows are time-sorted) and the sub-buckets with records."""
-    n, n_groups = len(gid), len(table.layout.real_at)
-    has_iface = iface >= 0
-    n_if = max(n_iface, 1)
-    if n_groups * n_if <= 16 * n:
-        present = np.zeros(n_groups * n_if, dtype=bool)
-        present[gid[has_iface].astype(np.int64) * n_if + iface[has_iface]] = True
-        table.put("n_interfaces", present.reshape(n_groups, n_if).sum(axis=1))
-    else:
-        ipair = np.unique(gid[has_iface] * n_if + iface[has_iface])
-        table.put("n_interfaces", np.bincount(ipair // n_if, minlength=n_groups))
+    starts a run of equal (window, sub-bucket): rows are time-sorted; ``new_group`` starts a window) and
+    the sub-buckets with records.
 
-    del has_iface
+    Distinct interfaces: one byte per (row, interface) marks it present, byte 0 of a row standing for
+    "no interface" (code -1) and left out, a row's bytes padded to whole 64-bit words, so a row's count
+    is the sum of its bytes without byte 0 (no pass picks the records out): a word's byte sum is the top
+    byte of the word times 0x0101010101010101 (at most 8, so no byte carries into the next)."""
+    n, n_rows = len(row_at), table.layout.n
+    width = 8 * (n_iface // 8 + 1)  # bytes per row: "none" and the interfaces, in whole words
+    if n_rows * width <= PRESENCE_BYTES_PER_ROW * (n + n_rows):
+        present = np.zeros(n_rows * width, dtype=np.uint8)
+        cell = row_at.astype(np.int64)
+        cell *= width
+        cell += iface
+        cell += 1
+        present[cell] = 1
+        del cell
+        words = present.view(np.uint64).reshape(n_rows, width // 8)
+        words[:, 0] &= np.frombuffer(bytes([0] + [0xFF] * 7), dtype=np.uint64)[0]  # byte 0 cleared, any byte order
+        words *= np.uint64(0x0101010101010101)
+        words >>= np.uint64(56)
+        table.column("n_interfaces")[:] = words[:, 0] if width == 8 else words.sum(axis=1)
+    else:
+        has_iface = np.flatnonzero(iface >= 0)
+        n_if = max(n_iface, 1)
+        ipair = np.unique(row_at[has_iface].astype(np.int64) * n_if + iface[has_iface])
+        table.column("n_interfaces")[:] = np.bincount(ipair // n_if, minlength=n_rows)
+
     run_start = np.flatnonzero(new_run)
     run_len = np.diff(np.r_[run_start, n])
-    run_gid = gid[run_start]
-    first_run_of_group = np.flatnonzero(np.r_[True, run_gid[1:] != run_gid[:-1]])
+    first_run_of_group = np.flatnonzero(new_group[run_start])  # a window's first record starts a run
     table.put("peak_burst", np.maximum.reduceat(run_len, first_run_of_group))
-    table.count("active_buckets", table.layout.real_at[run_gid])
+    table.put("active_buckets", np.diff(np.r_[first_run_of_group, len(run_start)]))
 
 
 class _Table:
     """The output block (rows x FEATURE_COLUMNS, float32, column-major), filled a column at a time.
 
-    Counts are ``bincount`` (or ``np.add.at``) over each record's final row, so a column is written once,
+    Counts are ``np.add.at`` (or ``bincount``) over each record's final row, so a column is written once,
     in place; per-window values are put at their windows' rows. Quiet device windows get 0 unless told."""
 
     def __init__(self, layout: _Layout) -> None:
@@ -408,36 +603,49 @@ class _Table:
         # Zeros from the allocator (fresh pages are zero already): count columns need no separate fill.
         self.out = np.zeros((layout.n, len(FEATURE_COLUMNS)), dtype=np.float32, order="F")
         self.col = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
+        self._real_at = layout.real_at.astype(np.intp)  # an index array converted once, not per column
 
     def column(self, name: str) -> np.ndarray:
         return self.out[:, self.col[name]]
 
     def count(self, name: str, rows: np.ndarray) -> None:
-        """How many of ``rows`` (one per counted record: its row) fall on each row."""
-        self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
+        """How many of ``rows`` (one per counted record: its row) fall on each row: float32 ones added into
+        the zero column (unbuffered ``np.add.at``: no integer column to allocate and convert, and faster
+        than ``bincount`` at any size here), exact below 2**24 rows in all; ``bincount`` beyond."""
+        if len(rows) < EXACT_FLOAT_COUNT:
+            np.add.at(self.column(name), rows, np.float32(1))
+        else:
+            self.column(name)[:] = np.bincount(rows, minlength=self.layout.n)
 
     def put(self, name: str, per_window: np.ndarray, quiet: np.ndarray | float = 0.0) -> None:
         """One value per window with records (aggregation order) and ``quiet`` for the quiet windows."""
         target = self.column(name)
-        target[self.layout.real_at] = per_window
+        target[self._real_at] = per_window
         target[self.layout.quiet_at] = quiet
 
-    def count_codes(self, names: list[str], gid: np.ndarray, row: np.ndarray, code: np.ndarray) -> None:
-        """Column ``names[c]``: records with code ``c`` per row, from each record's group ``gid``
-        (non-decreasing) and its row ``row``. Needs ``n_records`` counted first.
+    def count_codes(self, names: list[str], row: np.ndarray, code: np.ndarray) -> None:
+        """Column ``names[c]``: records with code ``c`` per row, from each record's row ``row`` (records
+        in aggregation order: a window's records are contiguous). Needs ``n_records`` filled first.
 
         One unbuffered ``np.add.at`` of float32 ones into the column-major block, every column at once: a
         single pass over the records. Adding ones in float32 is exact while a window has fewer than 2**24
         records (``n_records`` bounds every cell); beyond that the counts are made in integers and
         rounded once, as a float32 column always held them (:func:`_fill_counts`)."""
         columns = np.asarray([self.col[name] for name in names], dtype=np.int64)
-        if not len(gid):
+        if not len(row):
             return
         if self.column("n_records").max() >= EXACT_FLOAT_COUNT:
-            _fill_counts(self.out, list(columns), gid, code, self.layout.real_at)
+            # Each record's group (aggregation order) from its row: non-decreasing, as _fill_counts needs.
+            group_of_row = np.empty(self.layout.n, dtype=np.int64)
+            group_of_row[self.layout.real_at] = np.arange(len(self.layout.real_at))
+            _fill_counts(self.out, list(columns), group_of_row[row], code, self.layout.real_at)
             return
         flat = self.out.reshape(-1, order="F")  # a view: the block is column-major
-        cell = columns[code]
+        if (np.diff(columns) == 1).all():  # consecutive columns: the code's column is an offset
+            cell = code.astype(np.int64)
+            cell += columns[0]
+        else:
+            cell = columns[code]
         cell *= self.layout.n
         cell += row
         np.add.at(flat, cell, np.float32(1))
@@ -467,8 +675,7 @@ def _layout(
     q_silence = np.zeros(0, dtype=np.float32)
     d = np.flatnonzero(kind == ENTITY_KINDS.index("device"))
     if len(d) > 1:
-        dev_first = first_appearance(dev)
-        same = dev_first[d[1:]] == dev_first[d[:-1]]
+        same = dev[d[1:]] == dev[d[:-1]]
         gap = np.where(same, win[d[1:]] - win[d[:-1]] - 1, 0)
         n_fill = np.minimum(gap, int(cap_s // window_s)).astype(np.int64)
         src = np.repeat(d[:-1], n_fill)
@@ -498,30 +705,6 @@ def _layout(
         win=win[order],
         gap_from=gap_from[order],
     )
-
-
-def _by_entity_and_station(
-    rows: np.ndarray, kind: np.ndarray, egid: np.ndarray, mac: np.ndarray, n_mac: int
-) -> np.ndarray:
-    """``rows`` (increasing, each with a station) reordered by (entity, station, time), stably.
-
-    Rows come in (kind, entity, time) order, so each kind is a contiguous slice and is sorted on its
-    own, with entity codes relative to the slice (small enough for the 16-bit radix sort more often).
-    Station entities need no sort at all: all rows of one have the same station."""
-    out = rows.copy()
-    if not len(rows):
-        return out
-    row_kind = kind[rows]
-    bounds = np.flatnonzero(np.r_[True, row_kind[1:] != row_kind[:-1], True])
-    station = ENTITY_KINDS.index("station")
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        if row_kind[a] == station:
-            continue
-        part = rows[a:b]
-        first_entity = int(egid[part[0]])
-        primary = egid[part] - first_entity
-        out[a:b] = part[stable_order(primary, int(primary[-1]) + 1, mac[part], n_mac)]
-    return out
 
 
 def _fill_counts(feat: np.ndarray, columns: list[int], gid: np.ndarray, code: np.ndarray, place: np.ndarray) -> None:
@@ -596,9 +779,9 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
     span = int(offset.max()) + 1
     key = eg * span + offset
     before = np.r_[0.0, np.cumsum(n_records)]
-    hi = np.arange(n)  # key is sorted and unique: each row is the first with its key
+    # key is sorted and unique: each row is the first with its key, so the windows before it end at the row
     lo = np.searchsorted(key, eg * span + np.maximum(offset - lag, 0), side="left")
-    expected = (before[hi] - before[lo]) / lag
+    expected = (before[:n] - before[lo]) / lag
     silence = feature("silence_before_s").astype(np.float64)
     out[:, out_col["expected_records"]] = expected.astype(np.float32)
     out[:, out_col["missed_records"]] = (silence * expected / window_s).astype(np.float32)
@@ -652,16 +835,20 @@ def _with_history(agg: _Aggregated, spec: WindowSpec) -> pd.DataFrame:
         dev_row = np.full(n_slots, -1, dtype=np.int64)
         dev_row[slot[is_dev]] = np.flatnonzero(is_dev)
         at = dev_row[slot]
-        hit = at >= 0
-        at = at[hit]
         sources = {
             "dev_records": feature("n_records"),
             "dev_stations": feature("n_stations"),
             "dev_deauth": feature("grp_leaves"),  # the same float32 sum as before, already in the table
             "dev_failures": feature("grp_failures"),
         }
-        for name, values in sources.items():
-            ctx[name][hit] = values[at]
+        if (at >= 0).all():  # every row's device has a row for its window (the usual case): plain gathers
+            for name, values in sources.items():
+                np.take(values, at, out=ctx[name], mode="clip")  # valid indices: no checked copy
+        else:
+            hit = np.flatnonzero(at >= 0)
+            at = at[hit]
+            for name, values in sources.items():
+                ctx[name][hit] = values[at]
     is_sta = kind_code == ENTITY_KINDS.index("station")
     if is_sta.any():
         sta_slot = slot[is_sta]
@@ -687,7 +874,8 @@ def _key_columns(agg: _Aggregated, spec: WindowSpec) -> dict[str, pd.Series | np
         "device": _str_column(agg.dev_uniques, lay.dev),
         "entity_kind": _str_column(np.asarray(ENTITY_KINDS, dtype=object), lay.kind.astype(np.int64)),
         "entity": _str_column(agg.ent_uniques, lay.ent),
-        "window_start": (lay.win * spec.length_ns).astype("datetime64[ns]").astype("datetime64[us]"),
+        # Whole minutes: the window start in microseconds is exact, as the nanoseconds cast to microseconds.
+        "window_start": (lay.win * (spec.length_ns // 1000)).astype("datetime64[us]"),
     }
     return {name: keys[name] for name in KEY_COLUMNS}
 
@@ -708,7 +896,8 @@ def _row_order(kind: np.ndarray, dev: np.ndarray, ent: np.ndarray, win: np.ndarr
         return np.lexsort((win, ent, dev, kind))
     key = kind.astype(np.int64)
     for values, size in zip((dev, ent, offset), sizes[1:]):
-        key = key * size + values
+        key *= size  # in place: no new array per key
+        key += values
     return np.argsort(key, kind="stable")
 
 

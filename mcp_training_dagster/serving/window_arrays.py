@@ -48,9 +48,16 @@ def first_appearance(codes: np.ndarray) -> np.ndarray:
     """Integer codes renumbered in order of first appearance: what ``pd.factorize`` gives on the strings
     they stand for (one code per distinct string), without touching the strings. Linear: the first
     index of each code by ``np.minimum.at`` over a table as long as the codes' range (distinct strings),
-    then a sort of the distinct codes only."""
+    then a sort of the distinct codes only. Codes numbered that way already (each at most one more than
+    every code before it, from 0) are returned as they are, after one running maximum."""
     if not len(codes):
         return np.zeros(0, dtype=np.int64)
+    if codes[0] == 0 and len(codes) > 1:
+        seen_max = np.maximum.accumulate(codes[:-1])
+        seen_max += 1
+        if (codes[1:] <= seen_max).all():
+            return codes.astype(np.int64)
+        del seen_max
     n = len(codes)
     first = np.full(int(codes.max()) + 1, n, dtype=np.int64)
     np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
