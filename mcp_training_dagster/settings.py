@@ -129,6 +129,12 @@ class EvaluationConfig(_Strict):
         description="injected episodes of each anomaly scenario per held-out router-day (the evaluation's stated "
         "prevalence; F1 and PR-AUC are figures at it)",
     )
+    max_held_out_router_days: float | None = Field(
+        300.0,
+        gt=0,
+        description="above this, a seeded sample of the held-out routers evaluates (bounded cost, same prevalence); "
+        "null: every router",
+    )
     stability_seeds: int = Field(3, ge=1, le=10)
 
 

@@ -343,6 +343,8 @@ def build_evaluation_set(
     injection_seed: int = 7,
     episodes_per_scenario: int = 2,
     episodes_per_router_day: float = 0.1,
+    max_router_days: float | None = None,
+    routers: HeldOut | None = None,
     service_timezone: str = "UTC",
     next_id: int | None = None,
 ) -> EvaluationSet:
@@ -352,9 +354,11 @@ def build_evaluation_set(
     known attack episodes from the scenario generator are added to the held-out period of the real
     stream (its own devices, stations and interfaces), silence episodes remove records, and every
     real record counts as normal (so real incidents there lower precision: conservative). Each anomaly scenario
-    gets ``episodes_per_router_day`` episodes per held-out router-day (:func:`held_out_router_days`), never fewer
+    gets ``episodes_per_router_day`` episodes per held-out router-day (:class:`HeldOut`), never fewer
     than ``episodes_per_scenario``: a stated prevalence, so that F1 and PR-AUC mean the same for one router and
-    for a fleet, where a fixed count would drown in the false alarms a per-router-day budget allows. ``next_id``: the
+    for a fleet, where a fixed count would drown in the false alarms a per-router-day budget allows. Above
+    ``max_router_days`` held out, a seeded sample of the routers evaluates (:func:`held_out`; ``routers``: that
+    choice made already, from every record's times and routers, when ``records`` holds only the sample's). ``next_id``: the
     injected records' first id (default: ``records``' largest id + 1; give the whole table's when ``records`` is
     its slice from :func:`evaluation_records_since`). Only the records from the held-out windows' history on are
     combined with the injected ones (the windows read no older ones): no copy of a long horizon."""
@@ -364,8 +368,13 @@ def build_evaluation_set(
         lab = window_labels(windows, held, labels, spec.length_minutes)
         data = EvaluationSet("labelled", f"records labelled in their exports, after {split}", windows, lab, str(split))
         return _with_agent_vectors(data, held, spec)
-    end = records["timestamp"].max() if len(records) else split
-    router_days = held_out_router_days(records, split, end)
+    if routers is None:
+        routers = held_out(
+            records["timestamp"], records["device"], split, max_router_days=max_router_days, seed=injection_seed
+        )
+    if routers.sampled:
+        records = records[records["device"].isin(routers.devices).to_numpy()]
+    end, router_days = routers.end, routers.router_days
     per_scenario = injected_per_scenario(router_days, episodes_per_scenario, episodes_per_router_day)
     inj = inject_episodes(
         records,
@@ -390,20 +399,51 @@ def build_evaluation_set(
         f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
         f"injected into the real records after {split}; {per_scenario} per scenario for {router_days:.1f} held-out "
         f"router-days ({episodes_per_router_day:g} per router-day, at least {episodes_per_scenario}); "
-        "real records count as normal"
+        + (
+            f"held out: a seeded sample of {len(routers.devices)} of {routers.all_devices} routers"
+            + (f" (at most {max_router_days:g} router-days); " if max_router_days is not None else "; ")
+            if routers.sampled
+            else ""
+        )
+        + "real records count as normal"
     )
     data = EvaluationSet("injected", desc, windows, lab, str(split), held_out_router_days=round(router_days, 3))
     return _with_agent_vectors(data, _since(combined, split), spec)
 
 
-def held_out_router_days(records: pd.DataFrame, split: pd.Timestamp, end: pd.Timestamp) -> float:
-    """Router-days of the held-out period: the routers logging in ``[split, end]`` times its length in days,
-    the convention the alarm budget's calibration counts router-days by."""
-    if not len(records) or end <= split:
-        return 0.0
-    ts = records["timestamp"].to_numpy()
-    devices = records["device"].to_numpy()[ts >= np.datetime64(split)]
-    return float(len(pd.unique(devices)) * ((end - split) / pd.Timedelta(days=1)))
+@dataclass(frozen=True)
+class HeldOut:
+    """The routers whose held-out period evaluates: every router logging after the split, or, above
+    ``max_router_days``, a seeded sample of them (the figures are at the same stated prevalence either way;
+    only their cost, which grows with router-days, is bounded)."""
+
+    end: pd.Timestamp
+    days: float  # the held-out period's length
+    devices: tuple[str, ...]  # the evaluating routers
+    all_devices: int  # routers logging after the split
+
+    @property
+    def router_days(self) -> float:
+        """Router-days of the evaluating routers: routers x held-out days, as the alarm budget counts them."""
+        return len(self.devices) * self.days
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.devices) < self.all_devices
+
+
+def held_out(
+    timestamps: pd.Series, devices: pd.Series, split: pd.Timestamp, *, max_router_days: float | None, seed: int
+) -> HeldOut:
+    """Which routers' held-out period evaluates (see :class:`HeldOut`), from the records' times and routers."""
+    end = pd.Timestamp(timestamps.max()) if len(timestamps) else pd.Timestamp(split)
+    days = max(0.0, (end - split) / pd.Timedelta(days=1))
+    active = sorted(pd.unique(devices.to_numpy()[(timestamps >= split).to_numpy()]).tolist())
+    keep = active
+    if max_router_days is not None and days > 0 and len(active) * days > max_router_days:
+        k = max(1, int(max_router_days // days))
+        keep = sorted(np.random.default_rng([seed, 11]).choice(np.asarray(active, dtype=object), k, replace=False))
+    return HeldOut(end, days, tuple(keep), len(active))
 
 
 def injected_per_scenario(router_days: float, minimum: int, per_router_day: float) -> int:

@@ -267,3 +267,43 @@ def test_the_injected_prevalence_is_per_held_out_router_day_so_a_fleet_is_judged
     assert "16 per scenario for 16.1 held-out router-days (1 per router-day, at least 2)" in fleet_set.description
     assert fleet == pytest.approx(small, rel=0.25)  # the same prevalence at 8x the routers
     assert fixed < small / 4  # what a fixed count gave
+
+
+def test_above_max_router_days_a_seeded_sample_of_routers_evaluates_at_the_same_prevalence() -> None:
+    """A fleet's evaluation cost grows with its held-out router-days (the injected episodes are simulated one by
+    one): above ``max_router_days`` a seeded sample of the routers evaluates, at the same stated prevalence, and
+    the asset's read of only the sample's records (``routers`` chosen from every record's keys) gives the same set."""
+    from mcp_training_dagster.domain.evaluation import EvaluationSet, build_evaluation_set, held_out
+
+    data = generate(seed=3, days=5, n_devices=16, episodes_per_scenario=0, benign_per_scenario=0)
+    records = validate_records(records_to_frame(data.records), "gen.json").records
+    spec = WindowSpec()
+    split = time_split(records["timestamp"], 0.8).floor("5min")
+    whole = build_evaluation_set(records, spec, split=split, episodes_per_router_day=1.0)
+    sampled = build_evaluation_set(records, spec, split=split, episodes_per_router_day=1.0, max_router_days=6.0)
+    routers = held_out(records["timestamp"], records["device"], split, max_router_days=6.0, seed=7)
+    assert routers.sampled and len(routers.devices) == 5 and routers.all_devices == 16
+    assert sampled.held_out_router_days == pytest.approx(routers.router_days, abs=1e-3)
+    assert routers.router_days <= 6.0
+    assert "a seeded sample of 5 of 16 routers (at most 6 router-days)" in sampled.description
+    assert set(sampled.windows["device"]) == set(routers.devices)
+
+    def share(s: EvaluationSet) -> float:
+        return s.size["anomalous_windows"] / s.size["windows"]
+
+    assert share(sampled) == pytest.approx(share(whole), rel=0.35)
+    assert sampled.size["windows"] < whole.size["windows"] / 2
+
+    mine = records[records["device"].isin(routers.devices)]
+    read = build_evaluation_set(
+        mine,
+        spec,
+        split=split,
+        episodes_per_router_day=1.0,
+        max_router_days=6.0,
+        routers=routers,
+        next_id=int(records["id"].max()) + 1,
+    )
+    assert read.description == sampled.description
+    pd.testing.assert_frame_equal(read.windows, sampled.windows)
+    pd.testing.assert_frame_equal(read.labels, sampled.labels)

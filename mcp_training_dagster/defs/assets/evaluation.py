@@ -12,6 +12,7 @@ from mcp_training_dagster.domain.evaluation import (
     EVALUATION_COLUMNS,
     EvaluationSet,
     build_evaluation_set,
+    held_out,
     evaluation_records_since,
     time_split,
 )
@@ -42,7 +43,7 @@ def side_file_labels(landing, source_files: list[str]) -> pd.DataFrame | None:
     group_name="evaluation",
     io_manager_key="model_io_manager",
     kinds={"pandas", "joblib"},
-    code_version="2",
+    code_version="3",
     automation_condition=RETRAIN_CONDITION,
     # read on demand: the keys of every record, then only the columns and the time the set needs
     ins={"horizon_records": dg.AssetIn(metadata={"lazy": True})},
@@ -56,7 +57,7 @@ def evaluation_dataset(
 ) -> dg.Output[EvaluationSet]:
     cfg = settings.get()
     ev = cfg.model.evaluation
-    keys = horizon_records(["timestamp", "id"])
+    keys = horizon_records(["timestamp", "id", "device"])
     spec = cfg.model.windows.spec()
     if keys.empty:  # training reports the lack of data (min_training_windows); nothing to evaluate on
         empty = empty_windows()
@@ -69,17 +70,25 @@ def evaluation_dataset(
         )
     split = time_split(keys["timestamp"], ev.split_fraction).floor(f"{spec.length_minutes}min")
     next_id = int(keys["id"].max()) + 1
+    routers = held_out(
+        keys["timestamp"], keys["device"], split, max_router_days=ev.max_held_out_router_days, seed=ev.injection_seed
+    )
     del keys
     labels = side_file_labels(cfg.landing_location, sorted(horizon_records(["source_file"])["source_file"].unique()))
     since = evaluation_records_since(split, spec)
+    filters: list = [("timestamp", ">=", since)]
+    if routers.sampled and (labels is None or labels.empty):  # a large fleet: only the sampled routers' records
+        filters.append(("device", "in", list(routers.devices)))
     data = build_evaluation_set(
-        horizon_records(list(EVALUATION_COLUMNS), filters=[("timestamp", ">=", since)]),
+        horizon_records(list(EVALUATION_COLUMNS), filters=filters),
         spec,
         split=split,
         labels=labels,
         injection_seed=ev.injection_seed,
         episodes_per_scenario=ev.injected_episodes_per_scenario,
         episodes_per_router_day=ev.injected_episodes_per_router_day,
+        max_router_days=ev.max_held_out_router_days,
+        routers=routers,
         service_timezone=cfg.training.service_timezone,
         next_id=next_id,
     )
