@@ -26,7 +26,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 # The run queue (config/dagster.yaml): every per-export run, ingest or verdicts, one file or a range of them, is in
 # one lane the instance runs one at a time, so the other run slot stays free for a training; among queued runs an
 # ingest goes first (a new file starts the file-to-model path), then a training, then verdicts. A lane tag of our own
-# because a range run carries no dagster/partition tag: with that limit, a fleet's 150 verdict ranges by the old
+# because a range run carries no dagster/partition tag: with that limit, a fleet's ~118 verdict ranges by an older
 # model took both slots and its new model's training waited behind them.
 PER_EXPORT_LANE = {"mcp/lane": "per_export"}
 INGEST_TAGS = {**PER_EXPORT_LANE, "dagster/priority": "10"}
