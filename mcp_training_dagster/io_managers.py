@@ -139,7 +139,7 @@ class _AtomicUPathIOManager(dg.UPathIOManager):
         return super().load_input(context)
 
     def load_partitions(self, context: dg.InputContext) -> Any:
-        keys = sorted(context.asset_partition_keys)  # a subset's keys come in set order; write in a stable one
+        keys = list(context.asset_partition_keys)
         wants_mapping = typing.get_origin(getattr(context.dagster_type, "typing_type", None)) is dict
         if context.has_partition_key and len(keys) == 1 and not wants_mapping:
             # partitioned -> same-partition downstream: the object itself (a fan-in declared as a mapping,

@@ -395,17 +395,15 @@ def build_evaluation_set(
     windows = _windows_after(combined, spec, split)
     lab = window_labels(windows, _since(combined, split), inj.labels, spec.length_minutes, inj.episodes)
     n_ep = len(inj.episodes)
+    sample = ""
+    if routers.sampled:
+        bound = f" (at most {max_router_days:g} router-days)" if max_router_days is not None else ""
+        sample = f"held out: a seeded sample of {len(routers.devices)} of {routers.all_devices} routers{bound}; "
     desc = (
         f"{n_ep} generated episodes (seed {injection_seed}: {', '.join(sorted(inj.episodes['scenario'].unique()))}) "
         f"injected into the real records after {split}; {per_scenario} per scenario for {router_days:.1f} held-out "
         f"router-days ({episodes_per_router_day:g} per router-day, at least {episodes_per_scenario}); "
-        + (
-            f"held out: a seeded sample of {len(routers.devices)} of {routers.all_devices} routers"
-            + (f" (at most {max_router_days:g} router-days); " if max_router_days is not None else "; ")
-            if routers.sampled
-            else ""
-        )
-        + "real records count as normal"
+        f"{sample}real records count as normal"
     )
     data = EvaluationSet("injected", desc, windows, lab, str(split), held_out_router_days=round(router_days, 3))
     return _with_agent_vectors(data, _since(combined, split), spec)
