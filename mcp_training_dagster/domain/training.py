@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from mcp_training_dagster.domain.results import (
     TrainingError,
 )
 from mcp_training_dagster.domain.training_scores import (
+    CHUNK_THREADS,
     SCORE_COLUMNS,
     Scoring,
     TopWindows,
@@ -38,6 +40,7 @@ from mcp_training_dagster.domain.training_scores import (
     diagnostic_positions,
     feature_matrix,
     fit_rows,
+    in_order,
     router_codes,
     score_passes,
     subsample_positions,
@@ -450,23 +453,41 @@ def train_and_select_scored(
     results: dict[str, Evaluation] = {}
     twins: dict[str, _Fit] = {}
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
+    # The configured kind's fit on every window runs on a second thread beside the candidates' fits and
+    # evaluations (it is the model unless a challenger wins clearly; then it is fitted again for that one).
+    spare = ThreadPoolExecutor(max_workers=1)
+    ahead: Future[_Fit] | None = None
     if evaluation is not None and evaluation.n_windows:
-        for kind in candidates:
-            twins[kind] = _fit(
-                fit_table,
-                early,
-                detector.model_copy(update={"kind": kind}),
-                min_windows=min_windows,
-                alarm_budget=alarm_budget,
-                fit_cap=fit_cap,
-            )
-            heldout_by_kind[kind] = table_scores(
-                FrameWindows(evaluation.window_columns(SCORE_COLUMNS), max_rows=SCORE_CHUNK_WINDOWS),
-                None,
-                twins[kind].pipeline,
-                twins[kind].calibration,
-            )[1]
-            results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
+        ahead = spare.submit(
+            _fit,
+            fit_table,
+            None,
+            detector,
+            min_windows=min_windows,
+            alarm_budget=alarm_budget,
+            fit_cap=fit_cap,
+            keep_windows=True,
+        )
+        try:
+            for kind in candidates:
+                twins[kind] = _fit(
+                    fit_table,
+                    early,
+                    detector.model_copy(update={"kind": kind}),
+                    min_windows=min_windows,
+                    alarm_budget=alarm_budget,
+                    fit_cap=fit_cap,
+                )
+                heldout_by_kind[kind] = table_scores(
+                    FrameWindows(evaluation.window_columns(SCORE_COLUMNS), max_rows=SCORE_CHUNK_WINDOWS),
+                    None,
+                    twins[kind].pipeline,
+                    twins[kind].calibration,
+                )[1]
+                results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
+        except BaseException:
+            spare.shutdown(wait=True, cancel_futures=True)  # no fit left running behind an error
+            raise
     best = detector.kind
     if results:
         challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
@@ -474,9 +495,21 @@ def train_and_select_scored(
             best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
     twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
     chosen = detector.model_copy(update={"kind": best})
-    fit = _fit(
-        fit_table, None, chosen, min_windows=min_windows, alarm_budget=alarm_budget, fit_cap=fit_cap, keep_windows=True
+    fit = (
+        ahead.result()
+        if ahead is not None and best == detector.kind
+        else _fit(
+            fit_table,
+            None,
+            chosen,
+            min_windows=min_windows,
+            alarm_budget=alarm_budget,
+            fit_cap=fit_cap,
+            keep_windows=True,
+        )
     )
+    spare.shutdown(wait=True)
+    del ahead
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
@@ -517,15 +550,18 @@ def train_and_select_scored(
         fit = dataclasses.replace(fit, windows=None)  # held by refit_source only, gone with it
     if best == "isolation_forest":  # LOF is deterministic: nothing to compare across seeds
         forest = chosen.isolation_forest.model_copy(update={"n_estimators": refit_trees})
-        for i in range(1, stability_seeds):
-            other = _fit(
-                refit_source,
+
+        def refit(i: int, source: WindowTable = refit_source) -> _Fit:
+            return _fit(
+                source,
                 None,
                 chosen.model_copy(update={"random_state": chosen.random_state + i, "isolation_forest": forest}),
                 min_windows=min_windows,
                 alarm_budget=alarm_budget,
                 fit_cap=refit_cap,
             )
+
+        for other in in_order(refit, range(1, stability_seeds), CHUNK_THREADS):  # two refits at once
             refit_sample = other.sample
             if refit_source is table and other.sample is None:  # fitted on every window: its own scores
                 refit_scores.append(other.own_scores(table, None)[1])

@@ -10,9 +10,11 @@ is fitted and calibrated on. Above the fit cap the training statistics are of th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -104,21 +106,55 @@ def score_passes(
     # the windows any scoring wants (None: every one): a stored table's row groups with none are not decoded
     masks = [sel[0] for sel in selections if sel is not None]
     any_wanted = np.logical_or.reduce(masks) if len(masks) == len(selections) else None
-    for at, chunk in table.chunks(columns, any_wanted):
-        for job, (raw_out, calibrated_out), selection in zip(scorings, outs, selections):
+
+    def score(item: tuple[np.ndarray, pd.DataFrame]) -> list[tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]]:
+        at, chunk = item
+        done = []
+        for job, selection in zip(scorings, selections):
             frame, where = chunk, at
             if selection is not None:
                 wanted, rank = selection
                 keep = wanted[at]
                 if not keep.any():
+                    done.append((frame.iloc[:0], at[:0], np.empty(0), np.empty(0)))
                     continue
                 frame, where = (chunk, rank[at]) if keep.all() else (chunk[keep], rank[at[keep]])
             raw = anomaly_scores(job.pipeline, feature_matrix(frame, job.features))
-            calibrated = with_calibration(frame, raw, job.calibration)
+            done.append((frame, where, raw, with_calibration(frame, raw, job.calibration)))
+        return done
+
+    # chunks are scored two at a time (a tree's apply and numpy's array work release the GIL), each chunk's
+    # scores stored and visited in chunk order, as one at a time would
+    for scored in in_order(score, table.chunks(columns, any_wanted), CHUNK_THREADS):
+        for job, (raw_out, calibrated_out), (frame, where, raw, calibrated) in zip(scorings, outs, scored):
+            if not len(where):
+                continue
             raw_out[where], calibrated_out[where] = raw, calibrated
             if job.visit is not None:
                 job.visit(frame, raw, calibrated)
     return outs
+
+
+CHUNK_THREADS = 2  # chunks of whole routers scored at once by score_passes
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``fn(item)`` of each item, in order, computed on ``threads`` threads with at most that many items in hand
+    (read from ``items`` as the results are taken): a chunked pass holds two chunks, not every one."""
+    if threads < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:
@@ -183,7 +219,10 @@ def fit_rows(
     before, _ = subsample_positions(len(early), cap, seed)
     if whole is None or before is None:
         return table
-    return FitRows(table, np.union1d(whole, early[before]), columns)
+    both = np.zeros(len(table), dtype=bool)  # their union, ascending: a mask, not a sort of both
+    both[whole] = True
+    both[early[before]] = True
+    return FitRows(table, np.flatnonzero(both), columns)
 
 
 @dataclass(frozen=True)

@@ -178,14 +178,13 @@ def _kinds(windows: pd.DataFrame) -> np.ndarray:
 
 def _device_context(windows: pd.DataFrame, values: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     """Each window's device-window value in the same window (NaN where the device has none)."""
-    dev = windows["device"].astype("str").to_numpy()
-    ws = windows["window_start"].to_numpy()
     is_dev = kinds == "device"
-    out = np.full(len(dev), np.nan)
+    out = np.full(len(windows), np.nan)
     if not is_dev.any():
         return out
-    ctx = pd.Series(values[is_dev]).groupby([dev[is_dev], ws[is_dev]]).max()  # one value per (device, window)
-    at = ctx.index.get_indexer(pd.MultiIndex.from_arrays([dev, ws]))
+    slot = _slots(_slot_keys(windows))  # one int64 per (device, window): hashed, not a pair of objects
+    ctx = pd.Series(values[is_dev]).groupby(slot[is_dev]).max()  # one value per (device, window)
+    at = ctx.index.get_indexer(slot)
     hit = at >= 0
     out[hit] = ctx.to_numpy()[at[hit]]
     return out
@@ -281,6 +280,7 @@ def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) 
     """-log10 of the smoothed probability that a training window of the same kind had at least this much,
     for the rarest of the families (0 = common)."""
     out = np.zeros(len(windows))
+    columns: dict[str, np.ndarray] = {}  # each feature read once, whatever the number of kinds
     for kind, tab in tables.items():
         m = kinds == kind
         if not m.any():
@@ -292,7 +292,9 @@ def rarity(windows: pd.DataFrame, kinds: np.ndarray, tables: Mapping[str, Any]) 
                 continue
             values = np.asarray(t["values"], dtype=np.float64)
             at_least = np.r_[np.asarray(t["at_least"], dtype=np.float64), 0.0]
-            x = windows[f].to_numpy(dtype=np.float64)[m]
+            if f not in columns:
+                columns[f] = windows[f].to_numpy(dtype=np.float64)
+            x = columns[f][m]
             count = at_least[np.searchsorted(values, x, side="left")]
             fewest = count if fewest is None else np.minimum(fewest, count)
         best = np.zeros(int(m.sum()))
@@ -387,11 +389,17 @@ def _scored_z(
     kinds: np.ndarray,
     calibration: Mapping[str, Any],
     with_magnitude: bool = True,
+    fused_z: np.ndarray | None = None,
 ) -> np.ndarray:
     """The score the thresholds apply to: the combined z, fused with the device context, plus (device windows)
     the magnitude in doublings above the router's usual most. The magnitude is added after the fusion:
-    a station is judged with its router's state, not with the router's count of someone else's events."""
-    z = fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+    a station is judged with its router's state, not with the router's count of someone else's events.
+    ``fused_z``: this without the magnitude, if at hand."""
+    z = (
+        fused(windows, _combined_z(windows, raw, kinds, calibration), kinds, calibration.get("fusion", "max"))
+        if fused_z is None
+        else fused_z
+    )
     mt = calibration.get("magnitude")
     if mt and with_magnitude:
         mg = np.maximum(magnitude(windows, kinds, mt), 0.0)
@@ -475,6 +483,15 @@ def _slots(keys: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return codes * (1 << 34) + (t - t.min()) if len(t) else codes  # seconds since the first window: 34 bits
 
 
+def _member(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """``np.isin(values, members)`` for sorted distinct ``members`` (e.g. :func:`np.unique`'s): one binary search
+    per value in the (few) members, where ``isin`` sorts every value with them."""
+    if not len(members):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(members, values), len(members) - 1)
+    return members[at] == values
+
+
 def _router_any(
     windows: pd.DataFrame, flags: np.ndarray, kinds: np.ndarray, keys: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
@@ -485,7 +502,7 @@ def _router_any(
     if not flags.any() or not is_dev.any():
         return out
     slot = _slots(keys if keys is not None else _slot_keys(windows))
-    out[is_dev] = np.isin(slot[is_dev], slot[flags])
+    out[is_dev] = _member(slot[is_dev], np.unique(slot[flags]))
     return out
 
 
@@ -557,8 +574,8 @@ def fit_calibration(
         )
     zi = robust_z(raw, kinds, scales)
     devices = windows["device"].astype("str").to_numpy()
-    z = _scored_z(windows, raw, kinds, cal)
     z0 = _scored_z(windows, raw, kinds, cal, with_magnitude=False)
+    z = _scored_z(windows, raw, kinds, cal, fused_z=z0)
     thresholds: dict[str, dict[str, Any]] = {}
     detector_threshold = None
     for kind in scales:
@@ -677,7 +694,7 @@ def calibrated_scores(
         c = np.where(continued_alarms(windows, seed, cc > 0, float(window_seconds), keys) & (c <= 0), cc, c)
         # station/interface windows join their router's alarm above their own continuation threshold
         slot = _slots(keys)
-        in_alarm = np.isin(slot, slot[(kinds == "device") & (c > 0)])
+        in_alarm = _member(slot, np.unique(slot[(kinds == "device") & (c > 0)]))
         for kind, fit in calibration["thresholds"].items():
             if kind == "device" or "continue_threshold" not in fit:
                 continue
@@ -707,7 +724,7 @@ def near_misses(
     step = int(window_seconds)
     near = np.zeros(len(c), dtype=bool)
     for k in range(-2, 3):  # the merge distance of continued_alarms: at most one window between
-        near |= np.isin(slot + k * step, alarm)
+        near |= _member(slot + k * step, alarm)
     near &= (c <= 0) & (windows["n_records"].to_numpy() > 0)
     out = c.copy()
     for kind, fit in calibration["thresholds"].items():
