@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
 
+from mcp_training_dagster.domain.horizon import parquet_statistics
 from mcp_training_dagster.domain.landing import partition_key_problem
 from mcp_training_dagster.domain.atomic_files import remove_stale_temp, write_atomic
 
@@ -237,7 +238,10 @@ class _ParquetUPathIOManager(_AtomicUPathIOManager):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: Parquet IO manager expects a DataFrame, got {type(obj)}"
             )
-        atomic_write_bytes(path, lambda fh: obj.to_parquet(fh, index=False, compression="zstd"))
+        statistics = parquet_statistics([str(c) for c in obj.columns])
+        atomic_write_bytes(
+            path, lambda fh: obj.to_parquet(fh, index=False, compression="zstd", write_statistics=statistics)
+        )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         """The table, or with input metadata ``columns`` only those columns, or with ``lazy`` a

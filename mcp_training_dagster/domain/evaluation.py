@@ -436,7 +436,8 @@ def held_out(
     """Which routers' held-out period evaluates (see :class:`HeldOut`), from the records' times and routers."""
     end = pd.Timestamp(timestamps.max()) if len(timestamps) else pd.Timestamp(split)
     days = max(0.0, (end - split) / pd.Timedelta(days=1))
-    active = sorted(pd.unique(devices.to_numpy()[(timestamps >= split).to_numpy()]).tolist())
+    # the routers logging after the split: filtered, then made distinct, before any value becomes a Python string
+    active = sorted(str(d) for d in devices[(timestamps >= split).to_numpy()].unique())
     keep = active
     if max_router_days is not None and days > 0 and len(active) * days > max_router_days:
         k = max(1, int(max_router_days // days))
