@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
 from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
 from mcp_training_dagster.serving.validation import VALID_COLUMNS
@@ -301,10 +302,9 @@ def _read_rows(
     schemas = {tuple(getattr(readers[name], "columns", None) or ()) for name in used}
     if len(schemas) == 1 and (known := list(schemas.pop())):
         # One column at a time: the peak is the result plus one column, not every export's whole table twice.
-        out = {}
-        for c in cols if cols is not None else known:
-
-            def column(name: str, c: str = c) -> pd.Series:
+        # Two columns at once (Arrow's concatenation and take release the GIL): the peak is the result plus two.
+        def gathered(c: str) -> pd.Series:
+            def column(name: str) -> pd.Series:
                 return wanted_rows(name, readers[name]([c])[c])
 
             parts = _map_readers(column, used)
@@ -312,8 +312,10 @@ def _read_rows(
             if perm is not None:
                 col = _single_chunk(col)  # the one copy before the take; the parts go with the next line
             del parts
-            out[c] = col if perm is None else col.take(perm).reset_index(drop=True)
-            del col
+            return col if perm is None else col.take(perm).reset_index(drop=True)
+
+        names_out = list(cols if cols is not None else known)
+        out = dict(zip(names_out, in_order(gathered, names_out, READ_THREADS)))
         return pd.DataFrame(out, copy=False)
     parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)

@@ -25,6 +25,7 @@ from mcp_training_dagster.serving.calibration import RARITY_FEATURES, fit_calibr
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
 from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.serving.features import MODEL_FEATURES
+from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.domain.results import (
     HEADLINE_METRICS,
     Evaluation,
@@ -40,7 +41,6 @@ from mcp_training_dagster.domain.training_scores import (
     diagnostic_positions,
     feature_matrix,
     fit_rows,
-    in_order,
     router_codes,
     score_passes,
     subsample_positions,

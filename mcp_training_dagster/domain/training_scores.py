@@ -10,17 +10,16 @@ is fitted and calibrated on. Above the fit cap the training statistics are of th
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.domain.results import TrainingError
+from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, calibrated_scores
 from mcp_training_dagster.serving.features import MODEL_FEATURES
 from mcp_training_dagster.serving.scoring import anomaly_scores
@@ -136,25 +135,6 @@ def score_passes(
 
 
 CHUNK_THREADS = 2  # chunks of whole routers scored at once by score_passes
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
-    """``fn(item)`` of each item, in order, computed on ``threads`` threads with at most that many items in hand
-    (read from ``items`` as the results are taken): a chunked pass holds two chunks, not every one."""
-    if threads < 2:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending: deque[Future[R]] = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= threads:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:

@@ -12,7 +12,8 @@ import pytest
 from mcp_training_dagster.domain import training, training_scores
 from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
 from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
-from mcp_training_dagster.domain.training_scores import feature_matrix, in_order
+from mcp_training_dagster.domain.threads import in_order
+from mcp_training_dagster.domain.training_scores import feature_matrix
 from mcp_training_dagster.serving import calibration, scoring
 from mcp_training_dagster.serving.exports import read_export
 from mcp_training_dagster.serving.features import MODEL_FEATURES, WindowSpec, build_windows

@@ -167,6 +167,16 @@ class _RealDevice:
         return self._stations
 
 
+def _one_chunk(column: pd.Series) -> pd.Series:
+    """``column`` with its Arrow data in one chunk (a Parquet read leaves one per row group and page)."""
+    if not isinstance(column.array, pd.arrays.ArrowExtensionArray):
+        return column
+    data = column.array.__arrow_array__()
+    if getattr(data, "num_chunks", 1) < 2:
+        return column
+    return pd.Series(column.dtype.__from_arrow__(data.combine_chunks()), index=column.index, name=column.name)
+
+
 class _Stream:
     """The records near the injection period, as column codes sorted by (device, time).
 
@@ -175,6 +185,7 @@ class _Stream:
 
     def __init__(self, records: pd.DataFrame, base: pd.Timestamp, horizon: int) -> None:
         self.records, self.horizon = records, horizon
+        self._columns: dict[str, pd.Series] = {}
         stamps = records["timestamp"].to_numpy().astype("datetime64[us]").view(np.int64)
         rel = np.floor_divide(stamps - np.datetime64(base.to_pydatetime(), "us").astype(np.int64), 1_000_000)
         ok = stamps != np.iinfo(np.int64).min  # NaT
@@ -202,7 +213,9 @@ class _Stream:
         self.devices = self._devices()
 
     def _text(self, where: np.ndarray, column: str = "message") -> pd.Series:
-        return self.records[column].take(self.pos[where]).astype("str").reset_index(drop=True)
+        if column not in self._columns:  # an Arrow column of many chunks costs a pass over all of them per take
+            self._columns[column] = _one_chunk(self.records[column])
+        return self._columns[column].take(self.pos[where]).astype("str").reset_index(drop=True)
 
     def _devices(self) -> list[_RealDevice]:
         """The devices logging WiFi lines inside the period, by key (counted in one pass)."""
