@@ -583,7 +583,7 @@ class StoredWindowsReport:
 
 class TrainingWindowsWriter:
     """A sink for :func:`windows_by_chunk`: each chunk's windows appended to one Parquet file as its own row group
-    (zstd; hashed and written on a thread while the next chunk is windowed), with the per-chunk facts kept for the
+    (zstd, written on a thread while the next chunk is windowed), with the per-chunk facts kept for the
     asset's metadata and check. The rows are stored chunk by chunk, each with its :data:`ORDER_COLUMN`."""
 
     def __init__(self, path: str, ranks: WindowRanks, feature_columns: Sequence[str]) -> None:
@@ -616,18 +616,15 @@ class TrainingWindowsWriter:
             values = windows[name].to_numpy()
             bad |= ~np.isfinite(values) | (values < 0)
         self.bad_rows += int(bad.sum())
+        # hashed here, not on the writer's thread: the writer is already as busy as this one (tried: the step
+        # took longer, the hashing slower beside the windowing)
+        self._hashes.append(pd.util.hash_pandas_object(windows, index=False).to_numpy())
         order = self.ranks.order(windows)
         self._orders.append(order)
         self._starts.append(windows["window_start"].to_numpy())
         table = _arrow_table(windows).append_column(ORDER_COLUMN, pa.array(order))
         self._wait()
-        self._pending = self._pool.submit(self._hash_and_write, windows, table)
-
-    def _hash_and_write(self, windows: pd.DataFrame, table: Any) -> None:
-        """On the writer's thread, while the next chunk is windowed: the rows' hashes (numpy work, outside the
-        GIL, about as long as the windowing) and the row group."""
-        self._hashes.append(pd.util.hash_pandas_object(windows, index=False).to_numpy())
-        self._write(table)
+        self._pending = self._pool.submit(self._write, table)
 
     def _write(self, table: Any) -> None:
         import pyarrow.parquet as pq
