@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
 from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
 from mcp_training_dagster.serving.validation import VALID_COLUMNS
@@ -302,7 +301,7 @@ def _read_rows(
     schemas = {tuple(getattr(readers[name], "columns", None) or ()) for name in used}
     if len(schemas) == 1 and (known := list(schemas.pop())):
         # One column at a time: the peak is the result plus one column, not every export's whole table twice.
-        # Two columns at once (Arrow's concatenation and take release the GIL): the peak is the result plus two.
+        # (Two at once on two threads: 0.7 s less of 11 at 10M records, 0.2-0.4 GB more at the step's peak.)
         def gathered(c: str) -> pd.Series:
             def column(name: str) -> pd.Series:
                 return wanted_rows(name, readers[name]([c])[c])
@@ -315,7 +314,7 @@ def _read_rows(
             return col if perm is None else col.take(perm).reset_index(drop=True)
 
         names_out = list(cols if cols is not None else known)
-        out = dict(zip(names_out, in_order(gathered, names_out, READ_THREADS)))
+        out = {c: gathered(c) for c in names_out}
         return pd.DataFrame(out, copy=False)
     parts = _map_readers(lambda name: wanted_rows(name, readers[name](cols)), used)
     table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
