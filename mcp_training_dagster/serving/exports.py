@@ -14,6 +14,7 @@ time; anything it refuses (an extra key, a non-object entry, NaN, bad UTF-8...) 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -23,6 +24,8 @@ import threading
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -272,24 +275,45 @@ def _decode_typed(payload: bytes) -> dict[str, Any] | None:
     return {"export_metadata": doc.export_metadata, "data": doc.data}  # type: ignore[attr-defined]
 
 
+# The text columns of a large export are built in the system allocator: Arrow grows a column's value
+# buffer by doubling it, which the default pool (mimalloc) does by copying into fresh, zeroed memory,
+# while glibc's realloc remaps a large block in place (about 0.1 s less for a 250 MB export).
+_TEXT_POOL = pa.system_memory_pool()
+
+
 def _text_or_column(values: list[Any]) -> pd.Series:
     """``_column`` with the common case first: an all-text (or all-null) column, no type inference."""
     try:
-        arr = pa.array(values, type=pa.large_string())  # refuses any non-text value
+        arr = pa.array(values, type=pa.large_string(), memory_pool=_TEXT_POOL)  # refuses any non-text value
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return _column(values)
     return pd.Series(pd.array(arr, dtype="str"))
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection for the duration: building the columns allocates no cycles, but
+    each collection the allocations trigger would walk the list of every decoded record (~30 ms for
+    400,000 records). The collector is switched back on only if it was on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
     """Columns from decoded record structs: one C-level pass per key (no extras, no non-objects)."""
     n = len(data)
-    cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
-    for key in RECORD_KEYS:
-        cols[key] = _text_or_column(list(map(attrgetter(key), data)))
-    cols["extra"] = _null_text(n)
-    cols["non_object"] = _null_text(n)
-    return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+    with _gc_paused():
+        cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
+        for key in RECORD_KEYS:
+            cols[key] = _text_or_column(list(map(attrgetter(key), data)))
+        cols["extra"] = _null_text(n)
+        cols["non_object"] = _null_text(n)
+        return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
 
 
 def records_to_frame(data: list[Any]) -> pd.DataFrame:
