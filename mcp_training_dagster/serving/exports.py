@@ -276,18 +276,10 @@ def _decode_typed(payload: bytes) -> dict[str, Any] | None:
 
 
 # The text columns of a large export are built in the system allocator: Arrow grows a column's value
-# buffer by doubling it, which the default pool (mimalloc) does by copying into fresh, zeroed memory,
-# while glibc's realloc remaps a large block in place (about 0.1 s less for a 250 MB export).
+# buffer by doubling it, which the default pool (mimalloc) does by copying into fresh, zeroed memory
+# (with a system time that varies from run to run), while glibc remaps a large block in place; the
+# blocks and their join below measured faster in it too.
 _TEXT_POOL = pa.system_memory_pool()
-
-
-def _text_or_column(values: list[Any]) -> pd.Series:
-    """``_column`` with the common case first: an all-text (or all-null) column, no type inference."""
-    try:
-        arr = pa.array(values, type=pa.large_string(), memory_pool=_TEXT_POOL)  # refuses any non-text value
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return _column(values)
-    return pd.Series(pd.array(arr, dtype="str"))
 
 
 @contextmanager
@@ -304,16 +296,49 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_BLOCK_RECORDS = 8_192
+
+
 def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
-    """Columns from decoded record structs: one C-level pass per key (no extras, no non-objects)."""
+    """Columns from decoded record structs (no extras, no non-objects).
+
+    A block of records at a time, every key of the block in turn (one C-level pass per key), so the
+    block's records and values are still in the CPU cache for the next key: text columns are built
+    block by block and joined at the end (about 0.08 s less for 400,000 records than key by key over
+    the whole list). A key with any value that is not text (or null) is set aside and all its values
+    go through ``_column`` at the end, exactly as one whole column would."""
     n = len(data)
+    getters = [(key, attrgetter(key)) for key in RECORD_KEYS]
+    text_blocks: dict[str, list[pa.Array]] = {key: [] for key in RECORD_KEYS}
+    general: dict[str, list[Any]] = {}  # key -> every value, for a key that is not all text
     with _gc_paused():
+        for lo in range(0, n, _BLOCK_RECORDS):
+            block = data[lo : lo + _BLOCK_RECORDS]
+            for key, get in getters:
+                values = list(map(get, block))
+                if key in general:
+                    general[key] += values
+                    continue
+                try:  # refuses any non-text value
+                    text_blocks[key].append(pa.array(values, type=pa.large_string(), memory_pool=_TEXT_POOL))
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    general[key] = [*map(get, data[:lo]), *values]
+                    text_blocks[key].clear()
         cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
         for key in RECORD_KEYS:
-            cols[key] = _text_or_column(list(map(attrgetter(key), data)))
+            if key in general:
+                cols[key] = _column(general.pop(key))
+            else:
+                cols[key] = pd.Series(pd.array(_joined(text_blocks.pop(key)), dtype="str"))
         cols["extra"] = _null_text(n)
         cols["non_object"] = _null_text(n)
         return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+
+
+def _joined(blocks: list[pa.Array]) -> pa.Array:
+    if not blocks:
+        return pa.array([], type=pa.large_string())
+    return blocks[0] if len(blocks) == 1 else pa.concat_arrays(blocks, memory_pool=_TEXT_POOL)
 
 
 def records_to_frame(data: list[Any]) -> pd.DataFrame:
