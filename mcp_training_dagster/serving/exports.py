@@ -299,14 +299,18 @@ def _gc_paused() -> Iterator[None]:
 _BLOCK_RECORDS = 8_192
 
 
-def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
+def _struct_records_to_frame(data: list[Any], *, release: bool = False) -> pd.DataFrame:
     """Columns from decoded record structs (no extras, no non-objects).
 
     A block of records at a time, every key of the block in turn (one C-level pass per key), so the
     block's records and values are still in the CPU cache for the next key: text columns are built
     block by block and joined at the end (about 0.08 s less for 400,000 records than key by key over
     the whole list). A key with any value that is not text (or null) is set aside and all its values
-    go through ``_column`` at the end, exactly as one whole column would."""
+    go through ``_column`` at the end, exactly as one whole column would.
+
+    With ``release`` (the caller owns ``data`` and is done with it), each block's records are freed
+    as soon as its columns are built, while they are still in the cache (freeing 400,000 records
+    afterwards costs ~0.1 s); ``data`` is left holding None."""
     n = len(data)
     getters = [(key, attrgetter(key)) for key in RECORD_KEYS]
     text_blocks: dict[str, list[pa.Array]] = {key: [] for key in RECORD_KEYS}
@@ -322,8 +326,12 @@ def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
                 try:  # refuses any non-text value
                     text_blocks[key].append(pa.array(values, type=pa.large_string(), memory_pool=_TEXT_POOL))
                 except (pa.ArrowInvalid, pa.ArrowTypeError):
-                    general[key] = [*map(get, data[:lo]), *values]
+                    # the earlier blocks' values of this key were all text or null: read back from Arrow
+                    general[key] = [*(v for arr in text_blocks[key] for v in arr.to_pylist()), *values]
                     text_blocks[key].clear()
+            if release:
+                data[lo : lo + len(block)] = [None] * len(block)
+            del block, values
         cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
         for key in RECORD_KEYS:
             if key in general:
@@ -571,7 +579,10 @@ def _from_document(
         warnings=tuple(warnings),
         file_mtime=file_mtime,
     )
-    records = records_to_frame(data)
+    if msgspec is not None and isinstance(data[0], _Record):  # decoded here: freed as it is turned into columns
+        records = _struct_records_to_frame(data, release=True)
+    else:
+        records = records_to_frame(data)
     # The reference time of the plausible-timestamp range travels with the table (validation reads
     # it; Parquet keeps DataFrame.attrs), so every reader of this table applies the same range.
     records.attrs.update(export_created_at=facts.created_at, file_mtime=file_mtime)
