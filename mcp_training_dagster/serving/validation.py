@@ -432,14 +432,18 @@ def validate_records(
     # Events are classified line by line, so all lines can be classified while the checks below run
     # (Arrow's regex kernels release the GIL: the work goes to the other core); the kept rows' results
     # are taken afterwards. (A quarantined line costs a classification it does not need; there are few.)
+    # (classify_events trims and lower-cases the process names itself, and reads a null one as "", so
+    # it is given them as they are and starts at once.)
     msg = raw["message"].astype("str")
-    process_all = raw["process_name"].astype("str").str.strip().fillna("")
     extra = {p.lower() for p in extra_wifi_processes}
     classifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify_events")
     events_future = classifier.submit(
-        classify_events, msg, process_all.str.lower(), wifi_processes=(WIFI_PROCESSES | extra) if extra else None
+        classify_events,
+        msg,
+        raw["process_name"].astype("str"),
+        wifi_processes=(WIFI_PROCESSES | extra) if extra else None,
     )
-    classifier.shutdown(wait=False)  # the thread ends with its one task
+    process_all = raw["process_name"].astype("str").str.strip().fillna("")
 
     raw_id = raw["id"]
     # The ids' text: only the quarantined rows' is needed when the ids are numbers.
@@ -568,12 +572,15 @@ def validate_records(
     }
 
     events = events_future.result()
+    # (the classifier's thread, now free, takes the kept rows' interfaces while this one takes the rest)
+    interface = classifier.submit(lambda: kept_col(events["interface"].astype("str")).astype("str").array)
+    classifier.shutdown(wait=False)
     event_type = kept_col(events["event_type"]).array
     if list(event_type.categories) != list(EVENT_TYPES):
         event_type = pd.Categorical(np.asarray(event_type), categories=EVENT_TYPES)
     columns["event_type"] = event_type
     columns["station_mac"] = kept_col(events["station_mac"].astype("str")).astype("str").array
-    columns["interface"] = kept_col(events["interface"].astype("str")).astype("str").array
+    columns["interface"] = interface.result()
     records = pd.DataFrame(columns, columns=list(VALID_COLUMNS))
 
     report = ValidationReport(
