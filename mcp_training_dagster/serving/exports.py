@@ -14,6 +14,7 @@ time; anything it refuses (an extra key, a non-object entry, NaN, bad UTF-8...) 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -23,6 +24,9 @@ import threading
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -272,24 +276,95 @@ def _decode_typed(payload: bytes) -> dict[str, Any] | None:
     return {"export_metadata": doc.export_metadata, "data": doc.data}  # type: ignore[attr-defined]
 
 
-def _text_or_column(values: list[Any]) -> pd.Series:
-    """``_column`` with the common case first: an all-text (or all-null) column, no type inference."""
+# The text columns of a large export are built in the system allocator: Arrow grows a column's value
+# buffer by doubling it, which the default pool (mimalloc) does by copying into fresh, zeroed memory
+# (with a system time that varies from run to run), while glibc remaps a large block in place; the
+# blocks and their join below measured faster in it too.
+_TEXT_POOL = pa.system_memory_pool()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection for the duration: building the columns allocates no cycles, but
+    each collection the allocations trigger would walk the list of every decoded record (~30 ms for
+    400,000 records). The collector is switched back on only if it was on."""
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        arr = pa.array(values, type=pa.large_string())  # refuses any non-text value
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return _column(values)
-    return pd.Series(pd.array(arr, dtype="str"))
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def _struct_records_to_frame(data: list[Any]) -> pd.DataFrame:
-    """Columns from decoded record structs: one C-level pass per key (no extras, no non-objects)."""
+_BLOCK_RECORDS = 8_192
+
+
+def _struct_records_to_frame(data: list[Any], *, release: bool = False) -> pd.DataFrame:
+    """Columns from decoded record structs (no extras, no non-objects).
+
+    A block of records at a time, every key of the block in turn (one C-level pass per key), so the
+    block's records and values are still in the CPU cache for the next key: text columns are built
+    block by block and joined at the end (about 0.08 s less for 400,000 records than key by key over
+    the whole list). A key with any value that is not text (or null) is set aside and all its values
+    go through ``_column`` at the end, exactly as one whole column would.
+
+    With ``release`` (the caller owns ``data`` and is done with it), each block's records are freed
+    as soon as its columns are built, while they are still in the cache (freeing 400,000 records
+    afterwards costs ~0.1 s); ``data`` is left holding None."""
     n = len(data)
-    cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
-    for key in RECORD_KEYS:
-        cols[key] = _text_or_column(list(map(attrgetter(key), data)))
-    cols["extra"] = _null_text(n)
-    cols["non_object"] = _null_text(n)
-    return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+    getters = [(key, attrgetter(key)) for key in RECORD_KEYS]
+    text_blocks: dict[str, list[pa.Array]] = {key: [] for key in RECORD_KEYS}
+    general: dict[str, list[Any]] = {}  # key -> every value, for a key that is not all text
+    with _gc_paused():
+        for lo in range(0, n, _BLOCK_RECORDS):
+            block = data[lo : lo + _BLOCK_RECORDS]
+            for key, get in getters:
+                values = list(map(get, block))
+                if key in general:
+                    general[key] += values
+                    continue
+                try:  # refuses any non-text value
+                    text_blocks[key].append(pa.array(values, type=pa.large_string(), memory_pool=_TEXT_POOL))
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    # the earlier blocks' values of this key were all text or null: read back from Arrow
+                    general[key] = [*(v for arr in text_blocks[key] for v in arr.to_pylist()), *values]
+                    text_blocks[key].clear()
+            if release:
+                data[lo : lo + len(block)] = [None] * len(block)
+            del block, values
+        joined = _join_all({key: text_blocks.pop(key) for key in RECORD_KEYS if key not in general})
+        cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
+        for key in RECORD_KEYS:
+            if key in general:
+                cols[key] = _column(general.pop(key))
+            else:
+                cols[key] = pd.Series(pd.array(joined.pop(key), dtype="str"))
+        cols["extra"] = _null_text(n)
+        cols["non_object"] = _null_text(n)
+        return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+
+
+_JOIN_THREAD_MIN_BLOCKS = 8
+
+
+def _join_all(blocks_by_key: dict[str, list[pa.Array]]) -> dict[str, pa.Array]:
+    """Each text column's blocks joined into one array. Arrow copies them without the GIL, so for a
+    large export every other column is joined on a second thread (~0.025 s less for 400,000 records)."""
+    keys = list(blocks_by_key)
+    if max(map(len, blocks_by_key.values()), default=0) < _JOIN_THREAD_MIN_BLOCKS:
+        return {key: _joined(blocks_by_key[key]) for key in keys}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="join_columns") as pool:
+        futures = {key: pool.submit(_joined, blocks_by_key[key]) for key in keys[1::2]}
+        out = {key: _joined(blocks_by_key[key]) for key in keys[0::2]}
+        out.update((key, future.result()) for key, future in futures.items())
+    return {key: out[key] for key in keys}
+
+
+def _joined(blocks: list[pa.Array]) -> pa.Array:
+    if not blocks:
+        return pa.array([], type=pa.large_string())
+    return blocks[0] if len(blocks) == 1 else pa.concat_arrays(blocks, memory_pool=_TEXT_POOL)
 
 
 def records_to_frame(data: list[Any]) -> pd.DataFrame:
@@ -522,7 +597,10 @@ def _from_document(
         warnings=tuple(warnings),
         file_mtime=file_mtime,
     )
-    records = records_to_frame(data)
+    if msgspec is not None and isinstance(data[0], _Record):  # decoded here: freed as it is turned into columns
+        records = _struct_records_to_frame(data, release=True)
+    else:
+        records = records_to_frame(data)
     # The reference time of the plausible-timestamp range travels with the table (validation reads
     # it; Parquet keeps DataFrame.attrs), so every reader of this table applies the same range.
     records.attrs.update(export_created_at=facts.created_at, file_mtime=file_mtime)

@@ -326,13 +326,30 @@ def _is_text(values: pd.Series) -> bool:
 
 def _blank(text: pd.Series) -> np.ndarray:
     """``text.isna() | (text.str.strip() == "")`` for a str column, stripping only the rows that can
-    be blank: those whose first character strips away (a long message is not copied to learn that)."""
-    first_blank = (text.str.slice(0, 1).str.strip() == "").to_numpy(dtype=bool, na_value=True)
+    be blank: those that are empty or do not start with a printable, non-space ASCII character (read
+    from the column's UTF-8 bytes; a long message is not copied to learn that)."""
     out = text.isna().to_numpy(dtype=bool, copy=True)
-    rows = np.flatnonzero(first_blank & ~out)
+    rows = np.flatnonzero(_may_be_blank(text) & ~out)
     if rows.size:
         out[rows] = (text.iloc[rows].str.strip() == "").to_numpy(dtype=bool, na_value=False)
     return out
+
+
+def _may_be_blank(text: pd.Series) -> np.ndarray:
+    """Rows whose text is empty or starts with a byte outside "!".."~" (whitespace, control
+    characters, anything not ASCII): only those can strip to nothing. Null rows count as True."""
+    n = len(text)
+    arr = pa.array(text.array, type=pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    _, offsets_buf, data_buf = arr.buffers()
+    if n == 0 or offsets_buf is None or data_buf is None or len(data_buf) == 0:
+        return np.ones(n, dtype=bool)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    starts = offsets[:-1]
+    first = data[np.minimum(starts, len(data) - 1)]  # (an empty last string points past the end)
+    return (offsets[1:] == starts) | (first < 0x21) | (first > 0x7E)
 
 
 def _stripped_text(values: pd.Series) -> pd.Series:
@@ -415,14 +432,18 @@ def validate_records(
     # Events are classified line by line, so all lines can be classified while the checks below run
     # (Arrow's regex kernels release the GIL: the work goes to the other core); the kept rows' results
     # are taken afterwards. (A quarantined line costs a classification it does not need; there are few.)
+    # (classify_events trims and lower-cases the process names itself, and reads a null one as "", so
+    # it is given them as they are and starts at once.)
     msg = raw["message"].astype("str")
-    process_all = raw["process_name"].astype("str").str.strip().fillna("")
     extra = {p.lower() for p in extra_wifi_processes}
     classifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify_events")
     events_future = classifier.submit(
-        classify_events, msg, process_all.str.lower(), wifi_processes=(WIFI_PROCESSES | extra) if extra else None
+        classify_events,
+        msg,
+        raw["process_name"].astype("str"),
+        wifi_processes=(WIFI_PROCESSES | extra) if extra else None,
     )
-    classifier.shutdown(wait=False)  # the thread ends with its one task
+    process_all = raw["process_name"].astype("str").str.strip().fillna("")
 
     raw_id = raw["id"]
     # The ids' text: only the quarantined rows' is needed when the ids are numbers.
@@ -468,14 +489,19 @@ def validate_records(
 
     device = _stripped_text(raw["device_id"])
     device_ip = raw["device_ip"].astype("str")
-    device = device.where(device.notna() & (device != ""), device_ip.str.strip())
-    flag(device.isna() | (device == ""), "missing_device", "neither 'device_id' nor 'device_ip'")
+    if (device.isna() | (device == "")).any():  # (device_ip is only stripped when it is needed)
+        device = device.where(device.notna() & (device != ""), device_ip.str.strip())
+        flag(device.isna() | (device == ""), "missing_device", "neither 'device_id' nor 'device_ip'")
 
     # Order by (timestamp, id) before de-duplicating so the kept copy is deterministic.
     ok = unflagged.copy()
     order = np.lexsort((ids.to_numpy(na_value=np.inf), ts.to_numpy()))
     order = order[ok[order]]
-    dup_sorted = pd.Series(ids.to_numpy()[order]).duplicated(keep="first").to_numpy()
+    ids_sorted = ids.to_numpy()[order]
+    if (ids_sorted[1:] > ids_sorted[:-1]).all():  # ids rising with time (the service's): no repeats
+        dup_sorted = np.zeros(len(ids_sorted), dtype=bool)
+    else:
+        dup_sorted = pd.Series(ids_sorted).duplicated(keep="first").to_numpy()
     dup_rows = order[dup_sorted]
     is_dup = np.zeros(n, dtype=bool)
     is_dup[dup_rows] = True
@@ -498,34 +524,24 @@ def validate_records(
     severity = np.where(lvl_cat < len(LEVELS), lvl_cat, sev_from_sd).astype(np.int64)
     level_codes = np.where(severity >= 0, severity, len(LEVELS))
 
-    process = kept_col(process_all)
-    kept_msg = kept_col(msg)
-    events = events_future.result()
-    event_type = kept_col(events["event_type"]).array
-    if list(event_type.categories) != list(EVENT_TYPES):
-        event_type = pd.Categorical(np.asarray(event_type), categories=EVENT_TYPES)
-
-    records = pd.DataFrame(
-        {
-            "id": ids.to_numpy()[keep_rows].astype(np.int64),
-            "device": kept_col(device).array,
-            "device_name": kept_col(device_ip).array,
-            "timestamp": ts.to_numpy()[keep_rows],
-            "log_level": pd.Categorical.from_codes(level_codes, categories=LEVEL_CATEGORIES),
-            "severity": pd.array(np.where(severity >= 0, severity, -1), dtype="int8"),
-            "facility": pd.array(np.where(facility >= 0, facility, -1), dtype="int16"),
-            "process_name": process.array,
-            "message": kept_msg.array,
-            "event_type": event_type,
-            "station_mac": kept_col(events["station_mac"].astype("str")).array,
-            "interface": kept_col(events["interface"].astype("str")).array,
-            "source_file": source_file,
-            "record_index": raw["record_index"].to_numpy()[keep_rows],
-        },
-        columns=list(VALID_COLUMNS),
-    )
-    for col in ("device", "device_name", "process_name", "message", "station_mac", "interface", "source_file"):
-        records[col] = records[col].astype("str")
+    # Everything that does not need the events is built while the classifier thread still runs;
+    # only the three event columns (and their counts) wait for it.
+    log_level = pd.Categorical.from_codes(level_codes, categories=LEVEL_CATEGORIES)
+    columns: dict[str, Any] = {
+        "id": ids.to_numpy()[keep_rows].astype(np.int64),
+        "device": kept_col(device).array,
+        "device_name": kept_col(device_ip).array,
+        "timestamp": ts.to_numpy()[keep_rows],
+        "log_level": log_level,
+        "severity": pd.array(np.where(severity >= 0, severity, -1), dtype="int8"),
+        "facility": pd.array(np.where(facility >= 0, facility, -1), dtype="int16"),
+        "process_name": kept_col(process_all).array,
+        "message": kept_col(msg).array,
+        "source_file": pd.Series(source_file, index=pd.RangeIndex(len(keep_rows)), dtype="str").array,
+        "record_index": raw["record_index"].to_numpy()[keep_rows],
+    }
+    for col in ("device", "device_name", "process_name", "message", "source_file"):
+        columns[col] = pd.Series(columns[col]).astype("str").array
 
     # ---- quarantine table
     q_rows = np.flatnonzero(~unflagged)
@@ -545,6 +561,28 @@ def validate_records(
 
     by_reason = {k: int(v) for k, v in pd.Series(reason[q_rows]).value_counts().items()}
     n_bad = sum(v for k, v in by_reason.items() if k not in NOT_BAD)
+    kept_ts = pd.Series(columns["timestamp"], dtype=TIMESTAMP_DTYPE)
+    report_fields: dict[str, Any] = {
+        "level_counts": _counts(pd.Series(log_level)),
+        "process_counts": _counts(pd.Series(columns["process_name"])),
+        "devices": sorted(pd.Series(columns["device"]).unique().tolist()),
+        "time_start": kept_ts.min().isoformat() if len(keep_rows) else None,
+        "time_end": kept_ts.max().isoformat() if len(keep_rows) else None,
+        "unknown_levels": int((pd.Series(log_level) == "unknown").sum()),
+    }
+
+    events = events_future.result()
+    # (the classifier's thread, now free, takes the kept rows' interfaces while this one takes the rest)
+    interface = classifier.submit(lambda: kept_col(events["interface"].astype("str")).astype("str").array)
+    classifier.shutdown(wait=False)
+    event_type = kept_col(events["event_type"]).array
+    if list(event_type.categories) != list(EVENT_TYPES):
+        event_type = pd.Categorical(np.asarray(event_type), categories=EVENT_TYPES)
+    columns["event_type"] = event_type
+    columns["station_mac"] = kept_col(events["station_mac"].astype("str")).astype("str").array
+    columns["interface"] = interface.result()
+    records = pd.DataFrame(columns, columns=list(VALID_COLUMNS))
+
     report = ValidationReport(
         source_file=source_file,
         records_in=n,
@@ -553,17 +591,17 @@ def validate_records(
         duplicates=by_reason.get("duplicate_id", 0),
         bad_fraction=(n_bad / n) if n else 0.0,
         quarantine_by_reason=by_reason,
-        level_counts=_counts(records["log_level"]),
+        level_counts=report_fields["level_counts"],
         event_counts=_counts(records["event_type"]),
-        process_counts=_counts(records["process_name"]),
-        devices=sorted(records["device"].unique().tolist()),
-        time_start=records["timestamp"].min().isoformat() if len(records) else None,
-        time_end=records["timestamp"].max().isoformat() if len(records) else None,
+        process_counts=report_fields["process_counts"],
+        devices=report_fields["devices"],
+        time_start=report_fields["time_start"],
+        time_end=report_fields["time_end"],
         unparsed_structured_data=int((~sd_ok).sum()),
-        unknown_levels=int((records["log_level"] == "unknown").sum()),
+        unknown_levels=report_fields["unknown_levels"],
         warnings=list(warnings),
     )
-    return ValidationResult(records=records.reset_index(drop=True), quarantine=quarantine, report=report)
+    return ValidationResult(records=records, quarantine=quarantine, report=report)
 
 
 def _counts(series: pd.Series) -> dict[str, int]:
