@@ -103,15 +103,25 @@ PARALLEL_SCORING_ROWS = 100_000
 SCORING_THREADS = min(4, os.cpu_count() or 1)
 
 
+def _scores_rows_alone(pipeline: Any) -> bool:
+    """Whether a row's score is bit for bit the same in any block of rows: an isolation forest's is (its trees'
+    paths; the log1p and scaling before it are elementwise). A local outlier factor's is not: its distances come
+    from BLAS matrix products whose rounding depends on the block's shape."""
+    steps = getattr(pipeline, "steps", None)
+    detector = steps[-1][1] if steps else pipeline
+    return type(detector).__name__ == "IsolationForest"
+
+
 def anomaly_scores(pipeline: Any, X: np.ndarray) -> np.ndarray:
     """Higher = more anomalous, for any estimator with ``score_samples`` (sklearn's is higher = more normal).
 
-    Many windows are scored in row blocks on threads: a tree's ``apply`` releases the GIL, and every row's score
-    is its own, so the scores are exactly those of one call. (scikit-learn's own ``n_jobs`` splits the trees
-    instead, and adds their depths in whichever order the threads finish: not reproducible to the last bit.)"""
+    An isolation forest scores many windows in row blocks on threads: a tree's ``apply`` releases the GIL, and
+    every row's score is its own, so the scores are exactly those of one call. (scikit-learn's own ``n_jobs``
+    splits the trees instead, and adds their depths in whichever order the threads finish: not reproducible to the
+    last bit.)"""
     if len(X) == 0:
         return np.empty(0)
-    blocks = min(SCORING_THREADS, len(X) // PARALLEL_SCORING_ROWS)
+    blocks = min(SCORING_THREADS, len(X) // PARALLEL_SCORING_ROWS) if _scores_rows_alone(pipeline) else 1
     if blocks < 2:
         return -np.asarray(pipeline.score_samples(X), dtype=np.float64)
     bounds = np.linspace(0, len(X), blocks + 1).astype(int)

@@ -46,6 +46,25 @@ def test_a_scoring_in_row_blocks_on_threads_is_the_single_call_to_the_last_bit(r
     assert len(used) == 4 and threading.current_thread().name not in used  # four blocks, none on the caller
 
 
+def test_a_local_outlier_factor_scores_in_one_call(records, monkeypatch) -> None:
+    """Its distances come from BLAS products whose last bits depend on the block's shape: never split."""
+    windows = build_windows(records)
+    model = training.train_model(windows, DetectorConfig(kind="local_outlier_factor"), window_minutes=5)
+    X = feature_matrix(windows, MODEL_FEATURES)
+    monkeypatch.setattr(scoring, "PARALLEL_SCORING_ROWS", len(X) // 5)
+    monkeypatch.setattr(scoring, "SCORING_THREADS", 4)
+    calls: list[tuple[int, str]] = []
+    score_samples = model.pipeline.score_samples
+
+    def spy(block: np.ndarray) -> np.ndarray:
+        calls.append((len(block), threading.current_thread().name))
+        return score_samples(block)
+
+    monkeypatch.setattr(model.pipeline, "score_samples", spy)
+    assert np.array_equal(scoring.anomaly_scores(model.pipeline, X), -score_samples(X))
+    assert calls == [(len(X), threading.current_thread().name)]
+
+
 def test_in_order_keeps_the_order_reads_ahead_at_most_its_threads_and_raises_the_first_error() -> None:
     read: list[int] = []
 
