@@ -231,7 +231,7 @@ def _shared_ids(ids: np.ndarray) -> np.ndarray:
     return pd.Series(ids).duplicated(keep=False).to_numpy()
 
 
-def _single_chunk(column: pd.Series) -> pd.Series:
+def single_chunk(column: pd.Series) -> pd.Series:
     """``column`` with its Arrow data in one chunk (a concatenation or a Parquet read leaves many): Arrow's
     take over many chunks resolves the chunk of every row and costs about twice a take over one; the
     concatenation is one sequential copy. Other columns are returned as they are."""
@@ -309,7 +309,7 @@ def _read_rows(
             parts = _map_readers(column, used)
             col = pd.concat(parts, ignore_index=True)  # Arrow columns: chunks over the parts, no copy
             if perm is not None:
-                col = _single_chunk(col)  # the one copy before the take; the parts go with the next line
+                col = single_chunk(col)  # the one copy before the take; the parts go with the next line
             del parts
             return col if perm is None else col.take(perm).reset_index(drop=True)
 
@@ -432,7 +432,7 @@ def windows_by_chunk(
         return None if folder is None else os.path.join(folder, f"windows_{k:04d}.arrow")
 
     if len(chunks) > 1:  # every chunk is a take of the records: over one Arrow chunk per column, not many
-        records = records.assign(**{str(c): _single_chunk(records[c]) for c in records.columns})
+        records = records.assign(**{str(c): single_chunk(records[c]) for c in records.columns})
     if sink is not None or workers < 2 or len(chunks) < 2 or len(records) < parallel_min_records:
         return _windows_here(records, chunks, spec, share, seed, path, sink)
     out: dict[int, ChunkWindows] = {}
@@ -718,7 +718,7 @@ def write_training_windows(
 
     records = records.copy(deep=False)
     for c in records.columns:  # one column at a time: the caller's multi-chunk column goes as its copy comes
-        records[c] = _single_chunk(records[c])
+        records[c] = single_chunk(records[c])
     writer = TrainingWindowsWriter(path, WindowRanks.of(records, spec), FEATURE_COLUMNS)
     try:
         windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=writer)

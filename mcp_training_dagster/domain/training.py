@@ -454,21 +454,21 @@ def train_and_select_scored(
     twins: dict[str, _Fit] = {}
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
     # The configured kind's fit on every window runs on a second thread beside the candidates' fits and
-    # evaluations (it is the model unless a challenger wins clearly; then it is fitted again for that one).
-    spare = ThreadPoolExecutor(max_workers=1)
-    ahead: Future[_Fit] | None = None
-    if evaluation is not None and evaluation.n_windows:
-        ahead = spare.submit(
-            _fit,
-            fit_table,
-            None,
-            detector,
-            min_windows=min_windows,
-            alarm_budget=alarm_budget,
-            fit_cap=fit_cap,
-            keep_windows=True,
-        )
-        try:
+    # evaluations (it is the model unless a challenger wins clearly; then it is fitted again for that one). The
+    # block's end waits for it, also behind an error: no fit is left running.
+    with ThreadPoolExecutor(max_workers=1) as spare:
+        ahead: Future[_Fit] | None = None
+        if evaluation is not None and evaluation.n_windows:
+            ahead = spare.submit(
+                _fit,
+                fit_table,
+                None,
+                detector,
+                min_windows=min_windows,
+                alarm_budget=alarm_budget,
+                fit_cap=fit_cap,
+                keep_windows=True,
+            )
             for kind in candidates:
                 twins[kind] = _fit(
                     fit_table,
@@ -485,31 +485,27 @@ def train_and_select_scored(
                     twins[kind].calibration,
                 )[1]
                 results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
-        except BaseException:
-            spare.shutdown(wait=True, cancel_futures=True)  # no fit left running behind an error
-            raise
-    best = detector.kind
-    if results:
-        challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
-        if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
-            best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
-    twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
-    chosen = detector.model_copy(update={"kind": best})
-    fit = (
-        ahead.result()
-        if ahead is not None and best == detector.kind
-        else _fit(
-            fit_table,
-            None,
-            chosen,
-            min_windows=min_windows,
-            alarm_budget=alarm_budget,
-            fit_cap=fit_cap,
-            keep_windows=True,
+        best = detector.kind
+        if results:
+            challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
+            if _rank(results[challenger]) > _rank(results[detector.kind]) + detector.selection_margin:
+                best = challenger  # a challenger must win clearly: evaluation sets are small and noisy
+        twins = {best: twins[best]} if best in twins else {}  # the others' fitted windows go
+        chosen = detector.model_copy(update={"kind": best})
+        fit = (
+            ahead.result()
+            if ahead is not None and best == detector.kind
+            else _fit(
+                fit_table,
+                None,
+                chosen,
+                min_windows=min_windows,
+                alarm_budget=alarm_budget,
+                fit_cap=fit_cap,
+                keep_windows=True,
+            )
         )
-    )
-    spare.shutdown(wait=True)
-    del ahead
+        del ahead
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,

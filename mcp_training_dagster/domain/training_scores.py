@@ -53,6 +53,7 @@ def scoring_columns(features: Sequence[str] = MODEL_FEATURES) -> tuple[str, ...]
 
 # What a scoring pass of the training windows reads with the model's features (see scoring_columns).
 SCORE_COLUMNS = scoring_columns()
+CHUNK_THREADS = 2  # chunks of whole routers scored at once by score_passes (and refits fitted at once)
 
 
 @dataclass(frozen=True)
@@ -106,16 +107,20 @@ def score_passes(
     masks = [sel[0] for sel in selections if sel is not None]
     any_wanted = np.logical_or.reduce(masks) if len(masks) == len(selections) else None
 
-    def score(item: tuple[np.ndarray, pd.DataFrame]) -> list[tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]]:
+    def score(
+        item: tuple[np.ndarray, pd.DataFrame],
+    ) -> list[tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray] | None]:
+        """Each scoring's (windows, their positions in its output, raw, calibrated) of one chunk (None: none
+        of its windows is in the chunk)."""
         at, chunk = item
-        done = []
+        done: list[tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray] | None] = []
         for job, selection in zip(scorings, selections):
             frame, where = chunk, at
             if selection is not None:
                 wanted, rank = selection
                 keep = wanted[at]
                 if not keep.any():
-                    done.append((frame.iloc[:0], at[:0], np.empty(0), np.empty(0)))
+                    done.append(None)
                     continue
                 frame, where = (chunk, rank[at]) if keep.all() else (chunk[keep], rank[at[keep]])
             raw = anomaly_scores(job.pipeline, feature_matrix(frame, job.features))
@@ -125,16 +130,14 @@ def score_passes(
     # chunks are scored two at a time (a tree's apply and numpy's array work release the GIL), each chunk's
     # scores stored and visited in chunk order, as one at a time would
     for scored in in_order(score, table.chunks(columns, any_wanted), CHUNK_THREADS):
-        for job, (raw_out, calibrated_out), (frame, where, raw, calibrated) in zip(scorings, outs, scored):
-            if not len(where):
+        for job, (raw_out, calibrated_out), result in zip(scorings, outs, scored):
+            if result is None:
                 continue
+            frame, where, raw, calibrated = result
             raw_out[where], calibrated_out[where] = raw, calibrated
             if job.visit is not None:
                 job.visit(frame, raw, calibrated)
     return outs
-
-
-CHUNK_THREADS = 2  # chunks of whole routers scored at once by score_passes
 
 
 def subsample_positions(n: int, cap: int | None, seed: int) -> tuple[np.ndarray | None, dict[str, Any] | None]:

@@ -19,7 +19,7 @@ from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_pa
 from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import ProductionModel, PromotionDecision, load_production
-from mcp_training_dagster.domain.horizon import StoredWindows, router_context
+from mcp_training_dagster.domain.horizon import StoredWindows, parquet_statistics, router_context
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history
@@ -225,7 +225,8 @@ def _top(table: pd.DataFrame, n: int = 10) -> pd.DataFrame:
 def _staged(table: pd.DataFrame) -> StagedParquet:
     """A verdict table written now (as the IO manager would), so a run over many exports holds one at a time."""
     staged = StagedParquet()
-    table.to_parquet(staged.path, index=False, compression="zstd")
+    statistics = parquet_statistics([str(c) for c in table.columns])
+    table.to_parquet(staged.path, index=False, compression="zstd", write_statistics=statistics)
     return staged
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mcp_training_dagster.domain.horizon import single_chunk
 from mcp_training_dagster.domain.scenarios.config import (
     _DAY,
     _HOUR,
@@ -167,16 +168,6 @@ class _RealDevice:
         return self._stations
 
 
-def _one_chunk(column: pd.Series) -> pd.Series:
-    """``column`` with its Arrow data in one chunk (a Parquet read leaves one per row group and page)."""
-    if not isinstance(column.array, pd.arrays.ArrowExtensionArray):
-        return column
-    data = column.array.__arrow_array__()
-    if getattr(data, "num_chunks", 1) < 2:
-        return column
-    return pd.Series(column.dtype.__from_arrow__(data.combine_chunks()), index=column.index, name=column.name)
-
-
 class _Stream:
     """The records near the injection period, as column codes sorted by (device, time).
 
@@ -214,7 +205,7 @@ class _Stream:
 
     def _text(self, where: np.ndarray, column: str = "message") -> pd.Series:
         if column not in self._columns:  # an Arrow column of many chunks costs a pass over all of them per take
-            self._columns[column] = _one_chunk(self.records[column])
+            self._columns[column] = single_chunk(self.records[column])
         return self._columns[column].take(self.pos[where]).astype("str").reset_index(drop=True)
 
     def _devices(self) -> list[_RealDevice]:
