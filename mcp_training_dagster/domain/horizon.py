@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from mcp_training_dagster.domain.report import row_hashes
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
 from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
 from mcp_training_dagster.serving.validation import VALID_COLUMNS
@@ -554,14 +555,14 @@ def global_order(entity_order: np.ndarray, window_start: np.ndarray) -> np.ndarr
     return np.lexsort((t, entity_order))
 
 
-def _rows_fingerprint(dtypes: pd.Series, row_hashes: np.ndarray) -> str:
+def _rows_fingerprint(dtypes: pd.Series, hashes: np.ndarray) -> str:
     """``report.frame_fingerprint`` of a table from its dtypes and its rows' hashes in order."""
     import hashlib
 
     h = hashlib.sha256()
     h.update(repr([(str(c), str(t)) for c, t in dtypes.items()]).encode())
-    if len(row_hashes):
-        h.update(np.ascontiguousarray(row_hashes).tobytes())
+    if len(hashes):
+        h.update(np.ascontiguousarray(hashes).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -583,13 +584,19 @@ class StoredWindowsReport:
 class TrainingWindowsWriter:
     """A sink for :func:`windows_by_chunk`: each chunk's windows appended to one Parquet file as its own row group
     (zstd, written on a thread while the next chunk is windowed), with the per-chunk facts kept for the
-    asset's metadata and check. The rows are stored chunk by chunk, each with its :data:`ORDER_COLUMN`."""
+    asset's metadata and check. The rows are stored chunk by chunk, each with its :data:`ORDER_COLUMN`.
+
+    The rows' hashes (for the fingerprint) are computed on a third thread: its numpy work releases the GIL, so
+    it overlaps the windowing of the next chunk (10M records: 17.5 s instead of 19 s on 2 cores). Each thread
+    has at most one chunk in hand, so at most three chunks' windows exist at once."""
 
     def __init__(self, path: str, ranks: WindowRanks, feature_columns: Sequence[str]) -> None:
         self.path, self.ranks, self.features = path, ranks, list(feature_columns)
         self._writer: Any = None
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._pending: Future[None] | None = None
+        self._hasher = ThreadPoolExecutor(max_workers=1)
+        self._hashing: Future[np.ndarray] | None = None
         self.by_kind: dict[str, int] = {}
         self.windows = self.bad_rows = self.chunks = 0
         self.first: pd.Timestamp | None = None
@@ -615,9 +622,10 @@ class TrainingWindowsWriter:
             values = windows[name].to_numpy()
             bad |= ~np.isfinite(values) | (values < 0)
         self.bad_rows += int(bad.sum())
-        # hashed here, not on the writer's thread: the writer is already as busy as this one (tried: the step
-        # took longer, the hashing slower beside the windowing)
-        self._hashes.append(pd.util.hash_pandas_object(windows, index=False).to_numpy())
+        # hashed on a thread of its own, not the writer's: the writer is already as busy as the windowing (tried:
+        # the step took longer)
+        self._wait_hashes()
+        self._hashing = self._hasher.submit(row_hashes, windows)
         order = self.ranks.order(windows)
         self._orders.append(order)
         self._starts.append(windows["window_start"].to_numpy())
@@ -643,10 +651,23 @@ class TrainingWindowsWriter:
             pending, self._pending = self._pending, None
             pending.result()
 
+    def _wait_hashes(self) -> None:
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            self._hashes.append(hashing.result())
+
+    def _shutdown(self) -> None:
+        """Both threads' last chunks done (an error of either raised), the threads ended in any case."""
+        try:
+            self._wait()
+            self._wait_hashes()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._hasher.shutdown(wait=True)
+
     def close(self, empty: pd.DataFrame, records: int) -> StoredWindowsReport:
         """Finish the file (``empty``: the windows table's shape, written when no chunk came) and report it."""
-        self._wait()
-        self._pool.shutdown(wait=True)
+        self._shutdown()
         if self._writer is None:
             self.dtypes = empty.dtypes
             self._write(_arrow_table(empty).append_column(ORDER_COLUMN, pa.array(np.zeros(0, dtype=np.int64))))
@@ -672,9 +693,8 @@ class TrainingWindowsWriter:
 
     def abort(self) -> None:
         try:
-            self._wait()
+            self._shutdown()
         finally:
-            self._pool.shutdown(wait=True)
             if self._writer is not None:
                 self._writer.close()
 
@@ -862,5 +882,5 @@ class StoredWindows:
         dtypes = None
         for positions, frame in self.chunks():
             dtypes = frame.dtypes
-            hashes[positions] = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+            hashes[positions] = row_hashes(frame)
         return _rows_fingerprint(dtypes if dtypes is not None else pd.Series(dtype=object), hashes)

@@ -57,8 +57,62 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
     h = hashlib.sha256()
     h.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
     if len(frame):
-        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        h.update(row_hashes(frame).tobytes())
     return h.hexdigest()[:32]
+
+
+# pandas' 64-bit mix (util/hashing.py) and tuple fold (CPython's tupleobject.c), with the same constants
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_SLAB_ROWS = 4096  # rows of a block of float columns hashed at once: its work arrays stay in the cache
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """``pd.util.hash_pandas_object(frame, index=False)`` as uint64, equal to it bit for bit, about twice as fast
+    on a wide float table (windows): neighbouring float columns of one dtype are hashed as one block, a slab of
+    rows at a time, in place; other columns go through pandas itself."""
+    n, names = len(frame), list(frame.columns)
+    mults, m = [], 1000003
+    for i in range(len(names)):
+        mults.append(np.uint64(m))
+        m = (m + 82520 + 2 * (len(names) - i)) % 2**64
+    out = np.full(n, 0x345678, dtype=np.uint64)
+    i = 0
+    while i < len(names):
+        dtype = frame.dtypes.iloc[i]
+        if not (isinstance(dtype, np.dtype) and dtype.kind == "f"):
+            out ^= pd.util.hash_pandas_object(frame.iloc[:, i], index=False).to_numpy()
+            out *= mults[i]
+            i += 1
+            continue
+        j = i + 1
+        while j < len(names) and frame.dtypes.iloc[j] == dtype:
+            j += 1
+        block = frame.iloc[:, i:j].to_numpy().T  # (columns, rows); a view of a column-major float block
+        for r in range(0, n, _SLAB_ROWS):
+            hashed, part = _float_hashes(block[:, r : r + _SLAB_ROWS]), out[r : r + _SLAB_ROWS]
+            for c in range(j - i):
+                part ^= hashed[c]
+                part *= mults[i + c]
+        i = j
+    out += np.uint64(97531)
+    return out
+
+
+def _float_hashes(values: np.ndarray) -> np.ndarray:
+    """pandas' ``_hash_ndarray`` of floats: the bits widened to uint64 (every NaN one pattern, -0.0 as 0.0), mixed."""
+    bits = f"u{values.dtype.itemsize}"
+    u = values.view(bits).astype(np.uint64)
+    nan = np.isnan(values)
+    if nan.any():
+        u[nan] = np.array(np.nan, dtype=values.dtype).view(bits)
+    u[u == np.array(-0.0, dtype=values.dtype).view(bits)] = 0
+    tmp = np.empty_like(u)
+    for shift, mult in ((30, _MIX_1), (27, _MIX_2), (31, None)):
+        np.right_shift(u, shift, out=tmp)
+        u ^= tmp
+        if mult is not None:
+            u *= mult
+    return u
 
 
 def text_fingerprint(*parts: str) -> str:
