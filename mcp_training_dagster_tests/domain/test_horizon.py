@@ -276,3 +276,54 @@ def test_windows_in_chunks_is_build_windows() -> None:
         since = whole["window_start"].quantile(0.7)
         later = whole[whole["window_start"] >= since].reset_index(drop=True)
         pd.testing.assert_frame_equal(windows_in_chunks(records, spec, max_records=max_records, since=since), later)
+
+
+def test_write_horizon_records_reads_back_as_select_records(tmp_path, monkeypatch) -> None:
+    """The asset's file, written a row group at a time from Parquet partitions (the IO manager's lazy readers), is
+    exactly select_records' table: several exports (rows gathered then permuted), one export (rows as stored),
+    readers without a shared schema (whole tables), no records."""
+    import pyarrow.parquet as pq
+    from upath import UPath
+
+    from mcp_training_dagster.domain import horizon
+    from mcp_training_dagster.io_managers import ParquetReader
+
+    monkeypatch.setattr(horizon, "BLOCK_ROWS", 700)  # several row groups, the last one short
+    frames = {"a.json": validated(HOSTAPD_1824), "b.json": validated(SYSTEM_35), "c.json": validated(SYSTEM_19)}
+    frames["d.json"] = shifted_routers(frames["a.json"]).assign(source_file="d.json")
+    parquet = {}
+    for name, frame in frames.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+        parquet[name] = ParquetReader(UPath(tmp_path / f"{name}.parquet"))
+    cases = {
+        "several": (parquet, 20),
+        "one": ({"a.json": parquet["a.json"]}, None),
+        "no-schema": ({k: (lambda cols, r=r: r(cols)) for k, r in parquet.items()}, 20),
+        "empty": ({"a.json": FrameReaderOf(frames["a.json"].iloc[:0])}, 20),
+    }
+    for case, (readers, days) in cases.items():
+        path = tmp_path / f"{case}.parquet"
+        written = horizon.write_horizon_records(readers, days, str(path))
+        expected = select_records(readers, days)
+        back = pd.read_parquet(path)
+        pd.testing.assert_frame_equal(back, expected.records, obj=case)
+        assert written.rows == len(expected.records)
+        assert (written.distinct, written.cutoff, written.exports) == (
+            expected.distinct,
+            expected.cutoff,
+            expected.exports,
+        )
+        pd.testing.assert_frame_equal(written.union.by_file, expected.union.by_file)
+        groups = pq.ParquetFile(path).metadata.num_row_groups
+        assert groups == max(1, -(-len(back) // 700)), case
+    assert len(pd.read_parquet(tmp_path / "several.parquet")) > 3 * 700
+
+
+class FrameReaderOf:
+    """A reader of an empty table that has its columns (what an export without records gives)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def __call__(self, columns):
+        return self.frame if columns is None else self.frame.loc[:, list(columns)]

@@ -8,7 +8,7 @@ from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.features import FEATURE_COLUMNS, RECORD_COLUMNS, build_windows
-from mcp_training_dagster.domain.horizon import CHUNK_RECORDS, select_records, write_training_windows
+from mcp_training_dagster.domain.horizon import CHUNK_RECORDS, write_horizon_records, write_training_windows
 from mcp_training_dagster.domain.report import markdown_table
 
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
@@ -60,23 +60,28 @@ HORIZON_RECORDS_DESCRIPTION = (
 )
 def horizon_records(
     context: dg.AssetExecutionContext, settings: PipelineSettings, validated_records: dict[str, ParquetReader]
-) -> dg.Output[pd.DataFrame]:
+):
     cfg = settings.get()
-    result = select_records(validated_records, cfg.training.training_horizon_days)
+    staged = StagedParquet()  # written here a row group at a time, published as it is by the Parquet IO manager
+    try:
+        result = write_horizon_records(validated_records, cfg.training.training_horizon_days, staged.path)
+    except BaseException:
+        staged.cleanup()
+        raise
     union = result.union
     context.log.info(
         f"{len(validated_records)} exports, {result.distinct} distinct records ({union.identical} identical copies "
-        f"counted once, {union.id_conflicts} records reusing another event's id kept), {len(result.records)} in the horizon"
+        f"counted once, {union.id_conflicts} records reusing another event's id kept), {result.rows} in the horizon"
     )
     for line in union.lines():
         context.log.warning(line)
     return dg.Output(
-        result.records,
+        staged,
         metadata={
             "exports_loaded": len(validated_records),
             "exports_in_horizon": dg.MetadataValue.json(result.exports),
             "records_distinct": result.distinct,
-            "records_in_horizon": len(result.records),
+            "records_in_horizon": result.rows,
             "cross_file_duplicates": union.identical,
             "id_conflicts_kept": union.id_conflicts,
             "records_by_export": dg.MetadataValue.md(markdown_table(union.by_file)),
