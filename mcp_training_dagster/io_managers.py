@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 
 import dagster as dg
 import joblib
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from upath import UPath
@@ -198,10 +199,19 @@ class ParquetReader:
         """The footer's key-value metadata (e.g. a fingerprint its writer stored)."""
         return self._file(lambda f: dict(f.metadata.metadata or {}))
 
-    def row_group(self, i: int, columns: typing.Sequence[str] | None = None) -> pd.DataFrame:
-        """Row group ``i`` with ``columns`` (``None``: all), converted as ``pd.read_parquet`` converts the table."""
+    def row_group(
+        self, i: int, columns: typing.Sequence[str] | None = None, rows: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """Row group ``i`` with ``columns`` (``None``: all), converted as ``pd.read_parquet`` converts the table;
+        ``rows``: only those rows of it (positions in the row group), taken before the conversion to pandas, which
+        costs more than the decoding (a sample's few rows of a row group of 600k windows: 0.16 s saved)."""
         cols = None if columns is None else list(columns)
-        return self._file(lambda f: f.read_row_group(i, columns=cols).to_pandas())
+
+        def read(f: pq.ParquetFile) -> pd.DataFrame:
+            table = f.read_row_group(i, columns=cols)
+            return (table if rows is None else table.take(rows)).to_pandas()
+
+        return self._file(read)
 
     @property
     def columns(self) -> list[str]:

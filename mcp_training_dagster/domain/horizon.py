@@ -898,7 +898,8 @@ class WindowTable(Protocol):
         self, columns: Sequence[str] | None = None, wanted: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         """(positions, windows) of each chunk of whole routers: every column, or those of ``columns`` the table has.
-        ``wanted`` (a mask over positions): a chunk with none of them may be left out (a stored one: not decoded)."""
+        ``wanted`` (a mask over positions): a chunk with none of them may be left out (a stored one: not decoded),
+        and one with some may come as only those (a stored one converts only them to pandas)."""
         ...
 
     def fingerprint(self) -> str:
@@ -982,9 +983,7 @@ class StoredWindows:
         for g in range(len(self.offsets) - 1):
             lo, hi = np.searchsorted(ascending, self.offsets[g : g + 2])
             if hi > lo:
-                frame = self.reader.row_group(g, names)
-                parts.append(frame.take(ascending[lo:hi] - self.offsets[g]))
-                del frame
+                parts.append(self.reader.row_group(g, names, rows=ascending[lo:hi] - self.offsets[g]))
         if not parts:
             return self.reader.row_group(0, names).iloc[:0] if len(self.offsets) > 1 else self.reader(names)
         table = pd.concat(parts, ignore_index=True)
@@ -999,8 +998,15 @@ class StoredWindows:
         cols = self.names if columns is None else [c for c in columns if c in self.names]
         for g in range(len(self.offsets) - 1):
             at = self.position[self.offsets[g] : self.offsets[g + 1]]
-            if wanted is None or wanted[at].any():  # a sample of whole routers touches some row groups only
+            if wanted is None:
                 yield at, self.reader.row_group(g, cols)
+                continue
+            keep = wanted[at]  # a sample of whole routers touches some row groups, a few routers of each
+            if keep.all():
+                yield at, self.reader.row_group(g, cols)
+            elif keep.any():
+                rows = np.flatnonzero(keep)
+                yield at[rows], self.reader.row_group(g, cols, rows=rows)
 
     def fingerprint(self) -> str:
         stored = self.reader.key_value_metadata.get(FINGERPRINT_KEY)

@@ -9,8 +9,11 @@ compared with the opposite sign, which flagged everything).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import secrets
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ from mcp_training_dagster.domain.training_scores import (
     diagnostic_positions,
     feature_matrix,
     fit_rows,
+    kind_counts,
     router_codes,
     score_passes,
     subsample_positions,
@@ -60,6 +64,28 @@ if TYPE_CHECKING:  # scikit-learn is imported where a model is fitted (build_pip
     # the code location imports this module, and every run process loads the code location first (an ingest run
     # never fits); scikit-learn with the SciPy it pulls in is about a second of each such start on 2 cores.
     from sklearn.pipeline import Pipeline
+
+
+FITTING_MODULES = (
+    "sklearn.ensemble",
+    "sklearn.neighbors",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.metrics",
+)
+
+
+def _import_fitting_libraries_ahead() -> None:
+    """Import scikit-learn on a thread while the training windows are read: its import is about a second of a
+    retrain's start, the reading mostly Arrow and numpy work outside the GIL. The first fit's own import waits
+    for it if it is not done (Python's import lock), or raises its error as usual."""
+
+    def load() -> None:
+        for name in FITTING_MODULES:
+            with contextlib.suppress(Exception):  # the fit's own import reports a failure where it matters
+                importlib.import_module(name)
+
+    threading.Thread(target=load, name="import-sklearn", daemon=True).start()
 
 
 def build_pipeline(detector: DetectorConfig) -> Pipeline:
@@ -269,10 +295,18 @@ def _fit(
     X = feature_matrix(windows, MODEL_FEATURES)
     started = time.perf_counter()
     pipeline = build_pipeline(detector)
-    # LOF on many identical rows (quiet windows repeat exactly) divides by ~zero reachability
-    # distances and produces scores of 1e9; it learns the same density from the distinct rows.
-    pipeline.fit(np.unique(X, axis=0) if detector.kind == "local_outlier_factor" else X)
-    scores = anomaly_scores(pipeline, X)
+    if detector.kind == "local_outlier_factor":
+        # LOF on many identical rows (quiet windows repeat exactly) divides by ~zero reachability
+        # distances and produces scores of 1e9; it learns the same density from the distinct rows.
+        pipeline.fit(np.unique(X, axis=0))
+        scores = anomaly_scores(pipeline, X)
+    else:
+        # what pipeline.fit(X) does, keeping the transformed windows: they are what the fitted forest scores, so
+        # the log1p and scaling of a million windows are not computed a second time (the same scores to the bit)
+        Xt = pipeline[:-1].fit_transform(X)
+        pipeline[-1].fit(Xt)
+        scores = anomaly_scores(pipeline[-1], Xt)
+        del Xt
     seconds = time.perf_counter() - started
     calibration = None
     if alarm_budget is not None:
@@ -336,7 +370,7 @@ def _complete(
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         training_seconds=round(fit.seconds, 4),
         n_windows=len(table),
-        windows_by_kind={str(k): int(v) for k, v in table.column("entity_kind").value_counts().items()},
+        windows_by_kind=kind_counts(table),
         training_flag_rate=float(np.mean(calibrated > 0)) if calibration else float(np.mean(raw > fit.threshold)),
         calibration=calibration,
         score_quantiles={f"p{q}": float(np.quantile(raw, q / 100)) for q in (1, 25, 50, 75, 99)},
@@ -438,6 +472,7 @@ def train_and_select_scored(
     quantiles, the returned scores, the top windows, the diagnostics) are of a seeded sample of whole routers of
     about ``fit_cap`` windows (``diagnostics["sample"]``, :func:`diagnostic_positions`), the refits fit on a share
     of the model's fit sample (:data:`STABILITY_REFIT_SHARE`), and no fit scores every window."""
+    _import_fitting_libraries_ahead()
     table = as_table(windows)
     starts = table.column("window_start")
     split = (
@@ -454,11 +489,12 @@ def train_and_select_scored(
     twins: dict[str, _Fit] = {}
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
     # The configured kind's fit on every window runs on a second thread beside the candidates' fits and
-    # evaluations (it is the model unless a challenger wins clearly; then it is fitted again for that one). The
-    # block's end waits for it, also behind an error: no fit is left running.
+    # evaluations (it is the model unless a challenger wins clearly; then it is fitted again for that one), and the
+    # routers' codes after it. The block's end waits for both, also behind an error: no fit is left running.
+    evaluating = evaluation is not None and evaluation.n_windows > 0
     with ThreadPoolExecutor(max_workers=1) as spare:
         ahead: Future[_Fit] | None = None
-        if evaluation is not None and evaluation.n_windows:
+        if evaluating:
             ahead = spare.submit(
                 _fit,
                 fit_table,
@@ -469,22 +505,24 @@ def train_and_select_scored(
                 fit_cap=fit_cap,
                 keep_windows=True,
             )
-            for kind in candidates:
-                twins[kind] = _fit(
-                    fit_table,
-                    early,
-                    detector.model_copy(update={"kind": kind}),
-                    min_windows=min_windows,
-                    alarm_budget=alarm_budget,
-                    fit_cap=fit_cap,
-                )
-                heldout_by_kind[kind] = table_scores(
-                    FrameWindows(evaluation.window_columns(SCORE_COLUMNS), max_rows=SCORE_CHUNK_WINDOWS),
-                    None,
-                    twins[kind].pipeline,
-                    twins[kind].calibration,
-                )[1]
-                results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
+        routers_ahead = spare.submit(router_codes, table)
+        for kind in candidates if evaluating else []:
+            assert evaluation is not None
+            twins[kind] = _fit(
+                fit_table,
+                early,
+                detector.model_copy(update={"kind": kind}),
+                min_windows=min_windows,
+                alarm_budget=alarm_budget,
+                fit_cap=fit_cap,
+            )
+            heldout_by_kind[kind] = table_scores(
+                FrameWindows(evaluation.window_columns(SCORE_COLUMNS), max_rows=SCORE_CHUNK_WINDOWS),
+                None,
+                twins[kind].pipeline,
+                twins[kind].calibration,
+            )[1]
+            results[kind] = evaluate_on(heldout_by_kind[kind], twins[kind].decision_threshold, evaluation)
         best = detector.kind
         if results:
             challenger = max(candidates, key=lambda k: (_rank(results[k]), k == detector.kind))
@@ -506,6 +544,7 @@ def train_and_select_scored(
             )
         )
         del ahead
+        routers = routers_ahead.result()
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
@@ -514,7 +553,6 @@ def train_and_select_scored(
         candidates={k: {m: getattr(r.overall, m) for m in HEADLINE_METRICS} for k, r in results.items()},
         fitted_before=str(split),
     )
-    routers = router_codes(table)
     # Above the cap every statistic of the training windows (SAMPLED_FIGURES) is of a seeded sample of whole
     # routers, scored in one read of the table with the refits and the later windows: never every window.
     sampled, statistics_sample = diagnostic_positions(routers, fit_cap, chosen.random_state)

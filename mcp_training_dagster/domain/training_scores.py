@@ -216,6 +216,16 @@ class RouterCodes:
     names: tuple[str, ...]
 
 
+def kind_counts(table: WindowTable) -> dict[str, int]:
+    """Windows per entity kind, most first (``value_counts``' order; a tie by name), counted chunk by chunk: no
+    column of every window put in order (at 13M windows that take alone was 0.6 s)."""
+    counts: dict[str, int] = {}
+    for _, frame in table.chunks(["entity_kind"]):
+        for kind, n in frame["entity_kind"].value_counts(sort=False).items():
+            counts[str(kind)] = counts.get(str(kind), 0) + int(n)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def router_codes(table: WindowTable) -> RouterCodes:
     """:class:`RouterCodes` of ``table``, read chunk by chunk (one short column, never a column of strings of
     every window); the codes follow the sorted names, so they do not depend on how the table is chunked."""
