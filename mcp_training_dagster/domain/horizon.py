@@ -849,6 +849,8 @@ def windows_in_chunks(
 
     if len(records) <= max_records:
         return kept(build_windows(records, spec)).reset_index(drop=True)
+    # only the columns the windows read go into the chunks' takes (not, e.g., every record's message)
+    records = records.loc[:, [c for c in records.columns if c in RECORD_COLUMNS]]
     ranks = WindowRanks.of(records, spec)
     parts: list[pd.DataFrame] = []
     windows_by_chunk(records, spec, max_records=max_records, share=0.0, sink=lambda _, w: parts.append(kept(w)))
