@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mcp_training_dagster.domain.report import row_hashes
+from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.serving.feature_catalog import RECORD_COLUMNS, WindowSpec
 from mcp_training_dagster.serving.scoring import SAME_EVENT_COLUMNS, context_span
 from mcp_training_dagster.serving.validation import VALID_COLUMNS
@@ -988,11 +989,13 @@ class StoredWindows:
         stored = self.order if positions is None else self.order[positions]
         by_row = np.argsort(stored, kind="stable")
         ascending = stored[by_row]
-        parts = []
-        for g in range(len(self.offsets) - 1):
-            lo, hi = np.searchsorted(ascending, self.offsets[g : g + 2])
-            if hi > lo:
-                parts.append(self.reader.row_group(g, names, rows=ascending[lo:hi] - self.offsets[g]))
+        bounds = np.searchsorted(ascending, self.offsets)
+        groups = [g for g in range(len(self.offsets) - 1) if bounds[g + 1] > bounds[g]]
+
+        def read(g: int) -> pd.DataFrame:
+            return self.reader.row_group(g, names, rows=ascending[bounds[g] : bounds[g + 1]] - self.offsets[g])
+
+        parts = list(in_order(read, groups, READ_THREADS))  # decoding and Arrow's take release the GIL
         if not parts:
             return self.reader.row_group(0, names).iloc[:0] if len(self.offsets) > 1 else self.reader(names)
         table = pd.concat(parts, ignore_index=True)

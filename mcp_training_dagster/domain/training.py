@@ -352,10 +352,11 @@ def _complete(
     input_fingerprint: str | None = None,
     devices: tuple[str, ...] = (),
     heldout_scores: np.ndarray | None = None,
+    by_kind: dict[str, int] | None = None,
 ) -> TrainedModel:
     """The one place a :class:`TrainedModel` is built: the fit, the facts of its training data (``scores``: raw
     and calibrated of every training window, :meth:`_Fit.own_scores`, or above the fit cap of the sample of whole
-    routers its diagnostics name), and its results."""
+    routers its diagnostics name), and its results. ``by_kind``: :func:`kind_counts` of ``table``, if at hand."""
     import sklearn
 
     ts = table.column("window_start")
@@ -370,7 +371,7 @@ def _complete(
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         training_seconds=round(fit.seconds, 4),
         n_windows=len(table),
-        windows_by_kind=kind_counts(table),
+        windows_by_kind=by_kind if by_kind is not None else kind_counts(table),
         training_flag_rate=float(np.mean(calibrated > 0)) if calibration else float(np.mean(raw > fit.threshold)),
         calibration=calibration,
         score_quantiles={f"p{q}": float(np.quantile(raw, q / 100)) for q in (1, 25, 50, 75, 99)},
@@ -490,7 +491,7 @@ def train_and_select_scored(
     heldout_by_kind: dict[str, np.ndarray] = {}  # each candidate's evaluation scores, kept for the chosen one
     # The configured kind's fit on every window runs on a second thread beside the candidates' fits and
     # evaluations (it is the model unless a challenger wins clearly; then it is fitted again for that one), and the
-    # routers' codes after it. The block's end waits for both, also behind an error: no fit is left running.
+    # routers' codes and kinds after it. The block's end waits for them, also behind an error: no fit is left running.
     evaluating = evaluation is not None and evaluation.n_windows > 0
     with ThreadPoolExecutor(max_workers=1) as spare:
         ahead: Future[_Fit] | None = None
@@ -506,6 +507,7 @@ def train_and_select_scored(
                 keep_windows=True,
             )
         routers_ahead = spare.submit(router_codes, table)
+        kinds_ahead = spare.submit(kind_counts, table)
         for kind in candidates if evaluating else []:
             assert evaluation is not None
             twins[kind] = _fit(
@@ -544,7 +546,7 @@ def train_and_select_scored(
             )
         )
         del ahead
-        routers = routers_ahead.result()
+        routers, by_kind = routers_ahead.result(), kinds_ahead.result()
     heldout = heldout_by_kind.get(best)
     selection = Selection(
         chosen=best,
@@ -647,6 +649,7 @@ def train_and_select_scored(
         input_fingerprint=input_fingerprint,
         devices=routers.names,
         heldout_scores=heldout,
+        by_kind=by_kind,
     )
     card_top = top.table() if top.picks else top_windows(model, table, scores=own)
     return ScoredModel(model, stats[1], stats[0], card_top, sampled)
