@@ -716,8 +716,8 @@ class TrainingWindowsWriter:
     asset's metadata and check. The rows are stored chunk by chunk, each with its :data:`ORDER_COLUMN`.
 
     The rows' hashes (for the fingerprint) and their order ranks are computed on a third thread: numpy's and
-    Arrow's work there releases the GIL, so it overlaps the windowing of the next chunk (10M records: 16 s instead
-    of 19 s on 2 cores); the writer takes the ranks from it. Each thread has at most one chunk in hand, so at most
+    Arrow's work there releases the GIL, so it overlaps the windowing of the next chunk (10M records: about 17 s
+    instead of 20 s on 2 cores); the writer takes the ranks from it. Each thread has at most one chunk in hand, so at most
     three chunks' windows exist at once."""
 
     def __init__(self, path: str, ranks: WindowRanks, feature_columns: Sequence[str]) -> None:

@@ -75,21 +75,30 @@ FITTING_MODULES = (
 )
 
 
+_importing: threading.Thread | None = None
+
+
 def _import_fitting_libraries_ahead() -> None:
     """Import scikit-learn on a thread while the training windows are read: its import is about a second of a
-    retrain's start, the reading mostly Arrow and numpy work outside the GIL. The first fit's own import waits
-    for it if it is not done (Python's import lock), or raises its error as usual."""
+    retrain's start, the reading mostly Arrow and numpy work outside the GIL. :func:`build_pipeline` waits for
+    that thread before its own imports (two threads importing one package's modules at once can meet a circular
+    import half done), which then raise any error as usual."""
+    global _importing
 
     def load() -> None:
         for name in FITTING_MODULES:
             with contextlib.suppress(Exception):  # the fit's own import reports a failure where it matters
                 importlib.import_module(name)
 
-    threading.Thread(target=load, name="import-sklearn", daemon=True).start()
+    if _importing is None:
+        _importing = threading.Thread(target=load, name="import-sklearn", daemon=True)
+        _importing.start()
 
 
 def build_pipeline(detector: DetectorConfig) -> Pipeline:
     """Counts are heavy-tailed, so log1p first; scaling matters for LOF's distances."""
+    if _importing is not None:
+        _importing.join()
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import LocalOutlierFactor
     from sklearn.pipeline import Pipeline
