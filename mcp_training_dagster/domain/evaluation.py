@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mcp_training_dagster.domain.agent_variant import agent_vectors
-from mcp_training_dagster.domain.horizon import windows_in_chunks
+from mcp_training_dagster.domain.stored_windows import windows_in_chunks
 from mcp_training_dagster.serving.exports import records_to_frame
 from mcp_training_dagster.serving.features import DEVICE_ENTITY, KEY_COLUMNS, WindowSpec
 from mcp_training_dagster.domain.results import Evaluation, EvaluationData, binary_metrics

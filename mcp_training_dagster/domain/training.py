@@ -26,7 +26,7 @@ import pandas as pd
 from mcp_training_dagster.domain.agent_variant import AgentModel  # noqa: F401  (agent_model values pickled before it moved name it here)
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, fit_calibration, raw_threshold
 from mcp_training_dagster.domain.evaluation import EvaluationSet, evaluate_on, score_diagnostics, time_split
-from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
+from mcp_training_dagster.domain.stored_windows import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.serving.features import MODEL_FEATURES
 from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.domain.results import (

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.horizon import FrameWindows, StoredWindows, WindowTable
+from mcp_training_dagster.domain.stored_windows import FrameWindows, StoredWindows, WindowTable
 from mcp_training_dagster.domain.results import TrainingError
 from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, calibrated_scores
@@ -306,7 +306,7 @@ def statistics_positions(model: TrainedModel, table: WindowTable) -> np.ndarray 
 
 
 def as_table(windows: pd.DataFrame | WindowTable) -> WindowTable:
-    """A table in memory as a :class:`~mcp_training_dagster.domain.horizon.WindowTable` (one chunk)."""
+    """A table in memory as a :class:`~mcp_training_dagster.domain.stored_windows.WindowTable` (one chunk)."""
     return FrameWindows(windows) if isinstance(windows, pd.DataFrame) else windows
 
 

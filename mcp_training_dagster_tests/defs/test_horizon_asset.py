@@ -11,7 +11,8 @@ import pytest
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.serving.features import build_windows
-from mcp_training_dagster.domain.horizon import ORDER_COLUMN, StoredWindows, horizon_filter, union_records
+from mcp_training_dagster.domain.horizon import horizon_filter, union_records
+from mcp_training_dagster.domain.stored_windows import ORDER_COLUMN, StoredWindows
 from mcp_training_dagster.io_managers import ParquetReader
 from upath import UPath
 from mcp_training_dagster_tests.conftest import HOSTAPD_1824, SYSTEM_19, SYSTEM_35, copy_sample

@@ -223,7 +223,7 @@ def test_training_windows_file_is_build_windows_in_row_groups(tmp_path) -> None:
     build_windows of the whole table (values, dtypes, order), and the footer's fingerprint is its fingerprint."""
     import pyarrow.parquet as pq
 
-    from mcp_training_dagster.domain.horizon import (
+    from mcp_training_dagster.domain.stored_windows import (
         FINGERPRINT_KEY,
         ORDER_COLUMN,
         global_order,
@@ -261,7 +261,7 @@ def test_training_windows_file_is_build_windows_in_row_groups(tmp_path) -> None:
 def test_windows_in_chunks_is_build_windows() -> None:
     """The evaluation set's windows of a long held-out period, windowed chunk by chunk of whole routers (sharing
     station MACs, the system log's unkeyed records among them), are build_windows' table, row for row."""
-    from mcp_training_dagster.domain.horizon import windows_in_chunks
+    from mcp_training_dagster.domain.stored_windows import windows_in_chunks
     from mcp_training_dagster.serving.features import WindowSpec, build_windows
 
     def validated(path):

@@ -11,7 +11,7 @@ import pytest
 
 from mcp_training_dagster.domain import training, training_scores
 from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
-from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
+from mcp_training_dagster.domain.stored_windows import StoredWindows, write_training_windows
 from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.domain.training_scores import feature_matrix
 from mcp_training_dagster.serving import calibration, scoring

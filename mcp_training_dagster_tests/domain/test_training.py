@@ -372,7 +372,7 @@ def test_training_on_the_stored_chunked_windows_is_training_on_the_whole_table(t
     from upath import UPath
 
     from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
-    from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
+    from mcp_training_dagster.domain.stored_windows import StoredWindows, write_training_windows
     from mcp_training_dagster.domain.training import train_and_select
     from mcp_training_dagster.io_managers import ParquetReader
     from mcp_training_dagster.serving.features import WindowSpec
@@ -437,7 +437,7 @@ def test_top_windows_from_the_scores_are_the_score_tables_top(tmp_path) -> None:
     score table of every window, unkeyed ``-`` rows and their magnitude-free scores included, chunked or not."""
     from upath import UPath
 
-    from mcp_training_dagster.domain.horizon import StoredWindows, write_training_windows
+    from mcp_training_dagster.domain.stored_windows import StoredWindows, write_training_windows
     from mcp_training_dagster.domain.training_scores import table_scores, top_windows
     from mcp_training_dagster.io_managers import ParquetReader
     from mcp_training_dagster.serving.features import WindowSpec
@@ -470,7 +470,7 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
     the model card's top windows, the drift baseline's flagged share) is that sample's, and each sampled window
     scores as it does among all windows. Below it: every window, no note."""
     from mcp_training_dagster.domain.evaluation import build_evaluation_set, time_split
-    from mcp_training_dagster.domain.horizon import FrameWindows
+    from mcp_training_dagster.domain.stored_windows import FrameWindows
     from mcp_training_dagster.domain.training import train_and_select, train_and_select_scored
     from mcp_training_dagster.domain.drift import flagged_share
     from mcp_training_dagster.domain.training_scores import (
@@ -531,7 +531,7 @@ def test_diagnostics_above_the_cap_are_those_of_whole_routers_drawn_by_seed() ->
 def test_scoring_a_table_in_memory_by_chunks_of_whole_routers_is_scoring_it_whole() -> None:
     """FrameWindows(max_rows) (how the evaluation set is scored): chunks of whole routers, every row once, and the
     calibrated scores those of the whole table at once."""
-    from mcp_training_dagster.domain.horizon import FrameWindows
+    from mcp_training_dagster.domain.stored_windows import FrameWindows
     from mcp_training_dagster.domain.training_scores import table_scores
 
     whole = build_windows(shifted_routers(validated(HOSTAPD_1824)))

@@ -19,7 +19,8 @@ from mcp_training_dagster.domain.agent_variant import AgentModel, build_agent_pa
 from mcp_training_dagster.domain.object_registry import open_registry, package_staging
 from mcp_training_dagster.domain.packaging import build_package
 from mcp_training_dagster.domain.promotion import ProductionModel, PromotionDecision, load_production
-from mcp_training_dagster.domain.horizon import StoredWindows, parquet_statistics, router_context
+from mcp_training_dagster.domain.horizon import parquet_statistics, router_context
+from mcp_training_dagster.domain.stored_windows import StoredWindows
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.scoring import SCORE_COLUMNS, windows_with_history

@@ -23,7 +23,7 @@ from mcp_training_dagster.domain.drift import (
     flagged_share,
     not_new_data,
 )
-from mcp_training_dagster.domain.horizon import StoredWindows
+from mcp_training_dagster.domain.stored_windows import StoredWindows
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.domain.training import TrainedModel
 from mcp_training_dagster.domain.training_scores import flagged_share_of, windows_with_records

@@ -8,7 +8,8 @@ from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
 from mcp_training_dagster.io_managers import ParquetReader, StagedParquet
 from mcp_training_dagster.serving.features import FEATURE_COLUMNS, RECORD_COLUMNS, build_windows
-from mcp_training_dagster.domain.horizon import CHUNK_RECORDS, write_horizon_records, write_training_windows
+from mcp_training_dagster.domain.horizon import write_horizon_records
+from mcp_training_dagster.domain.stored_windows import CHUNK_RECORDS, write_training_windows
 from mcp_training_dagster.domain.report import markdown_table
 
 # The retraining policy (triggers and guards) lives in one place: defs/policy.py.
@@ -95,7 +96,7 @@ TRAINING_WINDOWS_DESCRIPTION = (
     f"routers (at most {CHUNK_RECORDS:,} records each) and stored as one Parquet file with one row group per chunk: never every "
     "window in memory at once. Rows are stored chunk by chunk; `entity_order` with `window_start` gives back "
     "build_windows' order (the data version is the fingerprint of the windows in that order). Its readers take it "
-    "lazily, row group by row group (domain/horizon.py StoredWindows)."
+    "lazily, row group by row group (domain/stored_windows.py StoredWindows)."
 )
 
 

@@ -11,7 +11,7 @@ from mcp_training_dagster import __version__
 from mcp_training_dagster.domain import model_card
 from mcp_training_dagster.domain.agent_variant import AGENT_COLUMNS, AgentModel, train_agent_variant
 from mcp_training_dagster.domain.object_registry import open_registry
-from mcp_training_dagster.domain.horizon import StoredWindows, WindowTable
+from mcp_training_dagster.domain.stored_windows import StoredWindows, WindowTable
 from mcp_training_dagster.domain.report import text_fingerprint
 from mcp_training_dagster.domain import training as training_code
 from mcp_training_dagster.domain.model_metadata import metadata_document
@@ -38,7 +38,7 @@ TRAINING_CODE_VERSION = "4"
 # local outlier factor fits at most model.detector.local_outlier_factor.max_fit_windows (the config's hash, part of
 # the fingerprint, changes with the new field too).
 ANOMALY_MODEL_CODE_VERSION = "8"
-# training_windows read on demand (domain/horizon.py StoredWindows): fits read their subsample, scorings stream.
+# training_windows read on demand (domain/stored_windows.py StoredWindows): fits read their subsample, scorings stream.
 WINDOWS_LAZY = {"lazy": True}
 FORCE_TAG = "mcp/force_retrain"
 # Dagster concurrency pool of the steps that fit models. The shipped instance configs limit every pool to one step
