@@ -31,6 +31,7 @@ Rows restricted to ``WIFI_PROCESSES`` follow the per-call ``wifi_processes`` ove
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -586,20 +587,13 @@ def classify_events(
     if _worth_deduplicating(msgs):
         msg_enc = pc.dictionary_encode(msgs, null_encoding="encode")
         msg_idx, msg_dict = msg_enc.indices.to_numpy().astype(np.int64, copy=False), msg_enc.dictionary
-    n_msg = len(msg_dict)
 
-    # Distinct (process, message) pairs to classify, and each row's pair.
-    if msg_idx is None:
-        pair_codes, pair_msgs, pair_proc = None, msgs, proc_idx
-    elif len(proc_names) <= 1:
-        pair_codes, pair_msgs, pair_proc = msg_idx, msg_dict, np.zeros(n_msg, dtype=np.int64)
-    else:
-        pair_codes, pair_keys = pd.factorize(proc_idx * n_msg + msg_idx)
-        pair_msgs, pair_proc = msg_dict.take(pa.array(pair_keys % n_msg)), pair_keys // n_msg
-    pair_events = _classify_unique(pair_msgs, pair_proc, proc_names, wifi)
-    codes = pair_events if pair_codes is None else pair_events[pair_codes]
-
-    mac, iface = _extract(msg_dict)
+    # The MAC and interface of each distinct line are extracted on a second thread while the lines are classified
+    # here: both are Arrow regex kernels, which release the GIL.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract_keys") as pool:
+        extracted = pool.submit(_extract, msg_dict)
+        codes = _event_codes(msgs, msg_idx, msg_dict, proc_idx, proc_names, wifi)
+        mac, iface = extracted.result()
     if msg_idx is not None:
         indices = pa.array(msg_idx)
         mac, iface = mac.take(indices), iface.take(indices)
@@ -612,3 +606,25 @@ def classify_events(
         },
         index=messages.index,
     )
+
+
+def _event_codes(
+    msgs: pa.Array,
+    msg_idx: np.ndarray | None,
+    msg_dict: pa.Array,
+    proc_idx: np.ndarray,
+    proc_names: list[str],
+    wifi: frozenset[str],
+) -> np.ndarray:
+    """Each line's event code, classifying each distinct (process, message) pair once."""
+    n_msg = len(msg_dict)
+    # Distinct (process, message) pairs to classify, and each row's pair.
+    if msg_idx is None:
+        pair_codes, pair_msgs, pair_proc = None, msgs, proc_idx
+    elif len(proc_names) <= 1:
+        pair_codes, pair_msgs, pair_proc = msg_idx, msg_dict, np.zeros(n_msg, dtype=np.int64)
+    else:
+        pair_codes, pair_keys = pd.factorize(proc_idx * n_msg + msg_idx)
+        pair_msgs, pair_proc = msg_dict.take(pa.array(pair_keys % n_msg)), pair_keys // n_msg
+    pair_events = _classify_unique(pair_msgs, pair_proc, proc_names, wifi)
+    return pair_events if pair_codes is None else pair_events[pair_codes]
