@@ -104,6 +104,12 @@ def _rows_fingerprint(dtypes: pd.Series, hashes: np.ndarray) -> str:
     return h.hexdigest()[:32]
 
 
+def add_kind_counts(counts: dict[str, int], windows: pd.DataFrame) -> None:
+    """Add a chunk's windows per entity kind to ``counts`` (tables too long to count in one piece)."""
+    for kind, n in windows["entity_kind"].value_counts(sort=False).items():
+        counts[str(kind)] = counts.get(str(kind), 0) + int(n)
+
+
 @dataclass(frozen=True)
 class StoredWindowsReport:
     """What :func:`write_training_windows` wrote, counted chunk by chunk (no table of every window exists)."""
@@ -150,8 +156,7 @@ class TrainingWindowsWriter:
         if self.dtypes is None:
             self.dtypes = windows.dtypes
         self.windows += len(windows)
-        for kind, n in windows["entity_kind"].value_counts(sort=False).items():
-            self.by_kind[str(kind)] = self.by_kind.get(str(kind), 0) + int(n)
+        add_kind_counts(self.by_kind, windows)
         if len(windows):
             lo, hi = windows["window_start"].min(), windows["window_start"].max()
             self.first = lo if self.first is None else min(self.first, lo)

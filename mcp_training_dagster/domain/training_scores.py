@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mcp_training_dagster.domain.stored_windows import FrameWindows, StoredWindows, WindowTable
+from mcp_training_dagster.domain.stored_windows import FrameWindows, StoredWindows, WindowTable, add_kind_counts
 from mcp_training_dagster.domain.results import TrainingError
 from mcp_training_dagster.domain.threads import in_order
 from mcp_training_dagster.serving.calibration import RARITY_FEATURES, calibrated_scores
@@ -221,8 +221,7 @@ def kind_counts(table: WindowTable) -> dict[str, int]:
     column of every window put in order (at 13M windows that take alone was 0.6 s)."""
     counts: dict[str, int] = {}
     for _, frame in table.chunks(["entity_kind"]):
-        for kind, n in frame["entity_kind"].value_counts(sort=False).items():
-            counts[str(kind)] = counts.get(str(kind), 0) + int(n)
+        add_kind_counts(counts, frame)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

@@ -494,7 +494,7 @@ def _window_seconds(windows: pd.DataFrame, kinds: np.ndarray) -> float | None:
 
 def _slot_keys(windows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per window: its router's code and its start in seconds (int64), for cheap (router, window) matching."""
-    codes = pd.factorize(windows["device"].astype("str"))[0].astype(np.int64)
+    codes = _router_codes(windows)[0].astype(np.int64)
     t = pd.to_datetime(windows["window_start"]).to_numpy().astype("datetime64[s]").astype(np.int64)
     return codes, t
 
@@ -688,12 +688,14 @@ def calibrated_scores(
     keys = _slot_keys(windows)  # for the device context and the continuation: made once
     z = _scored_z(windows, raw, kinds, calibration, with_magnitude, keys=keys)
     thr = np.zeros(len(z))
+    routers: tuple[np.ndarray, list[str]] | None = None  # each window's router, factorised once if needed
     for kind, fit in calibration["thresholds"].items():
         m = kinds == kind
         thr[m] = fit["threshold"] if with_magnitude else fit.get("threshold_without_magnitude", fit["threshold"])
         if with_magnitude and fit.get("routers") and m.any():
-            codes, routers = _router_codes(windows)  # each router's own threshold (NaN: none), one lookup each
-            own = pd.Series(fit["routers"], dtype="float64").reindex(routers).to_numpy()
+            routers = routers or _router_codes(windows)
+            codes, names = routers  # each router's own threshold (NaN: none), one lookup each
+            own = pd.Series(fit["routers"], dtype="float64").reindex(names).to_numpy()
             at = own[codes[m]]
             thr[m] = np.where(np.isfinite(at), at, thr[m])
     c = z - thr

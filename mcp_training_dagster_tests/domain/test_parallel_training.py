@@ -27,21 +27,28 @@ def records():
     return shifted_routers(validate_records(read_export(HOSTAPD_1824).records, HOSTAPD_1824.name).records)
 
 
-def test_a_scoring_in_row_blocks_on_threads_is_the_single_call_to_the_last_bit(records, monkeypatch) -> None:
-    windows = build_windows(records)
-    model = training.train_model(windows, DetectorConfig(isolation_forest={"n_estimators": 20}), window_minutes=5)
-    X = np.tile(feature_matrix(windows, MODEL_FEATURES), (3, 1))
-    whole = -model.pipeline.score_samples(X)
-    monkeypatch.setattr(scoring, "PARALLEL_SCORING_ROWS", len(X) // 5)
+def _spied_blocks(monkeypatch, pipeline, rows: int) -> list[tuple[int, str]]:
+    """Split scorings of ``rows`` windows into blocks of a fifth on up to four threads; each call of the pipeline's
+    ``score_samples`` recorded as (rows, thread name)."""
+    monkeypatch.setattr(scoring, "PARALLEL_SCORING_ROWS", rows // 5)
     monkeypatch.setattr(scoring, "SCORING_THREADS", 4)
     calls: list[tuple[int, str]] = []
-    score_samples = model.pipeline.score_samples
+    score_samples = pipeline.score_samples
 
     def spy(block: np.ndarray) -> np.ndarray:
         calls.append((len(block), threading.current_thread().name))
         return score_samples(block)
 
-    monkeypatch.setattr(model.pipeline, "score_samples", spy)
+    monkeypatch.setattr(pipeline, "score_samples", spy)
+    return calls
+
+
+def test_a_scoring_in_row_blocks_on_threads_is_the_single_call_to_the_last_bit(records, monkeypatch) -> None:
+    windows = build_windows(records)
+    model = training.train_model(windows, DetectorConfig(isolation_forest={"n_estimators": 20}), window_minutes=5)
+    X = np.tile(feature_matrix(windows, MODEL_FEATURES), (3, 1))
+    whole = -model.pipeline.score_samples(X)
+    calls = _spied_blocks(monkeypatch, model.pipeline, len(X))
     assert np.array_equal(scoring.anomaly_scores(model.pipeline, X), whole)
     # four blocks covering every row, all on the pool's threads (an idle worker may take a second block)
     assert len(calls) == 4 and sum(n for n, _ in calls) == len(X)
@@ -53,16 +60,8 @@ def test_a_local_outlier_factor_scores_in_one_call(records, monkeypatch) -> None
     windows = build_windows(records)
     model = training.train_model(windows, DetectorConfig(kind="local_outlier_factor"), window_minutes=5)
     X = feature_matrix(windows, MODEL_FEATURES)
-    monkeypatch.setattr(scoring, "PARALLEL_SCORING_ROWS", len(X) // 5)
-    monkeypatch.setattr(scoring, "SCORING_THREADS", 4)
-    calls: list[tuple[int, str]] = []
     score_samples = model.pipeline.score_samples
-
-    def spy(block: np.ndarray) -> np.ndarray:
-        calls.append((len(block), threading.current_thread().name))
-        return score_samples(block)
-
-    monkeypatch.setattr(model.pipeline, "score_samples", spy)
+    calls = _spied_blocks(monkeypatch, model.pipeline, len(X))
     assert np.array_equal(scoring.anomaly_scores(model.pipeline, X), -score_samples(X))
     assert calls == [(len(X), threading.current_thread().name)]
 
