@@ -39,8 +39,14 @@ def _reset_peak_rss() -> bool:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process and its finished children (the forked export-decoding parts)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _children_peak_rss_mb() -> float:
+    """The largest peak RSS of a finished child (0 without one); shared, copy-on-write pages count in full."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 class _Probe:
@@ -71,6 +77,9 @@ class _Probe:
             "seconds": seconds,
             "cpu_seconds": cpu,
             "peak_rss_mb": peak,
+            # An upper bound for this process and a child together (they need not peak at once, and the
+            # export's bytes, shared copy-on-write, count in both).
+            "peak_rss_with_children_mb": peak + _children_peak_rss_mb(),
             "baseline_rss_mb": self.baseline_mb,
             "input_rss_mb": self.input_mb,
             "stage_rss_mb": peak - self.input_mb,

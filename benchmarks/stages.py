@@ -32,6 +32,14 @@ STAGES: tuple[str, ...] = (
 Spec = dict[str, Any]
 
 
+def _decoder() -> Any:
+    """What the raw_export asset reads with (training.read_processes: config/, or MCP_TRAINING_READ_PROCESSES)."""
+    from mcp_training_dagster.domain.export_split import split_decoder
+    from mcp_training_dagster.settings import get_settings
+
+    return split_decoder(get_settings().training.read_processes)
+
+
 def _stage_generate(spec: Spec) -> dict[str, Any]:
     import numpy  # noqa: F401  (part of the baseline)
 
@@ -86,7 +94,7 @@ def _stage_read(spec: Spec) -> dict[str, Any]:
 
     probe = _Probe()
     probe.start()
-    raw = read_export(spec["export"])
+    raw = read_export(spec["export"], decode=_decoder())
     out = probe.stop()
     _write_parquet(raw.records, Path(spec["raw"]))  # untimed: the input of `validate`
     return {**out, "records": len(raw.records)}
@@ -119,7 +127,7 @@ def _stage_read_validate(spec: Spec) -> dict[str, Any]:
 
     probe = _Probe()
     probe.start()
-    raw = read_export(spec["export"])
+    raw = read_export(spec["export"], decode=_decoder())
     t_read = probe.elapsed()
     result = _validate(raw.records, raw.facts.file_name)
     out = probe.stop()
@@ -190,7 +198,7 @@ def _stage_end_to_end(spec: Spec) -> dict[str, Any]:
     probe = _Probe()
     probe.start()
     marks = [probe.elapsed()]
-    raw = read_export(spec["export"])
+    raw = read_export(spec["export"], decode=_decoder())
     n = len(raw.records)
     marks.append(probe.elapsed())
     result = _validate(raw.records, raw.facts.file_name)

@@ -303,6 +303,13 @@ class TrainingConfig(_Strict):
     service_timezone: str = "UTC"
     executor: Literal["in_process", "multiprocess", "celery"] | None = None  # default by deployment
     max_concurrent_steps: int = Field(2, ge=1, le=64)
+    read_processes: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="cores that decode one large export (16 MiB of JSON or more): its records are split at record "
+        "boundaries and the later parts decoded in forked processes, same table as on one core (Linux; 1: one core)",
+    )
     verdicts_per_run: int = Field(
         10,
         ge=1,

@@ -10,6 +10,7 @@ import click
 
 from mcp_training_dagster.cli.app import main
 from mcp_training_dagster.cli.common import check_input_file, fail, history_option, load
+from mcp_training_dagster.domain.export_split import split_decoder
 from mcp_training_dagster.serving.exports import ExportFileError, read_export
 from mcp_training_dagster.serving.validation import validate_records
 
@@ -27,7 +28,12 @@ def validate(files: tuple[Path, ...], fmt: str) -> None:
     all_ok = True
     for path in files:
         try:
-            raw = read_export(path)
+            # As raw_export reads it: the same size limit and cores.
+            raw = read_export(
+                path,
+                max_bytes=settings.training.input_limits.max_export_bytes,
+                decode=split_decoder(settings.training.read_processes),
+            )
         except ExportFileError as exc:
             all_ok = False
             _emit(fmt, {"file": str(path), "ok": False, "error": exc.problem}, f"{path}: INVALID: {exc.problem}")

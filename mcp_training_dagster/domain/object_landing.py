@@ -31,7 +31,14 @@ from typing import Any
 
 import fsspec
 
-from mcp_training_dagster.serving.exports import ExportFileError, RawExport, parse_export_bytes, read_export
+from mcp_training_dagster.domain.export_split import split_decoder
+from mcp_training_dagster.serving.exports import (
+    DEFAULT_MAX_EXPORT_BYTES,
+    ExportFileError,
+    RawExport,
+    parse_export_bytes,
+    read_export,
+)
 from mcp_training_dagster.domain.landing import ScanResult, is_candidate, load_state, partition_key_problem
 
 
@@ -150,17 +157,20 @@ def scan_object_landing(
     return result
 
 
-def read_landed_export(location: str, name: str) -> RawExport:
+def read_landed_export(
+    location: str, name: str, *, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES, processes: int = 1
+) -> RawExport:
     """Read export ``name`` from the landing folder or prefix; objects are read through fsspec
-    straight into memory (no local copy)."""
+    straight into memory (no local copy). At most ``max_bytes`` of JSON, decoded on ``processes`` cores."""
+    decode = split_decoder(processes)
     if not is_remote(location):
-        return read_export(Path(location.removeprefix("file://")) / name)
+        return read_export(Path(location.removeprefix("file://")) / name, max_bytes=max_bytes, decode=decode)
     fs, root = filesystem(location)
     try:
         payload = fs.cat_file(f"{root}/{name}")
     except FileNotFoundError:
         raise ExportFileError(name, f"object not found at {location.rstrip('/')}/{name}") from None
-    return parse_export_bytes(name, payload)
+    return parse_export_bytes(name, payload, max_bytes=max_bytes, decode=decode)
 
 
 def fetch_side_files(location: str, names: list[str], suffix: str) -> Path | None:

@@ -24,10 +24,10 @@ import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -121,6 +121,7 @@ class ExportFacts:
     declared_format: str | None
     warnings: tuple[str, ...] = field(default=())
     file_mtime: float | None = None  # POSIX seconds; the fallback reference time when created_at is absent
+    read_processes: int = 1  # processes that decoded the records (several when a Decoder split the file)
 
     @property
     def count_mismatch(self) -> bool:
@@ -301,13 +302,25 @@ _BLOCK_RECORDS = 8_192
 
 
 def _struct_records_to_frame(data: list[Any], *, release: bool = False) -> pd.DataFrame:
-    """Columns from decoded record structs (no extras, no non-objects).
+    """Columns from decoded record structs (no extras, no non-objects): see :func:`struct_columns`."""
+    n = len(data)
+    text, general = struct_columns(data, release=release)
+    cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
+    for key in RECORD_KEYS:
+        cols[key] = _column(general.pop(key)) if key in general else pd.Series(pd.array(text.pop(key), dtype="str"))
+    cols["extra"] = _null_text(n)
+    cols["non_object"] = _null_text(n)
+    return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+
+
+def struct_columns(data: list[Any], *, release: bool = False) -> tuple[dict[str, pa.Array], dict[str, list[Any]]]:
+    """The text columns of decoded record structs as Arrow arrays, and every value of each other key.
 
     A block of records at a time, every key of the block in turn (one C-level pass per key), so the
     block's records and values are still in the CPU cache for the next key: text columns are built
     block by block and joined at the end (about 0.08 s less for 400,000 records than key by key over
-    the whole list). A key with any value that is not text (or null) is set aside and all its values
-    go through ``_column`` at the end, exactly as one whole column would.
+    the whole list). A key with any value that is not text (or null) is set aside with all its values,
+    for the caller to type as one whole column (``_column``).
 
     With ``release`` (the caller owns ``data`` and is done with it), each block's records are freed
     as soon as its columns are built, while they are still in the cache (freeing 400,000 records
@@ -333,16 +346,8 @@ def _struct_records_to_frame(data: list[Any], *, release: bool = False) -> pd.Da
             if release:
                 data[lo : lo + len(block)] = [None] * len(block)
             del block, values
-        joined = _join_all({key: text_blocks.pop(key) for key in RECORD_KEYS if key not in general})
-        cols: dict[str, Any] = {"record_index": np.arange(n, dtype=np.int64)}
-        for key in RECORD_KEYS:
-            if key in general:
-                cols[key] = _column(general.pop(key))
-            else:
-                cols[key] = pd.Series(pd.array(joined.pop(key), dtype="str"))
-        cols["extra"] = _null_text(n)
-        cols["non_object"] = _null_text(n)
-        return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+        text = _join_all({key: text_blocks.pop(key) for key in RECORD_KEYS if key not in general})
+    return text, general
 
 
 _JOIN_THREAD_MIN_BLOCKS = 8
@@ -400,10 +405,17 @@ def records_to_frame(data: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
 
 
-def _json_from_bytes(name: str, payload: bytes) -> Any:
+# A faster decoder the caller may offer (the training project's domain/export_split.py, several cores):
+# it returns the document with "data" already a raw table, or None to leave the file to this module.
+Decoder = Callable[[bytes], dict[str, Any] | None]
+
+
+def _json_from_bytes(name: str, payload: bytes, decode: Decoder | None = None) -> Any:
     # (the cheap test first: stripping a large file would copy it)
     if not payload or (payload[:1].isspace() and not payload.strip()):
         raise ExportFileError(name, "file is empty")
+    if decode is not None and (decoded := decode(payload)) is not None:
+        return decoded
     typed = _decode_typed(payload)
     if typed is not None:
         return typed
@@ -424,7 +436,9 @@ def _json_from_bytes(name: str, payload: bytes) -> Any:
         body = payload.strip()
         truncated = body.startswith(b"{") and (not body.endswith(b"}") or exc.pos >= len(body) - 1)
         kind = "truncated JSON (ends before the export is complete)" if truncated else "not valid JSON"
-        raise ExportFileError(name, f"{kind}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        # ("Unterminated string starting at" + the position: one "at", not two)
+        where = f"{exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}"
+        raise ExportFileError(name, f"{kind}: {where}") from None
 
 
 def _limit_problem(what: str, size: int, max_bytes: int) -> str:
@@ -494,8 +508,10 @@ def parse_export_bytes(
     *,
     max_bytes: int = DEFAULT_MAX_EXPORT_BYTES,
     file_mtime: float | None = None,
+    decode: Decoder | None = None,
 ) -> RawExport:
-    """Parse an export held in memory (JSON, or a ZIP with data.json); at most ``max_bytes`` of JSON."""
+    """Parse an export held in memory (JSON, or a ZIP with data.json); at most ``max_bytes`` of JSON.
+    ``decode``: a faster decoder to try first (see :data:`Decoder`), which must give the same table."""
     hashed: list[str] = []
 
     def digest(data: bytes) -> None:
@@ -514,7 +530,7 @@ def parse_export_bytes(
         elif size > max_bytes:
             raise ExportFileError(name, _limit_problem("file is", size, max_bytes))
         try:
-            doc = _json_from_bytes(name, payload)
+            doc = _json_from_bytes(name, payload, decode)
             del payload
             if sha256 is None:
                 hasher.join()
@@ -527,9 +543,12 @@ def parse_export_bytes(
             hasher.join()
 
 
-def read_export(path: Path | str, *, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES) -> RawExport:
+def read_export(
+    path: Path | str, *, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES, decode: Decoder | None = None
+) -> RawExport:
     """Read an export file from disk; the file is never modified. A plain file over ``max_bytes``
-    is refused before it is read; a ZIP's data.json is bounded while it is decompressed."""
+    is refused before it is read; a ZIP's data.json is bounded while it is decompressed. See
+    :func:`parse_export_bytes` for ``decode``."""
     path = Path(path)
     name = path.name
     try:
@@ -545,7 +564,7 @@ def read_export(path: Path | str, *, max_bytes: int = DEFAULT_MAX_EXPORT_BYTES) 
         raise ExportFileError(name, "is a directory, not an export file") from None
     except PermissionError as exc:
         raise ExportFileError(name, f"cannot be read ({exc.strerror})") from None
-    return parse_export_bytes(name, payload, max_bytes=max_bytes, file_mtime=st.st_mtime)
+    return parse_export_bytes(name, payload, max_bytes=max_bytes, file_mtime=st.st_mtime, decode=decode)
 
 
 def _looks_like_zip(path: Path) -> bool:
@@ -560,10 +579,10 @@ def _from_document(
         raise ExportFileError(name, f"top level must be a JSON object, found {type(doc).__name__}")
     if "data" not in doc:
         raise ExportFileError(name, f"no 'data' key at the top level (keys: {sorted(doc)[:10]})")
-    data = doc["data"]
-    if not isinstance(data, list):
+    data = doc["data"]  # a list, or already a column table (from a Decoder)
+    if not isinstance(data, list | pd.DataFrame):
         raise ExportFileError(name, f"'data' must be a list of records, found {type(data).__name__}")
-    if not data:
+    if not len(data):
         raise ExportFileError(name, "'data' is empty: the export holds no records")
     meta = doc.get("export_metadata")
     warnings: list[str] = []
@@ -597,7 +616,10 @@ def _from_document(
         warnings=tuple(warnings),
         file_mtime=file_mtime,
     )
-    if msgspec is not None and isinstance(data[0], _Record):  # decoded here: freed as it is turned into columns
+    if isinstance(data, pd.DataFrame):
+        records = data
+        facts = replace(facts, read_processes=int(records.attrs.pop("read_processes", 1)))  # set by the Decoder
+    elif msgspec is not None and isinstance(data[0], _Record):  # decoded here: freed as it is turned into columns
         records = _struct_records_to_frame(data, release=True)
     else:
         records = records_to_frame(data)

@@ -95,6 +95,32 @@ def test_ingest_real_hostapd_export(defs, instance, landing, assets_dir):
     assert path.read_bytes() == HOSTAPD_1824.read_bytes(), "the landing file is never modified"
 
 
+def test_a_large_export_is_read_on_two_cores_into_the_one_core_table(defs, instance, landing, assets_dir, tmp_path):
+    """Over 16 MiB of JSON, raw_export decodes the records in two processes (training.read_processes): the
+    stored table is the one a single core makes, and the UI says how the file was read."""
+    from mcp_training_dagster.domain.export_split import SPLIT_MIN_BYTES
+    from mcp_training_dagster.serving.exports import read_export
+
+    sample = json.loads(HOSTAPD_1824.read_bytes())
+    copies = [{**r, "id": r["id"] + k * 10_000_000} for k in range(16) for r in sample["data"]]
+    doc = {"export_metadata": {**sample["export_metadata"], "total_records": len(copies)}, "data": copies}
+    path = landing / "large_export.json"
+    path.write_text(json.dumps(doc, indent=2))
+    assert path.stat().st_size >= SPLIT_MIN_BYTES
+
+    result = run_ingest(defs, instance, path.name)
+    assert result.success
+    (raw,) = materializations(result, "raw_export")
+    assert md(raw)["read_processes"] == 2
+    assert md(raw)["dagster/row_count"] == len(copies)
+    one_core = read_export(path)
+    assert one_core.facts.read_processes == 1
+    one_core.records.to_parquet(tmp_path / "one_core.parquet")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(_stored(assets_dir, "raw_export", path.name)), pd.read_parquet(tmp_path / "one_core.parquet")
+    )
+
+
 def test_zip_export_and_awkward_file_names(defs, instance, landing, assets_dir):
     import zipfile
 

@@ -199,6 +199,16 @@ def test_truncated_real_file_cut_in_half(tmp_path: Path) -> None:
     expect_error(path, "truncated")
 
 
+def test_cut_inside_a_string_says_where_the_string_starts(tmp_path: Path) -> None:
+    payload = HOSTAPD_1824.read_bytes()
+    cut = payload.index(b'"message": "', len(payload) // 2) + len(b'"message": "eth')
+    path = tmp_path / "cut_in_message.json"
+    path.write_bytes(payload[:cut])
+    line = payload[:cut].count(b"\n") + 1
+    err = expect_error(path, "truncated", f"Unterminated string starting at line {line} column")
+    assert " at at " not in str(err)
+
+
 def test_truncated_after_a_complete_record(tmp_path: Path) -> None:
     payload = HOSTAPD_1824.read_bytes()
     cut = payload.index(b"},", len(payload) // 2) + 2

@@ -12,6 +12,7 @@ import pandas as pd
 import dagster as dg
 from mcp_training_dagster.defs.partitions import export_files
 from mcp_training_dagster.defs.resources import PipelineSettings
+from mcp_training_dagster.domain.export_split import split_decoder
 from mcp_training_dagster.domain.report import markdown_table
 from mcp_training_dagster.serving.exports import ExportFileError, RawExport, read_export
 from mcp_training_dagster.domain.landing import LandingError, partition_key_problem, resolve_landing_file
@@ -41,10 +42,11 @@ def _read_landed(cfg: Settings, key: str) -> tuple[str, RawExport]:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     try:
         # Objects are read through fsspec straight into memory (no local copy).
+        limit, processes = cfg.training.input_limits.max_export_bytes, cfg.training.read_processes
         raw = (
-            read_landed_export(location, key)
+            read_landed_export(location, key, max_bytes=limit, processes=processes)
             if is_remote(location)
-            else read_export(path, max_bytes=cfg.training.input_limits.max_export_bytes)
+            else read_export(path, max_bytes=limit, decode=split_decoder(processes))
         )
     except ExportFileError as exc:
         raise dg.Failure(
@@ -109,6 +111,7 @@ def raw_export(context: dg.AssetExecutionContext, settings: PipelineSettings):
             "file_mtime": f.file_mtime if f.file_mtime is not None else -1.0,
             "claimed_records": f.claimed_records if f.claimed_records is not None else -1,
             "file_warnings": dg.MetadataValue.json(list(f.warnings)),
+            "read_processes": f.read_processes,
         },
     )
     yield dg.AssetCheckResult(
