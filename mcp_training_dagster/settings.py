@@ -303,6 +303,13 @@ class TrainingConfig(_Strict):
     service_timezone: str = "UTC"
     executor: Literal["in_process", "multiprocess", "celery"] | None = None  # default by deployment
     max_concurrent_steps: int = Field(2, ge=1, le=64)
+    run_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="a run lowers its own CPU priority to this niceness (never raises it), so the daemon's sensor ticks, "
+        "the code server and the UI stay responsive while a retrain takes every core; 0: unchanged (POSIX)",
+    )
     read_processes: int = Field(
         2,
         ge=1,
