@@ -72,8 +72,17 @@ class _Cuts:
 
 
 def split_decoder(processes: int) -> Decoder | None:
-    """What to hand ``read_export(decode=...)`` for ``processes`` cores (None: one core, nothing to try)."""
+    """What to hand ``read_export(decode=...)`` for ``processes`` cores, at most the cores this process may
+    run on (None: one core, nothing to try)."""
+    processes = min(processes, usable_cores())
     return partial(decode_split, processes=processes) if processes > 1 else None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def find_cuts(payload: bytes, parts: int) -> _Cuts | None:
@@ -119,10 +128,10 @@ def decode_split(payload: bytes, processes: int) -> dict[str, Any] | None:
         if first is None:
             return None
         meta, arrays = first
-        timeout = _CHILD_GRACE_S + 10 * (time.monotonic() - started)
+        deadline = time.monotonic() + _CHILD_GRACE_S + 10 * (time.monotonic() - started)  # one for all children
         parts = [arrays]
         for child in children:
-            got = child.collect(timeout)
+            got = child.collect(max(0.0, deadline - time.monotonic()))
             if got is None:
                 return None
             parts.append(got)
@@ -132,8 +141,7 @@ def decode_split(payload: bytes, processes: int) -> dict[str, Any] | None:
         records.attrs["read_processes"] = len(parts)  # (exports moves it into the file's facts)
         return {"export_metadata": meta, "data": records}
     finally:
-        for child in children:
-            child.reap()
+        _reap_all(children)
 
 
 def _decode_first(payload: bytes, cuts: _Cuts) -> tuple[Any, dict[str, pa.Array]] | None:
@@ -198,9 +206,11 @@ class _Child:
         self.reaped = False
 
     def collect(self, timeout: float) -> dict[str, pa.Array] | None:
-        readable, _, _ = select.select([self.ready], [], [], timeout)
-        status = os.read(self.ready, 1) if readable else b""
-        if status != b"1":  # failed, died or hung: the caller decodes on one core
+        """The child's columns, or None when it failed, died or did not answer within ``timeout`` seconds
+        (then the caller decodes on one core)."""
+        poller = select.poll()  # (not select.select: it refuses descriptors numbered 1024 and above)
+        poller.register(self.ready, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)) or os.read(self.ready, 1) != b"1":
             return None
         size = os.fstat(self.memfd).st_size
         if not size:
@@ -210,6 +220,7 @@ class _Child:
         return {name: batch.column(name) for name in batch.schema.names}
 
     def reap(self) -> None:
+        """Kill the child if it still runs, wait for it, close its descriptors."""
         if self.reaped:
             return
         self.reaped = True
@@ -220,37 +231,81 @@ class _Child:
         except ChildProcessError:  # already reaped (a SIGCHLD handler of the host process)
             pass
         finally:
-            os.close(self.memfd)
-            os.close(self.ready)
+            _close(self.memfd, self.ready)
+
+
+def _reap_all(children: list[_Child]) -> None:
+    """Every child reaped, even when reaping one raises (an interrupt): then the first error is raised."""
+    error: BaseException | None = None
+    for child in children:
+        try:
+            child.reap()
+        except BaseException as exc:  # noqa: B036 - re-raised below, once every child is reaped
+            error = error or exc
+    if error is not None:
+        raise error
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+_ALL_SIGNALS = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
 
 
 def _fork_part(payload: bytes, lo: int, hi: int, *, last: bool) -> _Child:
+    """Fork a child decoding ``payload[lo:hi]`` (records); raises OSError (nothing left open) if it cannot."""
     memfd = os.memfd_create("mcp_export_part", os.MFD_CLOEXEC)
-    ready, done = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about fork in a threaded process; the child only decodes, writes to its
-        # memfd and _exits (Arrow on the system allocator), touching no lock another thread may hold.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # the child: never returns
-        status = b"0"
-        try:
-            os.close(ready)
-            pa.set_memory_pool(pa.system_memory_pool())
-            # The part as a JSON list: the last one already ends with the "]" that closed data.
-            body = b"[" + payload[lo:hi] + (b"" if last else b"]")
-            arrays = part_arrays(_PART_DECODER.decode(body))
-            if arrays is not None:
-                batch = pa.RecordBatch.from_pydict(arrays)
-                with os.fdopen(os.dup(memfd), "wb") as fh, pa.ipc.new_stream(fh, batch.schema) as writer:
-                    writer.write_batch(batch)
-                status = b"1"
-        except BaseException:  # noqa: B036 - any failure means "decode on one core"; never unwind the parent's stack
-            status = b"0"
-        finally:
-            try:
-                os.write(done, status)
-            finally:
-                os._exit(0)
+    try:
+        ready, done = os.pipe()
+    except OSError:
+        _close(memfd)
+        raise
+    # Signals are blocked across the fork, so no handler of the host process (a Ctrl-C, a run's termination)
+    # can run in the child before it is inside _child_main, which never returns.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork in a threaded process; the child only decodes, writes to its
+            # memfd and _exits (Arrow on the system allocator), touching no lock another thread may hold.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+            if pid == 0:
+                _child_main(payload, lo, hi, last=last, memfd=memfd, ready=ready, done=done)
+    except OSError:
+        _close(memfd, ready, done)
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     os.close(done)
     return _Child(pid, memfd, ready)
+
+
+def _child_main(payload: bytes, lo: int, hi: int, *, last: bool, memfd: int, ready: int, done: int) -> None:
+    """The child: decode the part, write its columns to the memfd, say "1" (or "0") on the pipe, _exit."""
+    status = b"0"
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the default action (end this process), not the host's handler
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        os.close(ready)
+        pa.set_memory_pool(pa.system_memory_pool())
+        # The part as a JSON list: the last one already ends with the "]" that closed data.
+        body = b"[" + payload[lo:hi] + (b"" if last else b"]")
+        arrays = part_arrays(_PART_DECODER.decode(body))
+        if arrays is not None:
+            batch = pa.RecordBatch.from_pydict(arrays)
+            with os.fdopen(os.dup(memfd), "wb") as fh, pa.ipc.new_stream(fh, batch.schema) as writer:
+                writer.write_batch(batch)
+            status = b"1"
+    except BaseException:  # noqa: B036 - any failure means "decode on one core"; never unwind the parent's stack
+        status = b"0"
+    finally:
+        try:
+            os.write(done, status)
+        finally:
+            os._exit(0)

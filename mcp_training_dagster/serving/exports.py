@@ -152,6 +152,24 @@ def _to_text(value: Any) -> str | None:
 _NULLABLE = {"integer": "Int64", "boolean": "boolean", "floating": "Float64"}
 
 
+def _storable(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone UTF-16 surrogate (JSON allows the escape "\\ud800", Unicode has
+    no such character, Arrow and Parquet refuse it) is kept as that escape's six characters."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_series(values: list[Any]) -> pd.Series:
+    """Text (or null) values as a text column; a value with a lone surrogate kept as its escape (see
+    :func:`_storable`). Only a column that holds one pays for the check."""
+    try:
+        return pd.Series(values, dtype="str")
+    except UnicodeEncodeError:
+        kept = [_storable(v) if isinstance(v, str) and not v.isascii() else v for v in values]
+        series = pd.Series(kept, dtype="str")
+        series.attrs["escaped"] = sum(a != b for a, b in zip(values, kept) if isinstance(a, str))
+        return series
+
+
 def _column_slow(values: list[Any]) -> pd.Series:
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind in _NULLABLE:
@@ -162,10 +180,10 @@ def _column_slow(values: list[Any]) -> pd.Series:
         except (OverflowError, TypeError, ValueError):
             # Integers beyond 64 bits (2**70, -2**64): kept as their exact text, so validation can
             # quarantine those records (invalid_id) instead of the whole file failing.
-            return pd.Series([_to_text(v) for v in values], dtype="str")
+            return _text_series([_to_text(v) for v in values])
     if kind in ("string", "empty"):
-        return pd.Series(values, dtype="str")
-    return pd.Series([_to_text(v) for v in values], dtype="str")
+        return _text_series(values)
+    return _text_series([_to_text(v) for v in values])
 
 
 def _column(values: list[Any]) -> pd.Series:
@@ -394,15 +412,17 @@ def records_to_frame(data: list[Any]) -> pd.DataFrame:
             unknown = {k: v for k, v in r.items() if k not in known}
             if unknown:
                 extras[i] = json.dumps(unknown, ensure_ascii=False, default=str)
-    cols["extra"] = pd.Series(extras, dtype="str") if not all(superset) else _null_text(n)
+    cols["extra"] = _text_series(extras) if not all(superset) else _null_text(n)
     if all_obj:
         cols["non_object"] = _null_text(n)
     else:
-        cols["non_object"] = pd.Series(
-            [None if ok else json.dumps(r, ensure_ascii=False, default=str) for r, ok in zip(data, is_obj)],
-            dtype="str",
+        cols["non_object"] = _text_series(
+            [None if ok else json.dumps(r, ensure_ascii=False, default=str) for r, ok in zip(data, is_obj)]
         )
-    return pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+    frame = pd.DataFrame(cols, columns=list(RAW_COLUMNS))
+    if escaped := sum(c.attrs.get("escaped", 0) for c in cols.values() if isinstance(c, pd.Series)):
+        frame.attrs["escaped_surrogates"] = escaped  # (_from_document turns it into the file's warning)
+    return frame
 
 
 # A faster decoder the caller may offer (the training project's domain/export_split.py, several cores):
@@ -623,6 +643,12 @@ def _from_document(
         records = _struct_records_to_frame(data, release=True)
     else:
         records = records_to_frame(data)
+        if escaped := records.attrs.pop("escaped_surrogates", 0):
+            note = (
+                f"{escaped} text value(s) held a lone UTF-16 surrogate escape (e.g. \\ud800: not Unicode text), "
+                "kept as the escape's characters"
+            )
+            facts = replace(facts, warnings=(*facts.warnings, note))
     # The reference time of the plausible-timestamp range travels with the table (validation reads
     # it; Parquet keeps DataFrame.attrs), so every reader of this table applies the same range.
     records.attrs.update(export_created_at=facts.created_at, file_mtime=file_mtime)

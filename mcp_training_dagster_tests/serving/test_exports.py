@@ -407,3 +407,31 @@ def test_without_msgspec_the_same_table(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     pd.testing.assert_frame_equal(pd.read_parquet(out), read_export(HOSTAPD_1824).records)
+
+
+def test_lone_surrogate_escapes_are_kept_as_their_text_with_a_warning(tmp_path: Path) -> None:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"); Unicode, Arrow and Parquet have no such character.
+    The file is read (not a traceback), each such value kept as the escape's six characters, and the file's
+    warnings say how many; a real pair (an emoji) is untouched."""
+    from mcp_training_dagster.serving.validation import validate_records
+
+    data = [
+        record(1, message="bad \ud800 x", device_ip="\udfff"),
+        record(2, vendor="\ud83d"),
+        "not a record \udc00",
+        record(3, message="ok \U0001f600"),
+    ]
+    path = tmp_path / "surrogates.json"
+    path.write_text(json.dumps(export_doc(data), indent=2))  # ASCII JSON with \\uXXXX escapes, as a service may write
+    got = read_export(path)
+    rec = got.records
+    assert rec["message"].tolist()[0] == "bad \\ud800 x"
+    assert rec["device_ip"].iloc[0] == "\\udfff"
+    assert rec["extra"].iloc[1] == '{"vendor": "\\ud83d"}'
+    assert rec["non_object"].iloc[2] == '"not a record \\udc00"'
+    assert rec["message"].iloc[3] == "ok \U0001f600"
+    assert any("4 text value(s) held a lone UTF-16 surrogate" in w for w in got.facts.warnings)
+    rec.to_parquet(tmp_path / "raw.parquet")  # storable
+    result = validate_records(rec, path.name)
+    assert result.report.quarantine_by_reason == {"not_an_object": 1}
+    assert result.records["message"].tolist() == ["bad \\ud800 x", record(2)["message"], "ok \U0001f600"]
