@@ -15,8 +15,13 @@ Why the table is the same: each part becomes columns exactly as :func:`exports.s
 them; a key's parts are joined only when they have one type (text, int64 or bool; a part that is all
 null fits any), which is the type the whole column would get. Anything else (a key typed differently
 in two parts, a number Arrow does not take, a record the fast decoder refuses, a child that fails or
-hangs) returns None, and the caller reads the whole file on one core. Linux only (fork + memfd). The serving copy in a model package does not ship this module: it reads
-on one core (``exports.read_export`` without a ``decode``).
+hangs) returns None, and the caller reads the whole file on one core.
+
+The child is a fork of a host process with threads (a Dagster run, a Celery worker): signals are blocked
+across the fork and the child resets SIGINT/SIGTERM before unblocking, so no host handler ever runs in it;
+it uses Arrow's system allocator and ends with ``os._exit`` on every path. Linux only (fork + memfd). The
+serving copy in a model package does not ship this module: it reads on one core (``exports.read_export``
+without a ``decode``).
 """
 
 from __future__ import annotations
