@@ -45,8 +45,9 @@ from mcp_training_dagster.serving.exports import (
     RAW_COLUMNS,
     RECORD_KEYS,
     Decoder,
-    _bool_series,
+    _decode_typed,
     _null_text,
+    arrow_column,
     msgspec,
     struct_columns,
 )
@@ -61,7 +62,7 @@ _CHILD_GRACE_S = 60.0
 _TYPES = {pa.large_string(): "text", pa.string(): "text", pa.int64(): "int", pa.bool_(): "bool"}
 
 if msgspec is not None:  # (optional in a model package, which then reads exports on one core)
-    from mcp_training_dagster.serving.exports import _DECODER, _Record
+    from mcp_training_dagster.serving.exports import _Record
 
     _PART_DECODER = msgspec.json.Decoder(list[_Record])  # type: ignore[valid-type]
 
@@ -93,10 +94,11 @@ def usable_cores() -> int:
 def find_cuts(payload: bytes, parts: int) -> _Cuts | None:
     """Record boundaries near every 1/parts of the payload, or None when there are not enough (compact
     JSON, a small file) or ``data`` is not the document's last key (then the parts would not be records)."""
-    tail = payload[-256:].rstrip()
+    start = max(0, len(payload) - 256)
+    tail = payload[start:].rstrip()
     if not tail.endswith(b"}"):
         return None
-    data_end = len(payload) - 256 + len(tail[:-1].rstrip()) if len(payload) > 256 else len(tail[:-1].rstrip())
+    data_end = start + len(tail[:-1].rstrip())
     if payload[data_end - 1 : data_end] != b"]":
         return None
     ends: list[int] = []
@@ -151,14 +153,11 @@ def decode_split(payload: bytes, processes: int) -> dict[str, Any] | None:
 
 def _decode_first(payload: bytes, cuts: _Cuts) -> tuple[Any, dict[str, pa.Array]] | None:
     """The document with only the first part's records (the rest cut out), decoded here."""
-    try:
-        doc: Any = _DECODER.decode(payload[: cuts.ends[0]] + b"]" + payload[cuts.data_end :])
-    except (msgspec.MsgspecError, ValueError, RecursionError):
+    doc = _decode_typed(payload[: cuts.ends[0]] + b"]" + payload[cuts.data_end :])
+    if doc is None or not doc["data"] or not isinstance(doc["export_metadata"], dict | None):
         return None
-    if not doc.data or not (doc.export_metadata is None or isinstance(doc.export_metadata, dict)):
-        return None
-    arrays = part_arrays(doc.data)
-    return None if arrays is None else (doc.export_metadata, arrays)
+    arrays = part_arrays(doc["data"])
+    return None if arrays is None else (doc["export_metadata"], arrays)
 
 
 def part_arrays(records: list[Any]) -> dict[str, pa.Array] | None:
@@ -188,16 +187,8 @@ def _merge(parts: list[dict[str, pa.Array]]) -> pd.DataFrame | None:
         kind = kinds.pop() if kinds else "text"
         typ = {"text": pa.large_string(), "int": pa.int64(), "bool": pa.bool_()}[kind]
         # One contiguous array, as on one core (kept in parts, validation would join the text it scans;
-        # measured the same); the copy also frees the child's shared memory.
-        joined = pa.concat_arrays([a.cast(typ) for a in arrays])
-        if kind == "text":
-            cols[key] = pd.Series(pd.array(joined, dtype="str"))
-        elif kind == "bool":
-            cols[key] = _bool_series(joined)
-        else:
-            mask = joined.is_null().to_numpy(zero_copy_only=False)
-            values = joined.fill_null(0).to_numpy(zero_copy_only=False)
-            cols[key] = pd.Series(pd.arrays.IntegerArray(values, mask))
+        # measured the same); the copy also frees the child's shared memory. Then the column one core makes.
+        cols[key] = arrow_column(pa.concat_arrays([a.cast(typ) for a in arrays]))
     cols["extra"] = _null_text(n)
     cols["non_object"] = _null_text(n)
     return pd.DataFrame(cols, columns=list(RAW_COLUMNS))

@@ -194,11 +194,18 @@ def _column(values: list[Any]) -> pd.Series:
         arr = pa.array(values)
     except Exception:  # mixed types, huge ints, odd text: the general path decides
         return _column_slow(values)
+    column = arrow_column(arr)
+    return _column_slow(values) if column is None else column
+
+
+def arrow_column(arr: pa.Array) -> pd.Series | None:
+    """The raw column of an Arrow array of one of the types a raw column keeps (text, int64, bool, all null),
+    else None."""
     typ = arr.type
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return pd.Series(pd.array(arr.cast(pa.large_string()), dtype="str"))
     if pa.types.is_null(typ):
-        return pd.Series(pd.array(pa.nulls(len(values), type=pa.large_string()), dtype="str"))
+        return _null_text(len(arr))
     if pa.types.is_int64(typ):
         if arr.null_count == 0:
             return pd.Series(pd.arrays.IntegerArray(arr.to_numpy(zero_copy_only=False), np.zeros(len(arr), dtype=bool)))
@@ -207,7 +214,7 @@ def _column(values: list[Any]) -> pd.Series:
         return pd.Series(pd.arrays.IntegerArray(data, mask))
     if pa.types.is_boolean(typ):
         return _bool_series(arr)
-    return _column_slow(values)
+    return None
 
 
 def _bool_series(arr: pa.Array) -> pd.Series:
